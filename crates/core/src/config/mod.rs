@@ -1,0 +1,625 @@
+//! Switchyard's configuration: its shape, its defaults, and the checks a loaded configuration must pass.
+//!
+//! Values come in layers (built-in defaults < preset < config file < `SWITCHYARD_*` environment < flags); `layers`
+//! merges them and remembers where each value came from, `presets` holds the embedded `profiles/*.toml`. Every
+//! struct here denies unknown fields, and [`Config::validate`] names the key of any value it refuses.
+
+mod layers;
+mod presets;
+mod values;
+
+pub use layers::{
+    ConfigSources, ENV_ALIASES, FlagValue, LoadedConfig, Source, documented_keys, env_name, load,
+};
+pub use presets::{PRESETS, preset_text};
+pub use values::{ByteSize, VramLimit};
+
+use crate::error::CoreError;
+use crate::model::ModelName;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The whole configuration. See `docs/configuration.md` for every key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub ollama: OllamaConfig,
+    pub database: DatabaseConfig,
+    pub vram: VramConfig,
+    pub routing: RoutingConfig,
+    pub breaker: BreakerConfig,
+    pub limits: LimitsConfig,
+    pub profiler: ProfilerConfig,
+    /// Per-model settings, keyed by model name (`[models."qwen2.5:7b"]`).
+    pub models: BTreeMap<String, ModelSettings>,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. Loopback by default: the GPU box is not opened to the network unless asked.
+    pub listen: SocketAddr,
+    /// Key the admin routes require (`Authorization: Bearer KEY` or `x-switchyard-admin-key`). Empty = no key.
+    pub admin_key: String,
+    /// Keys accepted on the inference routes. Empty = the inference routes are open.
+    pub client_keys: Vec<String>,
+    /// Allow a non-loopback `listen` without an admin key.
+    pub allow_open_admin: bool,
+    /// Largest request body accepted; larger bodies get 413.
+    pub max_body: ByteSize,
+    /// Deepest JSON nesting accepted in a request body.
+    pub max_json_depth: u32,
+    /// How long SIGTERM waits for in-flight requests and streams before exiting.
+    pub shutdown_grace_secs: u64,
+    /// `pretty` (humans) or `json` (log shippers).
+    pub log_format: LogFormat,
+    /// Log prompts and responses at debug level. Off by default: prompts are users' data.
+    pub log_prompts: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 11435)),
+            admin_key: String::new(),
+            client_keys: Vec::new(),
+            allow_open_admin: false,
+            max_body: ByteSize::mib(32),
+            max_json_depth: 64,
+            shutdown_grace_secs: 30,
+            log_format: LogFormat::Pretty,
+            log_prompts: false,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The Ollama upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OllamaConfig {
+    /// Base URL of Ollama.
+    pub url: String,
+    /// Give up connecting after this many milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Give up when no response head arrived this many seconds after forwarding (the model is already loaded then).
+    pub first_byte_timeout_secs: u64,
+    /// End a stream when no chunk arrived for this many seconds.
+    pub idle_timeout_secs: u64,
+    /// Give up on a model load after this many seconds.
+    pub load_timeout_secs: u64,
+    /// Deadline for control calls (tags, ps, show).
+    pub control_timeout_secs: u64,
+    /// How often the model catalog (`/api/tags`, `/api/show`) is refreshed, in seconds.
+    pub catalog_refresh_secs: u64,
+}
+
+impl Default for OllamaConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:11434".to_string(),
+            connect_timeout_ms: 2000,
+            first_byte_timeout_secs: 120,
+            idle_timeout_secs: 60,
+            load_timeout_secs: 300,
+            control_timeout_secs: 10,
+            catalog_refresh_secs: 30,
+        }
+    }
+}
+
+/// Where profiles, decisions and load events are stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite:///path/file.db` or `postgres://user@host/db`. Empty = `switchyard.db` in the data directory.
+    pub url: String,
+    /// Data directory. Empty = `$XDG_DATA_HOME/switchyard` (`~/.local/share/switchyard`).
+    pub data_dir: String,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// Background writes (decisions, load events) waiting for the store; beyond this they are dropped and counted.
+    pub write_queue: usize,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            data_dir: String::new(),
+            max_connections: 4,
+            write_queue: 1024,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The data directory after defaults are applied.
+    pub fn resolved_data_dir(&self) -> PathBuf {
+        if !self.data_dir.is_empty() {
+            return PathBuf::from(&self.data_dir);
+        }
+        if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("switchyard");
+        }
+        if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(home).join(".local/share/switchyard");
+        }
+        PathBuf::from("switchyard-data")
+    }
+
+    /// The database URL after defaults are applied.
+    pub fn resolved_url(&self) -> String {
+        if !self.url.is_empty() {
+            return self.url.clone();
+        }
+        format!(
+            "sqlite://{}",
+            self.resolved_data_dir().join("switchyard.db").display()
+        )
+    }
+}
+
+/// Which GPU probe the VRAM manager reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// NVML when a driver is present, else Ollama's `/api/ps` with `vram.total`.
+    Auto,
+    Nvml,
+    Ollama,
+    /// The simulator's `/sim/gpu` (tests, benchmarks, demo).
+    Sim,
+}
+
+/// Which idle model is unloaded first when room is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Least recently used.
+    Lru,
+    /// Largest first.
+    Largest,
+    /// Least frequently used.
+    Lfu,
+    /// GreedyDual-Size-Frequency: lowest uses x reload seconds / size.
+    Cost,
+}
+
+impl Strategy {
+    /// Lower-case name for labels and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Lru => "lru",
+            Strategy::Largest => "largest",
+            Strategy::Lfu => "lfu",
+            Strategy::Cost => "cost",
+        }
+    }
+}
+
+/// The VRAM manager.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VramConfig {
+    pub probe: ProbeKind,
+    /// Memory per GPU when no probe can measure it (the `ollama` probe). Empty = unknown: 24 GiB is assumed and
+    /// `/admin/vram` warns.
+    pub total: String,
+    /// Number of GPUs of `total` each, for the `ollama` probe.
+    pub gpu_count: u32,
+    /// What Switchyard may use: bytes (`20GiB`) or a percentage of each GPU (`90%`).
+    pub limit: VramLimit,
+    /// Kept free on every GPU on top of the limit, for allocations Ollama does not count.
+    pub headroom: ByteSize,
+    /// Above this share of the budget, idle unpinned models are unloaded by strategy until below it.
+    pub unload_threshold_pct: f64,
+    pub strategy: Strategy,
+    /// How often the probes are read, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Unload a managed model idle for this many seconds (0 = never unload for idleness).
+    pub idle_ttl_secs: u64,
+    /// Models pinned at start: loaded and never evicted.
+    pub pins: Vec<String>,
+    /// Models loaded at start (not pinned).
+    pub preload: Vec<String>,
+    /// Pin the fastest profiled chat model at start (the `low-latency` preset turns this on).
+    pub pin_fastest: bool,
+    /// How long a request waits for room before it is answered 503 with `Retry-After`, in milliseconds.
+    pub admission_wait_ms: u64,
+    /// Most models loaded at once (0 = Ollama's default of 3 per GPU).
+    pub max_loaded_models: u32,
+    /// Context length every model is loaded with, unless `[models."name"].num_ctx` says otherwise. Clients' own
+    /// `num_ctx` is replaced by this so that different clients never force a reload.
+    pub num_ctx: u64,
+}
+
+impl Default for VramConfig {
+    fn default() -> Self {
+        Self {
+            probe: ProbeKind::Auto,
+            total: String::new(),
+            gpu_count: 1,
+            limit: VramLimit::Percent(100.0),
+            headroom: ByteSize::mib(512),
+            unload_threshold_pct: 90.0,
+            strategy: Strategy::Cost,
+            poll_interval_ms: 1000,
+            idle_ttl_secs: 1800,
+            pins: Vec::new(),
+            preload: Vec::new(),
+            pin_fastest: false,
+            admission_wait_ms: 10_000,
+            max_loaded_models: 0,
+            num_ctx: 4096,
+        }
+    }
+}
+
+/// Which classifier `auto` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassifierKind {
+    /// Word-boundary rules and structure: microseconds, no model needed.
+    Rules,
+    /// Nearest labelled example by embedding through `routing.embedding_model`, rules as fallback.
+    Embedding,
+}
+
+/// How `auto` picks a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Weight of quality against speed for `auto` (0 = fastest, 1 = best).
+    pub quality_preference: f64,
+    /// The weight for `auto:fast`.
+    pub fast_preference: f64,
+    /// The weight for `auto:quality`.
+    pub best_preference: f64,
+    /// Quality assumed for a model with no profile; it is flagged `unprofiled` in decisions.
+    pub prior_quality: f64,
+    /// How many pseudo-observations the prior is worth: few samples are shrunk toward it.
+    pub prior_weight: f64,
+    pub classifier: ClassifierKind,
+    /// Ollama embedding model for the `embedding` classifier.
+    pub embedding_model: String,
+    /// Share of routing decisions written to the store (all are kept in memory for `/admin/decisions`).
+    pub decision_sample_rate: f64,
+    /// Recent decisions kept in memory.
+    pub decisions_kept: usize,
+    /// Most candidates tried for one request when the first ones fail before sending anything.
+    pub max_attempts: u32,
+    /// Weight of each new response in the live latency averages.
+    pub ewma_alpha: f64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            quality_preference: 0.7,
+            fast_preference: 0.2,
+            best_preference: 0.95,
+            prior_quality: 0.4,
+            prior_weight: 4.0,
+            classifier: ClassifierKind::Rules,
+            embedding_model: String::new(),
+            decision_sample_rate: 0.05,
+            decisions_kept: 256,
+            max_attempts: 3,
+            ewma_alpha: 0.2,
+        }
+    }
+}
+
+/// The per-model circuit breaker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// Seconds an open breaker waits before letting one trial request through.
+    pub cooldown_secs: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            cooldown_secs: 30,
+        }
+    }
+}
+
+/// Overload protection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Requests in flight or waiting per model; beyond it the answer is 503 with `Retry-After`.
+    pub queue_per_model: u32,
+    /// Requests per second per client IP (0 = no limit).
+    pub per_ip_rps: f64,
+    /// Requests per second per client key (0 = no limit).
+    pub per_key_rps: f64,
+    /// Burst size of both token buckets.
+    pub burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            queue_per_model: 128,
+            per_ip_rps: 0.0,
+            per_key_rps: 0.0,
+            burst: 20,
+        }
+    }
+}
+
+/// The profiler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfilerConfig {
+    /// Items per category (0 = the whole suite).
+    pub items_per_category: u32,
+    /// Directory of suite files replacing the embedded ones. Empty = embedded.
+    pub suite_dir: String,
+    /// Ollama model used as judge for open-ended items. Empty = no judge (those items are skipped).
+    pub judge: String,
+    /// OpenAI-compatible endpoint for the judge instead of a local model (`https://api.example.com/v1`).
+    pub judge_url: String,
+    /// Environment variable holding the judge endpoint's API key.
+    pub judge_key_env: String,
+    /// Most tokens an answer may have.
+    pub max_output_tokens: u32,
+    /// Per-item timeout floor in seconds; the timeout grows with the model's measured speed.
+    pub timeout_floor_secs: u64,
+}
+
+impl Default for ProfilerConfig {
+    fn default() -> Self {
+        Self {
+            items_per_category: 20,
+            suite_dir: String::new(),
+            judge: String::new(),
+            judge_url: String::new(),
+            judge_key_env: "OPENAI_API_KEY".to_string(),
+            max_output_tokens: 512,
+            timeout_floor_secs: 30,
+        }
+    }
+}
+
+/// Settings for one model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSettings {
+    /// Context length this model is loaded with (0 = `vram.num_ctx`).
+    pub num_ctx: u64,
+    /// Idle seconds before this model is unloaded (0 = `vram.idle_ttl_secs`).
+    pub idle_ttl_secs: u64,
+    /// Never route `auto` requests to this model (explicit requests still work).
+    pub exclude: bool,
+}
+
+impl Config {
+    /// Checks ranges and cross-field rules. Every error names the key it is about.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let unit = |key: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(CoreError::config(
+                    key,
+                    format!("{v} is not between 0 and 1"),
+                ))
+            }
+        };
+        if !self.server.listen.ip().is_loopback()
+            && self.server.admin_key.is_empty()
+            && !self.server.allow_open_admin
+        {
+            return Err(CoreError::config(
+                "server.listen",
+                format!(
+                    "{} is not a loopback address and no admin key is set: set SWITCHYARD_ADMIN_KEY \
+                     (or server.admin_key), or pass --allow-open-admin to expose the admin routes without a key",
+                    self.server.listen
+                ),
+            ));
+        }
+        if self.server.max_body.0 < 1024 {
+            return Err(CoreError::config(
+                "server.max_body",
+                "must be at least 1KiB",
+            ));
+        }
+        if !(2..=1024).contains(&self.server.max_json_depth) {
+            return Err(CoreError::config(
+                "server.max_json_depth",
+                "must be between 2 and 1024",
+            ));
+        }
+        if !(self.ollama.url.starts_with("http://") || self.ollama.url.starts_with("https://"))
+            || self.ollama.url.parse::<http::Uri>().is_err()
+        {
+            return Err(CoreError::config(
+                "ollama.url",
+                format!("{:?} is not an http:// URL", self.ollama.url),
+            ));
+        }
+        if self.ollama.url.starts_with("https://") {
+            return Err(CoreError::config(
+                "ollama.url",
+                "https upstreams are not supported; put Ollama on loopback or a private network",
+            ));
+        }
+        for (key, v) in [
+            ("ollama.connect_timeout_ms", self.ollama.connect_timeout_ms),
+            (
+                "ollama.first_byte_timeout_secs",
+                self.ollama.first_byte_timeout_secs,
+            ),
+            ("ollama.idle_timeout_secs", self.ollama.idle_timeout_secs),
+            ("ollama.load_timeout_secs", self.ollama.load_timeout_secs),
+            (
+                "ollama.control_timeout_secs",
+                self.ollama.control_timeout_secs,
+            ),
+            (
+                "ollama.catalog_refresh_secs",
+                self.ollama.catalog_refresh_secs,
+            ),
+            ("vram.poll_interval_ms", self.vram.poll_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(CoreError::config(key, "must be greater than 0"));
+            }
+        }
+        let url = self.database.resolved_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(CoreError::config(
+                "database.url",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(CoreError::config(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if !self.vram.total.is_empty() {
+            crate::size::parse_bytes(&self.vram.total)
+                .map_err(|m| CoreError::config("vram.total", m))?;
+        }
+        if self.vram.gpu_count == 0 || self.vram.gpu_count > 64 {
+            return Err(CoreError::config(
+                "vram.gpu_count",
+                "must be between 1 and 64",
+            ));
+        }
+        if !(1.0..=100.0).contains(&self.vram.unload_threshold_pct) {
+            return Err(CoreError::config(
+                "vram.unload_threshold_pct",
+                "must be between 1 and 100",
+            ));
+        }
+        if self.vram.num_ctx < 256 {
+            return Err(CoreError::config("vram.num_ctx", "must be at least 256"));
+        }
+        for (key, list) in [
+            ("vram.pins", &self.vram.pins),
+            ("vram.preload", &self.vram.preload),
+        ] {
+            for name in list {
+                ModelName::parse(name).map_err(|err| CoreError::config(key, err.to_string()))?;
+            }
+        }
+        for name in self.models.keys() {
+            ModelName::parse(name)
+                .map_err(|err| CoreError::config(format!("models.{name:?}"), err.to_string()))?;
+        }
+        unit(
+            "routing.quality_preference",
+            self.routing.quality_preference,
+        )?;
+        unit("routing.fast_preference", self.routing.fast_preference)?;
+        unit("routing.best_preference", self.routing.best_preference)?;
+        unit("routing.prior_quality", self.routing.prior_quality)?;
+        unit(
+            "routing.decision_sample_rate",
+            self.routing.decision_sample_rate,
+        )?;
+        if !(0.01..=1.0).contains(&self.routing.ewma_alpha) {
+            return Err(CoreError::config(
+                "routing.ewma_alpha",
+                "must be between 0.01 and 1",
+            ));
+        }
+        if !(0.0..=1000.0).contains(&self.routing.prior_weight) {
+            return Err(CoreError::config(
+                "routing.prior_weight",
+                "must be between 0 and 1000",
+            ));
+        }
+        if self.routing.classifier == ClassifierKind::Embedding
+            && self.routing.embedding_model.is_empty()
+        {
+            return Err(CoreError::config(
+                "routing.embedding_model",
+                "must name an Ollama embedding model when routing.classifier = \"embedding\"",
+            ));
+        }
+        if self.routing.max_attempts == 0 || self.routing.max_attempts > 10 {
+            return Err(CoreError::config(
+                "routing.max_attempts",
+                "must be between 1 and 10",
+            ));
+        }
+        if self.breaker.failure_threshold == 0 {
+            return Err(CoreError::config(
+                "breaker.failure_threshold",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.queue_per_model == 0 {
+            return Err(CoreError::config(
+                "limits.queue_per_model",
+                "must be at least 1",
+            ));
+        }
+        for (key, v) in [
+            ("limits.per_ip_rps", self.limits.per_ip_rps),
+            ("limits.per_key_rps", self.limits.per_key_rps),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(CoreError::config(
+                    key,
+                    "must be 0 (off) or a positive number of requests per second",
+                ));
+            }
+        }
+        if (self.limits.per_ip_rps > 0.0 || self.limits.per_key_rps > 0.0) && self.limits.burst == 0
+        {
+            return Err(CoreError::config(
+                "limits.burst",
+                "must be at least 1 when a rate limit is set",
+            ));
+        }
+        if self.profiler.max_output_tokens == 0 {
+            return Err(CoreError::config(
+                "profiler.max_output_tokens",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Context length `model` is loaded with.
+    pub fn num_ctx_for(&self, model: &ModelName) -> u64 {
+        self.models
+            .get(model.as_str())
+            .map(|m| m.num_ctx)
+            .filter(|n| *n > 0)
+            .unwrap_or(self.vram.num_ctx)
+    }
+
+    /// The settings of `model`, when it has any.
+    pub fn model_settings(&self, model: &ModelName) -> Option<&ModelSettings> {
+        self.models.get(model.as_str())
+    }
+}

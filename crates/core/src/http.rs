@@ -1,0 +1,267 @@
+//! One pooled HTTP/1.1 keep-alive client for everything Switchyard sends upstream.
+//!
+//! Built on hyper-util's pooled client: connections are reused across requests, `TCP_NODELAY` is set, and response
+//! bodies are handed back as hyper's streaming `Incoming`, so the forwarder can relay a stream chunk by chunk without
+//! buffering it. The JSON helpers below are for control calls (tags, ps, show, load), never for the request path.
+
+use crate::error::CoreError;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Tuning of the pooled client.
+#[derive(Debug, Clone)]
+pub struct HttpClientOptions {
+    /// Give up connecting after this long (a dead upstream must fail fast so that fallback can act).
+    pub connect_timeout: Duration,
+    /// Close pooled connections idle for longer than this.
+    pub pool_idle_timeout: Duration,
+    /// Keep at most this many idle connections per upstream host.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for HttpClientOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 512,
+        }
+    }
+}
+
+/// A cheap-to-clone handle on the shared connection pool.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpClient")
+    }
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new(&HttpClientOptions::default())
+    }
+}
+
+/// A fully read response: status, content type and body.
+#[derive(Debug, Clone)]
+pub struct BufferedResponse {
+    pub status: StatusCode,
+    pub content_type: Option<HeaderValue>,
+    pub body: Bytes,
+}
+
+impl HttpClient {
+    /// Builds the client and its connection pool.
+    pub fn new(options: &HttpClientOptions) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(options.connect_timeout));
+        connector.enforce_http(true);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(options.pool_idle_timeout)
+            .pool_max_idle_per_host(options.pool_max_idle_per_host)
+            .build(connector);
+        Self { inner }
+    }
+
+    /// Sends `req` and returns as soon as the response head arrives; the body streams.
+    ///
+    /// Connection failures become [`CoreError::Unreachable`]. No timeout is applied here: callers own their
+    /// deadlines (first byte, idle between chunks) because they differ per use.
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, CoreError> {
+        let url = req.uri().to_string();
+        self.inner
+            .request(req)
+            .await
+            .map_err(|e| CoreError::Unreachable {
+                url,
+                message: describe_client_error(&e),
+            })
+    }
+
+    /// Sends a request with an optional JSON body and reads the whole answer within `timeout`.
+    pub async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Bytes>,
+        timeout: Duration,
+    ) -> Result<BufferedResponse, CoreError> {
+        let req = build_request(method, url, body)?;
+        let call = async {
+            let resp = self.send(req).await?;
+            let status = resp.status();
+            let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| CoreError::Unreachable {
+                    url: url.to_string(),
+                    message: e.to_string(),
+                })?
+                .to_bytes();
+            Ok(BufferedResponse {
+                status,
+                content_type,
+                body,
+            })
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| CoreError::Timeout {
+                url: url.to_string(),
+                seconds: timeout.as_secs_f64(),
+            })?
+    }
+
+    /// GETs `url` and decodes a JSON answer; a non-2xx status becomes [`CoreError::Upstream`].
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<T, CoreError> {
+        let resp = self.request(Method::GET, url, None, timeout).await?;
+        decode_json(url, resp)
+    }
+
+    /// POSTs `body` as JSON to `url` and decodes a JSON answer; a non-2xx status becomes [`CoreError::Upstream`].
+    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<T, CoreError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| CoreError::Decode {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+        let resp = self
+            .request(Method::POST, url, Some(Bytes::from(bytes)), timeout)
+            .await?;
+        decode_json(url, resp)
+    }
+}
+
+/// Builds a request with a JSON content type when a body is given.
+pub fn build_request(
+    method: Method,
+    url: &str,
+    body: Option<Bytes>,
+) -> Result<Request<Full<Bytes>>, CoreError> {
+    let mut builder = Request::builder().method(method).uri(url);
+    if body.is_some() {
+        builder = builder.header(header::CONTENT_TYPE, "application/json");
+    }
+    builder
+        .body(Full::new(body.unwrap_or_default()))
+        .map_err(|e| CoreError::Unreachable {
+            url: url.to_string(),
+            message: format!("invalid request: {e}"),
+        })
+}
+
+fn decode_json<T: DeserializeOwned>(url: &str, resp: BufferedResponse) -> Result<T, CoreError> {
+    if !resp.status.is_success() {
+        return Err(CoreError::Upstream {
+            url: url.to_string(),
+            status: resp.status.as_u16(),
+            message: error_message(&resp.body),
+        });
+    }
+    serde_json::from_slice(&resp.body).map_err(|e| CoreError::Decode {
+        url: url.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Extracts the human message from an Ollama (`{"error":"..."}`) or OpenAI (`{"error":{"message":...}}`) error
+/// body, falling back to the raw text (truncated).
+pub fn error_message(body: &[u8]) -> String {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        match value.get("error") {
+            Some(serde_json::Value::String(s)) => return s.clone(),
+            Some(obj) => {
+                if let Some(s) = obj.get("message").and_then(|m| m.as_str()) {
+                    return s.to_string();
+                }
+            }
+            None => {}
+        }
+    }
+    String::from_utf8_lossy(&body[..body.len().min(300)])
+        .trim()
+        .to_string()
+}
+
+fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    message
+}
+
+/// Joins a base URL (`http://127.0.0.1:11434/`) and a path (`/api/ps`) with exactly one slash.
+pub fn join_url(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_from_both_shapes() {
+        assert_eq!(
+            error_message(br#"{"error":"model 'x' not found"}"#),
+            "model 'x' not found"
+        );
+        assert_eq!(
+            error_message(br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#),
+            "bad"
+        );
+        assert_eq!(error_message(b"plain text"), "plain text");
+    }
+
+    #[test]
+    fn joins_urls() {
+        assert_eq!(join_url("http://h:1/", "/api/ps"), "http://h:1/api/ps");
+        assert_eq!(join_url("http://h:1", "api/ps"), "http://h:1/api/ps");
+    }
+
+    #[tokio::test]
+    async fn unreachable_upstream_is_reported_as_such() {
+        let client = HttpClient::new(&HttpClientOptions {
+            connect_timeout: Duration::from_millis(500),
+            ..Default::default()
+        });
+        // Port 9 (discard) on loopback is closed on any sane test machine.
+        let err = client
+            .get_json::<serde_json::Value>("http://127.0.0.1:9/api/ps", Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(err.is_connectivity(), "{err}");
+    }
+}

@@ -1,0 +1,1 @@
+//! The optional LLM judge for open-ended items.

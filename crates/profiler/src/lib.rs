@@ -1,0 +1,13 @@
+//! Switchyard's profiler: measures every local model per task category on the user's own GPU.
+//!
+//! `suite` loads the per-category item files (embedded from `suites/`, or a directory given with `--suite-dir`);
+//! `check` decides whether an answer is correct without a judge; `judge` scores open-ended items with an optional
+//! LLM judge.
+
+pub mod check;
+pub mod error;
+pub mod judge;
+pub mod suite;
+
+pub use error::ProfileError;
+pub use suite::{Item, Suite};
