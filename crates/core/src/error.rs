@@ -32,11 +32,7 @@ pub enum CoreError {
 
     /// The upstream answered with an error status. `message` is its own error text when it gave one.
     #[error("{url} answered {status}: {message}")]
-    Upstream {
-        url: String,
-        status: u16,
-        message: String,
-    },
+    Upstream { url: String, status: u16, message: String },
 
     /// The upstream took longer than allowed.
     #[error("{url} did not answer within {seconds:.1} s")]
@@ -54,10 +50,7 @@ pub enum CoreError {
 impl CoreError {
     /// Shorthand for a configuration error naming `key`.
     pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Config {
-            key: key.into(),
-            message: message.into(),
-        }
+        Self::Config { key: key.into(), message: message.into() }
     }
 
     /// True when the upstream could not be reached or timed out, as opposed to answering with an error.

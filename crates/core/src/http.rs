@@ -84,13 +84,7 @@ impl HttpClient {
     /// deadlines (first byte, idle between chunks) because they differ per use.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, CoreError> {
         let url = req.uri().to_string();
-        self.inner
-            .request(req)
-            .await
-            .map_err(|e| CoreError::Unreachable {
-                url,
-                message: describe_client_error(&e),
-            })
+        self.inner.request(req).await.map_err(|e| CoreError::Unreachable { url, message: describe_client_error(&e) })
     }
 
     /// Sends a request with an optional JSON body and reads the whole answer within `timeout`.
@@ -110,31 +104,17 @@ impl HttpClient {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| CoreError::Unreachable {
-                    url: url.to_string(),
-                    message: e.to_string(),
-                })?
+                .map_err(|e| CoreError::Unreachable { url: url.to_string(), message: e.to_string() })?
                 .to_bytes();
-            Ok(BufferedResponse {
-                status,
-                content_type,
-                body,
-            })
+            Ok(BufferedResponse { status, content_type, body })
         };
         tokio::time::timeout(timeout, call)
             .await
-            .map_err(|_| CoreError::Timeout {
-                url: url.to_string(),
-                seconds: timeout.as_secs_f64(),
-            })?
+            .map_err(|_| CoreError::Timeout { url: url.to_string(), seconds: timeout.as_secs_f64() })?
     }
 
     /// GETs `url` and decodes a JSON answer; a non-2xx status becomes [`CoreError::Upstream`].
-    pub async fn get_json<T: DeserializeOwned>(
-        &self,
-        url: &str,
-        timeout: Duration,
-    ) -> Result<T, CoreError> {
+    pub async fn get_json<T: DeserializeOwned>(&self, url: &str, timeout: Duration) -> Result<T, CoreError> {
         let resp = self.request(Method::GET, url, None, timeout).await?;
         decode_json(url, resp)
     }
@@ -146,33 +126,22 @@ impl HttpClient {
         body: &B,
         timeout: Duration,
     ) -> Result<T, CoreError> {
-        let bytes = serde_json::to_vec(body).map_err(|e| CoreError::Decode {
-            url: url.to_string(),
-            message: e.to_string(),
-        })?;
-        let resp = self
-            .request(Method::POST, url, Some(Bytes::from(bytes)), timeout)
-            .await?;
+        let bytes =
+            serde_json::to_vec(body).map_err(|e| CoreError::Decode { url: url.to_string(), message: e.to_string() })?;
+        let resp = self.request(Method::POST, url, Some(Bytes::from(bytes)), timeout).await?;
         decode_json(url, resp)
     }
 }
 
 /// Builds a request with a JSON content type when a body is given.
-pub fn build_request(
-    method: Method,
-    url: &str,
-    body: Option<Bytes>,
-) -> Result<Request<Full<Bytes>>, CoreError> {
+pub fn build_request(method: Method, url: &str, body: Option<Bytes>) -> Result<Request<Full<Bytes>>, CoreError> {
     let mut builder = Request::builder().method(method).uri(url);
     if body.is_some() {
         builder = builder.header(header::CONTENT_TYPE, "application/json");
     }
     builder
         .body(Full::new(body.unwrap_or_default()))
-        .map_err(|e| CoreError::Unreachable {
-            url: url.to_string(),
-            message: format!("invalid request: {e}"),
-        })
+        .map_err(|e| CoreError::Unreachable { url: url.to_string(), message: format!("invalid request: {e}") })
 }
 
 fn decode_json<T: DeserializeOwned>(url: &str, resp: BufferedResponse) -> Result<T, CoreError> {
@@ -183,10 +152,7 @@ fn decode_json<T: DeserializeOwned>(url: &str, resp: BufferedResponse) -> Result
             message: error_message(&resp.body),
         });
     }
-    serde_json::from_slice(&resp.body).map_err(|e| CoreError::Decode {
-        url: url.to_string(),
-        message: e.to_string(),
-    })
+    serde_json::from_slice(&resp.body).map_err(|e| CoreError::Decode { url: url.to_string(), message: e.to_string() })
 }
 
 /// Extracts the human message from an Ollama (`{"error":"..."}`) or OpenAI (`{"error":{"message":...}}`) error
@@ -203,9 +169,7 @@ pub fn error_message(body: &[u8]) -> String {
             None => {}
         }
     }
-    String::from_utf8_lossy(&body[..body.len().min(300)])
-        .trim()
-        .to_string()
+    String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string()
 }
 
 fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
@@ -221,11 +185,7 @@ fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
 
 /// Joins a base URL (`http://127.0.0.1:11434/`) and a path (`/api/ps`) with exactly one slash.
 pub fn join_url(base: &str, path: &str) -> String {
-    format!(
-        "{}/{}",
-        base.trim_end_matches('/'),
-        path.trim_start_matches('/')
-    )
+    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
 }
 
 #[cfg(test)]
@@ -234,14 +194,8 @@ mod tests {
 
     #[test]
     fn error_messages_from_both_shapes() {
-        assert_eq!(
-            error_message(br#"{"error":"model 'x' not found"}"#),
-            "model 'x' not found"
-        );
-        assert_eq!(
-            error_message(br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#),
-            "bad"
-        );
+        assert_eq!(error_message(br#"{"error":"model 'x' not found"}"#), "model 'x' not found");
+        assert_eq!(error_message(br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#), "bad");
         assert_eq!(error_message(b"plain text"), "plain text");
     }
 
@@ -253,10 +207,8 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_upstream_is_reported_as_such() {
-        let client = HttpClient::new(&HttpClientOptions {
-            connect_timeout: Duration::from_millis(500),
-            ..Default::default()
-        });
+        let client =
+            HttpClient::new(&HttpClientOptions { connect_timeout: Duration::from_millis(500), ..Default::default() });
         // Port 9 (discard) on loopback is closed on any sane test machine.
         let err = client
             .get_json::<serde_json::Value>("http://127.0.0.1:9/api/ps", Duration::from_secs(2))

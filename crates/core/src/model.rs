@@ -23,10 +23,7 @@ impl ModelName {
     /// names longer than 200 bytes. Strips the default registry and `library/` namespace and adds `:latest` when
     /// no tag is given.
     pub fn parse(raw: &str) -> Result<Self, CoreError> {
-        let invalid = |reason| CoreError::InvalidModelName {
-            name: truncate_for_message(raw),
-            reason,
-        };
+        let invalid = |reason| CoreError::InvalidModelName { name: truncate_for_message(raw), reason };
         let name = raw.trim();
         if name.is_empty() {
             return Err(invalid("the name is empty"));
@@ -34,19 +31,13 @@ impl ModelName {
         if name.len() > MAX_NAME_LEN {
             return Err(invalid("the name is longer than 200 characters"));
         }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'/'))
-        {
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'/')) {
             return Err(invalid("only letters, digits and . - _ : / are allowed"));
         }
         if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
             return Err(invalid("empty path segment"));
         }
-        if name
-            .split('/')
-            .any(|seg| seg == "." || seg == ".." || seg.starts_with('.'))
-        {
+        if name.split('/').any(|seg| seg == "." || seg == ".." || seg.starts_with('.')) {
             return Err(invalid("path-like segments are not allowed"));
         }
         let short = name.strip_prefix("registry.ollama.ai/").unwrap_or(name);
@@ -174,39 +165,21 @@ mod tests {
             ("llama3.2:3b", "llama3.2:3b"),
             ("library/llama3.2", "llama3.2:latest"),
             ("registry.ollama.ai/library/qwen2.5:7b", "qwen2.5:7b"),
-            (
-                "hf.co/bartowski/Llama-3.2-1B-GGUF:Q4_K_M",
-                "hf.co/bartowski/Llama-3.2-1B-GGUF:Q4_K_M",
-            ),
+            ("hf.co/bartowski/Llama-3.2-1B-GGUF:Q4_K_M", "hf.co/bartowski/Llama-3.2-1B-GGUF:Q4_K_M"),
             ("  mistral ", "mistral:latest"),
         ];
         for (raw, want) in cases {
             assert_eq!(ModelName::parse(raw).unwrap().as_str(), want, "{raw}");
         }
-        assert_eq!(
-            ModelName::parse("qwen2.5-coder:7b").unwrap().base(),
-            "qwen2.5-coder"
-        );
+        assert_eq!(ModelName::parse("qwen2.5-coder:7b").unwrap().base(), "qwen2.5-coder");
     }
 
     #[test]
     fn hostile_names_are_rejected() {
         let long = "a".repeat(201);
-        for raw in [
-            "",
-            " ",
-            "../etc/passwd",
-            "/abs",
-            "a/../b",
-            "a//b",
-            "a b",
-            "a\\b",
-            "x:",
-            ":tag",
-            "a:b:c",
-            &long,
-            "é",
-        ] {
+        for raw in
+            ["", " ", "../etc/passwd", "/abs", "a/../b", "a//b", "a b", "a\\b", "x:", ":tag", "a:b:c", &long, "é"]
+        {
             assert!(ModelName::parse(raw).is_err(), "{raw:?} should be rejected");
         }
     }
@@ -216,10 +189,7 @@ mod tests {
         let caps = Capabilities::from_names(["completion", "tools", "nonsense"]);
         assert!(caps.completion && caps.tools && !caps.vision);
         assert_eq!(caps.names(), vec!["completion", "tools"]);
-        let need = Capabilities {
-            tools: true,
-            ..Default::default()
-        };
+        let need = Capabilities { tools: true, ..Default::default() };
         assert!(caps.covers(&need));
         assert!(!Capabilities::default().covers(&need));
     }

@@ -6,13 +6,9 @@ use std::fmt;
 /// or KiB, MiB, GiB, TiB (powers of 1024). Case-insensitive; spaces between number and unit are allowed.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let num: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (try 24GiB, 512MiB or a number of bytes)"))?;
+    let num: f64 = num.parse().map_err(|_| format!("{s:?} is not a size (try 24GiB, 512MiB or a number of bytes)"))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -24,9 +20,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "gib" => 1024.0 * 1024.0 * 1024.0,
         "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         other => {
-            return Err(format!(
-                "unknown size unit {other:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)"
-            ));
+            return Err(format!("unknown size unit {other:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)"));
         }
     };
     let bytes = num * mult;
@@ -49,11 +43,7 @@ impl fmt::Display for Bytes {
             value /= 1024.0;
             unit += 1;
         }
-        if unit == 0 {
-            write!(f, "{} B", self.0)
-        } else {
-            write!(f, "{value:.1} {}", UNITS[unit])
-        }
+        if unit == 0 { write!(f, "{} B", self.0) } else { write!(f, "{value:.1} {}", UNITS[unit]) }
     }
 }
 

@@ -6,11 +6,7 @@
 /// This is the usual rule of thumb for English with BPE tokenizers; the simulator uses the same rule to fill
 /// `prompt_eval_count`, so the router's predictions and the simulator's figures agree.
 pub fn estimate_tokens(text: &str) -> u64 {
-    if text.is_empty() {
-        0
-    } else {
-        (text.len() as u64).div_ceil(4)
-    }
+    if text.is_empty() { 0 } else { (text.len() as u64).div_ceil(4) }
 }
 
 /// 64-bit FNV-1a over `bytes`: stable across runs, platforms and releases.
@@ -51,9 +47,6 @@ mod tests {
     fn hashes_are_stable_and_part_aware() {
         assert_eq!(stable_hash(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_ne!(
-            stable_hash_parts(&[b"ab", b"c"]),
-            stable_hash_parts(&[b"a", b"bc"])
-        );
+        assert_ne!(stable_hash_parts(&[b"ab", b"c"]), stable_hash_parts(&[b"a", b"bc"]));
     }
 }

@@ -42,25 +42,15 @@ impl Check {
     /// Judges `answer`.
     pub fn evaluate(&self, answer: &str) -> Verdict {
         let correct = match self {
-            Check::Exact {
-                answer: want,
-                case_sensitive,
-            } => {
+            Check::Exact { answer: want, case_sensitive } => {
                 let got = answer.trim().trim_end_matches('.');
-                if *case_sensitive {
-                    got == want
-                } else {
-                    got.eq_ignore_ascii_case(want)
-                }
+                if *case_sensitive { got == want } else { got.eq_ignore_ascii_case(want) }
             }
             Check::Numeric { value, tolerance } => {
                 last_number(answer).is_some_and(|n| (n - value).abs() <= tolerance.max(1e-9))
             }
         };
-        Verdict::Scored {
-            correct,
-            score: if correct { 1.0 } else { 0.0 },
-        }
+        Verdict::Scored { correct, score: if correct { 1.0 } else { 0.0 } }
     }
 
     /// An answer that this checker rejects, for the simulator's wrong answers and for tests.
@@ -79,14 +69,11 @@ pub fn last_number(text: &str) -> Option<f64> {
     let bytes = cleaned.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i].is_ascii_digit()
-            || (bytes[i] == b'-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
-        {
+        if bytes[i].is_ascii_digit() || (bytes[i] == b'-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)) {
             let start = i;
             i += 1;
             while i < bytes.len()
-                && (bytes[i].is_ascii_digit()
-                    || (bytes[i] == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)))
+                && (bytes[i].is_ascii_digit() || (bytes[i] == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)))
             {
                 i += 1;
             }

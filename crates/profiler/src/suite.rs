@@ -85,15 +85,10 @@ struct SuiteFile {
 impl Suite {
     /// Parses one suite file's text. `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Suite, ProfileError> {
-        let err = |message: String| ProfileError::Suite {
-            file: file.to_string(),
-            message,
-        };
+        let err = |message: String| ProfileError::Suite { file: file.to_string(), message };
         let raw: SuiteFile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
-        let category: Category = raw
-            .category
-            .parse()
-            .map_err(|e: switchyard_core::category::UnknownCategory| err(e.to_string()))?;
+        let category: Category =
+            raw.category.parse().map_err(|e: switchyard_core::category::UnknownCategory| err(e.to_string()))?;
         if category == Category::General {
             return Err(err("the general category has no suite".to_string()));
         }
@@ -109,66 +104,40 @@ impl Suite {
             if item.prompt.trim().is_empty() {
                 return Err(err(format!("item {:?} has an empty prompt", item.id)));
             }
-            item.check
-                .validate()
-                .map_err(|m| err(format!("item {:?}: {m}", item.id)))?;
+            item.check.validate().map_err(|m| err(format!("item {:?}: {m}", item.id)))?;
             item.category = category;
         }
         if items.is_empty() {
             return Err(err("the suite has no items".to_string()));
         }
-        let version = format!(
-            "v{}-{:08x}",
-            raw.version,
-            stable_hash(text.as_bytes()) as u32
-        );
-        Ok(Suite {
-            category,
-            version,
-            description: raw.description,
-            items,
-        })
+        let version = format!("v{}-{:08x}", raw.version, stable_hash(text.as_bytes()) as u32);
+        Ok(Suite { category, version, description: raw.description, items })
     }
 
     /// The first `n` items (all when `n` is 0 or larger than the suite).
     pub fn take(&self, n: usize) -> &[Item] {
-        if n == 0 || n >= self.items.len() {
-            &self.items
-        } else {
-            &self.items[..n]
-        }
+        if n == 0 || n >= self.items.len() { &self.items } else { &self.items[..n] }
     }
 }
 
 /// The embedded suites.
 pub fn builtin() -> Result<Vec<Suite>, ProfileError> {
-    BUILTIN
-        .iter()
-        .map(|(file, text)| Suite::parse(file, text))
-        .collect()
+    BUILTIN.iter().map(|(file, text)| Suite::parse(file, text)).collect()
 }
 
 /// Every `*.toml` suite in `dir`, sorted by category. A category may appear at most once.
 pub fn load_dir(dir: &Path) -> Result<Vec<Suite>, ProfileError> {
-    let io_err = |e: std::io::Error| ProfileError::Suite {
-        file: dir.display().to_string(),
-        message: e.to_string(),
-    };
+    let io_err = |e: std::io::Error| ProfileError::Suite { file: dir.display().to_string(), message: e.to_string() };
     let mut suites = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(io_err)?
-        .collect::<Result<_, _>>()
-        .map_err(io_err)?;
+    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(io_err)?.collect::<Result<_, _>>().map_err(io_err)?;
     entries.sort_by_key(|e| e.path());
     for entry in entries {
         let path = entry.path();
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
             continue;
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| ProfileError::Suite {
-            file: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ProfileError::Suite { file: path.display().to_string(), message: e.to_string() })?;
         let suite = Suite::parse(&path.display().to_string(), &text)?;
         if suites.iter().any(|s: &Suite| s.category == suite.category) {
             return Err(ProfileError::Suite {
@@ -190,9 +159,5 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Suite>, ProfileError> {
 
 /// The combined version of several suites, recorded on a profile run (`coding=v1-…;math=v1-…`).
 pub fn combined_version(suites: &[&Suite]) -> String {
-    suites
-        .iter()
-        .map(|s| format!("{}={}", s.category, s.version))
-        .collect::<Vec<_>>()
-        .join(";")
+    suites.iter().map(|s| format!("{}={}", s.category, s.version)).collect::<Vec<_>>().join(";")
 }

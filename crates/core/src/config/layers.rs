@@ -60,9 +60,7 @@ pub struct ConfigSources {
 impl ConfigSources {
     /// Sources with this process's environment.
     pub fn with_process_env(mut self) -> Self {
-        self.env = std::env::vars()
-            .filter(|(k, _)| k.starts_with("SWITCHYARD_"))
-            .collect();
+        self.env = std::env::vars().filter(|(k, _)| k.starts_with("SWITCHYARD_")).collect();
         self
     }
 }
@@ -89,10 +87,7 @@ const SECRET_KEYS: [&str; 2] = ["server.admin_key", "server.client_keys"];
 
 /// The environment variable for a dotted key: `vram.unload_threshold_pct` -> `SWITCHYARD_VRAM_UNLOAD_THRESHOLD_PCT`.
 pub fn env_name(dotted: &str) -> String {
-    format!(
-        "SWITCHYARD_{}",
-        dotted.replace('.', "_").to_ascii_uppercase()
-    )
+    format!("SWITCHYARD_{}", dotted.replace('.', "_").to_ascii_uppercase())
 }
 
 /// Loads the configuration from `sources` on top of the defaults.
@@ -101,45 +96,25 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, CoreError> {
     let mut merged = schema.clone();
     let mut origins = BTreeMap::new();
 
-    let preset = sources.preset.clone().or_else(|| {
-        sources
-            .env
-            .iter()
-            .find(|(k, _)| k == "SWITCHYARD_PRESET")
-            .map(|(_, v)| v.clone())
-    });
+    let preset = sources
+        .preset
+        .clone()
+        .or_else(|| sources.env.iter().find(|(k, _)| k == "SWITCHYARD_PRESET").map(|(_, v)| v.clone()));
     if let Some(name) = preset {
         let text = presets::preset_text(&name).ok_or_else(|| {
             CoreError::config(
                 "--preset",
-                format!(
-                    "unknown preset {name:?}; available: {}",
-                    presets::PRESETS.map(|(n, _)| n).join(", ")
-                ),
+                format!("unknown preset {name:?}; available: {}", presets::PRESETS.map(|(n, _)| n).join(", ")),
             )
         })?;
         let table = parse_toml(text, &format!("preset {name}"))?;
-        merge_layer(
-            &schema,
-            &mut merged,
-            &table,
-            &Source::Preset(name.clone()),
-            &mut origins,
-        )?;
+        merge_layer(&schema, &mut merged, &table, &Source::Preset(name.clone()), &mut origins)?;
     }
     if let Some(path) = &sources.file {
-        let text = std::fs::read_to_string(path).map_err(|source| CoreError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| CoreError::Io { path: path.display().to_string(), source })?;
         let table = parse_toml(&text, &path.display().to_string())?;
-        merge_layer(
-            &schema,
-            &mut merged,
-            &table,
-            &Source::File(path.clone()),
-            &mut origins,
-        )?;
+        merge_layer(&schema, &mut merged, &table, &Source::File(path.clone()), &mut origins)?;
     }
     let env_table = env_layer(&schema, &sources.env)?;
     for (table, source) in env_table {
@@ -147,34 +122,18 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, CoreError> {
     }
     for flag in &sources.flags {
         let table = single_value_table(&schema, flag.key, &flag.value, flag.flag)?;
-        merge_layer(
-            &schema,
-            &mut merged,
-            &table,
-            &Source::Flag(flag.flag.to_string()),
-            &mut origins,
-        )?;
+        merge_layer(&schema, &mut merged, &table, &Source::Flag(flag.flag.to_string()), &mut origins)?;
     }
 
-    let mut config: Config =
-        serde_path_to_error::deserialize(Value::Table(merged)).map_err(|err| {
-            let key = err.path().to_string();
-            let source = origins
-                .get(&key)
-                .map(|s| format!(" (set by {s})"))
-                .unwrap_or_default();
-            CoreError::config(key, format!("{}{source}", err.inner()))
-        })?;
+    let mut config: Config = serde_path_to_error::deserialize(Value::Table(merged)).map_err(|err| {
+        let key = err.path().to_string();
+        let source = origins.get(&key).map(|s| format!(" (set by {s})")).unwrap_or_default();
+        CoreError::config(key, format!("{}{source}", err.inner()))
+    })?;
     config.validate().map_err(|err| match err {
         CoreError::Config { key, message } => {
-            let source = origins
-                .get(&key)
-                .map(|s| format!(" (set by {s})"))
-                .unwrap_or_default();
-            CoreError::Config {
-                key,
-                message: format!("{message}{source}"),
-            }
+            let source = origins.get(&key).map(|s| format!(" (set by {s})")).unwrap_or_default();
+            CoreError::Config { key, message: format!("{message}{source}") }
         }
         other => other,
     })?;
@@ -182,13 +141,11 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, CoreError> {
     Ok(LoadedConfig { config, origins })
 }
 
-fn normalise_model_keys(
-    models: BTreeMap<String, ModelSettings>,
-) -> Result<BTreeMap<String, ModelSettings>, CoreError> {
+fn normalise_model_keys(models: BTreeMap<String, ModelSettings>) -> Result<BTreeMap<String, ModelSettings>, CoreError> {
     let mut out = BTreeMap::new();
     for (name, settings) in models {
-        let normalised = ModelName::parse(&name)
-            .map_err(|e| CoreError::config(format!("models.{name:?}"), e.to_string()))?;
+        let normalised =
+            ModelName::parse(&name).map_err(|e| CoreError::config(format!("models.{name:?}"), e.to_string()))?;
         if out.insert(normalised.to_string(), settings).is_some() {
             return Err(CoreError::config(
                 format!("models.{name:?}"),
@@ -204,13 +161,11 @@ fn defaults_table() -> Result<Table, CoreError> {
 }
 
 fn model_schema() -> Result<Table, CoreError> {
-    Table::try_from(ModelSettings::default())
-        .map_err(|e| CoreError::config("(defaults)", e.to_string()))
+    Table::try_from(ModelSettings::default()).map_err(|e| CoreError::config("(defaults)", e.to_string()))
 }
 
 fn parse_toml(text: &str, origin: &str) -> Result<Table, CoreError> {
-    text.parse::<Table>()
-        .map_err(|e| CoreError::config(origin, format!("not valid TOML: {e}")))
+    text.parse::<Table>().map_err(|e| CoreError::config(origin, format!("not valid TOML: {e}")))
 }
 
 /// Checks every key of `layer` against `schema` and writes its values into `merged`.
@@ -230,29 +185,16 @@ fn merge_layer(
             return Err(unknown_key(section, schema.keys(), source, None));
         };
         let (Value::Table(section_schema), Value::Table(values)) = (section_schema, value) else {
-            return Err(CoreError::config(
-                section.clone(),
-                format!("must be a table ([{section}]) (in {source})"),
-            ));
+            return Err(CoreError::config(section.clone(), format!("must be a table ([{section}]) (in {source})")));
         };
-        let target = merged
-            .entry(section.clone())
-            .or_insert_with(|| Value::Table(Table::new()));
+        let target = merged.entry(section.clone()).or_insert_with(|| Value::Table(Table::new()));
         let Value::Table(target) = target else {
-            return Err(CoreError::config(
-                section.clone(),
-                "internal: section is not a table",
-            ));
+            return Err(CoreError::config(section.clone(), "internal: section is not a table"));
         };
         for (key, v) in values {
             let dotted = format!("{section}.{key}");
             if !section_schema.contains_key(key) {
-                return Err(unknown_key(
-                    &dotted,
-                    section_schema.keys(),
-                    source,
-                    Some(section),
-                ));
+                return Err(unknown_key(&dotted, section_schema.keys(), source, Some(section)));
             }
             target.insert(key.clone(), v.clone());
             origins.insert(dotted, source.clone());
@@ -269,45 +211,24 @@ fn merge_models(
 ) -> Result<(), CoreError> {
     let schema = model_schema()?;
     let Value::Table(models) = value else {
-        return Err(CoreError::config(
-            "models",
-            format!("must be a table of [models.\"name\"] tables (in {source})"),
-        ));
+        return Err(CoreError::config("models", format!("must be a table of [models.\"name\"] tables (in {source})")));
     };
-    let target = merged
-        .entry("models".to_string())
-        .or_insert_with(|| Value::Table(Table::new()));
+    let target = merged.entry("models".to_string()).or_insert_with(|| Value::Table(Table::new()));
     let Value::Table(target) = target else {
-        return Err(CoreError::config(
-            "models",
-            "internal: models is not a table",
-        ));
+        return Err(CoreError::config("models", "internal: models is not a table"));
     };
     for (name, settings) in models {
         let Value::Table(settings) = settings else {
-            return Err(CoreError::config(
-                format!("models.{name:?}"),
-                format!("must be a table (in {source})"),
-            ));
+            return Err(CoreError::config(format!("models.{name:?}"), format!("must be a table (in {source})")));
         };
-        let entry = target
-            .entry(name.clone())
-            .or_insert_with(|| Value::Table(Table::new()));
+        let entry = target.entry(name.clone()).or_insert_with(|| Value::Table(Table::new()));
         let Value::Table(entry) = entry else {
-            return Err(CoreError::config(
-                "models",
-                "internal: model entry is not a table",
-            ));
+            return Err(CoreError::config("models", "internal: model entry is not a table"));
         };
         for (key, v) in settings {
             let dotted = format!("models.{name:?}.{key}");
             if !schema.contains_key(key) {
-                return Err(unknown_key(
-                    &dotted,
-                    schema.keys(),
-                    source,
-                    Some("models.\"<name>\""),
-                ));
+                return Err(unknown_key(&dotted, schema.keys(), source, Some("models.\"<name>\"")));
             }
             entry.insert(key.clone(), v.clone());
             origins.insert(dotted, source.clone());
@@ -332,13 +253,7 @@ fn unknown_key<'a>(
         .map(|(_, a)| format!(" Did you mean `{a}`?"))
         .unwrap_or_default();
     let place = section.map(|s| format!(" in [{s}]")).unwrap_or_default();
-    CoreError::config(
-        key,
-        format!(
-            "unknown key (in {source}).{suggestion} Allowed{place}: {}",
-            allowed.join(", ")
-        ),
-    )
+    CoreError::config(key, format!("unknown key (in {source}).{suggestion} Allowed{place}: {}", allowed.join(", ")))
 }
 
 /// Levenshtein distance, for "did you mean" suggestions.
@@ -350,11 +265,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
             prev = cur;
         }
     }
@@ -379,10 +290,7 @@ fn leaf_keys(schema: &Table) -> Vec<String> {
 fn env_layer(schema: &Table, env: &[(String, String)]) -> Result<Vec<(Table, Source)>, CoreError> {
     let keys = leaf_keys(schema);
     let mut layers = Vec::new();
-    let mut vars: Vec<&(String, String)> = env
-        .iter()
-        .filter(|(k, _)| k.starts_with("SWITCHYARD_"))
-        .collect();
+    let mut vars: Vec<&(String, String)> = env.iter().filter(|(k, _)| k.starts_with("SWITCHYARD_")).collect();
     vars.sort();
     for (var, value) in vars {
         let dotted = match ENV_ALIASES.iter().find(|(alias, _)| alias == var) {
@@ -408,38 +316,21 @@ fn env_layer(schema: &Table, env: &[(String, String)]) -> Result<Vec<(Table, Sou
                 }
             },
         };
-        layers.push((
-            single_value_table(schema, &dotted, value, var)?,
-            Source::Env(var.clone()),
-        ));
+        layers.push((single_value_table(schema, &dotted, value, var)?, Source::Env(var.clone())));
     }
     Ok(layers)
 }
 
 /// A table holding one dotted key set from text, coerced to the type of its default.
-fn single_value_table(
-    schema: &Table,
-    dotted: &str,
-    text: &str,
-    carrier: &str,
-) -> Result<Table, CoreError> {
+fn single_value_table(schema: &Table, dotted: &str, text: &str, carrier: &str) -> Result<Table, CoreError> {
     let Some((section, key)) = dotted.split_once('.') else {
-        return Err(CoreError::config(
-            carrier,
-            format!("internal: {dotted} is not a dotted key"),
-        ));
+        return Err(CoreError::config(carrier, format!("internal: {dotted} is not a dotted key")));
     };
     let default = schema
         .get(section)
         .and_then(|s| s.get(key))
-        .ok_or_else(|| {
-            CoreError::config(
-                carrier,
-                format!("internal: {dotted} is not a configuration key"),
-            )
-        })?;
-    let value = coerce(default, text)
-        .map_err(|m| CoreError::config(dotted, format!("{m} (set by {carrier})")))?;
+        .ok_or_else(|| CoreError::config(carrier, format!("internal: {dotted} is not a configuration key")))?;
+    let value = coerce(default, text).map_err(|m| CoreError::config(dotted, format!("{m} (set by {carrier})")))?;
     let mut inner = Table::new();
     inner.insert(key.to_string(), value);
     let mut outer = Table::new();
@@ -450,25 +341,15 @@ fn single_value_table(
 fn coerce(default: &Value, text: &str) -> Result<Value, String> {
     let text = text.trim();
     match default {
-        Value::Integer(_) => text
-            .parse::<i64>()
-            .map(Value::Integer)
-            .map_err(|_| format!("{text:?} is not an integer")),
-        Value::Float(_) => text
-            .parse::<f64>()
-            .map(Value::Float)
-            .map_err(|_| format!("{text:?} is not a number")),
+        Value::Integer(_) => text.parse::<i64>().map(Value::Integer).map_err(|_| format!("{text:?} is not an integer")),
+        Value::Float(_) => text.parse::<f64>().map(Value::Float).map_err(|_| format!("{text:?} is not a number")),
         Value::Boolean(_) => match text.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(Value::Boolean(true)),
             "false" | "0" | "no" | "off" => Ok(Value::Boolean(false)),
             _ => Err(format!("{text:?} is not a boolean (true or false)")),
         },
         Value::Array(_) => Ok(Value::Array(
-            text.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| Value::String(s.to_string()))
-                .collect(),
+            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.to_string())).collect(),
         )),
         _ => Ok(Value::String(text.to_string())),
     }
@@ -477,8 +358,7 @@ fn coerce(default: &Value, text: &str) -> Result<Value, String> {
 impl LoadedConfig {
     /// The effective configuration as TOML, each value followed by where it came from; secrets redacted.
     pub fn render(&self) -> Result<String, CoreError> {
-        let table = Table::try_from(&self.config)
-            .map_err(|e| CoreError::config("(render)", e.to_string()))?;
+        let table = Table::try_from(&self.config).map_err(|e| CoreError::config("(render)", e.to_string()))?;
         let mut out = String::new();
         for (section, value) in &table {
             let Value::Table(fields) = value else {
@@ -519,11 +399,7 @@ fn push_line(out: &mut String, key: &str, value: &Value, source: Option<&Source>
         Value::Array(a) => a.is_empty(),
         _ => false,
     };
-    let shown = if secret && !empty {
-        "\"<redacted>\"".to_string()
-    } else {
-        value.to_string()
-    };
+    let shown = if secret && !empty { "\"<redacted>\"".to_string() } else { value.to_string() };
     let source = source.cloned().unwrap_or(Source::Default);
     out.push_str(&format!("{key} = {shown}  # {source}\n"));
 }

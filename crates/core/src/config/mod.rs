@@ -8,9 +8,7 @@ mod layers;
 mod presets;
 mod values;
 
-pub use layers::{
-    ConfigSources, ENV_ALIASES, FlagValue, LoadedConfig, Source, documented_keys, env_name, load,
-};
+pub use layers::{ConfigSources, ENV_ALIASES, FlagValue, LoadedConfig, Source, documented_keys, env_name, load};
 pub use presets::{PRESETS, preset_text};
 pub use values::{ByteSize, VramLimit};
 
@@ -135,12 +133,7 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self {
-            url: String::new(),
-            data_dir: String::new(),
-            max_connections: 4,
-            write_queue: 1024,
-        }
+        Self { url: String::new(), data_dir: String::new(), max_connections: 4, write_queue: 1024 }
     }
 }
 
@@ -164,10 +157,7 @@ impl DatabaseConfig {
         if !self.url.is_empty() {
             return self.url.clone();
         }
-        format!(
-            "sqlite://{}",
-            self.resolved_data_dir().join("switchyard.db").display()
-        )
+        format!("sqlite://{}", self.resolved_data_dir().join("switchyard.db").display())
     }
 }
 
@@ -334,10 +324,7 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        Self {
-            failure_threshold: 5,
-            cooldown_secs: 30,
-        }
+        Self { failure_threshold: 5, cooldown_secs: 30 }
     }
 }
 
@@ -357,12 +344,7 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self {
-            queue_per_model: 128,
-            per_ip_rps: 0.0,
-            per_key_rps: 0.0,
-            burst: 20,
-        }
+        Self { queue_per_model: 128, per_ip_rps: 0.0, per_key_rps: 0.0, burst: 20 }
     }
 }
 
@@ -419,16 +401,10 @@ impl Config {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(CoreError::config(
-                    key,
-                    format!("{v} is not between 0 and 1"),
-                ))
+                Err(CoreError::config(key, format!("{v} is not between 0 and 1")))
             }
         };
-        if !self.server.listen.ip().is_loopback()
-            && self.server.admin_key.is_empty()
-            && !self.server.allow_open_admin
-        {
+        if !self.server.listen.ip().is_loopback() && self.server.admin_key.is_empty() && !self.server.allow_open_admin {
             return Err(CoreError::config(
                 "server.listen",
                 format!(
@@ -439,24 +415,15 @@ impl Config {
             ));
         }
         if self.server.max_body.0 < 1024 {
-            return Err(CoreError::config(
-                "server.max_body",
-                "must be at least 1KiB",
-            ));
+            return Err(CoreError::config("server.max_body", "must be at least 1KiB"));
         }
         if !(2..=1024).contains(&self.server.max_json_depth) {
-            return Err(CoreError::config(
-                "server.max_json_depth",
-                "must be between 2 and 1024",
-            ));
+            return Err(CoreError::config("server.max_json_depth", "must be between 2 and 1024"));
         }
         if !(self.ollama.url.starts_with("http://") || self.ollama.url.starts_with("https://"))
             || self.ollama.url.parse::<http::Uri>().is_err()
         {
-            return Err(CoreError::config(
-                "ollama.url",
-                format!("{:?} is not an http:// URL", self.ollama.url),
-            ));
+            return Err(CoreError::config("ollama.url", format!("{:?} is not an http:// URL", self.ollama.url)));
         }
         if self.ollama.url.starts_with("https://") {
             return Err(CoreError::config(
@@ -466,20 +433,11 @@ impl Config {
         }
         for (key, v) in [
             ("ollama.connect_timeout_ms", self.ollama.connect_timeout_ms),
-            (
-                "ollama.first_byte_timeout_secs",
-                self.ollama.first_byte_timeout_secs,
-            ),
+            ("ollama.first_byte_timeout_secs", self.ollama.first_byte_timeout_secs),
             ("ollama.idle_timeout_secs", self.ollama.idle_timeout_secs),
             ("ollama.load_timeout_secs", self.ollama.load_timeout_secs),
-            (
-                "ollama.control_timeout_secs",
-                self.ollama.control_timeout_secs,
-            ),
-            (
-                "ollama.catalog_refresh_secs",
-                self.ollama.catalog_refresh_secs,
-            ),
+            ("ollama.control_timeout_secs", self.ollama.control_timeout_secs),
+            ("ollama.catalog_refresh_secs", self.ollama.catalog_refresh_secs),
             ("vram.poll_interval_ms", self.vram.poll_interval_ms),
         ] {
             if v == 0 {
@@ -487,135 +445,76 @@ impl Config {
             }
         }
         let url = self.database.resolved_url();
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
-            return Err(CoreError::config(
-                "database.url",
-                "must start with sqlite: or postgres://",
-            ));
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(CoreError::config("database.url", "must start with sqlite: or postgres://"));
         }
         if self.database.max_connections == 0 {
-            return Err(CoreError::config(
-                "database.max_connections",
-                "must be at least 1",
-            ));
+            return Err(CoreError::config("database.max_connections", "must be at least 1"));
         }
         if !self.vram.total.is_empty() {
-            crate::size::parse_bytes(&self.vram.total)
-                .map_err(|m| CoreError::config("vram.total", m))?;
+            crate::size::parse_bytes(&self.vram.total).map_err(|m| CoreError::config("vram.total", m))?;
         }
         if self.vram.gpu_count == 0 || self.vram.gpu_count > 64 {
-            return Err(CoreError::config(
-                "vram.gpu_count",
-                "must be between 1 and 64",
-            ));
+            return Err(CoreError::config("vram.gpu_count", "must be between 1 and 64"));
         }
         if !(1.0..=100.0).contains(&self.vram.unload_threshold_pct) {
-            return Err(CoreError::config(
-                "vram.unload_threshold_pct",
-                "must be between 1 and 100",
-            ));
+            return Err(CoreError::config("vram.unload_threshold_pct", "must be between 1 and 100"));
         }
         if self.vram.num_ctx < 256 {
             return Err(CoreError::config("vram.num_ctx", "must be at least 256"));
         }
-        for (key, list) in [
-            ("vram.pins", &self.vram.pins),
-            ("vram.preload", &self.vram.preload),
-        ] {
+        for (key, list) in [("vram.pins", &self.vram.pins), ("vram.preload", &self.vram.preload)] {
             for name in list {
                 ModelName::parse(name).map_err(|err| CoreError::config(key, err.to_string()))?;
             }
         }
         for name in self.models.keys() {
-            ModelName::parse(name)
-                .map_err(|err| CoreError::config(format!("models.{name:?}"), err.to_string()))?;
+            ModelName::parse(name).map_err(|err| CoreError::config(format!("models.{name:?}"), err.to_string()))?;
         }
-        unit(
-            "routing.quality_preference",
-            self.routing.quality_preference,
-        )?;
+        unit("routing.quality_preference", self.routing.quality_preference)?;
         unit("routing.fast_preference", self.routing.fast_preference)?;
         unit("routing.best_preference", self.routing.best_preference)?;
         unit("routing.prior_quality", self.routing.prior_quality)?;
-        unit(
-            "routing.decision_sample_rate",
-            self.routing.decision_sample_rate,
-        )?;
+        unit("routing.decision_sample_rate", self.routing.decision_sample_rate)?;
         if !(0.01..=1.0).contains(&self.routing.ewma_alpha) {
-            return Err(CoreError::config(
-                "routing.ewma_alpha",
-                "must be between 0.01 and 1",
-            ));
+            return Err(CoreError::config("routing.ewma_alpha", "must be between 0.01 and 1"));
         }
         if !(0.0..=1000.0).contains(&self.routing.prior_weight) {
-            return Err(CoreError::config(
-                "routing.prior_weight",
-                "must be between 0 and 1000",
-            ));
+            return Err(CoreError::config("routing.prior_weight", "must be between 0 and 1000"));
         }
-        if self.routing.classifier == ClassifierKind::Embedding
-            && self.routing.embedding_model.is_empty()
-        {
+        if self.routing.classifier == ClassifierKind::Embedding && self.routing.embedding_model.is_empty() {
             return Err(CoreError::config(
                 "routing.embedding_model",
                 "must name an Ollama embedding model when routing.classifier = \"embedding\"",
             ));
         }
         if self.routing.max_attempts == 0 || self.routing.max_attempts > 10 {
-            return Err(CoreError::config(
-                "routing.max_attempts",
-                "must be between 1 and 10",
-            ));
+            return Err(CoreError::config("routing.max_attempts", "must be between 1 and 10"));
         }
         if self.breaker.failure_threshold == 0 {
-            return Err(CoreError::config(
-                "breaker.failure_threshold",
-                "must be at least 1",
-            ));
+            return Err(CoreError::config("breaker.failure_threshold", "must be at least 1"));
         }
         if self.limits.queue_per_model == 0 {
-            return Err(CoreError::config(
-                "limits.queue_per_model",
-                "must be at least 1",
-            ));
+            return Err(CoreError::config("limits.queue_per_model", "must be at least 1"));
         }
-        for (key, v) in [
-            ("limits.per_ip_rps", self.limits.per_ip_rps),
-            ("limits.per_key_rps", self.limits.per_key_rps),
-        ] {
+        for (key, v) in [("limits.per_ip_rps", self.limits.per_ip_rps), ("limits.per_key_rps", self.limits.per_key_rps)]
+        {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(CoreError::config(
-                    key,
-                    "must be 0 (off) or a positive number of requests per second",
-                ));
+                return Err(CoreError::config(key, "must be 0 (off) or a positive number of requests per second"));
             }
         }
-        if (self.limits.per_ip_rps > 0.0 || self.limits.per_key_rps > 0.0) && self.limits.burst == 0
-        {
-            return Err(CoreError::config(
-                "limits.burst",
-                "must be at least 1 when a rate limit is set",
-            ));
+        if (self.limits.per_ip_rps > 0.0 || self.limits.per_key_rps > 0.0) && self.limits.burst == 0 {
+            return Err(CoreError::config("limits.burst", "must be at least 1 when a rate limit is set"));
         }
         if self.profiler.max_output_tokens == 0 {
-            return Err(CoreError::config(
-                "profiler.max_output_tokens",
-                "must be at least 1",
-            ));
+            return Err(CoreError::config("profiler.max_output_tokens", "must be at least 1"));
         }
         Ok(())
     }
 
     /// Context length `model` is loaded with.
     pub fn num_ctx_for(&self, model: &ModelName) -> u64 {
-        self.models
-            .get(model.as_str())
-            .map(|m| m.num_ctx)
-            .filter(|n| *n > 0)
-            .unwrap_or(self.vram.num_ctx)
+        self.models.get(model.as_str()).map(|m| m.num_ctx).filter(|n| *n > 0).unwrap_or(self.vram.num_ctx)
     }
 
     /// The settings of `model`, when it has any.

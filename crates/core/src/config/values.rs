@@ -46,13 +46,11 @@ impl<'de> Deserialize<'de> for ByteSize {
             Int(u64),
             Text(String),
         }
-        match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected a size such as 512MiB or a number of bytes")
-        })? {
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a size such as 512MiB or a number of bytes"))?
+        {
             Raw::Int(n) => Ok(ByteSize(n)),
-            Raw::Text(s) => parse_bytes(&s)
-                .map(ByteSize)
-                .map_err(serde::de::Error::custom),
+            Raw::Text(s) => parse_bytes(&s).map(ByteSize).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -88,18 +86,13 @@ impl std::str::FromStr for VramLimit {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(p) = s.trim().strip_suffix('%') {
-            let p: f64 = p
-                .trim()
-                .parse()
-                .map_err(|_| format!("{s:?} is not a percentage"))?;
+            let p: f64 = p.trim().parse().map_err(|_| format!("{s:?} is not a percentage"))?;
             if !(1.0..=100.0).contains(&p) {
                 return Err(format!("{s:?}: a percentage must be between 1% and 100%"));
             }
             return Ok(VramLimit::Percent(p));
         }
-        parse_bytes(s)
-            .map(VramLimit::Bytes)
-            .map_err(|m| format!("{m}; or give a percentage such as 90%"))
+        parse_bytes(s).map(VramLimit::Bytes).map_err(|m| format!("{m}; or give a percentage such as 90%"))
     }
 }
 
@@ -117,9 +110,9 @@ impl<'de> Deserialize<'de> for VramLimit {
             Int(u64),
             Text(String),
         }
-        match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected a size (20GiB) or a percentage (90%)")
-        })? {
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a size (20GiB) or a percentage (90%)"))?
+        {
             Raw::Int(n) => Ok(VramLimit::Bytes(n)),
             Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
         }

@@ -63,34 +63,22 @@ impl OllamaClient {
 
     /// `GET /api/version`.
     pub async fn version(&self) -> Result<VersionResponse, CoreError> {
-        self.http
-            .get_json(&self.url("/api/version"), self.control_timeout)
-            .await
+        self.http.get_json(&self.url("/api/version"), self.control_timeout).await
     }
 
     /// `GET /api/tags`: every pulled model.
     pub async fn tags(&self) -> Result<TagsResponse, CoreError> {
-        self.http
-            .get_json(&self.url("/api/tags"), self.control_timeout)
-            .await
+        self.http.get_json(&self.url("/api/tags"), self.control_timeout).await
     }
 
     /// `GET /api/ps`: what is loaded now.
     pub async fn ps(&self) -> Result<PsResponse, CoreError> {
-        self.http
-            .get_json(&self.url("/api/ps"), self.control_timeout)
-            .await
+        self.http.get_json(&self.url("/api/ps"), self.control_timeout).await
     }
 
     /// `POST /api/show` for one model.
     pub async fn show(&self, model: &ModelName) -> Result<ShowResponse, CoreError> {
-        self.http
-            .post_json(
-                &self.url("/api/show"),
-                &json!({ "model": model.as_str() }),
-                self.control_timeout,
-            )
-            .await
+        self.http.post_json(&self.url("/api/show"), &json!({ "model": model.as_str() }), self.control_timeout).await
     }
 
     /// Loads `model` without generating, with `keep_alive` and load-time `options` (`num_ctx`...).
@@ -106,45 +94,25 @@ impl OllamaClient {
         if !options.is_empty() {
             body["options"] = Value::Object(options.clone());
         }
-        let path = if embedding_only {
-            "/api/embed"
-        } else {
-            "/api/generate"
-        };
+        let path = if embedding_only { "/api/embed" } else { "/api/generate" };
         if !embedding_only {
             body["stream"] = Value::Bool(false);
         }
         let started = std::time::Instant::now();
-        let answer: Value = self
-            .http
-            .post_json(&self.url(path), &body, self.load_timeout)
-            .await?;
-        let load_ns = answer
-            .get("load_duration")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        Ok(LoadOutcome {
-            load_duration: Duration::from_nanos(load_ns),
-            wall: started.elapsed(),
-        })
+        let answer: Value = self.http.post_json(&self.url(path), &body, self.load_timeout).await?;
+        let load_ns = answer.get("load_duration").and_then(Value::as_u64).unwrap_or(0);
+        Ok(LoadOutcome { load_duration: Duration::from_nanos(load_ns), wall: started.elapsed() })
     }
 
     /// Asks Ollama to unload `model` (`keep_alive: 0`). Ollama answers at once and unloads when in-flight work is
     /// done; poll [`OllamaClient::ps`] to confirm.
     pub async fn unload(&self, model: &ModelName, embedding_only: bool) -> Result<(), CoreError> {
-        let path = if embedding_only {
-            "/api/embed"
-        } else {
-            "/api/generate"
-        };
+        let path = if embedding_only { "/api/embed" } else { "/api/generate" };
         let mut body = json!({ "model": model.as_str(), "keep_alive": 0 });
         if !embedding_only {
             body["stream"] = Value::Bool(false);
         }
-        let _: Value = self
-            .http
-            .post_json(&self.url(path), &body, self.control_timeout)
-            .await?;
+        let _: Value = self.http.post_json(&self.url(path), &body, self.control_timeout).await?;
         Ok(())
     }
 }

@@ -34,19 +34,13 @@ impl KeepAlive {
         let mut total = 0f64;
         let mut rest = body;
         while !rest.is_empty() {
-            let num_end = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .unwrap_or(rest.len());
+            let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
             if num_end == 0 {
                 return Err(format!("invalid duration {s:?}"));
             }
-            let value: f64 = rest[..num_end]
-                .parse()
-                .map_err(|_| format!("invalid duration {s:?}"))?;
+            let value: f64 = rest[..num_end].parse().map_err(|_| format!("invalid duration {s:?}"))?;
             rest = &rest[num_end..];
-            let unit_end = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
+            let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
             let seconds_per_unit = match &rest[..unit_end] {
                 "ns" => 1e-9,
                 "us" | "µs" => 1e-6,
@@ -74,9 +68,7 @@ impl KeepAlive {
         if seconds < 0.0 {
             return Ok(KeepAlive::Forever);
         }
-        Duration::try_from_secs_f64(seconds)
-            .map(KeepAlive::For)
-            .map_err(|_| "keep_alive is out of range".to_string())
+        Duration::try_from_secs_f64(seconds).map(KeepAlive::For).map_err(|_| "keep_alive is out of range".to_string())
     }
 
     /// Reads a `keep_alive` JSON value (number or string).
@@ -84,10 +76,7 @@ impl KeepAlive {
         match value {
             serde_json::Value::Number(n) => KeepAlive::from_seconds(n.as_f64().unwrap_or(f64::NAN)),
             serde_json::Value::String(s) => KeepAlive::parse_str(s),
-            _ => Err(
-                "keep_alive must be a number of seconds or a duration string such as \"5m\""
-                    .to_string(),
-            ),
+            _ => Err("keep_alive must be a number of seconds or a duration string such as \"5m\"".to_string()),
         }
     }
 
@@ -153,27 +142,12 @@ mod tests {
 
     #[test]
     fn json_numbers_and_strings() {
-        assert_eq!(
-            KeepAlive::from_json(&serde_json::json!(-1)).unwrap(),
-            KeepAlive::Forever
-        );
-        assert_eq!(
-            KeepAlive::from_json(&serde_json::json!(0)).unwrap(),
-            KeepAlive::For(Duration::ZERO)
-        );
-        assert_eq!(
-            KeepAlive::from_json(&serde_json::json!(60)).unwrap(),
-            KeepAlive::For(Duration::from_secs(60))
-        );
-        assert_eq!(
-            KeepAlive::from_json(&serde_json::json!("10m")).unwrap(),
-            KeepAlive::For(Duration::from_secs(600))
-        );
+        assert_eq!(KeepAlive::from_json(&serde_json::json!(-1)).unwrap(), KeepAlive::Forever);
+        assert_eq!(KeepAlive::from_json(&serde_json::json!(0)).unwrap(), KeepAlive::For(Duration::ZERO));
+        assert_eq!(KeepAlive::from_json(&serde_json::json!(60)).unwrap(), KeepAlive::For(Duration::from_secs(60)));
+        assert_eq!(KeepAlive::from_json(&serde_json::json!("10m")).unwrap(), KeepAlive::For(Duration::from_secs(600)));
         assert!(KeepAlive::from_json(&serde_json::json!(true)).is_err());
         assert_eq!(KeepAlive::Forever.to_json(), serde_json::json!(-1));
-        assert_eq!(
-            KeepAlive::For(Duration::from_secs(300)).to_json(),
-            serde_json::json!(300)
-        );
+        assert_eq!(KeepAlive::For(Duration::from_secs(300)).to_json(), serde_json::json!(300));
     }
 }

@@ -104,17 +104,13 @@ pub struct ShowResponse {
 impl ShowResponse {
     /// `general.architecture`, the prefix of the architecture-specific keys (`llama`, `qwen2`).
     pub fn architecture(&self) -> Option<&str> {
-        self.model_info
-            .get("general.architecture")
-            .and_then(|v| v.as_str())
+        self.model_info.get("general.architecture").and_then(|v| v.as_str())
     }
 
     /// An architecture-specific integer such as `context_length` or `block_count`.
     pub fn arch_u64(&self, key: &str) -> Option<u64> {
         let arch = self.architecture()?;
-        self.model_info
-            .get(&format!("{arch}.{key}"))
-            .and_then(|v| v.as_u64())
+        self.model_info.get(&format!("{arch}.{key}")).and_then(|v| v.as_u64())
     }
 
     /// The trained context length.
@@ -129,9 +125,7 @@ impl ShowResponse {
         let embedding = self.arch_u64("embedding_length")?;
         let heads = self.arch_u64("attention.head_count")?.max(1);
         let kv_heads = self.arch_u64("attention.head_count_kv").unwrap_or(heads);
-        let head_dim = self
-            .arch_u64("attention.key_length")
-            .unwrap_or(embedding / heads);
+        let head_dim = self.arch_u64("attention.key_length").unwrap_or(embedding / heads);
         Some(2 * layers * kv_heads * head_dim * 2)
     }
 }
@@ -173,8 +167,7 @@ mod tests {
 
     #[test]
     fn ps_tolerates_missing_fields() {
-        let ps: PsResponse =
-            serde_json::from_str(r#"{"models":[{"name":"a:latest","size":5}]}"#).unwrap();
+        let ps: PsResponse = serde_json::from_str(r#"{"models":[{"name":"a:latest","size":5}]}"#).unwrap();
         assert_eq!(ps.models[0].size, 5);
         assert_eq!(ps.models[0].size_vram, 0);
     }

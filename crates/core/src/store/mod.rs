@@ -7,9 +7,7 @@
 mod records;
 mod sql;
 
-pub use records::{
-    DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, now_ms,
-};
+pub use records::{DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, now_ms};
 pub use sql::{Engine, SqlStore};
 
 use crate::error::CoreError;
@@ -89,9 +87,5 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn insert_load_event(&self, event: &LoadEvent) -> Result<(), CoreError>;
 
     /// The newest `limit` load events (of `model` when given), newest first.
-    async fn load_events(
-        &self,
-        model: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<LoadEvent>, CoreError>;
+    async fn load_events(&self, model: Option<&str>, limit: u32) -> Result<Vec<LoadEvent>, CoreError>;
 }

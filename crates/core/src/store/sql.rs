@@ -5,9 +5,7 @@
 //! timestamps as milliseconds, the types both engines map the same way.
 
 use super::Store;
-use super::records::{
-    DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, now_ms,
-};
+use super::records::{DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, now_ms};
 use crate::error::CoreError;
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -35,10 +33,7 @@ impl Engine {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Engine::Postgres)
         } else {
-            Err(CoreError::config(
-                "database.url",
-                "must start with sqlite: or postgres://",
-            ))
+            Err(CoreError::config("database.url", "must start with sqlite: or postgres://"))
         }
     }
 
@@ -75,9 +70,8 @@ impl SqlStore {
             Engine::Sqlite => prepare_sqlite_url(url)?,
             Engine::Postgres => url.to_string(),
         };
-        let mut options = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5));
+        let mut options =
+            AnyPoolOptions::new().max_connections(max_connections.max(1)).acquire_timeout(Duration::from_secs(5));
         if engine == Engine::Sqlite {
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -109,9 +103,8 @@ impl SqlStore {
     }
 
     async fn applied_migrations(&self) -> Result<usize, CoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
-            .fetch_one(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE").fetch_one(&self.pool).await?;
         Ok(row.try_get::<i64, _>(0)? as usize)
     }
 
@@ -137,10 +130,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// Creates the directory of a SQLite file and asks sqlx to create the file.
 fn prepare_sqlite_url(url: &str) -> Result<String, CoreError> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
     let (path, query) = match rest.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (rest, None),
@@ -150,10 +140,7 @@ fn prepare_sqlite_url(url: &str) -> Result<String, CoreError> {
     }
     let file = PathBuf::from(path);
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| CoreError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| CoreError::Io { path: dir.display().to_string(), source })?;
     }
     let query = match query {
         Some(q) if q.contains("mode=") => q.to_string(),
@@ -188,11 +175,7 @@ fn model_from_row(row: &AnyRow) -> Result<ModelRecord, sqlx::Error> {
         family: row.try_get("family")?,
         parameter_size: row.try_get("parameter_size")?,
         quantization: row.try_get("quantization")?,
-        capabilities: capabilities
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
+        capabilities: capabilities.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
         context_length: opt_u64(row, "context_length")?,
         kv_bytes_per_token: opt_u64(row, "kv_bytes_per_token")?,
         load_seconds: row.try_get("load_seconds")?,
@@ -338,9 +321,7 @@ impl Store for SqlStore {
     }
 
     async fn models(&self) -> Result<Vec<ModelRecord>, CoreError> {
-        let rows = sqlx::query("SELECT * FROM models ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT * FROM models ORDER BY name").fetch_all(&self.pool).await?;
         Ok(rows.iter().map(model_from_row).collect::<Result<_, _>>()?)
     }
 
@@ -429,17 +410,13 @@ impl Store for SqlStore {
     async fn runs(&self, model: Option<&str>) -> Result<Vec<ProfileRun>, CoreError> {
         let rows = match model {
             Some(m) => {
-                sqlx::query(
-                    "SELECT * FROM profile_runs WHERE model = $1 ORDER BY started_at DESC, id",
-                )
-                .bind(m)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM profile_runs ORDER BY started_at DESC, id")
+                sqlx::query("SELECT * FROM profile_runs WHERE model = $1 ORDER BY started_at DESC, id")
+                    .bind(m)
                     .fetch_all(&self.pool)
                     .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM profile_runs ORDER BY started_at DESC, id").fetch_all(&self.pool).await?
             }
         };
         Ok(rows.iter().map(run_from_row).collect::<Result<_, _>>()?)
@@ -494,10 +471,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_results(&self, model: &str) -> Result<u64, CoreError> {
-        let done = sqlx::query("DELETE FROM profile_results WHERE model = $1")
-            .bind(model)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM profile_results WHERE model = $1").bind(model).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
@@ -537,9 +511,7 @@ impl Store for SqlStore {
     }
 
     async fn scores(&self) -> Result<Vec<ScoreRecord>, CoreError> {
-        let rows = sqlx::query("SELECT * FROM profile_scores ORDER BY model, category")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT * FROM profile_scores ORDER BY model, category").fetch_all(&self.pool).await?;
         Ok(rows.iter().map(score_from_row).collect::<Result<_, _>>()?)
     }
 
@@ -567,10 +539,7 @@ impl Store for SqlStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(decision_from_row)
-            .collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(decision_from_row).collect::<Result<_, _>>()?)
     }
 
     async fn insert_load_event(&self, e: &LoadEvent) -> Result<(), CoreError> {
@@ -592,11 +561,7 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn load_events(
-        &self,
-        model: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<LoadEvent>, CoreError> {
+    async fn load_events(&self, model: Option<&str>, limit: u32) -> Result<Vec<LoadEvent>, CoreError> {
         let rows = match model {
             Some(m) => {
                 sqlx::query("SELECT * FROM load_events WHERE model = $1 ORDER BY id DESC LIMIT $2")
@@ -612,10 +577,7 @@ impl Store for SqlStore {
                     .await?
             }
         };
-        Ok(rows
-            .iter()
-            .map(load_event_from_row)
-            .collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(load_event_from_row).collect::<Result<_, _>>()?)
     }
 }
 
@@ -625,10 +587,7 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
     }
