@@ -128,7 +128,7 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, CoreError> {
     let mut config: Config = serde_path_to_error::deserialize(Value::Table(merged)).map_err(|err| {
         let key = err.path().to_string();
         let source = origins.get(&key).map(|s| format!(" (set by {s})")).unwrap_or_default();
-        CoreError::config(key, format!("{}{source}", err.inner()))
+        CoreError::config(key, format!("{}{source}", plain_type_error(&err.inner().to_string())))
     })?;
     config.validate().map_err(|err| match err {
         CoreError::Config { key, message } => {
@@ -139,6 +139,21 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, CoreError> {
     })?;
     config.models = normalise_model_keys(std::mem::take(&mut config.models))?;
     Ok(LoadedConfig { config, origins })
+}
+
+/// Rewrites serde's type vocabulary (`expected u64`) into words users know, without the trailing key path.
+fn plain_type_error(message: &str) -> String {
+    let first = message.lines().next().unwrap_or(message).trim();
+    [
+        ("expected u64", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected i64", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ]
+    .iter()
+    .fold(first.to_string(), |text, (from, to)| text.replace(from, to))
 }
 
 fn normalise_model_keys(models: BTreeMap<String, ModelSettings>) -> Result<BTreeMap<String, ModelSettings>, CoreError> {

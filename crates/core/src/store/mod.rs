@@ -6,6 +6,7 @@
 
 mod records;
 mod sql;
+pub mod testing;
 
 pub use records::{DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, now_ms};
 pub use sql::{Engine, SqlStore};

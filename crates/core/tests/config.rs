@@ -1,0 +1,196 @@
+//! Layered configuration: precedence of every layer, presets, and errors that name the key.
+
+use switchyard_core::config::{ConfigSources, FlagValue, PRESETS, Source, Strategy, load};
+
+fn write_file(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join("switchyard.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn flag(key: &'static str, flag: &'static str, value: &str) -> FlagValue {
+    FlagValue { key, flag, value: value.to_string() }
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn defaults_alone_are_valid() {
+    let loaded = load(&ConfigSources::default()).unwrap();
+    assert_eq!(loaded.config.server.listen.to_string(), "127.0.0.1:11435");
+    assert_eq!(loaded.config.ollama.url, "http://127.0.0.1:11434");
+    assert_eq!(loaded.config.vram.strategy, Strategy::Cost);
+    assert_eq!(loaded.origin("routing.quality_preference"), Source::Default);
+}
+
+#[test]
+fn each_layer_overrides_the_one_below() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "routing.quality_preference";
+    let file = write_file(&dir, "[routing]\nquality_preference = 0.55\n");
+    let env_var = "SWITCHYARD_ROUTING_QUALITY_PREFERENCE";
+
+    let preset_only = ConfigSources { preset: Some("low-latency".into()), ..Default::default() };
+    let got = load(&preset_only).unwrap();
+    assert_eq!(got.config.routing.quality_preference, 0.3);
+    assert_eq!(got.origin(key), Source::Preset("low-latency".into()));
+
+    let with_file = ConfigSources { file: Some(file.clone()), ..preset_only.clone() };
+    let got = load(&with_file).unwrap();
+    assert_eq!(got.config.routing.quality_preference, 0.55);
+    assert_eq!(got.origin(key), Source::File(file.clone()));
+    // The preset's other values survive under the file.
+    assert!(got.config.vram.pin_fastest);
+
+    let with_env = ConfigSources { env: env(&[(env_var, "0.65")]), ..with_file.clone() };
+    let got = load(&with_env).unwrap();
+    assert_eq!(got.config.routing.quality_preference, 0.65);
+    assert_eq!(got.origin(key), Source::Env(env_var.into()));
+
+    let with_flag = ConfigSources { flags: vec![flag(key, "--quality", "0.75")], ..with_env };
+    let got = load(&with_flag).unwrap();
+    assert_eq!(got.config.routing.quality_preference, 0.75);
+    assert_eq!(got.origin(key), Source::Flag("--quality".into()));
+}
+
+#[test]
+fn env_aliases_and_typed_coercion() {
+    let sources = ConfigSources {
+        env: env(&[
+            ("SWITCHYARD_LISTEN", "127.0.0.1:9999"),
+            ("SWITCHYARD_OLLAMA_URL", "http://10.0.0.5:11434"),
+            ("SWITCHYARD_VRAM_PINS", "llama3.2:3b, qwen2.5-coder:7b"),
+            ("SWITCHYARD_VRAM_PIN_FASTEST", "yes"),
+            ("SWITCHYARD_VRAM_POLL_INTERVAL_MS", "250"),
+            ("SWITCHYARD_DATABASE_URL", "postgres://u@localhost/sy"),
+        ]),
+        ..Default::default()
+    };
+    let cfg = load(&sources).unwrap().config;
+    assert_eq!(cfg.server.listen.port(), 9999);
+    assert_eq!(cfg.ollama.url, "http://10.0.0.5:11434");
+    assert_eq!(cfg.vram.pins, vec!["llama3.2:3b", "qwen2.5-coder:7b"]);
+    assert!(cfg.vram.pin_fastest);
+    assert_eq!(cfg.vram.poll_interval_ms, 250);
+    assert_eq!(cfg.database.resolved_url(), "postgres://u@localhost/sy");
+}
+
+#[test]
+fn every_preset_loads_and_changes_something() {
+    let defaults = load(&ConfigSources::default()).unwrap().config;
+    for (name, _) in PRESETS {
+        let loaded = load(&ConfigSources { preset: Some(name.to_string()), ..Default::default() })
+            .unwrap_or_else(|e| panic!("preset {name}: {e}"));
+        if name != "balanced" {
+            assert_ne!(loaded.config, defaults, "preset {name} changes nothing");
+        }
+        assert!(loaded.origins.values().all(|s| *s == Source::Preset(name.to_string())));
+    }
+    let gpu8 = load(&ConfigSources { preset: Some("gpu-8gb".into()), ..Default::default() }).unwrap().config;
+    assert_eq!(gpu8.vram.total, "8GiB");
+}
+
+#[test]
+fn unknown_preset_lists_the_available_ones() {
+    let err = load(&ConfigSources { preset: Some("turbo".into()), ..Default::default() }).unwrap_err().to_string();
+    assert!(err.contains("turbo") && err.contains("low-latency"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_named_with_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(&dir, "[vram]\nstratgy = \"lru\"\n");
+    let err = load(&ConfigSources { file: Some(file), ..Default::default() }).unwrap_err().to_string();
+    assert!(err.contains("vram.stratgy"), "{err}");
+    assert!(err.contains("Did you mean `strategy`"), "{err}");
+
+    let file = write_file(&dir, "[vrma]\nstrategy = \"lru\"\n");
+    let err = load(&ConfigSources { file: Some(file), ..Default::default() }).unwrap_err().to_string();
+    assert!(err.contains("vrma") && err.contains("Did you mean `vram`"), "{err}");
+
+    let file = write_file(&dir, "[models.\"llama3.2:3b\"]\nnum_ctxx = 8192\n");
+    let err = load(&ConfigSources { file: Some(file), ..Default::default() }).unwrap_err().to_string();
+    assert!(err.contains("num_ctxx") && err.contains("num_ctx"), "{err}");
+
+    let err = load(&ConfigSources { env: env(&[("SWITCHYARD_VRAM_STRATEGIE", "lru")]), ..Default::default() })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SWITCHYARD_VRAM_STRATEGIE") && err.contains("SWITCHYARD_VRAM_STRATEGY"), "{err}");
+}
+
+#[test]
+fn bad_values_name_the_key_and_what_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[vram]\nstrategy = \"random\"\n", "vram.strategy", "lru"),
+        ("[vram]\npoll_interval_ms = \"fast\"\n", "vram.poll_interval_ms", "integer"),
+        ("[vram]\nlimit = \"150%\"\n", "vram.limit", "between 1% and 100%"),
+        ("[vram]\nheadroom = \"12 parsecs\"\n", "vram.headroom", "unit"),
+        ("[routing]\nquality_preference = 1.5\n", "routing.quality_preference", "between 0 and 1"),
+        ("[ollama]\nurl = \"ftp://x\"\n", "ollama.url", "http://"),
+        ("[server]\nlisten = \"not-an-address\"\n", "server.listen", "address"),
+        ("[vram]\npins = [\"../etc/passwd\"]\n", "vram.pins", "path-like"),
+        ("[routing]\nclassifier = \"embedding\"\n", "routing.embedding_model", "embedding model"),
+    ];
+    for (text, key, hint) in cases {
+        let file = write_file(&dir, text);
+        let err = load(&ConfigSources { file: Some(file.clone()), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains(key), "{text}: {err}");
+        assert!(err.to_lowercase().contains(&hint.to_lowercase()), "{text}: {err}");
+    }
+    let err = load(&ConfigSources { env: env(&[("SWITCHYARD_VRAM_PIN_FASTEST", "maybe")]), ..Default::default() })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("vram.pin_fastest") && err.contains("SWITCHYARD_VRAM_PIN_FASTEST"), "{err}");
+}
+
+#[test]
+fn validation_errors_say_which_layer_set_the_value() {
+    let sources = ConfigSources {
+        env: env(&[("SWITCHYARD_VRAM_UNLOAD_THRESHOLD_PCT", "140")]),
+        ..Default::default()
+    };
+    let err = load(&sources).unwrap_err().to_string();
+    assert!(err.contains("vram.unload_threshold_pct") && err.contains("env SWITCHYARD_VRAM_UNLOAD_THRESHOLD_PCT"), "{err}");
+}
+
+#[test]
+fn open_listen_needs_an_admin_key_or_explicit_consent() {
+    let open = |extra: Vec<FlagValue>, env_pairs: &[(&str, &str)]| {
+        let mut flags = vec![flag("server.listen", "--listen", "0.0.0.0:11435")];
+        flags.extend(extra);
+        load(&ConfigSources { flags, env: env(env_pairs), ..Default::default() })
+    };
+    let err = open(vec![], &[]).unwrap_err().to_string();
+    assert!(err.contains("SWITCHYARD_ADMIN_KEY") && err.contains("--allow-open-admin"), "{err}");
+    assert!(open(vec![], &[("SWITCHYARD_ADMIN_KEY", "s3cret")]).is_ok());
+    assert!(open(vec![flag("server.allow_open_admin", "--allow-open-admin", "true")], &[]).is_ok());
+}
+
+#[test]
+fn model_sections_are_normalised() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(&dir, "[models.llama3]\nnum_ctx = 8192\n[models.\"qwen2.5:7b\"]\nexclude = true\n");
+    let cfg = load(&ConfigSources { file: Some(file), ..Default::default() }).unwrap().config;
+    let llama = switchyard_core::ModelName::parse("llama3").unwrap();
+    assert_eq!(cfg.num_ctx_for(&llama), 8192);
+    let other = switchyard_core::ModelName::parse("mistral").unwrap();
+    assert_eq!(cfg.num_ctx_for(&other), cfg.vram.num_ctx);
+    assert!(cfg.models["qwen2.5:7b"].exclude);
+}
+
+#[test]
+fn show_lists_sources_and_redacts_secrets() {
+    let sources = ConfigSources {
+        preset: Some("gpu-8gb".into()),
+        env: env(&[("SWITCHYARD_ADMIN_KEY", "hunter2")]),
+        ..Default::default()
+    };
+    let shown = load(&sources).unwrap().render().unwrap();
+    assert!(shown.contains("total = \"8GiB\"  # preset gpu-8gb"), "{shown}");
+    assert!(shown.contains("admin_key = \"<redacted>\"  # env SWITCHYARD_ADMIN_KEY"), "{shown}");
+    assert!(!shown.contains("hunter2"));
+    assert!(shown.contains("strategy = \"cost\"  # default"), "{shown}");
+}
