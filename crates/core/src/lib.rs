@@ -4,6 +4,7 @@
 //! GPU snapshots, the layered configuration, the HTTP client used to talk to Ollama, and the `Store` with its
 //! SQLite and Postgres backends. Nothing in this crate knows about axum or about routing policy.
 
+pub mod catalog;
 pub mod category;
 pub mod config;
 pub mod error;

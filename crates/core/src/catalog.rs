@@ -1,0 +1,139 @@
+//! The model catalog: what Ollama has pulled and what each model can do, from `/api/tags` and `/api/show`.
+//!
+//! Capabilities and sizes come from Ollama's own answers, never from model names. `/api/show` is asked once per
+//! digest: a refresh only shows models that are new or were re-pulled.
+
+use crate::error::CoreError;
+use crate::model::{Capabilities, ModelName};
+use crate::ollama::OllamaClient;
+use crate::ollama::types::{ModelDetails, ShowResponse};
+use std::collections::BTreeMap;
+
+/// KV-cache bytes per token assumed when a model's metadata does not say (larger than any common 7-70B model's
+/// f16 cache per token, so estimates err on the safe side until a load is measured).
+const UNKNOWN_KV_BYTES_PER_TOKEN: u64 = 320 * 1024;
+
+/// Compute-graph and runtime buffers on top of weights and KV cache: a tenth of the weights, at least 384 MiB.
+fn overhead_bytes(weights: u64) -> u64 {
+    (weights / 10).max(384 * 1024 * 1024)
+}
+
+/// One pulled model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub name: ModelName,
+    /// Content digest from `/api/tags`; a change means the model was re-pulled (profiles become stale).
+    pub digest: String,
+    /// Bytes on disk (the weights).
+    pub size_bytes: u64,
+    pub details: ModelDetails,
+    /// From `/api/show`.
+    pub capabilities: Capabilities,
+    /// Trained context length.
+    pub context_length: Option<u64>,
+    /// f16 KV-cache bytes per token from the GGUF metadata.
+    pub kv_bytes_per_token: Option<u64>,
+}
+
+impl ModelSpec {
+    /// True for models that only embed (loaded and unloaded through `/api/embed`).
+    pub fn embedding_only(&self) -> bool {
+        self.capabilities.embedding && !self.capabilities.completion
+    }
+
+    /// VRAM this model is expected to take when loaded with `num_ctx`: weights + KV cache + buffers.
+    /// Used until a load of the model has been measured.
+    pub fn estimate_vram(&self, num_ctx: u64) -> u64 {
+        let ctx = self.context_length.map_or(num_ctx, |trained| num_ctx.min(trained));
+        let kv = self.kv_bytes_per_token.unwrap_or(UNKNOWN_KV_BYTES_PER_TOKEN).saturating_mul(ctx);
+        self.size_bytes.saturating_add(kv).saturating_add(overhead_bytes(self.size_bytes))
+    }
+
+    /// The context this model is actually loaded with when `num_ctx` is asked (capped at the trained context).
+    pub fn effective_ctx(&self, num_ctx: u64) -> u64 {
+        self.context_length.map_or(num_ctx, |trained| num_ctx.min(trained))
+    }
+}
+
+/// Every pulled model, by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Catalog {
+    pub models: BTreeMap<ModelName, ModelSpec>,
+}
+
+impl Catalog {
+    /// The model named `name`, if pulled.
+    pub fn get(&self, name: &ModelName) -> Option<&ModelSpec> {
+        self.models.get(name)
+    }
+
+    /// Reads `/api/tags`, and `/api/show` for every model whose digest is not already in `previous`.
+    pub async fn fetch(client: &OllamaClient, previous: &Catalog) -> Result<Catalog, CoreError> {
+        let tags = client.tags().await?;
+        let mut models = BTreeMap::new();
+        for tag in tags.models {
+            let Ok(name) = ModelName::parse(&tag.name) else {
+                tracing::warn!(model = %tag.name, "skipping a model whose name Switchyard cannot use");
+                continue;
+            };
+            if let Some(known) = previous.models.get(&name).filter(|m| m.digest == tag.digest && !tag.digest.is_empty()) {
+                models.insert(name, known.clone());
+                continue;
+            }
+            let show = match client.show(&name).await {
+                Ok(show) => show,
+                Err(e) => {
+                    tracing::warn!(model = %name, error = %e, "cannot read /api/show; the model is left out until the next refresh");
+                    continue;
+                }
+            };
+            models.insert(name.clone(), spec_from(name, tag.digest, tag.size, tag.details, &show));
+        }
+        Ok(Catalog { models })
+    }
+}
+
+/// Builds a spec from a tags entry and its `/api/show` answer.
+pub fn spec_from(name: ModelName, digest: String, size_bytes: u64, details: ModelDetails, show: &ShowResponse) -> ModelSpec {
+    ModelSpec {
+        name,
+        digest,
+        size_bytes,
+        details,
+        capabilities: Capabilities::from_names(show.capabilities.iter().map(String::as_str)),
+        context_length: show.context_length(),
+        kv_bytes_per_token: show.kv_bytes_per_token(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kv: Option<u64>) -> ModelSpec {
+        ModelSpec {
+            name: ModelName::parse("m").unwrap(),
+            digest: String::new(),
+            size_bytes: 4_000_000_000,
+            details: ModelDetails::default(),
+            capabilities: Capabilities::from_names(["completion"]),
+            context_length: Some(8192),
+            kv_bytes_per_token: kv,
+        }
+    }
+
+    #[test]
+    fn estimates_grow_with_context_and_cap_at_the_trained_one() {
+        let s = spec(Some(128 * 1024));
+        let at_4k = s.estimate_vram(4096);
+        assert_eq!(at_4k, 4_000_000_000 + 128 * 1024 * 4096 + 384 * 1024 * 1024);
+        assert_eq!(s.estimate_vram(8192) - at_4k, 128 * 1024 * 4096);
+        assert_eq!(s.estimate_vram(65536), s.estimate_vram(8192));
+        assert_eq!(s.effective_ctx(65536), 8192);
+    }
+
+    #[test]
+    fn unknown_kv_is_assumed_large() {
+        assert!(spec(None).estimate_vram(4096) > spec(Some(128 * 1024)).estimate_vram(4096));
+    }
+}

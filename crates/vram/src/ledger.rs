@@ -1,0 +1,840 @@
+//! The Ledger: what is on each GPU, what each model costs, and what may be evicted.
+//!
+//! A plain struct with synchronous methods, owned by the manager's task and unit-tested directly. It is reconciled
+//! with the probes on every poll (`reconcile`): `/api/ps` says which model Ollama holds and its `size_vram`, the GPU
+//! probe says how much memory is really used, and the difference is other processes' (foreign) memory. Admission
+//! (`plan`) decides per GPU whether a model fits under the budget, which idle unpinned models to evict first (by the
+//! configured strategy), or that the request must wait or be refused. Nothing here does I/O.
+
+use crate::policy::{EvictionFacts, estimated_reload_seconds, gdsf_priority, keep_value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use switchyard_core::ModelName;
+use switchyard_core::config::{Strategy, VramLimit};
+use switchyard_core::gpu::GpuSnapshot;
+use switchyard_core::ollama::types::PsModel;
+use switchyard_core::size::Bytes;
+use tokio::time::Instant;
+
+/// When other models are loaded, Ollama loads a new one only if it fits in this share of the free memory it
+/// believes it has; otherwise it evicts by its own rules. Admission applies the same rule so Ollama never evicts
+/// behind Switchyard's back.
+pub const OLLAMA_FIT_FRACTION: f64 = 0.8;
+
+/// The policy knobs the ledger applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerConfig {
+    /// What Switchyard may fill on each GPU.
+    pub limit: VramLimit,
+    /// Kept free on every GPU on top of the limit.
+    pub headroom: u64,
+    /// Above this share of a GPU's budget, idle unpinned models are unloaded.
+    pub unload_threshold_pct: f64,
+    pub strategy: Strategy,
+    /// Most models loaded at once over all GPUs.
+    pub max_loaded: usize,
+    /// Unload models idle this long (`None` = never for idleness).
+    pub idle_ttl: Option<Duration>,
+}
+
+/// Where a model's weights are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Residency {
+    Absent,
+    /// A load is under way; `bytes` are reserved on `gpu`.
+    Loading { gpu: u32, bytes: u64 },
+    /// Loaded, with Ollama's figures.
+    Loaded { gpu: u32, size: u64, size_vram: u64 },
+    /// An unload was asked for; `bytes` stay reserved until `/api/ps` confirms.
+    Unloading { gpu: u32, bytes: u64 },
+}
+
+impl Residency {
+    /// GPU memory this residency holds or reserves, and on which GPU.
+    pub fn held(&self) -> Option<(u32, u64)> {
+        match *self {
+            Residency::Absent => None,
+            Residency::Loading { gpu, bytes } | Residency::Unloading { gpu, bytes } => Some((gpu, bytes)),
+            Residency::Loaded { gpu, size_vram, .. } => Some((gpu, size_vram)),
+        }
+    }
+
+    /// `absent`, `loading`, `loaded` or `unloading`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Residency::Absent => "absent",
+            Residency::Loading { .. } => "loading",
+            Residency::Loaded { .. } => "loaded",
+            Residency::Unloading { .. } => "unloading",
+        }
+    }
+}
+
+/// What the ledger knows about one model. Entries outlive residency: uses, pins and measurements stay when a model
+/// is unloaded.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: ModelName,
+    pub residency: Residency,
+    /// Never evicted; re-loaded when Ollama drops it.
+    pub pinned: bool,
+    /// Leases held now.
+    pub in_flight: u32,
+    pub last_used: Option<Instant>,
+    /// Leases granted so far (frequency for `lfu` and `cost`).
+    pub uses: u64,
+    /// Measured seconds of the latest cold load.
+    pub load_seconds: Option<f64>,
+    /// VRAM the model takes when loaded: measured after a load, estimated before.
+    pub expected_bytes: u64,
+    /// GreedyDual-Size-Frequency priority.
+    pub priority: f64,
+    /// Idle TTL asked for by a client's `keep_alive` (overrides the default).
+    pub idle_ttl: Option<Duration>,
+    /// Ollama's `expires_at` from `/api/ps`.
+    pub expires_at: Option<String>,
+}
+
+impl Entry {
+    fn new(name: ModelName) -> Self {
+        Self {
+            name,
+            residency: Residency::Absent,
+            pinned: false,
+            in_flight: 0,
+            last_used: None,
+            uses: 0,
+            load_seconds: None,
+            expected_bytes: 0,
+            priority: 0.0,
+            idle_ttl: None,
+            expires_at: None,
+        }
+    }
+
+    fn reload_seconds(&self) -> f64 {
+        self.load_seconds.unwrap_or_else(|| estimated_reload_seconds(self.expected_bytes))
+    }
+
+    fn evictable(&self) -> bool {
+        matches!(self.residency, Residency::Loaded { .. }) && !self.pinned && self.in_flight == 0
+    }
+}
+
+/// One GPU as the ledger sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuState {
+    pub index: u32,
+    pub name: String,
+    pub total: u64,
+    /// Used memory the probe measured (all processes).
+    pub used: u64,
+    /// Memory of processes other than Ollama's models.
+    pub foreign: u64,
+}
+
+/// The admission decision for one model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Loaded: serve at once.
+    Ready { gpu: u32 },
+    /// Being loaded for another request: wait for that load (single flight).
+    Join,
+    /// Fits as is: load it on `gpu`.
+    Load { gpu: u32, offload: bool },
+    /// Unload `victims` from `gpu` first, then load.
+    Evict { gpu: u32, victims: Vec<ModelName>, offload: bool },
+    /// Room will come when busy models finish or unloads complete.
+    Wait { reason: String },
+    /// No room can be made: pinned models hold it.
+    Refuse { reason: String },
+}
+
+/// A change `reconcile` noticed that Switchyard did not cause.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// Ollama holds a model the ledger did not know was loaded.
+    ExternalLoad(ModelName),
+    /// Ollama dropped a model the ledger thought loaded (its own eviction, a crash, another client).
+    ExternalUnload { model: ModelName, pinned: bool },
+    /// An unload Switchyard asked for is confirmed.
+    UnloadConfirmed(ModelName),
+}
+
+/// The ledger itself.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    config: LedgerConfig,
+    gpus: Vec<GpuState>,
+    entries: BTreeMap<ModelName, Entry>,
+    /// GreedyDual inflation value `L`: the priority of the last evicted model.
+    inflation: f64,
+    /// Human-readable conditions for `/admin/vram` (unknown total, pins over budget...).
+    warnings: Vec<String>,
+}
+
+impl Ledger {
+    /// A ledger over `gpus` (from the first probe reading).
+    pub fn new(config: LedgerConfig, gpus: Vec<GpuState>) -> Self {
+        Self { config, gpus, entries: BTreeMap::new(), inflation: 0.0, warnings: Vec::new() }
+    }
+
+    pub fn config(&self) -> &LedgerConfig {
+        &self.config
+    }
+
+    pub fn gpus(&self) -> &[GpuState] {
+        &self.gpus
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    pub fn entry(&self, name: &ModelName) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Replaces the standing warnings.
+    pub fn set_warnings(&mut self, warnings: Vec<String>) {
+        self.warnings = warnings;
+    }
+
+    fn entry_mut(&mut self, name: &ModelName) -> &mut Entry {
+        self.entries.entry(name.clone()).or_insert_with(|| Entry::new(name.clone()))
+    }
+
+    fn gpu(&self, index: u32) -> Option<&GpuState> {
+        self.gpus.iter().find(|g| g.index == index)
+    }
+
+    /// What Switchyard may fill on `gpu`: the limit, less the headroom.
+    pub fn budget(&self, gpu: u32) -> u64 {
+        self.gpu(gpu).map_or(0, |g| self.config.limit.of(g.total).min(g.total.saturating_sub(self.config.headroom)))
+    }
+
+    /// Bytes held or reserved on `gpu` by Ollama's models (as the ledger knows them).
+    pub fn models_bytes(&self, gpu: u32) -> u64 {
+        self.entries.values().filter_map(|e| e.residency.held()).filter(|(g, _)| *g == gpu).map(|(_, b)| b).sum()
+    }
+
+    /// Bytes counted against the budget of `gpu`: models plus foreign memory.
+    pub fn committed(&self, gpu: u32) -> u64 {
+        self.models_bytes(gpu) + self.gpu(gpu).map_or(0, |g| g.foreign)
+    }
+
+    /// Budget left on `gpu`.
+    pub fn free(&self, gpu: u32) -> u64 {
+        self.budget(gpu).saturating_sub(self.committed(gpu))
+    }
+
+    /// Models loaded or loading (what Ollama counts against its max loaded models).
+    pub fn loaded_count(&self) -> usize {
+        self.entries.values().filter(|e| e.residency.held().is_some()).count()
+    }
+
+    /// The VRAM `name` is expected to take: measured when known, else `estimate`.
+    pub fn expected_bytes(&self, name: &ModelName, estimate: u64) -> u64 {
+        self.entries.get(name).map(|e| e.expected_bytes).filter(|b| *b > 0).unwrap_or(estimate)
+    }
+
+    /// Records the expected size (from the catalog estimate) unless a measurement is already known.
+    pub fn note_estimate(&mut self, name: &ModelName, estimate: u64) {
+        let entry = self.entry_mut(name);
+        if entry.expected_bytes == 0 {
+            entry.expected_bytes = estimate;
+        }
+    }
+
+    /// Records measured figures (from the store at start, or after a load).
+    pub fn note_measurement(&mut self, name: &ModelName, load_seconds: Option<f64>, vram_bytes: Option<u64>) {
+        let entry = self.entry_mut(name);
+        if load_seconds.is_some() {
+            entry.load_seconds = load_seconds;
+        }
+        if let Some(bytes) = vram_bytes.filter(|b| *b > 0) {
+            entry.expected_bytes = bytes;
+        }
+    }
+
+    /// Sets a client-requested idle TTL for `name` (from `keep_alive`).
+    pub fn set_idle_ttl(&mut self, name: &ModelName, ttl: Option<Duration>) {
+        self.entry_mut(name).idle_ttl = ttl;
+    }
+
+    fn fits(&self, gpu: &GpuState, need: u64, freed: u64) -> bool {
+        let committed = self.committed(gpu.index).saturating_sub(freed);
+        if committed.saturating_add(need) > self.budget(gpu.index) {
+            return false;
+        }
+        let models = self.models_bytes(gpu.index).saturating_sub(freed);
+        // Ollama's own rule when other models are loaded on this GPU (it ignores foreign memory).
+        models == 0 || (need as f64) <= OLLAMA_FIT_FRACTION * gpu.total.saturating_sub(models) as f64
+    }
+
+    fn facts(&self, e: &Entry, now: Instant) -> EvictionFacts {
+        EvictionFacts {
+            idle_seconds: e.last_used.map_or(f64::MAX / 4.0, |t| now.saturating_duration_since(t).as_secs_f64()),
+            size_bytes: e.residency.held().map_or(e.expected_bytes, |(_, b)| b),
+            uses: e.uses,
+            gdsf_priority: e.priority,
+        }
+    }
+
+    /// Idle, unpinned, loaded models on `gpu` (any GPU when `None`), the first to evict first.
+    pub fn eviction_order(&self, gpu: Option<u32>, now: Instant) -> Vec<&Entry> {
+        let mut candidates: Vec<(&Entry, f64)> = self
+            .entries
+            .values()
+            .filter(|e| e.evictable())
+            .filter(|e| gpu.is_none() || e.residency.held().map(|(g, _)| g) == gpu)
+            .map(|e| (e, keep_value(self.config.strategy, &self.facts(e, now))))
+            .collect();
+        candidates.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.name.cmp(&b.0.name)));
+        candidates.into_iter().map(|(e, _)| e).collect()
+    }
+
+    /// Decides how to admit `name`, which needs `need` bytes of VRAM when loaded.
+    pub fn plan(&self, name: &ModelName, need: u64, now: Instant) -> Plan {
+        match self.entries.get(name).map(|e| &e.residency) {
+            Some(Residency::Loaded { gpu, .. }) => return Plan::Ready { gpu: *gpu },
+            Some(Residency::Loading { .. }) => return Plan::Join,
+            Some(Residency::Unloading { .. }) => {
+                return Plan::Wait { reason: format!("{name} is being unloaded") };
+            }
+            Some(Residency::Absent) | None => {}
+        }
+        let at_max = self.loaded_count() >= self.config.max_loaded;
+        // 1. Fits as is: the GPU with the most free budget.
+        if !at_max {
+            let best = self.gpus.iter().filter(|g| self.fits(g, need, 0)).max_by_key(|g| self.free(g.index));
+            if let Some(gpu) = best {
+                return Plan::Load { gpu: gpu.index, offload: false };
+            }
+        }
+        let largest_budget = self.gpus.iter().map(|g| self.budget(g.index)).max().unwrap_or(0);
+        if need > largest_budget {
+            return self.plan_offload(name, need, largest_budget, now);
+        }
+        // 2. Fits after evicting idle unpinned models: fewest victims, then the least valuable.
+        let mut best: Option<(u32, Vec<ModelName>, f64)> = None;
+        for gpu in &self.gpus {
+            let mut freed = 0;
+            let mut victims: Vec<&Entry> = Vec::new();
+            for candidate in self.eviction_order(Some(gpu.index), now) {
+                if self.fits(gpu, need, freed) {
+                    break;
+                }
+                freed += candidate.residency.held().map_or(0, |(_, b)| b);
+                victims.push(candidate);
+            }
+            if !self.fits(gpu, need, freed) {
+                continue;
+            }
+            if self.loaded_count() - victims.len() >= self.config.max_loaded {
+                // Room in memory but not in count: one more victim, from any GPU.
+                let extra = self.eviction_order(None, now).into_iter().find(|e| victims.iter().all(|v| v.name != e.name));
+                match extra {
+                    Some(e) => victims.push(e),
+                    None => continue,
+                }
+            }
+            let value: f64 = victims.iter().map(|v| keep_value(self.config.strategy, &self.facts(v, now))).sum();
+            let better = match &best {
+                None => true,
+                Some((_, b, bv)) => victims.len() < b.len() || (victims.len() == b.len() && value < *bv),
+            };
+            if better {
+                best = Some((gpu.index, victims.iter().map(|v| v.name.clone()).collect(), value));
+            }
+        }
+        if let Some((gpu, victims, _)) = best {
+            return Plan::Evict { gpu, victims, offload: false };
+        }
+        self.blocked(name, need)
+    }
+
+    /// Too large for any GPU's budget: Ollama can still run it with part of it in CPU memory, but only alone on a
+    /// GPU. Empty a GPU whose models are all evictable.
+    fn plan_offload(&self, name: &ModelName, need: u64, largest_budget: u64, now: Instant) -> Plan {
+        let mut waitable = false;
+        for gpu in &self.gpus {
+            let residents: Vec<&Entry> =
+                self.entries.values().filter(|e| e.residency.held().map(|(g, _)| g) == Some(gpu.index)).collect();
+            if residents.iter().any(|e| e.pinned) {
+                continue;
+            }
+            if residents.iter().any(|e| !e.evictable()) {
+                waitable = true;
+                continue;
+            }
+            let mut victims: Vec<ModelName> = residents.iter().map(|e| e.name.clone()).collect();
+            if self.loaded_count() - victims.len() >= self.config.max_loaded {
+                match self.eviction_order(None, now).into_iter().find(|e| !victims.contains(&e.name)) {
+                    Some(e) => victims.push(e.name.clone()),
+                    None => continue,
+                }
+            }
+            return if victims.is_empty() {
+                Plan::Load { gpu: gpu.index, offload: true }
+            } else {
+                Plan::Evict { gpu: gpu.index, victims, offload: true }
+            };
+        }
+        let why = format!(
+            "{name} needs {} but the largest GPU budget is {}, so it can only run partly offloaded, alone on a GPU",
+            Bytes(need),
+            Bytes(largest_budget)
+        );
+        if waitable {
+            Plan::Wait { reason: format!("{why}; waiting for busy models to finish") }
+        } else {
+            Plan::Refuse { reason: format!("{why}, and pinned models occupy every GPU") }
+        }
+    }
+
+    /// No plan: wait when busy or unloading models would make room, refuse when only pinned ones would.
+    fn blocked(&self, name: &ModelName, need: u64) -> Plan {
+        for gpu in &self.gpus {
+            let releasable: u64 = self
+                .entries
+                .values()
+                .filter(|e| !e.pinned)
+                .filter_map(|e| e.residency.held())
+                .filter(|(g, _)| *g == gpu.index)
+                .map(|(_, b)| b)
+                .sum();
+            if self.fits(gpu, need, releasable) {
+                return Plan::Wait { reason: format!("waiting for busy models to finish before loading {name}") };
+            }
+        }
+        let pinned: Vec<String> = self.entries.values().filter(|e| e.pinned && e.residency.held().is_some()).map(|e| e.name.to_string()).collect();
+        let foreign: u64 = self.gpus.iter().map(|g| g.foreign).sum();
+        Plan::Refuse {
+            reason: format!(
+                "{name} needs {}; pinned models ({}) and other processes ({}) leave too little room. Unpin a model, \
+                 raise vram.limit, or free GPU memory",
+                Bytes(need),
+                if pinned.is_empty() { "none".to_string() } else { pinned.join(", ") },
+                Bytes(foreign)
+            ),
+        }
+    }
+
+    /// A lease on a loaded model was granted.
+    pub fn acquire(&mut self, name: &ModelName, now: Instant) {
+        let inflation = self.inflation;
+        let entry = self.entry_mut(name);
+        entry.in_flight += 1;
+        entry.uses += 1;
+        entry.last_used = Some(now);
+        let size = entry.residency.held().map_or(entry.expected_bytes, |(_, b)| b);
+        entry.priority = gdsf_priority(inflation, entry.uses, entry.reload_seconds(), size);
+    }
+
+    /// A lease was dropped.
+    pub fn release(&mut self, name: &ModelName, now: Instant) {
+        let entry = self.entry_mut(name);
+        entry.in_flight = entry.in_flight.saturating_sub(1);
+        entry.last_used = Some(now);
+    }
+
+    /// A load of `name` on `gpu` started, reserving `bytes`.
+    pub fn begin_load(&mut self, name: &ModelName, gpu: u32, bytes: u64) {
+        self.entry_mut(name).residency = Residency::Loading { gpu, bytes };
+    }
+
+    /// A load finished. On success `ps` is Ollama's entry for the model when it could be read.
+    pub fn finish_load(&mut self, name: &ModelName, outcome: Result<(f64, Option<&PsModel>), ()>, now: Instant) {
+        let inflation = self.inflation;
+        let entry = self.entry_mut(name);
+        let Residency::Loading { gpu, bytes } = entry.residency else { return };
+        match outcome {
+            Ok((seconds, ps)) => {
+                let (size, size_vram) = ps.map_or((bytes, bytes), |p| (p.size, p.size_vram));
+                entry.residency = Residency::Loaded { gpu, size, size_vram };
+                entry.load_seconds = Some(seconds);
+                entry.expected_bytes = size_vram.max(1);
+                entry.expires_at = ps.map(|p| p.expires_at.clone());
+                entry.last_used = Some(now);
+                entry.priority = gdsf_priority(inflation, entry.uses.max(1), seconds, size_vram);
+            }
+            Err(()) => entry.residency = Residency::Absent,
+        }
+    }
+
+    /// Starts unloading `name`. Returns false when it is not loaded, pinned or busy (nothing happens then), unless
+    /// `force` (an explicit admin unload of a pinned model).
+    pub fn begin_unload(&mut self, name: &ModelName, force: bool) -> bool {
+        let Some(entry) = self.entries.get_mut(name) else { return false };
+        let Residency::Loaded { gpu, size_vram, .. } = entry.residency else { return false };
+        if entry.in_flight > 0 || (entry.pinned && !force) {
+            return false;
+        }
+        entry.residency = Residency::Unloading { gpu, bytes: size_vram };
+        self.inflation = self.inflation.max(entry.priority);
+        true
+    }
+
+    /// An unload finished (confirmed by `/api/ps`, or failed: then the model is read back from the next poll).
+    pub fn finish_unload(&mut self, name: &ModelName) {
+        if let Some(entry) = self.entries.get_mut(name) {
+            if matches!(entry.residency, Residency::Unloading { .. }) {
+                entry.residency = Residency::Absent;
+                entry.expires_at = None;
+            }
+        }
+    }
+
+    /// Pins `name` (which takes `need` bytes when loaded). Refused when pinned models alone would exceed the budget.
+    pub fn pin(&mut self, name: &ModelName, need: u64) -> Result<(), String> {
+        let largest = self.gpus.iter().map(|g| self.budget(g.index)).max().unwrap_or(0);
+        let total: u64 = self.gpus.iter().map(|g| self.budget(g.index)).sum();
+        if need > largest {
+            return Err(format!("it needs {} and the largest GPU budget is {}", Bytes(need), Bytes(largest)));
+        }
+        let pinned: u64 = self
+            .entries
+            .values()
+            .filter(|e| e.pinned && e.name != *name)
+            .map(|e| e.residency.held().map_or(e.expected_bytes, |(_, b)| b))
+            .sum();
+        if pinned + need > total {
+            return Err(format!(
+                "pinned models would take {} of a {} budget; unpin one first or raise vram.limit",
+                Bytes(pinned + need),
+                Bytes(total)
+            ));
+        }
+        let entry = self.entry_mut(name);
+        entry.pinned = true;
+        if entry.expected_bytes == 0 {
+            entry.expected_bytes = need;
+        }
+        Ok(())
+    }
+
+    /// Unpins `name`.
+    pub fn unpin(&mut self, name: &ModelName) -> bool {
+        self.entries.get_mut(name).is_some_and(|e| std::mem::replace(&mut e.pinned, false))
+    }
+
+    /// Pinned models that are not loaded or loading (to re-load after Ollama dropped them).
+    pub fn missing_pins(&self) -> Vec<ModelName> {
+        self.entries.values().filter(|e| e.pinned && e.residency == Residency::Absent).map(|e| e.name.clone()).collect()
+    }
+
+    /// Takes in one poll: Ollama's `/api/ps` and, when the probe measured them, the GPUs.
+    pub fn reconcile(&mut self, ps: &[PsModel], gpus: Option<&GpuSnapshot>, now: Instant) -> Vec<Observed> {
+        let mut observed = Vec::new();
+        let mut seen = Vec::with_capacity(ps.len());
+        for p in ps {
+            let Ok(name) = ModelName::parse(&p.name) else { continue };
+            seen.push(name.clone());
+            let fallback_gpu = self.gpus.iter().max_by_key(|g| self.free(g.index)).map_or(0, |g| g.index);
+            let entry = self.entry_mut(&name);
+            entry.expires_at = Some(p.expires_at.clone());
+            match entry.residency {
+                Residency::Absent => {
+                    entry.residency = Residency::Loaded { gpu: fallback_gpu, size: p.size, size_vram: p.size_vram };
+                    entry.expected_bytes = p.size_vram.max(entry.expected_bytes);
+                    entry.last_used.get_or_insert(now);
+                    observed.push(Observed::ExternalLoad(name));
+                }
+                Residency::Loaded { gpu, .. } => {
+                    entry.residency = Residency::Loaded { gpu, size: p.size, size_vram: p.size_vram };
+                    if p.size_vram > 0 {
+                        entry.expected_bytes = p.size_vram;
+                    }
+                }
+                Residency::Loading { .. } | Residency::Unloading { .. } => {}
+            }
+        }
+        for entry in self.entries.values_mut() {
+            if seen.contains(&entry.name) {
+                continue;
+            }
+            match entry.residency {
+                Residency::Loaded { .. } => {
+                    entry.residency = Residency::Absent;
+                    entry.expires_at = None;
+                    observed.push(Observed::ExternalUnload { model: entry.name.clone(), pinned: entry.pinned });
+                }
+                Residency::Unloading { .. } => {
+                    entry.residency = Residency::Absent;
+                    entry.expires_at = None;
+                    observed.push(Observed::UnloadConfirmed(entry.name.clone()));
+                }
+                Residency::Absent | Residency::Loading { .. } => {}
+            }
+        }
+        if let Some(snapshot) = gpus {
+            self.apply_gpus(snapshot);
+        }
+        observed
+    }
+
+    /// Takes in the GPU probe's reading; foreign memory is what the probe sees used beyond Ollama's models.
+    pub fn apply_gpus(&mut self, snapshot: &GpuSnapshot) {
+        let mut gpus = Vec::with_capacity(snapshot.gpus.len());
+        for g in &snapshot.gpus {
+            let ours = self.models_bytes(g.index);
+            let by_process: u64 = snapshot
+                .processes
+                .iter()
+                .filter(|p| p.gpu_index == g.index)
+                .filter(|p| !p.name.as_deref().unwrap_or("").to_ascii_lowercase().contains("ollama"))
+                .map(|p| p.used_bytes)
+                .sum();
+            gpus.push(GpuState {
+                index: g.index,
+                name: g.name.clone(),
+                total: g.total_bytes,
+                used: g.used_bytes,
+                foreign: g.used_bytes.saturating_sub(ours).max(by_process),
+            });
+        }
+        if !gpus.is_empty() {
+            self.gpus = gpus;
+        }
+    }
+
+    /// Idle unpinned models to unload so that every GPU is back under the threshold, in eviction order.
+    pub fn threshold_victims(&self, now: Instant) -> Vec<ModelName> {
+        let mut victims = Vec::new();
+        for gpu in &self.gpus {
+            let budget = self.budget(gpu.index) as f64;
+            let limit = budget * self.config.unload_threshold_pct / 100.0;
+            let mut committed = self.committed(gpu.index) as f64;
+            for candidate in self.eviction_order(Some(gpu.index), now) {
+                if committed <= limit {
+                    break;
+                }
+                committed -= candidate.residency.held().map_or(0, |(_, b)| b) as f64;
+                victims.push(candidate.name.clone());
+            }
+        }
+        victims
+    }
+
+    /// Unpinned models idle longer than their TTL.
+    pub fn idle_victims(&self, now: Instant) -> Vec<ModelName> {
+        self.entries
+            .values()
+            .filter(|e| e.evictable())
+            .filter(|e| {
+                let Some(ttl) = e.idle_ttl.or(self.config.idle_ttl) else { return false };
+                e.last_used.is_some_and(|t| now.saturating_duration_since(t) >= ttl)
+            })
+            .map(|e| e.name.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1024 * 1024 * 1024;
+
+    fn config(strategy: Strategy) -> LedgerConfig {
+        LedgerConfig {
+            limit: VramLimit::Percent(100.0),
+            headroom: 0,
+            unload_threshold_pct: 90.0,
+            strategy,
+            max_loaded: 3,
+            idle_ttl: Some(Duration::from_secs(600)),
+        }
+    }
+
+    fn gpu(index: u32, total: u64) -> GpuState {
+        GpuState { index, name: format!("gpu{index}"), total, used: 0, foreign: 0 }
+    }
+
+    fn name(s: &str) -> ModelName {
+        ModelName::parse(s).unwrap()
+    }
+
+    fn loaded(ledger: &mut Ledger, model: &str, gpu: u32, bytes: u64, now: Instant) {
+        let m = name(model);
+        ledger.begin_load(&m, gpu, bytes);
+        ledger.finish_load(&m, Ok((2.0, None)), now);
+    }
+
+    #[test]
+    fn a_fitting_model_loads_on_the_gpu_with_most_room() {
+        let now = Instant::now();
+        let mut l = Ledger::new(config(Strategy::Lru), vec![gpu(0, 24 * GIB), gpu(1, 24 * GIB)]);
+        loaded(&mut l, "a", 0, 10 * GIB, now);
+        assert_eq!(l.plan(&name("b"), 5 * GIB, now), Plan::Load { gpu: 1, offload: false });
+        assert_eq!(l.plan(&name("a"), 10 * GIB, now), Plan::Ready { gpu: 0 });
+    }
+
+    #[test]
+    fn fit_is_per_gpu_not_on_the_sum() {
+        let now = Instant::now();
+        let mut l = Ledger::new(config(Strategy::Lru), vec![gpu(0, 16 * GIB), gpu(1, 16 * GIB)]);
+        loaded(&mut l, "a", 0, 10 * GIB, now);
+        loaded(&mut l, "b", 1, 10 * GIB, now);
+        // 12 GiB free in total, 6 per GPU: a 9 GiB model does not fit without an eviction.
+        match l.plan(&name("c"), 9 * GIB, now) {
+            Plan::Evict { victims, .. } => assert_eq!(victims.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn eviction_follows_the_strategy_and_spares_pinned_and_busy_models() {
+        let t0 = Instant::now();
+        let mut l = Ledger::new(config(Strategy::Lru), vec![gpu(0, 24 * GIB)]);
+        loaded(&mut l, "old", 0, 6 * GIB, t0);
+        loaded(&mut l, "pinned", 0, 6 * GIB, t0);
+        loaded(&mut l, "busy", 0, 6 * GIB, t0);
+        l.pin(&name("pinned"), 6 * GIB).unwrap();
+        let later = t0 + Duration::from_secs(10);
+        l.acquire(&name("busy"), later);
+        l.acquire(&name("old"), t0 + Duration::from_secs(1));
+        l.release(&name("old"), t0 + Duration::from_secs(1));
+        // At max loaded (3): one victim is needed and only "old" qualifies.
+        assert_eq!(l.plan(&name("new"), 4 * GIB, later), Plan::Evict { gpu: 0, victims: vec![name("old")], offload: false });
+        // With "old" busy too, the request must wait for a busy model.
+        l.acquire(&name("old"), later);
+        assert!(matches!(l.plan(&name("new"), 4 * GIB, later), Plan::Wait { .. }));
+    }
+
+    #[test]
+    fn only_pinned_models_in_the_way_is_a_refusal() {
+        let now = Instant::now();
+        let mut l = Ledger::new(config(Strategy::Cost), vec![gpu(0, 24 * GIB)]);
+        loaded(&mut l, "p1", 0, 10 * GIB, now);
+        loaded(&mut l, "p2", 0, 10 * GIB, now);
+        l.pin(&name("p1"), 10 * GIB).unwrap();
+        l.pin(&name("p2"), 10 * GIB).unwrap();
+        match l.plan(&name("x"), 8 * GIB, now) {
+            Plan::Refuse { reason } => assert!(reason.contains("p1") && reason.contains("Unpin"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pins_alone_may_not_exceed_the_budget() {
+        let now = Instant::now();
+        let mut l = Ledger::new(config(Strategy::Cost), vec![gpu(0, 24 * GIB)]);
+        loaded(&mut l, "a", 0, 15 * GIB, now);
+        l.pin(&name("a"), 15 * GIB).unwrap();
+        let err = l.pin(&name("b"), 10 * GIB).unwrap_err();
+        assert!(err.contains("unpin one first"), "{err}");
+        assert!(!l.entry(&name("b")).is_some_and(|e| e.pinned));
+        assert!(l.pin(&name("huge"), 30 * GIB).unwrap_err().contains("largest GPU budget"));
+    }
+
+    #[test]
+    fn foreign_memory_counts_against_the_budget() {
+        let now = Instant::now();
+        let mut l = Ledger::new(config(Strategy::Lru), vec![gpu(0, 24 * GIB)]);
+        let snapshot = GpuSnapshot {
+            gpus: vec![switchyard_core::gpu::GpuMemory {
+                index: 0,
+                name: "sim".into(),
+                total_bytes: 24 * GIB,
+                used_bytes: 20 * GIB,
+                free_bytes: 4 * GIB,
+            }],
+            processes: vec![],
+        };
+        l.reconcile(&[], Some(&snapshot), now);
+        assert_eq!(l.gpus()[0].foreign, 20 * GIB);
+        assert!(matches!(l.plan(&name("m"), 6 * GIB, now), Plan::Refuse { .. }));
+        assert_eq!(l.plan(&name("m"), 3 * GIB, now), Plan::Load { gpu: 0, offload: false });
+    }
+
+    #[test]
+    fn ollamas_eighty_percent_rule_is_respected() {
+        let now = Instant::now();
+        let mut l = Ledger::new(config(Strategy::Lru), vec![gpu(0, 20 * GIB)]);
+        loaded(&mut l, "a", 0, 8 * GIB, now);
+        // 12 GiB free, but Ollama only loads beside another model within 80% of it: 9.6 GiB.
+        assert_eq!(l.plan(&name("b"), 9 * GIB, now), Plan::Load { gpu: 0, offload: false });
+        assert!(matches!(l.plan(&name("c"), 10 * GIB, now), Plan::Evict { .. }));
+    }
+
+    #[test]
+    fn too_large_models_run_alone_with_offload() {
+        let now = Instant::now();
+        let mut l = Ledger::new(config(Strategy::Lru), vec![gpu(0, 24 * GIB)]);
+        assert_eq!(l.plan(&name("big"), 45 * GIB, now), Plan::Load { gpu: 0, offload: true });
+        loaded(&mut l, "small", 0, 3 * GIB, now);
+        assert_eq!(l.plan(&name("big"), 45 * GIB, now), Plan::Evict { gpu: 0, victims: vec![name("small")], offload: true });
+        l.pin(&name("small"), 3 * GIB).unwrap();
+        assert!(matches!(l.plan(&name("big"), 45 * GIB, now), Plan::Refuse { .. }));
+    }
+
+    #[test]
+    fn reconcile_notices_ollama_loading_and_dropping_models() {
+        let now = Instant::now();
+        let mut l = Ledger::new(config(Strategy::Lru), vec![gpu(0, 24 * GIB)]);
+        loaded(&mut l, "mine", 0, 4 * GIB, now);
+        l.pin(&name("mine"), 4 * GIB).unwrap();
+        let ps = |n: &str, b: u64| PsModel {
+            name: n.into(),
+            model: n.into(),
+            size: b,
+            size_vram: b,
+            digest: String::new(),
+            details: Default::default(),
+            expires_at: "2318-01-01T00:00:00Z".into(),
+            context_length: None,
+        };
+        let seen = l.reconcile(&[ps("other:latest", 5 * GIB)], None, now);
+        assert!(seen.contains(&Observed::ExternalLoad(name("other"))));
+        assert!(seen.contains(&Observed::ExternalUnload { model: name("mine"), pinned: true }));
+        assert_eq!(l.missing_pins(), vec![name("mine")]);
+        assert_eq!(l.models_bytes(0), 5 * GIB);
+    }
+
+    #[test]
+    fn threshold_unloads_idle_models_down_to_it() {
+        let t0 = Instant::now();
+        let mut cfg = config(Strategy::Largest);
+        cfg.unload_threshold_pct = 50.0;
+        cfg.max_loaded = 10;
+        let mut l = Ledger::new(cfg, vec![gpu(0, 20 * GIB)]);
+        loaded(&mut l, "a", 0, 4 * GIB, t0);
+        loaded(&mut l, "b", 0, 6 * GIB, t0);
+        loaded(&mut l, "c", 0, 3 * GIB, t0);
+        // 13 of 20 GiB used, threshold 10 GiB: the largest idle model goes.
+        assert_eq!(l.threshold_victims(t0), vec![name("b")]);
+    }
+
+    #[test]
+    fn idle_ttl_uses_the_client_override() {
+        let t0 = Instant::now();
+        let mut l = Ledger::new(config(Strategy::Lru), vec![gpu(0, 24 * GIB)]);
+        loaded(&mut l, "a", 0, 2 * GIB, t0);
+        loaded(&mut l, "b", 0, 2 * GIB, t0);
+        l.set_idle_ttl(&name("b"), Some(Duration::ZERO));
+        assert_eq!(l.idle_victims(t0 + Duration::from_secs(1)), vec![name("b")]);
+        assert_eq!(l.idle_victims(t0 + Duration::from_secs(601)), vec![name("a"), name("b")]);
+    }
+
+    #[test]
+    fn gdsf_evicts_cheap_rarely_used_models_first() {
+        let t0 = Instant::now();
+        let mut l = Ledger::new(config(Strategy::Cost), vec![gpu(0, 24 * GIB)]);
+        loaded(&mut l, "slow", 0, 8 * GIB, t0);
+        loaded(&mut l, "fast", 0, 8 * GIB, t0);
+        for _ in 0..5 {
+            l.acquire(&name("slow"), t0);
+            l.release(&name("slow"), t0);
+        }
+        l.acquire(&name("fast"), t0);
+        l.release(&name("fast"), t0);
+        let order: Vec<String> = l.eviction_order(None, t0).iter().map(|e| e.name.to_string()).collect();
+        assert_eq!(order, ["fast:latest", "slow:latest"]);
+    }
+}

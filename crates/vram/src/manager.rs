@@ -1,0 +1,806 @@
+//! The manager: one task owns the [`Ledger`]; everyone else holds a cheap [`VramManager`] handle.
+//!
+//! Requests ask for a [`Lease`] on a model (`acquire`). A loaded model is leased at once. A cold one is loaded,
+//! after unloading idle unpinned models by strategy when room is needed; concurrent requests for the same cold
+//! model share that one load (single flight). Loads and unloads run in their own tasks, outside the actor's loop, so
+//! a slow load never delays requests for loaded models. A request that cannot be admitted within the wait limit gets
+//! [`VramError::Busy`] (the router answers 503 with `Retry-After`), never an out-of-memory load.
+//!
+//! A poll task reads `/api/ps` and the GPU probe every `vram.poll_interval_ms` and the ledger reconciles: models
+//! Ollama dropped or loaded behind Switchyard's back are noticed, pinned models it dropped are loaded again, the
+//! unload threshold and idle TTLs are enforced. The ledger is published after every batch of commands through an
+//! `ArcSwap`, so readers (the scorer, `/admin/vram`) never wait on the actor.
+
+use crate::error::VramError;
+use crate::events::VramEventSink;
+use crate::ledger::{Ledger, LedgerConfig, Observed, Plan};
+use crate::metrics::VramMetrics;
+use crate::probe::GpuProbe;
+use arc_swap::ArcSwap;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::ModelName;
+use switchyard_core::catalog::Catalog;
+use switchyard_core::config::Config;
+use switchyard_core::gpu::GpuSnapshot;
+use switchyard_core::ollama::types::PsModel;
+use switchyard_core::ollama::{KeepAlive, OllamaClient};
+use switchyard_core::size::Bytes;
+use switchyard_core::store::{LoadEvent, now_ms};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long an unload may take to show in `/api/ps` before the manager reads the truth from the next poll.
+const UNLOAD_CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A model's admission for the duration of one request. Dropping it releases the model (it may then be evicted).
+#[derive(Debug)]
+pub struct Lease {
+    model: ModelName,
+    tx: mpsc::UnboundedSender<Command>,
+    /// The model was not loaded when the request asked (a cold start, or joined someone else's load).
+    pub cold: bool,
+    /// How long admission took.
+    pub waited: Duration,
+}
+
+impl Lease {
+    pub fn model(&self) -> &ModelName {
+        &self.model
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // The actor may already be gone at shutdown; nothing is left to release then.
+        let _ = self.tx.send(Command::Release(self.model.clone()));
+    }
+}
+
+/// Operations of `/admin/vram/*` and `switchyard vram`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminOp {
+    Load,
+    Unload,
+    Pin,
+    Unpin,
+}
+
+/// What the manager reports about a finished load.
+#[derive(Debug)]
+struct LoadReport {
+    seconds: f64,
+    ps: Vec<PsModel>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Acquire { model: ModelName, wait: Duration, reply: oneshot::Sender<Result<Lease, VramError>> },
+    Release(ModelName),
+    Admin { op: AdminOp, model: ModelName, reply: oneshot::Sender<Result<String, VramError>> },
+    LoadDone { model: ModelName, reason: &'static str, result: Result<LoadReport, String> },
+    UnloadDone { model: ModelName, ok: bool },
+    Observed { ps: Result<Vec<PsModel>, String>, gpus: Option<GpuSnapshot>, notify: Option<oneshot::Sender<()>> },
+    Catalog(Arc<Catalog>),
+    KeepAlive { model: ModelName, ttl: Option<Duration> },
+    Poll { notify: Option<oneshot::Sender<()>> },
+}
+
+/// Who is waiting for a model.
+#[derive(Debug)]
+enum WaiterKind {
+    /// A request: gets a lease.
+    Request(oneshot::Sender<Result<Lease, VramError>>),
+    /// Switchyard itself (pin, preload, admin load): gets a message when loaded, or nothing.
+    Internal { reason: &'static str, reply: Option<oneshot::Sender<Result<String, VramError>>> },
+}
+
+#[derive(Debug)]
+struct Waiter {
+    model: ModelName,
+    kind: WaiterKind,
+    enqueued: Instant,
+    deadline: Instant,
+    /// Set once this waiter had to wait for a load.
+    cold: bool,
+    /// Why it is still waiting, for the error when the deadline passes.
+    reason: String,
+}
+
+/// Settings the manager runs with, derived from the configuration.
+#[derive(Debug, Clone)]
+pub struct ManagerOptions {
+    pub config: Arc<Config>,
+    pub ledger: LedgerConfig,
+    /// Measurements known from earlier runs (the store): model, load seconds, VRAM bytes.
+    pub known: Vec<(ModelName, Option<f64>, Option<u64>)>,
+    /// Warnings from probe selection, shown in `/admin/vram`.
+    pub warnings: Vec<String>,
+}
+
+impl ManagerOptions {
+    /// Options from the configuration, for `gpu_count` GPUs.
+    pub fn from_config(config: Arc<Config>, gpu_count: usize) -> Self {
+        let v = &config.vram;
+        let ledger = LedgerConfig {
+            limit: v.limit,
+            headroom: v.headroom.0,
+            unload_threshold_pct: v.unload_threshold_pct,
+            strategy: v.strategy,
+            max_loaded: if v.max_loaded_models == 0 { 3 * gpu_count.max(1) } else { v.max_loaded_models as usize },
+            idle_ttl: (v.idle_ttl_secs > 0).then(|| Duration::from_secs(v.idle_ttl_secs)),
+        };
+        Self { config, ledger, known: Vec::new(), warnings: Vec::new() }
+    }
+}
+
+/// A handle on the manager. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct VramManager {
+    tx: mpsc::UnboundedSender<Command>,
+    ledger: Arc<ArcSwap<Ledger>>,
+    source: &'static str,
+    config: Arc<Config>,
+}
+
+impl VramManager {
+    /// Reads the probes once, builds the ledger, and starts the actor and its poll task (both owned by `tracker`
+    /// and stopped by `shutdown`). Pins and the preload list are loaded right away.
+    pub async fn start(
+        options: ManagerOptions,
+        client: OllamaClient,
+        probe: Arc<dyn GpuProbe>,
+        catalog: Arc<Catalog>,
+        sink: Arc<dyn VramEventSink>,
+        metrics: Option<VramMetrics>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Self, VramError> {
+        let ps = client.ps().await?.models;
+        let gpus = probe.read(&ps).await?;
+        let mut ledger = Ledger::new(options.ledger.clone(), Vec::new());
+        ledger.apply_gpus(&gpus);
+        let now = Instant::now();
+        for (model, seconds, bytes) in &options.known {
+            ledger.note_measurement(model, *seconds, *bytes);
+        }
+        ledger.reconcile(&ps, Some(&gpus), now);
+        ledger.set_warnings(options.warnings.clone());
+        let published = Arc::new(ArcSwap::from_pointee(ledger.clone()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = Self { tx: tx.clone(), ledger: Arc::clone(&published), source: probe.name(), config: Arc::clone(&options.config) };
+
+        let mut actor = Actor {
+            ledger,
+            published,
+            catalog,
+            pending: VecDeque::new(),
+            client: client.clone(),
+            probe: Arc::clone(&probe),
+            tx: tx.clone(),
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+            sink,
+            metrics,
+            config: Arc::clone(&options.config),
+            base_warnings: options.warnings,
+            polling: false,
+            poll_waiters: Vec::new(),
+        };
+        for name in &options.config.vram.pins {
+            if let Ok(model) = ModelName::parse(name) {
+                actor.admin(AdminOp::Pin, model, None);
+            }
+        }
+        for name in &options.config.vram.preload {
+            if let Ok(model) = ModelName::parse(name) {
+                actor.enqueue_internal(model, "preload", None);
+            }
+        }
+        actor.pass();
+        actor.publish();
+        tracker.spawn(actor.run(rx));
+
+        let interval = Duration::from_millis(options.config.vram.poll_interval_ms.max(10));
+        let poll_tx = tx;
+        let poll_shutdown = shutdown;
+        tracker.spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = poll_shutdown.cancelled() => break,
+                    _ = ticker.tick() => {
+                        if poll_tx.send(Command::Poll { notify: None }).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(handle)
+    }
+
+    /// Waits for a lease on `model`, for at most `vram.admission_wait_ms`.
+    pub async fn acquire(&self, model: &ModelName) -> Result<Lease, VramError> {
+        self.acquire_within(model, Duration::from_millis(self.config.vram.admission_wait_ms)).await
+    }
+
+    /// Waits for a lease on `model` for at most `wait`.
+    pub async fn acquire_within(&self, model: &ModelName, wait: Duration) -> Result<Lease, VramError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Acquire { model: model.clone(), wait, reply }).map_err(|_| VramError::ShuttingDown)?;
+        rx.await.map_err(|_| VramError::ShuttingDown)?
+    }
+
+    /// Load, unload, pin or unpin a model (admin routes). Returns a sentence saying what happened.
+    pub async fn admin(&self, op: AdminOp, model: &ModelName) -> Result<String, VramError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Admin { op, model: model.clone(), reply }).map_err(|_| VramError::ShuttingDown)?;
+        rx.await.map_err(|_| VramError::ShuttingDown)?
+    }
+
+    /// The latest published ledger. Lock-free; never waits on the actor.
+    pub fn ledger(&self) -> Arc<Ledger> {
+        self.ledger.load_full()
+    }
+
+    /// The probe in use (`nvml`, `ollama`, `sim`).
+    pub fn source(&self) -> &'static str {
+        self.source
+    }
+
+    /// Gives the manager a new catalog (sizes of models it may load).
+    pub fn set_catalog(&self, catalog: Arc<Catalog>) {
+        let _ = self.tx.send(Command::Catalog(catalog));
+    }
+
+    /// A client's `keep_alive` for `model`: how long it should stay loaded when idle.
+    pub fn note_keep_alive(&self, model: &ModelName, keep_alive: KeepAlive) {
+        let ttl = match keep_alive {
+            KeepAlive::Forever => Duration::MAX,
+            KeepAlive::For(d) => d,
+        };
+        let _ = self.tx.send(Command::KeepAlive { model: model.clone(), ttl: Some(ttl) });
+    }
+
+    /// Reconciles with Ollama and the probe now, and returns when that is done.
+    pub async fn refresh(&self) -> Result<(), VramError> {
+        let (notify, rx) = oneshot::channel();
+        self.tx.send(Command::Poll { notify: Some(notify) }).map_err(|_| VramError::ShuttingDown)?;
+        rx.await.map_err(|_| VramError::ShuttingDown)
+    }
+}
+
+struct Actor {
+    ledger: Ledger,
+    published: Arc<ArcSwap<Ledger>>,
+    catalog: Arc<Catalog>,
+    pending: VecDeque<Waiter>,
+    client: OllamaClient,
+    probe: Arc<dyn GpuProbe>,
+    tx: mpsc::UnboundedSender<Command>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    sink: Arc<dyn VramEventSink>,
+    metrics: Option<VramMetrics>,
+    config: Arc<Config>,
+    /// Warnings from start-up that stay; poll problems are added to them.
+    base_warnings: Vec<String>,
+    /// A poll is in flight (polls never overlap).
+    polling: bool,
+    /// Callers of `refresh` waiting for the poll in flight.
+    poll_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let next_deadline = self.pending.iter().map(|w| w.deadline).min();
+            let command = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                command = rx.recv() => match command {
+                    Some(c) => Some(c),
+                    None => break,
+                },
+                _ = sleep_until_opt(next_deadline) => None,
+            };
+            if let Some(command) = command {
+                self.handle(command);
+                // Take whatever else is queued before publishing once.
+                for _ in 0..256 {
+                    match rx.try_recv() {
+                        Ok(c) => self.handle(c),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.pass();
+            self.publish();
+        }
+        for waiter in self.pending.drain(..) {
+            reply_error(waiter.kind, VramError::ShuttingDown);
+        }
+    }
+
+    fn publish(&self) {
+        self.published.store(Arc::new(self.ledger.clone()));
+    }
+
+    fn handle(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Acquire { model, wait, reply } => self.acquire(model, wait, reply, now),
+            Command::Release(model) => self.ledger.release(&model, now),
+            Command::Admin { op, model, reply } => self.admin(op, model, Some(reply)),
+            Command::LoadDone { model, reason, result } => self.load_done(model, reason, result, now),
+            Command::UnloadDone { model, ok } => {
+                if ok {
+                    self.ledger.finish_unload(&model);
+                }
+            }
+            Command::Observed { ps, gpus, notify } => {
+                self.polling = false;
+                self.observed(ps, gpus, now);
+                if let Some(n) = notify {
+                    let _ = n.send(());
+                }
+                for n in self.poll_waiters.drain(..) {
+                    let _ = n.send(());
+                }
+            }
+            Command::Catalog(catalog) => self.catalog = catalog,
+            Command::KeepAlive { model, ttl } => self.ledger.set_idle_ttl(&model, ttl),
+            Command::Poll { notify } => self.poll(notify),
+        }
+    }
+
+    fn need(&self, model: &ModelName) -> u64 {
+        let num_ctx = self.config.num_ctx_for(model);
+        let estimate = self.catalog.get(model).map_or(0, |spec| spec.estimate_vram(num_ctx));
+        self.ledger.expected_bytes(model, estimate)
+    }
+
+    fn acquire(&mut self, model: ModelName, wait: Duration, reply: oneshot::Sender<Result<Lease, VramError>>, now: Instant) {
+        if self.catalog.get(&model).is_none() && self.ledger.entry(&model).is_none_or(|e| e.residency.held().is_none()) {
+            self.reject("unknown");
+            let _ = reply.send(Err(VramError::UnknownModel(model.to_string())));
+            return;
+        }
+        let limit = self.config.limits.queue_per_model;
+        let queued = self.pending.iter().filter(|w| w.model == model).count() as u32;
+        let in_flight = self.ledger.entry(&model).map_or(0, |e| e.in_flight);
+        if queued + in_flight >= limit {
+            self.reject("queue_full");
+            let _ = reply.send(Err(VramError::QueueFull { model: model.to_string(), limit, retry_after_secs: 1 }));
+            return;
+        }
+        let waiter = Waiter {
+            model,
+            kind: WaiterKind::Request(reply),
+            enqueued: now,
+            deadline: now + wait,
+            cold: false,
+            reason: String::new(),
+        };
+        // Behind an earlier waiter for the same model: keep the order (and its single load).
+        if queued > 0 {
+            self.pending.push_back(waiter);
+            return;
+        }
+        if let Some(waiter) = self.admit(waiter, now) {
+            self.pending.push_back(waiter);
+        }
+    }
+
+    fn enqueue_internal(&mut self, model: ModelName, reason: &'static str, reply: Option<oneshot::Sender<Result<String, VramError>>>) {
+        let now = Instant::now();
+        let wait = Duration::from_millis(self.config.ollama.load_timeout_secs.saturating_mul(1000));
+        self.pending.push_back(Waiter {
+            model,
+            kind: WaiterKind::Internal { reason, reply },
+            enqueued: now,
+            deadline: now + wait,
+            cold: false,
+            reason: String::new(),
+        });
+    }
+
+    /// Tries to admit one waiter; returns it when it must keep waiting.
+    fn admit(&mut self, mut waiter: Waiter, now: Instant) -> Option<Waiter> {
+        let need = self.need(&waiter.model);
+        self.ledger.note_estimate(&waiter.model, need);
+        match self.ledger.plan(&waiter.model, need, now) {
+            Plan::Ready { .. } => {
+                self.grant(waiter, now);
+                None
+            }
+            Plan::Join => {
+                waiter.cold = true;
+                waiter.reason = format!("{} is loading", waiter.model);
+                Some(waiter)
+            }
+            Plan::Load { gpu, offload } => {
+                let bytes = if offload { self.ledger.budget(gpu) } else { need };
+                self.start_load(&waiter.model, gpu, bytes, reason_of(&waiter.kind));
+                waiter.cold = true;
+                waiter.reason = format!("{} is loading", waiter.model);
+                Some(waiter)
+            }
+            Plan::Evict { victims, .. } => {
+                for victim in victims {
+                    self.start_unload(&victim, "room", false);
+                }
+                waiter.cold = true;
+                waiter.reason = format!("making room for {}", waiter.model);
+                Some(waiter)
+            }
+            Plan::Wait { reason } => {
+                waiter.reason = reason;
+                Some(waiter)
+            }
+            Plan::Refuse { reason } => {
+                self.reject("busy");
+                reply_error(waiter.kind, VramError::Busy { model: waiter.model.to_string(), reason, retry_after_secs: 5 });
+                None
+            }
+        }
+    }
+
+    fn grant(&mut self, waiter: Waiter, now: Instant) {
+        let waited = now.saturating_duration_since(waiter.enqueued);
+        match waiter.kind {
+            WaiterKind::Request(reply) => {
+                self.ledger.acquire(&waiter.model, now);
+                if let Some(m) = &self.metrics {
+                    m.lease_wait.with_label_values(&[if waiter.cold { "cold" } else { "ready" }]).observe(waited.as_secs_f64());
+                }
+                let lease = Lease { model: waiter.model.clone(), tx: self.tx.clone(), cold: waiter.cold, waited };
+                if let Err(Ok(lease)) = reply.send(Ok(lease)) {
+                    // The client left while waiting: releasing through the lease's drop keeps the count right.
+                    drop(lease);
+                }
+            }
+            WaiterKind::Internal { reply, .. } => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(format!("{} is loaded", waiter.model)));
+                }
+            }
+        }
+    }
+
+    /// Re-plans every waiter in arrival order; the first waiter of a model plans for all of its waiters.
+    fn pass(&mut self) {
+        let now = Instant::now();
+        let mut planned: HashSet<ModelName> = HashSet::new();
+        let waiters: Vec<Waiter> = self.pending.drain(..).collect();
+        for waiter in waiters {
+            if matches!(&waiter.kind, WaiterKind::Request(reply) if reply.is_closed()) {
+                continue;
+            }
+            if now >= waiter.deadline {
+                self.reject("busy");
+                let reason = if waiter.reason.is_empty() { "timed out".to_string() } else { waiter.reason.clone() };
+                reply_error(waiter.kind, VramError::Busy { model: waiter.model.to_string(), reason, retry_after_secs: 5 });
+                continue;
+            }
+            if planned.contains(&waiter.model) && !matches!(self.ledger.entry(&waiter.model).map(|e| &e.residency), Some(crate::ledger::Residency::Loaded { .. })) {
+                self.pending.push_back(waiter);
+                continue;
+            }
+            let model = waiter.model.clone();
+            if let Some(waiter) = self.admit(waiter, now) {
+                planned.insert(model);
+                self.pending.push_back(waiter);
+            }
+        }
+    }
+
+    fn start_load(&mut self, model: &ModelName, gpu: u32, bytes: u64, reason: &'static str) {
+        self.ledger.begin_load(model, gpu, bytes);
+        let embedding_only = self.catalog.get(model).is_some_and(|s| s.embedding_only());
+        let num_ctx = self.config.num_ctx_for(model);
+        let client = self.client.clone();
+        let tx = self.tx.clone();
+        let model = model.clone();
+        tracing::info!(model = %model, gpu, bytes = %Bytes(bytes), reason, "loading model");
+        let shutdown = self.shutdown.clone();
+        self.tracker.spawn(async move {
+            let mut options = serde_json::Map::new();
+            if !embedding_only {
+                options.insert("num_ctx".into(), num_ctx.into());
+            }
+            let started = std::time::Instant::now();
+            let load = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = client.load(&model, embedding_only, KeepAlive::Forever, &options) => r,
+            };
+            let result = match load {
+                Ok(outcome) => {
+                    let seconds = if outcome.load_duration > Duration::ZERO { outcome.load_duration } else { started.elapsed() };
+                    let ps = client.ps().await.map(|p| p.models).unwrap_or_default();
+                    Ok(LoadReport { seconds: seconds.as_secs_f64(), ps })
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = tx.send(Command::LoadDone { model, reason, result });
+        });
+    }
+
+    fn load_done(&mut self, model: ModelName, reason: &'static str, result: Result<LoadReport, String>, now: Instant) {
+        let num_ctx = self.config.num_ctx_for(&model);
+        match result {
+            Ok(report) => {
+                let entry_ps = report.ps.iter().find(|p| ModelName::parse(&p.name).is_ok_and(|n| n == model)).cloned();
+                self.ledger.finish_load(&model, Ok((report.seconds, entry_ps.as_ref())), now);
+                self.ledger.reconcile(&report.ps, None, now);
+                let vram = entry_ps.as_ref().map(|p| p.size_vram);
+                self.sink.measured(&model, Some(report.seconds), vram, num_ctx);
+                self.sink.load_event(event(&model, "load", reason, None, Some(report.seconds * 1000.0), vram, None));
+                if let Some(m) = &self.metrics {
+                    m.loads.with_label_values(&[reason, "ok"]).inc();
+                    m.load_duration.observe(report.seconds);
+                }
+                tracing::info!(model = %model, seconds = report.seconds, vram = ?vram.map(Bytes), "model loaded");
+                self.enforce_threshold(now);
+            }
+            Err(message) => {
+                self.ledger.finish_load(&model, Err(()), now);
+                tracing::warn!(model = %model, error = %message, "model load failed");
+                self.sink.load_event(event(&model, "load", reason, None, None, None, Some(message.clone())));
+                if let Some(m) = &self.metrics {
+                    m.loads.with_label_values(&[reason, "error"]).inc();
+                }
+                let waiters: Vec<Waiter> = self.pending.drain(..).collect();
+                for waiter in waiters {
+                    if waiter.model == model {
+                        self.reject("load_failed");
+                        reply_error(waiter.kind, VramError::LoadFailed { model: model.to_string(), message: message.clone() });
+                    } else {
+                        self.pending.push_back(waiter);
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_unload(&mut self, model: &ModelName, reason: &'static str, force: bool) -> bool {
+        if !self.ledger.begin_unload(model, force) {
+            return false;
+        }
+        let strategy = self.config.vram.strategy.as_str();
+        if let Some(m) = &self.metrics {
+            m.unloads.with_label_values(&[reason]).inc();
+            if matches!(reason, "room" | "threshold") {
+                m.evictions.with_label_values(&[reason, strategy]).inc();
+            }
+        }
+        let kind = if matches!(reason, "room" | "threshold") { "evict" } else { "unload" };
+        self.sink.load_event(event(model, kind, reason, Some(strategy), None, None, None));
+        tracing::info!(model = %model, reason, "unloading model");
+        let embedding_only = self.catalog.get(model).is_some_and(|s| s.embedding_only());
+        let client = self.client.clone();
+        let tx = self.tx.clone();
+        let model = model.clone();
+        let shutdown = self.shutdown.clone();
+        self.tracker.spawn(async move {
+            let confirm = async {
+                client.unload(&model, embedding_only).await.map_err(|e| e.to_string())?;
+                let deadline = Instant::now() + UNLOAD_CONFIRM_TIMEOUT;
+                while Instant::now() < deadline {
+                    let ps = client.ps().await.map_err(|e| e.to_string())?;
+                    if !ps.models.iter().any(|p| ModelName::parse(&p.name).is_ok_and(|n| n == model)) {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                Err("the unload did not show in /api/ps in time".to_string())
+            };
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = confirm => r,
+            };
+            if let Err(e) = &result {
+                tracing::warn!(model = %model, error = %e, "unload not confirmed; the next poll will tell");
+            }
+            let _ = tx.send(Command::UnloadDone { model, ok: result.is_ok() });
+        });
+        true
+    }
+
+    fn enforce_threshold(&mut self, now: Instant) {
+        for victim in self.ledger.threshold_victims(now) {
+            self.start_unload(&victim, "threshold", false);
+        }
+    }
+
+    fn poll(&mut self, notify: Option<oneshot::Sender<()>>) {
+        if let Some(n) = notify {
+            self.poll_waiters.push(n);
+        }
+        if self.polling {
+            return;
+        }
+        self.polling = true;
+        let client = self.client.clone();
+        let probe = Arc::clone(&self.probe);
+        let tx = self.tx.clone();
+        self.tracker.spawn(async move {
+            let ps = client.ps().await.map(|p| p.models).map_err(|e| e.to_string());
+            let gpus = match &ps {
+                Ok(models) => probe.read(models).await.ok(),
+                Err(_) => None,
+            };
+            let _ = tx.send(Command::Observed { ps, gpus, notify: None });
+        });
+    }
+
+    fn observed(&mut self, ps: Result<Vec<PsModel>, String>, gpus: Option<GpuSnapshot>, now: Instant) {
+        let mut warnings = self.base_warnings.clone();
+        let ps = match ps {
+            Ok(ps) => ps,
+            Err(e) => {
+                warnings.push(format!("cannot read Ollama's /api/ps: {e}"));
+                self.ledger.set_warnings(warnings);
+                return;
+            }
+        };
+        for change in self.ledger.reconcile(&ps, gpus.as_ref(), now) {
+            match change {
+                Observed::ExternalLoad(model) => {
+                    tracing::info!(model = %model, "Ollama holds a model Switchyard did not load");
+                    self.sink.load_event(event(&model, "external_load", "external", None, None, None, None));
+                }
+                Observed::ExternalUnload { model, pinned } => {
+                    tracing::warn!(model = %model, pinned, "Ollama unloaded a model behind Switchyard's back");
+                    if let Some(m) = &self.metrics {
+                        m.unloads.with_label_values(&["external"]).inc();
+                    }
+                    self.sink.load_event(event(&model, "external_unload", "external", None, None, None, None));
+                }
+                Observed::UnloadConfirmed(_) => {}
+            }
+        }
+        for model in self.ledger.missing_pins() {
+            let already = self.pending.iter().any(|w| w.model == model);
+            if !already {
+                tracing::info!(model = %model, "re-loading a pinned model");
+                self.enqueue_internal(model, "pin", None);
+            }
+        }
+        for victim in self.ledger.idle_victims(now) {
+            self.start_unload(&victim, "idle", false);
+        }
+        self.enforce_threshold(now);
+        let over: Vec<String> = self
+            .ledger
+            .gpus()
+            .iter()
+            .filter(|g| self.ledger.committed(g.index) > self.ledger.budget(g.index))
+            .map(|g| format!("GPU {} is over budget: {} committed of {}", g.index, Bytes(self.ledger.committed(g.index)), Bytes(self.ledger.budget(g.index))))
+            .collect();
+        warnings.extend(over);
+        self.ledger.set_warnings(warnings);
+        self.update_metrics();
+    }
+
+    fn update_metrics(&self) {
+        let Some(m) = &self.metrics else { return };
+        for g in self.ledger.gpus() {
+            let label = g.index.to_string();
+            let set = |gauge: &prometheus::IntGaugeVec, v: u64| gauge.with_label_values(&[label.as_str()]).set(i64::try_from(v).unwrap_or(i64::MAX));
+            set(&m.total_bytes, g.total);
+            set(&m.used_bytes, g.used);
+            set(&m.foreign_bytes, g.foreign);
+            set(&m.budget_bytes, self.ledger.budget(g.index));
+        }
+        m.models_loaded.set(self.ledger.loaded_count() as i64);
+    }
+
+    fn admin(&mut self, op: AdminOp, model: ModelName, reply: Option<oneshot::Sender<Result<String, VramError>>>) {
+        let respond = |reply: Option<oneshot::Sender<Result<String, VramError>>>, r: Result<String, VramError>| {
+            if let Some(reply) = reply {
+                let _ = reply.send(r);
+            }
+        };
+        let known = self.catalog.get(&model).is_some() || self.ledger.entry(&model).is_some_and(|e| e.residency.held().is_some());
+        if !known && op != AdminOp::Unpin {
+            respond(reply, Err(VramError::UnknownModel(model.to_string())));
+            return;
+        }
+        match op {
+            AdminOp::Load => self.enqueue_internal(model, "admin", reply),
+            AdminOp::Pin => {
+                let need = self.need(&model);
+                match self.ledger.pin(&model, need) {
+                    Ok(()) => {
+                        tracing::info!(model = %model, "pinned");
+                        self.enqueue_internal(model, "pin", reply);
+                    }
+                    Err(reason) => respond(reply, Err(VramError::PinRefused { model: model.to_string(), reason })),
+                }
+            }
+            AdminOp::Unpin => {
+                let was = self.ledger.unpin(&model);
+                respond(reply, Ok(if was { format!("{model} is no longer pinned") } else { format!("{model} was not pinned") }));
+            }
+            AdminOp::Unload => {
+                let busy = self.ledger.entry(&model).map_or(0, |e| e.in_flight);
+                if busy > 0 {
+                    respond(
+                        reply,
+                        Err(VramError::Busy {
+                            model: model.to_string(),
+                            reason: format!("it is serving {busy} request(s); unload it when idle"),
+                            retry_after_secs: 5,
+                        }),
+                    );
+                    return;
+                }
+                self.ledger.unpin(&model);
+                let started = self.start_unload(&model, "admin", true);
+                respond(reply, Ok(if started { format!("{model} is unloading") } else { format!("{model} is not loaded") }));
+            }
+        }
+    }
+
+    fn reject(&self, reason: &str) {
+        if let Some(m) = &self.metrics {
+            m.rejections.with_label_values(&[reason]).inc();
+        }
+    }
+}
+
+fn reason_of(kind: &WaiterKind) -> &'static str {
+    match kind {
+        WaiterKind::Request(_) => "request",
+        WaiterKind::Internal { reason, .. } => reason,
+    }
+}
+
+fn reply_error(kind: WaiterKind, error: VramError) {
+    match kind {
+        WaiterKind::Request(reply) => {
+            let _ = reply.send(Err(error));
+        }
+        WaiterKind::Internal { reply: Some(reply), .. } => {
+            let _ = reply.send(Err(error));
+        }
+        WaiterKind::Internal { reply: None, reason } => {
+            tracing::warn!(reason, error = %error, "background load gave up");
+        }
+    }
+}
+
+fn event(
+    model: &ModelName,
+    kind: &str,
+    reason: &str,
+    strategy: Option<&str>,
+    duration_ms: Option<f64>,
+    bytes: Option<u64>,
+    error: Option<String>,
+) -> LoadEvent {
+    LoadEvent {
+        id: None,
+        at: now_ms(),
+        model: model.to_string(),
+        kind: kind.to_string(),
+        reason: reason.to_string(),
+        strategy: strategy.map(str::to_string),
+        duration_ms,
+        bytes,
+        ok: error.is_none(),
+        error,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
