@@ -76,7 +76,8 @@ impl Catalog {
                 tracing::warn!(model = %tag.name, "skipping a model whose name Switchyard cannot use");
                 continue;
             };
-            if let Some(known) = previous.models.get(&name).filter(|m| m.digest == tag.digest && !tag.digest.is_empty()) {
+            if let Some(known) = previous.models.get(&name).filter(|m| m.digest == tag.digest && !tag.digest.is_empty())
+            {
                 models.insert(name, known.clone());
                 continue;
             }
@@ -94,7 +95,13 @@ impl Catalog {
 }
 
 /// Builds a spec from a tags entry and its `/api/show` answer.
-pub fn spec_from(name: ModelName, digest: String, size_bytes: u64, details: ModelDetails, show: &ShowResponse) -> ModelSpec {
+pub fn spec_from(
+    name: ModelName,
+    digest: String,
+    size_bytes: u64,
+    details: ModelDetails,
+    show: &ShowResponse,
+) -> ModelSpec {
     ModelSpec {
         name,
         digest,

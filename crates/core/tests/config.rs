@@ -148,12 +148,12 @@ fn bad_values_name_the_key_and_what_is_allowed() {
 
 #[test]
 fn validation_errors_say_which_layer_set_the_value() {
-    let sources = ConfigSources {
-        env: env(&[("SWITCHYARD_VRAM_UNLOAD_THRESHOLD_PCT", "140")]),
-        ..Default::default()
-    };
+    let sources = ConfigSources { env: env(&[("SWITCHYARD_VRAM_UNLOAD_THRESHOLD_PCT", "140")]), ..Default::default() };
     let err = load(&sources).unwrap_err().to_string();
-    assert!(err.contains("vram.unload_threshold_pct") && err.contains("env SWITCHYARD_VRAM_UNLOAD_THRESHOLD_PCT"), "{err}");
+    assert!(
+        err.contains("vram.unload_threshold_pct") && err.contains("env SWITCHYARD_VRAM_UNLOAD_THRESHOLD_PCT"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The store's contract, run against SQLite and (when the test command started one) Postgres.
 
 use switchyard_core::store::testing::{self, TestStore};
-use switchyard_core::store::{DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, SqlStore};
+use switchyard_core::store::{
+    DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, SqlStore,
+};
 
 fn model(name: &str) -> ModelRecord {
     ModelRecord {
@@ -179,7 +181,12 @@ async fn decisions_and_load_events_newest_first() {
             .unwrap();
         }
         let recent = s.decisions(3).await.unwrap();
-        assert_eq!(recent.iter().map(|d| d.request_id.as_str()).collect::<Vec<_>>(), ["req-4", "req-3", "req-2"], "{}", t.engine);
+        assert_eq!(
+            recent.iter().map(|d| d.request_id.as_str()).collect::<Vec<_>>(),
+            ["req-4", "req-3", "req-2"],
+            "{}",
+            t.engine
+        );
 
         for (model, kind) in [("a:latest", "load"), ("b:latest", "load"), ("a:latest", "evict")] {
             s.insert_load_event(&LoadEvent {

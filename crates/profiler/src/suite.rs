@@ -161,3 +161,102 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Suite>, ProfileError> {
 pub fn combined_version(suites: &[&Suite]) -> String {
     suites.iter().map(|s| format!("{}={}", s.category, s.version)).collect::<Vec<_>>().join(";")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MATH: &str = r#"
+category = "math"
+version = 1
+description = "Arithmetic."
+
+[[items]]
+id = "math-001"
+prompt = "What is 17 * 23? Answer with the number only."
+reference = "391"
+check = { kind = "numeric", value = 391 }
+
+[[items]]
+id = "math-002"
+prompt = "What is 2 + 2? Answer with the number only."
+reference = "4"
+check = { kind = "numeric", value = 4 }
+"#;
+
+    const FACTUAL: &str = r#"
+category = "factual"
+version = 3
+description = "Capitals."
+
+[[items]]
+id = "factual-001"
+prompt = "What is the capital of France? Answer with the name only."
+reference = "Paris"
+check = { kind = "exact", answer = "Paris" }
+"#;
+
+    fn parse_err(text: &str) -> String {
+        Suite::parse("test.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_items_and_fills_the_category() {
+        let suite = Suite::parse("math.toml", MATH).unwrap();
+        assert_eq!(suite.category, Category::Math);
+        assert_eq!(suite.items.len(), 2);
+        assert!(suite.items.iter().all(|i| i.category == Category::Math));
+        assert_eq!(suite.take(1).len(), 1);
+        assert_eq!(suite.take(0).len(), 2);
+        assert_eq!(suite.take(10).len(), 2);
+    }
+
+    #[test]
+    fn version_follows_the_file_text() {
+        let base = Suite::parse("math.toml", MATH).unwrap().version;
+        assert!(base.starts_with("v1-"), "{base}");
+        assert_eq!(Suite::parse("other-name.toml", MATH).unwrap().version, base, "the file name does not count");
+        let reworded = MATH.replace("What is 2 + 2?", "What is two plus two?");
+        assert_ne!(Suite::parse("math.toml", &reworded).unwrap().version, base);
+        let spaced = format!("{MATH}\n");
+        assert_ne!(Suite::parse("math.toml", &spaced).unwrap().version, base);
+        let bumped = MATH.replace("version = 1", "version = 2");
+        assert!(Suite::parse("math.toml", &bumped).unwrap().version.starts_with("v2-"));
+    }
+
+    #[test]
+    fn errors_name_the_file_item_and_field() {
+        let bad_regex = MATH.replace(r#"{ kind = "numeric", value = 4 }"#, r#"{ kind = "regex", pattern = "(" }"#);
+        let message = parse_err(&bad_regex);
+        assert!(message.contains("test.toml") && message.contains("math-002") && message.contains("check.pattern"));
+        let twice = MATH.replace("math-002", "math-001");
+        assert!(parse_err(&twice).contains("appears twice"));
+        assert!(parse_err(&MATH.replace("category = \"math\"", "category = \"general\"")).contains("general"));
+        assert!(parse_err(&MATH.replace("category = \"math\"", "category = \"poetry\"")).contains("poetry"));
+        assert!(parse_err(&MATH.replace("reference = \"4\"", "reference = \"4\"\nweight = 2")).contains("weight"));
+    }
+
+    #[test]
+    fn load_dir_reads_every_toml_sorted_by_category() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b-math.toml"), MATH).unwrap();
+        std::fs::write(dir.path().join("a-factual.toml"), FACTUAL).unwrap();
+        std::fs::write(dir.path().join("notes.md"), "not a suite").unwrap();
+        let suites = load_dir(dir.path()).unwrap();
+        let categories: Vec<Category> = suites.iter().map(|s| s.category).collect();
+        assert_eq!(categories, vec![Category::Math, Category::Factual]);
+        let refs: Vec<&Suite> = suites.iter().collect();
+        let combined = combined_version(&refs);
+        assert!(combined.starts_with("math=v1-") && combined.contains(";factual=v3-"), "{combined}");
+
+        std::fs::write(dir.path().join("c-math-again.toml"), MATH).unwrap();
+        assert!(load_dir(dir.path()).unwrap_err().to_string().contains("a second suite"));
+    }
+
+    #[test]
+    fn load_dir_refuses_an_empty_or_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_dir(dir.path()).unwrap_err().to_string().contains("no *.toml"));
+        assert!(load_dir(&dir.path().join("missing")).is_err());
+    }
+}

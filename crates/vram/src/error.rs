@@ -44,7 +44,9 @@ impl VramError {
     /// Seconds a client should wait before retrying, for errors that are worth retrying.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            VramError::Busy { retry_after_secs, .. } | VramError::QueueFull { retry_after_secs, .. } => Some(*retry_after_secs),
+            VramError::Busy { retry_after_secs, .. } | VramError::QueueFull { retry_after_secs, .. } => {
+                Some(*retry_after_secs)
+            }
             VramError::ShuttingDown => Some(5),
             _ => None,
         }

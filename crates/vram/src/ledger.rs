@@ -42,11 +42,21 @@ pub struct LedgerConfig {
 pub enum Residency {
     Absent,
     /// A load is under way; `bytes` are reserved on `gpu`.
-    Loading { gpu: u32, bytes: u64 },
+    Loading {
+        gpu: u32,
+        bytes: u64,
+    },
     /// Loaded, with Ollama's figures.
-    Loaded { gpu: u32, size: u64, size_vram: u64 },
+    Loaded {
+        gpu: u32,
+        size: u64,
+        size_vram: u64,
+    },
     /// An unload was asked for; `bytes` stay reserved until `/api/ps` confirms.
-    Unloading { gpu: u32, bytes: u64 },
+    Unloading {
+        gpu: u32,
+        bytes: u64,
+    },
 }
 
 impl Residency {
@@ -337,7 +347,8 @@ impl Ledger {
             }
             if self.loaded_count() - victims.len() >= self.config.max_loaded {
                 // Room in memory but not in count: one more victim, from any GPU.
-                let extra = self.eviction_order(None, now).into_iter().find(|e| victims.iter().all(|v| v.name != e.name));
+                let extra =
+                    self.eviction_order(None, now).into_iter().find(|e| victims.iter().all(|v| v.name != e.name));
                 match extra {
                     Some(e) => victims.push(e),
                     None => continue,
@@ -412,7 +423,12 @@ impl Ledger {
                 return Plan::Wait { reason: format!("waiting for busy models to finish before loading {name}") };
             }
         }
-        let pinned: Vec<String> = self.entries.values().filter(|e| e.pinned && e.residency.held().is_some()).map(|e| e.name.to_string()).collect();
+        let pinned: Vec<String> = self
+            .entries
+            .values()
+            .filter(|e| e.pinned && e.residency.held().is_some())
+            .map(|e| e.name.to_string())
+            .collect();
         let foreign: u64 = self.gpus.iter().map(|g| g.foreign).sum();
         Plan::Refuse {
             reason: format!(
@@ -701,7 +717,10 @@ mod tests {
         l.acquire(&name("old"), t0 + Duration::from_secs(1));
         l.release(&name("old"), t0 + Duration::from_secs(1));
         // At max loaded (3): one victim is needed and only "old" qualifies.
-        assert_eq!(l.plan(&name("new"), 4 * GIB, later), Plan::Evict { gpu: 0, victims: vec![name("old")], offload: false });
+        assert_eq!(
+            l.plan(&name("new"), 4 * GIB, later),
+            Plan::Evict { gpu: 0, victims: vec![name("old")], offload: false }
+        );
         // With "old" busy too, the request must wait for a busy model.
         l.acquire(&name("old"), later);
         assert!(matches!(l.plan(&name("new"), 4 * GIB, later), Plan::Wait { .. }));
@@ -769,7 +788,10 @@ mod tests {
         let mut l = Ledger::new(config(Strategy::Lru), vec![gpu(0, 24 * GIB)]);
         assert_eq!(l.plan(&name("big"), 45 * GIB, now), Plan::Load { gpu: 0, offload: true });
         loaded(&mut l, "small", 0, 3 * GIB, now);
-        assert_eq!(l.plan(&name("big"), 45 * GIB, now), Plan::Evict { gpu: 0, victims: vec![name("small")], offload: true });
+        assert_eq!(
+            l.plan(&name("big"), 45 * GIB, now),
+            Plan::Evict { gpu: 0, victims: vec![name("small")], offload: true }
+        );
         l.pin(&name("small"), 3 * GIB).unwrap();
         assert!(matches!(l.plan(&name("big"), 45 * GIB, now), Plan::Refuse { .. }));
     }

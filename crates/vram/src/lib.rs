@@ -16,3 +16,4 @@ pub use events::{NoopSink, VramEventSink};
 pub use manager::{AdminOp, Lease, ManagerOptions, VramManager};
 pub use metrics::VramMetrics;
 pub use probe::GpuProbe;
+pub mod view;

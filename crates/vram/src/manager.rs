@@ -159,19 +159,42 @@ impl VramManager {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Self, VramError> {
-        let ps = client.ps().await?.models;
-        let gpus = probe.read(&ps).await?;
+        // Ollama may be down at start: begin with what can be read and let the polls fill in the rest.
+        let mut warnings = options.warnings.clone();
+        let ps = match client.ps().await {
+            Ok(ps) => ps.models,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read Ollama's /api/ps at start; will keep polling");
+                warnings.push(format!("cannot read Ollama's /api/ps: {e}"));
+                Vec::new()
+            }
+        };
+        let gpus = match probe.read(&ps).await {
+            Ok(gpus) => Some(gpus),
+            Err(e) => {
+                tracing::warn!(error = %e, probe = probe.name(), "cannot read the GPU probe at start; will keep polling");
+                warnings.push(format!("cannot read the {} probe: {e}", probe.name()));
+                None
+            }
+        };
         let mut ledger = Ledger::new(options.ledger.clone(), Vec::new());
-        ledger.apply_gpus(&gpus);
+        if let Some(gpus) = &gpus {
+            ledger.apply_gpus(gpus);
+        }
         let now = Instant::now();
         for (model, seconds, bytes) in &options.known {
             ledger.note_measurement(model, *seconds, *bytes);
         }
-        ledger.reconcile(&ps, Some(&gpus), now);
-        ledger.set_warnings(options.warnings.clone());
+        ledger.reconcile(&ps, gpus.as_ref(), now);
+        ledger.set_warnings(warnings);
         let published = Arc::new(ArcSwap::from_pointee(ledger.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
-        let handle = Self { tx: tx.clone(), ledger: Arc::clone(&published), source: probe.name(), config: Arc::clone(&options.config) };
+        let handle = Self {
+            tx: tx.clone(),
+            ledger: Arc::clone(&published),
+            source: probe.name(),
+            config: Arc::clone(&options.config),
+        };
 
         let mut actor = Actor {
             ledger,
@@ -364,8 +387,15 @@ impl Actor {
         self.ledger.expected_bytes(model, estimate)
     }
 
-    fn acquire(&mut self, model: ModelName, wait: Duration, reply: oneshot::Sender<Result<Lease, VramError>>, now: Instant) {
-        if self.catalog.get(&model).is_none() && self.ledger.entry(&model).is_none_or(|e| e.residency.held().is_none()) {
+    fn acquire(
+        &mut self,
+        model: ModelName,
+        wait: Duration,
+        reply: oneshot::Sender<Result<Lease, VramError>>,
+        now: Instant,
+    ) {
+        if self.catalog.get(&model).is_none() && self.ledger.entry(&model).is_none_or(|e| e.residency.held().is_none())
+        {
             self.reject("unknown");
             let _ = reply.send(Err(VramError::UnknownModel(model.to_string())));
             return;
@@ -396,7 +426,12 @@ impl Actor {
         }
     }
 
-    fn enqueue_internal(&mut self, model: ModelName, reason: &'static str, reply: Option<oneshot::Sender<Result<String, VramError>>>) {
+    fn enqueue_internal(
+        &mut self,
+        model: ModelName,
+        reason: &'static str,
+        reply: Option<oneshot::Sender<Result<String, VramError>>>,
+    ) {
         let now = Instant::now();
         let wait = Duration::from_millis(self.config.ollama.load_timeout_secs.saturating_mul(1000));
         self.pending.push_back(Waiter {
@@ -444,7 +479,10 @@ impl Actor {
             }
             Plan::Refuse { reason } => {
                 self.reject("busy");
-                reply_error(waiter.kind, VramError::Busy { model: waiter.model.to_string(), reason, retry_after_secs: 5 });
+                reply_error(
+                    waiter.kind,
+                    VramError::Busy { model: waiter.model.to_string(), reason, retry_after_secs: 5 },
+                );
                 None
             }
         }
@@ -456,7 +494,9 @@ impl Actor {
             WaiterKind::Request(reply) => {
                 self.ledger.acquire(&waiter.model, now);
                 if let Some(m) = &self.metrics {
-                    m.lease_wait.with_label_values(&[if waiter.cold { "cold" } else { "ready" }]).observe(waited.as_secs_f64());
+                    m.lease_wait
+                        .with_label_values(&[if waiter.cold { "cold" } else { "ready" }])
+                        .observe(waited.as_secs_f64());
                 }
                 let lease = Lease { model: waiter.model.clone(), tx: self.tx.clone(), cold: waiter.cold, waited };
                 if let Err(Ok(lease)) = reply.send(Ok(lease)) {
@@ -484,10 +524,18 @@ impl Actor {
             if now >= waiter.deadline {
                 self.reject("busy");
                 let reason = if waiter.reason.is_empty() { "timed out".to_string() } else { waiter.reason.clone() };
-                reply_error(waiter.kind, VramError::Busy { model: waiter.model.to_string(), reason, retry_after_secs: 5 });
+                reply_error(
+                    waiter.kind,
+                    VramError::Busy { model: waiter.model.to_string(), reason, retry_after_secs: 5 },
+                );
                 continue;
             }
-            if planned.contains(&waiter.model) && !matches!(self.ledger.entry(&waiter.model).map(|e| &e.residency), Some(crate::ledger::Residency::Loaded { .. })) {
+            if planned.contains(&waiter.model)
+                && !matches!(
+                    self.ledger.entry(&waiter.model).map(|e| &e.residency),
+                    Some(crate::ledger::Residency::Loaded { .. })
+                )
+            {
                 self.pending.push_back(waiter);
                 continue;
             }
@@ -520,7 +568,8 @@ impl Actor {
             };
             let result = match load {
                 Ok(outcome) => {
-                    let seconds = if outcome.load_duration > Duration::ZERO { outcome.load_duration } else { started.elapsed() };
+                    let seconds =
+                        if outcome.load_duration > Duration::ZERO { outcome.load_duration } else { started.elapsed() };
                     let ps = client.ps().await.map(|p| p.models).unwrap_or_default();
                     Ok(LoadReport { seconds: seconds.as_secs_f64(), ps })
                 }
@@ -558,7 +607,10 @@ impl Actor {
                 for waiter in waiters {
                     if waiter.model == model {
                         self.reject("load_failed");
-                        reply_error(waiter.kind, VramError::LoadFailed { model: model.to_string(), message: message.clone() });
+                        reply_error(
+                            waiter.kind,
+                            VramError::LoadFailed { model: model.to_string(), message: message.clone() },
+                        );
                     } else {
                         self.pending.push_back(waiter);
                     }
@@ -680,7 +732,14 @@ impl Actor {
             .gpus()
             .iter()
             .filter(|g| self.ledger.committed(g.index) > self.ledger.budget(g.index))
-            .map(|g| format!("GPU {} is over budget: {} committed of {}", g.index, Bytes(self.ledger.committed(g.index)), Bytes(self.ledger.budget(g.index))))
+            .map(|g| {
+                format!(
+                    "GPU {} is over budget: {} committed of {}",
+                    g.index,
+                    Bytes(self.ledger.committed(g.index)),
+                    Bytes(self.ledger.budget(g.index))
+                )
+            })
             .collect();
         warnings.extend(over);
         self.ledger.set_warnings(warnings);
@@ -691,7 +750,9 @@ impl Actor {
         let Some(m) = &self.metrics else { return };
         for g in self.ledger.gpus() {
             let label = g.index.to_string();
-            let set = |gauge: &prometheus::IntGaugeVec, v: u64| gauge.with_label_values(&[label.as_str()]).set(i64::try_from(v).unwrap_or(i64::MAX));
+            let set = |gauge: &prometheus::IntGaugeVec, v: u64| {
+                gauge.with_label_values(&[label.as_str()]).set(i64::try_from(v).unwrap_or(i64::MAX))
+            };
             set(&m.total_bytes, g.total);
             set(&m.used_bytes, g.used);
             set(&m.foreign_bytes, g.foreign);
@@ -706,7 +767,8 @@ impl Actor {
                 let _ = reply.send(r);
             }
         };
-        let known = self.catalog.get(&model).is_some() || self.ledger.entry(&model).is_some_and(|e| e.residency.held().is_some());
+        let known = self.catalog.get(&model).is_some()
+            || self.ledger.entry(&model).is_some_and(|e| e.residency.held().is_some());
         if !known && op != AdminOp::Unpin {
             respond(reply, Err(VramError::UnknownModel(model.to_string())));
             return;
@@ -725,7 +787,10 @@ impl Actor {
             }
             AdminOp::Unpin => {
                 let was = self.ledger.unpin(&model);
-                respond(reply, Ok(if was { format!("{model} is no longer pinned") } else { format!("{model} was not pinned") }));
+                respond(
+                    reply,
+                    Ok(if was { format!("{model} is no longer pinned") } else { format!("{model} was not pinned") }),
+                );
             }
             AdminOp::Unload => {
                 let busy = self.ledger.entry(&model).map_or(0, |e| e.in_flight);
@@ -742,7 +807,10 @@ impl Actor {
                 }
                 self.ledger.unpin(&model);
                 let started = self.start_unload(&model, "admin", true);
-                respond(reply, Ok(if started { format!("{model} is unloading") } else { format!("{model} is not loaded") }));
+                respond(
+                    reply,
+                    Ok(if started { format!("{model} is unloading") } else { format!("{model} is not loaded") }),
+                );
             }
         }
     }

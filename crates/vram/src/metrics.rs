@@ -30,13 +30,25 @@ impl VramMetrics {
         let m = Self {
             total_bytes: gpu_gauge("switchyard_vram_total_bytes", "GPU memory per GPU")?,
             used_bytes: gpu_gauge("switchyard_vram_used_bytes", "GPU memory in use per GPU, all processes")?,
-            foreign_bytes: gpu_gauge("switchyard_vram_foreign_bytes", "GPU memory used by processes other than Ollama's models")?,
+            foreign_bytes: gpu_gauge(
+                "switchyard_vram_foreign_bytes",
+                "GPU memory used by processes other than Ollama's models",
+            )?,
             budget_bytes: gpu_gauge("switchyard_vram_budget_bytes", "GPU memory Switchyard may fill per GPU")?,
             models_loaded: IntGauge::new("switchyard_models_loaded", "Models loaded in Ollama")?,
-            loads: IntCounterVec::new(Opts::new("switchyard_model_loads_total", "Model loads started by Switchyard"), &["reason", "result"])?,
-            unloads: IntCounterVec::new(Opts::new("switchyard_model_unloads_total", "Model unloads seen, by reason"), &["reason"])?,
+            loads: IntCounterVec::new(
+                Opts::new("switchyard_model_loads_total", "Model loads started by Switchyard"),
+                &["reason", "result"],
+            )?,
+            unloads: IntCounterVec::new(
+                Opts::new("switchyard_model_unloads_total", "Model unloads seen, by reason"),
+                &["reason"],
+            )?,
             evictions: IntCounterVec::new(
-                Opts::new("switchyard_model_evictions_total", "Models evicted by Switchyard to make room or stay under the threshold"),
+                Opts::new(
+                    "switchyard_model_evictions_total",
+                    "Models evicted by Switchyard to make room or stay under the threshold",
+                ),
                 &["reason", "strategy"],
             )?,
             load_duration: Histogram::with_opts(

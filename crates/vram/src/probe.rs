@@ -39,7 +39,8 @@ impl NvmlProbe {
     /// Loads NVML. Fails on machines without an NVIDIA driver.
     pub fn new() -> Result<Self, VramError> {
         let nvml = Nvml::init().map_err(|e| VramError::ProbeUnavailable { probe: "nvml", message: e.to_string() })?;
-        let count = nvml.device_count().map_err(|e| VramError::ProbeUnavailable { probe: "nvml", message: e.to_string() })?;
+        let count =
+            nvml.device_count().map_err(|e| VramError::ProbeUnavailable { probe: "nvml", message: e.to_string() })?;
         if count == 0 {
             return Err(VramError::ProbeUnavailable { probe: "nvml", message: "the driver reports no GPU".into() });
         }
@@ -47,7 +48,8 @@ impl NvmlProbe {
     }
 
     fn read_blocking(nvml: &Nvml) -> Result<GpuSnapshot, VramError> {
-        let err = |e: nvml_wrapper::error::NvmlError| VramError::ProbeUnavailable { probe: "nvml", message: e.to_string() };
+        let err =
+            |e: nvml_wrapper::error::NvmlError| VramError::ProbeUnavailable { probe: "nvml", message: e.to_string() };
         let mut snapshot = GpuSnapshot::default();
         for index in 0..nvml.device_count().map_err(err)? {
             let device = nvml.device_by_index(index).map_err(err)?;
@@ -64,7 +66,12 @@ impl NvmlProbe {
             processes.extend(device.running_graphics_processes().unwrap_or_default());
             for p in processes {
                 let UsedGpuMemory::Used(used) = p.used_gpu_memory else { continue };
-                snapshot.processes.push(GpuProcess { gpu_index: index, pid: p.pid, name: process_name(p.pid), used_bytes: used });
+                snapshot.processes.push(GpuProcess {
+                    gpu_index: index,
+                    pid: p.pid,
+                    name: process_name(p.pid),
+                    used_bytes: used,
+                });
             }
         }
         Ok(snapshot)
@@ -167,7 +174,8 @@ impl GpuProbe for SimProbe {
     }
 
     async fn read(&self, _ps: &[PsModel]) -> Result<GpuSnapshot, VramError> {
-        let answer: SimGpuAnswer = self.client.http().get_json(&self.client.url("/sim/gpu"), Duration::from_secs(5)).await?;
+        let answer: SimGpuAnswer =
+            self.client.http().get_json(&self.client.url("/sim/gpu"), Duration::from_secs(5)).await?;
         Ok(GpuSnapshot {
             gpus: answer
                 .gpus

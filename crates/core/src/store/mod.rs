@@ -9,7 +9,7 @@ mod sql;
 pub mod testing;
 
 pub use records::{DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, now_ms};
-pub use sql::{Engine, SqlStore};
+pub use sql::{Engine, SqlStore, redact_url};
 
 use crate::error::CoreError;
 use async_trait::async_trait;

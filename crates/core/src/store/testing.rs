@@ -37,7 +37,8 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn unique_suffix() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{}_{}_{}", std::process::id(), n, nanos)
 }
 
@@ -57,7 +58,8 @@ pub async fn postgres_url() -> Result<Option<String>, CoreError> {
     let Some(admin) = std::env::var("SY_TEST_POSTGRES_URL").ok().filter(|v| !v.is_empty()) else {
         if required {
             return Err(CoreError::Store(
-                "SY_REQUIRE_POSTGRES=1 but SY_TEST_POSTGRES_URL is not set; run the tests through scripts/test.sh".into(),
+                "SY_REQUIRE_POSTGRES=1 but SY_TEST_POSTGRES_URL is not set; run the tests through scripts/test.sh"
+                    .into(),
             ));
         }
         eprintln!("note: SY_TEST_POSTGRES_URL is not set; Postgres store tests are skipped (scripts/test.sh sets it)");

@@ -1,0 +1,305 @@
+//! Switchyard's own routes: VRAM status and control, models with their profiles, routing explanations and recent
+//! decisions, profiling jobs, metrics, health and readiness. Admin routes need `SWITCHYARD_ADMIN_KEY` when set.
+
+use crate::classify::{ClassifyInput, Role, Turn};
+use crate::error::{OllamaError, RouterError};
+use crate::request::{Target, parse_object, parse_target};
+use crate::score::{ScoreContext, ScoreRequest, score};
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::time::Duration;
+use switchyard_core::{Category, ModelName};
+use switchyard_vram::AdminOp;
+use switchyard_vram::view::{VramStatus, status};
+
+/// `GET /admin/vram`.
+pub async fn vram(State(state): State<AppState>) -> Json<VramStatus> {
+    let ledger = state.vram.ledger();
+    Json(status(&ledger, state.vram.source(), state.config.vram.limit.to_string()))
+}
+
+async fn vram_op(state: AppState, headers: HeaderMap, body: Body, op: AdminOp) -> Result<Json<Value>, OllamaError> {
+    let bytes = super::read_body(&headers, body, 64 * 1024).await?;
+    let map = parse_object(&bytes, 8)?;
+    let name = map
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RouterError::bad("model is required", Some("model".into())))?;
+    let model = ModelName::parse(name)?;
+    if state.catalog.load().get(&model).is_none() {
+        state.refresh_catalog_for_unknown().await;
+    }
+    let message = state.vram.admin(op, &model).await?;
+    Ok(Json(json!({ "model": model, "status": message })))
+}
+
+/// `POST /admin/vram/load`.
+pub async fn vram_load(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, OllamaError> {
+    vram_op(state, headers, body, AdminOp::Load).await
+}
+
+/// `POST /admin/vram/unload`.
+pub async fn vram_unload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, OllamaError> {
+    vram_op(state, headers, body, AdminOp::Unload).await
+}
+
+/// `POST /admin/vram/pin`.
+pub async fn vram_pin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, OllamaError> {
+    vram_op(state, headers, body, AdminOp::Pin).await
+}
+
+/// `POST /admin/vram/unpin`.
+pub async fn vram_unpin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, OllamaError> {
+    vram_op(state, headers, body, AdminOp::Unpin).await
+}
+
+/// Quality of one category in `/admin/models`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CategoryView {
+    pub category: Category,
+    pub n: u32,
+    pub successes: u32,
+    pub mean: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+}
+
+/// One model in `/admin/models`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfoView {
+    pub name: String,
+    pub digest: String,
+    pub size_bytes: u64,
+    pub parameter_size: String,
+    pub quantization: String,
+    pub capabilities: Vec<String>,
+    pub context_length: Option<u64>,
+    /// `loaded`, `loading`, `unloading` or `absent`.
+    pub state: String,
+    pub pinned: bool,
+    pub profiled: bool,
+    pub stale: bool,
+    pub categories: Vec<CategoryView>,
+    pub prefill_tps: Option<f64>,
+    pub decode_tps: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    pub load_seconds: Option<f64>,
+    pub vram_bytes: Option<u64>,
+}
+
+/// `GET /admin/models`: every model with per-category quality, speed and VRAM.
+pub async fn models(State(state): State<AppState>) -> Json<Value> {
+    let catalog = state.catalog.load();
+    let profiles = state.profiles.load();
+    let ledger = state.vram.ledger();
+    let mut out = Vec::with_capacity(catalog.models.len());
+    for spec in catalog.models.values() {
+        let profile = profiles.get(&spec.name);
+        let entry = ledger.entry(&spec.name);
+        let live = state.live.get(&spec.name);
+        let categories = Category::PROFILED
+            .iter()
+            .filter_map(|c| {
+                let q = profile?.categories[c.index()]?;
+                Some(CategoryView {
+                    category: *c,
+                    n: q.n,
+                    successes: q.successes,
+                    mean: if q.n == 0 { 0.0 } else { f64::from(q.successes) / f64::from(q.n) },
+                    ci_low: q.ci_low,
+                    ci_high: q.ci_high,
+                })
+            })
+            .collect();
+        out.push(ModelInfoView {
+            name: spec.name.to_string(),
+            digest: spec.digest.clone(),
+            size_bytes: spec.size_bytes,
+            parameter_size: spec.details.parameter_size.clone(),
+            quantization: spec.details.quantization_level.clone(),
+            capabilities: spec.capabilities.names().into_iter().map(str::to_string).collect(),
+            context_length: spec.context_length,
+            state: entry.map_or("absent", |e| e.residency.as_str()).to_string(),
+            pinned: entry.is_some_and(|e| e.pinned),
+            profiled: profile.is_some_and(|p| p.profiled()),
+            stale: profile.is_some_and(|p| p.stale),
+            categories,
+            prefill_tps: live.as_ref().and_then(|l| l.prefill_tps()).or(profile.and_then(|p| p.prefill_tps)),
+            decode_tps: live.as_ref().and_then(|l| l.decode_tps()).or(profile.and_then(|p| p.decode_tps)),
+            ttft_ms: profile.and_then(|p| p.ttft_ms),
+            load_seconds: entry.and_then(|e| e.load_seconds).or(profile.and_then(|p| p.load_seconds)),
+            vram_bytes: entry.map(|e| e.expected_bytes).filter(|b| *b > 0).or(profile.and_then(|p| p.vram_bytes)),
+        });
+    }
+    Json(json!({ "models": out }))
+}
+
+/// Query of `GET /admin/explain`.
+#[derive(Debug, Deserialize)]
+pub struct ExplainQuery {
+    /// The prompt to route.
+    pub prompt: String,
+    /// `auto`, `auto:fast`, `auto:quality` (default `auto`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Overrides the quality preference (0..1).
+    #[serde(default)]
+    pub quality: Option<f64>,
+    /// The request carries tools.
+    #[serde(default)]
+    pub tools: bool,
+    /// The request carries images.
+    #[serde(default)]
+    pub images: bool,
+}
+
+/// `GET /admin/explain?prompt=...`: how `auto` would route a prompt, with every candidate's components.
+pub async fn explain(State(state): State<AppState>, Query(q): Query<ExplainQuery>) -> Result<Json<Value>, OllamaError> {
+    if q.prompt.trim().is_empty() {
+        return Err(RouterError::bad("prompt is required", Some("prompt".into())).into());
+    }
+    if q.quality.is_some_and(|w| !(0.0..=1.0).contains(&w)) {
+        return Err(RouterError::bad("quality must be between 0 and 1", Some("quality".into())).into());
+    }
+    let requested = q.model.as_deref().unwrap_or("auto");
+    let Target::Auto { preference, label } = parse_target(requested, q.quality, &state.config.routing)? else {
+        return Err(RouterError::bad("model must be auto, auto:fast or auto:quality", Some("model".into())).into());
+    };
+    let started = std::time::Instant::now();
+    let turns = [Turn { role: Role::User, text: &q.prompt, images: usize::from(q.images) }];
+    let classification = state.classifier.classify(&ClassifyInput {
+        turns: &turns,
+        has_tools: q.tools,
+        wants_json: false,
+        max_output_tokens: None,
+    });
+    let catalog = state.catalog.load();
+    let profiles = state.profiles.load();
+    let ledger = state.vram.ledger();
+    let open: Vec<ModelName> = state.breaker.snapshot().into_iter().map(|(m, _)| m).collect();
+    let prompt_tokens = switchyard_core::text::estimate_tokens(&q.prompt);
+    let scoring = score(
+        &ScoreRequest {
+            category: classification.category,
+            needs: &classification.needs,
+            embedding: false,
+            preference,
+            prompt_tokens,
+            max_output_tokens: None,
+        },
+        &ScoreContext {
+            config: &state.config,
+            catalog: &catalog,
+            profiles: &profiles,
+            live: &state.live,
+            ledger: &ledger,
+            open_breakers: &open,
+        },
+    );
+    let chosen = scoring.eligible().next().map(|c| c.model.to_string());
+    let scores: serde_json::Map<String, Value> =
+        Category::ALL.iter().map(|c| (c.as_str().to_string(), json!(classification.scores[c.index()]))).collect();
+    Ok(Json(json!({
+        "model": label,
+        "category": classification.category,
+        "confidence": classification.confidence,
+        "category_scores": scores,
+        "needs": {"tools": classification.needs.tools, "vision": classification.needs.vision, "json": classification.needs.json, "context_tokens": classification.needs.context_tokens},
+        "chosen": chosen,
+        "decision_us": started.elapsed().as_secs_f64() * 1e6,
+        "scoring": scoring,
+    })))
+}
+
+/// Query of `GET /admin/decisions`.
+#[derive(Debug, Deserialize)]
+pub struct DecisionsQuery {
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// `memory` (default: every recent decision) or `store` (the sampled, persisted ones).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// `GET /admin/decisions`.
+pub async fn decisions(
+    State(state): State<AppState>,
+    Query(q): Query<DecisionsQuery>,
+) -> Result<Json<Value>, OllamaError> {
+    let limit = q.limit.unwrap_or(50).min(1000);
+    match q.source.as_deref() {
+        None | Some("memory") => Ok(Json(json!({ "decisions": state.decisions.recent(limit) }))),
+        Some("store") => {
+            let rows = state.store.decisions(limit as u32).await?;
+            Ok(Json(json!({ "decisions": rows })))
+        }
+        Some(other) => {
+            Err(RouterError::bad(format!("source must be memory or store, got {other:?}"), Some("source".into()))
+                .into())
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let ledger = state.vram.ledger();
+    for entry in ledger.entries() {
+        state.metrics.in_flight.with_label_values(&[entry.name.as_str()]).set(i64::from(entry.in_flight));
+    }
+    state.metrics.breaker_state.reset();
+    for (model, phase) in state.breaker.snapshot() {
+        state.metrics.breaker_state.with_label_values(&[model.as_str()]).set(phase.as_gauge());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+/// `GET /health`: the process is up (it does not depend on Ollama).
+pub async fn health(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "status": "ok", "uptime_secs": state.started.elapsed().as_secs() }))
+}
+
+/// `GET /ready`: Ollama answers and the store is reachable; 503 with the reasons otherwise.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let mut problems = Vec::new();
+    let ollama = tokio::time::timeout(Duration::from_secs(2), state.ollama.version()).await;
+    match ollama {
+        Ok(Ok(_)) => state.metrics.upstream_up.set(1),
+        Ok(Err(e)) => {
+            state.metrics.upstream_up.set(0);
+            problems.push(format!("Ollama: {}", RouterError::from(e)));
+        }
+        Err(_) => {
+            state.metrics.upstream_up.set(0);
+            problems.push(format!("Ollama at {} did not answer within 2 s", state.ollama.base_url()));
+        }
+    }
+    let store = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
+    if !matches!(store, Ok(Ok(()))) {
+        problems.push("the store does not answer; routing continues from profiles in memory".to_string());
+    }
+    let ollama_ok = problems.iter().all(|p| !p.starts_with("Ollama"));
+    let status = if ollama_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "ready": ollama_ok, "problems": problems }))).into_response()
+}

@@ -1,0 +1,293 @@
+//! Ollama's native API, served with Ollama's shapes, defaults, streaming (NDJSON, on by default) and errors.
+//!
+//! Inference routes go through routing and VRAM admission; `model: "auto"` (and `auto:fast`, `auto:quality`)
+//! picks the model. The listing routes show the virtual `auto` models beside the real ones; `/api/ps` shows when
+//! Switchyard (not Ollama's timer) will unload each model.
+
+use super::{RequestCtx, decorate, finish_buffered, finisher, quality_header, read_body};
+use crate::error::{OllamaError, RouterError};
+use crate::forward::{Passthrough, RelayBody, Reply};
+use crate::request::{Control, Endpoint, PrepareContext, Prepared, Target, parse_object, prepare_native};
+use crate::route::{Surface, category_label, dispatch};
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use axum::response::IntoResponse;
+use chrono::Utc;
+use serde_json::{Value, json};
+use std::time::Duration;
+use switchyard_core::ollama::KeepAlive;
+use switchyard_core::ollama::types::rfc3339_nanos;
+use switchyard_vram::AdminOp;
+
+/// The virtual models and the preference each stands for.
+pub const VIRTUAL_MODELS: [(&str, &str); 3] = [
+    ("auto", "routes each request by the configured quality preference"),
+    ("auto:fast", "routes each request preferring speed"),
+    ("auto:quality", "routes each request preferring quality"),
+];
+
+/// `GET /` and `HEAD /`: what clients probe to see that Ollama is up.
+pub async fn root() -> &'static str {
+    "Ollama is running"
+}
+
+/// `GET /api/version`: Ollama's version, so clients gate features on what the backend supports.
+pub async fn version(State(state): State<AppState>) -> Result<Json<Value>, OllamaError> {
+    let v = state.ollama.version().await?;
+    Ok(Json(json!({ "version": v.version })))
+}
+
+/// `GET /api/tags`: Ollama's models, plus the virtual `auto` models.
+pub async fn tags(State(state): State<AppState>) -> Result<Json<Value>, OllamaError> {
+    let tags = state.ollama.tags().await?;
+    let mut models = serde_json::to_value(&tags.models).map_err(|e| RouterError::Internal(e.to_string()))?;
+    if let Value::Array(list) = &mut models {
+        let now = rfc3339_nanos(Utc::now());
+        for (name, description) in VIRTUAL_MODELS {
+            list.push(json!({
+                "name": name, "model": name, "modified_at": now, "size": 0,
+                "digest": "0".repeat(64),
+                "details": {"parent_model": "", "format": "switchyard", "family": "switchyard", "families": ["switchyard"],
+                            "parameter_size": "", "quantization_level": "", "description": description}
+            }));
+        }
+    }
+    Ok(Json(json!({ "models": models })))
+}
+
+/// When Switchyard will unload `name`: pinned or infinite TTL is centuries ahead, like Ollama's `keep_alive: -1`.
+fn switchyard_expiry(state: &AppState, name: &str) -> Option<String> {
+    let model = switchyard_core::ModelName::parse(name).ok()?;
+    let ledger = state.vram.ledger();
+    let entry = ledger.entry(&model)?;
+    let ttl = entry.idle_ttl.or(ledger.config().idle_ttl);
+    let forever = entry.pinned || ttl.is_none_or(|t| t > Duration::from_secs(100 * 365 * 86400));
+    if forever {
+        return Some("2318-01-01T00:00:00Z".to_string());
+    }
+    let ttl = ttl?;
+    let idle = entry.last_used.map_or(Duration::ZERO, |t| t.elapsed());
+    let left = chrono::Duration::from_std(ttl.saturating_sub(idle)).ok()?;
+    Some(rfc3339_nanos(Utc::now() + left))
+}
+
+/// `GET /api/ps`: what Ollama holds, with Switchyard's own unload schedule as `expires_at`.
+pub async fn ps(State(state): State<AppState>) -> Result<Json<Value>, OllamaError> {
+    let ps = state.ollama.ps().await?;
+    let mut models = Vec::with_capacity(ps.models.len());
+    for mut m in ps.models {
+        if let Some(expiry) = switchyard_expiry(&state, &m.name) {
+            m.expires_at = expiry;
+        }
+        models.push(m);
+    }
+    Ok(Json(json!({ "models": models })))
+}
+
+/// `POST /api/show`: Ollama's answer; for the virtual models, a description of what they route to.
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response<Body>, OllamaError> {
+    let bytes = read_body(&headers, body, state.config.server.max_body.0).await?;
+    let map = parse_object(&bytes, state.config.server.max_json_depth as usize)?;
+    let name = map
+        .get("model")
+        .or_else(|| map.get("name"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| RouterError::bad("model is required", Some("model".into())))?;
+    if let Some((virtual_name, description)) = VIRTUAL_MODELS.iter().find(|(v, _)| *v == name) {
+        let catalog = state.catalog.load();
+        let mut capabilities: Vec<&str> = Vec::new();
+        for spec in catalog.models.values() {
+            for c in spec.capabilities.names() {
+                if !capabilities.contains(&c) {
+                    capabilities.push(c);
+                }
+            }
+        }
+        return Ok(Json(json!({
+            "modelfile": format!("# {virtual_name}: Switchyard {description}\n"),
+            "parameters": "", "template": "{{ .Prompt }}",
+            "details": {"parent_model": "", "format": "switchyard", "family": "switchyard", "families": ["switchyard"], "parameter_size": "", "quantization_level": ""},
+            "model_info": {"general.architecture": "switchyard", "switchyard.models": catalog.models.len()},
+            "capabilities": capabilities,
+            "modified_at": rfc3339_nanos(Utc::now()),
+        }))
+        .into_response());
+    }
+    let model = switchyard_core::ModelName::parse(name)?;
+    let url = state.ollama.url("/api/show");
+    let answer = state
+        .ollama
+        .http()
+        .request(
+            axum::http::Method::POST,
+            &url,
+            Some(bytes),
+            Duration::from_secs(state.config.ollama.control_timeout_secs),
+        )
+        .await?;
+    if answer.status == StatusCode::NOT_FOUND {
+        return Err(RouterError::ModelNotFound(model.to_string()).into());
+    }
+    let mut response = Response::new(Body::from(answer.body));
+    *response.status_mut() = answer.status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    Ok(response)
+}
+
+/// The answer Ollama gives to an empty-prompt load or unload.
+fn control_answer(prepared: &Prepared, reason: &str) -> Value {
+    let now = rfc3339_nanos(Utc::now());
+    match prepared.endpoint {
+        Endpoint::Chat => {
+            json!({"model": prepared.requested, "created_at": now, "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": reason})
+        }
+        Endpoint::Generate => {
+            json!({"model": prepared.requested, "created_at": now, "response": "", "done": true, "done_reason": reason})
+        }
+        Endpoint::Embed => json!({"model": prepared.requested, "embeddings": []}),
+        Endpoint::Embeddings => json!({"embedding": []}),
+    }
+}
+
+/// Loads or unloads through the VRAM manager, answering as Ollama does.
+async fn control(state: &AppState, prepared: &Prepared, control: Control) -> Result<Response<Body>, RouterError> {
+    let Target::Model(model) = &prepared.target else {
+        return Err(RouterError::bad("auto needs a prompt to route", Some("model".into())));
+    };
+    if state.catalog.load().get(model).is_none() {
+        state.refresh_catalog_for_unknown().await;
+        if state.catalog.load().get(model).is_none() {
+            return Err(RouterError::ModelNotFound(prepared.requested.clone()));
+        }
+    }
+    let reason = match control {
+        Control::Load => {
+            state.vram.admin(AdminOp::Load, model).await?;
+            if let Some(keep_alive) = prepared.keep_alive {
+                state.vram.note_keep_alive(model, keep_alive);
+            }
+            "load"
+        }
+        Control::Unload => {
+            match state.vram.admin(AdminOp::Unload, model).await {
+                Ok(_) => {}
+                // Busy: Ollama unloads once in-flight work is done; so does Switchyard, at its next poll.
+                Err(switchyard_vram::VramError::Busy { .. }) => {
+                    state.vram.note_keep_alive(model, KeepAlive::For(Duration::ZERO))
+                }
+                Err(e) => return Err(e.into()),
+            }
+            "unload"
+        }
+    };
+    let answer = control_answer(prepared, reason);
+    let mut response = if prepared.stream && !prepared.endpoint.is_embedding() {
+        let mut line = serde_json::to_vec(&answer).unwrap_or_default();
+        line.push(b'\n');
+        let mut r = Response::new(Body::from(line));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+        r
+    } else {
+        Json(answer).into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(model.as_str()) {
+        response.headers_mut().insert("x-switchyard-model", v);
+    }
+    Ok(response)
+}
+
+async fn infer(
+    state: AppState,
+    ctx: RequestCtx,
+    headers: HeaderMap,
+    body: Body,
+    endpoint: Endpoint,
+    route: &'static str,
+) -> Result<Response<Body>, OllamaError> {
+    let bytes = read_body(&headers, body, state.config.server.max_body.0).await?;
+    let map = parse_object(&bytes, state.config.server.max_json_depth as usize)?;
+    let quality = quality_header(&headers)?;
+    let prepared = prepare_native(
+        endpoint,
+        map,
+        PrepareContext { routing: &state.config.routing, classifier: &state.classifier, quality_header: quality },
+    )?;
+    if state.config.server.log_prompts {
+        tracing::debug!(request_id = %ctx.request_id, body = %String::from_utf8_lossy(&bytes), "request");
+    }
+    if let Some(c) = prepared.control {
+        return Ok(control(&state, &prepared, c).await?);
+    }
+    let category = category_label(&prepared);
+    let routed = dispatch(&state, &prepared, &ctx.request_id, Surface::Ollama).await?;
+    state.metrics.overhead.observe(routed.forwarded_at.duration_since(ctx.started).as_secs_f64());
+    let model = routed.model.clone();
+    let response = match routed.reply {
+        Reply::Buffered(bytes) => {
+            let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            finish_buffered(&state, &model, route, ctx.started, &answer);
+            drop(routed.lease);
+            let mut r = Response::new(Body::from(bytes));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+            r
+        }
+        Reply::Stream { first, rest } => {
+            state.metrics.ttft.with_label_values(&[route]).observe(ctx.started.elapsed().as_secs_f64());
+            let on_end = finisher(&state, model.clone(), route, ctx.started);
+            let relay =
+                RelayBody::new(first, rest, Passthrough, state.forwarder.idle_timeout, Box::new(routed.lease), on_end);
+            let mut r = Response::new(Body::new(relay));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+            r
+        }
+    };
+    Ok(decorate(response, &model, category))
+}
+
+/// `POST /api/chat`.
+pub async fn chat(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response<Body>, OllamaError> {
+    infer(state, ctx, headers, body, Endpoint::Chat, "/api/chat").await
+}
+
+/// `POST /api/generate`.
+pub async fn generate(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response<Body>, OllamaError> {
+    infer(state, ctx, headers, body, Endpoint::Generate, "/api/generate").await
+}
+
+/// `POST /api/embed`.
+pub async fn embed(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response<Body>, OllamaError> {
+    infer(state, ctx, headers, body, Endpoint::Embed, "/api/embed").await
+}
+
+/// `POST /api/embeddings` (legacy).
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response<Body>, OllamaError> {
+    infer(state, ctx, headers, body, Endpoint::Embeddings, "/api/embeddings").await
+}

@@ -1,0 +1,488 @@
+//! Request classification for `model: "auto"`: which task category a conversation belongs to, and what it needs
+//! from a model (tools, vision, JSON output, context length).
+//!
+//! The [`RuleClassifier`] runs on every routed request and takes microseconds: whole-word cue matching through one
+//! Aho-Corasick automaton built once per process, plus a structural scan for code, stack traces, equations and
+//! pasted tables. Each turn is scanned within a fixed byte budget (its head and its tail), so a huge prompt costs no
+//! more than a long one. The last user turn weighs most; earlier turns and the system prompt add context.
+//!
+//! The optional [`EmbeddingClassifier`] classifies by nearest labelled examples through an Ollama embedding model,
+//! and falls back to the rules whenever it cannot answer with confidence.
+
+mod embedding;
+mod lexicon;
+mod rules;
+
+pub use embedding::{ClassifyError, EmbeddingClassifier, bundled_examples, parse_examples};
+
+use rules::{Shape, Votes};
+use serde::{Deserialize, Serialize};
+use switchyard_core::Category;
+use switchyard_core::text::estimate_tokens;
+
+/// Who spoke a turn of the conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions framing the conversation (`system`, and OpenAI's `developer`).
+    System,
+    /// The person asking.
+    User,
+    /// The model's earlier answers.
+    Assistant,
+    /// Results of tool calls (`tool`, and OpenAI's older `function`).
+    Tool,
+}
+
+impl Role {
+    /// Maps a wire role name (Ollama or OpenAI) to a role; `None` for names neither API defines.
+    pub fn from_name(name: &str) -> Option<Role> {
+        let name = name.trim();
+        [
+            ("system", Role::System),
+            ("developer", Role::System),
+            ("user", Role::User),
+            ("assistant", Role::Assistant),
+            ("tool", Role::Tool),
+            ("function", Role::Tool),
+        ]
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, role)| role)
+    }
+}
+
+/// One turn of the conversation, borrowed from the parsed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Turn<'a> {
+    /// Who spoke it.
+    pub role: Role,
+    /// Its text (for a generate request, the prompt as a user turn and the system prompt as a system turn).
+    pub text: &'a str,
+    /// How many images it carries.
+    pub images: usize,
+}
+
+/// What the classifier looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct ClassifyInput<'a> {
+    /// The conversation, oldest turn first.
+    pub turns: &'a [Turn<'a>],
+    /// The request offers tools to call.
+    pub has_tools: bool,
+    /// The request asks for JSON output (`format` or `response_format` set).
+    pub wants_json: bool,
+    /// The client's cap on output tokens (`num_predict`, `max_tokens`), if any.
+    pub max_output_tokens: Option<u64>,
+}
+
+/// What a model must offer to serve the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Needs {
+    /// Tool calling.
+    pub tools: bool,
+    /// Image input.
+    pub vision: bool,
+    /// Structured JSON output.
+    pub json: bool,
+    /// Context window the request will fill: the prompt's estimated tokens plus the expected (or capped) output.
+    pub context_tokens: u64,
+}
+
+impl Needs {
+    /// Needs of `input` once its category is known (the category sets the expected output length).
+    pub fn of(input: &ClassifyInput<'_>, category: Category) -> Needs {
+        let prompt: u64 = input.turns.iter().map(|t| estimate_tokens(t.text)).fold(0, u64::saturating_add);
+        let output = input.max_output_tokens.unwrap_or_else(|| expected_output_tokens(category));
+        Needs {
+            tools: input.has_tools,
+            vision: input.turns.iter().any(|t| t.images > 0),
+            json: input.wants_json,
+            context_tokens: prompt.saturating_add(output),
+        }
+    }
+}
+
+/// The classifier's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Classification {
+    /// The chosen category.
+    pub category: Category,
+    /// How sure the classifier is, 0 to 1 (the chosen category's share of the scores).
+    pub confidence: f32,
+    /// What a model must offer.
+    pub needs: Needs,
+    /// Score per category, indexed like [`Category::ALL`], summing to 1; shown by `/admin/explain`.
+    pub scores: [f32; 7],
+}
+
+/// Output tokens to expect from a request of `category` when the profiles have no measured figure.
+pub fn expected_output_tokens(category: Category) -> u64 {
+    match category {
+        Category::Coding => 600,
+        Category::Math => 400,
+        Category::Reasoning => 500,
+        Category::Factual => 150,
+        Category::Creative => 500,
+        Category::Extraction => 300,
+        Category::General => 200,
+    }
+}
+
+/// Bytes scanned from the start of the last user turn.
+const FOCUS_HEAD: usize = 2048;
+/// Bytes scanned from the end of the last user turn when it is longer than `FOCUS_HEAD + FOCUS_TAIL`.
+const FOCUS_TAIL: usize = 1024;
+/// Bytes scanned from the start of any other turn.
+const CONTEXT_HEAD: usize = 512;
+/// Bytes scanned from the end of any other turn.
+const CONTEXT_TAIL: usize = 256;
+/// Bytes scanned over all other turns together, most recent first; older turns beyond it are not read.
+const CONTEXT_BUDGET: usize = 6144;
+/// Beyond this length a turn's small-talk cues count less and less.
+const CHAT_BYTES: f32 = 300.0;
+/// Task votes at which a turn's small-talk cues count half.
+const POLITENESS: f32 = 4.0;
+/// Votes `General` gets for free: another category must beat this to claim a request.
+const GENERAL_BASELINE: f32 = 1.5;
+/// Votes added to `Extraction` when the client asks for JSON output.
+const JSON_BIAS: f32 = 2.0;
+/// Per-turn votes saturate towards this value, so one long turn cannot drown the others.
+const SATURATION: f32 = 12.0;
+/// Temperature of the softmax that turns votes into scores.
+const TEMPERATURE: f32 = 1.5;
+
+/// The rule-based classifier: cue words and phrases on word boundaries, plus the shape of the text.
+///
+/// Cheap to create and to copy; the compiled cue table is shared by the whole process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleClassifier {
+    /// Reserved for per-instance settings; keeps construction explicit.
+    _private: (),
+}
+
+impl RuleClassifier {
+    /// A classifier over the built-in cue table.
+    pub fn new() -> Self {
+        Self { _private: () }
+    }
+
+    /// Classifies a conversation.
+    pub fn classify(&self, input: &ClassifyInput<'_>) -> Classification {
+        let mut totals = self.votes(input);
+        totals[Category::General.index()] += GENERAL_BASELINE;
+        if input.wants_json {
+            totals[Category::Extraction.index()] += JSON_BIAS;
+        }
+        let scores = softmax(&totals);
+        let (best, confidence) = argmax(&scores);
+        let category = Category::ALL[best];
+        Classification { category, confidence, needs: Needs::of(input, category), scores }
+    }
+
+    /// Weighted votes of every turn, before the baseline and biases.
+    fn votes(&self, input: &ClassifyInput<'_>) -> Votes {
+        let turns = input.turns;
+        let focus = turns.iter().rposition(|t| t.role == Role::User).or(turns.len().checked_sub(1));
+        let mut totals = [0.0f32; 7];
+        let mut earlier_users = 0;
+        let mut budget = CONTEXT_BUDGET;
+        for (i, turn) in turns.iter().enumerate().rev() {
+            let window = if Some(i) == focus {
+                Window { head: FOCUS_HEAD, tail: FOCUS_TAIL }
+            } else if budget == 0 {
+                continue;
+            } else {
+                let want = turn.text.len().min(CONTEXT_HEAD + CONTEXT_TAIL).min(budget);
+                budget -= want;
+                Window { head: want - want / 3, tail: want / 3 }
+            };
+            let weight = match (Some(i) == focus, turn.role) {
+                (true, _) => 1.0,
+                (false, Role::User) => {
+                    earlier_users += 1;
+                    0.45 * 0.7f32.powi(earlier_users - 1)
+                }
+                (false, Role::System) => 0.3,
+                (false, Role::Assistant) => 0.15,
+                (false, Role::Tool) => 0.1,
+            };
+            let votes = turn_votes(turn.text, window);
+            for (t, v) in totals.iter_mut().zip(votes) {
+                *t += weight * saturate(v);
+            }
+        }
+        totals
+    }
+}
+
+/// The bytes of a turn that are scanned: its first `head` and its last `tail`.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    head: usize,
+    tail: usize,
+}
+
+/// Votes of one turn's text, scanning at most its window.
+fn turn_votes(text: &str, window: Window) -> Votes {
+    let bytes = text.as_bytes();
+    let mut votes = [0.0f32; 7];
+    let mut shape = Shape::default();
+    if bytes.len() <= window.head + window.tail {
+        rules::vote_cues(bytes, &mut votes);
+        rules::scan_shape(bytes, &mut shape);
+    } else {
+        let head = &bytes[..window.head];
+        let tail = &bytes[bytes.len() - window.tail..];
+        rules::vote_cues(head, &mut votes);
+        rules::vote_cues(tail, &mut votes);
+        rules::scan_shape(head, &mut shape);
+        rules::scan_shape(tail, &mut shape);
+    }
+    rules::vote_shape(&shape, &mut votes);
+    // Greetings and thanks around a task are politeness ("Hi! Can you fix this error? Thanks"), and inside a
+    // pasted document ("Hi all, thanks for the call") they say nothing about the request: small talk counts in
+    // full only when it is short and alone.
+    let task = votes.iter().enumerate().filter(|(i, _)| *i != Category::General.index()).map(|(_, v)| *v);
+    let task = task.fold(0.0f32, f32::max);
+    let length = (CHAT_BYTES / bytes.len().max(1) as f32).clamp(0.3, 1.0);
+    votes[Category::General.index()] *= length / (1.0 + task / POLITENESS);
+    votes
+}
+
+/// Maps votes to `[0, SATURATION)`, close to linear for small counts.
+fn saturate(v: f32) -> f32 {
+    if v <= 0.0 { 0.0 } else { v / (1.0 + v / SATURATION) }
+}
+
+fn softmax(totals: &Votes) -> [f32; 7] {
+    let max = totals.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut out = [0.0f32; 7];
+    let mut sum = 0.0;
+    for (o, t) in out.iter_mut().zip(totals) {
+        *o = ((t - max) / TEMPERATURE).exp();
+        sum += *o;
+    }
+    for o in &mut out {
+        *o /= sum;
+    }
+    out
+}
+
+/// Index and value of the largest score; ties go to the earlier category.
+fn argmax(scores: &[f32; 7]) -> (usize, f32) {
+    let mut best = (Category::General.index(), f32::NEG_INFINITY);
+    for (i, s) in scores.iter().enumerate() {
+        if *s > best.1 {
+            best = (i, *s);
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(text: &str) -> Turn<'_> {
+        Turn { role: Role::User, text, images: 0 }
+    }
+
+    fn classify_turns(turns: &[Turn<'_>]) -> Classification {
+        let input = ClassifyInput { turns, has_tools: false, wants_json: false, max_output_tokens: None };
+        RuleClassifier::new().classify(&input)
+    }
+
+    fn category_of(text: &str) -> Category {
+        classify_turns(&[user(text)]).category
+    }
+
+    fn cue_votes(text: &str) -> Votes {
+        let mut votes = [0.0; 7];
+        rules::vote_cues(text.as_bytes(), &mut votes);
+        votes
+    }
+
+    #[test]
+    fn lexicon_compiles_and_is_well_formed() {
+        assert!(rules::lexicon_ready());
+        for (pattern, _, weight) in lexicon::CUES {
+            assert!(!pattern.trim_matches(['*', '~']).is_empty(), "empty pattern");
+            assert!(weight.is_finite() && *weight > 0.0, "{pattern}: weight {weight}");
+            assert_eq!(pattern.trim(), *pattern, "{pattern:?} has stray spaces");
+        }
+    }
+
+    #[test]
+    fn capital_is_a_word_not_a_substring_trigger() {
+        assert_eq!(category_of("What is the capital of France?"), Category::Factual);
+        assert_eq!(cue_votes("What is the capital of France?")[Category::Coding.index()], 0.0);
+        // "capita" and "capitalize" contain no cue of their own.
+        assert_eq!(cue_votes("income per capita")[Category::Factual.index()], 0.0);
+    }
+
+    #[test]
+    fn define_a_function_is_coding() {
+        assert_eq!(category_of("How do I define a function with default arguments in Kotlin?"), Category::Coding);
+        assert_eq!(category_of("define a function that returns the largest element of a list"), Category::Coding);
+    }
+
+    #[test]
+    fn def_inside_longer_words_does_not_count() {
+        assert_eq!(cue_votes("the constant was predefined and then redefined")[Category::Coding.index()], 0.0);
+        assert_eq!(cue_votes("defined by default")[Category::Coding.index()], 0.0);
+        let undefined = cue_votes("undefined")[Category::Coding.index()];
+        let with_def = cue_votes("undefined def")[Category::Coding.index()];
+        assert!(with_def > undefined, "a standalone def must count once");
+        // Phrases win over their parts: "area code" is not a coding cue.
+        assert_eq!(cue_votes("what's the area code for Seattle")[Category::Coding.index()], 0.0);
+    }
+
+    #[test]
+    fn camel_case_error_names_count_but_plain_words_do_not() {
+        assert!(cue_votes("KeyError: 'user'")[Category::Coding.index()] > 0.0);
+        assert_eq!(cue_votes("a reign of terror")[Category::Coding.index()], 0.0);
+    }
+
+    #[test]
+    fn structure_alone_identifies_code_and_equations() {
+        let code = "fn main() {\n    let v = vec![1, 2, 3];\n    println!(\"{:?}\", v);\n}";
+        assert_eq!(category_of(code), Category::Coding);
+        assert_eq!(category_of("3x + 7 = 22"), Category::Math);
+        assert_eq!(category_of("x^2 - 4 = 0, x = ?"), Category::Math);
+    }
+
+    #[test]
+    fn greetings_and_empty_input_are_general() {
+        assert_eq!(category_of("hi"), Category::General);
+        assert_eq!(category_of(""), Category::General);
+        assert_eq!(classify_turns(&[]).category, Category::General);
+        assert_eq!(category_of("ok"), Category::General);
+    }
+
+    #[test]
+    fn needs_come_from_the_request() {
+        let image = Turn { role: Role::User, text: "what is in this picture?", images: 1 };
+        let input = ClassifyInput { turns: &[image], has_tools: true, wants_json: true, max_output_tokens: Some(64) };
+        let c = RuleClassifier::new().classify(&input);
+        assert!(c.needs.tools && c.needs.vision && c.needs.json);
+        assert_eq!(c.needs.context_tokens, estimate_tokens(image.text) + 64);
+
+        let plain = [user("write a haiku about rain")];
+        let c = classify_turns(&plain);
+        assert!(!c.needs.tools && !c.needs.vision && !c.needs.json);
+        assert_eq!(c.category, Category::Creative);
+        assert_eq!(c.needs.context_tokens, estimate_tokens(plain[0].text) + expected_output_tokens(Category::Creative));
+    }
+
+    #[test]
+    fn wants_json_biases_towards_extraction() {
+        let turns = [user("Jane Doe, 34, lives in Oslo and works as a nurse.")];
+        let base = classify_turns(&turns);
+        let input = ClassifyInput { turns: &turns, has_tools: false, wants_json: true, max_output_tokens: None };
+        let json = RuleClassifier::new().classify(&input);
+        assert!(json.scores[Category::Extraction.index()] > base.scores[Category::Extraction.index()]);
+        assert_eq!(json.category, Category::Extraction);
+    }
+
+    #[test]
+    fn scores_are_a_distribution() {
+        let c = classify_turns(&[user("Prove that the square root of 2 is irrational.")]);
+        let sum: f32 = c.scores.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "{sum}");
+        assert!(c.confidence > 0.0 && c.confidence <= 1.0);
+        assert_eq!(c.confidence, c.scores[c.category.index()]);
+        assert_eq!(c.category, Category::Math);
+    }
+
+    #[test]
+    fn the_last_user_turn_weighs_most() {
+        let turns = [
+            user("how do I sort a vector of structs by a field in rust?"),
+            Turn { role: Role::Assistant, text: "Use `v.sort_by_key(|p| p.age);`", images: 0 },
+            user("thanks, that worked!"),
+        ];
+        assert_eq!(classify_turns(&turns).category, Category::General);
+
+        let turns = [
+            Turn { role: Role::System, text: "You are a senior Rust programmer who reviews code.", images: 0 },
+            user("write a haiku about spring rain"),
+        ];
+        assert_eq!(classify_turns(&turns).category, Category::Creative);
+    }
+
+    #[test]
+    fn earlier_turns_decide_a_follow_up_without_cues() {
+        let turns = [
+            user("solve for x: 3x + 2 = 11 and show each step"),
+            Turn { role: Role::Assistant, text: "Subtract 2 from both sides: 3x = 9, so x = 3.", images: 0 },
+            user("why did you do that first?"),
+        ];
+        assert_eq!(classify_turns(&turns).category, Category::Math);
+    }
+
+    #[test]
+    fn huge_inputs_are_scanned_by_head_and_tail() {
+        let mut text = String::from("Here is my program, it crashes with a segfault:\n```c\n");
+        while text.len() < 2_000_000 {
+            text.push_str("    total += values[i] * weights[i]; // accumulate\n");
+        }
+        text.push_str("```\nwhy does it crash?");
+        let c = classify_turns(&[user(&text)]);
+        assert_eq!(c.category, Category::Coding);
+        assert_eq!(c.needs.context_tokens, estimate_tokens(&text) + expected_output_tokens(Category::Coding));
+
+        let mut prose = "lorem ipsum dolor sit amet ".repeat(50_000);
+        prose.push_str("\n\nSummarize the text above in three bullet points.");
+        assert_eq!(category_of(&prose), Category::Extraction);
+    }
+
+    #[test]
+    fn politeness_around_a_task_does_not_make_it_small_talk() {
+        assert_eq!(category_of("Hi! Can you fix this Python error please? Thanks so much!"), Category::Coding);
+        assert_eq!(
+            category_of("hello, thank you for yesterday. could you write a limerick about a goose?"),
+            Category::Creative
+        );
+    }
+
+    #[test]
+    fn long_conversations_are_read_within_a_budget() {
+        let code = "fn main() {\n    let x: u32 = \"5\".parse().unwrap();\n    println!(\"{x}\");\n}\n".repeat(200);
+        let mut turns = Vec::new();
+        for _ in 0..100 {
+            turns.push(user(&code));
+            turns.push(Turn { role: Role::Assistant, text: &code, images: 0 });
+        }
+        turns.push(user("now write a haiku about autumn rain"));
+        assert_eq!(classify_turns(&turns).category, Category::Creative);
+        turns.pop();
+        assert_eq!(classify_turns(&turns).category, Category::Coding);
+    }
+
+    #[test]
+    fn multibyte_text_at_window_edges_is_harmless() {
+        let text = "é".repeat(10_000);
+        let c = classify_turns(&[user(&text)]);
+        assert_eq!(c.category, Category::General);
+    }
+
+    #[test]
+    fn roles_parse_from_wire_names() {
+        assert_eq!(Role::from_name("developer"), Some(Role::System));
+        assert_eq!(Role::from_name("Assistant"), Some(Role::Assistant));
+        assert_eq!(Role::from_name("function"), Some(Role::Tool));
+        assert_eq!(Role::from_name("narrator"), None);
+    }
+
+    #[test]
+    fn max_output_tokens_replaces_the_category_default() {
+        let turns = [user("write a long story about a lighthouse")];
+        let input = ClassifyInput { turns: &turns, has_tools: false, wants_json: false, max_output_tokens: Some(4000) };
+        let c = RuleClassifier::new().classify(&input);
+        assert_eq!(c.needs.context_tokens, estimate_tokens(turns[0].text) + 4000);
+        for category in Category::ALL {
+            assert!(expected_output_tokens(category) > 0);
+        }
+    }
+}

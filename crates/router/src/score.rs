@@ -1,0 +1,430 @@
+//! The scorer: which local model serves a request best under the user's quality preference.
+//!
+//! Candidates have the capabilities the request needs (from `/api/show`), enough context, a closed breaker, and can
+//! be admitted to VRAM. For each, quality is the posterior mean of its profiled success rate in the category
+//! (shrunk toward `routing.prior_quality` by `routing.prior_weight` pseudo-observations, so a few samples do not
+//! decide), and predicted latency is
+//!
+//! ```text
+//! L = queue wait + (loaded ? 0 : load time + eviction cost) + prompt tokens / prefill rate + output tokens / decode rate
+//! ```
+//!
+//! with rates from live averages of responses' own timings, then profiles, then a conservative prior. Utility is
+//! `w * quality + (1 - w) * (fastest L / L)`. Every component is kept for `/admin/explain` and the decision log.
+
+use crate::classify::{Needs, expected_output_tokens};
+use crate::profiles::{LiveStats, ProfileTable};
+use serde::Serialize;
+use switchyard_core::catalog::{Catalog, ModelSpec};
+use switchyard_core::config::Config;
+use switchyard_core::{Category, ModelName};
+use switchyard_vram::ledger::{Ledger, Plan};
+use switchyard_vram::policy::estimated_reload_seconds;
+use tokio::time::Instant;
+
+/// Prefill rate assumed for a model nothing was measured on (tokens/s): slow, so unmeasured models do not win on
+/// speed by default.
+pub const PRIOR_PREFILL_TPS: f64 = 400.0;
+/// Decode rate assumed for a model nothing was measured on (tokens/s).
+pub const PRIOR_DECODE_TPS: f64 = 15.0;
+/// Seconds an unload takes before its memory is free.
+const UNLOAD_SECONDS: f64 = 0.25;
+/// Share of an evicted model's reload time charged to the request that evicts it (it may be needed again soon).
+const REEVICT_FACTOR: f64 = 0.5;
+/// Seconds added when admission would have to wait for busy models.
+const WAIT_PENALTY_SECONDS: f64 = 5.0;
+
+/// What is being scored.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoreRequest<'a> {
+    pub category: Category,
+    pub needs: &'a Needs,
+    /// An embedding request: only embedding models qualify and quality is not measured (speed decides).
+    pub embedding: bool,
+    /// Quality weight `w` in [0, 1].
+    pub preference: f64,
+    pub prompt_tokens: u64,
+    /// The client's `num_predict`/`max_tokens`.
+    pub max_output_tokens: Option<u64>,
+}
+
+/// What the scorer reads. All of it is lock-free snapshots.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoreContext<'a> {
+    pub config: &'a Config,
+    pub catalog: &'a Catalog,
+    pub profiles: &'a ProfileTable,
+    pub live: &'a LiveStats,
+    pub ledger: &'a Ledger,
+    /// Models whose breaker is open.
+    pub open_breakers: &'a [ModelName],
+}
+
+/// Predicted latency, in seconds, by component.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Latency {
+    pub queue: f64,
+    pub load: f64,
+    pub eviction: f64,
+    pub prefill: f64,
+    pub decode: f64,
+    pub total: f64,
+}
+
+/// One model's score.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Candidate {
+    pub model: ModelName,
+    /// Posterior mean quality in the category.
+    pub quality: f64,
+    /// Profiled items behind `quality`.
+    pub samples: u32,
+    /// False when the model has no profile: `quality` is the prior.
+    pub profiled: bool,
+    /// The profile was measured on an older digest.
+    pub stale: bool,
+    pub loaded: bool,
+    pub latency: Latency,
+    /// Models that would be unloaded to make room.
+    pub evictions: Vec<ModelName>,
+    /// Quality term `w * quality`.
+    pub quality_term: f64,
+    /// Speed term `(1 - w) * fastest / latency`.
+    pub speed_term: f64,
+    pub utility: f64,
+    /// Why the model cannot serve this request; `None` for eligible candidates.
+    pub excluded: Option<String>,
+}
+
+/// A complete scoring: every model, eligible ones first by utility.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scoring {
+    pub category: Category,
+    pub preference: f64,
+    pub prompt_tokens: u64,
+    pub expected_output_tokens: u64,
+    pub candidates: Vec<Candidate>,
+}
+
+impl Scoring {
+    /// Eligible candidates, best first.
+    pub fn eligible(&self) -> impl Iterator<Item = &Candidate> {
+        self.candidates.iter().filter(|c| c.excluded.is_none())
+    }
+
+    /// Why nothing is eligible, summarised for an error message.
+    pub fn why_none(&self) -> String {
+        if self.candidates.is_empty() {
+            return "no models are pulled in Ollama (ollama pull llama3.2)".to_string();
+        }
+        let mut reasons: Vec<&str> = self.candidates.iter().filter_map(|c| c.excluded.as_deref()).collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        format!("no local model can serve this request: {}", reasons.join("; "))
+    }
+}
+
+/// Scores every model in the catalog for `req`.
+pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
+    let now = Instant::now();
+    let w = req.preference.clamp(0.0, 1.0);
+    let default_output = expected_output_tokens(req.category);
+    let mut candidates: Vec<Candidate> = Vec::with_capacity(cx.catalog.models.len());
+    let mut expected_output_tokens = default_output;
+    for spec in cx.catalog.models.values() {
+        let profile = cx.profiles.get(&spec.name);
+        let out_tokens = profile
+            .and_then(|p| p.categories[req.category.index()])
+            .and_then(|q| q.mean_output_tokens)
+            .map_or(default_output, |t| t.round().max(1.0) as u64);
+        let out_tokens = req.max_output_tokens.map_or(out_tokens, |m| out_tokens.min(m.max(1)));
+        expected_output_tokens = expected_output_tokens.max(out_tokens.min(default_output));
+        candidates.push(evaluate(spec, req, cx, out_tokens, now));
+    }
+    let fastest =
+        candidates.iter().filter(|c| c.excluded.is_none()).map(|c| c.latency.total).fold(f64::INFINITY, f64::min);
+    for c in candidates.iter_mut().filter(|c| c.excluded.is_none()) {
+        let quality_weight = if req.embedding { 0.0 } else { w };
+        c.quality_term = quality_weight * c.quality;
+        c.speed_term = (1.0 - quality_weight) * if c.latency.total > 0.0 { fastest / c.latency.total } else { 1.0 };
+        c.utility = c.quality_term + c.speed_term;
+    }
+    candidates.sort_by(|a, b| {
+        a.excluded
+            .is_some()
+            .cmp(&b.excluded.is_some())
+            .then(b.utility.total_cmp(&a.utility))
+            .then(b.loaded.cmp(&a.loaded))
+            .then(b.quality.total_cmp(&a.quality))
+            .then(a.model.cmp(&b.model))
+    });
+    Scoring {
+        category: req.category,
+        preference: w,
+        prompt_tokens: req.prompt_tokens,
+        expected_output_tokens,
+        candidates,
+    }
+}
+
+fn evaluate(
+    spec: &ModelSpec,
+    req: &ScoreRequest<'_>,
+    cx: &ScoreContext<'_>,
+    out_tokens: u64,
+    now: Instant,
+) -> Candidate {
+    let name = &spec.name;
+    let profile = cx.profiles.get(name);
+    let (n, successes) = profile.map_or((0, 0), |p| p.counts(req.category));
+    let prior = cx.config.routing.prior_quality;
+    let k = cx.config.routing.prior_weight;
+    let quality = if n == 0 && k == 0.0 { prior } else { (f64::from(successes) + prior * k) / (f64::from(n) + k) };
+    let mut c = Candidate {
+        model: name.clone(),
+        quality,
+        samples: n,
+        profiled: profile.is_some_and(|p| p.profiled()),
+        stale: profile.is_some_and(|p| p.stale),
+        loaded: false,
+        latency: Latency::default(),
+        evictions: Vec::new(),
+        quality_term: 0.0,
+        speed_term: 0.0,
+        utility: 0.0,
+        excluded: None,
+    };
+    if let Some(reason) = exclusion(spec, req, cx) {
+        c.excluded = Some(reason);
+        return c;
+    }
+    let live = cx.live.get(name);
+    let prefill = live
+        .as_ref()
+        .and_then(|l| l.prefill_tps())
+        .or(profile.and_then(|p| p.prefill_tps))
+        .unwrap_or(PRIOR_PREFILL_TPS);
+    let decode =
+        live.as_ref().and_then(|l| l.decode_tps()).or(profile.and_then(|p| p.decode_tps)).unwrap_or(PRIOR_DECODE_TPS);
+    let entry = cx.ledger.entry(name);
+    let service = req.prompt_tokens as f64 / prefill + out_tokens as f64 / decode;
+    c.latency.prefill = req.prompt_tokens as f64 / prefill;
+    c.latency.decode = out_tokens as f64 / decode;
+    c.latency.queue = f64::from(entry.map_or(0, |e| e.in_flight)) * service;
+    let num_ctx = cx.config.num_ctx_for(name);
+    let need = cx.ledger.expected_bytes(name, spec.estimate_vram(num_ctx));
+    match cx.ledger.plan(name, need, now) {
+        Plan::Ready { .. } => c.loaded = true,
+        plan => {
+            c.latency.load = live
+                .as_ref()
+                .and_then(|l| l.load_seconds())
+                .or(profile.and_then(|p| p.load_seconds))
+                .or(entry.and_then(|e| e.load_seconds))
+                .unwrap_or_else(|| estimated_reload_seconds(need));
+            match plan {
+                Plan::Evict { victims, .. } => {
+                    c.latency.eviction = victims
+                        .iter()
+                        .map(|v| {
+                            let reload = cx
+                                .ledger
+                                .entry(v)
+                                .and_then(|e| e.load_seconds)
+                                .unwrap_or_else(|| estimated_reload_seconds(cx.ledger.expected_bytes(v, 0)));
+                            UNLOAD_SECONDS + REEVICT_FACTOR * reload
+                        })
+                        .sum();
+                    c.evictions = victims;
+                }
+                Plan::Wait { .. } => c.latency.eviction = WAIT_PENALTY_SECONDS,
+                Plan::Refuse { reason } => c.excluded = Some(format!("no VRAM: {reason}")),
+                Plan::Join | Plan::Load { .. } | Plan::Ready { .. } => {}
+            }
+        }
+    }
+    c.latency.total = c.latency.queue + c.latency.load + c.latency.eviction + c.latency.prefill + c.latency.decode;
+    c
+}
+
+/// Why `spec` cannot serve the request, if it cannot.
+fn exclusion(spec: &ModelSpec, req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Option<String> {
+    let caps = &spec.capabilities;
+    if req.embedding {
+        if !caps.embedding {
+            return Some("not an embedding model".into());
+        }
+    } else if !caps.completion {
+        return Some("cannot generate text (embedding only)".into());
+    }
+    if req.needs.tools && !caps.tools {
+        return Some("no tool support".into());
+    }
+    if req.needs.vision && !caps.vision {
+        return Some("no vision support".into());
+    }
+    if cx.config.model_settings(&spec.name).is_some_and(|s| s.exclude) {
+        return Some("excluded by configuration".into());
+    }
+    if cx.open_breakers.contains(&spec.name) {
+        return Some("circuit breaker open after repeated failures".into());
+    }
+    if !req.embedding {
+        let ctx = spec.effective_ctx(cx.config.num_ctx_for(&spec.name));
+        if req.needs.context_tokens > ctx {
+            return Some(format!("context too small ({} tokens needed, {ctx} loaded)", req.needs.context_tokens));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profiles::{CategoryQuality, ModelProfile};
+    use std::time::Duration;
+    use switchyard_core::Capabilities;
+    use switchyard_core::config::{Strategy, VramLimit};
+    use switchyard_core::ollama::types::ModelDetails;
+    use switchyard_vram::ledger::{GpuState, LedgerConfig};
+
+    const GIB: u64 = 1024 * 1024 * 1024;
+
+    struct World {
+        config: Config,
+        catalog: Catalog,
+        profiles: ProfileTable,
+        live: LiveStats,
+        ledger: Ledger,
+    }
+
+    fn spec(name: &str, gib: u64, caps: &[&str]) -> ModelSpec {
+        ModelSpec {
+            name: ModelName::parse(name).unwrap(),
+            digest: "d".into(),
+            size_bytes: gib * GIB,
+            details: ModelDetails::default(),
+            capabilities: Capabilities::from_names(caps.iter().copied()),
+            context_length: Some(32768),
+            kv_bytes_per_token: Some(64 * 1024),
+        }
+    }
+
+    fn profile(successes: u32, n: u32, decode: f64, load: f64) -> ModelProfile {
+        let mut p = ModelProfile {
+            decode_tps: Some(decode),
+            prefill_tps: Some(decode * 20.0),
+            load_seconds: Some(load),
+            ..Default::default()
+        };
+        for c in Category::PROFILED {
+            p.categories[c.index()] =
+                Some(CategoryQuality { n, successes, ci_low: 0.0, ci_high: 1.0, mean_output_tokens: Some(200.0) });
+        }
+        p
+    }
+
+    fn world() -> World {
+        let mut catalog = Catalog::default();
+        for s in [
+            spec("small", 2, &["completion", "tools"]),
+            spec("big", 9, &["completion"]),
+            spec("embed", 1, &["embedding"]),
+        ] {
+            catalog.models.insert(s.name.clone(), s);
+        }
+        let mut profiles = ProfileTable::default();
+        profiles.models.insert(ModelName::parse("small").unwrap(), profile(10, 20, 150.0, 1.5));
+        profiles.models.insert(ModelName::parse("big").unwrap(), profile(18, 20, 40.0, 6.0));
+        let ledger = Ledger::new(
+            LedgerConfig {
+                limit: VramLimit::Percent(100.0),
+                headroom: 0,
+                unload_threshold_pct: 95.0,
+                strategy: Strategy::Cost,
+                max_loaded: 3,
+                idle_ttl: Some(Duration::from_secs(600)),
+            },
+            vec![GpuState { index: 0, name: "g".into(), total: 24 * GIB, used: 0, foreign: 0 }],
+        );
+        World { config: Config::default(), catalog, profiles, live: LiveStats::default(), ledger }
+    }
+
+    fn run(w: &World, preference: f64, needs: Needs) -> Scoring {
+        let req = ScoreRequest {
+            category: Category::Math,
+            needs: &needs,
+            embedding: false,
+            preference,
+            prompt_tokens: 50,
+            max_output_tokens: None,
+        };
+        let cx = ScoreContext {
+            config: &w.config,
+            catalog: &w.catalog,
+            profiles: &w.profiles,
+            live: &w.live,
+            ledger: &w.ledger,
+            open_breakers: &[],
+        };
+        score(&req, &cx)
+    }
+
+    fn needs() -> Needs {
+        Needs { tools: false, vision: false, json: false, context_tokens: 300 }
+    }
+
+    #[test]
+    fn preference_trades_quality_for_speed() {
+        let w = world();
+        assert_eq!(run(&w, 0.95, needs()).candidates[0].model.as_str(), "big:latest");
+        assert_eq!(run(&w, 0.05, needs()).candidates[0].model.as_str(), "small:latest");
+    }
+
+    #[test]
+    fn needs_filter_candidates_by_capability() {
+        let w = world();
+        let scoring = run(&w, 0.95, Needs { tools: true, ..needs() });
+        let eligible: Vec<&str> = scoring.eligible().map(|c| c.model.as_str()).collect();
+        assert_eq!(eligible, ["small:latest"]);
+        let big = scoring.candidates.iter().find(|c| c.model.as_str() == "big:latest").unwrap();
+        assert_eq!(big.excluded.as_deref(), Some("no tool support"));
+        let too_long = run(&w, 0.5, Needs { context_tokens: 100_000, ..needs() });
+        assert!(too_long.eligible().next().is_none());
+        assert!(too_long.why_none().contains("context too small"));
+    }
+
+    #[test]
+    fn a_loaded_model_beats_a_marginally_better_cold_one() {
+        let mut w = world();
+        // "small" is loaded; make the two equally fast so only quality and the cold start differ.
+        w.profiles.models.insert(ModelName::parse("small").unwrap(), profile(17, 20, 40.0, 6.0));
+        let small = ModelName::parse("small").unwrap();
+        w.ledger.begin_load(&small, 0, 3 * GIB);
+        w.ledger.finish_load(&small, Ok((1.5, None)), Instant::now());
+        let scoring = run(&w, 0.7, needs());
+        assert_eq!(scoring.candidates[0].model.as_str(), "small:latest");
+        assert!(scoring.candidates[0].loaded);
+        let big = &scoring.candidates[1];
+        assert!(big.latency.load > 0.0 && big.quality > scoring.candidates[0].quality);
+    }
+
+    #[test]
+    fn unprofiled_models_get_the_prior_and_are_flagged() {
+        let mut w = world();
+        w.profiles.models.clear();
+        let scoring = run(&w, 1.0, needs());
+        for c in scoring.eligible() {
+            assert!(!c.profiled);
+            assert!((c.quality - w.config.routing.prior_quality).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn few_samples_are_shrunk_toward_the_prior() {
+        let mut w = world();
+        w.profiles.models.insert(ModelName::parse("small").unwrap(), profile(1, 1, 150.0, 1.5));
+        let c = run(&w, 1.0, needs()).candidates.into_iter().find(|c| c.model.as_str() == "small:latest").unwrap();
+        assert!(c.quality < 0.6, "one lucky answer is not a quality of 1.0: {}", c.quality);
+    }
+}

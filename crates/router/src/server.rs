@@ -1,0 +1,406 @@
+//! Assembling and serving the router: state from configuration, the axum `Router`, the per-request middleware
+//! (request ids, access control, rate limits, metrics), and graceful shutdown.
+
+use crate::api::{self, RequestCtx, RouteLabels};
+use crate::error::{OllamaError, OpenAiError, RouterError};
+use crate::forward::Forwarder;
+use crate::metrics::Metrics;
+use crate::profiles::ProfileTable;
+use crate::state::{AppState, Parts};
+use crate::writer::StoreWriter;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Response};
+use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+use switchyard_core::ModelName;
+use switchyard_core::catalog::Catalog;
+use switchyard_core::config::Config;
+use switchyard_core::http::{HttpClient, HttpClientOptions};
+use switchyard_core::ollama::OllamaClient;
+use switchyard_core::size::parse_bytes;
+use switchyard_core::store::{SqlStore, Store};
+use switchyard_vram::{ManagerOptions, VramManager, probe};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The axum application with every route.
+pub fn app(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/", get(api::ollama::root).head(api::ollama::root))
+        .route("/api/version", get(api::ollama::version))
+        .route("/api/tags", get(api::ollama::tags))
+        .route("/api/ps", get(api::ollama::ps))
+        .route("/api/show", post(api::ollama::show))
+        .route("/api/chat", post(api::ollama::chat))
+        .route("/api/generate", post(api::ollama::generate))
+        .route("/api/embed", post(api::ollama::embed))
+        .route("/api/embeddings", post(api::ollama::embeddings))
+        .route("/v1/models", get(api::openai::models))
+        .route("/v1/models/{*model}", get(api::openai::model))
+        .route("/v1/chat/completions", post(api::openai::chat_completions))
+        .route("/v1/completions", post(api::openai::completions))
+        .route("/v1/embeddings", post(api::openai::embeddings))
+        .route("/admin/vram", get(api::admin::vram))
+        .route("/admin/vram/load", post(api::admin::vram_load))
+        .route("/admin/vram/unload", post(api::admin::vram_unload))
+        .route("/admin/vram/pin", post(api::admin::vram_pin))
+        .route("/admin/vram/unpin", post(api::admin::vram_unpin))
+        .route("/admin/models", get(api::admin::models))
+        .route("/admin/explain", get(api::admin::explain))
+        .route("/admin/decisions", get(api::admin::decisions))
+        .route("/metrics", get(api::admin::metrics))
+        .route("/health", get(api::admin::health))
+        .route("/ready", get(api::admin::ready))
+        .route_layer(middleware::from_fn_with_state(state.clone(), gate));
+    routes.fallback(not_found).with_state(state)
+}
+
+async fn not_found(request: Request) -> Response<Body> {
+    let path = request.uri().path().to_string();
+    let error = RouterError::NotFound(format!("no route for {} {path}", request.method()));
+    if path.starts_with("/v1/") { OpenAiError(error).into_response() } else { OllamaError(error).into_response() }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Area {
+    Ollama,
+    OpenAi,
+    Admin,
+    Open,
+}
+
+fn area(path: &str) -> Area {
+    if path.starts_with("/v1/") {
+        Area::OpenAi
+    } else if path.starts_with("/admin") {
+        Area::Admin
+    } else if path.starts_with("/api/") {
+        Area::Ollama
+    } else {
+        Area::Open
+    }
+}
+
+/// The presented key: `Authorization: Bearer KEY`, or `x-switchyard-admin-key` / `x-api-key`.
+fn presented_key(request: &Request) -> Option<String> {
+    let headers = request.headers();
+    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(token) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            return Some(token.trim().to_string());
+        }
+    }
+    ["x-switchyard-admin-key", "x-api-key"]
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string()))
+}
+
+fn key_matches(presented: &str, expected: &str) -> bool {
+    !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+fn reject(area: Area, error: RouterError) -> Response<Body> {
+    match area {
+        Area::OpenAi => OpenAiError(error).into_response(),
+        _ => OllamaError(error).into_response(),
+    }
+}
+
+/// A client-supplied request id, if it is short and tame; otherwise a new one.
+fn request_id(state: &AppState, request: &Request) -> String {
+    request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map_or_else(|| state.request_id(), str::to_string)
+}
+
+/// Request id, access control, rate limits and metrics for every routed request.
+async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -> Response<Body> {
+    let started = Instant::now();
+    let path = request.uri().path().to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |m| leak_route(m.as_str()));
+    let area = area(&path);
+    let id = request_id(&state, &request);
+    let key = presented_key(&request);
+    let server = &state.config.server;
+    let admin_ok = key.as_deref().is_some_and(|k| key_matches(k, &server.admin_key));
+    let allowed = match area {
+        Area::Admin if !server.admin_key.is_empty() && !admin_ok => {
+            Err("this admin route needs the admin key: send `Authorization: Bearer $SWITCHYARD_ADMIN_KEY`")
+        }
+        Area::Ollama | Area::OpenAi if !server.client_keys.is_empty() => {
+            let client_ok = key.as_deref().is_some_and(|k| server.client_keys.iter().any(|c| key_matches(k, c)));
+            if client_ok || admin_ok {
+                Ok(())
+            } else {
+                Err("a client key is required: send `Authorization: Bearer KEY` with a key from server.client_keys")
+            }
+        }
+        _ => Ok(()),
+    };
+    let mut response = if let Err(message) = allowed {
+        reject(area, RouterError::Unauthorized(message.to_string()))
+    } else if let Some(limited) = rate_limited(&state, &request, area, key.as_deref()) {
+        limited
+    } else {
+        request.extensions_mut().insert(RequestCtx { request_id: id.clone(), started, client_key: key });
+        let span = tracing::debug_span!("request", request_id = %id, route);
+        let response = tracing::Instrument::instrument(next.run(request), span).await;
+        response
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    if route.starts_with("/api/") || route.starts_with("/v1/") {
+        let labels = response.extensions().get::<RouteLabels>().cloned();
+        let (model, category) = labels.map_or(("none".to_string(), "none"), |l| (l.model, l.category));
+        let status = response.status().as_u16().to_string();
+        state.metrics.requests.with_label_values(&[route, model.as_str(), category, status.as_str()]).inc();
+        tracing::debug!(request_id = %id, route, model, category, status, micros = started.elapsed().as_micros() as u64, "request");
+    }
+    response
+}
+
+fn rate_limited(state: &AppState, request: &Request, area: Area, key: Option<&str>) -> Option<Response<Body>> {
+    if !state.limiter.enabled() || !matches!(area, Area::Ollama | Area::OpenAi) {
+        return None;
+    }
+    let ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())?;
+    match state.limiter.check(ip, key) {
+        Ok(()) => None,
+        Err(limited) => {
+            let (kind, secs) = match limited {
+                crate::limit::Limited::Ip(s) => ("ip", s),
+                crate::limit::Limited::Key(s) => ("key", s),
+            };
+            state.metrics.rate_limited.with_label_values(&[kind]).inc();
+            Some(reject(area, RouterError::RateLimited { retry_after_secs: secs }))
+        }
+    }
+}
+
+/// Route templates are a fixed set; this maps them to `'static` labels without allocating per request.
+fn leak_route(template: &str) -> &'static str {
+    const ROUTES: [&str; 25] = [
+        "/",
+        "/api/version",
+        "/api/tags",
+        "/api/ps",
+        "/api/show",
+        "/api/chat",
+        "/api/generate",
+        "/api/embed",
+        "/api/embeddings",
+        "/v1/models",
+        "/v1/models/{*model}",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/admin/vram",
+        "/admin/vram/load",
+        "/admin/vram/unload",
+        "/admin/vram/pin",
+        "/admin/vram/unpin",
+        "/admin/models",
+        "/admin/explain",
+        "/admin/decisions",
+        "/metrics",
+        "/health",
+        "/ready",
+    ];
+    ROUTES.iter().find(|r| **r == template).copied().unwrap_or("other")
+}
+
+/// Builds the whole state from configuration: store (migrated), Ollama client, catalog, profiles, GPU probe, VRAM
+/// manager, background writer and catalog refresher. Tasks are owned by `tracker` and stop with `shutdown`.
+pub async fn build_state(
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> Result<AppState, RouterError> {
+    let metrics = Metrics::new().map_err(|e| RouterError::Startup(format!("metrics: {e}")))?;
+    let url = config.database.resolved_url();
+    let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url, config.database.max_connections).await.map_err(|e| {
+        RouterError::Startup(format!("{e} (database.url = {})", switchyard_core::store::redact_url(&url)))
+    })?);
+    let http = HttpClient::new(&HttpClientOptions {
+        connect_timeout: Duration::from_millis(config.ollama.connect_timeout_ms),
+        ..HttpClientOptions::default()
+    });
+    let ollama = OllamaClient::new(http.clone(), config.ollama.url.clone()).with_timeouts(
+        Duration::from_secs(config.ollama.control_timeout_secs),
+        Duration::from_secs(config.ollama.load_timeout_secs),
+    );
+    let catalog = match Catalog::fetch(&ollama, &Catalog::default()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read Ollama's models at start; retrying in the background");
+            Catalog::default()
+        }
+    };
+    let catalog = Arc::new(catalog);
+    let scores = store.scores().await.map_err(|e| RouterError::Startup(e.to_string()))?;
+    let records = store.models().await.map_err(|e| RouterError::Startup(e.to_string()))?;
+    let profiles = ProfileTable::build(&scores, &records, &catalog);
+    let total = if config.vram.total.is_empty() { None } else { parse_bytes(&config.vram.total).ok() };
+    let (gpu_probe, warnings) = probe::select(config.vram.probe, &ollama, total, config.vram.gpu_count)
+        .map_err(|e| RouterError::Startup(format!("{e}; set vram.probe = \"auto\" to fall back to Ollama's view")))?;
+    let writer = StoreWriter::start(
+        Arc::clone(&store),
+        config.database.write_queue,
+        metrics.store_writes_dropped.clone(),
+        metrics.store_write_errors.clone(),
+        shutdown.clone(),
+        &tracker,
+    );
+    let mut options = ManagerOptions::from_config(Arc::clone(&config), config.vram.gpu_count as usize);
+    options.warnings = warnings;
+    options.known = records
+        .iter()
+        .filter_map(|r| {
+            Some((
+                ModelName::parse(&r.name).ok()?,
+                r.load_seconds,
+                r.vram_bytes.filter(|_| r.vram_num_ctx == Some(config.vram.num_ctx)),
+            ))
+        })
+        .collect();
+    let vram = VramManager::start(
+        options,
+        ollama.clone(),
+        gpu_probe,
+        Arc::clone(&catalog),
+        Arc::new(writer.clone()),
+        Some(metrics.vram.clone()),
+        shutdown.clone(),
+        &tracker,
+    )
+    .await
+    .map_err(|e| RouterError::Startup(e.to_string()))?;
+    let forwarder = Forwarder::new(
+        http,
+        &config.ollama.url,
+        Duration::from_secs(config.ollama.first_byte_timeout_secs),
+        Duration::from_secs(config.ollama.idle_timeout_secs),
+    );
+    let state = AppState::new(Parts {
+        config: Arc::clone(&config),
+        catalog: Catalog::clone(&catalog),
+        profiles,
+        vram,
+        ollama,
+        forwarder,
+        metrics,
+        writer,
+        store,
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    });
+    spawn_catalog_refresher(&state);
+    Ok(state)
+}
+
+/// Re-reads the catalog every `ollama.catalog_refresh_secs`; reloads profiles when models changed.
+fn spawn_catalog_refresher(state: &AppState) {
+    let state = state.clone();
+    let every = Duration::from_secs(state.config.ollama.catalog_refresh_secs);
+    let shutdown = state.shutdown.clone();
+    state.tracker.clone().spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let before = state.catalog.load_full();
+            if let Err(e) = state.refresh_catalog().await {
+                tracing::debug!(error = %e, "catalog refresh failed");
+                continue;
+            }
+            if *state.catalog.load_full() != *before {
+                if let Err(e) = state.reload_profiles().await {
+                    tracing::warn!(error = %e, "cannot reload profiles from the store; keeping the ones in memory");
+                }
+            }
+        }
+    });
+}
+
+/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests and streams finish for up to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let mut task = tokio::spawn(async move { server.await });
+    tokio::select! {
+        result = &mut task => return result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        _ = shutdown.cancelled() => {}
+    }
+    tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections; waiting for in-flight requests");
+    match tokio::time::timeout(grace, &mut task).await {
+        Ok(result) => result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        Err(_) => {
+            tracing::warn!("grace period over; closing the remaining connections");
+            task.abort();
+            Ok(())
+        }
+    }
+}
+
+/// A server running in this process (tests, the demo).
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server and its tasks and waits for them.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// Builds the state, binds `config.server.listen` (port 0 picks a free port) and serves in the background.
+pub async fn spawn(config: Arc<Config>) -> Result<Running, RouterError> {
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let state = build_state(Arc::clone(&config), shutdown.clone(), tracker.clone()).await?;
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| RouterError::Startup(format!("cannot listen on {}: {e}", config.server.listen)))?;
+    let addr = listener.local_addr().map_err(|e| RouterError::Startup(e.to_string()))?;
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let task = tokio::spawn(serve(listener, state.clone(), shutdown.clone(), grace));
+    Ok(Running { addr, state, shutdown, tracker, task })
+}

@@ -1,0 +1,156 @@
+//! The server's shared state: a cheap-to-clone handle on everything a handler needs.
+//!
+//! Values read on every request (catalog, profiles, the VRAM ledger) are behind `ArcSwap`s or atomics, so the
+//! request path takes no lock that a slow task could hold.
+
+use crate::breaker::Breaker;
+use crate::classify::{EmbeddingClassifier, RuleClassifier};
+use crate::decisions::Decisions;
+use crate::forward::Forwarder;
+use crate::limit::RateLimiter;
+use crate::metrics::Metrics;
+use crate::profiles::{LiveStats, ProfileTable};
+use crate::writer::StoreWriter;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use switchyard_core::catalog::Catalog;
+use switchyard_core::config::Config;
+use switchyard_core::ollama::OllamaClient;
+use switchyard_core::store::Store;
+use switchyard_vram::VramManager;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Everything shared by handlers and background tasks.
+#[derive(Debug)]
+pub struct Inner {
+    pub config: Arc<Config>,
+    /// Pulled models, refreshed from `/api/tags` and `/api/show`.
+    pub catalog: ArcSwap<Catalog>,
+    /// Profiled quality and speed per model.
+    pub profiles: ArcSwap<ProfileTable>,
+    /// Live speed averages from responses.
+    pub live: LiveStats,
+    pub vram: VramManager,
+    pub forwarder: Forwarder,
+    /// Control calls to Ollama (tags, ps, show, version).
+    pub ollama: OllamaClient,
+    pub breaker: Breaker,
+    pub classifier: RuleClassifier,
+    /// The optional embedding classifier, once built.
+    pub embedding_classifier: ArcSwap<Option<EmbeddingClassifier>>,
+    pub metrics: Metrics,
+    pub decisions: Decisions,
+    pub writer: StoreWriter,
+    pub store: Arc<dyn Store>,
+    pub limiter: RateLimiter,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    pub started: Instant,
+    /// Counter for request ids.
+    next_request: AtomicU64,
+    /// Unix time of the last catalog refresh forced by an unknown model name (rate-limits such refreshes).
+    last_forced_refresh: AtomicU64,
+    /// Process-unique prefix of request ids.
+    request_prefix: String,
+}
+
+/// The handle handlers receive.
+#[derive(Debug, Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The parts `AppState::new` assembles.
+#[derive(Debug)]
+pub struct Parts {
+    pub config: Arc<Config>,
+    pub catalog: Catalog,
+    pub profiles: ProfileTable,
+    pub vram: VramManager,
+    pub ollama: OllamaClient,
+    pub forwarder: Forwarder,
+    pub metrics: Metrics,
+    pub writer: StoreWriter,
+    pub store: Arc<dyn Store>,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+impl AppState {
+    pub fn new(p: Parts) -> Self {
+        let config = p.config;
+        let limiter = RateLimiter::new(config.limits.per_ip_rps, config.limits.per_key_rps, config.limits.burst);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        Self(Arc::new(Inner {
+            breaker: Breaker::new(config.breaker.failure_threshold, Duration::from_secs(config.breaker.cooldown_secs)),
+            decisions: Decisions::new(config.routing.decisions_kept),
+            catalog: ArcSwap::from_pointee(p.catalog),
+            profiles: ArcSwap::from_pointee(p.profiles),
+            live: LiveStats::default(),
+            vram: p.vram,
+            forwarder: p.forwarder,
+            ollama: p.ollama,
+            classifier: RuleClassifier::new(),
+            embedding_classifier: ArcSwap::from_pointee(None),
+            metrics: p.metrics,
+            writer: p.writer,
+            store: p.store,
+            limiter,
+            shutdown: p.shutdown,
+            tracker: p.tracker,
+            started: Instant::now(),
+            next_request: AtomicU64::new(1),
+            last_forced_refresh: AtomicU64::new(0),
+            request_prefix: format!("{:08x}", (nanos as u64) & 0xffff_ffff),
+            config,
+        }))
+    }
+
+    /// A new request id, unique within this process and unlikely to repeat across restarts.
+    pub fn request_id(&self) -> String {
+        format!("sy-{}-{}", self.request_prefix, self.next_request.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Re-reads the catalog from Ollama and hands it to the VRAM manager.
+    pub async fn refresh_catalog(&self) -> Result<(), switchyard_core::CoreError> {
+        let previous = self.catalog.load_full();
+        let catalog = Arc::new(Catalog::fetch(&self.ollama, &previous).await?);
+        self.vram.set_catalog(Arc::clone(&catalog));
+        self.catalog.store(catalog);
+        Ok(())
+    }
+
+    /// Refreshes the catalog because a client named a model we do not know (it may have just been pulled), at most
+    /// once every two seconds.
+    pub async fn refresh_catalog_for_unknown(&self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let last = self.last_forced_refresh.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 2 {
+            return;
+        }
+        if self.last_forced_refresh.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            if let Err(e) = self.refresh_catalog().await {
+                tracing::debug!(error = %e, "catalog refresh failed");
+            }
+        }
+    }
+
+    /// Reloads the profile table from the store (after profiling, or when the catalog changed).
+    pub async fn reload_profiles(&self) -> Result<(), switchyard_core::CoreError> {
+        let scores = self.store.scores().await?;
+        let models = self.store.models().await?;
+        let table = ProfileTable::build(&scores, &models, &self.catalog.load());
+        self.profiles.store(Arc::new(table));
+        Ok(())
+    }
+}

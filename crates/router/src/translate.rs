@@ -1,0 +1,664 @@
+//! OpenAI <-> Ollama translation.
+//!
+//! OpenAI requests are rewritten into Ollama's native API (so `keep_alive` and load-time options stay under
+//! Switchyard's control): content parts and base64 images, tools and tool calls (arguments as a JSON string on the
+//! OpenAI side, an object on Ollama's), sampling parameters into `options`, `max_tokens` -> `num_predict`,
+//! `response_format` -> `format`. Answers are rewritten back: `chat.completion` objects, SSE chunks of
+//! `chat.completion.chunk` with the role in the first delta, a finish chunk, an optional usage chunk, and `[DONE]`.
+
+use crate::error::RouterError;
+use base64::Engine as _;
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::{Map, Value, json};
+
+fn bad(message: impl Into<String>, param: &str) -> RouterError {
+    RouterError::bad(message, Some(param.to_string()))
+}
+
+/// Which OpenAI endpoint a translation is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenAiKind {
+    Chat,
+    Completion,
+}
+
+/// What the response translation needs to remember about the request.
+#[derive(Debug, Clone)]
+pub struct OpenAiContext {
+    pub kind: OpenAiKind,
+    /// `chatcmpl-…` / `cmpl-…`.
+    pub id: String,
+    /// Unix seconds of the request.
+    pub created: i64,
+    /// Send a usage chunk before `[DONE]`.
+    pub include_usage: bool,
+}
+
+/// Copies OpenAI sampling parameters into Ollama `options`, with Ollama's OpenAI-compatible defaults (temperature
+/// and top_p 1.0).
+fn sampling_options(req: &Map<String, Value>) -> Result<Map<String, Value>, RouterError> {
+    let mut options = Map::new();
+    for (from, to) in [
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("presence_penalty", "presence_penalty"),
+        ("frequency_penalty", "frequency_penalty"),
+    ] {
+        match req.get(from) {
+            None | Some(Value::Null) => {}
+            Some(v @ Value::Number(_)) => {
+                options.insert(to.into(), v.clone());
+            }
+            Some(_) => return Err(bad(format!("{from} must be a number"), from)),
+        }
+    }
+    options.entry("temperature").or_insert(json!(1.0));
+    options.entry("top_p").or_insert(json!(1.0));
+    match req.get("seed") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            options.insert("seed".into(), Value::Number(n.clone()));
+        }
+        Some(_) => return Err(bad("seed must be an integer", "seed")),
+    }
+    let max = match req.get("max_completion_tokens").filter(|v| !v.is_null()) {
+        Some(v) => Some(("max_completion_tokens", v)),
+        None => req.get("max_tokens").filter(|v| !v.is_null()).map(|v| ("max_tokens", v)),
+    };
+    if let Some((name, v)) = max {
+        let n =
+            v.as_i64().filter(|n| *n >= 1).ok_or_else(|| bad(format!("{name} must be a positive integer"), name))?;
+        options.insert("num_predict".into(), json!(n));
+    }
+    match req.get("stop") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => {
+            options.insert("stop".into(), json!([s]));
+        }
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            options.insert("stop".into(), Value::Array(items.clone()));
+        }
+        Some(_) => return Err(bad("stop must be a string or a list of strings", "stop")),
+    }
+    if let Some(n) = req.get("n").filter(|v| !v.is_null()) {
+        if n.as_u64() != Some(1) {
+            return Err(bad("only n = 1 is supported", "n"));
+        }
+    }
+    Ok(options)
+}
+
+fn response_format(req: &Map<String, Value>) -> Result<Option<Value>, RouterError> {
+    let Some(format) = req.get("response_format").filter(|v| !v.is_null()) else { return Ok(None) };
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(json!("json"))),
+        Some("json_schema") => {
+            let schema = format
+                .get("json_schema")
+                .and_then(|s| s.get("schema"))
+                .filter(|s| s.is_object())
+                .ok_or_else(|| bad("response_format.json_schema.schema must be an object", "response_format"))?;
+            Ok(Some(schema.clone()))
+        }
+        _ => Err(bad("response_format.type must be text, json_object or json_schema", "response_format")),
+    }
+}
+
+/// Strips a data URL prefix; remote image URLs are refused (Ollama takes image bytes, not links).
+fn image_data(url: &str, param: &str) -> Result<String, RouterError> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (_, data) = rest
+            .split_once(";base64,")
+            .ok_or_else(|| bad("image data URLs must be base64 (data:image/png;base64,...)", param))?;
+        return Ok(data.to_string());
+    }
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Err(bad("image URLs are not fetched; send the image as a base64 data URL", param));
+    }
+    Ok(url.to_string())
+}
+
+fn message_content(content: Option<&Value>, i: usize) -> Result<(String, Vec<Value>), RouterError> {
+    let param = format!("messages[{i}].content");
+    match content {
+        None | Some(Value::Null) => Ok((String::new(), Vec::new())),
+        Some(Value::String(s)) => Ok((s.clone(), Vec::new())),
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            let mut images = Vec::new();
+            for (j, part) in parts.iter().enumerate() {
+                let part_param = format!("{param}[{j}]");
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        let t = part
+                            .get("text")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| bad("text parts need a text string", &part_param))?;
+                        if !text.is_empty() {
+                            text.push('\n');
+                        }
+                        text.push_str(t);
+                    }
+                    Some("image_url") => {
+                        let url = part
+                            .get("image_url")
+                            .and_then(|u| u.as_str().or_else(|| u.get("url").and_then(Value::as_str)))
+                            .ok_or_else(|| bad("image_url parts need image_url.url", &part_param))?;
+                        images.push(Value::String(image_data(url, &part_param)?));
+                    }
+                    _ => return Err(bad("content parts must be of type text or image_url", &part_param)),
+                }
+            }
+            Ok((text, images))
+        }
+        Some(_) => Err(bad("content must be a string or a list of parts", &param)),
+    }
+}
+
+/// Translates an OpenAI chat completion request into an Ollama `/api/chat` body.
+pub fn chat_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, OpenAiMeta), RouterError> {
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.trim().is_empty())
+        .ok_or_else(|| bad("model is required", "model"))?;
+    let messages = match req.get("messages") {
+        Some(Value::Array(m)) if !m.is_empty() => m,
+        Some(Value::Array(_)) => return Err(bad("messages must not be empty", "messages")),
+        None | Some(Value::Null) => return Err(bad("messages is required", "messages")),
+        Some(_) => return Err(bad("messages must be a list", "messages")),
+    };
+    let mut tool_names: Vec<(String, String)> = Vec::new();
+    let mut out_messages = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        let m =
+            m.as_object().ok_or_else(|| bad(format!("messages[{i}] must be an object"), &format!("messages[{i}]")))?;
+        let role = match m.get("role").and_then(Value::as_str) {
+            Some("developer") | Some("system") => "system",
+            Some("user") => "user",
+            Some("assistant") => "assistant",
+            Some("tool") | Some("function") => "tool",
+            Some(other) => {
+                return Err(bad(
+                    format!("messages[{i}].role {other:?} is not supported"),
+                    &format!("messages[{i}].role"),
+                ));
+            }
+            None => return Err(bad(format!("messages[{i}].role is required"), &format!("messages[{i}].role"))),
+        };
+        let (content, images) = message_content(m.get("content"), i)?;
+        let mut out = Map::new();
+        out.insert("role".into(), json!(role));
+        out.insert("content".into(), json!(content));
+        if !images.is_empty() {
+            out.insert("images".into(), Value::Array(images));
+        }
+        if let Some(Value::Array(calls)) = m.get("tool_calls") {
+            let mut native = Vec::with_capacity(calls.len());
+            for (j, call) in calls.iter().enumerate() {
+                let param = format!("messages[{i}].tool_calls[{j}]");
+                let function = call.get("function").ok_or_else(|| bad("tool calls need a function", &param))?;
+                let name = function
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("tool calls need function.name", &param))?;
+                let arguments = match function.get("arguments") {
+                    Some(Value::String(s)) if s.trim().is_empty() => json!({}),
+                    Some(Value::String(s)) => serde_json::from_str::<Value>(s)
+                        .map_err(|_| bad("function.arguments must be a JSON string", &param))?,
+                    Some(v @ Value::Object(_)) => v.clone(),
+                    _ => json!({}),
+                };
+                if let Some(id) = call.get("id").and_then(Value::as_str) {
+                    tool_names.push((id.to_string(), name.to_string()));
+                }
+                native.push(json!({"function": {"name": name, "arguments": arguments}}));
+            }
+            out.insert("tool_calls".into(), Value::Array(native));
+        }
+        if role == "tool" {
+            let name = m.get("name").and_then(Value::as_str).map(str::to_string).or_else(|| {
+                let id = m.get("tool_call_id").and_then(Value::as_str)?;
+                tool_names.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone())
+            });
+            if let Some(name) = name {
+                out.insert("tool_name".into(), json!(name));
+            }
+        }
+        out_messages.push(Value::Object(out));
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(model));
+    body.insert("messages".into(), Value::Array(out_messages));
+    let tool_choice_none = req.get("tool_choice").and_then(Value::as_str) == Some("none");
+    match req.get("tools") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(tools)) if !tools.is_empty() && !tool_choice_none => {
+            for (i, tool) in tools.iter().enumerate() {
+                if tool.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).is_none() {
+                    return Err(bad(format!("tools[{i}].function.name is required"), &format!("tools[{i}]")));
+                }
+            }
+            body.insert("tools".into(), Value::Array(tools.clone()));
+        }
+        Some(Value::Array(_)) => {}
+        Some(_) => return Err(bad("tools must be a list", "tools")),
+    }
+    if let Some(format) = response_format(req)? {
+        body.insert("format".into(), format);
+    }
+    if let Some(effort) = req.get("reasoning_effort").and_then(Value::as_str) {
+        body.insert("think".into(), json!(effort));
+    }
+    body.insert("options".into(), Value::Object(sampling_options(req)?));
+    let meta = OpenAiMeta::read(req)?;
+    body.insert("stream".into(), json!(meta.stream));
+    Ok((body, meta))
+}
+
+/// Translates an OpenAI (legacy) completion request into an Ollama `/api/generate` body.
+pub fn completion_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, OpenAiMeta), RouterError> {
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.trim().is_empty())
+        .ok_or_else(|| bad("model is required", "model"))?;
+    let prompt = match req.get("prompt") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) if items.len() == 1 && items[0].is_string() => {
+            items[0].as_str().unwrap_or_default().to_string()
+        }
+        Some(Value::Array(_)) => return Err(bad("prompt must be one string (batches are not supported)", "prompt")),
+        None | Some(Value::Null) => return Err(bad("prompt is required", "prompt")),
+        Some(_) => return Err(bad("prompt must be a string", "prompt")),
+    };
+    if req.get("echo").and_then(Value::as_bool) == Some(true) {
+        return Err(bad("echo is not supported", "echo"));
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(model));
+    body.insert("prompt".into(), json!(prompt));
+    if let Some(suffix) = req.get("suffix").and_then(Value::as_str) {
+        body.insert("suffix".into(), json!(suffix));
+    }
+    body.insert("options".into(), Value::Object(sampling_options(req)?));
+    let meta = OpenAiMeta::read(req)?;
+    body.insert("stream".into(), json!(meta.stream));
+    Ok((body, meta))
+}
+
+/// Translates an OpenAI embeddings request into an Ollama `/api/embed` body; returns whether base64 was asked.
+pub fn embeddings_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, bool), RouterError> {
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.trim().is_empty())
+        .ok_or_else(|| bad("model is required", "model"))?;
+    let input = match req.get("input") {
+        Some(Value::String(s)) => json!(s),
+        Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => {
+            Value::Array(items.clone())
+        }
+        Some(Value::Array(items)) if items.is_empty() => return Err(bad("input must not be empty", "input")),
+        Some(Value::Array(_)) => {
+            return Err(bad("input must be a string or a list of strings (token arrays are not supported)", "input"));
+        }
+        _ => return Err(bad("input is required", "input")),
+    };
+    let base64 = match req.get("encoding_format").and_then(Value::as_str) {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(_) => return Err(bad("encoding_format must be float or base64", "encoding_format")),
+    };
+    let mut body = Map::new();
+    body.insert("model".into(), json!(model));
+    body.insert("input".into(), input);
+    if let Some(d) = req.get("dimensions").filter(|v| !v.is_null()) {
+        let d =
+            d.as_u64().filter(|d| *d >= 1).ok_or_else(|| bad("dimensions must be a positive integer", "dimensions"))?;
+        body.insert("dimensions".into(), json!(d));
+    }
+    Ok((body, base64))
+}
+
+/// Streaming settings of an OpenAI request.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenAiMeta {
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+impl OpenAiMeta {
+    fn read(req: &Map<String, Value>) -> Result<Self, RouterError> {
+        let stream = match req.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(bad("stream must be true or false", "stream")),
+        };
+        let include_usage =
+            req.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
+        Ok(Self { stream, include_usage })
+    }
+}
+
+fn finish_reason(chunk: &Value, had_tool_calls: bool) -> &'static str {
+    if had_tool_calls {
+        return "tool_calls";
+    }
+    match chunk.get("done_reason").and_then(Value::as_str) {
+        Some("length") => "length",
+        _ => "stop",
+    }
+}
+
+fn usage(chunk: &Value) -> Value {
+    let prompt = chunk.get("prompt_eval_count").and_then(Value::as_u64).unwrap_or(0);
+    let completion = chunk.get("eval_count").and_then(Value::as_u64).unwrap_or(0);
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+fn openai_tool_calls(calls: &[Value], id_seed: &str, offset: usize) -> Vec<Value> {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, call)| {
+            let function = call.get("function").cloned().unwrap_or(Value::Null);
+            let name = function.get("name").cloned().unwrap_or(json!(""));
+            let arguments = match function.get("arguments") {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => "{}".to_string(),
+            };
+            json!({
+                "index": offset + i,
+                "id": format!("call_{id_seed}_{}", offset + i),
+                "type": "function",
+                "function": {"name": name, "arguments": arguments}
+            })
+        })
+        .collect()
+}
+
+/// A non-streaming Ollama answer as an OpenAI object.
+pub fn openai_response(cx: &OpenAiContext, model: &str, answer: &Value) -> Value {
+    match cx.kind {
+        OpenAiKind::Chat => {
+            let message = answer.get("message").cloned().unwrap_or(Value::Null);
+            let content = message.get("content").and_then(Value::as_str).unwrap_or("");
+            let calls = message.get("tool_calls").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+            let mut out = json!({"role": "assistant", "content": content});
+            if !calls.is_empty() {
+                out["tool_calls"] = Value::Array(openai_tool_calls(calls, &cx.id, 0));
+            }
+            if let Some(thinking) = message.get("thinking").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                out["reasoning"] = json!(thinking);
+            }
+            json!({
+                "id": cx.id, "object": "chat.completion", "created": cx.created, "model": model,
+                "system_fingerprint": "fp_switchyard",
+                "choices": [{"index": 0, "message": out, "finish_reason": finish_reason(answer, !calls.is_empty()), "logprobs": null}],
+                "usage": usage(answer)
+            })
+        }
+        OpenAiKind::Completion => json!({
+            "id": cx.id, "object": "text_completion", "created": cx.created, "model": model,
+            "system_fingerprint": "fp_switchyard",
+            "choices": [{"index": 0, "text": answer.get("response").and_then(Value::as_str).unwrap_or(""),
+                         "finish_reason": finish_reason(answer, false), "logprobs": null}],
+            "usage": usage(answer)
+        }),
+    }
+}
+
+/// An embeddings answer from Ollama as an OpenAI list.
+pub fn embeddings_response(model: &str, answer: &Value, base64: bool) -> Value {
+    let data: Vec<Value> = answer
+        .get("embeddings")
+        .and_then(Value::as_array)
+        .map(|rows| {
+            rows.iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    let embedding = if base64 {
+                        let mut bytes = Vec::new();
+                        for v in row.as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                            bytes.extend_from_slice(&(v.as_f64().unwrap_or(0.0) as f32).to_le_bytes());
+                        }
+                        json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+                    } else {
+                        row.clone()
+                    };
+                    json!({"object": "embedding", "embedding": embedding, "index": i})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let tokens = answer.get("prompt_eval_count").and_then(Value::as_u64).unwrap_or(0);
+    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+}
+
+/// Turns Ollama NDJSON lines into OpenAI SSE events, one stream at a time.
+#[derive(Debug)]
+pub struct SseTranslator {
+    cx: OpenAiContext,
+    model: String,
+    /// The role is sent in the first delta only.
+    sent_role: bool,
+    /// Tool calls seen so far (their indices continue across chunks; the finish reason becomes `tool_calls`).
+    tool_calls: usize,
+    /// The final chunk was translated (no error line may follow).
+    finished: bool,
+}
+
+impl SseTranslator {
+    pub fn new(cx: OpenAiContext, model: impl Into<String>) -> Self {
+        Self { cx, model: model.into(), sent_role: false, tool_calls: 0, finished: false }
+    }
+
+    fn event(out: &mut BytesMut, value: &Value) {
+        out.put_slice(b"data: ");
+        // Serialising a Value cannot fail.
+        let _ = serde_json::to_writer((&mut *out).writer(), value);
+        out.put_slice(b"\n\n");
+    }
+
+    fn chunk(&self, choices: Value) -> Value {
+        let object = match self.cx.kind {
+            OpenAiKind::Chat => "chat.completion.chunk",
+            OpenAiKind::Completion => "text_completion",
+        };
+        json!({"id": self.cx.id, "object": object, "created": self.cx.created, "model": self.model,
+               "system_fingerprint": "fp_switchyard", "choices": choices})
+    }
+
+    /// Translates one complete NDJSON line, appending SSE events to `out`.
+    pub fn line(&mut self, line: &[u8], out: &mut BytesMut) {
+        let Ok(value) = serde_json::from_slice::<Value>(line) else { return };
+        if let Some(message) = value.get("error") {
+            let text = message.as_str().map_or_else(|| message.to_string(), str::to_string);
+            self.error(&text, out);
+            return;
+        }
+        let done = value.get("done").and_then(Value::as_bool).unwrap_or(false);
+        match self.cx.kind {
+            OpenAiKind::Chat => {
+                let message = value.get("message");
+                let content = message.and_then(|m| m.get("content")).and_then(Value::as_str).unwrap_or("");
+                let calls = message
+                    .and_then(|m| m.get("tool_calls"))
+                    .and_then(Value::as_array)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                let thinking = message.and_then(|m| m.get("thinking")).and_then(Value::as_str).unwrap_or("");
+                if !content.is_empty() || !calls.is_empty() || !thinking.is_empty() || !self.sent_role {
+                    let mut delta = Map::new();
+                    if !self.sent_role {
+                        delta.insert("role".into(), json!("assistant"));
+                        self.sent_role = true;
+                    }
+                    if !content.is_empty() || calls.is_empty() {
+                        delta.insert("content".into(), json!(content));
+                    }
+                    if !thinking.is_empty() {
+                        delta.insert("reasoning".into(), json!(thinking));
+                    }
+                    if !calls.is_empty() {
+                        delta.insert(
+                            "tool_calls".into(),
+                            Value::Array(openai_tool_calls(calls, &self.cx.id, self.tool_calls)),
+                        );
+                        self.tool_calls += calls.len();
+                    }
+                    let c = self.chunk(json!([{"index": 0, "delta": delta, "finish_reason": null, "logprobs": null}]));
+                    Self::event(out, &c);
+                }
+                if done {
+                    let reason = finish_reason(&value, self.tool_calls > 0);
+                    let c = self.chunk(json!([{"index": 0, "delta": {}, "finish_reason": reason, "logprobs": null}]));
+                    Self::event(out, &c);
+                }
+            }
+            OpenAiKind::Completion => {
+                let text = value.get("response").and_then(Value::as_str).unwrap_or("");
+                let reason = if done { Value::from(finish_reason(&value, false)) } else { Value::Null };
+                if !text.is_empty() || done {
+                    let c = self.chunk(json!([{"index": 0, "text": text, "finish_reason": reason, "logprobs": null}]));
+                    Self::event(out, &c);
+                }
+            }
+        }
+        if done {
+            if self.cx.include_usage {
+                let mut c = self.chunk(json!([]));
+                c["usage"] = usage(&value);
+                Self::event(out, &c);
+            }
+            out.put_slice(b"data: [DONE]\n\n");
+            self.finished = true;
+        }
+    }
+
+    /// Ends the stream with an error event in OpenAI's shape.
+    pub fn error(&mut self, message: &str, out: &mut BytesMut) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        Self::event(out, &json!({"error": {"message": message, "type": "api_error", "param": null, "code": null}}));
+    }
+
+    /// True once `[DONE]` or an error was written.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+}
+
+/// The response body of a non-streaming OpenAI answer.
+pub fn to_bytes(value: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn chat_requests_become_native() {
+        let (body, meta) = chat_request(&obj(json!({
+            "model": "auto",
+            "messages": [
+                {"role": "developer", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                              {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "12C"}
+            ],
+            "max_tokens": 64, "temperature": 0.2, "stop": "END", "seed": 7,
+            "response_format": {"type": "json_object"},
+            "stream": true, "stream_options": {"include_usage": true}
+        })))
+        .unwrap();
+        assert!(meta.stream && meta.include_usage);
+        assert_eq!(body["messages"][0]["role"], "system");
+        assert_eq!(body["messages"][1]["images"], json!(["iVBOR"]));
+        assert_eq!(body["messages"][2]["tool_calls"][0]["function"]["arguments"], json!({"city": "Oslo"}));
+        assert_eq!(body["messages"][3]["tool_name"], "get_weather");
+        assert_eq!(
+            body["options"],
+            json!({"temperature": 0.2, "top_p": 1.0, "seed": 7, "num_predict": 64, "stop": ["END"]})
+        );
+        assert_eq!(body["format"], "json");
+    }
+
+    #[test]
+    fn bad_openai_requests_name_the_field() {
+        let cases = [
+            (json!({"messages": [{"role": "user", "content": "x"}]}), "model"),
+            (json!({"model": "m", "messages": []}), "messages"),
+            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 3}), "n"),
+            (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}), "max_tokens"),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}),
+                "messages[0].content[0]",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}),
+                "response_format",
+            ),
+        ];
+        for (req, param) in cases {
+            match chat_request(&obj(req.clone())) {
+                Err(RouterError::BadRequest { param: Some(p), .. }) => assert_eq!(p, param, "{req}"),
+                other => panic!("{req}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn answers_and_tool_calls_come_back_in_openai_shape() {
+        let cx = OpenAiContext { kind: OpenAiKind::Chat, id: "chatcmpl-1".into(), created: 1, include_usage: false };
+        let answer = json!({"model": "m", "message": {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]},
+                            "done": true, "done_reason": "stop", "prompt_eval_count": 10, "eval_count": 5});
+        let out = openai_response(&cx, "m", &answer);
+        assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
+        assert_eq!(out["usage"]["total_tokens"], 15);
+    }
+
+    #[test]
+    fn streams_become_sse_with_role_first_finish_usage_and_done() {
+        let cx = OpenAiContext { kind: OpenAiKind::Chat, id: "chatcmpl-1".into(), created: 1, include_usage: true };
+        let mut t = SseTranslator::new(cx, "m");
+        let mut out = BytesMut::new();
+        t.line(br#"{"model":"m","message":{"role":"assistant","content":"Hel"},"done":false}"#, &mut out);
+        t.line(br#"{"model":"m","message":{"role":"assistant","content":"lo"},"done":false}"#, &mut out);
+        t.line(br#"{"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"length","prompt_eval_count":3,"eval_count":2}"#, &mut out);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 5, "{text}");
+        let first: Value = serde_json::from_str(events[0].trim_start_matches("data: ")).unwrap();
+        assert_eq!(first["choices"][0]["delta"], json!({"role": "assistant", "content": "Hel"}));
+        let second: Value = serde_json::from_str(events[1].trim_start_matches("data: ")).unwrap();
+        assert_eq!(second["choices"][0]["delta"], json!({"content": "lo"}));
+        let finish: Value = serde_json::from_str(events[2].trim_start_matches("data: ")).unwrap();
+        assert_eq!(finish["choices"][0]["finish_reason"], "length");
+        let usage: Value = serde_json::from_str(events[3].trim_start_matches("data: ")).unwrap();
+        assert_eq!(usage["usage"]["completion_tokens"], 2);
+        assert_eq!(events[4], "data: [DONE]");
+        assert!(t.finished());
+    }
+
+    #[test]
+    fn embeddings_can_be_base64() {
+        let answer = json!({"embeddings": [[1.0, 0.0]], "prompt_eval_count": 2});
+        let out = embeddings_response("e", &answer, true);
+        let encoded = out["data"][0]["embedding"].as_str().unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+        assert_eq!(bytes, [1.0f32.to_le_bytes(), 0.0f32.to_le_bytes()].concat());
+    }
+}

@@ -1,0 +1,177 @@
+//! Accuracy of the rule classifier on the labelled prompt sets in `data/`.
+//!
+//! `classifier-prompts.jsonl` is the main set the rules were tuned on; `classifier-holdout.jsonl` was written
+//! before tuning and never tuned against, so its figure is the honest estimate. Run with `--no-capture` to see
+//! the confusion matrices, per-category accuracy and the misclassified prompts. A last test prints the cost of
+//! one classification (meaningful in release mode); it asserts nothing about time.
+
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Instant;
+use switchyard::classify::{ClassifyInput, Role, RuleClassifier, Turn};
+use switchyard_core::Category;
+
+/// One labelled line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Labelled {
+    category: Category,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    turns: Option<Vec<OwnedTurn>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnedTurn {
+    role: Role,
+    text: String,
+}
+
+impl Labelled {
+    fn owned_turns(&self) -> Vec<(Role, &str)> {
+        match (&self.prompt, &self.turns) {
+            (Some(p), None) => vec![(Role::User, p.as_str())],
+            (None, Some(turns)) => turns.iter().map(|t| (t.role, t.text.as_str())).collect(),
+            _ => panic!("a line needs exactly one of prompt and turns"),
+        }
+    }
+
+    fn label(&self) -> String {
+        let text = match (&self.prompt, &self.turns) {
+            (Some(p), _) => p.clone(),
+            (_, Some(turns)) => turns.last().map(|t| format!("[{} turns] {}", turns.len(), t.text)).unwrap_or_default(),
+            _ => String::new(),
+        };
+        let flat: String = text.chars().map(|c| if c.is_whitespace() { ' ' } else { c }).collect();
+        flat.chars().take(90).collect()
+    }
+}
+
+fn load(name: &str) -> Vec<Labelled> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}:{}: {e}", i + 1)))
+        .collect()
+}
+
+/// Classifies every item, prints the report and returns the overall accuracy.
+fn evaluate(name: &str) -> f64 {
+    let items = load(name);
+    let classifier = RuleClassifier::new();
+    let mut matrix = [[0usize; 7]; 7];
+    let mut misses = Vec::new();
+    for item in &items {
+        let owned = item.owned_turns();
+        let turns: Vec<Turn<'_>> = owned.iter().map(|(role, text)| Turn { role: *role, text, images: 0 }).collect();
+        let input = ClassifyInput { turns: &turns, has_tools: false, wants_json: false, max_output_tokens: None };
+        let got = classifier.classify(&input);
+        matrix[item.category.index()][got.category.index()] += 1;
+        if got.category != item.category {
+            misses.push(format!(
+                "  {:<10} -> {:<10} ({:.2})  {}",
+                item.category.as_str(),
+                got.category.as_str(),
+                got.confidence,
+                item.label()
+            ));
+        }
+    }
+    let correct: usize = (0..7).map(|i| matrix[i][i]).sum();
+    let accuracy = correct as f64 / items.len() as f64;
+
+    println!("\n{name}: {correct}/{} correct, accuracy {accuracy:.3}", items.len());
+    print!("{:<12}", "true\\pred");
+    for c in Category::ALL {
+        print!("{:>7}", &c.as_str()[..c.as_str().len().min(6)]);
+    }
+    println!("{:>9}", "acc");
+    for (i, row) in matrix.iter().enumerate() {
+        print!("{:<12}", Category::ALL[i].as_str());
+        for n in row {
+            print!("{n:>7}");
+        }
+        let total: usize = row.iter().sum();
+        let acc = if total == 0 { 0.0 } else { row[i] as f64 / total as f64 };
+        println!("{acc:>9.3}");
+    }
+    if !misses.is_empty() {
+        println!("misclassified (expected -> got (confidence)):");
+        for m in &misses {
+            println!("{m}");
+        }
+    }
+    accuracy
+}
+
+#[test]
+fn main_set_accuracy() {
+    let accuracy = evaluate("classifier-prompts.jsonl");
+    assert!(accuracy >= 0.90, "main-set accuracy {accuracy:.3} < 0.90");
+}
+
+#[test]
+fn holdout_accuracy() {
+    let accuracy = evaluate("classifier-holdout.jsonl");
+    assert!(accuracy >= 0.80, "held-out accuracy {accuracy:.3} < 0.80");
+}
+
+#[test]
+fn prompt_sets_are_large_and_balanced() {
+    let main = load("classifier-prompts.jsonl");
+    let holdout = load("classifier-holdout.jsonl");
+    assert!(main.len() >= 350, "{}", main.len());
+    assert!(holdout.len() >= 60, "{}", holdout.len());
+    for category in Category::ALL {
+        assert!(main.iter().filter(|l| l.category == category).count() >= 45, "{category}");
+        assert!(holdout.iter().filter(|l| l.category == category).count() >= 8, "{category}");
+    }
+}
+
+/// Prints nanoseconds per classification over the main set (build with `--release` for a meaningful figure).
+#[test]
+fn cost_per_call() {
+    let items = load("classifier-prompts.jsonl");
+    let owned: Vec<Vec<(Role, &str)>> = items.iter().map(Labelled::owned_turns).collect();
+    let turns: Vec<Vec<Turn<'_>>> =
+        owned.iter().map(|o| o.iter().map(|(role, text)| Turn { role: *role, text, images: 0 }).collect()).collect();
+    let classifier = RuleClassifier::new();
+    let classify = |t: &[Turn<'_>]| {
+        let input = ClassifyInput { turns: t, has_tools: false, wants_json: false, max_output_tokens: None };
+        classifier.classify(&input)
+    };
+    for t in &turns {
+        std::hint::black_box(classify(t));
+    }
+    let mut per_call = Vec::with_capacity(turns.len() * 20);
+    for _ in 0..20 {
+        for t in &turns {
+            let start = Instant::now();
+            std::hint::black_box(classify(std::hint::black_box(t)));
+            per_call.push(start.elapsed().as_nanos());
+        }
+    }
+    per_call.sort_unstable();
+    let pct = |p: f64| per_call[((per_call.len() - 1) as f64 * p) as usize];
+    let mean = per_call.iter().sum::<u128>() / per_call.len() as u128;
+    println!(
+        "\nrule classifier over {} prompts x 20: mean {mean} ns, p50 {} ns, p99 {} ns, max {} ns",
+        turns.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+
+    let mut huge = "lorem ipsum dolor sit amet ".repeat(40_000);
+    huge.push_str("\nsummarize the text above");
+    let huge_turn = [Turn { role: Role::User, text: &huge, images: 0 }];
+    let start = Instant::now();
+    for _ in 0..100 {
+        std::hint::black_box(classify(std::hint::black_box(&huge_turn)));
+    }
+    println!("1 MB prompt: {} ns per call", start.elapsed().as_nanos() / 100);
+}

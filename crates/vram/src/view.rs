@@ -1,0 +1,126 @@
+//! `/admin/vram` as data: what the ledger holds, in a shape that serialises for the API and deserialises for
+//! `switchyard vram status`.
+
+use crate::ledger::{Ledger, Residency};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// One GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuView {
+    pub index: u32,
+    pub name: String,
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+    /// What Switchyard may fill (limit less headroom).
+    pub budget_bytes: u64,
+    /// Held by Ollama's models (or reserved for loads under way).
+    pub models_bytes: u64,
+    /// Used by other processes.
+    pub foreign_bytes: u64,
+}
+
+/// The budget settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetView {
+    pub limit: String,
+    pub headroom_bytes: u64,
+    pub unload_threshold_pct: f64,
+    pub max_loaded_models: usize,
+    /// Idle seconds before unloading (`null` = never).
+    pub idle_ttl_secs: Option<u64>,
+}
+
+/// One model the ledger knows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelView {
+    pub name: String,
+    /// `loaded`, `loading`, `unloading` or `absent`.
+    pub state: String,
+    pub gpu: Option<u32>,
+    pub size: u64,
+    pub size_vram: u64,
+    pub pinned: bool,
+    pub in_flight: u32,
+    /// Seconds since the last use.
+    pub idle_secs: Option<f64>,
+    pub uses: u64,
+    pub load_seconds: Option<f64>,
+    /// VRAM expected when loaded (measured, or estimated before the first load).
+    pub expected_bytes: u64,
+    /// Ollama's `expires_at`.
+    pub expires_at: Option<String>,
+}
+
+/// The whole answer of `GET /admin/vram`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VramStatus {
+    /// Which probe measures the GPUs: `nvml`, `ollama` or `sim`.
+    pub source: String,
+    pub strategy: String,
+    pub gpus: Vec<GpuView>,
+    pub budget: BudgetView,
+    pub models: Vec<ModelView>,
+    pub foreign_bytes: u64,
+    pub warnings: Vec<String>,
+}
+
+/// Builds the status from a ledger snapshot.
+pub fn status(ledger: &Ledger, source: &str, limit: String) -> VramStatus {
+    let config = ledger.config();
+    let gpus: Vec<GpuView> = ledger
+        .gpus()
+        .iter()
+        .map(|g| GpuView {
+            index: g.index,
+            name: g.name.clone(),
+            total_bytes: g.total,
+            used_bytes: g.used,
+            free_bytes: g.total.saturating_sub(g.used),
+            budget_bytes: ledger.budget(g.index),
+            models_bytes: ledger.models_bytes(g.index),
+            foreign_bytes: g.foreign,
+        })
+        .collect();
+    let models = ledger
+        .entries()
+        .filter(|e| e.residency != Residency::Absent || e.pinned)
+        .map(|e| {
+            let (gpu, size, size_vram) = match e.residency {
+                Residency::Loaded { gpu, size, size_vram } => (Some(gpu), size, size_vram),
+                Residency::Loading { gpu, bytes } | Residency::Unloading { gpu, bytes } => (Some(gpu), bytes, bytes),
+                Residency::Absent => (None, 0, 0),
+            };
+            ModelView {
+                name: e.name.to_string(),
+                state: e.residency.as_str().to_string(),
+                gpu,
+                size,
+                size_vram,
+                pinned: e.pinned,
+                in_flight: e.in_flight,
+                idle_secs: e.last_used.map(|t| t.elapsed().as_secs_f64()),
+                uses: e.uses,
+                load_seconds: e.load_seconds,
+                expected_bytes: e.expected_bytes,
+                expires_at: e.expires_at.clone(),
+            }
+        })
+        .collect();
+    VramStatus {
+        source: source.to_string(),
+        strategy: config.strategy.as_str().to_string(),
+        foreign_bytes: gpus.iter().map(|g| g.foreign_bytes).sum(),
+        gpus,
+        budget: BudgetView {
+            limit,
+            headroom_bytes: config.headroom,
+            unload_threshold_pct: config.unload_threshold_pct,
+            max_loaded_models: config.max_loaded,
+            idle_ttl_secs: config.idle_ttl.map(|d: Duration| d.as_secs()),
+        },
+        models,
+        warnings: ledger.warnings().to_vec(),
+    }
+}
