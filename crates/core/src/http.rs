@@ -95,7 +95,13 @@ impl HttpClient {
         body: Option<Bytes>,
         timeout: Duration,
     ) -> Result<BufferedResponse, CoreError> {
-        let req = build_request(method, url, body)?;
+        self.send_buffered(build_request(method, url, body)?, timeout).await
+    }
+
+    /// Sends a prepared request (with whatever headers it carries) and reads the whole answer within `timeout`.
+    pub async fn send_buffered(&self, req: Request<Full<Bytes>>, timeout: Duration) -> Result<BufferedResponse, CoreError> {
+        let url = req.uri().to_string();
+        let url = url.as_str();
         let call = async {
             let resp = self.send(req).await?;
             let status = resp.status();

@@ -11,6 +11,7 @@ pub mod error;
 pub mod gpu;
 pub mod http;
 pub mod model;
+pub mod ndjson;
 pub mod ollama;
 pub mod size;
 pub mod store;

@@ -2,12 +2,16 @@
 //!
 //! `suite` loads the per-category item files (embedded from `suites/`, or a directory given with `--suite-dir`);
 //! `check` decides whether an answer is correct without a judge; `judge` scores open-ended items with an optional
-//! LLM judge.
+//! LLM judge; `runner` profiles models through the VRAM manager and writes results as they come; `stats` turns
+//! results into per-category scores with Wilson intervals.
 
 pub mod check;
 pub mod error;
 pub mod judge;
+pub mod runner;
+pub mod stats;
 pub mod suite;
 
 pub use error::ProfileError;
+pub use runner::{JudgeTarget, ModelOutcome, Progress, ProgressSink, RunOptions, Runner, Summary};
 pub use suite::{Item, Suite};

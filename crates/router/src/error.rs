@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use switchyard_core::CoreError;
+use switchyard_profiler::ProfileError;
 use switchyard_vram::VramError;
 use thiserror::Error;
 
@@ -194,6 +195,19 @@ impl From<CoreError> for RouterError {
                 RouterError::bad(format!("invalid model name {name:?}: {reason}"), Some("model".to_string()))
             }
             other => RouterError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ProfileError> for RouterError {
+    fn from(e: ProfileError) -> Self {
+        match e {
+            ProfileError::Suite { .. } => RouterError::Startup(e.to_string()),
+            ProfileError::Core(core) => core.into(),
+            ProfileError::Busy(_) => RouterError::Conflict(e.to_string()),
+            ProfileError::Cancelled => RouterError::ShuttingDown,
+            ProfileError::UnknownModel(m) => RouterError::ModelNotFound(m),
+            ProfileError::Admission { .. } => RouterError::UpstreamFailed(e.to_string()),
         }
     }
 }

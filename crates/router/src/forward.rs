@@ -6,7 +6,7 @@
 //! with an error in the surface's own shape. Dropping the relay (the client went away) drops the upstream
 //! connection, which cancels Ollama's work, and releases the VRAM lease.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use switchyard_core::http::{HttpClient, build_request, error_message, join_url};
+pub use switchyard_core::ndjson::LineSplitter;
 use tokio::time::{Instant, Sleep};
 
 /// Why forwarding failed before anything reached the client.
@@ -115,38 +116,6 @@ impl Forwarder {
                 None => return Err(ForwardFailure::Broken("the stream ended before its first chunk".into())),
             }
         }
-    }
-}
-
-/// Splits a byte stream into lines; holds only the unfinished last line.
-#[derive(Debug, Default)]
-pub struct LineSplitter {
-    partial: Vec<u8>,
-}
-
-impl LineSplitter {
-    /// Calls `each` for every complete line in `data` (without the newline).
-    pub fn push(&mut self, data: &[u8], mut each: impl FnMut(&[u8])) {
-        let mut rest = data;
-        while let Some(pos) = memchr::memchr(b'\n', rest) {
-            let (line, after) = rest.split_at(pos);
-            if self.partial.is_empty() {
-                if !line.is_empty() {
-                    each(line);
-                }
-            } else {
-                self.partial.extend_from_slice(line);
-                let full = std::mem::take(&mut self.partial);
-                each(&full);
-            }
-            rest = &after[1..];
-        }
-        self.partial.extend_from_slice(rest);
-    }
-
-    /// The unfinished line, if any (a final line without a newline).
-    pub fn take_rest(&mut self) -> Option<Vec<u8>> {
-        (!self.partial.is_empty()).then(|| std::mem::take(&mut self.partial))
     }
 }
 
@@ -349,23 +318,3 @@ impl<T: Transform> Drop for RelayBody<T> {
     }
 }
 
-/// Buffers SSE output of a line-based transform.
-pub fn take(out: &mut BytesMut) -> Bytes {
-    out.split().freeze()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_are_split_across_chunks() {
-        let mut s = LineSplitter::default();
-        let mut lines: Vec<String> = Vec::new();
-        for chunk in [&b"{\"a\":1}\n{\"b\""[..], b":2}\n", b"\n{\"c\":3}"] {
-            s.push(chunk, |l| lines.push(String::from_utf8_lossy(l).into_owned()));
-        }
-        assert_eq!(lines, ["{\"a\":1}", "{\"b\":2}"]);
-        assert_eq!(s.take_rest().unwrap(), b"{\"c\":3}");
-    }
-}

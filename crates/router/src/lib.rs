@@ -8,6 +8,7 @@
 pub mod api;
 pub mod breaker;
 pub mod classify;
+pub mod cli;
 pub mod decisions;
 pub mod error;
 pub mod forward;
@@ -19,6 +20,7 @@ pub mod route;
 pub mod score;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 pub mod translate;
 pub mod writer;
 

@@ -202,6 +202,9 @@ pub struct LiveStats {
     models: ArcSwap<HashMap<ModelName, Arc<LiveModel>>>,
     /// Serialises the rare insert of a new model.
     insert: Mutex<()>,
+    /// Answer length per category in real traffic (tokens), indexed by `Category::index`. Profiling items ask for
+    /// terse answers, so only live traffic says how long answers really are.
+    output_tokens: [AtomicF64; 7],
 }
 
 /// A response's load time above this is a cold load (warm ones report a few milliseconds).
@@ -211,6 +214,18 @@ impl LiveStats {
     /// Live averages of `model`, if any response was seen.
     pub fn get(&self, model: &ModelName) -> Option<Arc<LiveModel>> {
         self.models.load().get(model).cloned()
+    }
+
+    /// Average answer length in `category` so far, in tokens.
+    pub fn output_tokens(&self, category: Category) -> Option<f64> {
+        self.output_tokens[category.index()].get()
+    }
+
+    /// Folds one answer's length into `category`'s average.
+    pub fn observe_output(&self, category: Category, tokens: u64, alpha: f64) {
+        if tokens > 0 {
+            self.output_tokens[category.index()].blend(tokens as f64, alpha);
+        }
     }
 
     /// Folds one response's timings into `model`'s averages.

@@ -9,7 +9,7 @@
 use crate::decisions::DecisionEntry;
 use crate::error::RouterError;
 use crate::forward::{ForwardFailure, Reply};
-use crate::request::{Endpoint, Prepared, Target};
+use crate::request::{Prepared, Target};
 use crate::score::{ScoreContext, ScoreRequest, score};
 use crate::state::AppState;
 use crate::writer::Write;
@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::ModelName;
 use switchyard_core::store::{DecisionRecord, now_ms};
-use switchyard_core::text::estimate_tokens;
 use switchyard_vram::{Lease, VramError};
 
 /// Which API surface a request came in on.
@@ -285,16 +284,7 @@ fn failure_error(failure: &ForwardFailure, model: &ModelName) -> RouterError {
     }
 }
 
-/// Prompt tokens of a prepared request (for logs and metrics).
-pub fn prompt_tokens(prepared: &Prepared) -> u64 {
-    prepared
-        .body
-        .get("prompt")
-        .and_then(|p| p.as_str())
-        .map_or(prepared.classification.needs.context_tokens, estimate_tokens)
-}
-
-/// True for endpoints whose answers carry text to learn timings from.
-pub fn learns(endpoint: Endpoint) -> bool {
-    !endpoint.is_embedding()
+/// The category whose answer lengths a response teaches (none for embeddings).
+pub fn learned_category(prepared: &Prepared) -> Option<switchyard_core::Category> {
+    (!prepared.endpoint.is_embedding()).then_some(prepared.classification.category)
 }

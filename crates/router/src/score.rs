@@ -9,7 +9,8 @@
 //! L = queue wait + (loaded ? 0 : load time + eviction cost) + prompt tokens / prefill rate + output tokens / decode rate
 //! ```
 //!
-//! with rates from live averages of responses' own timings, then profiles, then a conservative prior. Utility is
+//! with rates from live averages of responses' own timings, then profiles, then a conservative prior; the answer
+//! length from live traffic in the category (profiling items ask for terse answers, so they do not tell). Utility is
 //! `w * quality + (1 - w) * (fastest L / L)`. Every component is kept for `/admin/explain` and the decision log.
 
 use crate::classify::{Needs, expected_output_tokens};
@@ -128,17 +129,12 @@ impl Scoring {
 pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
     let now = Instant::now();
     let w = req.preference.clamp(0.0, 1.0);
-    let default_output = expected_output_tokens(req.category);
+    // Answer length: live traffic in this category, else the category's typical length; never above the client's cap.
+    let typical = cx.live.output_tokens(req.category).map_or_else(|| expected_output_tokens(req.category), |t| t.round().max(1.0) as u64);
+    let out_tokens = req.max_output_tokens.map_or(typical, |m| typical.min(m.max(1)));
+    let out_tokens = if req.embedding { 0 } else { out_tokens };
     let mut candidates: Vec<Candidate> = Vec::with_capacity(cx.catalog.models.len());
-    let mut expected_output_tokens = default_output;
     for spec in cx.catalog.models.values() {
-        let profile = cx.profiles.get(&spec.name);
-        let out_tokens = profile
-            .and_then(|p| p.categories[req.category.index()])
-            .and_then(|q| q.mean_output_tokens)
-            .map_or(default_output, |t| t.round().max(1.0) as u64);
-        let out_tokens = req.max_output_tokens.map_or(out_tokens, |m| out_tokens.min(m.max(1)));
-        expected_output_tokens = expected_output_tokens.max(out_tokens.min(default_output));
         candidates.push(evaluate(spec, req, cx, out_tokens, now));
     }
     let fastest =
@@ -162,7 +158,7 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
         category: req.category,
         preference: w,
         prompt_tokens: req.prompt_tokens,
-        expected_output_tokens,
+        expected_output_tokens: out_tokens,
         candidates,
     }
 }

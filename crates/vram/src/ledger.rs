@@ -619,14 +619,24 @@ impl Ledger {
         }
     }
 
-    /// Idle unpinned models to unload so that every GPU is back under the threshold, in eviction order.
+    /// Idle unpinned models to unload so that every GPU is back under the threshold, in eviction order. The most
+    /// recently used model of each GPU is kept: unloading the one model that alone fills a GPU frees nothing useful.
     pub fn threshold_victims(&self, now: Instant) -> Vec<ModelName> {
         let mut victims = Vec::new();
         for gpu in &self.gpus {
             let budget = self.budget(gpu.index) as f64;
             let limit = budget * self.config.unload_threshold_pct / 100.0;
             let mut committed = self.committed(gpu.index) as f64;
+            let hottest = self
+                .entries
+                .values()
+                .filter(|e| e.residency.held().map(|(g, _)| g) == Some(gpu.index))
+                .max_by_key(|e| e.last_used)
+                .map(|e| e.name.clone());
             for candidate in self.eviction_order(Some(gpu.index), now) {
+                if Some(&candidate.name) == hottest.as_ref() {
+                    continue;
+                }
                 if committed <= limit {
                     break;
                 }
@@ -831,6 +841,19 @@ mod tests {
         loaded(&mut l, "c", 0, 3 * GIB, t0);
         // 13 of 20 GiB used, threshold 10 GiB: the largest idle model goes.
         assert_eq!(l.threshold_victims(t0), vec![name("b")]);
+    }
+
+    #[test]
+    fn threshold_keeps_the_hottest_model_even_when_it_alone_is_over() {
+        let t0 = Instant::now();
+        let mut cfg = config(Strategy::Lru);
+        cfg.unload_threshold_pct = 50.0;
+        let mut l = Ledger::new(cfg, vec![gpu(0, 20 * GIB)]);
+        loaded(&mut l, "big", 0, 15 * GIB, t0);
+        assert!(l.threshold_victims(t0).is_empty());
+        loaded(&mut l, "small", 0, 2 * GIB, t0 + Duration::from_secs(1));
+        // "small" is the most recently used now; "big" may go.
+        assert_eq!(l.threshold_victims(t0 + Duration::from_secs(2)), vec![name("big")]);
     }
 
     #[test]

@@ -594,6 +594,8 @@ impl Actor {
                     m.load_duration.observe(report.seconds);
                 }
                 tracing::info!(model = %model, seconds = report.seconds, vram = ?vram.map(Bytes), "model loaded");
+                // Hand out the leases first: the waiters' model must not look idle to the threshold.
+                self.pass();
                 self.enforce_threshold(now);
             }
             Err(message) => {
@@ -665,6 +667,10 @@ impl Actor {
 
     fn enforce_threshold(&mut self, now: Instant) {
         for victim in self.ledger.threshold_victims(now) {
+            // A model someone is waiting for stays.
+            if self.pending.iter().any(|w| w.model == victim) {
+                continue;
+            }
             self.start_unload(&victim, "threshold", false);
         }
     }

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, Response, header};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::time::Instant;
-use switchyard_core::ModelName;
+use switchyard_core::{Category, ModelName};
 
 /// Set by the request middleware for every request.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ pub fn decorate(mut response: Response<Body>, model: &ModelName, category: &'sta
 }
 
 /// What to do when an answer has been delivered: learn the model's speed, settle its breaker, record metrics.
-pub fn finisher(state: &AppState, model: ModelName, route: &'static str, started: Instant) -> OnEnd {
+pub fn finisher(state: &AppState, model: ModelName, category: Option<Category>, route: &'static str, started: Instant) -> OnEnd {
     let state = state.clone();
     Box::new(move |end: StreamEnd| {
         state.metrics.request_duration.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
@@ -80,7 +80,7 @@ pub fn finisher(state: &AppState, model: ModelName, route: &'static str, started
             StreamEnd::Complete(final_chunk) => {
                 state.breaker.success(&model);
                 if let Some(t) = final_chunk.as_ref().and_then(Timings::from_json) {
-                    state.live.observe(&model, &t, state.config.routing.ewma_alpha);
+                    learn(&state, &model, category, &t);
                 }
             }
             StreamEnd::Failed(reason) => {
@@ -97,6 +97,7 @@ pub fn finisher(state: &AppState, model: ModelName, route: &'static str, started
 pub fn finish_buffered(
     state: &AppState,
     model: &ModelName,
+    category: Option<Category>,
     route: &'static str,
     started: Instant,
     answer: &serde_json::Value,
@@ -105,6 +106,15 @@ pub fn finish_buffered(
     state.metrics.ttft.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
     state.breaker.success(model);
     if let Some(t) = Timings::from_json(answer) {
-        state.live.observe(model, &t, state.config.routing.ewma_alpha);
+        learn(state, model, category, &t);
+    }
+}
+
+/// Folds a response's timings into the live averages (speed per model, answer length per category).
+fn learn(state: &AppState, model: &ModelName, category: Option<Category>, t: &Timings) {
+    let alpha = state.config.routing.ewma_alpha;
+    state.live.observe(model, t, alpha);
+    if let Some(c) = category {
+        state.live.observe_output(c, t.eval_count, alpha);
     }
 }

@@ -8,7 +8,7 @@ use super::{RequestCtx, decorate, finish_buffered, finisher, quality_header, rea
 use crate::error::{OllamaError, RouterError};
 use crate::forward::{Passthrough, RelayBody, Reply};
 use crate::request::{Control, Endpoint, PrepareContext, Prepared, Target, parse_object, prepare_native};
-use crate::route::{Surface, category_label, dispatch};
+use crate::route::{Surface, category_label, dispatch, learned_category};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -233,7 +233,7 @@ async fn infer(
     let response = match routed.reply {
         Reply::Buffered(bytes) => {
             let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            finish_buffered(&state, &model, route, ctx.started, &answer);
+            finish_buffered(&state, &model, learned_category(&prepared), route, ctx.started, &answer);
             drop(routed.lease);
             let mut r = Response::new(Body::from(bytes));
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
@@ -241,7 +241,7 @@ async fn infer(
         }
         Reply::Stream { first, rest } => {
             state.metrics.ttft.with_label_values(&[route]).observe(ctx.started.elapsed().as_secs_f64());
-            let on_end = finisher(&state, model.clone(), route, ctx.started);
+            let on_end = finisher(&state, model.clone(), learned_category(&prepared), route, ctx.started);
             let relay =
                 RelayBody::new(first, rest, Passthrough, state.forwarder.idle_timeout, Box::new(routed.lease), on_end);
             let mut r = Response::new(Body::new(relay));

@@ -7,7 +7,7 @@ use super::{RequestCtx, decorate, finish_buffered, finisher, quality_header, rea
 use crate::error::{OpenAiError, RouterError};
 use crate::forward::{LineSplitter, RelayBody, Reply, Transform};
 use crate::request::{Endpoint, PrepareContext, parse_object, prepare_native};
-use crate::route::{Surface, category_label, dispatch};
+use crate::route::{Surface, category_label, dispatch, learned_category};
 use crate::state::AppState;
 use crate::translate::{self, OpenAiContext, OpenAiKind, SseTranslator};
 use axum::Json;
@@ -103,7 +103,7 @@ async fn complete(
         Reply::Buffered(bytes) => {
             let answer: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| RouterError::UpstreamFailed(format!("Ollama sent invalid JSON: {e}")))?;
-            finish_buffered(&state, &model, route, ctx.started, &answer);
+            finish_buffered(&state, &model, learned_category(&prepared), route, ctx.started, &answer);
             drop(routed.lease);
             Json(translate::openai_response(&cx, &shown, &answer)).into_response()
         }
@@ -114,7 +114,7 @@ async fn complete(
                 translator: SseTranslator::new(cx, shown),
                 out: BytesMut::new(),
             };
-            let on_end = finisher(&state, model.clone(), route, ctx.started);
+            let on_end = finisher(&state, model.clone(), learned_category(&prepared), route, ctx.started);
             let relay =
                 RelayBody::new(first, rest, transform, state.forwarder.idle_timeout, Box::new(routed.lease), on_end);
             let mut r = Response::new(Body::new(relay));
@@ -170,7 +170,7 @@ pub async fn embeddings(
     };
     let answer: Value = serde_json::from_slice(&bytes)
         .map_err(|e| RouterError::UpstreamFailed(format!("Ollama sent invalid JSON: {e}")))?;
-    finish_buffered(&state, &model, route, ctx.started, &answer);
+    finish_buffered(&state, &model, learned_category(&prepared), route, ctx.started, &answer);
     drop(routed.lease);
     let out = translate::embeddings_response(&routed.upstream_name, &answer, base64);
     Ok(decorate(Json(out).into_response(), &model, "embedding"))

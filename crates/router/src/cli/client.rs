@@ -1,0 +1,299 @@
+//! Commands that talk to a running server's admin routes: `vram`, `models`, `explain`. They print readable tables
+//! (or the raw JSON with `--json`).
+
+use crate::api::admin::ModelInfoView;
+use crate::error::RouterError;
+use clap::{Args, Subcommand};
+use http::{HeaderValue, Method, header};
+use serde_json::{Value, json};
+use std::time::Duration;
+use switchyard_core::config::Config;
+use switchyard_core::http::{HttpClient, build_request, error_message};
+use switchyard_core::size::Bytes;
+use switchyard_vram::view::VramStatus;
+
+/// Where the server is.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// URL of a running Switchyard (default: http:// + server.listen).
+    #[arg(long, value_name = "URL", global = true)]
+    pub server: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `switchyard vram`.
+#[derive(Debug, Args)]
+pub struct VramArgs {
+    #[command(subcommand)]
+    pub action: VramAction,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VramAction {
+    /// GPUs (with used/free bars), budget, and every loaded model.
+    Status,
+    /// Load a model now.
+    Load { model: String },
+    /// Unload a model now (unpins it first).
+    Unload { model: String },
+    /// Pin a model: load it and never evict it. Refused when pinned models alone would exceed the budget.
+    Pin { model: String },
+    /// Unpin a model (it stays loaded until evicted or idle).
+    Unpin { model: String },
+}
+
+/// `switchyard explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The prompt to route.
+    pub prompt: String,
+    /// auto, auto:fast or auto:quality.
+    #[arg(long, default_value = "auto")]
+    pub model: String,
+    /// Quality preference override, 0 (fastest) to 1 (best).
+    #[arg(long)]
+    pub quality: Option<f64>,
+    /// Pretend the request carries tools.
+    #[arg(long)]
+    pub tools: bool,
+    /// Pretend the request carries images.
+    #[arg(long)]
+    pub images: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+fn base_url(config: &Config, args: &ServerArgs) -> String {
+    args.server.clone().unwrap_or_else(|| {
+        let addr = config.server.listen;
+        let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+        format!("http://{host}:{}", addr.port())
+    })
+}
+
+async fn call(config: &Config, args: &ServerArgs, method: Method, path: &str, body: Option<Value>) -> Result<Value, RouterError> {
+    let base = base_url(config, args);
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let bytes = body.map(|b| bytes::Bytes::from(b.to_string()));
+    let mut request = build_request(method, &url, bytes)?;
+    if !config.server.admin_key.is_empty() {
+        let value = HeaderValue::from_str(&format!("Bearer {}", config.server.admin_key)).map_err(|_| RouterError::bad("the admin key is not a valid header value", None))?;
+        request.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    let answer = HttpClient::default().send_buffered(request, Duration::from_secs(600)).await.map_err(|e| match e {
+        switchyard_core::CoreError::Unreachable { .. } => {
+            RouterError::Unreachable(format!("cannot reach Switchyard at {base}: start it with `switchyard serve` (or pass --server URL)"))
+        }
+        other => other.into(),
+    })?;
+    if !answer.status.is_success() {
+        return Err(RouterError::UpstreamFailed(format!("{} {}: {}", answer.status.as_u16(), path, error_message(&answer.body))));
+    }
+    serde_json::from_slice(&answer.body).map_err(|e| RouterError::UpstreamFailed(format!("unexpected answer from {url}: {e}")))
+}
+
+/// `switchyard vram ...`.
+pub async fn vram(config: &Config, args: VramArgs) -> Result<(), RouterError> {
+    let (op, model) = match args.action {
+        VramAction::Status => {
+            let value = call(config, &args.server, Method::GET, "/admin/vram", None).await?;
+            if args.server.json {
+                println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+                return Ok(());
+            }
+            let status: VramStatus = serde_json::from_value(value).map_err(|e| RouterError::UpstreamFailed(e.to_string()))?;
+            print!("{}", render_vram(&status));
+            return Ok(());
+        }
+        VramAction::Load { model } => ("load", model),
+        VramAction::Unload { model } => ("unload", model),
+        VramAction::Pin { model } => ("pin", model),
+        VramAction::Unpin { model } => ("unpin", model),
+    };
+    let value = call(config, &args.server, Method::POST, &format!("/admin/vram/{op}"), Some(json!({ "model": model }))).await?;
+    if args.server.json {
+        println!("{value}");
+    } else {
+        println!("{}", value.get("status").and_then(Value::as_str).unwrap_or("done"));
+    }
+    Ok(())
+}
+
+fn bar(used: u64, total: u64, width: usize) -> String {
+    let filled = if total == 0 { 0 } else { ((used as f64 / total as f64) * width as f64).round() as usize }.min(width);
+    format!("[{}{}]", "█".repeat(filled), "░".repeat(width - filled))
+}
+
+/// The `vram status` table.
+pub fn render_vram(s: &VramStatus) -> String {
+    let mut out = String::new();
+    for g in &s.gpus {
+        out.push_str(&format!(
+            "GPU {}  {:<24} {} {:>9} / {:<9} used  (budget {}, models {}, other processes {})\n",
+            g.index,
+            g.name,
+            bar(g.used_bytes, g.total_bytes, 30),
+            Bytes(g.used_bytes).to_string(),
+            Bytes(g.total_bytes).to_string(),
+            Bytes(g.budget_bytes),
+            Bytes(g.models_bytes),
+            Bytes(g.foreign_bytes)
+        ));
+    }
+    out.push_str(&format!(
+        "source: {}   strategy: {}   limit: {}   headroom: {}   unload above: {}%   max loaded: {}\n\n",
+        s.source,
+        s.strategy,
+        s.budget.limit,
+        Bytes(s.budget.headroom_bytes),
+        s.budget.unload_threshold_pct,
+        s.budget.max_loaded_models
+    ));
+    if s.models.is_empty() {
+        out.push_str("no models loaded\n");
+    } else {
+        out.push_str(&format!("{:<28} {:<10} {:>3} {:>10} {:>7} {:>9} {:>6} {:>7} {:>8}\n", "MODEL", "STATE", "GPU", "VRAM", "PINNED", "IN-FLIGHT", "USES", "LOAD s", "IDLE s"));
+        for m in &s.models {
+            out.push_str(&format!(
+                "{:<28} {:<10} {:>3} {:>10} {:>7} {:>9} {:>6} {:>7} {:>8}\n",
+                m.name,
+                m.state,
+                m.gpu.map_or_else(|| "-".to_string(), |g| g.to_string()),
+                Bytes(if m.size_vram > 0 { m.size_vram } else { m.expected_bytes }).to_string(),
+                if m.pinned { "yes" } else { "no" },
+                m.in_flight,
+                m.uses,
+                m.load_seconds.map_or_else(|| "-".to_string(), |s| format!("{s:.1}")),
+                m.idle_secs.map_or_else(|| "-".to_string(), |s| format!("{s:.0}")),
+            ));
+        }
+    }
+    for w in &s.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}
+
+/// `switchyard models`.
+pub async fn models(config: &Config, args: ServerArgs) -> Result<(), RouterError> {
+    let value = call(config, &args, Method::GET, "/admin/models", None).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return Ok(());
+    }
+    let models: Vec<ModelInfoView> = serde_json::from_value(value.get("models").cloned().unwrap_or(Value::Null)).map_err(|e| RouterError::UpstreamFailed(e.to_string()))?;
+    print!("{}", render_models(&models));
+    Ok(())
+}
+
+/// The `models` table: per-category quality (mean over n), speed, load time, VRAM.
+pub fn render_models(models: &[ModelInfoView]) -> String {
+    use switchyard_core::Category;
+    let mut out = format!("{:<26} {:>6} {:<8} {:<9}", "MODEL", "PARAMS", "STATE", "CAPS");
+    for c in Category::PROFILED {
+        out.push_str(&format!(" {:>10}", c.as_str()));
+    }
+    out.push_str(&format!(" {:>7} {:>7} {:>9}\n", "tok/s", "load s", "VRAM"));
+    for m in models {
+        let caps: String = m
+            .capabilities
+            .iter()
+            .filter_map(|c| match c.as_str() {
+                "tools" => Some('T'),
+                "vision" => Some('V'),
+                "embedding" => Some('E'),
+                "thinking" => Some('R'),
+                "insert" => Some('I'),
+                "completion" => Some('C'),
+                _ => None,
+            })
+            .collect();
+        let state = if m.pinned { format!("{}*", m.state) } else { m.state.clone() };
+        out.push_str(&format!("{:<26} {:>6} {:<8} {:<9}", m.name, m.parameter_size, state, caps));
+        for c in Category::PROFILED {
+            let cell = m.categories.iter().find(|q| q.category == c).map_or_else(|| "-".to_string(), |q| format!("{:.2}/{}", q.mean, q.n));
+            out.push_str(&format!(" {cell:>10}"));
+        }
+        out.push_str(&format!(
+            " {:>7} {:>7} {:>9}{}\n",
+            m.decode_tps.map_or_else(|| "-".to_string(), |t| format!("{t:.0}")),
+            m.load_seconds.map_or_else(|| "-".to_string(), |s| format!("{s:.1}")),
+            m.vram_bytes.map_or_else(|| "-".to_string(), |b| Bytes(b).to_string()),
+            if m.stale { "  (stale profile)" } else if !m.profiled { "  (not profiled)" } else { "" }
+        ));
+    }
+    out.push_str("quality is mean/items; caps: C completion, T tools, V vision, E embedding, R thinking, I insert; * pinned\n");
+    out
+}
+
+/// `switchyard explain`.
+pub async fn explain(config: &Config, args: ExplainArgs) -> Result<(), RouterError> {
+    let mut query = vec![format!("prompt={}", encode(&args.prompt)), format!("model={}", encode(&args.model))];
+    if let Some(q) = args.quality {
+        query.push(format!("quality={q}"));
+    }
+    if args.tools {
+        query.push("tools=true".into());
+    }
+    if args.images {
+        query.push("images=true".into());
+    }
+    let value = call(config, &args.server, Method::GET, &format!("/admin/explain?{}", query.join("&")), None).await?;
+    if args.server.json {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return Ok(());
+    }
+    print!("{}", render_explain(&value));
+    Ok(())
+}
+
+/// The `explain` table.
+pub fn render_explain(v: &Value) -> String {
+    let mut out = format!(
+        "category: {} (confidence {:.2})   preference w = {:.2}   chosen: {}\n\n",
+        v["category"].as_str().unwrap_or("?"),
+        v["confidence"].as_f64().unwrap_or(0.0),
+        v["scoring"]["preference"].as_f64().unwrap_or(0.0),
+        v["chosen"].as_str().unwrap_or("none")
+    );
+    out.push_str(&format!("{:<26} {:>7} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", "MODEL", "UTILITY", "QUALITY (n)", "LAT s", "LOAD s", "EVICT s", "GEN s", "LOADED", "NOTE"));
+    for c in v["scoring"]["candidates"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        let lat = &c["latency"];
+        let note = match c["excluded"].as_str() {
+            Some(reason) => format!("excluded: {reason}"),
+            None if !c["profiled"].as_bool().unwrap_or(false) => "unprofiled (prior)".to_string(),
+            None if c["stale"].as_bool().unwrap_or(false) => "stale profile".to_string(),
+            None => String::new(),
+        };
+        out.push_str(&format!(
+            "{:<26} {:>7.3} {:>7.2} ({:>2}) {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8}  {}\n",
+            c["model"].as_str().unwrap_or("?"),
+            c["utility"].as_f64().unwrap_or(0.0),
+            c["quality"].as_f64().unwrap_or(0.0),
+            c["samples"].as_u64().unwrap_or(0),
+            lat["total"].as_f64().unwrap_or(0.0),
+            lat["load"].as_f64().unwrap_or(0.0),
+            lat["eviction"].as_f64().unwrap_or(0.0),
+            lat["prefill"].as_f64().unwrap_or(0.0) + lat["decode"].as_f64().unwrap_or(0.0),
+            if c["loaded"].as_bool().unwrap_or(false) { "yes" } else { "no" },
+            note
+        ));
+    }
+    out
+}
+
+/// Percent-encodes a query value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,232 @@
+//! `switchyard profile`: profiles local models in this process, with progress bars on a terminal and plain log
+//! lines otherwise, then prints the summary table.
+
+use super::flag;
+use crate::error::RouterError;
+use crate::server;
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use switchyard_core::config::{Config, FlagValue};
+use switchyard_core::{Category, ModelName};
+use switchyard_profiler::runner::render_table;
+use switchyard_profiler::suite::{self, Suite};
+use switchyard_profiler::{JudgeTarget, Progress, ProgressSink, RunOptions, Runner};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// `switchyard profile`.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// Models to profile, comma-separated (default: every model that generates text).
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub models: Vec<String>,
+    /// Categories, comma-separated: coding, math, reasoning, factual, creative, extraction (default: all).
+    #[arg(long, value_delimiter = ',', value_name = "C,D")]
+    pub categories: Vec<String>,
+    /// Items per category (0 = the whole suite; default profiler.items_per_category).
+    #[arg(long, value_name = "N")]
+    pub items_per_category: Option<u32>,
+    /// Re-profile models whose profiles are fresh.
+    #[arg(long)]
+    pub force: bool,
+    /// Local Ollama model that scores open-ended items (default: none; those items are skipped).
+    #[arg(long, value_name = "MODEL")]
+    pub judge: Option<String>,
+    /// Directory of suite files to use instead of the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub suite_dir: Option<String>,
+    /// Ollama's base URL.
+    #[arg(long, value_name = "URL")]
+    pub ollama: Option<String>,
+}
+
+/// Flags that set configuration keys.
+pub fn flags(args: &ProfileArgs) -> Vec<FlagValue> {
+    let mut flags = Vec::new();
+    if let Some(n) = args.items_per_category {
+        flags.push(flag("profiler.items_per_category", "--items-per-category", n.to_string()));
+    }
+    if let Some(j) = &args.judge {
+        flags.push(flag("profiler.judge", "--judge", j));
+    }
+    if let Some(d) = &args.suite_dir {
+        flags.push(flag("profiler.suite_dir", "--suite-dir", d));
+    }
+    if let Some(u) = &args.ollama {
+        flags.push(flag("ollama.url", "--ollama", u));
+    }
+    flags
+}
+
+/// The suites configured: `profiler.suite_dir` or the embedded ones.
+pub fn suites(config: &Config) -> Result<Vec<Suite>, RouterError> {
+    let loaded = if config.profiler.suite_dir.is_empty() { suite::builtin() } else { suite::load_dir(Path::new(&config.profiler.suite_dir)) };
+    loaded.map_err(|e| RouterError::Startup(e.to_string()))
+}
+
+/// The judge configured, if any.
+pub fn judge(config: &Config) -> Result<Option<JudgeTarget>, RouterError> {
+    let p = &config.profiler;
+    if !p.judge_url.is_empty() {
+        let model = if p.judge.is_empty() { "gpt-4o-mini".to_string() } else { p.judge.clone() };
+        let api_key = std::env::var(&p.judge_key_env).ok().filter(|k| !k.is_empty());
+        return Ok(Some(JudgeTarget::OpenAi { base_url: p.judge_url.clone(), api_key, model }));
+    }
+    if p.judge.is_empty() {
+        return Ok(None);
+    }
+    let model = ModelName::parse(&p.judge).map_err(|e| RouterError::bad(e.to_string(), Some("--judge".into())))?;
+    Ok(Some(JudgeTarget::Local(model)))
+}
+
+/// Run options from the configuration and flags.
+pub fn options(config: &Config, models: &[String], categories: &[String], force: bool) -> Result<RunOptions, RouterError> {
+    let models = models.iter().map(|m| ModelName::parse(m).map_err(|e| RouterError::bad(e.to_string(), Some("models".into())))).collect::<Result<Vec<_>, _>>()?;
+    let categories = categories
+        .iter()
+        .map(|c| c.parse::<Category>().map_err(|e| RouterError::bad(e.to_string(), Some("categories".into()))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if categories.contains(&Category::General) {
+        return Err(RouterError::bad("general has no suite; pick from coding, math, reasoning, factual, creative, extraction", Some("categories".into())));
+    }
+    Ok(RunOptions {
+        models,
+        categories,
+        items_per_category: config.profiler.items_per_category as usize,
+        force,
+        judge: judge(config)?,
+        max_output_tokens: config.profiler.max_output_tokens,
+        timeout_floor: std::time::Duration::from_secs(config.profiler.timeout_floor_secs),
+    })
+}
+
+/// Progress bars on a terminal: one overall bar (with ETA) and one per model.
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    current: Mutex<Option<ProgressBar>>,
+    correct: Mutex<HashMap<String, (u32, u32)>>,
+}
+
+impl ProgressSink for Bars {
+    fn event(&self, event: &Progress) {
+        match event {
+            Progress::Plan { models } => {
+                self.overall.set_length(models.iter().map(|(_, n)| *n as u64).sum());
+                self.overall.set_message(format!("{} model(s)", models.len()));
+            }
+            Progress::ModelStarted { model, items, resumed } => {
+                let bar = self.multi.add(ProgressBar::new(*items as u64));
+                bar.set_style(style("  {prefix:<24} [{bar:30.green/white}] {pos}/{len} {msg}"));
+                bar.set_prefix(model.clone());
+                if *resumed > 0 {
+                    bar.set_message(format!("resuming after {resumed} stored results"));
+                } else {
+                    bar.set_message("loading");
+                }
+                if let Ok(mut current) = self.current.lock() {
+                    *current = Some(bar);
+                }
+            }
+            Progress::Loaded { seconds, .. } => self.with_current(|b| b.set_message(format!("loaded in {seconds:.1} s"))),
+            Progress::Item { model, category, correct, .. } => {
+                self.overall.inc(1);
+                let (right, total) = self.correct.lock().map(|mut c| {
+                    let e = c.entry(model.clone()).or_insert((0, 0));
+                    e.0 += u32::from(*correct);
+                    e.1 += 1;
+                    *e
+                }).unwrap_or((0, 0));
+                self.with_current(|b| {
+                    b.inc(1);
+                    b.set_message(format!("{category}: {right}/{total} correct"));
+                });
+            }
+            Progress::ModelDone { .. } => self.with_current(|b| b.finish()),
+            Progress::ModelSkipped { model, reason } => {
+                let _ = self.multi.println(format!("  {model:<24} skipped: {reason}"));
+            }
+            Progress::ModelFailed { model, error } => {
+                self.with_current(|b| b.abandon_with_message(format!("failed: {error}")));
+                let _ = self.multi.println(format!("  {model:<24} failed: {error}"));
+            }
+        }
+    }
+}
+
+impl Bars {
+    fn with_current(&self, f: impl FnOnce(&ProgressBar)) {
+        if let Ok(current) = self.current.lock() {
+            if let Some(bar) = current.as_ref() {
+                f(bar);
+            }
+        }
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> ")
+}
+
+/// Plain log lines when stderr is not a terminal.
+struct Lines;
+
+impl ProgressSink for Lines {
+    fn event(&self, event: &Progress) {
+        match event {
+            Progress::Plan { models } => tracing::info!(models = models.len(), items = models.iter().map(|(_, n)| n).sum::<usize>(), "profiling plan"),
+            Progress::ModelStarted { model, items, resumed } => tracing::info!(model, items, resumed, "profiling model"),
+            Progress::Loaded { model, seconds, vram_bytes } => tracing::info!(model, seconds, vram_bytes, "model loaded cold"),
+            Progress::Item { model, category, item, correct, error } => tracing::info!(model, %category, item, correct, error, "item"),
+            Progress::ModelDone { model } => tracing::info!(model, "model profiled"),
+            Progress::ModelSkipped { model, reason } => tracing::info!(model, reason, "model skipped"),
+            Progress::ModelFailed { model, error } => tracing::warn!(model, error, "model failed"),
+        }
+    }
+}
+
+/// Runs `switchyard profile`.
+pub async fn run(config: Arc<Config>, args: ProfileArgs) -> Result<(), RouterError> {
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    super::cancel_on_signal(shutdown.clone());
+    let state = server::build_state(Arc::clone(&config), shutdown.clone(), tracker.clone()).await?;
+    if state.catalog.load().models.is_empty() {
+        state.refresh_catalog().await?;
+    }
+    let suites = suites(&config)?;
+    let options = options(&config, &args.models, &args.categories, args.force)?;
+    let runner = Runner {
+        client: state.ollama.clone(),
+        store: Arc::clone(&state.store),
+        vram: state.vram.clone(),
+        config: Arc::clone(&config),
+        suites: Arc::new(suites),
+        cancel: shutdown.clone(),
+    };
+    let catalog = state.catalog.load_full();
+    let categories: Vec<Category> = if options.categories.is_empty() { runner.suites.iter().map(|s| s.category).collect() } else { options.categories.clone() };
+    let result = if std::io::stderr().is_terminal() {
+        let multi = MultiProgress::new();
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(style("{msg:<26} [{bar:30.cyan/white}] {pos}/{len} items  {elapsed} elapsed, ETA {eta}"));
+        let bars = Bars { multi, overall, current: Mutex::new(None), correct: Mutex::new(HashMap::new()) };
+        let r = runner.run(&catalog, &options, &bars).await;
+        bars.overall.finish();
+        r
+    } else {
+        runner.run(&catalog, &options, &Lines).await
+    };
+    shutdown.cancel();
+    tracker.close();
+    let summary = result?;
+    println!();
+    print!("{}", render_table(&summary, &categories));
+    println!("{} item(s) run in {:.1} s; quality is the share correct with its Wilson 95% interval", summary.items_run, summary.elapsed.as_secs_f64());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Shared test harness: the simulator and the router, both in this process on port 0, with a SQLite store in a
+//! temporary directory, and a small HTTP client.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard::server::{self, Running};
+use switchyard_core::config::{Config, ProbeKind};
+use switchyard_core::http::{HttpClient, build_request};
+use switchyard_sim::{SimHandle, SimOptions};
+
+pub struct Harness {
+    pub sim: SimHandle,
+    pub router: Running,
+    pub http: HttpClient,
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// NDJSON lines as JSON values.
+    pub fn lines(&self) -> Vec<Value> {
+        self.text().lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// SSE `data:` payloads.
+    pub fn events(&self) -> Vec<String> {
+        self.text().split("\n\n").filter_map(|e| e.strip_prefix("data: ")).map(str::to_string).collect()
+    }
+}
+
+/// A configuration pointing at `sim_url`, with a store in `dir`.
+pub fn config(sim_url: &str, dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.ollama.url = sim_url.to_string();
+    config.vram.probe = ProbeKind::Sim;
+    config.vram.poll_interval_ms = 200;
+    config.database.url = format!("sqlite://{}", dir.join("switchyard.db").display());
+    config.routing.decision_sample_rate = 1.0;
+    config
+}
+
+pub async fn start_with(sim: SimOptions, tweak: impl FnOnce(&mut Config)) -> Harness {
+    let sim = switchyard_sim::spawn(sim).await.expect("simulator");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&sim.url(), dir.path());
+    tweak(&mut config);
+    config.validate().expect("valid test config");
+    let router = server::spawn(Arc::new(config)).await.expect("router");
+    Harness { sim, router, http: HttpClient::default(), dir }
+}
+
+pub async fn start() -> Harness {
+    start_with(SimOptions::default(), |_| {}).await
+}
+
+impl Harness {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.router.url())
+    }
+
+    pub async fn call(&self, method: Method, url: &str, body: Option<Bytes>, headers: &[(&str, &str)]) -> Answer {
+        let mut request = build_request(method, url, body).unwrap();
+        for (k, v) in headers {
+            request.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        let response = self.http.send(request).await.expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = http_body_util::BodyExt::collect(response.into_body()).await.map(|c| c.to_bytes()).unwrap_or_default();
+        Answer { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, &self.url(path), None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, &self.url(path), Some(Bytes::from(body.to_string())), &[]).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Answer {
+        self.call(Method::POST, &self.url(path), Some(Bytes::copy_from_slice(body)), headers).await
+    }
+
+    /// Sets a fault on the simulator.
+    pub async fn fault(&self, spec: Value) {
+        let a = self.call(Method::POST, &format!("{}/sim/faults", self.sim.url()), Some(Bytes::from(spec.to_string())), &[]).await;
+        assert!(a.status.is_success(), "fault not set: {}", a.text());
+    }
+
+    pub async fn sim_gpu(&self) -> Value {
+        self.call(Method::GET, &format!("{}/sim/gpu", self.sim.url()), None, &[]).await.json()
+    }
+
+    pub async fn stop(self) {
+        self.router.stop().await;
+        self.sim.shutdown().await;
+    }
+}
+
+/// Polls `check` until it is true or `deadline` passes.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > end {
+            return false;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
