@@ -99,7 +99,11 @@ impl HttpClient {
     }
 
     /// Sends a prepared request (with whatever headers it carries) and reads the whole answer within `timeout`.
-    pub async fn send_buffered(&self, req: Request<Full<Bytes>>, timeout: Duration) -> Result<BufferedResponse, CoreError> {
+    pub async fn send_buffered(
+        &self,
+        req: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<BufferedResponse, CoreError> {
         let url = req.uri().to_string();
         let url = url.as_str();
         let call = async {

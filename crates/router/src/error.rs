@@ -239,11 +239,10 @@ impl<E: Into<RouterError>> From<E> for OpenAiError {
 }
 
 fn with_retry_after(mut response: Response, error: &RouterError) -> Response {
-    if let Some(secs) = error.retry_after() {
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+    if let Some(secs) = error.retry_after()
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
-    }
     response
 }
 

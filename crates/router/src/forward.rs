@@ -106,11 +106,10 @@ impl Forwarder {
                 .map_err(|_| ForwardFailure::Timeout(self.first_byte_timeout))?;
             match frame {
                 Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        if !data.is_empty() {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty() {
                             return Ok(Reply::Stream { first: data, rest: body });
                         }
-                    }
                 }
                 Some(Err(e)) => return Err(ForwardFailure::Broken(e.to_string())),
                 None => return Err(ForwardFailure::Broken("the stream ended before its first chunk".into())),

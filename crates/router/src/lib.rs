@@ -12,6 +12,7 @@ pub mod cli;
 pub mod decisions;
 pub mod error;
 pub mod forward;
+pub mod jobs;
 pub mod limit;
 pub mod metrics;
 pub mod profiles;

@@ -15,6 +15,7 @@ use axum::http::{HeaderValue, Response};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use switchyard_core::http::{HttpClient, HttpClientOptions};
 use switchyard_core::ollama::OllamaClient;
 use switchyard_core::size::parse_bytes;
 use switchyard_core::store::{SqlStore, Store};
-use switchyard_vram::{ManagerOptions, VramManager, probe};
+use switchyard_vram::{ManagerIo, ManagerOptions, VramManager, probe};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -56,6 +57,8 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/models", get(api::admin::models))
         .route("/admin/explain", get(api::admin::explain))
         .route("/admin/decisions", get(api::admin::decisions))
+        .route("/admin/profile", post(api::admin::start_profile))
+        .route("/admin/profile/{id}", get(api::admin::profile_status))
         .route("/metrics", get(api::admin::metrics))
         .route("/health", get(api::admin::health))
         .route("/ready", get(api::admin::ready))
@@ -92,11 +95,10 @@ fn area(path: &str) -> Area {
 /// The presented key: `Authorization: Bearer KEY`, or `x-switchyard-admin-key` / `x-api-key`.
 fn presented_key(request: &Request) -> Option<String> {
     let headers = request.headers();
-    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Some(token) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some(token) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
             return Some(token.trim().to_string());
         }
-    }
     ["x-switchyard-admin-key", "x-api-key"]
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string()))
@@ -131,7 +133,8 @@ fn request_id(state: &AppState, request: &Request) -> String {
 async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -> Response<Body> {
     let started = Instant::now();
     let path = request.uri().path().to_string();
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |m| leak_route(m.as_str()));
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let area = area(&path);
     let id = request_id(&state, &request);
     let key = presented_key(&request);
@@ -158,8 +161,8 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
     } else {
         request.extensions_mut().insert(RequestCtx { request_id: id.clone(), started, client_key: key });
         let span = tracing::debug_span!("request", request_id = %id, route);
-        let response = tracing::Instrument::instrument(next.run(request), span).await;
-        response
+        
+        tracing::Instrument::instrument(next.run(request), span).await
     };
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
@@ -190,38 +193,6 @@ fn rate_limited(state: &AppState, request: &Request, area: Area, key: Option<&st
             Some(reject(area, RouterError::RateLimited { retry_after_secs: secs }))
         }
     }
-}
-
-/// Route templates are a fixed set; this maps them to `'static` labels without allocating per request.
-fn leak_route(template: &str) -> &'static str {
-    const ROUTES: [&str; 25] = [
-        "/",
-        "/api/version",
-        "/api/tags",
-        "/api/ps",
-        "/api/show",
-        "/api/chat",
-        "/api/generate",
-        "/api/embed",
-        "/api/embeddings",
-        "/v1/models",
-        "/v1/models/{*model}",
-        "/v1/chat/completions",
-        "/v1/completions",
-        "/v1/embeddings",
-        "/admin/vram",
-        "/admin/vram/load",
-        "/admin/vram/unload",
-        "/admin/vram/pin",
-        "/admin/vram/unpin",
-        "/admin/models",
-        "/admin/explain",
-        "/admin/decisions",
-        "/metrics",
-        "/health",
-        "/ready",
-    ];
-    ROUTES.iter().find(|r| **r == template).copied().unwrap_or("other")
 }
 
 /// Builds the whole state from configuration: store (migrated), Ollama client, catalog, profiles, GPU probe, VRAM
@@ -278,17 +249,15 @@ pub async fn build_state(
             ))
         })
         .collect();
-    let vram = VramManager::start(
-        options,
-        ollama.clone(),
-        gpu_probe,
-        Arc::clone(&catalog),
-        Arc::new(writer.clone()),
-        Some(metrics.vram.clone()),
-        shutdown.clone(),
-        &tracker,
-    )
-    .await
+    let io = ManagerIo {
+        client: ollama.clone(),
+        probe: gpu_probe,
+        catalog: Arc::clone(&catalog),
+        sink: Arc::new(writer.clone()),
+        metrics: Some(metrics.vram.clone()),
+    };
+    let vram = VramManager::start(options, io, shutdown.clone(), &tracker)
+        .await
     .map_err(|e| RouterError::Startup(e.to_string()))?;
     let forwarder = Forwarder::new(
         http,
@@ -332,11 +301,10 @@ fn spawn_catalog_refresher(state: &AppState) {
                 tracing::debug!(error = %e, "catalog refresh failed");
                 continue;
             }
-            if *state.catalog.load_full() != *before {
-                if let Err(e) = state.reload_profiles().await {
+            if *state.catalog.load_full() != *before
+                && let Err(e) = state.reload_profiles().await {
                     tracing::warn!(error = %e, "cannot reload profiles from the store; keeping the ones in memory");
                 }
-            }
         }
     });
 }
@@ -349,6 +317,12 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    // Streamed tokens are small writes: without TCP_NODELAY the second one waits for the client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut task = tokio::spawn(async move { server.await });
     tokio::select! {

@@ -7,6 +7,7 @@ use crate::breaker::Breaker;
 use crate::classify::{EmbeddingClassifier, RuleClassifier};
 use crate::decisions::Decisions;
 use crate::forward::Forwarder;
+use crate::jobs::ProfileJobs;
 use crate::limit::RateLimiter;
 use crate::metrics::Metrics;
 use crate::profiles::{LiveStats, ProfileTable};
@@ -45,6 +46,8 @@ pub struct Inner {
     pub decisions: Decisions,
     pub writer: StoreWriter,
     pub store: Arc<dyn Store>,
+    /// The profiling job registry.
+    pub jobs: ProfileJobs,
     pub limiter: RateLimiter,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
@@ -105,6 +108,7 @@ impl AppState {
             metrics: p.metrics,
             writer: p.writer,
             store: p.store,
+            jobs: ProfileJobs::default(),
             limiter,
             shutdown: p.shutdown,
             tracker: p.tracker,
@@ -138,11 +142,10 @@ impl AppState {
         if now.saturating_sub(last) < 2 {
             return;
         }
-        if self.last_forced_refresh.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            if let Err(e) = self.refresh_catalog().await {
+        if self.last_forced_refresh.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && let Err(e) = self.refresh_catalog().await {
                 tracing::debug!(error = %e, "catalog refresh failed");
             }
-        }
     }
 
     /// Reloads the profile table from the store (after profiling, or when the catalog changed).

@@ -5,6 +5,7 @@
 //! the confusion matrices, per-category accuracy and the misclassified prompts. A last test prints the cost of
 //! one classification (meaningful in release mode); it asserts nothing about time.
 
+use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Instant;
@@ -30,11 +31,11 @@ struct OwnedTurn {
 }
 
 impl Labelled {
-    fn owned_turns(&self) -> Vec<(Role, &str)> {
+    fn owned_turns(&self) -> anyhow::Result<Vec<(Role, &str)>> {
         match (&self.prompt, &self.turns) {
-            (Some(p), None) => vec![(Role::User, p.as_str())],
-            (None, Some(turns)) => turns.iter().map(|t| (t.role, t.text.as_str())).collect(),
-            _ => panic!("a line needs exactly one of prompt and turns"),
+            (Some(p), None) => Ok(vec![(Role::User, p.as_str())]),
+            (None, Some(turns)) => Ok(turns.iter().map(|t| (t.role, t.text.as_str())).collect()),
+            _ => bail!("a line needs exactly one of prompt and turns"),
         }
     }
 
@@ -49,24 +50,24 @@ impl Labelled {
     }
 }
 
-fn load(name: &str) -> Vec<Labelled> {
+fn load(name: &str) -> anyhow::Result<Vec<Labelled>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}:{}: {e}", i + 1)))
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{name}:{}", i + 1)))
         .collect()
 }
 
 /// Classifies every item, prints the report and returns the overall accuracy.
-fn evaluate(name: &str) -> f64 {
-    let items = load(name);
+fn evaluate(name: &str) -> anyhow::Result<f64> {
+    let items = load(name)?;
     let classifier = RuleClassifier::new();
     let mut matrix = [[0usize; 7]; 7];
     let mut misses = Vec::new();
     for item in &items {
-        let owned = item.owned_turns();
+        let owned = item.owned_turns()?;
         let turns: Vec<Turn<'_>> = owned.iter().map(|(role, text)| Turn { role: *role, text, images: 0 }).collect();
         let input = ClassifyInput { turns: &turns, has_tools: false, wants_json: false, max_output_tokens: None };
         let got = classifier.classify(&input);
@@ -105,38 +106,41 @@ fn evaluate(name: &str) -> f64 {
             println!("{m}");
         }
     }
-    accuracy
+    Ok(accuracy)
 }
 
 #[test]
-fn main_set_accuracy() {
-    let accuracy = evaluate("classifier-prompts.jsonl");
+fn main_set_accuracy() -> anyhow::Result<()> {
+    let accuracy = evaluate("classifier-prompts.jsonl")?;
     assert!(accuracy >= 0.90, "main-set accuracy {accuracy:.3} < 0.90");
+    Ok(())
 }
 
 #[test]
-fn holdout_accuracy() {
-    let accuracy = evaluate("classifier-holdout.jsonl");
+fn holdout_accuracy() -> anyhow::Result<()> {
+    let accuracy = evaluate("classifier-holdout.jsonl")?;
     assert!(accuracy >= 0.80, "held-out accuracy {accuracy:.3} < 0.80");
+    Ok(())
 }
 
 #[test]
-fn prompt_sets_are_large_and_balanced() {
-    let main = load("classifier-prompts.jsonl");
-    let holdout = load("classifier-holdout.jsonl");
+fn prompt_sets_are_large_and_balanced() -> anyhow::Result<()> {
+    let main = load("classifier-prompts.jsonl")?;
+    let holdout = load("classifier-holdout.jsonl")?;
     assert!(main.len() >= 350, "{}", main.len());
     assert!(holdout.len() >= 60, "{}", holdout.len());
     for category in Category::ALL {
         assert!(main.iter().filter(|l| l.category == category).count() >= 45, "{category}");
         assert!(holdout.iter().filter(|l| l.category == category).count() >= 8, "{category}");
     }
+    Ok(())
 }
 
 /// Prints nanoseconds per classification over the main set (build with `--release` for a meaningful figure).
 #[test]
-fn cost_per_call() {
-    let items = load("classifier-prompts.jsonl");
-    let owned: Vec<Vec<(Role, &str)>> = items.iter().map(Labelled::owned_turns).collect();
+fn cost_per_call() -> anyhow::Result<()> {
+    let items = load("classifier-prompts.jsonl")?;
+    let owned = items.iter().map(Labelled::owned_turns).collect::<anyhow::Result<Vec<_>>>()?;
     let turns: Vec<Vec<Turn<'_>>> =
         owned.iter().map(|o| o.iter().map(|(role, text)| Turn { role: *role, text, images: 0 }).collect()).collect();
     let classifier = RuleClassifier::new();
@@ -174,4 +178,5 @@ fn cost_per_call() {
         std::hint::black_box(classify(std::hint::black_box(&huge_turn)));
     }
     println!("1 MB prompt: {} ns per call", start.elapsed().as_nanos() / 100);
+    Ok(())
 }

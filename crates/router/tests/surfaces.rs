@@ -1,4 +1,5 @@
 //! The router's Ollama and OpenAI surfaces in front of the simulator: shapes, streaming, headers and errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -21,6 +21,10 @@ use tokio::time::Instant;
 /// behind Switchyard's back.
 pub const OLLAMA_FIT_FRACTION: f64 = 0.8;
 
+/// Other processes' memory tolerated under a partly offloaded model: Ollama keeps about this much of the GPU free
+/// when it offloads (CUDA context and scratch space).
+pub const OFFLOAD_FOREIGN_TOLERANCE: u64 = 256 * 1024 * 1024;
+
 /// The policy knobs the ledger applies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerConfig {
@@ -276,14 +280,36 @@ impl Ledger {
         self.entry_mut(name).idle_ttl = ttl;
     }
 
-    fn fits(&self, gpu: &GpuState, need: u64, freed: u64) -> bool {
-        let committed = self.committed(gpu.index).saturating_sub(freed);
-        if committed.saturating_add(need) > self.budget(gpu.index) {
-            return false;
-        }
-        let models = self.models_bytes(gpu.index).saturating_sub(freed);
-        // Ollama's own rule when other models are loaded on this GPU (it ignores foreign memory).
-        models == 0 || (need as f64) <= OLLAMA_FIT_FRACTION * gpu.total.saturating_sub(models) as f64
+    /// Bytes held on `gpu` by Ollama's models once `evicted` are gone.
+    fn models_bytes_without(&self, gpu: u32, evicted: &[&Entry]) -> u64 {
+        let freed: u64 =
+            evicted.iter().filter_map(|e| e.residency.held()).filter(|(g, _)| *g == gpu).map(|(_, b)| b).sum();
+        self.models_bytes(gpu).saturating_sub(freed)
+    }
+
+    /// The GPU Ollama itself would put a model of `need` bytes on once `evicted` are gone: the one with the most
+    /// free memory by Ollama's own count (which ignores other processes), within 80% of it when other models stay
+    /// loaded. `None` when Ollama would not place it whole on one GPU.
+    fn ollama_placement(&self, need: u64, evicted: &[&Entry]) -> Option<u32> {
+        let alone = self.loaded_count().saturating_sub(evicted.len()) == 0;
+        self.gpus
+            .iter()
+            .filter_map(|g| {
+                let believed_free = g.total.saturating_sub(self.models_bytes_without(g.index, evicted));
+                let usable = if alone { believed_free } else { (believed_free as f64 * OLLAMA_FIT_FRACTION) as u64 };
+                (usable >= need).then_some((usable, std::cmp::Reverse(g.index)))
+            })
+            .max()
+            .map(|(_, std::cmp::Reverse(index))| index)
+    }
+
+    /// The GPU the model would land on once `evicted` are gone, if that GPU then stays within Switchyard's budget
+    /// (which does count other processes' memory).
+    fn admissible(&self, need: u64, evicted: &[&Entry]) -> Option<u32> {
+        let gpu = self.ollama_placement(need, evicted)?;
+        let committed =
+            self.committed(gpu).saturating_sub(self.models_bytes(gpu) - self.models_bytes_without(gpu, evicted));
+        (committed.saturating_add(need) <= self.budget(gpu)).then_some(gpu)
     }
 
     fn facts(&self, e: &Entry, now: Instant) -> EvictionFacts {
@@ -318,60 +344,94 @@ impl Ledger {
             }
             Some(Residency::Absent) | None => {}
         }
-        let at_max = self.loaded_count() >= self.config.max_loaded;
-        // 1. Fits as is: the GPU with the most free budget.
-        if !at_max {
-            let best = self.gpus.iter().filter(|g| self.fits(g, need, 0)).max_by_key(|g| self.free(g.index));
-            if let Some(gpu) = best {
-                return Plan::Load { gpu: gpu.index, offload: false };
-            }
+        // While a load or an unload is under way, Ollama's view of free memory is changing under us (a loading
+        // model's real size is not known yet): place nothing until it is confirmed, or Ollama might put the model on
+        // another GPU than predicted. Ollama loads one model at a time anyway.
+        if let Some(busy) = self
+            .entries
+            .values()
+            .find(|e| matches!(e.residency, Residency::Unloading { .. } | Residency::Loading { .. }))
+        {
+            return Plan::Wait {
+                reason: format!("waiting for {} ({}) before placing {name}", busy.name, busy.residency.as_str()),
+            };
+        }
+        let max = self.config.max_loaded;
+        // 1. Fits as is, where Ollama will put it.
+        if self.loaded_count() < max
+            && let Some(gpu) = self.admissible(need, &[])
+        {
+            return Plan::Load { gpu, offload: false };
         }
         let largest_budget = self.gpus.iter().map(|g| self.budget(g.index)).max().unwrap_or(0);
         if need > largest_budget {
             return self.plan_offload(name, need, largest_budget, now);
         }
-        // 2. Fits after evicting idle unpinned models: fewest victims, then the least valuable.
-        let mut best: Option<(u32, Vec<ModelName>, f64)> = None;
-        for gpu in &self.gpus {
-            let mut freed = 0;
+        // 2. Fits after evicting idle unpinned models: from one GPU, or in global eviction order; the fewest victims,
+        //    then the least valuable ones.
+        let mut orders: Vec<Vec<&Entry>> = self.gpus.iter().map(|g| self.eviction_order(Some(g.index), now)).collect();
+        orders.push(self.eviction_order(None, now));
+        let global = orders.last().cloned().unwrap_or_default();
+        let mut best: Option<(u32, Vec<&Entry>, f64)> = None;
+        for order in orders {
             let mut victims: Vec<&Entry> = Vec::new();
-            for candidate in self.eviction_order(Some(gpu.index), now) {
-                if self.fits(gpu, need, freed) {
-                    break;
+            let mut placed = None;
+            let mut candidates = order.into_iter().chain(global.iter().copied());
+            loop {
+                if self.loaded_count() - victims.len() < max {
+                    placed = self.admissible(need, &victims);
+                    if placed.is_some() {
+                        break;
+                    }
                 }
-                freed += candidate.residency.held().map_or(0, |(_, b)| b);
-                victims.push(candidate);
-            }
-            if !self.fits(gpu, need, freed) {
-                continue;
-            }
-            if self.loaded_count() - victims.len() >= self.config.max_loaded {
-                // Room in memory but not in count: one more victim, from any GPU.
-                let extra =
-                    self.eviction_order(None, now).into_iter().find(|e| victims.iter().all(|v| v.name != e.name));
-                match extra {
-                    Some(e) => victims.push(e),
-                    None => continue,
+                match candidates.find(|c| victims.iter().all(|v| v.name != c.name)) {
+                    Some(c) => victims.push(c),
+                    None => break,
                 }
             }
+            let Some(gpu) = placed else { continue };
             let value: f64 = victims.iter().map(|v| keep_value(self.config.strategy, &self.facts(v, now))).sum();
             let better = match &best {
                 None => true,
                 Some((_, b, bv)) => victims.len() < b.len() || (victims.len() == b.len() && value < *bv),
             };
             if better {
-                best = Some((gpu.index, victims.iter().map(|v| v.name.clone()).collect(), value));
+                best = Some((gpu, victims, value));
             }
         }
         if let Some((gpu, victims, _)) = best {
-            return Plan::Evict { gpu, victims, offload: false };
+            return Plan::Evict { gpu, victims: victims.iter().map(|v| v.name.clone()).collect(), offload: false };
         }
         self.blocked(name, need)
     }
 
-    /// Too large for any GPU's budget: Ollama can still run it with part of it in CPU memory, but only alone on a
-    /// GPU. Empty a GPU whose models are all evictable.
+    /// Too large for any GPU's budget: Ollama can still run it with part of it in CPU memory, but only alone on the
+    /// GPU. Switchyard allows that on a single-GPU machine whose GPU is not shared with other processes: Ollama sizes
+    /// the offload without counting other processes' memory, and on several GPUs it would split the model across
+    /// them, which Switchyard does not place.
     fn plan_offload(&self, name: &ModelName, need: u64, largest_budget: u64, now: Instant) -> Plan {
+        let why = format!(
+            "{name} needs {} but the largest GPU budget is {}, so it could only run partly offloaded to the CPU",
+            Bytes(need),
+            Bytes(largest_budget)
+        );
+        if self.gpus.len() != 1 {
+            return Plan::Refuse {
+                reason: format!(
+                    "{why}; with several GPUs Ollama would split it across them, and Switchyard places each model on one GPU"
+                ),
+            };
+        }
+        let foreign: u64 = self.gpus.iter().map(|g| g.foreign).sum();
+        if foreign > OFFLOAD_FOREIGN_TOLERANCE {
+            return Plan::Refuse {
+                reason: format!(
+                    "{why}; other processes use {} of the GPU and Ollama sizes an offload without counting them, so the \
+                     load would run the GPU out of memory",
+                    Bytes(foreign)
+                ),
+            };
+        }
         let mut waitable = false;
         for gpu in &self.gpus {
             let residents: Vec<&Entry> =
@@ -396,32 +456,20 @@ impl Ledger {
                 Plan::Evict { gpu: gpu.index, victims, offload: true }
             };
         }
-        let why = format!(
-            "{name} needs {} but the largest GPU budget is {}, so it can only run partly offloaded, alone on a GPU",
-            Bytes(need),
-            Bytes(largest_budget)
-        );
         if waitable {
             Plan::Wait { reason: format!("{why}; waiting for busy models to finish") }
         } else {
-            Plan::Refuse { reason: format!("{why}, and pinned models occupy every GPU") }
+            Plan::Refuse { reason: format!("{why}, and pinned models occupy the GPU") }
         }
     }
 
-    /// No plan: wait when busy or unloading models would make room, refuse when only pinned ones would.
+    /// No plan: wait when busy or unloading models would make room, refuse when only pinned ones or other
+    /// processes are in the way.
     fn blocked(&self, name: &ModelName, need: u64) -> Plan {
-        for gpu in &self.gpus {
-            let releasable: u64 = self
-                .entries
-                .values()
-                .filter(|e| !e.pinned)
-                .filter_map(|e| e.residency.held())
-                .filter(|(g, _)| *g == gpu.index)
-                .map(|(_, b)| b)
-                .sum();
-            if self.fits(gpu, need, releasable) {
-                return Plan::Wait { reason: format!("waiting for busy models to finish before loading {name}") };
-            }
+        let releasable: Vec<&Entry> =
+            self.entries.values().filter(|e| !e.pinned && e.residency.held().is_some()).collect();
+        if self.admissible(need, &releasable).is_some() {
+            return Plan::Wait { reason: format!("waiting for busy models to finish before loading {name}") };
         }
         let pinned: Vec<String> = self
             .entries
@@ -430,10 +478,14 @@ impl Ledger {
             .map(|e| e.name.to_string())
             .collect();
         let foreign: u64 = self.gpus.iter().map(|g| g.foreign).sum();
+        let target = self
+            .ollama_placement(need, &releasable)
+            .map(|g| format!(" Ollama would place it on GPU {g} (the most free memory by its own count, which ignores other processes)."))
+            .unwrap_or_default();
         Plan::Refuse {
             reason: format!(
-                "{name} needs {}; pinned models ({}) and other processes ({}) leave too little room. Unpin a model, \
-                 raise vram.limit, or free GPU memory",
+                "{name} needs {}; pinned models ({}) and other processes ({}) leave too little room.{target} Unpin a \
+                 model, raise vram.limit, or free GPU memory",
                 Bytes(need),
                 if pinned.is_empty() { "none".to_string() } else { pinned.join(", ") },
                 Bytes(foreign)
@@ -498,11 +550,11 @@ impl Ledger {
 
     /// An unload finished (confirmed by `/api/ps`, or failed: then the model is read back from the next poll).
     pub fn finish_unload(&mut self, name: &ModelName) {
-        if let Some(entry) = self.entries.get_mut(name) {
-            if matches!(entry.residency, Residency::Unloading { .. }) {
-                entry.residency = Residency::Absent;
-                entry.expires_at = None;
-            }
+        if let Some(entry) = self.entries.get_mut(name)
+            && matches!(entry.residency, Residency::Unloading { .. })
+        {
+            entry.residency = Residency::Absent;
+            entry.expires_at = None;
         }
     }
 
@@ -804,6 +856,21 @@ mod tests {
         );
         l.pin(&name("small"), 3 * GIB).unwrap();
         assert!(matches!(l.plan(&name("big"), 45 * GIB, now), Plan::Refuse { .. }));
+    }
+
+    #[test]
+    fn offload_is_refused_on_several_gpus_and_beside_foreign_memory() {
+        let now = Instant::now();
+        let l = Ledger::new(config(Strategy::Lru), vec![gpu(0, 24 * GIB), gpu(1, 24 * GIB)]);
+        assert!(
+            matches!(l.plan(&name("big"), 45 * GIB, now), Plan::Refuse { reason } if reason.contains("several GPUs"))
+        );
+        let mut busy_gpu = gpu(0, 24 * GIB);
+        busy_gpu.foreign = GIB;
+        let l = Ledger::new(config(Strategy::Lru), vec![busy_gpu]);
+        assert!(
+            matches!(l.plan(&name("big"), 45 * GIB, now), Plan::Refuse { reason } if reason.contains("other processes"))
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod manager;
 pub mod metrics;
 
 pub use events::{NoopSink, VramEventSink};
-pub use manager::{AdminOp, Lease, ManagerOptions, VramManager};
+pub use manager::{AdminOp, Lease, ManagerIo, ManagerOptions, VramManager};
 pub use metrics::VramMetrics;
 pub use probe::GpuProbe;
 pub mod view;

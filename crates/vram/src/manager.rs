@@ -137,6 +137,16 @@ impl ManagerOptions {
     }
 }
 
+/// What the manager talks to: Ollama, a GPU probe, the model catalog, and where it reports.
+pub struct ManagerIo {
+    pub client: OllamaClient,
+    pub probe: Arc<dyn GpuProbe>,
+    /// The models it may load, with their sizes (updated later with `set_catalog`).
+    pub catalog: Arc<Catalog>,
+    pub sink: Arc<dyn VramEventSink>,
+    pub metrics: Option<VramMetrics>,
+}
+
 /// A handle on the manager. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct VramManager {
@@ -151,14 +161,11 @@ impl VramManager {
     /// and stopped by `shutdown`). Pins and the preload list are loaded right away.
     pub async fn start(
         options: ManagerOptions,
-        client: OllamaClient,
-        probe: Arc<dyn GpuProbe>,
-        catalog: Arc<Catalog>,
-        sink: Arc<dyn VramEventSink>,
-        metrics: Option<VramMetrics>,
+        io: ManagerIo,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Self, VramError> {
+        let ManagerIo { client, probe, catalog, sink, metrics } = io;
         // Ollama may be down at start: begin with what can be read and let the polls fill in the rest.
         let mut warnings = options.warnings.clone();
         let ps = match client.ps().await {
@@ -418,6 +425,8 @@ impl Actor {
         };
         // Behind an earlier waiter for the same model: keep the order (and its single load).
         if queued > 0 {
+            let mut waiter = waiter;
+            waiter.cold = true;
             self.pending.push_back(waiter);
             return;
         }
@@ -536,6 +545,8 @@ impl Actor {
                     Some(crate::ledger::Residency::Loaded { .. })
                 )
             {
+                let mut waiter = waiter;
+                waiter.cold = true;
                 self.pending.push_back(waiter);
                 continue;
             }

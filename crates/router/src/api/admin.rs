@@ -3,12 +3,13 @@
 
 use crate::classify::{ClassifyInput, Role, Turn};
 use crate::error::{OllamaError, RouterError};
+use crate::jobs::{self, JobRequest};
 use crate::request::{Target, parse_object, parse_target};
 use crate::score::{ScoreContext, ScoreRequest, score};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -302,4 +303,22 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let ollama_ok = problems.iter().all(|p| !p.starts_with("Ollama"));
     let status = if ollama_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(json!({ "ready": ollama_ok, "problems": problems }))).into_response()
+}
+
+/// `POST /admin/profile`: starts a profiling job; 202 with its id, 409 while another runs.
+pub async fn start_profile(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, OllamaError> {
+    let bytes = super::read_body(&headers, body, 64 * 1024).await?;
+    let request: JobRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        JobRequest::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| RouterError::bad(format!("invalid profile request: {e}"), None))?
+    };
+    let status = jobs::start(&state, request)?;
+    let id = status.id.clone();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status_url": format!("/admin/profile/{id}"), "state": status.state }))).into_response())
+}
+
+/// `GET /admin/profile/{id}`: a job's progress.
+pub async fn profile_status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<jobs::JobStatus>, OllamaError> {
+    state.jobs.status(&id).map(Json).ok_or_else(|| RouterError::NotFound(format!("no profiling job {id}")).into())
 }

@@ -464,6 +464,34 @@ mod tests {
         assert!(matches!(&err, ClassifyError::Embed { source, .. } if source.is_connectivity()), "{err}");
     }
 
+    #[tokio::test]
+    async fn classifies_through_the_simulators_embedding_model() {
+        let sim = switchyard_sim::spawn(switchyard_sim::SimOptions::default()).await.unwrap();
+        let examples = bundled_examples().unwrap();
+        let model = "nomic-embed-text:latest";
+        let knn = EmbeddingClassifier::build(HttpClient::default(), &sim.url(), model, &examples).await.unwrap();
+        assert_eq!(knn.len(), examples.len());
+        assert_eq!(knn.dimensions(), 768);
+        let rules = RuleClassifier::new();
+
+        let turns = [Turn { role: Role::User, text: "Write a haiku about autumn leaves.", images: 0 }];
+        let c = knn.classify(&input(&turns), &rules).await;
+        assert_eq!(c.category, Category::Creative);
+        assert!(c.confidence > 0.5);
+
+        // The held-out prompts: nearest examples where one is close, the rules elsewhere.
+        let holdout = parse_examples(include_str!("../../data/classifier-holdout.jsonl")).unwrap();
+        let mut correct = 0;
+        for (category, text) in &holdout {
+            let turns = [Turn { role: Role::User, text, images: 0 }];
+            correct += usize::from(knn.classify(&input(&turns), &rules).await.category == *category);
+        }
+        let accuracy = correct as f64 / holdout.len() as f64;
+        println!("embedding classifier (simulated nomic-embed-text) on the held-out set: {correct}/{}", holdout.len());
+        assert!(accuracy >= 0.75, "{accuracy:.3}");
+        sim.shutdown().await;
+    }
+
     #[test]
     fn the_bundled_prompt_set_parses() {
         let examples = bundled_examples().unwrap();

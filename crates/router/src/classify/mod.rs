@@ -3,8 +3,9 @@
 //!
 //! The [`RuleClassifier`] runs on every routed request and takes microseconds: whole-word cue matching through one
 //! Aho-Corasick automaton built once per process, plus a structural scan for code, stack traces, equations and
-//! pasted tables. Each turn is scanned within a fixed byte budget (its head and its tail), so a huge prompt costs no
-//! more than a long one. The last user turn weighs most; earlier turns and the system prompt add context.
+//! pasted tables. Only the head and tail of each turn are scanned, and the other turns share a fixed byte budget,
+//! so a huge prompt or a long conversation costs no more than a long message. The last user turn weighs most;
+//! earlier turns and the system prompt add capped context, and greetings around a task are treated as politeness.
 //!
 //! The optional [`EmbeddingClassifier`] classifies by nearest labelled examples through an Ollama embedding model,
 //! and falls back to the rules whenever it cannot answer with confidence.
@@ -139,6 +140,8 @@ const CONTEXT_HEAD: usize = 512;
 const CONTEXT_TAIL: usize = 256;
 /// Bytes scanned over all other turns together, most recent first; older turns beyond it are not read.
 const CONTEXT_BUDGET: usize = 6144;
+/// Most votes a category can get from the turns other than the last user turn.
+const CONTEXT_CAP: f32 = 2.5;
 /// Beyond this length a turn's small-talk cues count less and less.
 const CHAT_BYTES: f32 = 300.0;
 /// Task votes at which a turn's small-talk cues count half.
@@ -154,7 +157,7 @@ const TEMPERATURE: f32 = 1.5;
 
 /// The rule-based classifier: cue words and phrases on word boundaries, plus the shape of the text.
 ///
-/// Cheap to create and to copy; the compiled cue table is shared by the whole process.
+/// Cheap to copy; the compiled cue table is shared by the whole process.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RuleClassifier {
     /// Reserved for per-instance settings; keeps construction explicit.
@@ -162,8 +165,10 @@ pub struct RuleClassifier {
 }
 
 impl RuleClassifier {
-    /// A classifier over the built-in cue table.
+    /// A classifier over the built-in cue table. The first call in a process compiles the table (a few
+    /// milliseconds), so construct one at start-up rather than on the first request.
     pub fn new() -> Self {
+        rules::prepare();
         Self { _private: () }
     }
 
@@ -180,37 +185,47 @@ impl RuleClassifier {
         Classification { category, confidence, needs: Needs::of(input, category), scores }
     }
 
-    /// Weighted votes of every turn, before the baseline and biases.
+    /// Votes of the conversation, before the baseline and biases: the last user turn's own votes plus the
+    /// weighted mean of the other turns' votes, capped so that no history outvotes a clear request.
     fn votes(&self, input: &ClassifyInput<'_>) -> Votes {
         let turns = input.turns;
         let focus = turns.iter().rposition(|t| t.role == Role::User).or(turns.len().checked_sub(1));
         let mut totals = [0.0f32; 7];
+        let mut context = [0.0f32; 7];
+        let mut context_weight = 0.0f32;
         let mut earlier_users = 0;
         let mut budget = CONTEXT_BUDGET;
         for (i, turn) in turns.iter().enumerate().rev() {
-            let window = if Some(i) == focus {
-                Window { head: FOCUS_HEAD, tail: FOCUS_TAIL }
-            } else if budget == 0 {
+            if Some(i) == focus {
+                let votes = turn_votes(turn.text, Window { head: FOCUS_HEAD, tail: FOCUS_TAIL });
+                for (t, v) in totals.iter_mut().zip(votes) {
+                    *t += saturate(v);
+                }
                 continue;
-            } else {
-                let want = turn.text.len().min(CONTEXT_HEAD + CONTEXT_TAIL).min(budget);
-                budget -= want;
-                Window { head: want - want / 3, tail: want / 3 }
-            };
-            let weight = match (Some(i) == focus, turn.role) {
-                (true, _) => 1.0,
-                (false, Role::User) => {
+            }
+            if budget == 0 {
+                break;
+            }
+            let want = turn.text.len().min(CONTEXT_HEAD + CONTEXT_TAIL).min(budget);
+            budget -= want;
+            let weight = match turn.role {
+                Role::User => {
                     earlier_users += 1;
                     0.45 * 0.7f32.powi(earlier_users - 1)
                 }
-                (false, Role::System) => 0.3,
-                (false, Role::Assistant) => 0.15,
-                (false, Role::Tool) => 0.1,
+                Role::System => 0.3,
+                Role::Assistant => 0.15,
+                Role::Tool => 0.1,
             };
-            let votes = turn_votes(turn.text, window);
-            for (t, v) in totals.iter_mut().zip(votes) {
-                *t += weight * saturate(v);
+            let votes = turn_votes(turn.text, Window { head: want - want / 3, tail: want / 3 });
+            for (c, v) in context.iter_mut().zip(votes) {
+                *c += weight * saturate(v);
             }
+            context_weight += weight;
+        }
+        let norm = context_weight.max(1.0);
+        for (t, c) in totals.iter_mut().zip(context) {
+            *t += (c / norm).min(CONTEXT_CAP);
         }
         totals
     }
@@ -226,27 +241,30 @@ struct Window {
 /// Votes of one turn's text, scanning at most its window.
 fn turn_votes(text: &str, window: Window) -> Votes {
     let bytes = text.as_bytes();
-    let mut votes = [0.0f32; 7];
+    let mut raw = [0.0f32; 8];
     let mut shape = Shape::default();
     if bytes.len() <= window.head + window.tail {
-        rules::vote_cues(bytes, &mut votes);
+        rules::vote_cues(bytes, &mut raw);
         rules::scan_shape(bytes, &mut shape);
     } else {
         let head = &bytes[..window.head];
         let tail = &bytes[bytes.len() - window.tail..];
-        rules::vote_cues(head, &mut votes);
-        rules::vote_cues(tail, &mut votes);
+        rules::vote_cues(head, &mut raw);
+        rules::vote_cues(tail, &mut raw);
         rules::scan_shape(head, &mut shape);
         rules::scan_shape(tail, &mut shape);
     }
-    rules::vote_shape(&shape, &mut votes);
-    // Greetings and thanks around a task are politeness ("Hi! Can you fix this error? Thanks"), and inside a
-    // pasted document ("Hi all, thanks for the call") they say nothing about the request: small talk counts in
-    // full only when it is short and alone.
-    let task = votes.iter().enumerate().filter(|(i, _)| *i != Category::General.index()).map(|(_, v)| *v);
-    let task = task.fold(0.0f32, f32::max);
+    rules::vote_shape(&shape, &mut raw);
+    let general = Category::General.index();
+    let task = (0..7).filter(|i| *i != general).map(|i| raw[i]).fold(0.0f32, f32::max);
+    // Small talk is short: inside a pasted document ("Hi all, thanks for the call") its cues say little.
     let length = (CHAT_BYTES / bytes.len().max(1) as f32).clamp(0.3, 1.0);
-    votes[Category::General.index()] *= length / (1.0 + task / POLITENESS);
+    // Advice and small-talk cues compete with task cues; courtesy ("Hi! ... Thanks!") around a task is politeness
+    // and fades quickly once the turn asks for something.
+    let courtesy = raw[rules::COURTESY_SLOT] / (1.0 + task * task / 2.0);
+    let mut votes = [0.0f32; 7];
+    votes.copy_from_slice(&raw[..7]);
+    votes[general] = length * (raw[general] / (1.0 + task / POLITENESS) + courtesy);
     votes
 }
 
@@ -297,8 +315,8 @@ mod tests {
         classify_turns(&[user(text)]).category
     }
 
-    fn cue_votes(text: &str) -> Votes {
-        let mut votes = [0.0; 7];
+    fn cue_votes(text: &str) -> rules::TurnVotes {
+        let mut votes = [0.0; 8];
         rules::vote_cues(text.as_bytes(), &mut votes);
         votes
     }

@@ -3,13 +3,19 @@
 //! Everything here works on bytes of one text and adds votes into a per-category array; how turns are windowed
 //! and weighted is the caller's business. The cue automaton is built once per process.
 
-use super::lexicon::CUES;
+use super::lexicon::{COURTESY, CUES};
 use aho_corasick::{AhoCorasick, Input, MatchKind};
 use std::sync::LazyLock;
 use switchyard_core::Category;
 
 /// Votes per category, indexed like [`Category::ALL`].
 pub(super) type Votes = [f32; 7];
+
+/// Votes of one text: the seven categories, then courtesy at [`COURTESY_SLOT`].
+pub(super) type TurnVotes = [f32; 8];
+
+/// Index of the courtesy votes in [`TurnVotes`].
+pub(super) const COURTESY_SLOT: usize = 7;
 
 /// How a pattern's edges must sit in the text.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +35,7 @@ struct Lexicon {
     /// Per pattern id: its boundary rules.
     edges: Vec<Edges>,
     /// Per pattern id: the votes one occurrence adds.
-    weights: Vec<Votes>,
+    weights: Vec<TurnVotes>,
 }
 
 /// The lexicon, compiled on first use. `None` only if the automaton could not be built, which the unit tests rule
@@ -40,8 +46,10 @@ impl Lexicon {
     fn build() -> Option<Lexicon> {
         let mut patterns: Vec<String> = Vec::with_capacity(CUES.len());
         let mut edges = Vec::with_capacity(CUES.len());
-        let mut weights: Vec<Votes> = Vec::with_capacity(CUES.len());
-        for &(spec, category, weight) in CUES {
+        let mut weights: Vec<TurnVotes> = Vec::with_capacity(CUES.len() + COURTESY.len());
+        let cues = CUES.iter().map(|&(spec, category, weight)| (spec, category.index(), weight));
+        let courtesy = COURTESY.iter().map(|&(spec, weight)| (spec, COURTESY_SLOT, weight));
+        for (spec, slot, weight) in cues.chain(courtesy) {
             let (pattern, edge) = parse_spec(spec);
             let pattern = pattern.to_ascii_lowercase();
             let id = match patterns.iter().position(|p| *p == pattern) {
@@ -49,11 +57,11 @@ impl Lexicon {
                 None => {
                     patterns.push(pattern);
                     edges.push(edge);
-                    weights.push([0.0; 7]);
+                    weights.push([0.0; 8]);
                     patterns.len() - 1
                 }
             };
-            weights[id][category.index()] += weight;
+            weights[id][slot] += weight;
         }
         let automaton = AhoCorasick::builder()
             .ascii_case_insensitive(true)
@@ -66,7 +74,7 @@ impl Lexicon {
 
     /// Adds the votes of every cue found in `hay`, honouring word boundaries. A cue seen again in the same text
     /// adds `REPEAT_WEIGHT` of its weight: ten mentions of "api" in a pasted log are not ten times the evidence.
-    fn vote(&self, hay: &[u8], votes: &mut Votes) {
+    fn vote(&self, hay: &[u8], votes: &mut TurnVotes) {
         let mut seen = Seen::default();
         let mut pos = 0;
         while pos < hay.len() {
@@ -198,10 +206,15 @@ pub(super) struct Shape {
 }
 
 /// Adds the cue votes of `hay` into `votes`.
-pub(super) fn vote_cues(hay: &[u8], votes: &mut Votes) {
+pub(super) fn vote_cues(hay: &[u8], votes: &mut TurnVotes) {
     if let Some(lexicon) = LEXICON.as_ref() {
         lexicon.vote(hay, votes);
     }
+}
+
+/// Compiles the cue table now if it is not yet compiled.
+pub(super) fn prepare() {
+    LazyLock::force(&LEXICON);
 }
 
 /// True when the cue automaton compiled (it always should; checked by the tests).
@@ -307,9 +320,9 @@ fn scan_line(line: &[u8], shape: &mut Shape) {
         shape.code_lines += 1;
     }
     shape.json_pairs += memchr::memmem::find_iter(trimmed, b"\":").count() as u32;
-    if first == b'|' && last == b'|' {
-        shape.table_lines += 1;
-    } else if !code_end && count(trimmed, b',') >= 2 && !contains(trimmed, b", ") {
+    let markdown_row = first == b'|' && last == b'|';
+    let csv_row = !code_end && count(trimmed, b',') >= 2 && !contains(trimmed, b", ");
+    if markdown_row || csv_row {
         shape.table_lines += 1;
     }
 }
@@ -442,7 +455,7 @@ fn count(hay: &[u8], byte: u8) -> usize {
 }
 
 /// Turns a shape into votes.
-pub(super) fn vote_shape(shape: &Shape, votes: &mut Votes) {
+pub(super) fn vote_shape(shape: &Shape, votes: &mut TurnVotes) {
     let code = shape.code_lines as f32;
     votes[Category::Coding.index()] += 1.2 * code + 2.0 * shape.trace_lines as f32;
     let math = 1.5 * shape.arithmetic as f32 + 1.5 * shape.powers as f32 + 0.8 * shape.coefficients as f32;

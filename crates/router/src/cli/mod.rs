@@ -4,7 +4,7 @@
 
 mod client;
 mod demo;
-mod profile;
+pub mod profile;
 
 use crate::error::RouterError;
 use crate::server;

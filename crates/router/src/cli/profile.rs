@@ -160,11 +160,10 @@ impl ProgressSink for Bars {
 
 impl Bars {
     fn with_current(&self, f: impl FnOnce(&ProgressBar)) {
-        if let Ok(current) = self.current.lock() {
-            if let Some(bar) = current.as_ref() {
+        if let Ok(current) = self.current.lock()
+            && let Some(bar) = current.as_ref() {
                 f(bar);
             }
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Shared test harness: the simulator and the router, both in this process on port 0, with a SQLite store in a
 //! temporary directory, and a small HTTP client.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};

@@ -1,0 +1,288 @@
+//! The VRAM manager against the simulator: pins, the threshold, foreign memory, in-flight protection, single-flight
+//! loads, and a randomized workload that must never run the simulated GPU out of memory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::ModelName;
+use switchyard_core::catalog::Catalog;
+use switchyard_core::config::{Config, ProbeKind, Strategy as Eviction};
+use switchyard_core::http::HttpClient;
+use switchyard_core::ollama::OllamaClient;
+use switchyard_sim::{SimHandle, SimOptions};
+use switchyard_vram::ledger::Residency;
+use switchyard_vram::probe::SimProbe;
+use switchyard_vram::{AdminOp, ManagerIo, ManagerOptions, NoopSink, VramError, VramManager};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+struct World {
+    sim: SimHandle,
+    manager: VramManager,
+    client: OllamaClient,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+fn name(s: &str) -> ModelName {
+    ModelName::parse(s).unwrap()
+}
+
+async fn world(gpus: Vec<u64>, tweak: impl FnOnce(&mut Config)) -> World {
+    let sim = switchyard_sim::spawn(SimOptions { gpus: gpus.clone(), ..SimOptions::default() }).await.unwrap();
+    let mut config = Config::default();
+    config.ollama.url = sim.url();
+    config.vram.probe = ProbeKind::Sim;
+    config.vram.poll_interval_ms = 50;
+    config.vram.admission_wait_ms = 2_000;
+    tweak(&mut config);
+    let config = Arc::new(config);
+    let client = OllamaClient::new(HttpClient::default(), sim.url());
+    let catalog = Arc::new(Catalog::fetch(&client, &Catalog::default()).await.unwrap());
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let options = ManagerOptions::from_config(Arc::clone(&config), gpus.len());
+    let io = ManagerIo {
+        client: client.clone(),
+        probe: Arc::new(SimProbe::new(client.clone())),
+        catalog,
+        sink: Arc::new(NoopSink),
+        metrics: None,
+    };
+    let manager = VramManager::start(options, io, shutdown.clone(), &tracker).await.unwrap();
+    World { sim, manager, client, shutdown, tracker }
+}
+
+impl World {
+    async fn counters(&self) -> Value {
+        self.client.http().get_json::<Value>(&self.client.url("/sim/gpu"), Duration::from_secs(5)).await.unwrap()["counters"].clone()
+    }
+
+    async fn loaded(&self) -> Vec<String> {
+        let ps = self.client.ps().await.unwrap();
+        ps.models.into_iter().map(|m| m.name).collect()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.sim.shutdown().await;
+    }
+}
+
+async fn post(client: &OllamaClient, path: &str, body: Value) -> Value {
+    client.http().post_json(&client.url(path), &body, Duration::from_secs(10)).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_pinned_model_survives_any_pressure() {
+    let w = world(vec![16 * GIB], |_| {}).await;
+    let pinned = name("llama3.2:3b");
+    w.manager.admin(AdminOp::Pin, &pinned).await.unwrap();
+    // Cycle every other chat model through the GPU; each needs room.
+    for _ in 0..2 {
+        for m in ["llama3.1:8b", "qwen2.5-coder:7b", "deepseek-r1:14b", "llava:7b"] {
+            let lease = w.manager.acquire(&name(m)).await.unwrap();
+            drop(lease);
+            assert!(w.loaded().await.contains(&"llama3.2:3b".to_string()), "pinned model evicted while loading {m}");
+        }
+    }
+    // Even a model too large for the GPU cannot push it out: it is refused instead.
+    let err = w.manager.acquire(&name("llama3.3:70b")).await.unwrap_err();
+    assert!(matches!(err, VramError::Busy { .. }), "{err}");
+    assert!(w.loaded().await.contains(&"llama3.2:3b".to_string()));
+    assert_eq!(w.counters().await["oom_events"], 0);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_pinned_model_that_ollama_drops_is_loaded_again() {
+    let w = world(vec![24 * GIB], |_| {}).await;
+    let pinned = name("llama3.2:3b");
+    w.manager.admin(AdminOp::Pin, &pinned).await.unwrap();
+    // Someone unloads it behind Switchyard's back.
+    post(&w.client, "/api/generate", json!({"model": "llama3.2:3b", "keep_alive": 0})).await;
+    let mut back = false;
+    for _ in 0..200 {
+        w.manager.refresh().await.unwrap();
+        if w.loaded().await.contains(&"llama3.2:3b".to_string())
+            && w.manager.ledger().entry(&pinned).is_some_and(|e| e.pinned)
+        {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(back, "the pin was not re-applied");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn pins_alone_over_the_budget_are_refused() {
+    let w = world(vec![16 * GIB], |_| {}).await;
+    w.manager.admin(AdminOp::Pin, &name("deepseek-r1:14b")).await.unwrap();
+    let err = w.manager.admin(AdminOp::Pin, &name("llava:7b")).await.unwrap_err();
+    assert!(matches!(err, VramError::PinRefused { .. }), "{err}");
+    assert!(err.to_string().contains("unpin one first"), "{err}");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn the_threshold_unloads_idle_models_down_to_it() {
+    let w = world(vec![24 * GIB], |c| {
+        c.vram.unload_threshold_pct = 50.0;
+        c.vram.max_loaded_models = 6;
+    })
+    .await;
+    for m in ["llama3.2:3b", "qwen2.5-coder:7b", "llama3.1:8b"] {
+        drop(w.manager.acquire(&name(m)).await.unwrap());
+    }
+    // 2.9 + 5.45 + 6.05 GB is over half of the budget: idle models go until it is under.
+    let mut under = false;
+    for _ in 0..200 {
+        w.manager.refresh().await.unwrap();
+        let ledger = w.manager.ledger();
+        let committed = ledger.committed(0) as f64;
+        let limit = ledger.budget(0) as f64 * 0.5;
+        if committed <= limit {
+            under = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(under, "still over the threshold: {:?}", w.loaded().await);
+    assert!(!w.loaded().await.is_empty(), "the most recently used model stays");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn foreign_memory_is_respected() {
+    let w = world(vec![16 * GIB], |_| {}).await;
+    // Another process takes 10 GiB; Ollama's scheduler does not count it, Switchyard does.
+    post(&w.client, "/sim/faults", json!({"foreign_vram": {"gpu": 0, "bytes": 10 * GIB}})).await;
+    w.manager.refresh().await.unwrap();
+    assert!(w.manager.ledger().gpus()[0].foreign >= 10 * GIB);
+    drop(w.manager.acquire(&name("llama3.2:3b")).await.unwrap());
+    let err = w.manager.acquire(&name("deepseek-r1:14b")).await.unwrap_err();
+    assert!(matches!(err, VramError::Busy { .. }), "{err}");
+    // Straight to the simulator, the same load runs the GPU out of memory.
+    let direct = w
+        .client
+        .http()
+        .post_json::<_, Value>(
+            &w.client.url("/api/generate"),
+            &json!({"model": "deepseek-r1:14b"}),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(direct.is_err());
+    let counters = w.counters().await;
+    assert_eq!(counters["oom_events"], 1, "only the direct load may OOM: {counters}");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_with_requests_in_flight_is_never_unloaded() {
+    let w = world(vec![16 * GIB], |c| c.vram.admission_wait_ms = 300).await;
+    let held = w.manager.acquire(&name("deepseek-r1:14b")).await.unwrap();
+    // llava needs the room the busy model holds: it waits, then gives up, and the busy model stays.
+    let err = w.manager.acquire(&name("llava:7b")).await.unwrap_err();
+    assert!(matches!(err, VramError::Busy { .. }), "{err}");
+    assert!(w.loaded().await.contains(&"deepseek-r1:14b".to_string()));
+    // Admin unload of a busy model is refused too.
+    assert!(w.manager.admin(AdminOp::Unload, &name("deepseek-r1:14b")).await.is_err());
+    drop(held);
+    // Released: now llava gets its room.
+    drop(w.manager.acquire(&name("llava:7b")).await.unwrap());
+    assert!(!w.loaded().await.contains(&"deepseek-r1:14b".to_string()));
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_for_a_cold_model_share_one_load() {
+    let w = world(vec![24 * GIB], |_| {}).await;
+    let before = w.counters().await["loads"].as_u64().unwrap();
+    let model = name("llama3.1:8b");
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let m = w.manager.clone();
+        let model = model.clone();
+        tasks.push(tokio::spawn(async move { m.acquire(&model).await.map(|l| l.cold) }));
+    }
+    let mut cold = 0;
+    for t in tasks {
+        cold += u32::from(t.await.unwrap().unwrap());
+    }
+    assert_eq!(cold, 16, "every request waited for the one load");
+    assert_eq!(w.counters().await["loads"].as_u64().unwrap() - before, 1, "single flight");
+    let entry = w.manager.ledger().entry(&model).cloned().unwrap();
+    assert!(matches!(entry.residency, Residency::Loaded { .. }));
+    assert_eq!(entry.in_flight, 0);
+    assert_eq!(entry.uses, 16);
+    w.stop().await;
+}
+
+const CHAT_MODELS: [&str; 6] =
+    ["llama3.2:3b", "llama3.1:8b", "qwen2.5-coder:7b", "deepseek-r1:14b", "llava:7b", "llama3.3:70b"];
+
+/// GPU sizes, strategy index, (model index, hold) requests, and foreign bytes on GPU 0.
+type Workload = (Vec<u64>, u8, Vec<(usize, u8)>, Option<u64>);
+
+fn workload() -> impl Strategy<Value = Workload> {
+    (
+        prop_oneof![Just(vec![8 * GIB]), Just(vec![16 * GIB]), Just(vec![24 * GIB]), Just(vec![12 * GIB, 12 * GIB])],
+        0u8..4,
+        prop::collection::vec((0usize..CHAT_MODELS.len(), 0u8..4), 5..40),
+        prop::option::of(0u64..6 * GIB),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, .. ProptestConfig::default() })]
+
+    /// Whatever the request sequence, fleet share and foreign usage, admission never makes the GPU run out of memory.
+    #[test]
+    fn random_workloads_never_oom((gpus, strategy, requests, foreign) in workload()) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let strategy = [Eviction::Lru, Eviction::Largest, Eviction::Lfu, Eviction::Cost][strategy as usize];
+            let w = world(gpus, |c| {
+                c.vram.strategy = strategy;
+                c.vram.admission_wait_ms = 500;
+            }).await;
+            if let Some(bytes) = foreign {
+                post(&w.client, "/sim/faults", json!({"foreign_vram": {"gpu": 0, "bytes": bytes}})).await;
+                w.manager.refresh().await.unwrap();
+            }
+            // Requests in waves of up to four concurrent leases.
+            for wave in requests.chunks(4) {
+                let mut tasks = Vec::new();
+                for (model, hold) in wave {
+                    let m = w.manager.clone();
+                    let model = name(CHAT_MODELS[*model]);
+                    let hold = Duration::from_millis(u64::from(*hold) * 5);
+                    tasks.push(tokio::spawn(async move {
+                        match m.acquire(&model).await {
+                            Ok(lease) => { tokio::time::sleep(hold).await; drop(lease); Ok(()) }
+                            Err(VramError::Busy { .. } | VramError::QueueFull { .. }) => Ok(()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }));
+                }
+                for t in tasks {
+                    let outcome = t.await.unwrap();
+                    assert!(outcome.is_ok(), "unexpected admission error: {outcome:?}");
+                }
+            }
+            let counters = w.counters().await;
+            assert_eq!(counters["oom_events"], 0, "OOM with {strategy:?}: {counters}");
+            w.stop().await;
+        });
+    }
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The one test command. On a fresh machine it sets up what is missing (Debian's postgresql, a Python virtual
+# environment with the official ollama and openai client libraries), starts a throwaway Postgres server, and runs
+# every test: the Rust workspace on SQLite and Postgres, the Python client tests against the real binaries, and the
+# deploy file validators.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Postgres (throwaway server)"
+eval "$(scripts/postgres-throwaway.sh start)"
+trap 'scripts/postgres-throwaway.sh stop "$SY_PG_DIR"' EXIT
+export SY_TEST_POSTGRES_URL SY_REQUIRE_POSTGRES=1
+echo "using $SY_TEST_POSTGRES_URL"
+
+step "Python client libraries (.venv)"
+if ! python3 -m venv --help >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv; else sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv; fi
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+
+step "Build"
+cargo build --workspace --bins --locked
+
+step "Rust tests (SQLite and Postgres)"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+else
+    cargo test --workspace --locked --no-fail-fast
+fi
+
+step "Python client tests (official ollama and openai libraries)"
+SWITCHYARD_BIN="$PWD/target/debug/switchyard" SWITCHYARD_SIM_BIN="$PWD/target/debug/switchyard-sim" \
+    .venv/bin/python -m pytest -q tests/python
+
+if [ -x scripts/validate-deploy.sh ]; then
+    step "Deploy files"
+    scripts/validate-deploy.sh
+fi
+
+step "All tests passed"

@@ -1,0 +1,95 @@
+"""Shared fixtures for the Python client tests.
+
+The tests drive Switchyard's servers with the official `ollama` and `openai` Python libraries, unchanged. Nothing
+is built here: the simulator binary is taken from `$SWITCHYARD_SIM_BIN`, else `$CARGO_TARGET_DIR/debug/`, else
+`target/debug/` of the repository (run `cargo build -p switchyard-sim` first).
+
+Fixtures:
+- `start_sim(*args)`: starts a simulator on a free port (time scale 0 unless `args` say otherwise) and returns its
+  base URL; every simulator started is stopped when the test ends.
+- `sim_url`: the base URL of a fresh simulator with the default options.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ANNOUNCEMENT = "switchyard-sim listening on "
+START_TIMEOUT_S = 30.0
+
+
+def binary(env_var: str, name: str) -> Path:
+    """The path of a built binary: `$env_var`, else the cargo target directory's debug build."""
+    explicit = os.environ.get(env_var)
+    if explicit:
+        path = Path(explicit)
+    else:
+        target = Path(os.environ.get("CARGO_TARGET_DIR", REPO_ROOT / "target"))
+        path = target / "debug" / name
+    if not path.is_file():
+        pytest.fail(f"{path} does not exist: run `cargo build` first or set ${env_var}")
+    return path
+
+
+def start_server(command: list[str], announcement: str) -> tuple[subprocess.Popen, str]:
+    """Starts a server that prints `<announcement><url>` as its first stdout line; returns it and the URL."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        first = lines.get(timeout=START_TIMEOUT_S)
+    except queue.Empty:
+        stop_server(proc)
+        pytest.fail(f"{command[0]} did not announce its address within {START_TIMEOUT_S} s")
+    if not first.startswith(announcement):
+        stop_server(proc)
+        pytest.fail(f"{command[0]} printed {first!r} instead of its address")
+    return proc, first[len(announcement):].strip()
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stops a server started by `start_server`: SIGTERM, then SIGKILL if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@pytest.fixture
+def start_sim() -> Iterator[Callable[..., str]]:
+    """Starts simulators on demand; stops them all at the end of the test."""
+    started: list[subprocess.Popen] = []
+    sim = binary("SWITCHYARD_SIM_BIN", "switchyard-sim")
+
+    def start(*args: str) -> str:
+        extra = list(args)
+        if "--time-scale" not in extra:
+            extra += ["--time-scale", "0"]
+        proc, url = start_server([str(sim), "--listen", "127.0.0.1:0", *extra], ANNOUNCEMENT)
+        started.append(proc)
+        return url
+
+    yield start
+    for proc in started:
+        stop_server(proc)
+
+
+@pytest.fixture
+def sim_url(start_sim: Callable[..., str]) -> str:
+    """A fresh simulator with the default options (one 24 GiB GPU, the built-in fleet, time scale 0)."""
+    return start_sim()
