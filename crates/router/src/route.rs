@@ -72,7 +72,8 @@ fn decide(
         .map(|(m, _)| m)
         .collect();
     let c = &prepared.classification;
-    let prompt_tokens = c.needs.context_tokens.saturating_sub(prepared.max_output_tokens.unwrap_or(0)).max(1);
+    let output = prepared.max_output_tokens.unwrap_or_else(|| crate::classify::expected_output_tokens(c.category));
+    let prompt_tokens = c.needs.context_tokens.saturating_sub(output).max(1);
     let req = ScoreRequest {
         category: c.category,
         needs: &c.needs,

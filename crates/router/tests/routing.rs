@@ -1,0 +1,180 @@
+//! `auto` routing with seeded profiles: the router picks the model the utility formula says for each category and
+//! each quality preference, and prefers a loaded model when a cold one is only marginally better.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Harness, start_with};
+use serde_json::{Value, json};
+use switchyard::classify::expected_output_tokens;
+use switchyard_core::Category;
+use switchyard_core::store::{ModelRecord, ScoreRecord, SqlStore, Store};
+use switchyard_core::text::estimate_tokens;
+use switchyard_sim::SimOptions;
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+/// (model, prefill tok/s, decode tok/s, load s, quality per category in Category::PROFILED order)
+const SEED: [(&str, f64, f64, f64, [f64; 6]); 6] = [
+    ("llama3.2:3b", 4200.0, 165.0, 1.6, [0.30, 0.25, 0.30, 0.45, 0.50, 0.45]),
+    ("llama3.1:8b", 2600.0, 112.0, 3.1, [0.50, 0.45, 0.50, 0.65, 0.70, 0.60]),
+    ("qwen2.5-coder:7b", 2800.0, 104.0, 2.9, [0.85, 0.55, 0.45, 0.40, 0.35, 0.70]),
+    ("deepseek-r1:14b", 1300.0, 52.0, 5.8, [0.60, 0.90, 0.85, 0.50, 0.45, 0.55]),
+    ("llama3.3:70b", 380.0, 17.0, 24.0, [0.80, 0.80, 0.88, 0.92, 0.90, 0.88]),
+    ("llava:7b", 1900.0, 96.0, 3.6, [0.20, 0.15, 0.25, 0.40, 0.40, 0.35]),
+];
+
+const N: u32 = 40;
+
+const PROMPTS: [(Category, &str); 6] = [
+    (Category::Coding, "Write a Python function that merges two sorted lists into one sorted list."),
+    (Category::Math, "Solve for x: 3x + 7 = 22. Show the steps."),
+    (Category::Reasoning, "If all bloops are razzies and all razzies are lazzies, are all bloops definitely lazzies? Explain the logic step by step."),
+    (Category::Factual, "What is the capital city of Australia?"),
+    (Category::Creative, "Write a short poem about autumn leaves falling on a quiet river."),
+    (Category::Extraction, "Extract the names and email addresses from this text as JSON: Contact Ana Lopez at ana@example.com or Bo Chen at bo@example.org."),
+];
+
+async fn seed(h: &Harness, quality: impl Fn(&str, usize) -> f64) {
+    let store = SqlStore::open(&h.router.state.config.database.resolved_url(), 1).await.unwrap();
+    let catalog = h.router.state.catalog.load_full();
+    for (name, prefill, decode, load, _) in SEED {
+        let spec = catalog.models.values().find(|s| s.name.as_str() == name).unwrap();
+        store
+            .upsert_model(&ModelRecord { name: name.into(), digest: spec.digest.clone(), load_seconds: Some(load), ..Default::default() })
+            .await
+            .unwrap();
+        for (i, c) in Category::PROFILED.iter().enumerate() {
+            let successes = (quality(name, i) * f64::from(N)).round() as u32;
+            store
+                .upsert_score(&ScoreRecord {
+                    model: name.into(),
+                    category: c.as_str().into(),
+                    digest: spec.digest.clone(),
+                    suite_version: "v1-test".into(),
+                    n: N,
+                    successes,
+                    mean: f64::from(successes) / f64::from(N),
+                    ci_low: 0.0,
+                    ci_high: 1.0,
+                    ttft_p50_ms: None,
+                    ttft_p95_ms: None,
+                    latency_p50_ms: None,
+                    latency_p95_ms: None,
+                    prefill_tps: Some(prefill),
+                    decode_tps: Some(decode),
+                    mean_output_tokens: Some(3.0),
+                    updated_at: 1,
+                })
+                .await
+                .unwrap();
+        }
+    }
+    h.router.state.reload_profiles().await.unwrap();
+}
+
+/// The utility formula of the routing design, computed independently: U = w*q + (1-w) * Lmin / L.
+fn oracle(category: Category, prompt: &str, w: f64, quality: impl Fn(&str, usize) -> f64, loaded: &[&str]) -> (String, f64) {
+    let prior = 0.4;
+    let k = 4.0;
+    let c = Category::PROFILED.iter().position(|p| *p == category).unwrap();
+    let prompt_tokens = estimate_tokens(prompt) as f64;
+    let out = expected_output_tokens(category) as f64;
+    let rows: Vec<(String, f64, f64)> = SEED
+        .iter()
+        .map(|(name, prefill, decode, load, _)| {
+            let successes = (quality(name, c) * f64::from(N)).round();
+            let q = (successes + prior * k) / (f64::from(N) + k);
+            let cold = if loaded.contains(name) { 0.0 } else { *load };
+            (name.to_string(), q, cold + prompt_tokens / prefill + out / decode)
+        })
+        .collect();
+    let fastest = rows.iter().map(|r| r.2).fold(f64::INFINITY, f64::min);
+    let mut scored: Vec<(String, f64)> = rows.into_iter().map(|(n, q, l)| (n, w * q + (1.0 - w) * fastest / l)).collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let margin = scored[0].1 - scored[1].1;
+    (scored[0].0.clone(), margin)
+}
+
+fn seeded_quality(name: &str, c: usize) -> f64 {
+    SEED.iter().find(|s| s.0 == name).unwrap().4[c]
+}
+
+async fn explain(h: &Harness, prompt: &str, w: f64) -> Value {
+    let q: String = prompt.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    let a = h.get(&format!("/admin/explain?prompt={q}&quality={w}")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    a.json()
+}
+
+#[tokio::test]
+async fn auto_picks_what_the_utility_says_for_each_category_and_preference() {
+    let h = start_with(SimOptions { gpus: vec![80 * GIB], ..SimOptions::default() }, |_| {}).await;
+    seed(&h, seeded_quality).await;
+    let mut checked = 0;
+    for (category, prompt) in PROMPTS {
+        for w in [0.05, 0.5, 0.95] {
+            let v = explain(&h, prompt, w).await;
+            assert_eq!(v["category"], category.as_str(), "{prompt}");
+            let (want, margin) = oracle(category, prompt, w, seeded_quality, &[]);
+            if margin < 1e-6 {
+                continue;
+            }
+            assert_eq!(v["chosen"], want.as_str(), "{category} at w={w}: {}", serde_json::to_string_pretty(&v["scoring"]).unwrap());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "only {checked} unambiguous cases");
+    // Quality first picks the category's best; speed first picks the fastest.
+    assert_eq!(explain(&h, PROMPTS[1].1, 0.95).await["chosen"], "deepseek-r1:14b");
+    assert_eq!(explain(&h, PROMPTS[0].1, 0.95).await["chosen"], "qwen2.5-coder:7b");
+    assert_eq!(explain(&h, PROMPTS[3].1, 0.05).await["chosen"], "llama3.2:3b");
+    // A real request goes where the explanation says, and says so in its headers.
+    let a = h
+        .call(
+            http::Method::POST,
+            &h.url("/api/chat"),
+            Some(json!({"model": "auto", "stream": false, "messages": [{"role": "user", "content": PROMPTS[1].1}]}).to_string().into()),
+            &[("x-switchyard-quality", "0.95")],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.header("x-switchyard-model"), Some("deepseek-r1:14b"));
+    assert_eq!(a.header("x-switchyard-category"), Some("math"));
+    assert_eq!(a.json()["model"], "deepseek-r1:14b");
+    // auto:fast and auto:quality use their configured preferences.
+    let fast = h.post("/api/chat", json!({"model": "auto:fast", "stream": false, "messages": [{"role": "user", "content": PROMPTS[3].1}]})).await;
+    assert_eq!(fast.header("x-switchyard-model"), Some("llama3.2:3b"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_loaded_model_wins_over_a_marginally_better_cold_one() {
+    let h = start_with(SimOptions { gpus: vec![80 * GIB], ..SimOptions::default() }, |_| {}).await;
+    // In coding, llama3.1:8b is loaded and barely worse than the cold coder; at w = 0.7 the load is not worth it.
+    let close = |name: &str, c: usize| match (name, c) {
+        ("qwen2.5-coder:7b", 0) => 0.72,
+        ("llama3.1:8b", 0) => 0.70,
+        _ => seeded_quality(name, c) * 0.5,
+    };
+    seed(&h, close).await;
+    let a = h.post("/admin/vram/load", json!({"model": "llama3.1:8b"})).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v = explain(&h, PROMPTS[0].1, 0.7).await;
+    assert_eq!(oracle(Category::Coding, PROMPTS[0].1, 0.7, close, &["llama3.1:8b"]).0, "llama3.1:8b");
+    assert_eq!(v["chosen"], "llama3.1:8b", "{}", serde_json::to_string_pretty(&v["scoring"]).unwrap());
+    let coder = v["scoring"]["candidates"].as_array().unwrap().iter().find(|c| c["model"] == "qwen2.5-coder:7b").unwrap().clone();
+    assert!(coder["quality"].as_f64().unwrap() > v["scoring"]["candidates"][0]["quality"].as_f64().unwrap());
+    assert!(coder["latency"]["load"].as_f64().unwrap() > 0.0);
+
+    // When the cold model is clearly better, it is worth loading.
+    let far = |name: &str, c: usize| match (name, c) {
+        ("qwen2.5-coder:7b", 0) => 0.95,
+        ("llama3.1:8b", 0) => 0.40,
+        _ => seeded_quality(name, c) * 0.5,
+    };
+    seed(&h, far).await;
+    let v = explain(&h, PROMPTS[0].1, 0.7).await;
+    assert_eq!(v["chosen"], "qwen2.5-coder:7b");
+    h.stop().await;
+}
