@@ -164,7 +164,10 @@ impl From<VramError> for RouterError {
                 retry_after_secs,
             },
             VramError::UnknownModel(m) => RouterError::ModelNotFound(m),
-            VramError::LoadFailed { model, message } => {
+            VramError::LoadFailed { unreachable: true, .. } => RouterError::Unreachable(
+                "cannot reach Ollama; check that it is running (`ollama serve`) and that ollama.url is right".into(),
+            ),
+            VramError::LoadFailed { model, message, .. } => {
                 RouterError::UpstreamFailed(format!("Ollama failed to load {model}: {message}"))
             }
             VramError::PinRefused { model, reason } => RouterError::Conflict(format!("cannot pin {model}: {reason}")),

@@ -211,9 +211,10 @@ pub async fn dispatch(
                 last = Some(e.into());
                 continue;
             }
-            Err(VramError::LoadFailed { model: m, message }) => {
+            Err(e @ VramError::LoadFailed { unreachable: true, .. }) => return Err(e.into()),
+            Err(e @ VramError::LoadFailed { .. }) => {
                 state.breaker.failure(model);
-                last = Some(RouterError::UpstreamFailed(format!("Ollama failed to load {m}: {message}")));
+                last = Some(e.into());
                 if explicit {
                     break;
                 }

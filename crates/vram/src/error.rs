@@ -19,9 +19,10 @@ pub enum VramError {
     #[error("model {0} is not pulled in Ollama")]
     UnknownModel(String),
 
-    /// Ollama failed to load the model (out of memory, corrupt file, timeout).
+    /// Ollama failed to load the model (out of memory, corrupt file, timeout), or could not be reached at all
+    /// (`unreachable`).
     #[error("loading {model} failed: {message}")]
-    LoadFailed { model: String, message: String },
+    LoadFailed { model: String, message: String, unreachable: bool },
 
     /// A pin was refused because pinned models alone would exceed the budget.
     #[error("cannot pin {model}: {reason}")]

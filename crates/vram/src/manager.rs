@@ -69,6 +69,13 @@ pub enum AdminOp {
     Unpin,
 }
 
+/// Why a load failed: the message, and whether Ollama could not be reached at all.
+#[derive(Debug, Clone)]
+struct LoadFailure {
+    message: String,
+    unreachable: bool,
+}
+
 /// What the manager reports about a finished load.
 #[derive(Debug)]
 struct LoadReport {
@@ -81,7 +88,7 @@ enum Command {
     Acquire { model: ModelName, wait: Duration, reply: oneshot::Sender<Result<Lease, VramError>> },
     Release(ModelName),
     Admin { op: AdminOp, model: ModelName, reply: oneshot::Sender<Result<String, VramError>> },
-    LoadDone { model: ModelName, reason: &'static str, result: Result<LoadReport, String> },
+    LoadDone { model: ModelName, reason: &'static str, result: Result<LoadReport, LoadFailure> },
     UnloadDone { model: ModelName, ok: bool },
     Observed { ps: Result<Vec<PsModel>, String>, gpus: Option<GpuSnapshot>, notify: Option<oneshot::Sender<()>> },
     Catalog(Arc<Catalog>),
@@ -584,13 +591,22 @@ impl Actor {
                     let ps = client.ps().await.map(|p| p.models).unwrap_or_default();
                     Ok(LoadReport { seconds: seconds.as_secs_f64(), ps })
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(LoadFailure {
+                    unreachable: matches!(e, switchyard_core::CoreError::Unreachable { .. }),
+                    message: e.to_string(),
+                }),
             };
             let _ = tx.send(Command::LoadDone { model, reason, result });
         });
     }
 
-    fn load_done(&mut self, model: ModelName, reason: &'static str, result: Result<LoadReport, String>, now: Instant) {
+    fn load_done(
+        &mut self,
+        model: ModelName,
+        reason: &'static str,
+        result: Result<LoadReport, LoadFailure>,
+        now: Instant,
+    ) {
         let num_ctx = self.config.num_ctx_for(&model);
         match result {
             Ok(report) => {
@@ -609,7 +625,7 @@ impl Actor {
                 self.pass();
                 self.enforce_threshold(now);
             }
-            Err(message) => {
+            Err(LoadFailure { message, unreachable }) => {
                 self.ledger.finish_load(&model, Err(()), now);
                 tracing::warn!(model = %model, error = %message, "model load failed");
                 self.sink.load_event(event(&model, "load", reason, None, None, None, Some(message.clone())));
@@ -622,7 +638,7 @@ impl Actor {
                         self.reject("load_failed");
                         reply_error(
                             waiter.kind,
-                            VramError::LoadFailed { model: model.to_string(), message: message.clone() },
+                            VramError::LoadFailed { model: model.to_string(), message: message.clone(), unreachable },
                         );
                     } else {
                         self.pending.push_back(waiter);

@@ -234,6 +234,9 @@ pub(crate) fn cut(stream: ByteStream, after: Option<u32>) -> ByteStream {
         Some(n) => stream
             .take(n as usize)
             .chain(stream::once(async {
+                // The chunks already sent reach the client first (a real peer's writes are on the wire before its
+                // connection drops); without this pause the abort can overtake the buffered chunks.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "simulated disconnect"))
             }))
             .boxed(),

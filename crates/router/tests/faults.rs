@@ -1,0 +1,187 @@
+//! What clients see when the backend misbehaves (the simulator's fault injection): fallback to the next candidate
+//! when nothing was sent yet, clean errors in the surface's shape otherwise, the circuit breaker, and readiness.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Harness, start_with};
+use serde_json::{Value, json};
+use std::time::Duration;
+use switchyard_sim::SimOptions;
+
+const CODING: &str = "Write a Rust function that parses a CSV line into fields.";
+
+fn chat(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": CODING}]})
+}
+
+/// The model `auto` picks first for the coding prompt, loaded (faults then hit inference, not the load).
+async fn first_choice(h: &Harness) -> String {
+    let a = h.get("/admin/explain?prompt=Write%20a%20Rust%20function%20that%20parses%20a%20CSV%20line%20into%20fields.").await;
+    let model = a.json()["chosen"].as_str().unwrap().to_string();
+    preload(h, &model).await;
+    model
+}
+
+async fn preload(h: &Harness, model: &str) {
+    let a = h.post("/admin/vram/load", json!({ "model": model })).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+}
+
+async fn harness() -> Harness {
+    start_with(SimOptions::default(), |c| {
+        c.ollama.first_byte_timeout_secs = 1;
+        c.ollama.idle_timeout_secs = 1;
+        c.breaker.failure_threshold = 2;
+        c.breaker.cooldown_secs = 3600;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_500_falls_back_for_auto_and_is_a_clear_502_for_an_explicit_model() {
+    let h = harness().await;
+    let top = first_choice(&h).await;
+    h.fault(json!({"model": top, "error_status": 500, "error_message": "model crashed"})).await;
+    let a = h.post("/api/chat", chat("auto", false)).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let served = a.header("x-switchyard-model").unwrap().to_string();
+    assert_ne!(served, top, "served by the next candidate");
+    assert_eq!(a.json()["model"], served.as_str());
+    let metrics = h.get("/metrics").await.text();
+    assert!(metrics.contains("switchyard_fallbacks_total{reason=\"upstream_failed\"}"), "{metrics}");
+
+    let a = h.post("/api/chat", chat(&top, false)).await;
+    assert_eq!(a.status, 502);
+    let message = a.json()["error"].as_str().unwrap().to_string();
+    assert!(message.contains("model crashed") && message.contains(&top), "{message}");
+    let a = h.post("/v1/chat/completions", chat(&top, false)).await;
+    assert_eq!(a.status, 502);
+    assert_eq!(a.json()["error"]["type"], "api_error");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_failures_open_the_breaker_and_auto_stops_trying_the_model() {
+    let h = harness().await;
+    let top = first_choice(&h).await;
+    h.fault(json!({"model": top, "error_status": 500})).await;
+    // Two failures (the threshold) open the breaker.
+    for _ in 0..2 {
+        assert_eq!(h.post("/api/chat", chat(&top, false)).await.status, 502);
+    }
+    let metrics = h.get("/metrics").await.text();
+    assert!(metrics.contains(&format!("switchyard_breaker_state{{model=\"{top}\"}} 2")), "{metrics}");
+    let explained = h.get("/admin/explain?prompt=Write%20a%20Rust%20function%20that%20parses%20a%20CSV%20line%20into%20fields.").await.json();
+    let excluded = explained["scoring"]["candidates"].as_array().unwrap().iter().find(|c| c["model"] == top.as_str()).unwrap()["excluded"].clone();
+    assert!(excluded.as_str().unwrap().contains("circuit breaker"), "{excluded}");
+    // Now the failing model is skipped before anything is sent to it.
+    let before = h.sim_gpu().await["counters"]["requests"].as_u64().unwrap();
+    let a = h.post("/api/chat", chat("auto", false)).await;
+    assert_eq!(a.status, 200);
+    assert_ne!(a.header("x-switchyard-model"), Some(top.as_str()));
+    let after = h.sim_gpu().await["counters"]["requests"].as_u64().unwrap();
+    assert!(after - before <= 2, "at most the chosen model's load and request reached the backend");
+    // An explicit request to it is refused at once with a message that says what to do.
+    let a = h.post("/api/chat", chat(&top, false)).await;
+    assert_eq!(a.status, 502);
+    assert!(a.json()["error"].as_str().unwrap().contains("circuit breaker"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_hung_model_times_out_then_falls_back_or_is_a_504() {
+    let h = harness().await;
+    let top = first_choice(&h).await;
+    h.fault(json!({"model": top, "hang": true})).await;
+    let a = h.post("/api/chat", chat("auto", true)).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_ne!(a.header("x-switchyard-model"), Some(top.as_str()));
+    let a = h.post("/api/generate", json!({"model": top, "prompt": "hi", "stream": false})).await;
+    assert_eq!(a.status, 504);
+    assert!(a.json()["error"].as_str().unwrap().contains("did not answer within 1 s"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_model_is_waited_for() {
+    let h = start_with(SimOptions { time_scale: 1.0, ..SimOptions::default() }, |_| {}).await;
+    preload(&h, "llama3.2:3b").await;
+    h.fault(json!({"model": "llama3.2:3b", "latency_ms": 300})).await;
+    let a = h.post("/api/generate", json!({"model": "llama3.2:3b", "prompt": "hi", "stream": false, "options": {"num_predict": 3}})).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["done"], true);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_cut_mid_way_ends_with_an_error_in_each_surfaces_shape() {
+    // Tokens are spaced in time (time scale > 0) so that the first chunks reach the client before the cut.
+    let h = start_with(SimOptions { time_scale: 0.05, ..SimOptions::default() }, |c| c.ollama.idle_timeout_secs = 5).await;
+    preload(&h, "llama3.2:3b").await;
+    h.fault(json!({"model": "llama3.2:3b", "disconnect_after_chunks": 3})).await;
+    let a = h.post("/api/generate", json!({"model": "llama3.2:3b", "prompt": "Tell me a story", "options": {"num_predict": 50}})).await;
+    assert_eq!(a.status, 200, "the stream had started");
+    let lines = a.lines();
+    let last = lines.last().unwrap();
+    assert!(last["error"].as_str().unwrap().contains("stream"), "{last}");
+    assert!(lines.iter().all(|l| l["done"] != true), "no final chunk was invented");
+
+    let a = h
+        .post("/v1/chat/completions", json!({"model": "llama3.2:3b", "stream": true, "max_tokens": 50, "messages": [{"role": "user", "content": "Tell me a story"}]}))
+        .await;
+    assert_eq!(a.status, 200);
+    let events = a.events();
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["type"], "api_error", "{last}");
+    assert!(!events.iter().any(|e| e == "[DONE]"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_before_its_first_chunk_falls_back() {
+    let h = harness().await;
+    let top = first_choice(&h).await;
+    h.fault(json!({"model": top, "disconnect_after_chunks": 0})).await;
+    let a = h.post("/api/chat", chat("auto", true)).await;
+    assert_eq!(a.status, 200);
+    assert_ne!(a.header("x-switchyard-model"), Some(top.as_str()));
+    assert_eq!(a.lines().last().unwrap()["done"], true);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_out_of_memory_load_falls_back() {
+    let h = harness().await;
+    let top = first_choice(&h).await;
+    let a = h.post("/admin/vram/unload", json!({ "model": top })).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    h.fault(json!({"model": top, "oom_on_load": true})).await;
+    let a = h.post("/api/chat", chat("auto", false)).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_ne!(a.header("x-switchyard-model"), Some(top.as_str()));
+    let a = h.post("/api/chat", chat(&top, false)).await;
+    assert_eq!(a.status, 502);
+    assert!(a.json()["error"].as_str().unwrap().contains("out of memory"), "{}", a.text());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_backend_that_is_down_is_a_502_and_not_ready_while_health_stays_up() {
+    let h = harness().await;
+    let Harness { sim, router, http, dir } = h;
+    sim.shutdown().await;
+    let h = Harness { sim: switchyard_sim::spawn(SimOptions::default()).await.unwrap(), router, http, dir };
+    let a = h.post("/api/chat", chat("llama3.2:3b", false)).await;
+    assert_eq!(a.status, 502, "{}", a.text());
+    assert!(a.json()["error"].as_str().unwrap().contains("ollama serve"), "{}", a.text());
+    let ready = h.get("/ready").await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["ready"], false);
+    assert_eq!(h.get("/health").await.status, 200);
+    let a = h.post("/v1/chat/completions", chat("auto", false)).await;
+    assert!(a.status == 502 || a.status == 503, "{} {}", a.status, a.text());
+    assert!(a.json()["error"]["message"].is_string());
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    h.stop().await;
+}
