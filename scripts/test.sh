@@ -32,7 +32,7 @@ else
 fi
 
 step "Python client tests (official ollama and openai libraries)"
-SWITCHYARD_BIN="$PWD/target/debug/switchyard" SWITCHYARD_SIM_BIN="$PWD/target/debug/switchyard-sim" \
+SY_ROUTER_BIN="$PWD/target/debug/switchyard" SY_SIM_BIN="$PWD/target/debug/switchyard-sim" \
     .venv/bin/python -m pytest -q tests/python
 
 if [ -x scripts/validate-deploy.sh ]; then

@@ -1,13 +1,15 @@
 """Shared fixtures for the Python client tests.
 
 The tests drive Switchyard's servers with the official `ollama` and `openai` Python libraries, unchanged. Nothing
-is built here: the simulator binary is taken from `$SWITCHYARD_SIM_BIN`, else `$CARGO_TARGET_DIR/debug/`, else
-`target/debug/` of the repository (run `cargo build -p switchyard-sim` first).
+is built here: the binaries are taken from `$SY_SIM_BIN` / `$SY_ROUTER_BIN`, else `$CARGO_TARGET_DIR/debug/`, else
+`target/debug/` of the repository (run `cargo build --workspace --bins` first).
 
 Fixtures:
 - `start_sim(*args)`: starts a simulator on a free port (time scale 0 unless `args` say otherwise) and returns its
   base URL; every simulator started is stopped when the test ends.
 - `sim_url`: the base URL of a fresh simulator with the default options.
+- `router_url`: the base URL of `switchyard serve` in front of a fresh simulator, with its store in a temporary
+  directory.
 """
 
 from __future__ import annotations
@@ -39,9 +41,16 @@ def binary(env_var: str, name: str) -> Path:
     return path
 
 
-def start_server(command: list[str], announcement: str) -> tuple[subprocess.Popen, str]:
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without any SWITCHYARD_* variable (the router refuses unknown ones), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHYARD_")}
+    env.update(extra or {})
+    return env
+
+
+def start_server(command: list[str], announcement: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """Starts a server that prints `<announcement><url>` as its first stdout line; returns it and the URL."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=clean_env(env))
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
     stdout = proc.stdout
@@ -74,7 +83,7 @@ def stop_server(proc: subprocess.Popen) -> None:
 def start_sim() -> Iterator[Callable[..., str]]:
     """Starts simulators on demand; stops them all at the end of the test."""
     started: list[subprocess.Popen] = []
-    sim = binary("SWITCHYARD_SIM_BIN", "switchyard-sim")
+    sim = binary("SY_SIM_BIN", "switchyard-sim")
 
     def start(*args: str) -> str:
         extra = list(args)
@@ -93,3 +102,22 @@ def start_sim() -> Iterator[Callable[..., str]]:
 def sim_url(start_sim: Callable[..., str]) -> str:
     """A fresh simulator with the default options (one 24 GiB GPU, the built-in fleet, time scale 0)."""
     return start_sim()
+
+
+ROUTER_ANNOUNCEMENT = "switchyard listening on "
+
+
+@pytest.fixture
+def router_url(start_sim: Callable[..., str], tmp_path: Path) -> Iterator[str]:
+    """`switchyard serve` on a free port in front of a fresh simulator, its SQLite store under `tmp_path`."""
+    sim = start_sim()
+    router = binary("SY_ROUTER_BIN", "switchyard")
+    env = {
+        "SWITCHYARD_OLLAMA_URL": sim,
+        "SWITCHYARD_VRAM_PROBE": "sim",
+        "SWITCHYARD_DATABASE_URL": f"sqlite://{tmp_path / 'switchyard.db'}",
+        "RUST_LOG": "warn",
+    }
+    proc, url = start_server([str(router), "serve", "--listen", "127.0.0.1:0"], ROUTER_ANNOUNCEMENT, env)
+    yield url
+    stop_server(proc)

@@ -1,0 +1,191 @@
+"""The official `ollama` and `openai` Python clients, unchanged, against `switchyard serve` in front of the simulator.
+
+Every route the router serves is driven through the libraries: listing (with the virtual `auto` models), show, ps,
+generate and chat (streaming and not, explicit models and `auto`), tools, embeddings, errors, load/pin/unload through
+keep_alive, and the OpenAI surface with streaming, tools, completions and both embedding encodings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import ollama
+import openai
+import pytest
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_current_weather",
+        "description": "Get the current weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "required": ["city", "unit"],
+        },
+    },
+}
+
+TOOLS_MODELS = {"llama3.2:3b", "llama3.1:8b", "qwen2.5-coder:7b", "llama3.3:70b"}
+
+
+@pytest.fixture
+def client(router_url: str) -> ollama.Client:
+    return ollama.Client(host=router_url)
+
+
+@pytest.fixture
+def oai(router_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{router_url}/v1", api_key="unused")
+
+
+def wait_until(condition, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_list_shows_real_and_virtual_models(client: ollama.Client) -> None:
+    names = {m.model for m in client.list().models}
+    assert {"llama3.2:3b", "deepseek-r1:14b", "nomic-embed-text:latest"} <= names
+    assert {"auto", "auto:fast", "auto:quality"} <= names
+
+
+def test_show_real_and_auto(client: ollama.Client) -> None:
+    shown = client.show("qwen2.5-coder:7b")
+    assert "tools" in shown.capabilities
+    assert shown.modelinfo["general.architecture"] == "qwen2"
+    auto = client.show("auto")
+    assert "completion" in auto.capabilities
+
+
+def test_generate_and_chat_explicit_and_auto(client: ollama.Client) -> None:
+    answer = client.generate(model="llama3.2:3b", prompt="Say hello.", options={"num_predict": 8})
+    assert answer.model == "llama3.2:3b"
+    assert answer.done and answer.eval_count == 8
+    streamed = list(client.generate(model="llama3.2:3b", prompt="Say hello.", stream=True, options={"num_predict": 8}))
+    assert streamed[-1].done and len(streamed) > 2
+    messages = [{"role": "user", "content": "Write a Python function that returns the factorial of n."}]
+    chat = client.chat(model="auto", messages=messages)
+    assert chat.model and chat.model != "auto", "the response names the model actually used"
+    assert chat.message.content
+    pieces = list(client.chat(model="auto", messages=messages, stream=True))
+    assert pieces[-1].done and pieces[-1].model == pieces[0].model
+
+
+def test_auto_with_tools_only_uses_tool_models(client: ollama.Client) -> None:
+    answer = client.chat(
+        model="auto", messages=[{"role": "user", "content": "What is the weather in Lisbon?"}], tools=[WEATHER_TOOL]
+    )
+    assert answer.model in TOOLS_MODELS
+    call = answer.message.tool_calls[0]
+    assert call.function.name == "get_current_weather"
+    assert call.function.arguments["city"] == "Lisbon"
+
+
+def test_embeddings_explicit_and_auto(client: ollama.Client) -> None:
+    answer = client.embed(model="nomic-embed-text", input=["a", "b"])
+    assert len(answer.embeddings) == 2 and len(answer.embeddings[0]) == 768
+    auto = client.embed(model="auto", input="route me to an embedding model")
+    assert auto.model == "nomic-embed-text:latest"
+    assert len(client.embeddings(model="nomic-embed-text", prompt="legacy").embedding) == 768
+
+
+def test_unknown_model_is_404(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(model="no-such-model:1b", messages=[{"role": "user", "content": "hi"}])
+    assert err.value.status_code == 404
+    assert "not found" in err.value.error
+
+
+def test_load_pin_and_unload_through_keep_alive(client: ollama.Client) -> None:
+    loaded = client.generate(model="llama3.1:8b", keep_alive=-1)
+    assert loaded.done_reason == "load"
+    running = {m.model: m for m in client.ps().models}
+    assert "llama3.1:8b" in running
+    assert running["llama3.1:8b"].expires_at.year > 2300
+    unloaded = client.generate(model="llama3.1:8b", keep_alive=0)
+    assert unloaded.done_reason == "unload"
+    wait_until(lambda: "llama3.1:8b" not in {m.model for m in client.ps().models}, "the model to unload")
+
+
+def test_openai_models_include_auto(oai: openai.OpenAI) -> None:
+    ids = {m.id for m in oai.models.list()}
+    assert {"auto", "auto:fast", "auto:quality", "llama3.2:3b"} <= ids
+    assert oai.models.retrieve("auto").owned_by == "switchyard"
+    with pytest.raises(openai.NotFoundError):
+        oai.models.retrieve("no-such-model")
+
+
+def test_openai_chat_auto_with_headers(oai: openai.OpenAI) -> None:
+    raw = oai.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "What is the capital of Peru?"}], max_tokens=12
+    )
+    completion = raw.parse()
+    assert raw.headers["x-switchyard-category"] == "factual"
+    assert raw.headers["x-switchyard-model"] == completion.model
+    assert raw.headers["x-request-id"]
+    assert completion.choices[0].message.content
+    assert completion.usage.completion_tokens <= 12
+
+
+def test_openai_chat_streaming(oai: openai.OpenAI) -> None:
+    stream = oai.chat.completions.create(
+        model="auto:fast",
+        messages=[{"role": "user", "content": "Tell me a joke."}],
+        max_tokens=10,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+    assert chunks[-1].usage.completion_tokens == 10
+
+
+def test_openai_tools(oai: openai.OpenAI) -> None:
+    completion = oai.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "How is the weather in Oslo?"}], tools=[WEATHER_TOOL]
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert isinstance(call.function.arguments, str)
+    assert json.loads(call.function.arguments)["city"] == "Oslo"
+    follow_up = oai.chat.completions.create(
+        model=completion.model,
+        messages=[
+            {"role": "user", "content": "How is the weather in Oslo?"},
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "12 degrees and windy"},
+        ],
+        tools=[WEATHER_TOOL],
+    )
+    assert follow_up.choices[0].message.content
+
+
+def test_openai_completions(oai: openai.OpenAI) -> None:
+    completion = oai.completions.create(model="llama3.2:3b", prompt="Once upon a time", max_tokens=6)
+    assert completion.choices[0].text
+    assert completion.choices[0].finish_reason == "length"
+    streamed = list(oai.completions.create(model="llama3.2:3b", prompt="Once upon a time", max_tokens=6, stream=True))
+    assert "".join(c.choices[0].text for c in streamed if c.choices)
+
+
+def test_openai_embeddings_both_encodings(oai: openai.OpenAI) -> None:
+    default = oai.embeddings.create(model="nomic-embed-text", input=["first text", "second text"])
+    assert [d.index for d in default.data] == [0, 1] and len(default.data[0].embedding) == 768
+    floats = oai.embeddings.create(model="nomic-embed-text", input="first text", encoding_format="float")
+    assert floats.data[0].embedding == pytest.approx(default.data[0].embedding, abs=1e-6)
+
+
+def test_openai_errors(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        oai.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError) as err:
+        oai.chat.completions.create(model="auto", messages=[])
+    assert err.value.body["param"] == "messages"
