@@ -313,6 +313,19 @@ pub async fn start_profile(State(state): State<AppState>, headers: HeaderMap, bo
     } else {
         serde_json::from_slice(&bytes).map_err(|e| RouterError::bad(format!("invalid profile request: {e}"), None))?
     };
+    for name in &request.models {
+        let model = ModelName::parse(name)?;
+        if state.catalog.load().get(&model).is_none() {
+            state.refresh_catalog_for_unknown().await;
+        }
+        match state.catalog.load().get(&model) {
+            None => return Err(RouterError::ModelNotFound(name.clone()).into()),
+            Some(spec) if !spec.capabilities.completion => {
+                return Err(RouterError::bad(format!("{name} only embeds; there is nothing to profile"), Some("models".into())).into());
+            }
+            Some(_) => {}
+        }
+    }
     let status = jobs::start(&state, request)?;
     let id = status.id.clone();
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status_url": format!("/admin/profile/{id}"), "state": status.state }))).into_response())

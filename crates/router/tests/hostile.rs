@@ -1,0 +1,143 @@
+//! A corpus of hostile and malformed requests thrown at a running router: every one gets a clean 4xx in its
+//! surface's error shape, never a 5xx or a crash, and the router keeps serving afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::start_with;
+use serde_json::{Value, json};
+use switchyard_sim::SimOptions;
+
+fn cases() -> Vec<(&'static str, Vec<u8>, Vec<(&'static str, &'static str)>)> {
+    let mut cases: Vec<(&'static str, Vec<u8>, Vec<(&'static str, &'static str)>)> = Vec::new();
+    let mut add = |path: &'static str, body: Vec<u8>| cases.push((path, body, Vec::new()));
+    let native = ["/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/show"];
+    let malformed: [&[u8]; 14] = [
+        b"",
+        b"   ",
+        b"{",
+        b"{\"model\":}",
+        b"[]",
+        b"null",
+        b"\"model\"",
+        b"123",
+        b"{\"model\":\"llama3.2:3b\"} trailing",
+        b"\xff\xfe\xfd",
+        b"{\"model\":\"\xff\xfe\"}",
+        b"{\"model\":\"llama3.2:3b\",\"prompt\":\"\xc3\x28\"}",
+        b"{\"model\" \"x\"}",
+        b"\x00\x00\x00",
+    ];
+    for path in native.iter().chain(["/v1/chat/completions", "/v1/completions", "/v1/embeddings"].iter()) {
+        for body in malformed {
+            add(path, body.to_vec());
+        }
+    }
+    let deep = format!("{{\"model\":\"llama3.2:3b\",\"x\":{}{}}}", "[".repeat(20_000), "]".repeat(20_000));
+    let deep_object = format!("{{\"model\":\"llama3.2:3b\",\"x\":{}1{}}}", "{\"a\":".repeat(200), "}".repeat(200));
+    let long_name = "a".repeat(10_000);
+    let json_cases: Vec<(&'static str, Value)> = vec![
+        ("/api/chat", json!({})),
+        ("/api/chat", json!({"messages": []})),
+        ("/api/chat", json!({"model": 123, "messages": []})),
+        ("/api/chat", json!({"model": null, "messages": []})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": "hi"})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [1, 2]})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": 5, "content": "x"}]})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "root", "content": "x"}]})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": {"a": 1}}]})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x", "images": "abc"}]})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": []})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"temperature": "hot"}})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"temperature": -1}})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"temperature": 1e308}})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"num_predict": -100}})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"num_predict": 1.5}})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"top_k": -5}})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"num_ctx": 1e12}})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"seed": "x"}})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"stop": [1]}})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "stream": "yes"})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "keep_alive": true})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "keep_alive": "300"})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "tools": {}})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})),
+        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "format": 5})),
+        ("/api/chat", json!({"model": "nomic-embed-text", "messages": [{"role": "user", "content": "x"}]})),
+        ("/api/chat", json!({"model": "deepseek-r1:14b", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]})),
+        ("/api/chat", json!({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]})),
+        ("/api/chat", json!({"model": "../../etc/passwd", "messages": [{"role": "user", "content": "x"}]})),
+        ("/api/chat", json!({"model": "a/../b", "messages": [{"role": "user", "content": "x"}]})),
+        ("/api/chat", json!({"model": "/abs/path", "messages": [{"role": "user", "content": "x"}]})),
+        ("/api/chat", json!({"model": "model\u{0000}", "messages": [{"role": "user", "content": "x"}]})),
+        ("/api/chat", json!({"model": long_name, "messages": [{"role": "user", "content": "x"}]})),
+        ("/api/chat", json!({"model": "auto", "messages": []})),
+        ("/api/generate", json!({"model": "llama3.2:3b", "prompt": 5})),
+        ("/api/generate", json!({"model": "llama3.2:3b", "prompt": "x", "images": [1]})),
+        ("/api/generate", json!({"model": "llama3.2:3b", "prompt": "x", "system": []})),
+        ("/api/embed", json!({"model": "nomic-embed-text", "input": 5})),
+        ("/api/embed", json!({"model": "nomic-embed-text", "input": [1, 2]})),
+        ("/api/show", json!({})),
+        ("/api/show", json!({"model": "no-such-model"})),
+        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "x"}]})),
+        ("/v1/chat/completions", json!({"model": "auto", "messages": []})),
+        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "n": 5})),
+        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1})),
+        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "temperature": "x"})),
+        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "temperature": 1e308})),
+        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": [{"type": "audio"}]}]})),
+        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://evil/x.png"}}]}]})),
+        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}})),
+        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "wizard", "content": "x"}]})),
+        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{not json"}}]}]})),
+        ("/v1/chat/completions", json!({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]})),
+        ("/v1/completions", json!({"model": "auto", "prompt": ["a", "b"]})),
+        ("/v1/completions", json!({"model": "auto", "prompt": "x", "echo": true})),
+        ("/v1/embeddings", json!({"model": "nomic-embed-text", "input": [[1, 2, 3]]})),
+        ("/v1/embeddings", json!({"model": "nomic-embed-text", "input": "x", "encoding_format": "hex"})),
+        ("/admin/vram/pin", json!({"model": "../../x"})),
+        ("/admin/vram/load", json!({})),
+        ("/admin/profile", json!({"models": ["no-such-model"]})),
+        ("/admin/profile", json!({"categories": ["poetry"]})),
+        ("/admin/profile", json!({"unknown_field": 1})),
+    ];
+    for (path, body) in json_cases {
+        add(path, body.to_string().into_bytes());
+    }
+    add("/api/chat", deep.into_bytes());
+    add("/api/chat", deep_object.into_bytes());
+    add("/v1/chat/completions", format!("{{\"model\":\"auto\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}", "x".repeat(2 * 1024 * 1024)).into_bytes());
+    let chat = json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).to_string().into_bytes();
+    cases.push(("/api/chat", chat.clone(), vec![("x-switchyard-quality", "2")]));
+    cases.push(("/api/chat", chat.clone(), vec![("x-switchyard-quality", "high")]));
+    cases.push(("/v1/chat/completions", chat, vec![("content-length", "999999999")]));
+    cases
+}
+
+#[tokio::test]
+async fn hostile_requests_get_clean_4xx_in_their_surfaces_shape() {
+    let h = start_with(SimOptions::default(), |c| c.server.max_body = switchyard_core::config::ByteSize::mib(1)).await;
+    let corpus = cases();
+    let mut statuses = std::collections::BTreeMap::new();
+    for (path, body, headers) in &corpus {
+        let a = h.post_raw(path, body, headers).await;
+        let shown = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
+        assert!(a.status.is_client_error(), "{path} {shown:?} -> {} {}", a.status, a.text());
+        let v: Value = serde_json::from_slice(&a.body).unwrap_or_else(|_| panic!("{path} {shown:?}: not JSON: {}", a.text()));
+        if path.starts_with("/v1/") {
+            assert!(v["error"]["message"].is_string() && v["error"]["type"].is_string(), "{path} {shown:?}: {v}");
+        } else {
+            assert!(v["error"].is_string(), "{path} {shown:?}: {v}");
+        }
+        *statuses.entry(a.status.as_u16()).or_insert(0) += 1;
+    }
+    println!("{} hostile requests: {statuses:?}", corpus.len());
+    assert_eq!(statuses.get(&413), Some(&2), "the oversized bodies are 413");
+    // Wrong methods are 405, not a crash.
+    let a = h.get("/api/chat").await;
+    assert_eq!(a.status, 405);
+    // The router still serves normal traffic.
+    let ok = h.post("/api/chat", json!({"model": "auto", "stream": false, "messages": [{"role": "user", "content": "Hello there 👋 — ¿qué tal? \u{202e}"}]})).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    h.stop().await;
+}
