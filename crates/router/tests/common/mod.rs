@@ -139,3 +139,78 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The real `switchyard serve` binary, started on port 0 in front of `sim_url`.
+pub struct Binary {
+    pub child: tokio::process::Child,
+    pub url: String,
+    /// What the process wrote to stderr, collected in the background.
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Binary {
+    /// Starts the binary with `args` after `serve` and `env` (on top of a store in `dir`); `None` when it exits
+    /// before announcing its address (with what it printed).
+    pub async fn start(sim_url: &str, dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Result<Binary, String> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SWITCHYARD_")) {
+            cmd.env_remove(k);
+        }
+        cmd.arg("serve")
+            .args(args)
+            .env("SWITCHYARD_OLLAMA_URL", sim_url)
+            .env("SWITCHYARD_VRAM_PROBE", "sim")
+            .env("SWITCHYARD_VRAM_POLL_INTERVAL_MS", "100")
+            .env("SWITCHYARD_DATABASE_URL", format!("sqlite://{}", dir.join("switchyard.db").display()))
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&stderr);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr_pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.map_err(|_| "no announcement".to_string())?;
+        match first {
+            Ok(Some(line)) if line.starts_with("switchyard listening on ") => {
+                let url = line.trim_start_matches("switchyard listening on ").trim().to_string();
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                Ok(Binary { child, url, stderr })
+            }
+            _ => {
+                let _ = child.wait().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(stderr.lock().unwrap().clone())
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    /// Sends a signal (`TERM`, `KILL`) to the process.
+    pub async fn signal(&self, signal: &str) {
+        let status = tokio::process::Command::new("kill").args([&format!("-{signal}"), &self.pid().to_string()]).status().await.unwrap();
+        assert!(status.success());
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
