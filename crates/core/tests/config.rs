@@ -1,4 +1,5 @@
 //! Layered configuration: precedence of every layer, presets, and errors that name the key.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use switchyard_core::config::{ConfigSources, FlagValue, PRESETS, Source, Strategy, load};
 
@@ -193,4 +194,19 @@ fn show_lists_sources_and_redacts_secrets() {
     assert!(shown.contains("admin_key = \"<redacted>\"  # env SWITCHYARD_ADMIN_KEY"), "{shown}");
     assert!(!shown.contains("hunter2"));
     assert!(shown.contains("strategy = \"cost\"  # default"), "{shown}");
+}
+
+#[test]
+fn the_config_file_variable_and_kubernetes_service_links_are_not_configuration_keys() {
+    let sources = ConfigSources {
+        env: env(&[
+            ("SWITCHYARD_CONFIG", "/etc/switchyard/switchyard.toml"),
+            ("SWITCHYARD_SERVICE_HOST", "10.0.0.1"),
+            ("SWITCHYARD_SERVICE_PORT", "11435"),
+            ("SWITCHYARD_PORT", "tcp://10.0.0.1:11435"),
+            ("SWITCHYARD_PORT_11435_TCP_ADDR", "10.0.0.1"),
+        ]),
+        ..Default::default()
+    };
+    assert!(load(&sources).is_ok());
 }

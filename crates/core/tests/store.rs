@@ -1,4 +1,5 @@
 //! The store's contract, run against SQLite and (when the test command started one) Postgres.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use switchyard_core::store::testing::{self, TestStore};
 use switchyard_core::store::{

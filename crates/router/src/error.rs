@@ -67,6 +67,10 @@ pub enum RouterError {
     #[error("{0}")]
     NotFound(String),
 
+    /// The route exists but not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+
     /// The server is stopping.
     #[error("Switchyard is shutting down; retry against another instance or in a moment")]
     ShuttingDown,
@@ -91,6 +95,7 @@ impl RouterError {
         match self {
             RouterError::BadRequest { .. } | RouterError::NoCapableModel(_) => StatusCode::BAD_REQUEST,
             RouterError::ModelNotFound(_) | RouterError::NotFound(_) => StatusCode::NOT_FOUND,
+            RouterError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             RouterError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RouterError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             RouterError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -143,6 +148,7 @@ impl RouterError {
             RouterError::Timeout(_) => "timeout",
             RouterError::Conflict(_) => "conflict",
             RouterError::NotFound(_) => "not_found",
+            RouterError::MethodNotAllowed(_) => "method_not_allowed",
             RouterError::ShuttingDown => "shutting_down",
             RouterError::Internal(_) => "internal",
             RouterError::Startup(_) => "startup",
@@ -243,9 +249,10 @@ impl<E: Into<RouterError>> From<E> for OpenAiError {
 
 fn with_retry_after(mut response: Response, error: &RouterError) -> Response {
     if let Some(secs) = error.retry_after()
-        && let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
     response
 }
 
@@ -277,6 +284,7 @@ impl IntoResponse for OpenAiError {
             RouterError::UpstreamRejected { .. } => ("invalid_request_error", None),
             RouterError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
             RouterError::NotFound(_) => ("not_found_error", None),
+            RouterError::MethodNotAllowed(_) => ("invalid_request_error", None),
             RouterError::Unauthorized(_) => ("authentication_error", Some("invalid_api_key")),
             RouterError::RateLimited { .. } => ("rate_limit_error", Some("rate_limit_exceeded")),
             RouterError::Conflict(_) => ("invalid_request_error", None),

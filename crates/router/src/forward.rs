@@ -107,9 +107,10 @@ impl Forwarder {
             match frame {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data()
-                        && !data.is_empty() {
-                            return Ok(Reply::Stream { first: data, rest: body });
-                        }
+                        && !data.is_empty()
+                    {
+                        return Ok(Reply::Stream { first: data, rest: body });
+                    }
                 }
                 Some(Err(e)) => return Err(ForwardFailure::Broken(e.to_string())),
                 None => return Err(ForwardFailure::Broken("the stream ended before its first chunk".into())),
@@ -316,4 +317,3 @@ impl<T: Transform> Drop for RelayBody<T> {
         self.end(StreamEnd::ClientGone);
     }
 }
-

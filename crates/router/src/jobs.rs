@@ -83,7 +83,10 @@ impl ProfileJobs {
     pub fn status(&self, id: &str) -> Option<JobStatus> {
         let current = self.current.lock().ok().and_then(|c| c.clone());
         let history = self.history.lock().map(|h| h.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
-        current.into_iter().chain(history).find_map(|job| job.status.lock().ok().filter(|s| s.id == id).map(|s| s.clone()))
+        current
+            .into_iter()
+            .chain(history)
+            .find_map(|job| job.status.lock().ok().filter(|s| s.id == id).map(|s| s.clone()))
     }
 
     /// Stops the running job (shutdown).
@@ -112,7 +115,13 @@ impl ProgressSink for JobProgress {
             Progress::Item { correct, error, .. } => {
                 s.items_done += 1;
                 s.items_correct += usize::from(*correct);
-                let result = if error.is_some() { "error" } else if *correct { "correct" } else { "incorrect" };
+                let result = if error.is_some() {
+                    "error"
+                } else if *correct {
+                    "correct"
+                } else {
+                    "incorrect"
+                };
                 self.state.metrics.profiler_items.with_label_values(&[result]).inc();
             }
             Progress::ModelDone { .. } | Progress::ModelSkipped { .. } | Progress::ModelFailed { .. } => {
@@ -136,7 +145,9 @@ pub fn start(state: &AppState, request: JobRequest) -> Result<JobStatus, RouterE
     let mut current = state.jobs.current.lock().map_err(|_| RouterError::Internal("job registry poisoned".into()))?;
     if let Some(running) = current.as_ref() {
         let id = running.status.lock().map(|s| s.id.clone()).unwrap_or_default();
-        return Err(RouterError::Conflict(format!("profiling job {id} is already running; follow it at /admin/profile/{id}")));
+        return Err(RouterError::Conflict(format!(
+            "profiling job {id} is already running; follow it at /admin/profile/{id}"
+        )));
     }
     let id = uuid::Uuid::new_v4().to_string();
     let job = Arc::new(Job {
@@ -191,7 +202,14 @@ pub fn start(state: &AppState, request: JobRequest) -> Result<JobStatus, RouterE
                                 ModelOutcome::Skipped(r) => ("skipped", Some(r)),
                                 ModelOutcome::Failed(e) => ("failed", Some(e)),
                             };
-                            JobModel { model: m.model, outcome: outcome.into(), detail, load_seconds: m.load_seconds, vram_bytes: m.vram_bytes, scores: m.scores }
+                            JobModel {
+                                model: m.model,
+                                outcome: outcome.into(),
+                                detail,
+                                load_seconds: m.load_seconds,
+                                vram_bytes: m.vram_bytes,
+                                scores: m.scores,
+                            }
                         })
                         .collect();
                 }

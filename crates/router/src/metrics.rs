@@ -14,9 +14,9 @@ pub struct Metrics {
     pub vram: VramMetrics,
     /// Requests by route, model, category and status code.
     pub requests: IntCounterVec,
-    /// Whole request time by route (for streams, until the last chunk).
+    /// Whole request time by route and model (for streams, until the last chunk).
     pub request_duration: HistogramVec,
-    /// Time to the first chunk sent to the client, by route.
+    /// Time to the first chunk sent to the client, by route and model.
     pub ttft: HistogramVec,
     /// Time spent by Switchyard itself before forwarding (classify, score, admit when warm).
     pub overhead: Histogram,
@@ -62,7 +62,7 @@ impl Metrics {
             request_duration: HistogramVec::new(
                 HistogramOpts::new("switchyard_request_duration_seconds", "Request time, until the last byte")
                     .buckets(latency_buckets.clone()),
-                &["route"],
+                &["route", "model"],
             )?,
             ttft: HistogramVec::new(
                 HistogramOpts::new(
@@ -70,7 +70,7 @@ impl Metrics {
                     "Time until the first chunk reached the client",
                 )
                 .buckets(latency_buckets),
-                &["route"],
+                &["route", "model"],
             )?,
             overhead: Histogram::with_opts(
                 HistogramOpts::new(
@@ -122,7 +122,10 @@ impl Metrics {
                 "switchyard_profiler_progress_ratio",
                 "Progress of the running profiling job",
             )?,
-            upstream_up: IntGauge::new("switchyard_upstream_up", "Ollama reachable (1) or not (0)")?,
+            upstream_up: IntGauge::new(
+                "switchyard_upstream_up",
+                "Ollama reachable (1) or not (0), as of the last poll",
+            )?,
         };
         for collector in [
             Box::new(m.requests.clone()) as Box<dyn prometheus::core::Collector>,

@@ -288,7 +288,10 @@ pub fn prepare_native(
         Some(Value::String(s)) if s == "json" => true,
         Some(Value::Object(_)) => true,
         Some(_) => {
-            return Err(RouterError::bad("format must be \"json\" or a JSON schema object", Some("format".to_string())));
+            return Err(RouterError::bad(
+                "format must be \"json\" or a JSON schema object",
+                Some("format".to_string()),
+            ));
         }
     };
     let has_tools = match body.get("tools") {
@@ -308,7 +311,25 @@ pub fn prepare_native(
         Some(_) => return Err(RouterError::bad("tools must be a list", Some("tools".to_string()))),
     };
 
-    let mut turns: Vec<Turn<'_>> = Vec::new();
+    let (turns, control) = read_turns(endpoint, &body, keep_alive)?;
+    let input = ClassifyInput { turns: &turns, has_tools, wants_json, max_output_tokens };
+    let classification = cx.classifier.classify(&input);
+    if control.is_some() && matches!(target, Target::Auto { .. }) {
+        return Err(RouterError::bad(
+            "auto needs a prompt to route; name a model to load or unload it",
+            Some("model".to_string()),
+        ));
+    }
+    Ok(Prepared { endpoint, body, requested, target, stream, keep_alive, classification, max_output_tokens, control })
+}
+
+/// The conversation of a checked native body as turns, and whether it is an empty-prompt load or unload.
+pub fn read_turns<'a>(
+    endpoint: Endpoint,
+    body: &'a Map<String, Value>,
+    keep_alive: Option<KeepAlive>,
+) -> Result<(Vec<Turn<'a>>, Option<Control>), RouterError> {
+    let mut turns: Vec<Turn<'a>> = Vec::new();
     let mut control = None;
     match endpoint {
         Endpoint::Chat => match body.get("messages") {
@@ -355,10 +376,10 @@ pub fn prepare_native(
             Some(_) => return Err(RouterError::bad("messages must be a list", Some("messages".to_string()))),
         },
         Endpoint::Generate => {
-            let prompt = take_string(&body, "prompt")?.unwrap_or("");
-            let system = take_string(&body, "system")?.unwrap_or("");
-            take_string(&body, "suffix")?;
-            let template = take_string(&body, "template")?.unwrap_or("");
+            let prompt = take_string(body, "prompt")?.unwrap_or("");
+            let system = take_string(body, "system")?.unwrap_or("");
+            take_string(body, "suffix")?;
+            let template = take_string(body, "template")?.unwrap_or("");
             let images = images_in(body.get("images"), "images")?;
             if prompt.is_empty() && system.is_empty() && template.is_empty() && images == 0 {
                 control = Some(load_or_unload(keep_alive));
@@ -387,22 +408,14 @@ pub fn prepare_native(
             }
         },
         Endpoint::Embeddings => {
-            let prompt = take_string(&body, "prompt")?.unwrap_or("");
+            let prompt = take_string(body, "prompt")?.unwrap_or("");
             if prompt.is_empty() {
                 control = Some(load_or_unload(keep_alive));
             }
             turns.push(Turn { role: Role::User, text: prompt, images: 0 });
         }
     }
-    let input = ClassifyInput { turns: &turns, has_tools, wants_json, max_output_tokens };
-    let classification = cx.classifier.classify(&input);
-    if control.is_some() && matches!(target, Target::Auto { .. }) {
-        return Err(RouterError::bad(
-            "auto needs a prompt to route; name a model to load or unload it",
-            Some("model".to_string()),
-        ));
-    }
-    Ok(Prepared { endpoint, body, requested, target, stream, keep_alive, classification, max_output_tokens, control })
+    Ok((turns, control))
 }
 
 fn load_or_unload(keep_alive: Option<KeepAlive>) -> Control {

@@ -123,7 +123,7 @@ fn decide(
         }));
     }
     state.decisions.push(Arc::clone(&entry));
-    tracing::debug!(request_id, category = %c.category, chosen = ?entry.chosen, decision_us, "routing decision");
+    tracing::debug!(request_id, category = %c.category, chosen = entry.chosen.as_deref().unwrap_or("none"), decision_us, "routing decision");
     if candidates.is_empty() {
         tracing::debug!(reason = %entry.scoring.why_none(), "no candidate");
     }
@@ -140,7 +140,7 @@ async fn candidates(
     match &prepared.target {
         Target::Model(name) => {
             if state.catalog.load().get(name).is_none() {
-                state.refresh_catalog_for_unknown().await;
+                state.refresh_catalog_for_unknown().await?;
             }
             let catalog = state.catalog.load();
             let Some(spec) = catalog.get(name) else {
@@ -242,7 +242,7 @@ pub async fn dispatch(
                 if explicit {
                     return Err(RouterError::UpstreamRejected { status: 404, message });
                 }
-                state.refresh_catalog_for_unknown().await;
+                state.refresh_catalog_for_unknown().await?;
                 last = Some(RouterError::UpstreamFailed(message));
             }
             Err(failure) => {
@@ -289,4 +289,30 @@ fn failure_error(failure: &ForwardFailure, model: &ModelName) -> RouterError {
 /// The category whose answer lengths a response teaches (none for embeddings).
 pub fn learned_category(prepared: &Prepared) -> Option<switchyard_core::Category> {
     (!prepared.endpoint.is_embedding()).then_some(prepared.classification.category)
+}
+
+/// With `routing.classifier = "embedding"`, classifies an `auto` request again by its nearest labelled examples
+/// (through the embedding model, admitted like any request); the rules' answer stays on any failure.
+pub async fn refine_classification(state: &AppState, prepared: &mut Prepared) {
+    if !matches!(prepared.target, Target::Auto { .. }) || prepared.endpoint.is_embedding() {
+        return;
+    }
+    let classifier = state.embedding_classifier.load_full();
+    let Some(classifier) = classifier.as_ref() else { return };
+    let Ok(model) = ModelName::parse(&state.config.routing.embedding_model) else { return };
+    let Ok(_lease) = state.vram.acquire_within(&model, Duration::from_secs(2)).await else { return };
+    let refined = {
+        let Ok((turns, _)) = crate::request::read_turns(prepared.endpoint, &prepared.body, prepared.keep_alive) else {
+            return;
+        };
+        let needs = &prepared.classification.needs;
+        let input = crate::classify::ClassifyInput {
+            turns: &turns,
+            has_tools: needs.tools,
+            wants_json: needs.json,
+            max_output_tokens: prepared.max_output_tokens,
+        };
+        classifier.classify(&input, &state.classifier).await
+    };
+    prepared.classification = refined;
 }

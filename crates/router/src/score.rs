@@ -130,7 +130,10 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
     let now = Instant::now();
     let w = req.preference.clamp(0.0, 1.0);
     // Answer length: live traffic in this category, else the category's typical length; never above the client's cap.
-    let typical = cx.live.output_tokens(req.category).map_or_else(|| expected_output_tokens(req.category), |t| t.round().max(1.0) as u64);
+    let typical = cx
+        .live
+        .output_tokens(req.category)
+        .map_or_else(|| expected_output_tokens(req.category), |t| t.round().max(1.0) as u64);
     let out_tokens = req.max_output_tokens.map_or(typical, |m| typical.min(m.max(1)));
     let out_tokens = if req.embedding { 0 } else { out_tokens };
     let mut candidates: Vec<Candidate> = Vec::with_capacity(cx.catalog.models.len());

@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use switchyard_core::ModelName;
 use switchyard_core::catalog::Catalog;
-use switchyard_core::config::Config;
+use switchyard_core::config::{ClassifierKind, Config};
 use switchyard_core::http::{HttpClient, HttpClientOptions};
 use switchyard_core::ollama::OllamaClient;
 use switchyard_core::size::parse_bytes;
 use switchyard_core::store::{SqlStore, Store};
-use switchyard_vram::{ManagerIo, ManagerOptions, VramManager, probe};
+use switchyard_vram::{AdminOp, ManagerIo, ManagerOptions, VramManager, probe};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -63,13 +63,27 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(api::admin::health))
         .route("/ready", get(api::admin::ready))
         .route_layer(middleware::from_fn_with_state(state.clone(), gate));
-    routes.fallback(not_found).with_state(state)
+    routes.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state)
 }
 
-async fn not_found(request: Request) -> Response<Body> {
-    let path = request.uri().path().to_string();
-    let error = RouterError::NotFound(format!("no route for {} {path}", request.method()));
-    if path.starts_with("/v1/") { OpenAiError(error).into_response() } else { OllamaError(error).into_response() }
+/// An error for a request no route took, in the shape of the surface its path belongs to, with a request id.
+fn unrouted(state: &AppState, request: &Request, error: RouterError) -> Response<Body> {
+    let mut response = reject(area(request.uri().path()), error);
+    if let Ok(v) = HeaderValue::from_str(&request_id(state, request)) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+async fn not_found(State(state): State<AppState>, request: Request) -> Response<Body> {
+    let error = RouterError::NotFound(format!("no route for {} {}", request.method(), request.uri().path()));
+    unrouted(&state, &request, error)
+}
+
+async fn method_not_allowed(State(state): State<AppState>, request: Request) -> Response<Body> {
+    let error =
+        RouterError::MethodNotAllowed(format!("{} is not allowed on {}", request.method(), request.uri().path()));
+    unrouted(&state, &request, error)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -96,9 +110,10 @@ fn area(path: &str) -> Area {
 fn presented_key(request: &Request) -> Option<String> {
     let headers = request.headers();
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
-        && let Some(token) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
-            return Some(token.trim().to_string());
-        }
+        && let Some(token) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))
+    {
+        return Some(token.trim().to_string());
+    }
     ["x-switchyard-admin-key", "x-api-key"]
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string()))
@@ -161,7 +176,7 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
     } else {
         request.extensions_mut().insert(RequestCtx { request_id: id.clone(), started, client_key: key });
         let span = tracing::debug_span!("request", request_id = %id, route);
-        
+
         tracing::Instrument::instrument(next.run(request), span).await
     };
     if let Ok(v) = HeaderValue::from_str(&id) {
@@ -258,7 +273,7 @@ pub async fn build_state(
     };
     let vram = VramManager::start(options, io, shutdown.clone(), &tracker)
         .await
-    .map_err(|e| RouterError::Startup(e.to_string()))?;
+        .map_err(|e| RouterError::Startup(e.to_string()))?;
     let forwarder = Forwarder::new(
         http,
         &config.ollama.url,
@@ -279,7 +294,71 @@ pub async fn build_state(
         tracker: tracker.clone(),
     });
     spawn_catalog_refresher(&state);
+    if config.routing.classifier == ClassifierKind::Embedding {
+        spawn_embedding_classifier(&state);
+    }
+    if config.vram.pin_fastest {
+        spawn_pin_fastest(&state);
+    }
     Ok(state)
+}
+
+/// Builds the embedding classifier in the background (the rules classify until it is ready).
+fn spawn_embedding_classifier(state: &AppState) {
+    let state = state.clone();
+    state.tracker.clone().spawn(async move {
+        let name = state.config.routing.embedding_model.clone();
+        let built = async {
+            let model = ModelName::parse(&name).map_err(|e| e.to_string())?;
+            let _lease = state.vram.acquire_within(&model, Duration::from_secs(state.config.ollama.load_timeout_secs)).await.map_err(|e| e.to_string())?;
+            let examples = crate::classify::bundled_examples().map_err(|e| e.to_string())?;
+            crate::classify::EmbeddingClassifier::build(state.ollama.http().clone(), state.ollama.base_url(), &name, &examples)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let result = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            r = built => r,
+        };
+        match result {
+            Ok(classifier) => {
+                tracing::info!(model = %name, examples = classifier.len(), "embedding classifier ready");
+                state.embedding_classifier.store(Arc::new(Some(classifier)));
+            }
+            Err(e) => tracing::warn!(model = %name, error = %e, "cannot build the embedding classifier; classifying with the rules"),
+        }
+    });
+}
+
+/// The chat model to keep warm for `vram.pin_fastest`: the fastest profiled decoder, else the smallest model.
+pub fn fastest_model(catalog: &Catalog, profiles: &ProfileTable) -> Option<ModelName> {
+    let chat = catalog.models.values().filter(|s| s.capabilities.completion);
+    let profiled = chat
+        .clone()
+        .filter_map(|s| profiles.get(&s.name).and_then(|p| p.decode_tps).map(|tps| (tps, s)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, s)| s.name.clone());
+    profiled.or_else(|| chat.min_by_key(|s| s.size_bytes).map(|s| s.name.clone()))
+}
+
+/// Pins the fastest chat model (`vram.pin_fastest`, set by the low-latency preset).
+fn spawn_pin_fastest(state: &AppState) {
+    let state = state.clone();
+    state.tracker.clone().spawn(async move {
+        let Some(model) = fastest_model(&state.catalog.load(), &state.profiles.load()) else {
+            tracing::warn!("vram.pin_fastest: no chat model to pin");
+            return;
+        };
+        let pin = state.vram.admin(AdminOp::Pin, &model);
+        let result = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            r = pin => r,
+        };
+        match result {
+            Ok(message) => tracing::info!(model = %model, "vram.pin_fastest: {message}"),
+            Err(e) => tracing::warn!(model = %model, error = %e, "vram.pin_fastest: cannot pin"),
+        }
+    });
 }
 
 /// Re-reads the catalog every `ollama.catalog_refresh_secs`; reloads profiles when models changed.
@@ -302,9 +381,10 @@ fn spawn_catalog_refresher(state: &AppState) {
                 continue;
             }
             if *state.catalog.load_full() != *before
-                && let Err(e) = state.reload_profiles().await {
-                    tracing::warn!(error = %e, "cannot reload profiles from the store; keeping the ones in memory");
-                }
+                && let Err(e) = state.reload_profiles().await
+            {
+                tracing::warn!(error = %e, "cannot reload profiles from the store; keeping the ones in memory");
+            }
         }
     });
 }

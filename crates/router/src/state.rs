@@ -135,17 +135,23 @@ impl AppState {
     }
 
     /// Refreshes the catalog because a client named a model we do not know (it may have just been pulled), at most
-    /// once every two seconds.
-    pub async fn refresh_catalog_for_unknown(&self) {
+    /// once every two seconds. Fails when Ollama cannot be reached (then "not found" would be the wrong answer).
+    pub async fn refresh_catalog_for_unknown(&self) -> Result<(), switchyard_core::CoreError> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let last = self.last_forced_refresh.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < 2 {
-            return;
+        if now.saturating_sub(last) < 2
+            || self.last_forced_refresh.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return Ok(());
         }
-        if self.last_forced_refresh.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-            && let Err(e) = self.refresh_catalog().await {
+        match self.refresh_catalog().await {
+            Err(e) if e.is_connectivity() => Err(e),
+            Err(e) => {
                 tracing::debug!(error = %e, "catalog refresh failed");
+                Ok(())
             }
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Reloads the profile table from the store (after profiling, or when the catalog changed).

@@ -81,9 +81,10 @@ fn sampling_options(req: &Map<String, Value>) -> Result<Map<String, Value>, Rout
         Some(_) => return Err(bad("stop must be a string or a list of strings", "stop")),
     }
     if let Some(n) = req.get("n").filter(|v| !v.is_null())
-        && n.as_u64() != Some(1) {
-            return Err(bad("only n = 1 is supported", "n"));
-        }
+        && n.as_u64() != Some(1)
+    {
+        return Err(bad("only n = 1 is supported", "n"));
+    }
     Ok(options)
 }
 

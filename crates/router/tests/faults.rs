@@ -17,7 +17,9 @@ fn chat(model: &str, stream: bool) -> Value {
 
 /// The model `auto` picks first for the coding prompt, loaded (faults then hit inference, not the load).
 async fn first_choice(h: &Harness) -> String {
-    let a = h.get("/admin/explain?prompt=Write%20a%20Rust%20function%20that%20parses%20a%20CSV%20line%20into%20fields.").await;
+    let a = h
+        .get("/admin/explain?prompt=Write%20a%20Rust%20function%20that%20parses%20a%20CSV%20line%20into%20fields.")
+        .await;
     let model = a.json()["chosen"].as_str().unwrap().to_string();
     preload(h, &model).await;
     model
@@ -72,8 +74,17 @@ async fn repeated_failures_open_the_breaker_and_auto_stops_trying_the_model() {
     }
     let metrics = h.get("/metrics").await.text();
     assert!(metrics.contains(&format!("switchyard_breaker_state{{model=\"{top}\"}} 2")), "{metrics}");
-    let explained = h.get("/admin/explain?prompt=Write%20a%20Rust%20function%20that%20parses%20a%20CSV%20line%20into%20fields.").await.json();
-    let excluded = explained["scoring"]["candidates"].as_array().unwrap().iter().find(|c| c["model"] == top.as_str()).unwrap()["excluded"].clone();
+    let explained = h
+        .get("/admin/explain?prompt=Write%20a%20Rust%20function%20that%20parses%20a%20CSV%20line%20into%20fields.")
+        .await
+        .json();
+    let excluded = explained["scoring"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == top.as_str())
+        .unwrap()["excluded"]
+        .clone();
     assert!(excluded.as_str().unwrap().contains("circuit breaker"), "{excluded}");
     // Now the failing model is skipped before anything is sent to it.
     let before = h.sim_gpu().await["counters"]["requests"].as_u64().unwrap();
@@ -108,7 +119,12 @@ async fn a_slow_model_is_waited_for() {
     let h = start_with(SimOptions { time_scale: 1.0, ..SimOptions::default() }, |_| {}).await;
     preload(&h, "llama3.2:3b").await;
     h.fault(json!({"model": "llama3.2:3b", "latency_ms": 300})).await;
-    let a = h.post("/api/generate", json!({"model": "llama3.2:3b", "prompt": "hi", "stream": false, "options": {"num_predict": 3}})).await;
+    let a = h
+        .post(
+            "/api/generate",
+            json!({"model": "llama3.2:3b", "prompt": "hi", "stream": false, "options": {"num_predict": 3}}),
+        )
+        .await;
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(a.json()["done"], true);
     h.stop().await;
@@ -117,10 +133,16 @@ async fn a_slow_model_is_waited_for() {
 #[tokio::test]
 async fn a_stream_cut_mid_way_ends_with_an_error_in_each_surfaces_shape() {
     // Tokens are spaced in time (time scale > 0) so that the first chunks reach the client before the cut.
-    let h = start_with(SimOptions { time_scale: 0.05, ..SimOptions::default() }, |c| c.ollama.idle_timeout_secs = 5).await;
+    let h =
+        start_with(SimOptions { time_scale: 0.05, ..SimOptions::default() }, |c| c.ollama.idle_timeout_secs = 5).await;
     preload(&h, "llama3.2:3b").await;
     h.fault(json!({"model": "llama3.2:3b", "disconnect_after_chunks": 3})).await;
-    let a = h.post("/api/generate", json!({"model": "llama3.2:3b", "prompt": "Tell me a story", "options": {"num_predict": 50}})).await;
+    let a = h
+        .post(
+            "/api/generate",
+            json!({"model": "llama3.2:3b", "prompt": "Tell me a story", "options": {"num_predict": 50}}),
+        )
+        .await;
     assert_eq!(a.status, 200, "the stream had started");
     let lines = a.lines();
     let last = lines.last().unwrap();

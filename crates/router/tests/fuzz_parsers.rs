@@ -7,7 +7,9 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 use switchyard::classify::RuleClassifier;
 use switchyard::request::{Endpoint, PrepareContext, parse_object, prepare_native};
-use switchyard::translate::{OpenAiContext, OpenAiKind, SseTranslator, chat_request, completion_request, embeddings_request};
+use switchyard::translate::{
+    OpenAiContext, OpenAiKind, SseTranslator, chat_request, completion_request, embeddings_request,
+};
 use switchyard_core::config::RoutingConfig;
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -17,8 +19,17 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
         "[a-z:./0-9 ]{0,12}".prop_map(Value::from),
-        prop_oneof![Just("user"), Just("assistant"), Just("system"), Just("tool"), Just("auto"), Just("llama3.2:3b"), Just("5m"), Just("-1")]
-            .prop_map(Value::from),
+        prop_oneof![
+            Just("user"),
+            Just("assistant"),
+            Just("system"),
+            Just("tool"),
+            Just("auto"),
+            Just("llama3.2:3b"),
+            Just("5m"),
+            Just("-1")
+        ]
+        .prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![

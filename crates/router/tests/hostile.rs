@@ -8,8 +8,11 @@ use common::start_with;
 use serde_json::{Value, json};
 use switchyard_sim::SimOptions;
 
-fn cases() -> Vec<(&'static str, Vec<u8>, Vec<(&'static str, &'static str)>)> {
-    let mut cases: Vec<(&'static str, Vec<u8>, Vec<(&'static str, &'static str)>)> = Vec::new();
+/// A path, a raw body, and extra headers.
+type Case = (&'static str, Vec<u8>, Vec<(&'static str, &'static str)>);
+
+fn cases() -> Vec<Case> {
+    let mut cases: Vec<Case> = Vec::new();
     let mut add = |path: &'static str, body: Vec<u8>| cases.push((path, body, Vec::new()));
     let native = ["/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/show"];
     let malformed: [&[u8]; 14] = [
@@ -48,23 +51,62 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Vec<(&'static str, &'static str)>)> {
         ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": {"a": 1}}]})),
         ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x", "images": "abc"}]})),
         ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": []})),
-        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"temperature": "hot"}})),
-        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"temperature": -1}})),
-        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"temperature": 1e308}})),
-        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"num_predict": -100}})),
-        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"num_predict": 1.5}})),
-        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"top_k": -5}})),
-        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"num_ctx": 1e12}})),
-        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"seed": "x"}})),
-        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"stop": [1]}})),
+        (
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"temperature": "hot"}}),
+        ),
+        (
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"temperature": -1}}),
+        ),
+        (
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"temperature": 1e308}}),
+        ),
+        (
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"num_predict": -100}}),
+        ),
+        (
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"num_predict": 1.5}}),
+        ),
+        (
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"top_k": -5}}),
+        ),
+        (
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"num_ctx": 1e12}}),
+        ),
+        (
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"seed": "x"}}),
+        ),
+        (
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "options": {"stop": [1]}}),
+        ),
         ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "stream": "yes"})),
-        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "keep_alive": true})),
-        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "keep_alive": "300"})),
+        (
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "keep_alive": true}),
+        ),
+        (
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "keep_alive": "300"}),
+        ),
         ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "tools": {}})),
-        ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})),
+        (
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}),
+        ),
         ("/api/chat", json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x"}], "format": 5})),
         ("/api/chat", json!({"model": "nomic-embed-text", "messages": [{"role": "user", "content": "x"}]})),
-        ("/api/chat", json!({"model": "deepseek-r1:14b", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]})),
+        (
+            "/api/chat",
+            json!({"model": "deepseek-r1:14b", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]}),
+        ),
         ("/api/chat", json!({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]})),
         ("/api/chat", json!({"model": "../../etc/passwd", "messages": [{"role": "user", "content": "x"}]})),
         ("/api/chat", json!({"model": "a/../b", "messages": [{"role": "user", "content": "x"}]})),
@@ -82,14 +124,35 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Vec<(&'static str, &'static str)>)> {
         ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "x"}]})),
         ("/v1/chat/completions", json!({"model": "auto", "messages": []})),
         ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "n": 5})),
-        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1})),
-        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "temperature": "x"})),
-        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "temperature": 1e308})),
-        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": [{"type": "audio"}]}]})),
-        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://evil/x.png"}}]}]})),
-        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}})),
+        (
+            "/v1/chat/completions",
+            json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "temperature": "x"}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "temperature": 1e308}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "auto", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "auto", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://evil/x.png"}}]}]}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "auto", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}),
+        ),
         ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "wizard", "content": "x"}]})),
-        ("/v1/chat/completions", json!({"model": "auto", "messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{not json"}}]}]})),
+        (
+            "/v1/chat/completions",
+            json!({"model": "auto", "messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{not json"}}]}]}),
+        ),
         ("/v1/chat/completions", json!({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]})),
         ("/v1/completions", json!({"model": "auto", "prompt": ["a", "b"]})),
         ("/v1/completions", json!({"model": "auto", "prompt": "x", "echo": true})),
@@ -106,7 +169,14 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Vec<(&'static str, &'static str)>)> {
     }
     add("/api/chat", deep.into_bytes());
     add("/api/chat", deep_object.into_bytes());
-    add("/v1/chat/completions", format!("{{\"model\":\"auto\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}", "x".repeat(2 * 1024 * 1024)).into_bytes());
+    add(
+        "/v1/chat/completions",
+        format!(
+            "{{\"model\":\"auto\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}",
+            "x".repeat(2 * 1024 * 1024)
+        )
+        .into_bytes(),
+    );
     let chat = json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).to_string().into_bytes();
     cases.push(("/api/chat", chat.clone(), vec![("x-switchyard-quality", "2")]));
     cases.push(("/api/chat", chat.clone(), vec![("x-switchyard-quality", "high")]));
@@ -123,7 +193,8 @@ async fn hostile_requests_get_clean_4xx_in_their_surfaces_shape() {
         let a = h.post_raw(path, body, headers).await;
         let shown = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
         assert!(a.status.is_client_error(), "{path} {shown:?} -> {} {}", a.status, a.text());
-        let v: Value = serde_json::from_slice(&a.body).unwrap_or_else(|_| panic!("{path} {shown:?}: not JSON: {}", a.text()));
+        let v: Value =
+            serde_json::from_slice(&a.body).unwrap_or_else(|_| panic!("{path} {shown:?}: not JSON: {}", a.text()));
         if path.starts_with("/v1/") {
             assert!(v["error"]["message"].is_string() && v["error"]["type"].is_string(), "{path} {shown:?}: {v}");
         } else {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Harness, start_with};
+use common::start_with;
 use http::StatusCode;
 use serde_json::json;
 use std::sync::Arc;
@@ -28,7 +28,12 @@ async fn a_full_model_queue_is_a_503_with_retry_after_not_a_wait() {
         let h = Arc::clone(&h);
         tasks.push(tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let a = h.post("/api/generate", json!({"model": "llama3.2:3b", "prompt": "hi", "stream": false, "options": {"num_predict": 1}})).await;
+            let a = h
+                .post(
+                    "/api/generate",
+                    json!({"model": "llama3.2:3b", "prompt": "hi", "stream": false, "options": {"num_predict": 1}}),
+                )
+                .await;
             (a.status, a.header("retry-after").map(str::to_string), started.elapsed(), a.text())
         }));
     }
@@ -54,21 +59,18 @@ async fn a_full_model_queue_is_a_503_with_retry_after_not_a_wait() {
 
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after_per_ip_and_per_key() {
-    let h = start_with(SimOptions::default(), |c| {
-        c.limits.per_ip_rps = 0.5;
-        c.limits.per_key_rps = 0.5;
-        c.limits.burst = 2;
-    })
-    .await;
-    // The harness talks to the in-process router without a peer address; exercise the binary path instead.
-    drop(h);
+    // Limits key on the peer address, which the real binary sees.
     let sim = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let bin = common::Binary::start(
         &sim.url(),
         dir.path(),
         &[],
-        &[("SWITCHYARD_LIMITS_PER_IP_RPS", "0.5"), ("SWITCHYARD_LIMITS_PER_KEY_RPS", "0.5"), ("SWITCHYARD_LIMITS_BURST", "2")],
+        &[
+            ("SWITCHYARD_LIMITS_PER_IP_RPS", "0.5"),
+            ("SWITCHYARD_LIMITS_PER_KEY_RPS", "0.5"),
+            ("SWITCHYARD_LIMITS_BURST", "2"),
+        ],
     )
     .await
     .unwrap();
@@ -118,15 +120,15 @@ async fn a_soak_of_thousands_of_requests_loses_none() {
                     break;
                 }
                 let (path, body) = match i % 4 {
-                    0 => ("/api/chat", json!({"model": "auto", "stream": i % 8 == 0, "messages": [{"role": "user", "content": format!("Question {i}: what is 2+{i}?")}]})),
+                    0 => ("/api/chat", json!({"model": "auto", "stream": i.is_multiple_of(8), "messages": [{"role": "user", "content": format!("Question {i}: what is 2+{i}?")}]})),
                     1 => ("/api/generate", json!({"model": "llama3.2:3b", "prompt": format!("p{i}"), "stream": true, "options": {"num_predict": 4}})),
-                    2 => ("/v1/chat/completions", json!({"model": "auto:fast", "stream": i % 3 == 0, "max_tokens": 4, "messages": [{"role": "user", "content": format!("hello {i}")}]})),
+                    2 => ("/v1/chat/completions", json!({"model": "auto:fast", "stream": i.is_multiple_of(3), "max_tokens": 4, "messages": [{"role": "user", "content": format!("hello {i}")}]})),
                     _ => ("/api/embed", json!({"model": "nomic-embed-text", "input": format!("text {i}")})),
                 };
                 let a = h.post(path, body).await;
                 let complete = match a.status.as_u16() {
-                    200 if path == "/api/generate" || (path == "/api/chat" && i % 8 == 0) => a.lines().last().is_some_and(|l| l["done"] == true),
-                    200 if path == "/v1/chat/completions" && i % 3 == 0 => a.events().last().is_some_and(|e| e == "[DONE]"),
+                    200 if path == "/api/generate" || (path == "/api/chat" && i.is_multiple_of(8)) => a.lines().last().is_some_and(|l| l["done"] == true),
+                    200 if path == "/v1/chat/completions" && i.is_multiple_of(3) => a.events().last().is_some_and(|e| e == "[DONE]"),
                     200 => serde_json::from_slice::<serde_json::Value>(&a.body).is_ok(),
                     429 | 503 => a.header("retry-after").is_some(),
                     _ => false,
@@ -150,9 +152,4 @@ async fn a_soak_of_thousands_of_requests_loses_none() {
     assert_eq!(incomplete, 0, "every answer was complete (or a 429/503 with Retry-After)");
     assert!(by_status.get(&200).copied().unwrap_or(0) >= total * 9 / 10, "{by_status:?}");
     Arc::try_unwrap(h).ok().unwrap().stop().await;
-}
-
-#[allow(dead_code)]
-fn _uses(h: &Harness) -> &Harness {
-    h
 }

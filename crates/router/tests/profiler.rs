@@ -29,7 +29,10 @@ impl ProgressSink for Silent {
     fn event(&self, _event: &Progress) {}
 }
 
-async fn profile_fleet(store: Arc<dyn Store>, items_per_category: u32) -> (Vec<switchyard_core::store::ScoreRecord>, Value) {
+async fn profile_fleet(
+    store: Arc<dyn Store>,
+    items_per_category: u32,
+) -> (Vec<switchyard_core::store::ScoreRecord>, Value) {
     let sim = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
     let mut config = Config::default();
     config.ollama.url = sim.url();
@@ -40,9 +43,24 @@ async fn profile_fleet(store: Arc<dyn Store>, items_per_category: u32) -> (Vec<s
     let catalog = Arc::new(Catalog::fetch(&client, &Catalog::default()).await.unwrap());
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let io = ManagerIo { client: client.clone(), probe: Arc::new(SimProbe::new(client.clone())), catalog: Arc::clone(&catalog), sink: Arc::new(NoopSink), metrics: None };
-    let vram = VramManager::start(ManagerOptions::from_config(Arc::clone(&config), 1), io, shutdown.clone(), &tracker).await.unwrap();
-    let runner = Runner { client: client.clone(), store: Arc::clone(&store), vram, config: Arc::clone(&config), suites: Arc::new(suites(&config).unwrap()), cancel: shutdown.clone() };
+    let io = ManagerIo {
+        client: client.clone(),
+        probe: Arc::new(SimProbe::new(client.clone())),
+        catalog: Arc::clone(&catalog),
+        sink: Arc::new(NoopSink),
+        metrics: None,
+    };
+    let vram = VramManager::start(ManagerOptions::from_config(Arc::clone(&config), 1), io, shutdown.clone(), &tracker)
+        .await
+        .unwrap();
+    let runner = Runner {
+        client: client.clone(),
+        store: Arc::clone(&store),
+        vram,
+        config: Arc::clone(&config),
+        suites: Arc::new(suites(&config).unwrap()),
+        cancel: shutdown.clone(),
+    };
     let opts = options(&config, &[], &[], false).unwrap();
     let summary = runner.run(&catalog, &opts, &Silent).await.unwrap();
     assert!(summary.items_run > 0);
@@ -79,13 +97,20 @@ async fn measured_quality_agrees_with_the_configured_skills_on_every_engine() {
             if (s.ci_low..=s.ci_high).contains(skill) {
                 inside += 1;
             } else {
-                eprintln!("{} / {}: skill {skill} outside [{:.3}, {:.3}] (mean {:.3}, n {})", s.model, s.category, s.ci_low, s.ci_high, s.mean, s.n);
+                eprintln!(
+                    "{} / {}: skill {skill} outside [{:.3}, {:.3}] (mean {:.3}, n {})",
+                    s.model, s.category, s.ci_low, s.ci_high, s.mean, s.n
+                );
             }
             assert!(s.n >= 25, "{} / {} has only {} items", s.model, s.category, s.n);
         }
         assert_eq!(cells, 36, "{}: six chat models x six categories", t.engine);
         let share = f64::from(inside) / f64::from(cells);
-        println!("{}: configured skill inside the Wilson 95% interval in {inside}/{cells} cells ({:.0}%)", t.engine, share * 100.0);
+        println!(
+            "{}: configured skill inside the Wilson 95% interval in {inside}/{cells} cells ({:.0}%)",
+            t.engine,
+            share * 100.0
+        );
         assert!(share >= 0.95, "{}: only {inside}/{cells} cells agree", t.engine);
 
         // Ranking: wherever two models' skills differ by 0.15 or more, the measured means are in the same order.
@@ -95,12 +120,24 @@ async fn measured_quality_agrees_with_the_configured_skills_on_every_engine() {
                 if a.category != b.category || a.model >= b.model {
                     continue;
                 }
-                let (Some(sa), Some(sb)) = (skills.get(&(a.model.clone(), a.category.clone())), skills.get(&(b.model.clone(), b.category.clone()))) else {
+                let (Some(sa), Some(sb)) = (
+                    skills.get(&(a.model.clone(), a.category.clone())),
+                    skills.get(&(b.model.clone(), b.category.clone())),
+                ) else {
                     continue;
                 };
                 if (sa - sb).abs() >= 0.15 {
                     checked += 1;
-                    assert_eq!(sa > sb, a.mean > b.mean, "{}: {} ({sa}) vs {} ({sb}) measured {} vs {}", a.category, a.model, b.model, a.mean, b.mean);
+                    assert_eq!(
+                        sa > sb,
+                        a.mean > b.mean,
+                        "{}: {} ({sa}) vs {} ({sb}) measured {} vs {}",
+                        a.category,
+                        a.model,
+                        b.model,
+                        a.mean,
+                        b.mean
+                    );
                 }
             }
         }
@@ -120,9 +157,24 @@ async fn a_second_run_skips_fresh_models_and_a_repull_makes_them_stale() {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let catalog = Arc::new(Catalog::fetch(&client, &Catalog::default()).await.unwrap());
-    let io = ManagerIo { client: client.clone(), probe: Arc::new(SimProbe::new(client.clone())), catalog: Arc::clone(&catalog), sink: Arc::new(NoopSink), metrics: None };
-    let vram = VramManager::start(ManagerOptions::from_config(Arc::clone(&config), 1), io, shutdown.clone(), &tracker).await.unwrap();
-    let runner = Runner { client: client.clone(), store: Arc::clone(&t.store), vram: vram.clone(), config: Arc::clone(&config), suites: Arc::new(suites(&config).unwrap()), cancel: shutdown.clone() };
+    let io = ManagerIo {
+        client: client.clone(),
+        probe: Arc::new(SimProbe::new(client.clone())),
+        catalog: Arc::clone(&catalog),
+        sink: Arc::new(NoopSink),
+        metrics: None,
+    };
+    let vram = VramManager::start(ManagerOptions::from_config(Arc::clone(&config), 1), io, shutdown.clone(), &tracker)
+        .await
+        .unwrap();
+    let runner = Runner {
+        client: client.clone(),
+        store: Arc::clone(&t.store),
+        vram: vram.clone(),
+        config: Arc::clone(&config),
+        suites: Arc::new(suites(&config).unwrap()),
+        cancel: shutdown.clone(),
+    };
     let models = vec!["llama3.2:3b".to_string()];
     let mut opts = options(&config, &models, &["math".to_string()], false).unwrap();
     opts.items_per_category = 5;
@@ -132,7 +184,11 @@ async fn a_second_run_skips_fresh_models_and_a_repull_makes_them_stale() {
     assert_eq!(second.items_run, 0, "fresh results are reused");
     assert!(matches!(second.models[0].outcome, switchyard_profiler::ModelOutcome::Skipped(_)));
     // A new digest (the model was pulled again) makes the profile stale: it is profiled again.
-    let _: Value = client.http().post_json(&client.url("/sim/repull"), &serde_json::json!({"model": "llama3.2:3b"}), Duration::from_secs(5)).await.unwrap();
+    let _: Value = client
+        .http()
+        .post_json(&client.url("/sim/repull"), &serde_json::json!({"model": "llama3.2:3b"}), Duration::from_secs(5))
+        .await
+        .unwrap();
     let catalog = Arc::new(Catalog::fetch(&client, &catalog).await.unwrap());
     vram.set_catalog(Arc::clone(&catalog));
     let third = runner.run(&catalog, &opts, &Silent).await.unwrap();

@@ -46,29 +46,32 @@ async fn count(url: &str) -> i64 {
 /// Everything that must be identical between a resumed and a clean run (timings differ, of course).
 async fn rows(url: &str) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
     let pool = pool(url).await;
-    let results = sqlx::query("SELECT model, digest, category, item_id, suite_version, correct, run_id FROM profile_results")
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {} {} {} {} {}",
-                r.get::<String, _>(0),
-                r.get::<String, _>(1),
-                r.get::<String, _>(2),
-                r.get::<String, _>(3),
-                r.get::<String, _>(4),
-                r.get::<i64, _>(5)
-            )
-        })
-        .collect();
+    let results =
+        sqlx::query("SELECT model, digest, category, item_id, suite_version, correct, run_id FROM profile_results")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {} {} {}",
+                    r.get::<String, _>(0),
+                    r.get::<String, _>(1),
+                    r.get::<String, _>(2),
+                    r.get::<String, _>(3),
+                    r.get::<String, _>(4),
+                    r.get::<i64, _>(5)
+                )
+            })
+            .collect();
     let scores = sqlx::query("SELECT model, category, n, successes FROM profile_scores")
         .fetch_all(&pool)
         .await
         .unwrap()
         .iter()
-        .map(|r| format!("{} {} {} {}", r.get::<String, _>(0), r.get::<String, _>(1), r.get::<i64, _>(2), r.get::<i64, _>(3)))
+        .map(|r| {
+            format!("{} {} {} {}", r.get::<String, _>(0), r.get::<String, _>(1), r.get::<i64, _>(2), r.get::<i64, _>(3))
+        })
         .collect();
     let runs = sqlx::query("SELECT model, status FROM profile_runs")
         .fetch_all(&pool)
@@ -106,7 +109,11 @@ async fn kill_and_resume(engine: &str, killed_url: &str, clean_url: &str) {
 
     let (resumed_results, resumed_scores, resumed_runs) = rows(killed_url).await;
     let (clean_results, clean_scores, clean_runs) = rows(clean_url).await;
-    println!("{engine}: killed with {at_kill} of {} results stored; resumed run has {} results", clean_results.len(), resumed_results.len());
+    println!(
+        "{engine}: killed with {at_kill} of {} results stored; resumed run has {} results",
+        clean_results.len(),
+        resumed_results.len()
+    );
     assert!((at_kill as usize) < clean_results.len(), "{engine}: killed too late to test anything");
     assert_eq!(resumed_results, clean_results, "{engine}: results differ");
     assert_eq!(resumed_scores, clean_scores, "{engine}: scores differ");
@@ -125,7 +132,8 @@ async fn sigkill_mid_run_then_restart_equals_a_clean_run_on_sqlite() {
 
 #[tokio::test]
 async fn sigkill_mid_run_then_restart_equals_a_clean_run_on_postgres() {
-    let (Some(killed), Some(clean)) = (testing::postgres_url().await.unwrap(), testing::postgres_url().await.unwrap()) else {
+    let (Some(killed), Some(clean)) = (testing::postgres_url().await.unwrap(), testing::postgres_url().await.unwrap())
+    else {
         return;
     };
     kill_and_resume("postgres", &killed, &clean).await;

@@ -29,10 +29,16 @@ const N: u32 = 40;
 const PROMPTS: [(Category, &str); 6] = [
     (Category::Coding, "Write a Python function that merges two sorted lists into one sorted list."),
     (Category::Math, "Solve for x: 3x + 7 = 22. Show the steps."),
-    (Category::Reasoning, "If all bloops are razzies and all razzies are lazzies, are all bloops definitely lazzies? Explain the logic step by step."),
+    (
+        Category::Reasoning,
+        "If all bloops are razzies and all razzies are lazzies, are all bloops definitely lazzies? Explain the logic step by step.",
+    ),
     (Category::Factual, "What is the capital city of Australia?"),
     (Category::Creative, "Write a short poem about autumn leaves falling on a quiet river."),
-    (Category::Extraction, "Extract the names and email addresses from this text as JSON: Contact Ana Lopez at ana@example.com or Bo Chen at bo@example.org."),
+    (
+        Category::Extraction,
+        "Extract the names and email addresses from this text as JSON: Contact Ana Lopez at ana@example.com or Bo Chen at bo@example.org.",
+    ),
 ];
 
 async fn seed(h: &Harness, quality: impl Fn(&str, usize) -> f64) {
@@ -41,7 +47,12 @@ async fn seed(h: &Harness, quality: impl Fn(&str, usize) -> f64) {
     for (name, prefill, decode, load, _) in SEED {
         let spec = catalog.models.values().find(|s| s.name.as_str() == name).unwrap();
         store
-            .upsert_model(&ModelRecord { name: name.into(), digest: spec.digest.clone(), load_seconds: Some(load), ..Default::default() })
+            .upsert_model(&ModelRecord {
+                name: name.into(),
+                digest: spec.digest.clone(),
+                load_seconds: Some(load),
+                ..Default::default()
+            })
             .await
             .unwrap();
         for (i, c) in Category::PROFILED.iter().enumerate() {
@@ -74,7 +85,13 @@ async fn seed(h: &Harness, quality: impl Fn(&str, usize) -> f64) {
 }
 
 /// The utility formula of the routing design, computed independently: U = w*q + (1-w) * Lmin / L.
-fn oracle(category: Category, prompt: &str, w: f64, quality: impl Fn(&str, usize) -> f64, loaded: &[&str]) -> (String, f64) {
+fn oracle(
+    category: Category,
+    prompt: &str,
+    w: f64,
+    quality: impl Fn(&str, usize) -> f64,
+    loaded: &[&str],
+) -> (String, f64) {
     let prior = 0.4;
     let k = 4.0;
     let c = Category::PROFILED.iter().position(|p| *p == category).unwrap();
@@ -90,7 +107,8 @@ fn oracle(category: Category, prompt: &str, w: f64, quality: impl Fn(&str, usize
         })
         .collect();
     let fastest = rows.iter().map(|r| r.2).fold(f64::INFINITY, f64::min);
-    let mut scored: Vec<(String, f64)> = rows.into_iter().map(|(n, q, l)| (n, w * q + (1.0 - w) * fastest / l)).collect();
+    let mut scored: Vec<(String, f64)> =
+        rows.into_iter().map(|(n, q, l)| (n, w * q + (1.0 - w) * fastest / l)).collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
     let margin = scored[0].1 - scored[1].1;
     (scored[0].0.clone(), margin)
@@ -101,7 +119,10 @@ fn seeded_quality(name: &str, c: usize) -> f64 {
 }
 
 async fn explain(h: &Harness, prompt: &str, w: f64) -> Value {
-    let q: String = prompt.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    let q: String = prompt
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
     let a = h.get(&format!("/admin/explain?prompt={q}&quality={w}")).await;
     assert_eq!(a.status, 200, "{}", a.text());
     a.json()
@@ -120,7 +141,12 @@ async fn auto_picks_what_the_utility_says_for_each_category_and_preference() {
             if margin < 1e-6 {
                 continue;
             }
-            assert_eq!(v["chosen"], want.as_str(), "{category} at w={w}: {}", serde_json::to_string_pretty(&v["scoring"]).unwrap());
+            assert_eq!(
+                v["chosen"],
+                want.as_str(),
+                "{category} at w={w}: {}",
+                serde_json::to_string_pretty(&v["scoring"]).unwrap()
+            );
             checked += 1;
         }
     }
@@ -134,7 +160,11 @@ async fn auto_picks_what_the_utility_says_for_each_category_and_preference() {
         .call(
             http::Method::POST,
             &h.url("/api/chat"),
-            Some(json!({"model": "auto", "stream": false, "messages": [{"role": "user", "content": PROMPTS[1].1}]}).to_string().into()),
+            Some(
+                json!({"model": "auto", "stream": false, "messages": [{"role": "user", "content": PROMPTS[1].1}]})
+                    .to_string()
+                    .into(),
+            ),
             &[("x-switchyard-quality", "0.95")],
         )
         .await;
@@ -143,7 +173,12 @@ async fn auto_picks_what_the_utility_says_for_each_category_and_preference() {
     assert_eq!(a.header("x-switchyard-category"), Some("math"));
     assert_eq!(a.json()["model"], "deepseek-r1:14b");
     // auto:fast and auto:quality use their configured preferences.
-    let fast = h.post("/api/chat", json!({"model": "auto:fast", "stream": false, "messages": [{"role": "user", "content": PROMPTS[3].1}]})).await;
+    let fast = h
+        .post(
+            "/api/chat",
+            json!({"model": "auto:fast", "stream": false, "messages": [{"role": "user", "content": PROMPTS[3].1}]}),
+        )
+        .await;
     assert_eq!(fast.header("x-switchyard-model"), Some("llama3.2:3b"));
     h.stop().await;
 }
@@ -163,7 +198,13 @@ async fn a_loaded_model_wins_over_a_marginally_better_cold_one() {
     let v = explain(&h, PROMPTS[0].1, 0.7).await;
     assert_eq!(oracle(Category::Coding, PROMPTS[0].1, 0.7, close, &["llama3.1:8b"]).0, "llama3.1:8b");
     assert_eq!(v["chosen"], "llama3.1:8b", "{}", serde_json::to_string_pretty(&v["scoring"]).unwrap());
-    let coder = v["scoring"]["candidates"].as_array().unwrap().iter().find(|c| c["model"] == "qwen2.5-coder:7b").unwrap().clone();
+    let coder = v["scoring"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == "qwen2.5-coder:7b")
+        .unwrap()
+        .clone();
     assert!(coder["quality"].as_f64().unwrap() > v["scoring"]["candidates"][0]["quality"].as_f64().unwrap());
     assert!(coder["latency"]["load"].as_f64().unwrap() > 0.0);
 
@@ -176,5 +217,43 @@ async fn a_loaded_model_wins_over_a_marginally_better_cold_one() {
     seed(&h, far).await;
     let v = explain(&h, PROMPTS[0].1, 0.7).await;
     assert_eq!(v["chosen"], "qwen2.5-coder:7b");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn pin_fastest_pins_a_small_chat_model_at_start() {
+    let h = start_with(SimOptions::default(), |c| c.vram.pin_fastest = true).await;
+    let pinned = common::eventually(std::time::Duration::from_secs(20), || async {
+        let v = h.get("/admin/vram").await.json();
+        v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["pinned"] == true && m["state"] == "loaded" && m["name"] == "llama3.2:3b")
+    })
+    .await;
+    assert!(pinned, "{}", h.get("/admin/vram").await.text());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_embedding_classifier_routes_through_the_embedding_model() {
+    let h = start_with(SimOptions::default(), |c| {
+        c.routing.classifier = switchyard_core::config::ClassifierKind::Embedding;
+        c.routing.embedding_model = "nomic-embed-text".into();
+    })
+    .await;
+    let ready = common::eventually(std::time::Duration::from_secs(30), || async {
+        h.get("/admin/explain?prompt=Write%20a%20Python%20function%20that%20sorts%20a%20list").await.json()["classifier"] == "embedding"
+    })
+    .await;
+    assert!(ready, "the embedding classifier never became ready");
+    let a = h.post("/api/chat", json!({"model": "auto", "stream": false, "messages": [{"role": "user", "content": "Write a Python function that sorts a list"}]})).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.header("x-switchyard-category"), Some("coding"));
+    let vram = h.get("/admin/vram").await.json();
+    let embed =
+        vram["models"].as_array().unwrap().iter().find(|m| m["name"] == "nomic-embed-text:latest").cloned().unwrap();
+    assert!(embed["uses"].as_u64().unwrap() >= 2, "the embedding model was admitted for the classification: {embed}");
     h.stop().await;
 }

@@ -66,7 +66,9 @@ async fn errors_come_in_each_surfaces_shape() {
     let a = h.post("/api/chat", json!({"model": "nope:1b", "messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(a.status, 404);
     assert_eq!(a.json(), json!({"error": "model 'nope:1b' not found"}));
-    let a = h.post("/v1/chat/completions", json!({"model": "nope:1b", "messages": [{"role": "user", "content": "x"}]})).await;
+    let a = h
+        .post("/v1/chat/completions", json!({"model": "nope:1b", "messages": [{"role": "user", "content": "x"}]}))
+        .await;
     assert_eq!(a.status, 404);
     assert_eq!(a.json()["error"]["type"], "invalid_request_error");
     assert_eq!(a.json()["error"]["param"], "model");

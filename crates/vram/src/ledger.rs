@@ -478,10 +478,13 @@ impl Ledger {
             .map(|e| e.name.to_string())
             .collect();
         let foreign: u64 = self.gpus.iter().map(|g| g.foreign).sum();
-        let target = self
-            .ollama_placement(need, &releasable)
-            .map(|g| format!(" Ollama would place it on GPU {g} (the most free memory by its own count, which ignores other processes)."))
-            .unwrap_or_default();
+        let target = match self.ollama_placement(need, &releasable) {
+            Some(g) => format!(
+                " Ollama would place it on GPU {g} (the most free memory by its own count, which ignores other processes)."
+            ),
+            None => " Ollama loads a model beside others only within 80% of the memory it sees free, and pinned models stay."
+                .to_string(),
+        };
         Plan::Refuse {
             reason: format!(
                 "{name} needs {}; pinned models ({}) and other processes ({}) leave too little room.{target} Unpin a \

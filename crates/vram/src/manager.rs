@@ -201,6 +201,11 @@ impl VramManager {
         }
         ledger.reconcile(&ps, gpus.as_ref(), now);
         ledger.set_warnings(warnings);
+        for (name, settings) in &options.config.models {
+            if let (Ok(model), true) = (ModelName::parse(name), settings.idle_ttl_secs > 0) {
+                ledger.set_idle_ttl(&model, Some(Duration::from_secs(settings.idle_ttl_secs)));
+            }
+        }
         let published = Arc::new(ArcSwap::from_pointee(ledger.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = Self {
@@ -520,9 +525,14 @@ impl Actor {
                     drop(lease);
                 }
             }
-            WaiterKind::Internal { reply, .. } => {
+            WaiterKind::Internal { reply, reason } => {
                 if let Some(reply) = reply {
-                    let _ = reply.send(Ok(format!("{} is loaded", waiter.model)));
+                    let message = if reason == "pin" {
+                        format!("{} is pinned and loaded", waiter.model)
+                    } else {
+                        format!("{} is loaded", waiter.model)
+                    };
+                    let _ = reply.send(Ok(message));
                 }
             }
         }
@@ -620,7 +630,7 @@ impl Actor {
                     m.loads.with_label_values(&[reason, "ok"]).inc();
                     m.load_duration.observe(report.seconds);
                 }
-                tracing::info!(model = %model, seconds = report.seconds, vram = ?vram.map(Bytes), "model loaded");
+                tracing::info!(model = %model, seconds = report.seconds, vram = %vram.map_or_else(|| "unknown".to_string(), |b| Bytes(b).to_string()), "model loaded");
                 // Hand out the leases first: the waiters' model must not look idle to the threshold.
                 self.pass();
                 self.enforce_threshold(now);

@@ -74,13 +74,23 @@ pub struct LoadedConfig {
 }
 
 /// Environment variables that are not `SWITCHYARD_<SECTION>_<KEY>` but are documented shorthands.
-pub const ENV_ALIASES: [(&str, &str); 5] = [
+pub const ENV_ALIASES: [(&str, &str); 6] = [
     ("SWITCHYARD_LISTEN", "server.listen"),
     ("SWITCHYARD_ADMIN_KEY", "server.admin_key"),
     ("SWITCHYARD_LOG_FORMAT", "server.log_format"),
     ("SWITCHYARD_DATA_DIR", "database.data_dir"),
     ("SWITCHYARD_PRESET", "-preset"),
+    ("SWITCHYARD_CONFIG", "-config"),
 ];
+
+/// True for the variables Kubernetes injects for a Service named `switchyard` (service links): they are not
+/// configuration and are ignored.
+fn is_service_link(var: &str) -> bool {
+    var == "SWITCHYARD_PORT"
+        || var.starts_with("SWITCHYARD_PORT_")
+        || var == "SWITCHYARD_SERVICE_HOST"
+        || var.starts_with("SWITCHYARD_SERVICE_PORT")
+}
 
 /// Keys whose values are secrets: shown redacted.
 const SECRET_KEYS: [&str; 2] = ["server.admin_key", "server.client_keys"];
@@ -308,8 +318,11 @@ fn env_layer(schema: &Table, env: &[(String, String)]) -> Result<Vec<(Table, Sou
     let mut vars: Vec<&(String, String)> = env.iter().filter(|(k, _)| k.starts_with("SWITCHYARD_")).collect();
     vars.sort();
     for (var, value) in vars {
+        if is_service_link(var) {
+            continue;
+        }
         let dotted = match ENV_ALIASES.iter().find(|(alias, _)| alias == var) {
-            Some((_, "-preset")) => continue,
+            Some((_, "-preset" | "-config")) => continue,
             Some((_, dotted)) => dotted.to_string(),
             None => match keys.iter().find(|k| env_name(k) == *var) {
                 Some(k) => k.clone(),

@@ -34,7 +34,7 @@ async fn vram_op(state: AppState, headers: HeaderMap, body: Body, op: AdminOp) -
         .ok_or_else(|| RouterError::bad("model is required", Some("model".into())))?;
     let model = ModelName::parse(name)?;
     if state.catalog.load().get(&model).is_none() {
-        state.refresh_catalog_for_unknown().await;
+        state.refresh_catalog_for_unknown().await?;
     }
     let message = state.vram.admin(op, &model).await?;
     Ok(Json(json!({ "model": model, "status": message })))
@@ -190,12 +190,18 @@ pub async fn explain(State(state): State<AppState>, Query(q): Query<ExplainQuery
     };
     let started = std::time::Instant::now();
     let turns = [Turn { role: Role::User, text: &q.prompt, images: usize::from(q.images) }];
-    let classification = state.classifier.classify(&ClassifyInput {
-        turns: &turns,
-        has_tools: q.tools,
-        wants_json: false,
-        max_output_tokens: None,
-    });
+    let input = ClassifyInput { turns: &turns, has_tools: q.tools, wants_json: false, max_output_tokens: None };
+    let embedding = state.embedding_classifier.load_full();
+    let (classification, classifier) =
+        match (embedding.as_ref(), ModelName::parse(&state.config.routing.embedding_model)) {
+            (Some(emb), Ok(model)) => {
+                match state.vram.acquire_within(&model, std::time::Duration::from_secs(2)).await {
+                    Ok(_lease) => (emb.classify(&input, &state.classifier).await, "embedding"),
+                    Err(_) => (state.classifier.classify(&input), "rules"),
+                }
+            }
+            _ => (state.classifier.classify(&input), "rules"),
+        };
     let catalog = state.catalog.load();
     let profiles = state.profiles.load();
     let ledger = state.vram.ledger();
@@ -224,6 +230,7 @@ pub async fn explain(State(state): State<AppState>, Query(q): Query<ExplainQuery
         Category::ALL.iter().map(|c| (c.as_str().to_string(), json!(classification.scores[c.index()]))).collect();
     Ok(Json(json!({
         "model": label,
+        "classifier": classifier,
         "category": classification.category,
         "confidence": classification.confidence,
         "category_scores": scores,
@@ -269,6 +276,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     for entry in ledger.entries() {
         state.metrics.in_flight.with_label_values(&[entry.name.as_str()]).set(i64::from(entry.in_flight));
     }
+    let upstream_down = ledger.warnings().iter().any(|w| w.starts_with("cannot read Ollama"));
+    state.metrics.upstream_up.set(i64::from(!upstream_down));
     state.metrics.breaker_state.reset();
     for (model, phase) in state.breaker.snapshot() {
         state.metrics.breaker_state.with_label_values(&[model.as_str()]).set(phase.as_gauge());
@@ -306,7 +315,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// `POST /admin/profile`: starts a profiling job; 202 with its id, 409 while another runs.
-pub async fn start_profile(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, OllamaError> {
+pub async fn start_profile(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OllamaError> {
     let bytes = super::read_body(&headers, body, 64 * 1024).await?;
     let request: JobRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         JobRequest::default()
@@ -316,22 +329,33 @@ pub async fn start_profile(State(state): State<AppState>, headers: HeaderMap, bo
     for name in &request.models {
         let model = ModelName::parse(name)?;
         if state.catalog.load().get(&model).is_none() {
-            state.refresh_catalog_for_unknown().await;
+            state.refresh_catalog_for_unknown().await?;
         }
         match state.catalog.load().get(&model) {
             None => return Err(RouterError::ModelNotFound(name.clone()).into()),
             Some(spec) if !spec.capabilities.completion => {
-                return Err(RouterError::bad(format!("{name} only embeds; there is nothing to profile"), Some("models".into())).into());
+                return Err(RouterError::bad(
+                    format!("{name} only embeds; there is nothing to profile"),
+                    Some("models".into()),
+                )
+                .into());
             }
             Some(_) => {}
         }
     }
     let status = jobs::start(&state, request)?;
     let id = status.id.clone();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status_url": format!("/admin/profile/{id}"), "state": status.state }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "status_url": format!("/admin/profile/{id}"), "state": status.state })),
+    )
+        .into_response())
 }
 
 /// `GET /admin/profile/{id}`: a job's progress.
-pub async fn profile_status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<jobs::JobStatus>, OllamaError> {
+pub async fn profile_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<jobs::JobStatus>, OllamaError> {
     state.jobs.status(&id).map(Json).ok_or_else(|| RouterError::NotFound(format!("no profiling job {id}")).into())
 }

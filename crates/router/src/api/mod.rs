@@ -72,10 +72,20 @@ pub fn decorate(mut response: Response<Body>, model: &ModelName, category: &'sta
 }
 
 /// What to do when an answer has been delivered: learn the model's speed, settle its breaker, record metrics.
-pub fn finisher(state: &AppState, model: ModelName, category: Option<Category>, route: &'static str, started: Instant) -> OnEnd {
+pub fn finisher(
+    state: &AppState,
+    model: ModelName,
+    category: Option<Category>,
+    route: &'static str,
+    started: Instant,
+) -> OnEnd {
     let state = state.clone();
     Box::new(move |end: StreamEnd| {
-        state.metrics.request_duration.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
+        state
+            .metrics
+            .request_duration
+            .with_label_values(&[route, model.as_str()])
+            .observe(started.elapsed().as_secs_f64());
         match end {
             StreamEnd::Complete(final_chunk) => {
                 state.breaker.success(&model);
@@ -102,8 +112,8 @@ pub fn finish_buffered(
     started: Instant,
     answer: &serde_json::Value,
 ) {
-    state.metrics.request_duration.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
-    state.metrics.ttft.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
+    state.metrics.request_duration.with_label_values(&[route, model.as_str()]).observe(started.elapsed().as_secs_f64());
+    state.metrics.ttft.with_label_values(&[route, model.as_str()]).observe(started.elapsed().as_secs_f64());
     state.breaker.success(model);
     if let Some(t) = Timings::from_json(answer) {
         learn(state, model, category, &t);

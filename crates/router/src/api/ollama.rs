@@ -163,7 +163,7 @@ async fn control(state: &AppState, prepared: &Prepared, control: Control) -> Res
         return Err(RouterError::bad("auto needs a prompt to route", Some("model".into())));
     };
     if state.catalog.load().get(model).is_none() {
-        state.refresh_catalog_for_unknown().await;
+        state.refresh_catalog_for_unknown().await?;
         if state.catalog.load().get(model).is_none() {
             return Err(RouterError::ModelNotFound(prepared.requested.clone()));
         }
@@ -215,7 +215,7 @@ async fn infer(
     let bytes = read_body(&headers, body, state.config.server.max_body.0).await?;
     let map = parse_object(&bytes, state.config.server.max_json_depth as usize)?;
     let quality = quality_header(&headers)?;
-    let prepared = prepare_native(
+    let mut prepared = prepare_native(
         endpoint,
         map,
         PrepareContext { routing: &state.config.routing, classifier: &state.classifier, quality_header: quality },
@@ -226,6 +226,7 @@ async fn infer(
     if let Some(c) = prepared.control {
         return Ok(control(&state, &prepared, c).await?);
     }
+    crate::route::refine_classification(&state, &mut prepared).await;
     let category = category_label(&prepared);
     let routed = dispatch(&state, &prepared, &ctx.request_id, Surface::Ollama).await?;
     state.metrics.overhead.observe(routed.forwarded_at.duration_since(ctx.started).as_secs_f64());
@@ -240,7 +241,7 @@ async fn infer(
             r
         }
         Reply::Stream { first, rest } => {
-            state.metrics.ttft.with_label_values(&[route]).observe(ctx.started.elapsed().as_secs_f64());
+            state.metrics.ttft.with_label_values(&[route, model.as_str()]).observe(ctx.started.elapsed().as_secs_f64());
             let on_end = finisher(&state, model.clone(), learned_category(&prepared), route, ctx.started);
             let relay =
                 RelayBody::new(first, rest, Passthrough, state.forwarder.idle_timeout, Box::new(routed.lease), on_end);

@@ -74,7 +74,7 @@ async fn complete(
         OpenAiKind::Completion => Endpoint::Generate,
     };
     let quality = quality_header(&headers)?;
-    let prepared = prepare_native(
+    let mut prepared = prepare_native(
         endpoint,
         native,
         PrepareContext { routing: &state.config.routing, classifier: &state.classifier, quality_header: quality },
@@ -86,6 +86,10 @@ async fn complete(
         )
         .into());
     }
+    if state.config.server.log_prompts {
+        tracing::debug!(request_id = %ctx.request_id, body = %String::from_utf8_lossy(&bytes), "request");
+    }
+    crate::route::refine_classification(&state, &mut prepared).await;
     let category = category_label(&prepared);
     let routed = dispatch(&state, &prepared, &ctx.request_id, Surface::OpenAi).await?;
     state.metrics.overhead.observe(routed.forwarded_at.duration_since(ctx.started).as_secs_f64());
@@ -108,7 +112,7 @@ async fn complete(
             Json(translate::openai_response(&cx, &shown, &answer)).into_response()
         }
         Reply::Stream { first, rest } => {
-            state.metrics.ttft.with_label_values(&[route]).observe(ctx.started.elapsed().as_secs_f64());
+            state.metrics.ttft.with_label_values(&[route, model.as_str()]).observe(ctx.started.elapsed().as_secs_f64());
             let transform = SseTransform {
                 lines: LineSplitter::default(),
                 translator: SseTranslator::new(cx, shown),

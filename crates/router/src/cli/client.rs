@@ -75,25 +75,38 @@ fn base_url(config: &Config, args: &ServerArgs) -> String {
     })
 }
 
-async fn call(config: &Config, args: &ServerArgs, method: Method, path: &str, body: Option<Value>) -> Result<Value, RouterError> {
+async fn call(
+    config: &Config,
+    args: &ServerArgs,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, RouterError> {
     let base = base_url(config, args);
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let bytes = body.map(|b| bytes::Bytes::from(b.to_string()));
     let mut request = build_request(method, &url, bytes)?;
     if !config.server.admin_key.is_empty() {
-        let value = HeaderValue::from_str(&format!("Bearer {}", config.server.admin_key)).map_err(|_| RouterError::bad("the admin key is not a valid header value", None))?;
+        let value = HeaderValue::from_str(&format!("Bearer {}", config.server.admin_key))
+            .map_err(|_| RouterError::bad("the admin key is not a valid header value", None))?;
         request.headers_mut().insert(header::AUTHORIZATION, value);
     }
     let answer = HttpClient::default().send_buffered(request, Duration::from_secs(600)).await.map_err(|e| match e {
-        switchyard_core::CoreError::Unreachable { .. } => {
-            RouterError::Unreachable(format!("cannot reach Switchyard at {base}: start it with `switchyard serve` (or pass --server URL)"))
-        }
+        switchyard_core::CoreError::Unreachable { .. } => RouterError::Unreachable(format!(
+            "cannot reach Switchyard at {base}: start it with `switchyard serve` (or pass --server URL)"
+        )),
         other => other.into(),
     })?;
     if !answer.status.is_success() {
-        return Err(RouterError::UpstreamFailed(format!("{} {}: {}", answer.status.as_u16(), path, error_message(&answer.body))));
+        return Err(RouterError::UpstreamFailed(format!(
+            "{} {}: {}",
+            answer.status.as_u16(),
+            path,
+            error_message(&answer.body)
+        )));
     }
-    serde_json::from_slice(&answer.body).map_err(|e| RouterError::UpstreamFailed(format!("unexpected answer from {url}: {e}")))
+    serde_json::from_slice(&answer.body)
+        .map_err(|e| RouterError::UpstreamFailed(format!("unexpected answer from {url}: {e}")))
 }
 
 /// `switchyard vram ...`.
@@ -105,7 +118,8 @@ pub async fn vram(config: &Config, args: VramArgs) -> Result<(), RouterError> {
                 println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
                 return Ok(());
             }
-            let status: VramStatus = serde_json::from_value(value).map_err(|e| RouterError::UpstreamFailed(e.to_string()))?;
+            let status: VramStatus =
+                serde_json::from_value(value).map_err(|e| RouterError::UpstreamFailed(e.to_string()))?;
             print!("{}", render_vram(&status));
             return Ok(());
         }
@@ -114,7 +128,8 @@ pub async fn vram(config: &Config, args: VramArgs) -> Result<(), RouterError> {
         VramAction::Pin { model } => ("pin", model),
         VramAction::Unpin { model } => ("unpin", model),
     };
-    let value = call(config, &args.server, Method::POST, &format!("/admin/vram/{op}"), Some(json!({ "model": model }))).await?;
+    let value =
+        call(config, &args.server, Method::POST, &format!("/admin/vram/{op}"), Some(json!({ "model": model }))).await?;
     if args.server.json {
         println!("{value}");
     } else {
@@ -156,7 +171,10 @@ pub fn render_vram(s: &VramStatus) -> String {
     if s.models.is_empty() {
         out.push_str("no models loaded\n");
     } else {
-        out.push_str(&format!("{:<28} {:<10} {:>3} {:>10} {:>7} {:>9} {:>6} {:>7} {:>8}\n", "MODEL", "STATE", "GPU", "VRAM", "PINNED", "IN-FLIGHT", "USES", "LOAD s", "IDLE s"));
+        out.push_str(&format!(
+            "{:<28} {:<10} {:>3} {:>10} {:>7} {:>9} {:>6} {:>7} {:>8}\n",
+            "MODEL", "STATE", "GPU", "VRAM", "PINNED", "IN-FLIGHT", "USES", "LOAD s", "IDLE s"
+        ));
         for m in &s.models {
             out.push_str(&format!(
                 "{:<28} {:<10} {:>3} {:>10} {:>7} {:>9} {:>6} {:>7} {:>8}\n",
@@ -185,7 +203,8 @@ pub async fn models(config: &Config, args: ServerArgs) -> Result<(), RouterError
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
         return Ok(());
     }
-    let models: Vec<ModelInfoView> = serde_json::from_value(value.get("models").cloned().unwrap_or(Value::Null)).map_err(|e| RouterError::UpstreamFailed(e.to_string()))?;
+    let models: Vec<ModelInfoView> = serde_json::from_value(value.get("models").cloned().unwrap_or(Value::Null))
+        .map_err(|e| RouterError::UpstreamFailed(e.to_string()))?;
     print!("{}", render_models(&models));
     Ok(())
 }
@@ -215,7 +234,11 @@ pub fn render_models(models: &[ModelInfoView]) -> String {
         let state = if m.pinned { format!("{}*", m.state) } else { m.state.clone() };
         out.push_str(&format!("{:<26} {:>6} {:<8} {:<9}", m.name, m.parameter_size, state, caps));
         for c in Category::PROFILED {
-            let cell = m.categories.iter().find(|q| q.category == c).map_or_else(|| "-".to_string(), |q| format!("{:.2}/{}", q.mean, q.n));
+            let cell = m
+                .categories
+                .iter()
+                .find(|q| q.category == c)
+                .map_or_else(|| "-".to_string(), |q| format!("{:.2}/{}", q.mean, q.n));
             out.push_str(&format!(" {cell:>10}"));
         }
         out.push_str(&format!(
@@ -223,10 +246,18 @@ pub fn render_models(models: &[ModelInfoView]) -> String {
             m.decode_tps.map_or_else(|| "-".to_string(), |t| format!("{t:.0}")),
             m.load_seconds.map_or_else(|| "-".to_string(), |s| format!("{s:.1}")),
             m.vram_bytes.map_or_else(|| "-".to_string(), |b| Bytes(b).to_string()),
-            if m.stale { "  (stale profile)" } else if !m.profiled { "  (not profiled)" } else { "" }
+            if m.stale {
+                "  (stale profile)"
+            } else if !m.profiled {
+                "  (not profiled)"
+            } else {
+                ""
+            }
         ));
     }
-    out.push_str("quality is mean/items; caps: C completion, T tools, V vision, E embedding, R thinking, I insert; * pinned\n");
+    out.push_str(
+        "quality is mean/items; caps: C completion, T tools, V vision, E embedding, R thinking, I insert; * pinned\n",
+    );
     out
 }
 
@@ -260,7 +291,10 @@ pub fn render_explain(v: &Value) -> String {
         v["scoring"]["preference"].as_f64().unwrap_or(0.0),
         v["chosen"].as_str().unwrap_or("none")
     );
-    out.push_str(&format!("{:<26} {:>7} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", "MODEL", "UTILITY", "QUALITY (n)", "LAT s", "LOAD s", "EVICT s", "GEN s", "LOADED", "NOTE"));
+    out.push_str(&format!(
+        "{:<26} {:>7} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n",
+        "MODEL", "UTILITY", "QUALITY (n)", "LAT s", "LOAD s", "EVICT s", "GEN s", "LOADED", "NOTE"
+    ));
     for c in v["scoring"]["candidates"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
         let lat = &c["latency"];
         let note = match c["excluded"].as_str() {

@@ -62,9 +62,14 @@ pub async fn run(config: Arc<Config>, args: DemoArgs) -> Result<(), RouterError>
         .split(',')
         .map(|s| parse_bytes(s).map_err(|m| RouterError::bad(format!("--gpu-vram: {m}"), None)))
         .collect::<Result<Vec<u64>, _>>()?;
-    let sim = switchyard_sim::spawn(SimOptions { fleet: Fleet::builtin(), gpus, time_scale: args.time_scale, ..SimOptions::default() })
-        .await
-        .map_err(|e| RouterError::Startup(format!("simulator: {e}")))?;
+    let sim = switchyard_sim::spawn(SimOptions {
+        fleet: Fleet::builtin(),
+        gpus,
+        time_scale: args.time_scale,
+        ..SimOptions::default()
+    })
+    .await
+    .map_err(|e| RouterError::Startup(format!("simulator: {e}")))?;
     let mut config = Config::clone(&config);
     config.ollama.url = sim.url();
     config.vram.probe = switchyard_core::config::ProbeKind::Sim;
@@ -76,7 +81,10 @@ pub async fn run(config: Arc<Config>, args: DemoArgs) -> Result<(), RouterError>
     let running = server::spawn(Arc::clone(&config)).await?;
     let state = running.state.clone();
     if !args.no_profile {
-        eprintln!("profiling the simulated models ({} items per category; stored results are reused) ...", args.profile_items);
+        eprintln!(
+            "profiling the simulated models ({} items per category; stored results are reused) ...",
+            args.profile_items
+        );
         let mut options = super::profile::options(&config, &[], &[], false)?;
         options.items_per_category = args.profile_items as usize;
         let runner = Runner {
@@ -88,7 +96,10 @@ pub async fn run(config: Arc<Config>, args: DemoArgs) -> Result<(), RouterError>
             cancel: state.shutdown.clone(),
         };
         let catalog = state.catalog.load_full();
-        runner.run(&catalog, &options, &Quiet).await.map_err(|e| RouterError::Startup(format!("profiling the demo fleet: {e}")))?;
+        runner
+            .run(&catalog, &options, &Quiet)
+            .await
+            .map_err(|e| RouterError::Startup(format!("profiling the demo fleet: {e}")))?;
         state.reload_profiles().await?;
     }
     let url = running.url();
@@ -97,8 +108,12 @@ pub async fn run(config: Arc<Config>, args: DemoArgs) -> Result<(), RouterError>
     println!("  router (Ollama + OpenAI APIs):         {url}");
     println!();
     println!("Try:");
-    println!("  curl -s {url}/api/chat -d '{{\"model\":\"auto\",\"stream\":false,\"messages\":[{{\"role\":\"user\",\"content\":\"Write a Python function that checks whether a number is prime\"}}]}}'");
-    println!("  curl -s {url}/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\":\"auto:fast\",\"messages\":[{{\"role\":\"user\",\"content\":\"What is the capital of Australia?\"}}]}}'");
+    println!(
+        "  curl -s {url}/api/chat -d '{{\"model\":\"auto\",\"stream\":false,\"messages\":[{{\"role\":\"user\",\"content\":\"Write a Python function that checks whether a number is prime\"}}]}}'"
+    );
+    println!(
+        "  curl -s {url}/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\":\"auto:fast\",\"messages\":[{{\"role\":\"user\",\"content\":\"What is the capital of Australia?\"}}]}}'"
+    );
     println!("  curl -s {url}/admin/vram");
     println!("  switchyard models --server {url}");
     println!("  switchyard explain --server {url} \"Prove that there are infinitely many primes\"");

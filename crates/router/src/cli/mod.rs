@@ -66,22 +66,32 @@ pub enum Command {
     #[command(after_help = "Example:\n  switchyard serve --listen 127.0.0.1:11435 --ollama http://127.0.0.1:11434")]
     Serve(ServeArgs),
     /// Start the Ollama simulator and the router together, profile the simulated models, and print how to talk to it.
-    #[command(after_help = "Example:\n  switchyard demo\n  curl http://127.0.0.1:11435/api/chat -d '{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":false}'")]
+    #[command(
+        after_help = "Example:\n  switchyard demo\n  curl http://127.0.0.1:11435/api/chat -d '{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":false}'"
+    )]
     Demo(demo::DemoArgs),
     /// Benchmark local models per task category (quality, latency, tokens/s, load time, VRAM) into the store.
-    #[command(after_help = "Examples:\n  switchyard profile\n  switchyard profile --models llama3.2:3b --categories math,coding --items-per-category 10\n  switchyard profile --force --judge llama3.1:8b")]
+    #[command(
+        after_help = "Examples:\n  switchyard profile\n  switchyard profile --models llama3.2:3b --categories math,coding --items-per-category 10\n  switchyard profile --force --judge llama3.1:8b"
+    )]
     Profile(profile::ProfileArgs),
     /// Show or change what is loaded on the GPU, through a running server.
-    #[command(after_help = "Examples:\n  switchyard vram status\n  switchyard vram pin llama3.2:3b\n  switchyard vram unload llama3.3:70b")]
+    #[command(
+        after_help = "Examples:\n  switchyard vram status\n  switchyard vram pin llama3.2:3b\n  switchyard vram unload llama3.3:70b"
+    )]
     Vram(client::VramArgs),
     /// List models with per-category quality, speed and VRAM, from a running server.
     #[command(after_help = "Example:\n  switchyard models")]
     Models(client::ServerArgs),
     /// Show how `auto` would route a prompt: every candidate's quality, latency and utility.
-    #[command(after_help = "Examples:\n  switchyard explain \"Write a haiku about trains\"\n  switchyard explain --quality 0.2 \"What is 17 * 23?\"")]
+    #[command(
+        after_help = "Examples:\n  switchyard explain \"Write a haiku about trains\"\n  switchyard explain --quality 0.2 \"What is 17 * 23?\""
+    )]
     Explain(client::ExplainArgs),
     /// Apply the database migrations (they also run at every start).
-    #[command(after_help = "Example:\n  SWITCHYARD_DATABASE_URL=postgres://switchyard@db/switchyard switchyard migrate")]
+    #[command(
+        after_help = "Example:\n  SWITCHYARD_DATABASE_URL=postgres://switchyard@db/switchyard switchyard migrate"
+    )]
     Migrate,
     /// Configuration commands.
     #[command(subcommand)]
@@ -122,7 +132,8 @@ impl Cli {
             };
             flags.push(flag("server.log_format", "--log-format", value));
         }
-        ConfigSources { preset: self.preset.clone(), file: self.config.clone(), env: Vec::new(), flags }.with_process_env()
+        ConfigSources { preset: self.preset.clone(), file: self.config.clone(), env: Vec::new(), flags }
+            .with_process_env()
     }
 }
 
@@ -222,9 +233,12 @@ async fn serve(config: Arc<switchyard_core::config::Config>) -> Result<(), Route
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     cancel_on_signal(shutdown.clone());
-    let listener = TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|e| RouterError::Startup(format!("cannot listen on {}: {e} (is another process using the port?)", config.server.listen)))?;
+    let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
+        RouterError::Startup(format!(
+            "cannot listen on {}: {e} (is another process using the port?)",
+            config.server.listen
+        ))
+    })?;
     let addr = listener.local_addr().map_err(|e| RouterError::Startup(e.to_string()))?;
     let state = server::build_state(Arc::clone(&config), shutdown.clone(), tracker.clone()).await?;
     // Tests and scripts read the address from this line.

@@ -64,7 +64,11 @@ pub fn flags(args: &ProfileArgs) -> Vec<FlagValue> {
 
 /// The suites configured: `profiler.suite_dir` or the embedded ones.
 pub fn suites(config: &Config) -> Result<Vec<Suite>, RouterError> {
-    let loaded = if config.profiler.suite_dir.is_empty() { suite::builtin() } else { suite::load_dir(Path::new(&config.profiler.suite_dir)) };
+    let loaded = if config.profiler.suite_dir.is_empty() {
+        suite::builtin()
+    } else {
+        suite::load_dir(Path::new(&config.profiler.suite_dir))
+    };
     loaded.map_err(|e| RouterError::Startup(e.to_string()))
 }
 
@@ -84,14 +88,25 @@ pub fn judge(config: &Config) -> Result<Option<JudgeTarget>, RouterError> {
 }
 
 /// Run options from the configuration and flags.
-pub fn options(config: &Config, models: &[String], categories: &[String], force: bool) -> Result<RunOptions, RouterError> {
-    let models = models.iter().map(|m| ModelName::parse(m).map_err(|e| RouterError::bad(e.to_string(), Some("models".into())))).collect::<Result<Vec<_>, _>>()?;
+pub fn options(
+    config: &Config,
+    models: &[String],
+    categories: &[String],
+    force: bool,
+) -> Result<RunOptions, RouterError> {
+    let models = models
+        .iter()
+        .map(|m| ModelName::parse(m).map_err(|e| RouterError::bad(e.to_string(), Some("models".into()))))
+        .collect::<Result<Vec<_>, _>>()?;
     let categories = categories
         .iter()
         .map(|c| c.parse::<Category>().map_err(|e| RouterError::bad(e.to_string(), Some("categories".into()))))
         .collect::<Result<Vec<_>, _>>()?;
     if categories.contains(&Category::General) {
-        return Err(RouterError::bad("general has no suite; pick from coding, math, reasoning, factual, creative, extraction", Some("categories".into())));
+        return Err(RouterError::bad(
+            "general has no suite; pick from coding, math, reasoning, factual, creative, extraction",
+            Some("categories".into()),
+        ));
     }
     Ok(RunOptions {
         models,
@@ -132,15 +147,21 @@ impl ProgressSink for Bars {
                     *current = Some(bar);
                 }
             }
-            Progress::Loaded { seconds, .. } => self.with_current(|b| b.set_message(format!("loaded in {seconds:.1} s"))),
+            Progress::Loaded { seconds, .. } => {
+                self.with_current(|b| b.set_message(format!("loaded in {seconds:.1} s")))
+            }
             Progress::Item { model, category, correct, .. } => {
                 self.overall.inc(1);
-                let (right, total) = self.correct.lock().map(|mut c| {
-                    let e = c.entry(model.clone()).or_insert((0, 0));
-                    e.0 += u32::from(*correct);
-                    e.1 += 1;
-                    *e
-                }).unwrap_or((0, 0));
+                let (right, total) = self
+                    .correct
+                    .lock()
+                    .map(|mut c| {
+                        let e = c.entry(model.clone()).or_insert((0, 0));
+                        e.0 += u32::from(*correct);
+                        e.1 += 1;
+                        *e
+                    })
+                    .unwrap_or((0, 0));
                 self.with_current(|b| {
                     b.inc(1);
                     b.set_message(format!("{category}: {right}/{total} correct"));
@@ -161,9 +182,10 @@ impl ProgressSink for Bars {
 impl Bars {
     fn with_current(&self, f: impl FnOnce(&ProgressBar)) {
         if let Ok(current) = self.current.lock()
-            && let Some(bar) = current.as_ref() {
-                f(bar);
-            }
+            && let Some(bar) = current.as_ref()
+        {
+            f(bar);
+        }
     }
 }
 
@@ -177,10 +199,20 @@ struct Lines;
 impl ProgressSink for Lines {
     fn event(&self, event: &Progress) {
         match event {
-            Progress::Plan { models } => tracing::info!(models = models.len(), items = models.iter().map(|(_, n)| n).sum::<usize>(), "profiling plan"),
-            Progress::ModelStarted { model, items, resumed } => tracing::info!(model, items, resumed, "profiling model"),
-            Progress::Loaded { model, seconds, vram_bytes } => tracing::info!(model, seconds, vram_bytes, "model loaded cold"),
-            Progress::Item { model, category, item, correct, error } => tracing::info!(model, %category, item, correct, error, "item"),
+            Progress::Plan { models } => tracing::info!(
+                models = models.len(),
+                items = models.iter().map(|(_, n)| n).sum::<usize>(),
+                "profiling plan"
+            ),
+            Progress::ModelStarted { model, items, resumed } => {
+                tracing::info!(model, items, resumed, "profiling model")
+            }
+            Progress::Loaded { model, seconds, vram_bytes } => {
+                tracing::info!(model, seconds, vram_bytes, "model loaded cold")
+            }
+            Progress::Item { model, category, item, correct, error } => {
+                tracing::info!(model, %category, item, correct, error, "item")
+            }
             Progress::ModelDone { model } => tracing::info!(model, "model profiled"),
             Progress::ModelSkipped { model, reason } => tracing::info!(model, reason, "model skipped"),
             Progress::ModelFailed { model, error } => tracing::warn!(model, error, "model failed"),
@@ -208,7 +240,11 @@ pub async fn run(config: Arc<Config>, args: ProfileArgs) -> Result<(), RouterErr
         cancel: shutdown.clone(),
     };
     let catalog = state.catalog.load_full();
-    let categories: Vec<Category> = if options.categories.is_empty() { runner.suites.iter().map(|s| s.category).collect() } else { options.categories.clone() };
+    let categories: Vec<Category> = if options.categories.is_empty() {
+        runner.suites.iter().map(|s| s.category).collect()
+    } else {
+        options.categories.clone()
+    };
     let result = if std::io::stderr().is_terminal() {
         let multi = MultiProgress::new();
         let overall = multi.add(ProgressBar::new(0));
@@ -225,7 +261,11 @@ pub async fn run(config: Arc<Config>, args: ProfileArgs) -> Result<(), RouterErr
     let summary = result?;
     println!();
     print!("{}", render_table(&summary, &categories));
-    println!("{} item(s) run in {:.1} s; quality is the share correct with its Wilson 95% interval", summary.items_run, summary.elapsed.as_secs_f64());
+    println!(
+        "{} item(s) run in {:.1} s; quality is the share correct with its Wilson 95% interval",
+        summary.items_run,
+        summary.elapsed.as_secs_f64()
+    );
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
     Ok(())
 }

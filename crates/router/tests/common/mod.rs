@@ -2,7 +2,6 @@
 //! temporary directory, and a small HTTP client.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
@@ -28,7 +27,8 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn text(&self) -> String {
@@ -89,7 +89,8 @@ impl Harness {
         let response = self.http.send(request).await.expect("request");
         let status = response.status();
         let headers = response.headers().clone();
-        let body = http_body_util::BodyExt::collect(response.into_body()).await.map(|c| c.to_bytes()).unwrap_or_default();
+        let body =
+            http_body_util::BodyExt::collect(response.into_body()).await.map(|c| c.to_bytes()).unwrap_or_default();
         Answer { status, headers, body }
     }
 
@@ -107,7 +108,9 @@ impl Harness {
 
     /// Sets a fault on the simulator.
     pub async fn fault(&self, spec: Value) {
-        let a = self.call(Method::POST, &format!("{}/sim/faults", self.sim.url()), Some(Bytes::from(spec.to_string())), &[]).await;
+        let a = self
+            .call(Method::POST, &format!("{}/sim/faults", self.sim.url()), Some(Bytes::from(spec.to_string())), &[])
+            .await;
         assert!(a.status.is_success(), "fault not set: {}", a.text());
     }
 
@@ -151,7 +154,12 @@ pub struct Binary {
 impl Binary {
     /// Starts the binary with `args` after `serve` and `env` (on top of a store in `dir`); `None` when it exits
     /// before announcing its address (with what it printed).
-    pub async fn start(sim_url: &str, dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Result<Binary, String> {
+    pub async fn start(
+        sim_url: &str,
+        dir: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Binary, String> {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SWITCHYARD_")) {
@@ -185,7 +193,9 @@ impl Binary {
             }
         });
         let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.map_err(|_| "no announcement".to_string())?;
+        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .map_err(|_| "no announcement".to_string())?;
         match first {
             Ok(Some(line)) if line.starts_with("switchyard listening on ") => {
                 let url = line.trim_start_matches("switchyard listening on ").trim().to_string();
@@ -206,7 +216,11 @@ impl Binary {
 
     /// Sends a signal (`TERM`, `KILL`) to the process.
     pub async fn signal(&self, signal: &str) {
-        let status = tokio::process::Command::new("kill").args([&format!("-{signal}"), &self.pid().to_string()]).status().await.unwrap();
+        let status = tokio::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .await
+            .unwrap();
         assert!(status.success());
     }
 
