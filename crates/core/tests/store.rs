@@ -212,6 +212,18 @@ async fn decisions_and_load_events_newest_first() {
 }
 
 #[tokio::test]
+async fn runtime_pins_are_kept() {
+    for t in engines().await {
+        let s = &t.store;
+        s.set_pinned("a:latest", true).await.unwrap();
+        s.set_pinned("a:latest", true).await.unwrap();
+        s.set_pinned("b:latest", true).await.unwrap();
+        s.set_pinned("b:latest", false).await.unwrap();
+        assert_eq!(s.pins().await.unwrap(), vec!["a:latest".to_string()], "{}", t.engine);
+    }
+}
+
+#[tokio::test]
 async fn migrations_are_idempotent_and_data_survives_reopening() {
     for t in engines().await {
         t.store.upsert_model(&model("x:latest")).await.unwrap();

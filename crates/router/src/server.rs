@@ -254,6 +254,13 @@ pub async fn build_state(
     );
     let mut options = ManagerOptions::from_config(Arc::clone(&config), config.vram.gpu_count as usize);
     options.warnings = warnings;
+    for stored in store.pins().await.map_err(|e| RouterError::Startup(e.to_string()))? {
+        if let Ok(model) = ModelName::parse(&stored)
+            && !options.pins.contains(&model)
+        {
+            options.pins.push(model);
+        }
+    }
     options.known = records
         .iter()
         .filter_map(|r| {

@@ -126,6 +126,8 @@ pub struct ManagerOptions {
     pub known: Vec<(ModelName, Option<f64>, Option<u64>)>,
     /// Warnings from probe selection, shown in `/admin/vram`.
     pub warnings: Vec<String>,
+    /// Models pinned at start: `vram.pins` and the pins kept from earlier runs.
+    pub pins: Vec<ModelName>,
 }
 
 impl ManagerOptions {
@@ -140,7 +142,8 @@ impl ManagerOptions {
             max_loaded: if v.max_loaded_models == 0 { 3 * gpu_count.max(1) } else { v.max_loaded_models as usize },
             idle_ttl: (v.idle_ttl_secs > 0).then(|| Duration::from_secs(v.idle_ttl_secs)),
         };
-        Self { config, ledger, known: Vec::new(), warnings: Vec::new() }
+        let pins = config.vram.pins.iter().filter_map(|p| ModelName::parse(p).ok()).collect();
+        Self { config, ledger, known: Vec::new(), warnings: Vec::new(), pins }
     }
 }
 
@@ -232,10 +235,8 @@ impl VramManager {
             polling: false,
             poll_waiters: Vec::new(),
         };
-        for name in &options.config.vram.pins {
-            if let Ok(model) = ModelName::parse(name) {
-                actor.admin(AdminOp::Pin, model, None);
-            }
+        for model in &options.pins {
+            actor.admin(AdminOp::Pin, model.clone(), None);
         }
         for name in &options.config.vram.preload {
             if let Ok(model) = ModelName::parse(name) {

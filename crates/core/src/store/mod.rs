@@ -89,4 +89,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The newest `limit` load events (of `model` when given), newest first.
     async fn load_events(&self, model: Option<&str>, limit: u32) -> Result<Vec<LoadEvent>, CoreError>;
+
+    /// Pins set at run time, to apply again after a restart.
+    async fn pins(&self) -> Result<Vec<String>, CoreError>;
+
+    /// Records that `model` was pinned (`true`) or unpinned at run time.
+    async fn set_pinned(&self, model: &str, pinned: bool) -> Result<(), CoreError>;
 }

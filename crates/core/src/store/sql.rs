@@ -579,6 +579,24 @@ impl Store for SqlStore {
         };
         Ok(rows.iter().map(load_event_from_row).collect::<Result<_, _>>()?)
     }
+
+    async fn pins(&self) -> Result<Vec<String>, CoreError> {
+        let rows = sqlx::query("SELECT model FROM pins ORDER BY model").fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| r.try_get::<String, _>("model")).collect::<Result<_, _>>()?)
+    }
+
+    async fn set_pinned(&self, model: &str, pinned: bool) -> Result<(), CoreError> {
+        if pinned {
+            sqlx::query("INSERT INTO pins (model, pinned_at) VALUES ($1, $2) ON CONFLICT (model) DO NOTHING")
+                .bind(model)
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await?;
+        } else {
+            sqlx::query("DELETE FROM pins WHERE model = $1").bind(model).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

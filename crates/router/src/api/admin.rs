@@ -37,6 +37,16 @@ async fn vram_op(state: AppState, headers: HeaderMap, body: Body, op: AdminOp) -
         state.refresh_catalog_for_unknown().await?;
     }
     let message = state.vram.admin(op, &model).await?;
+    let pinned = match op {
+        AdminOp::Pin => Some(true),
+        AdminOp::Unpin | AdminOp::Unload => Some(false),
+        AdminOp::Load => None,
+    };
+    if let Some(pinned) = pinned
+        && let Err(e) = state.store.set_pinned(model.as_str(), pinned).await
+    {
+        tracing::warn!(model = %model, error = %e, "cannot record the pin in the store; it holds until the next restart");
+    }
     Ok(Json(json!({ "model": model, "status": message })))
 }
 
