@@ -207,3 +207,39 @@ async fn a_backend_that_is_down_is_a_502_and_not_ready_while_health_stays_up() {
     tokio::time::sleep(Duration::from_millis(1)).await;
     h.stop().await;
 }
+
+#[tokio::test]
+async fn routing_keeps_working_when_the_store_goes_away() {
+    // A real Postgres database that is dropped while the router runs.
+    let Some(url) = switchyard_core::store::testing::postgres_url().await.unwrap() else { return };
+    let h = start_with(SimOptions::default(), |c| {
+        c.database.url = url.clone();
+        c.routing.decision_sample_rate = 1.0;
+    })
+    .await;
+    assert_eq!(h.post("/api/chat", chat("auto", false)).await.status, 200);
+    let name = url.rsplit('/').next().unwrap().to_string();
+    let admin_url = std::env::var("SY_TEST_POSTGRES_URL").unwrap();
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&admin_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&admin).await.unwrap();
+    admin.close().await;
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        let a = h.post("/api/chat", chat("auto", false)).await;
+        assert_eq!(a.status, 200, "{}", a.text());
+    }
+    let elapsed = started.elapsed();
+    assert!(h.get("/admin/decisions").await.json()["decisions"].as_array().unwrap().len() >= 20, "decisions stay in memory");
+    let failed = common::eventually(Duration::from_secs(20), || async {
+        let metrics = h.get("/metrics").await.text();
+        metrics.lines().any(|l| (l.starts_with("switchyard_store_write_errors_total") || l.starts_with("switchyard_store_writes_dropped_total")) && !l.ends_with(" 0"))
+    })
+    .await;
+    assert!(failed, "lost writes are counted");
+    let ready = h.get("/ready").await;
+    assert_eq!(ready.status, 200, "Ollama is still there: {}", ready.text());
+    assert!(ready.text().contains("store does not answer"), "{}", ready.text());
+    println!("20 routed requests with the store gone took {:.0} ms", elapsed.as_secs_f64() * 1000.0);
+    h.stop().await;
+}
