@@ -73,10 +73,10 @@ impl Residency {
         }
     }
 
-    /// `absent`, `loading`, `loaded` or `unloading`.
+    /// `unloaded`, `loading`, `loaded` or `unloading`.
     pub fn as_str(&self) -> &'static str {
         match self {
-            Residency::Absent => "absent",
+            Residency::Absent => "unloaded",
             Residency::Loading { .. } => "loading",
             Residency::Loaded { .. } => "loaded",
             Residency::Unloading { .. } => "unloading",

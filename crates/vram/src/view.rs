@@ -36,7 +36,7 @@ pub struct BudgetView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelView {
     pub name: String,
-    /// `loaded`, `loading`, `unloading` or `absent`.
+    /// `loaded`, `loading`, `unloading` or `unloaded`.
     pub state: String,
     pub gpu: Option<u32>,
     pub size: u64,

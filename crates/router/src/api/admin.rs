@@ -107,7 +107,7 @@ pub struct ModelInfoView {
     pub quantization: String,
     pub capabilities: Vec<String>,
     pub context_length: Option<u64>,
-    /// `loaded`, `loading`, `unloading` or `absent`.
+    /// `loaded`, `loading`, `unloading` or `unloaded`.
     pub state: String,
     pub pinned: bool,
     pub profiled: bool,
@@ -152,7 +152,7 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
             quantization: spec.details.quantization_level.clone(),
             capabilities: spec.capabilities.names().into_iter().map(str::to_string).collect(),
             context_length: spec.context_length,
-            state: entry.map_or("absent", |e| e.residency.as_str()).to_string(),
+            state: entry.map_or("unloaded", |e| e.residency.as_str()).to_string(),
             pinned: entry.is_some_and(|e| e.pinned),
             profiled: profile.is_some_and(|p| p.profiled()),
             stale: profile.is_some_and(|p| p.stale),

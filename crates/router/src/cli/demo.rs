@@ -103,6 +103,11 @@ pub async fn run(config: Arc<Config>, args: DemoArgs) -> Result<(), RouterError>
         state.reload_profiles().await?;
     }
     let url = running.url();
+    // How to call this very binary (it may not be on PATH when started with `cargo run`).
+    let me = std::env::current_exe()
+        .ok()
+        .map(|p| std::env::current_dir().ok().and_then(|d| p.strip_prefix(d).ok().map(std::path::Path::to_path_buf)).unwrap_or(p))
+        .map_or_else(|| "switchyard".to_string(), |p| p.display().to_string());
     println!("Switchyard demo is running.");
     println!("  simulator (Ollama API, simulated GPU): {}", sim.url());
     println!("  router (Ollama + OpenAI APIs):         {url}");
@@ -114,9 +119,9 @@ pub async fn run(config: Arc<Config>, args: DemoArgs) -> Result<(), RouterError>
     println!(
         "  curl -s {url}/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\":\"auto:fast\",\"messages\":[{{\"role\":\"user\",\"content\":\"What is the capital of Australia?\"}}]}}'"
     );
-    println!("  curl -s {url}/admin/vram");
-    println!("  switchyard models --server {url}");
-    println!("  switchyard explain --server {url} \"Prove that there are infinitely many primes\"");
+    println!("  {me} models --server {url}");
+    println!("  {me} explain --server {url} --quality 0.95 \"Prove that there are infinitely many primes\"");
+    println!("  {me} vram status --server {url}");
     println!();
     println!("Python: ollama.Client(host=\"{url}\") or openai.OpenAI(base_url=\"{url}/v1\", api_key=\"unused\")");
     println!("Press Ctrl-C to stop.");
