@@ -94,6 +94,7 @@ fn decide(
     let candidates: Vec<ModelName> =
         scoring.eligible().take(state.config.routing.max_attempts as usize).map(|c| c.model.clone()).collect();
     let decision_us = started.elapsed().as_secs_f64() * 1e6;
+    tracing::Span::current().record("decision_us", decision_us);
     state.metrics.decision_duration.observe(decision_us / 1e6);
     let chosen = candidates.first().map(ToString::to_string);
     state.metrics.decisions.with_label_values(&[category_label(prepared), chosen.as_deref().unwrap_or("none")]).inc();
@@ -232,8 +233,15 @@ pub async fn dispatch(
         });
         let body = prepared.upstream_body(&upstream_name, num_ctx)?;
         let forwarded_at = Instant::now();
+        let span = tracing::Span::current();
+        span.record("model", model.as_str());
+        span.record("category", category_label(prepared));
         match state.forwarder.send(prepared.endpoint.path(), body, prepared.stream).await {
-            Ok(reply) => return Ok(Routed { model: model.clone(), upstream_name, reply, lease, forwarded_at }),
+            Ok(reply) => {
+                // Until the first chunk for streams, the whole answer otherwise.
+                span.record("upstream_ms", forwarded_at.elapsed().as_secs_f64() * 1000.0);
+                return Ok(Routed { model: model.clone(), upstream_name, reply, lease, forwarded_at });
+            }
             Err(ForwardFailure::Status { status, message }) if (400..500).contains(&status) && status != 404 => {
                 // The request itself is wrong for this model: another model will not fix it.
                 return Err(RouterError::UpstreamRejected { status, message });

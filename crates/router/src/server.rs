@@ -175,9 +175,27 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
         limited
     } else {
         request.extensions_mut().insert(RequestCtx { request_id: id.clone(), started, client_key: key });
-        let span = tracing::debug_span!("request", request_id = %id, route);
-
-        tracing::Instrument::instrument(next.run(request), span).await
+        // Model, category, decision and upstream times are recorded into the span as they become known.
+        let span = tracing::debug_span!(
+            "request",
+            request_id = %id,
+            route,
+            model = tracing::field::Empty,
+            category = tracing::field::Empty,
+            decision_us = tracing::field::Empty,
+            upstream_ms = tracing::field::Empty,
+        );
+        let handled = async {
+            let response = next.run(request).await;
+            // Inside the span, so that this line carries the model, category and timings recorded on the way.
+            tracing::debug!(
+                status = response.status().as_u16(),
+                micros = started.elapsed().as_micros() as u64,
+                "request handled"
+            );
+            response
+        };
+        tracing::Instrument::instrument(handled, span).await
     };
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
@@ -187,7 +205,6 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
         let (model, category) = labels.map_or(("none".to_string(), "none"), |l| (l.model, l.category));
         let status = response.status().as_u16().to_string();
         state.metrics.requests.with_label_values(&[route, model.as_str(), category, status.as_str()]).inc();
-        tracing::debug!(request_id = %id, route, model, category, status, micros = started.elapsed().as_micros() as u64, "request");
     }
     response
 }

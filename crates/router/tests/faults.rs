@@ -230,10 +230,17 @@ async fn routing_keeps_working_when_the_store_goes_away() {
         assert_eq!(a.status, 200, "{}", a.text());
     }
     let elapsed = started.elapsed();
-    assert!(h.get("/admin/decisions").await.json()["decisions"].as_array().unwrap().len() >= 20, "decisions stay in memory");
+    assert!(
+        h.get("/admin/decisions").await.json()["decisions"].as_array().unwrap().len() >= 20,
+        "decisions stay in memory"
+    );
     let failed = common::eventually(Duration::from_secs(20), || async {
         let metrics = h.get("/metrics").await.text();
-        metrics.lines().any(|l| (l.starts_with("switchyard_store_write_errors_total") || l.starts_with("switchyard_store_writes_dropped_total")) && !l.ends_with(" 0"))
+        metrics.lines().any(|l| {
+            (l.starts_with("switchyard_store_write_errors_total")
+                || l.starts_with("switchyard_store_writes_dropped_total"))
+                && !l.ends_with(" 0")
+        })
     })
     .await;
     assert!(failed, "lost writes are counted");
@@ -241,5 +248,83 @@ async fn routing_keeps_working_when_the_store_goes_away() {
     assert_eq!(ready.status, 200, "Ollama is still there: {}", ready.text());
     assert!(ready.text().contains("store does not answer"), "{}", ready.text());
     println!("20 routed requests with the store gone took {:.0} ms", elapsed.as_secs_f64() * 1000.0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_the_upstream_work_and_frees_its_lease() {
+    // Slow tokens (time scale 1): the stream would take seconds.
+    let h = start_with(SimOptions { time_scale: 1.0, ..SimOptions::default() }, |_| {}).await;
+    preload(&h, "llama3.2:3b").await;
+    let request = switchyard_core::http::build_request(
+        http::Method::POST,
+        &h.url("/api/generate"),
+        Some(
+            json!({"model": "llama3.2:3b", "prompt": "Tell me a long story", "options": {"num_predict": 2000}})
+                .to_string()
+                .into(),
+        ),
+    )
+    .unwrap();
+    let response = h.http.send(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = http_body_util::BodyExt::frame(&mut body).await.unwrap().unwrap();
+    assert!(first.is_data());
+    let busy = h.get("/admin/vram").await.json();
+    let in_flight = |v: &Value| {
+        v["models"].as_array().unwrap().iter().find(|m| m["name"] == "llama3.2:3b").unwrap()["in_flight"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(in_flight(&busy), 1);
+    drop(body);
+    let freed =
+        common::eventually(Duration::from_secs(5), || async { in_flight(&h.get("/admin/vram").await.json()) == 0 })
+            .await;
+    assert!(freed, "the lease was released");
+    // The simulated Ollama runs one request at a time per model: had the abandoned 2000-token generation gone on
+    // (about 12 s), the next request would report that wait in its load_duration.
+    let next = h
+        .post(
+            "/api/generate",
+            json!({"model": "llama3.2:3b", "prompt": "hi", "stream": false, "options": {"num_predict": 1}}),
+        )
+        .await;
+    assert_eq!(next.status, 200);
+    let waited_ns = next.json()["load_duration"].as_u64().unwrap_or(0);
+    assert!(waited_ns < 2_000_000_000, "the next request queued {waited_ns} ns behind the abandoned one");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn profiling_jobs_run_in_the_background_one_at_a_time() {
+    let h = start_with(SimOptions { time_scale: 0.05, ..SimOptions::default() }, |_| {}).await;
+    let a = h
+        .post(
+            "/admin/profile",
+            json!({"models": ["llama3.2:3b", "llama3.1:8b"], "categories": ["math"], "items_per_category": 5}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.text());
+    let id = a.json()["id"].as_str().unwrap().to_string();
+    let second = h.post("/admin/profile", json!({"models": ["llama3.2:3b"]})).await;
+    assert_eq!(second.status, 409, "{}", second.text());
+    assert!(second.json()["error"].as_str().unwrap().contains(&id));
+    let done = common::eventually(Duration::from_secs(60), || async {
+        h.get(&format!("/admin/profile/{id}")).await.json()["state"] == "complete"
+    })
+    .await;
+    let status = h.get(&format!("/admin/profile/{id}")).await.json();
+    assert!(done, "{status}");
+    assert_eq!(status["items_done"], 10);
+    assert_eq!(status["progress"], 1.0);
+    assert_eq!(status["models"].as_array().unwrap().len(), 2);
+    // The routing profiles were reloaded from the store.
+    let models = h.get("/admin/models").await.json();
+    let small = models["models"].as_array().unwrap().iter().find(|m| m["name"] == "llama3.2:3b").unwrap().clone();
+    assert_eq!(small["profiled"], true);
+    assert_eq!(small["categories"][0]["n"], 5);
+    assert_eq!(h.get("/admin/profile/no-such-job").await.status, 404);
     h.stop().await;
 }

@@ -189,3 +189,43 @@ async fn metrics_exist_and_move_under_load() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn json_logs_carry_one_span_per_request_with_its_routing_fields() {
+    let sim = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Binary::start(
+        &sim.url(),
+        dir.path(),
+        &[],
+        &[("RUST_LOG", "switchyard=debug"), ("SWITCHYARD_SERVER_LOG_FORMAT", "json")],
+    )
+    .await
+    .unwrap();
+    let http = HttpClient::default();
+    let request = build_request(
+        http::Method::POST,
+        &format!("{}/api/chat", bin.url),
+        Some(json!({"model": "auto", "stream": false, "messages": [{"role": "user", "content": "Write a Go function that reverses a slice"}]}).to_string().into()),
+    )
+    .unwrap();
+    let answer = http.send_buffered(request, Duration::from_secs(10)).await.unwrap();
+    let id = answer.status;
+    assert_eq!(id, 200);
+    bin.signal("TERM").await;
+    let mut bin = bin;
+    bin.child.wait().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let logs = bin.stderr();
+    let handled: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "request handled" && v["span"]["route"] == "/api/chat")
+        .collect();
+    assert_eq!(handled.len(), 1, "{logs}");
+    let span = &handled[0]["span"];
+    assert!(span["request_id"].as_str().unwrap().starts_with("sy-"), "{span}");
+    assert_eq!(span["category"], "coding");
+    assert!(span["model"].is_string() && span["decision_us"].is_number() && span["upstream_ms"].is_number(), "{span}");
+    sim.shutdown().await;
+}

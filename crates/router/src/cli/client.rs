@@ -35,14 +35,22 @@ pub struct VramArgs {
 #[derive(Debug, Subcommand)]
 pub enum VramAction {
     /// GPUs (with used/free bars), budget, and every loaded model.
+    #[command(
+        after_help = "Examples:\n  switchyard vram status\n  switchyard vram status --json --server http://gpu-box:11435"
+    )]
     Status,
     /// Load a model now.
+    #[command(after_help = "Example:\n  switchyard vram load qwen2.5-coder:7b")]
     Load { model: String },
     /// Unload a model now (unpins it first).
+    #[command(after_help = "Example:\n  switchyard vram unload llama3.3:70b")]
     Unload { model: String },
-    /// Pin a model: load it and never evict it. Refused when pinned models alone would exceed the budget.
+    /// Pin a model: load it and never evict it, also across restarts. Refused when pinned models alone would exceed
+    /// the budget.
+    #[command(after_help = "Example:\n  switchyard vram pin llama3.2:3b")]
     Pin { model: String },
     /// Unpin a model (it stays loaded until evicted or idle).
+    #[command(after_help = "Example:\n  switchyard vram unpin llama3.2:3b")]
     Unpin { model: String },
 }
 

@@ -106,7 +106,12 @@ pub async fn run(config: Arc<Config>, args: DemoArgs) -> Result<(), RouterError>
     // How to call this very binary (it may not be on PATH when started with `cargo run`).
     let me = std::env::current_exe()
         .ok()
-        .map(|p| std::env::current_dir().ok().and_then(|d| p.strip_prefix(d).ok().map(std::path::Path::to_path_buf)).unwrap_or(p))
+        .map(|p| {
+            std::env::current_dir()
+                .ok()
+                .and_then(|d| p.strip_prefix(d).ok().map(std::path::Path::to_path_buf))
+                .unwrap_or(p)
+        })
         .map_or_else(|| "switchyard".to_string(), |p| p.display().to_string());
     println!("Switchyard demo is running.");
     println!("  simulator (Ollama API, simulated GPU): {}", sim.url());

@@ -186,7 +186,10 @@ async fn run(cli: Cli) -> Result<(), RouterError> {
     };
     let loaded = load(&cli.sources(flags)).map_err(|e| RouterError::Startup(e.to_string()))?;
     let config = Arc::new(loaded.config.clone());
-    let quiet = matches!(cli.command, Command::Vram(_) | Command::Models(_) | Command::Explain(_) | Command::Config(_) | Command::Demo(_));
+    let quiet = matches!(
+        cli.command,
+        Command::Vram(_) | Command::Models(_) | Command::Explain(_) | Command::Config(_) | Command::Demo(_)
+    );
     telemetry::init(config.server.log_format, if quiet { "warn" } else { "info" });
     match cli.command {
         Command::Serve(_) => serve(config).await,
