@@ -329,6 +329,15 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_are_429_with_retry_after_in_both_shapes() {
+        let native = OllamaError(RouterError::RateLimited { retry_after_secs: 3 }).into_response();
+        assert_eq!(native.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(native.headers()[header::RETRY_AFTER], "3");
+        let openai = OpenAiError(RouterError::RateLimited { retry_after_secs: 3 }).into_response();
+        assert_eq!(openai.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[test]
     fn internal_details_stay_inside() {
         let e = RouterError::Internal("SELECT * FROM secrets failed at /var/lib/x".into());
         assert!(!e.client_message().contains("SELECT"));

@@ -95,8 +95,45 @@ async fn rate_limits_answer_429_with_retry_after_per_ip_and_per_key() {
     assert_eq!(call(None).await.status, 200);
     let limited = call(None).await;
     assert_eq!(limited.status, 429);
+    assert!(limited.content_type.is_some());
     let body: serde_json::Value = serde_json::from_slice(&limited.body).unwrap();
     assert!(body["error"].as_str().unwrap().contains("rate limit"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn per_key_limits_are_separate_from_the_per_ip_one() {
+    let sim = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = common::Binary::start(
+        &sim.url(),
+        dir.path(),
+        &[],
+        &[("SWITCHYARD_LIMITS_PER_KEY_RPS", "0.5"), ("SWITCHYARD_LIMITS_BURST", "1"), ("SWITCHYARD_SERVER_CLIENT_KEYS", "key-a,key-b")],
+    )
+    .await
+    .unwrap();
+    let http = switchyard_core::http::HttpClient::default();
+    let call = |key: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/v1/chat/completions", bin.url);
+        async move {
+            let mut req = switchyard_core::http::build_request(
+                http::Method::POST,
+                &url,
+                Some(json!({"model": "llama3.2:3b", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}).to_string().into()),
+            )
+            .unwrap();
+            req.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+            http.send_buffered(req, Duration::from_secs(10)).await.unwrap()
+        }
+    };
+    assert_eq!(call("key-a").await.status, 200);
+    let limited = call("key-a").await;
+    assert_eq!(limited.status, 429);
+    let body: serde_json::Value = serde_json::from_slice(&limited.body).unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert_eq!(call("key-b").await.status, 200, "another key has its own bucket");
     let metrics = http.get_json::<serde_json::Value>(&format!("{}/health", bin.url), Duration::from_secs(5)).await;
     assert!(metrics.is_ok(), "health is not rate limited");
     sim.shutdown().await;
