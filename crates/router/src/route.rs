@@ -10,7 +10,7 @@ use crate::decisions::DecisionEntry;
 use crate::error::RouterError;
 use crate::forward::{ForwardFailure, Reply};
 use crate::request::{Prepared, Target};
-use crate::score::{ScoreContext, ScoreRequest, score};
+use crate::score::{ScoreContext, ScoreRequest, Scoring, score};
 use crate::state::AppState;
 use crate::writer::Write;
 use std::sync::Arc;
@@ -52,15 +52,8 @@ pub fn category_label(prepared: &Prepared) -> &'static str {
     if prepared.endpoint.is_embedding() { "embedding" } else { prepared.classification.category.as_str() }
 }
 
-/// Scores the models for an `auto` request and records the decision.
-fn decide(
-    state: &AppState,
-    prepared: &Prepared,
-    preference: f64,
-    request_id: &str,
-    surface: Surface,
-) -> Vec<ModelName> {
-    let started = Instant::now();
+/// Scores every model for `req` against the current catalog, profiles, live timings, VRAM ledger and breakers.
+pub fn score_now(state: &AppState, req: &ScoreRequest<'_>) -> Scoring {
     let catalog = state.catalog.load();
     let profiles = state.profiles.load();
     let ledger = state.vram.ledger();
@@ -71,6 +64,26 @@ fn decide(
         .filter(|(_, p)| *p == crate::breaker::Phase::Open)
         .map(|(m, _)| m)
         .collect();
+    let cx = ScoreContext {
+        config: &state.config,
+        catalog: &catalog,
+        profiles: &profiles,
+        live: &state.live,
+        ledger: &ledger,
+        open_breakers: &open,
+    };
+    score(req, &cx)
+}
+
+/// Scores the models for an `auto` request and records the decision.
+fn decide(
+    state: &AppState,
+    prepared: &Prepared,
+    preference: f64,
+    request_id: &str,
+    surface: Surface,
+) -> Vec<ModelName> {
+    let started = Instant::now();
     let c = &prepared.classification;
     let output = prepared.max_output_tokens.unwrap_or_else(|| crate::classify::expected_output_tokens(c.category));
     let prompt_tokens = c.needs.context_tokens.saturating_sub(output).max(1);
@@ -82,15 +95,7 @@ fn decide(
         prompt_tokens,
         max_output_tokens: prepared.max_output_tokens,
     };
-    let cx = ScoreContext {
-        config: &state.config,
-        catalog: &catalog,
-        profiles: &profiles,
-        live: &state.live,
-        ledger: &ledger,
-        open_breakers: &open,
-    };
-    let scoring = score(&req, &cx);
+    let scoring = score_now(state, &req);
     let candidates: Vec<ModelName> =
         scoring.eligible().take(state.config.routing.max_attempts as usize).map(|c| c.model.clone()).collect();
     let decision_us = started.elapsed().as_secs_f64() * 1e6;

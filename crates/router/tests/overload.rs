@@ -109,7 +109,11 @@ async fn per_key_limits_are_separate_from_the_per_ip_one() {
         &sim.url(),
         dir.path(),
         &[],
-        &[("SWITCHYARD_LIMITS_PER_KEY_RPS", "0.5"), ("SWITCHYARD_LIMITS_BURST", "1"), ("SWITCHYARD_SERVER_CLIENT_KEYS", "key-a,key-b")],
+        &[
+            ("SWITCHYARD_LIMITS_PER_KEY_RPS", "0.5"),
+            ("SWITCHYARD_LIMITS_BURST", "1"),
+            ("SWITCHYARD_SERVER_CLIENT_KEYS", "key-a,key-b"),
+        ],
     )
     .await
     .unwrap();
@@ -121,7 +125,11 @@ async fn per_key_limits_are_separate_from_the_per_ip_one() {
             let mut req = switchyard_core::http::build_request(
                 http::Method::POST,
                 &url,
-                Some(json!({"model": "llama3.2:3b", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}).to_string().into()),
+                Some(
+                    json!({"model": "llama3.2:3b", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
+                        .to_string()
+                        .into(),
+                ),
             )
             .unwrap();
             req.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());

@@ -29,10 +29,19 @@ impl ProgressSink for Silent {
     fn event(&self, _event: &Progress) {}
 }
 
-async fn profile_fleet(
-    store: Arc<dyn Store>,
-    items_per_category: u32,
-) -> (Vec<switchyard_core::store::ScoreRecord>, Value) {
+/// The simulator, a VRAM manager on it, and a runner writing into `store`.
+struct Setup {
+    sim: switchyard_sim::SimHandle,
+    client: OllamaClient,
+    catalog: Arc<Catalog>,
+    vram: VramManager,
+    runner: Runner,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+async fn setup(store: Arc<dyn Store>, items_per_category: u32) -> Setup {
     let sim = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
     let mut config = Config::default();
     config.ollama.url = sim.url();
@@ -55,20 +64,34 @@ async fn profile_fleet(
         .unwrap();
     let runner = Runner {
         client: client.clone(),
-        store: Arc::clone(&store),
-        vram,
+        store,
+        vram: vram.clone(),
         config: Arc::clone(&config),
         suites: Arc::new(suites(&config).unwrap()),
         cancel: shutdown.clone(),
     };
-    let opts = options(&config, &[], &[], false).unwrap();
-    let summary = runner.run(&catalog, &opts, &Silent).await.unwrap();
+    Setup { sim, client, catalog, vram, runner, config, shutdown, tracker }
+}
+
+impl Setup {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.sim.shutdown().await;
+    }
+}
+
+async fn profile_fleet(
+    store: Arc<dyn Store>,
+    items_per_category: u32,
+) -> (Vec<switchyard_core::store::ScoreRecord>, Value) {
+    let s = setup(Arc::clone(&store), items_per_category).await;
+    let opts = options(&s.config, &[], &[], false).unwrap();
+    let summary = s.runner.run(&s.catalog, &opts, &Silent).await.unwrap();
     assert!(summary.items_run > 0);
-    let fleet: Value = client.http().get_json(&client.url("/sim/fleet"), Duration::from_secs(5)).await.unwrap();
-    shutdown.cancel();
-    tracker.close();
-    tracker.wait().await;
-    sim.shutdown().await;
+    let fleet: Value = s.client.http().get_json(&s.client.url("/sim/fleet"), Duration::from_secs(5)).await.unwrap();
+    s.stop().await;
     (store.scores().await.unwrap(), fleet)
 }
 
@@ -148,33 +171,9 @@ async fn measured_quality_agrees_with_the_configured_skills_on_every_engine() {
 #[tokio::test]
 async fn a_second_run_skips_fresh_models_and_a_repull_makes_them_stale() {
     let t = testing::sqlite().await.unwrap();
-    let sim = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
-    let mut config = Config::default();
-    config.ollama.url = sim.url();
-    config.vram.probe = ProbeKind::Sim;
-    let config = Arc::new(config);
-    let client = OllamaClient::new(HttpClient::default(), sim.url());
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let catalog = Arc::new(Catalog::fetch(&client, &Catalog::default()).await.unwrap());
-    let io = ManagerIo {
-        client: client.clone(),
-        probe: Arc::new(SimProbe::new(client.clone())),
-        catalog: Arc::clone(&catalog),
-        sink: Arc::new(NoopSink),
-        metrics: None,
-    };
-    let vram = VramManager::start(ManagerOptions::from_config(Arc::clone(&config), 1), io, shutdown.clone(), &tracker)
-        .await
-        .unwrap();
-    let runner = Runner {
-        client: client.clone(),
-        store: Arc::clone(&t.store),
-        vram: vram.clone(),
-        config: Arc::clone(&config),
-        suites: Arc::new(suites(&config).unwrap()),
-        cancel: shutdown.clone(),
-    };
+    let s = setup(Arc::clone(&t.store), 20).await;
+    let (runner, client, config, vram) = (&s.runner, &s.client, &s.config, &s.vram);
+    let catalog = Arc::clone(&s.catalog);
     let models = vec!["llama3.2:3b".to_string()];
     let mut opts = options(&config, &models, &["math".to_string()], false).unwrap();
     opts.items_per_category = 5;
@@ -197,8 +196,5 @@ async fn a_second_run_skips_fresh_models_and_a_repull_makes_them_stale() {
     opts.force = true;
     let forced = runner.run(&catalog, &opts, &Silent).await.unwrap();
     assert_eq!(forced.items_run, 5);
-    shutdown.cancel();
-    tracker.close();
-    tracker.wait().await;
-    sim.shutdown().await;
+    s.stop().await;
 }

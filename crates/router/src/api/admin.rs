@@ -5,7 +5,7 @@ use crate::classify::{ClassifyInput, Role, Turn};
 use crate::error::{OllamaError, RouterError};
 use crate::jobs::{self, JobRequest};
 use crate::request::{Target, parse_object, parse_target};
-use crate::score::{ScoreContext, ScoreRequest, score};
+use crate::score::ScoreRequest;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -212,12 +212,9 @@ pub async fn explain(State(state): State<AppState>, Query(q): Query<ExplainQuery
             }
             _ => (state.classifier.classify(&input), "rules"),
         };
-    let catalog = state.catalog.load();
-    let profiles = state.profiles.load();
-    let ledger = state.vram.ledger();
-    let open: Vec<ModelName> = state.breaker.snapshot().into_iter().map(|(m, _)| m).collect();
     let prompt_tokens = switchyard_core::text::estimate_tokens(&q.prompt);
-    let scoring = score(
+    let scoring = crate::route::score_now(
+        &state,
         &ScoreRequest {
             category: classification.category,
             needs: &classification.needs,
@@ -225,14 +222,6 @@ pub async fn explain(State(state): State<AppState>, Query(q): Query<ExplainQuery
             preference,
             prompt_tokens,
             max_output_tokens: None,
-        },
-        &ScoreContext {
-            config: &state.config,
-            catalog: &catalog,
-            profiles: &profiles,
-            live: &state.live,
-            ledger: &ledger,
-            open_breakers: &open,
         },
     );
     let chosen = scoring.eligible().next().map(|c| c.model.to_string());

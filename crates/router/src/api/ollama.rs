@@ -12,7 +12,7 @@ use crate::route::{Surface, category_label, dispatch, learned_category};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, MatchedPath, State};
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::Utc;
@@ -253,42 +253,21 @@ async fn infer(
     Ok(decorate(response, &model, category))
 }
 
-/// `POST /api/chat`.
-pub async fn chat(
+/// `POST /api/chat`, `/api/generate`, `/api/embed` and the legacy `/api/embeddings`: one handler, the endpoint
+/// taken from the route.
+pub async fn inference(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestCtx>,
+    path: MatchedPath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response<Body>, OllamaError> {
-    infer(state, ctx, headers, body, Endpoint::Chat, "/api/chat").await
-}
-
-/// `POST /api/generate`.
-pub async fn generate(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestCtx>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response<Body>, OllamaError> {
-    infer(state, ctx, headers, body, Endpoint::Generate, "/api/generate").await
-}
-
-/// `POST /api/embed`.
-pub async fn embed(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestCtx>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response<Body>, OllamaError> {
-    infer(state, ctx, headers, body, Endpoint::Embed, "/api/embed").await
-}
-
-/// `POST /api/embeddings` (legacy).
-pub async fn embeddings(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestCtx>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response<Body>, OllamaError> {
-    infer(state, ctx, headers, body, Endpoint::Embeddings, "/api/embeddings").await
+    let (endpoint, route) = match path.as_str() {
+        "/api/chat" => (Endpoint::Chat, "/api/chat"),
+        "/api/generate" => (Endpoint::Generate, "/api/generate"),
+        "/api/embed" => (Endpoint::Embed, "/api/embed"),
+        "/api/embeddings" => (Endpoint::Embeddings, "/api/embeddings"),
+        other => return Err(RouterError::NotFound(format!("no inference route {other}")).into()),
+    };
+    infer(state, ctx, headers, body, endpoint, route).await
 }
