@@ -175,7 +175,7 @@ async fn a_second_run_skips_fresh_models_and_a_repull_makes_them_stale() {
     let (runner, client, config, vram) = (&s.runner, &s.client, &s.config, &s.vram);
     let catalog = Arc::clone(&s.catalog);
     let models = vec!["llama3.2:3b".to_string()];
-    let mut opts = options(&config, &models, &["math".to_string()], false).unwrap();
+    let mut opts = options(config, &models, &["math".to_string()], false).unwrap();
     opts.items_per_category = 5;
     let first = runner.run(&catalog, &opts, &Silent).await.unwrap();
     assert_eq!(first.items_run, 5);
@@ -188,7 +188,7 @@ async fn a_second_run_skips_fresh_models_and_a_repull_makes_them_stale() {
         .post_json(&client.url("/sim/repull"), &serde_json::json!({"model": "llama3.2:3b"}), Duration::from_secs(5))
         .await
         .unwrap();
-    let catalog = Arc::new(Catalog::fetch(&client, &catalog).await.unwrap());
+    let catalog = Arc::new(Catalog::fetch(client, &catalog).await.unwrap());
     vram.set_catalog(Arc::clone(&catalog));
     let third = runner.run(&catalog, &opts, &Silent).await.unwrap();
     assert_eq!(third.items_run, 5, "a re-pulled model is profiled again");
