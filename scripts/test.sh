@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command. On a fresh machine it sets up what is missing (Debian's postgresql, a Python virtual
 # environment with the official ollama and openai client libraries), starts a throwaway Postgres server, and runs
-# every test: the Rust workspace on SQLite and Postgres, the Python client tests against the real binaries, and the
-# deploy file validators.
+# every test: formatting and lints, the Rust workspace on SQLite and Postgres, the Python client tests against the
+# real binaries, and the deploy file validators.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +23,10 @@ fi
 
 step "Build"
 cargo build --workspace --bins --locked
+
+step "Lints (rustfmt, clippy: no unwrap/expect/panic outside tests, no warnings)"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "Rust tests (SQLite and Postgres)"
 if cargo nextest --version >/dev/null 2>&1; then

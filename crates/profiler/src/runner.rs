@@ -70,13 +70,37 @@ pub struct RunOptions {
 #[derive(Debug, Clone)]
 pub enum Progress {
     /// The plan: per model, how many items will run (0 = fresh, skipped).
-    Plan { models: Vec<(String, usize)> },
-    ModelStarted { model: String, items: usize, resumed: usize },
-    Loaded { model: String, seconds: f64, vram_bytes: Option<u64> },
-    Item { model: String, category: Category, item: String, correct: bool, error: Option<String> },
-    ModelDone { model: String },
-    ModelSkipped { model: String, reason: String },
-    ModelFailed { model: String, error: String },
+    Plan {
+        models: Vec<(String, usize)>,
+    },
+    ModelStarted {
+        model: String,
+        items: usize,
+        resumed: usize,
+    },
+    Loaded {
+        model: String,
+        seconds: f64,
+        vram_bytes: Option<u64>,
+    },
+    Item {
+        model: String,
+        category: Category,
+        item: String,
+        correct: bool,
+        error: Option<String>,
+    },
+    ModelDone {
+        model: String,
+    },
+    ModelSkipped {
+        model: String,
+        reason: String,
+    },
+    ModelFailed {
+        model: String,
+        error: String,
+    },
 }
 
 /// Receives progress events (terminal bars, log lines, a server job's status).
@@ -139,15 +163,19 @@ struct Plan {
 impl Runner {
     /// The items of `suite` this run covers: verifiable ones (and judged ones when a judge is set), first `n`.
     fn items(&self, suite: &Suite, options: &RunOptions) -> Vec<Item> {
-        let usable: Vec<&Item> = suite.items.iter().filter(|i| options.judge.is_some() || !i.check.needs_judge()).collect();
-        let n = if options.items_per_category == 0 { usable.len() } else { options.items_per_category.min(usable.len()) };
+        let usable: Vec<&Item> =
+            suite.items.iter().filter(|i| options.judge.is_some() || !i.check.needs_judge()).collect();
+        let n =
+            if options.items_per_category == 0 { usable.len() } else { options.items_per_category.min(usable.len()) };
         usable.into_iter().take(n).cloned().collect()
     }
 
     async fn plan(&self, spec: &ModelSpec, options: &RunOptions) -> Result<Plan, ProfileError> {
         let mut suites = Vec::new();
         let (mut todo, mut done) = (0, 0);
-        for suite in self.suites.iter().filter(|s| options.categories.is_empty() || options.categories.contains(&s.category)) {
+        for suite in
+            self.suites.iter().filter(|s| options.categories.is_empty() || options.categories.contains(&s.category))
+        {
             let items = self.items(suite, options);
             let existing: HashSet<String> = self
                 .store
@@ -165,7 +193,12 @@ impl Runner {
     }
 
     /// Profiles what `options` asks for, reporting to `progress`.
-    pub async fn run(&self, catalog: &Catalog, options: &RunOptions, progress: &dyn ProgressSink) -> Result<Summary, ProfileError> {
+    pub async fn run(
+        &self,
+        catalog: &Catalog,
+        options: &RunOptions,
+        progress: &dyn ProgressSink,
+    ) -> Result<Summary, ProfileError> {
         let started = Instant::now();
         let mut specs: Vec<ModelSpec> = Vec::new();
         if options.models.is_empty() {
@@ -174,7 +207,10 @@ impl Runner {
             for name in &options.models {
                 let spec = catalog.get(name).ok_or_else(|| ProfileError::UnknownModel(name.to_string()))?;
                 if !spec.capabilities.completion {
-                    return Err(ProfileError::Admission { model: name.to_string(), message: "it only embeds; there is nothing to profile".into() });
+                    return Err(ProfileError::Admission {
+                        model: name.to_string(),
+                        message: "it only embeds; there is nothing to profile".into(),
+                    });
                 }
                 specs.push(spec.clone());
             }
@@ -199,7 +235,13 @@ impl Runner {
                 let reason = format!("fresh ({} results for digest {})", plan.done, short(&plan.spec.digest));
                 let scores = self.rescore(&plan).await?;
                 progress.event(&Progress::ModelSkipped { model: model.clone(), reason: reason.clone() });
-                summary.models.push(ModelSummary { model, outcome: ModelOutcome::Skipped(reason), load_seconds: None, vram_bytes: None, scores });
+                summary.models.push(ModelSummary {
+                    model,
+                    outcome: ModelOutcome::Skipped(reason),
+                    load_seconds: None,
+                    vram_bytes: None,
+                    scores,
+                });
                 continue;
             }
             match self.profile_model(&plan, options, progress, &mut summary.items_run).await {
@@ -213,7 +255,13 @@ impl Runner {
                     let error = e.to_string();
                     tracing::warn!(model, error, "profiling failed");
                     progress.event(&Progress::ModelFailed { model: model.clone(), error: error.clone() });
-                    summary.models.push(ModelSummary { model, outcome: ModelOutcome::Failed(error), load_seconds: None, vram_bytes: None, scores: Vec::new() });
+                    summary.models.push(ModelSummary {
+                        model,
+                        outcome: ModelOutcome::Failed(error),
+                        load_seconds: None,
+                        vram_bytes: None,
+                        scores: Vec::new(),
+                    });
                 }
             }
         }
@@ -225,18 +273,33 @@ impl Runner {
     async fn rescore(&self, plan: &Plan) -> Result<Vec<ScoreRecord>, ProfileError> {
         let mut scores = Vec::new();
         for (suite, _) in &plan.suites {
-            let results = self.store.results(plan.spec.name.as_str(), &plan.spec.digest, suite.category.as_str(), &suite.version).await?;
+            let results = self
+                .store
+                .results(plan.spec.name.as_str(), &plan.spec.digest, suite.category.as_str(), &suite.version)
+                .await?;
             if results.is_empty() {
                 continue;
             }
-            let score = stats::score(plan.spec.name.as_str(), suite.category.as_str(), &plan.spec.digest, &suite.version, &results);
+            let score = stats::score(
+                plan.spec.name.as_str(),
+                suite.category.as_str(),
+                &plan.spec.digest,
+                &suite.version,
+                &results,
+            );
             self.store.upsert_score(&score).await?;
             scores.push(score);
         }
         Ok(scores)
     }
 
-    async fn profile_model(&self, plan: &Plan, options: &RunOptions, progress: &dyn ProgressSink, items_run: &mut usize) -> Result<ModelSummary, ProfileError> {
+    async fn profile_model(
+        &self,
+        plan: &Plan,
+        options: &RunOptions,
+        progress: &dyn ProgressSink,
+        items_run: &mut usize,
+    ) -> Result<ModelSummary, ProfileError> {
         let spec = &plan.spec;
         let model = spec.name.to_string();
         let suite_refs: Vec<&Suite> = plan.suites.iter().map(|(s, _)| s).collect();
@@ -277,10 +340,23 @@ impl Runner {
         }
         self.store.update_run(&run).await?;
         outcome?;
-        Ok(ModelSummary { model, outcome: ModelOutcome::Profiled, load_seconds: run.load_seconds, vram_bytes: run.vram_bytes, scores: Vec::new() })
+        Ok(ModelSummary {
+            model,
+            outcome: ModelOutcome::Profiled,
+            load_seconds: run.load_seconds,
+            vram_bytes: run.vram_bytes,
+            scores: Vec::new(),
+        })
     }
 
-    async fn measure_and_run(&self, plan: &Plan, options: &RunOptions, progress: &dyn ProgressSink, run: &mut ProfileRun, items_run: &mut usize) -> Result<(), ProfileError> {
+    async fn measure_and_run(
+        &self,
+        plan: &Plan,
+        options: &RunOptions,
+        progress: &dyn ProgressSink,
+        run: &mut ProfileRun,
+        items_run: &mut usize,
+    ) -> Result<(), ProfileError> {
         let spec = &plan.spec;
         let (lease, seconds, vram, delta) = self.cold_load(&spec.name).await?;
         run.load_seconds = Some(seconds);
@@ -307,8 +383,10 @@ impl Runner {
                     error: result.error.clone(),
                 });
             }
-            let results = self.store.results(spec.name.as_str(), &spec.digest, suite.category.as_str(), &suite.version).await?;
-            let score = stats::score(spec.name.as_str(), suite.category.as_str(), &spec.digest, &suite.version, &results);
+            let results =
+                self.store.results(spec.name.as_str(), &spec.digest, suite.category.as_str(), &suite.version).await?;
+            let score =
+                stats::score(spec.name.as_str(), suite.category.as_str(), &spec.digest, &suite.version, &results);
             self.store.upsert_score(&score).await?;
         }
         drop(lease);
@@ -317,14 +395,20 @@ impl Runner {
 
     /// Unloads the model, then loads it through the manager: cold load seconds, `/api/ps` VRAM, probe delta.
     async fn cold_load(&self, model: &ModelName) -> Result<(Lease, f64, Option<u64>, Option<u64>), ProfileError> {
-        let admission = |e: switchyard_vram::VramError| ProfileError::Admission { model: model.to_string(), message: e.to_string() };
+        let admission = |e: switchyard_vram::VramError| ProfileError::Admission {
+            model: model.to_string(),
+            message: e.to_string(),
+        };
         let loaded = |vram: &VramManager| vram.ledger().entry(model).is_some_and(|e| e.residency != Residency::Absent);
         if loaded(&self.vram) {
             self.vram.admin(AdminOp::Unload, model).await.map_err(admission)?;
             let deadline = Instant::now() + Duration::from_secs(60);
             while loaded(&self.vram) {
                 if Instant::now() > deadline {
-                    return Err(ProfileError::Admission { model: model.to_string(), message: "it did not unload within 60 s".into() });
+                    return Err(ProfileError::Admission {
+                        model: model.to_string(),
+                        message: "it did not unload within 60 s".into(),
+                    });
                 }
                 self.vram.refresh().await.map_err(admission)?;
             }
@@ -349,7 +433,16 @@ impl Runner {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn run_item(&self, spec: &ModelSpec, suite: &Suite, item: &Item, options: &RunOptions, num_ctx: u64, speed: &mut Speed, run_id: &str) -> ItemResult {
+    async fn run_item(
+        &self,
+        spec: &ModelSpec,
+        suite: &Suite,
+        item: &Item,
+        options: &RunOptions,
+        num_ctx: u64,
+        speed: &mut Speed,
+        run_id: &str,
+    ) -> ItemResult {
         let max_tokens = item.max_tokens.unwrap_or(options.max_output_tokens);
         let prompt_tokens = estimate_tokens(&item.prompt) + item.system.as_deref().map_or(0, estimate_tokens);
         let timeout = speed.timeout(prompt_tokens, u64::from(max_tokens), options.timeout_floor);
@@ -479,19 +572,29 @@ impl Runner {
                 let _lease = self.vram.acquire(model).await.map_err(|e| e.to_string())?;
                 let body = json!({"model": model.as_str(), "messages": [{"role": "user", "content": prompt}], "stream": false,
                                   "keep_alive": -1, "options": {"temperature": 0, "seed": SEED, "num_ctx": self.config.num_ctx_for(model)}});
-                let answer: Value = self.client.http().post_json(&self.client.url("/api/chat"), &body, timeout).await.map_err(|e| e.to_string())?;
+                let answer: Value = self
+                    .client
+                    .http()
+                    .post_json(&self.client.url("/api/chat"), &body, timeout)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 answer.get("message").and_then(|m| m.get("content")).and_then(Value::as_str).unwrap_or("").to_string()
             }
             JudgeTarget::OpenAi { base_url, api_key, model } => {
                 let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
                 let body = json!({"model": model, "messages": [{"role": "user", "content": prompt}], "temperature": 0});
                 let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-                let mut request = build_request(Method::POST, &url, Some(Bytes::from(bytes))).map_err(|e| e.to_string())?;
+                let mut request =
+                    build_request(Method::POST, &url, Some(Bytes::from(bytes))).map_err(|e| e.to_string())?;
                 if let Some(key) = api_key {
-                    let value = http::HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| "the judge key is not a valid header value".to_string())?;
+                    let value = http::HeaderValue::from_str(&format!("Bearer {key}"))
+                        .map_err(|_| "the judge key is not a valid header value".to_string())?;
                     request.headers_mut().insert(http::header::AUTHORIZATION, value);
                 }
-                let response = tokio::time::timeout(timeout, self.client.http().send(request)).await.map_err(|_| "the judge timed out".to_string())?.map_err(|e| e.to_string())?;
+                let response = tokio::time::timeout(timeout, self.client.http().send(request))
+                    .await
+                    .map_err(|_| "the judge timed out".to_string())?
+                    .map_err(|e| e.to_string())?;
                 let status = response.status();
                 let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
                 if !status.is_success() {
@@ -501,7 +604,8 @@ impl Runner {
                 v.pointer("/choices/0/message/content").and_then(Value::as_str).unwrap_or("").to_string()
             }
         };
-        parse_judge_reply(&reply).ok_or_else(|| format!("no score in the judge's reply: {:?}", reply.chars().take(80).collect::<String>()))
+        parse_judge_reply(&reply)
+            .ok_or_else(|| format!("no score in the judge's reply: {:?}", reply.chars().take(80).collect::<String>()))
     }
 }
 
@@ -529,7 +633,12 @@ struct Timings {
 impl From<&Value> for Timings {
     fn from(v: &Value) -> Self {
         let get = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
-        Timings { prompt_eval_count: get("prompt_eval_count"), prompt_eval_ns: get("prompt_eval_duration"), eval_count: get("eval_count"), eval_ns: get("eval_duration") }
+        Timings {
+            prompt_eval_count: get("prompt_eval_count"),
+            prompt_eval_ns: get("prompt_eval_duration"),
+            eval_count: get("eval_count"),
+            eval_ns: get("eval_duration"),
+        }
     }
 }
 
@@ -576,14 +685,19 @@ pub fn render_table(summary: &Summary, categories: &[Category]) -> String {
     for m in &summary.models {
         let mut line = format!("{:<28}", truncate(&m.model, 28));
         for c in categories {
-            let cell = m.scores.iter().find(|s| s.category == c.as_str()).map_or_else(
-                || "-".to_string(),
-                |s| format!("{:.2} [{:.2},{:.2}]", s.mean, s.ci_low, s.ci_high),
-            );
+            let cell = m
+                .scores
+                .iter()
+                .find(|s| s.category == c.as_str())
+                .map_or_else(|| "-".to_string(), |s| format!("{:.2} [{:.2},{:.2}]", s.mean, s.ci_low, s.ci_high));
             line.push_str(&format!(" {cell:>19}"));
         }
         let decode: Vec<f64> = m.scores.iter().filter_map(|s| s.decode_tps).collect();
-        let tps = if decode.is_empty() { "-".to_string() } else { format!("{:.0}", decode.iter().sum::<f64>() / decode.len() as f64) };
+        let tps = if decode.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.0}", decode.iter().sum::<f64>() / decode.len() as f64)
+        };
         let load = m.load_seconds.map_or_else(|| "-".to_string(), |s| format!("{s:.1}"));
         let vram = m.vram_bytes.map_or_else(|| "-".to_string(), |b| switchyard_core::size::Bytes(b).to_string());
         let status = match &m.outcome {
