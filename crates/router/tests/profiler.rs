@@ -198,3 +198,27 @@ async fn a_second_run_skips_fresh_models_and_a_repull_makes_them_stale() {
     assert_eq!(forced.items_run, 5);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn open_ended_items_are_scored_by_the_judge_when_one_is_set() {
+    let t = testing::sqlite().await.unwrap();
+    let s = setup(Arc::clone(&t.store), 0).await;
+    let mut opts = options(&s.config, &["llama3.2:3b".to_string()], &["creative".to_string()], false).unwrap();
+    let without = s.runner.run(&s.catalog, &opts, &Silent).await.unwrap();
+    let suites = suites(&s.config).unwrap();
+    let creative = suites.iter().find(|x| x.category == switchyard_core::Category::Creative).unwrap();
+    let judged = creative.items.iter().filter(|i| i.check.needs_judge()).count();
+    assert!(judged > 0);
+    assert_eq!(without.items_run, creative.items.len() - judged, "judged items are skipped without a judge");
+    opts.judge =
+        Some(switchyard_profiler::JudgeTarget::Local(switchyard_core::ModelName::parse("llama3.1:8b").unwrap()));
+    let with = s.runner.run(&s.catalog, &opts, &Silent).await.unwrap();
+    assert_eq!(with.items_run, judged, "only the judged items were left to run");
+    let spec = s.catalog.models.values().find(|m| m.name.as_str() == "llama3.2:3b").unwrap();
+    let results = t.store.results("llama3.2:3b", &spec.digest, "creative", &creative.version).await.unwrap();
+    let judged_results: Vec<_> =
+        results.iter().filter(|r| creative.items.iter().any(|i| i.id == r.item_id && i.check.needs_judge())).collect();
+    assert_eq!(judged_results.len(), judged);
+    assert!(judged_results.iter().all(|r| r.error.is_none() && (0.0..=1.0).contains(&r.score)), "{judged_results:?}");
+    s.stop().await;
+}

@@ -77,3 +77,46 @@ async fn errors_come_in_each_surfaces_shape() {
     assert!(a.json()["error"].as_str().unwrap().contains("invalid JSON"));
     h.stop().await;
 }
+
+#[tokio::test]
+async fn clients_with_different_load_options_do_not_force_reloads() {
+    let h = start().await;
+    let loads = |v: serde_json::Value| v["counters"]["loads"].as_u64().unwrap();
+    let before = loads(h.sim_gpu().await);
+    for (num_ctx, num_gpu) in [(2048, 10), (8192, 99), (32768, 1)] {
+        let a = h
+            .post("/api/generate", json!({"model": "llama3.1:8b", "prompt": "hi", "stream": false, "options": {"num_ctx": num_ctx, "num_gpu": num_gpu}}))
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text());
+    }
+    let a = h
+        .post("/v1/chat/completions", json!({"model": "llama3.1:8b", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(loads(h.sim_gpu().await) - before, 1, "one load for four clients with different options");
+    let ps = h.get("/api/ps").await.json();
+    assert_eq!(ps["models"][0]["context_length"], 4096, "loaded with the normalised vram.num_ctx");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn decisions_are_kept_in_memory_and_sampled_into_the_store() {
+    let h = start().await;
+    for i in 0..3 {
+        let a = h.post("/api/chat", json!({"model": "auto", "stream": false, "messages": [{"role": "user", "content": format!("What is {i} + 2?")}]})).await;
+        assert_eq!(a.status, 200);
+    }
+    let memory = h.get("/admin/decisions?limit=2").await.json();
+    let decisions = memory["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 2);
+    assert_eq!(decisions[0]["scoring"]["category"], "math");
+    assert!(decisions[0]["scoring"]["candidates"].as_array().unwrap().len() >= 6);
+    // The harness samples every decision into the store; the writer is asynchronous.
+    let stored = common::eventually(std::time::Duration::from_secs(10), || async {
+        h.get("/admin/decisions?source=store").await.json()["decisions"].as_array().is_some_and(|d| d.len() == 3)
+    })
+    .await;
+    assert!(stored);
+    assert_eq!(h.get("/admin/decisions?source=elsewhere").await.status, 400);
+    h.stop().await;
+}
