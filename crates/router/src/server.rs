@@ -16,7 +16,9 @@ use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
+use futures_util::FutureExt;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
@@ -186,7 +188,11 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
             upstream_ms = tracing::field::Empty,
         );
         let handled = async {
-            let response = next.run(request).await;
+            // A bug that panics in a handler becomes a 500 in the surface's shape, not a dropped connection.
+            let response = match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+                Ok(response) => response,
+                Err(_) => reject(area, RouterError::Internal(format!("a handler panicked on {route}"))),
+            };
             // Inside the span, so that this line carries the model, category and timings recorded on the way.
             tracing::debug!(
                 status = response.status().as_u16(),
