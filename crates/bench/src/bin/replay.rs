@@ -1,0 +1,190 @@
+//! `switchyard-replay`: the VRAM trace-replay benchmark. Draws a seeded Zipf trace over the simulator's chat
+//! models, replays it against the simulator's own (Ollama's) scheduling and through Switchyard with each eviction
+//! strategy, on one and on two simulated GPUs, prints a markdown report and writes JSON to `--out`.
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use std::path::PathBuf;
+use switchyard_bench::machine::Machine;
+use switchyard_bench::replay::{self, Foreign, ReplayOptions, ReplayReport, Scheduling};
+use switchyard_bench::trace::{self, TraceSpec};
+use switchyard_core::config::Strategy;
+use switchyard_core::size::parse_bytes;
+
+/// Replays a request trace against Ollama's scheduling and Switchyard's VRAM manager.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard-replay", version)]
+struct Cli {
+    /// A short smoke run: 80 requests, one GPU case, `cost` only.
+    #[arg(long)]
+    quick: bool,
+    /// Write the JSON results here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write the generated trace here (JSON), for offline analysis.
+    #[arg(long)]
+    trace_out: Option<PathBuf>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 500)]
+    requests: usize,
+    /// Zipf exponent of model popularity.
+    #[arg(long, default_value_t = 1.1)]
+    zipf: f64,
+    /// Chat models, most popular first. The default is every chat model of the built-in fleet that fits a 24 GiB
+    /// GPU; add llama3.3:70b (partly offloaded there, about 2 tokens/s) for an overload test.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "llama3.1:8b,qwen2.5-coder:7b,llama3.2:3b,deepseek-r1:14b,llava:7b"
+    )]
+    models: Vec<String>,
+    /// Share of requests to the embedding model nomic-embed-text (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    embed_share: f64,
+    /// Mean simulated seconds between arrivals.
+    #[arg(long, default_value_t = 3.0)]
+    mean_gap: f64,
+    /// Real seconds per simulated second.
+    #[arg(long, default_value_t = 0.01)]
+    time_scale: f64,
+    /// VRAM another process takes on GPU 0 part-way (0 = none).
+    #[arg(long, default_value = "6GiB")]
+    foreign: String,
+    /// When the other process starts, as a share of the trace.
+    #[arg(long, default_value_t = 0.5)]
+    foreign_at: f64,
+    /// Switchyard strategies to replay.
+    #[arg(long, value_delimiter = ',', default_value = "lru,largest,lfu,cost")]
+    strategies: Vec<String>,
+    /// GPU cases: each a comma-separated list of GPU sizes; repeat the flag for several cases.
+    #[arg(long = "gpus", default_values = ["24GiB", "24GiB,24GiB"])]
+    gpu_cases: Vec<String>,
+    /// Leave out the direct (Ollama scheduling) scenarios.
+    #[arg(long)]
+    no_direct: bool,
+    /// Log the in-process router to stderr (RUST_LOG filters; warnings by default).
+    #[arg(long)]
+    log: bool,
+    /// Router `vram.unload_threshold_pct` (default: the router's own default).
+    #[arg(long)]
+    unload_threshold_pct: Option<f64>,
+    /// Most models loaded at once, set alike for the simulator (OLLAMA_MAX_LOADED_MODELS) and the router
+    /// (`vram.max_loaded_models`); default: 3 per GPU, Ollama's default.
+    #[arg(long)]
+    max_loaded_models: Option<u32>,
+    /// Router probe interval in real milliseconds.
+    #[arg(long, default_value_t = 100)]
+    poll_interval_ms: u64,
+}
+
+fn strategy(name: &str) -> Result<Strategy> {
+    Ok(match name.trim() {
+        "lru" => Strategy::Lru,
+        "largest" => Strategy::Largest,
+        "lfu" => Strategy::Lfu,
+        "cost" => Strategy::Cost,
+        other => bail!("unknown strategy {other:?}: expected lru, largest, lfu or cost"),
+    })
+}
+
+/// The router settings the replay changes, for the report.
+fn router_settings(options: &ReplayOptions) -> Vec<String> {
+    let mut settings = vec![
+        format!("vram.poll_interval_ms = {}", options.poll_interval_ms),
+        format!("vram.idle_ttl_secs = {} (30 min scaled)", options.idle_ttl_secs),
+        format!("vram.num_ctx = {}", switchyard_bench::setup::NUM_CTX),
+    ];
+    if let Some(pct) = options.unload_threshold_pct {
+        settings.push(format!("vram.unload_threshold_pct = {pct}"));
+    }
+    if let Some(max) = options.max_loaded_models {
+        settings.push(format!("vram.max_loaded_models = {max} (and the simulator's OLLAMA_MAX_LOADED_MODELS)"));
+    }
+    settings
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let requests = if cli.quick { 80 } else { cli.requests };
+    let strategies: Vec<Strategy> = if cli.quick {
+        vec![Strategy::Cost]
+    } else {
+        cli.strategies.iter().map(|s| strategy(s)).collect::<Result<_>>()?
+    };
+    let cases: Vec<Vec<u64>> = cli
+        .gpu_cases
+        .iter()
+        .take(if cli.quick { 1 } else { usize::MAX })
+        .map(|case| {
+            case.split(',').map(|s| parse_bytes(s.trim()).map_err(anyhow::Error::msg)).collect::<Result<Vec<u64>>>()
+        })
+        .collect::<Result<_>>()
+        .context("--gpus")?;
+    let foreign = parse_bytes(&cli.foreign).map_err(anyhow::Error::msg).context("--foreign")?;
+    let spec = TraceSpec {
+        seed: cli.seed,
+        requests,
+        models: cli.models.clone(),
+        zipf_s: cli.zipf,
+        mean_gap: cli.mean_gap,
+        embedding: (cli.embed_share > 0.0).then(|| ("nomic-embed-text:latest".to_string(), cli.embed_share)),
+    };
+    let trace = trace::generate(&spec);
+    if let Some(path) = &cli.trace_out {
+        let json = serde_json::to_string(&trace).context("rendering the trace")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let options = ReplayOptions {
+        time_scale: cli.time_scale,
+        foreign: (foreign > 0).then_some(Foreign { at_fraction: cli.foreign_at, bytes: foreign }),
+        poll_interval_ms: cli.poll_interval_ms,
+        // The router's default idle TTL (30 minutes) in simulated time, like the simulator's keep_alive.
+        idle_ttl_secs: ((1800.0 * cli.time_scale).round() as u64).max(1),
+        unload_threshold_pct: cli.unload_threshold_pct,
+        max_loaded_models: cli.max_loaded_models,
+    };
+    if cli.log {
+        switchyard::telemetry::init(switchyard_core::config::LogFormat::Pretty, "warn");
+    }
+    let machine = Machine::read();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut results = Vec::new();
+    for gpus in &cases {
+        let mut schedulings = if cli.no_direct { Vec::new() } else { vec![Scheduling::Ollama] };
+        schedulings.extend(strategies.iter().map(|s| Scheduling::Switchyard(*s)));
+        for scheduling in schedulings {
+            eprintln!("replaying {} requests on {} with {}", trace.len(), replay::gpus_label(gpus), scheduling.label());
+            let result = runtime.block_on(replay::run_scenario(&trace, gpus, scheduling, &options))?;
+            eprintln!(
+                "  cold loads {}, p95 {:.2} s, OOM {}, failed {}",
+                result.cold_loads, result.latency.p95, result.oom_events, result.failed
+            );
+            results.push(result);
+        }
+    }
+    let report = ReplayReport {
+        machine,
+        seed: cli.seed,
+        requests: trace.len(),
+        models: cli.models,
+        zipf_s: cli.zipf,
+        mean_gap_secs: cli.mean_gap,
+        time_scale: cli.time_scale,
+        foreign_bytes: foreign,
+        foreign_at_fraction: cli.foreign_at,
+        router_settings: router_settings(&options),
+        results,
+    };
+    println!("{}", replay::markdown(&report));
+    if let Some(path) = &cli.out {
+        let json = serde_json::to_string_pretty(&report).context("rendering the JSON report")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("JSON results written to {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! Replaying a trace against one scenario: a fresh simulator (its GPUs, a time scale), and either requests straight
+//! to it (Ollama's own scheduling) or through a fresh Switchyard with one eviction strategy.
+//!
+//! Requests are sent at their arrival times (open loop: a slow answer does not delay the next arrival), part-way
+//! another process takes VRAM on GPU 0, and at the end the simulator's counters tell the cold loads, evictions and
+//! out-of-memory events of the scenario. Latencies are wall time divided by the time scale: simulated seconds.
+
+use crate::setup;
+use crate::sim_host::HostedSim;
+use crate::stats::Summary;
+use crate::trace::{Kind, TraceRequest, prompt};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http::Method;
+use serde::Serialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::config::Strategy;
+use switchyard_core::http::{HttpClient, build_request};
+use switchyard_sim::{Counters, SimOptions};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// Who schedules the models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduling {
+    /// Requests straight to the simulator, with its default keep_alive: Ollama's own scheduling.
+    Ollama,
+    /// Through Switchyard with this eviction strategy.
+    Switchyard(Strategy),
+}
+
+impl Scheduling {
+    pub fn label(self) -> String {
+        match self {
+            Scheduling::Ollama => "ollama (direct)".to_string(),
+            Scheduling::Switchyard(s) => format!("switchyard {}", s.as_str()),
+        }
+    }
+}
+
+/// Memory another process takes part-way through the trace.
+#[derive(Debug, Clone, Copy)]
+pub struct Foreign {
+    /// When, as a share of the trace's length (0.5 = halfway).
+    pub at_fraction: f64,
+    /// Bytes it holds on GPU 0.
+    pub bytes: u64,
+}
+
+/// Settings shared by every scenario.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Real seconds per simulated second.
+    pub time_scale: f64,
+    pub foreign: Option<Foreign>,
+    /// How often the router reads the probes (real milliseconds).
+    pub poll_interval_ms: u64,
+    /// The router's idle TTL in real seconds (its default of 30 minutes, scaled like the simulator's keep_alive).
+    pub idle_ttl_secs: u64,
+    /// `vram.unload_threshold_pct` when not the default.
+    pub unload_threshold_pct: Option<f64>,
+    /// Most models loaded at once, for the simulator and the router alike, when not the default (3 per GPU).
+    pub max_loaded_models: Option<u32>,
+}
+
+/// What one scenario measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResult {
+    pub scheduling: String,
+    pub gpus: String,
+    pub requests: usize,
+    pub failed: usize,
+    /// Failures by message, most common first (a few).
+    pub failures: Vec<(String, usize)>,
+    /// Loads the simulator completed.
+    pub cold_loads: u64,
+    /// Loads attempted: completed ones plus those that failed out of memory.
+    pub load_attempts: u64,
+    pub evictions: u64,
+    pub unloads: u64,
+    pub oom_events: u64,
+    /// Latency of successful requests, in simulated seconds.
+    pub latency: Summary,
+    /// Real seconds the replay took.
+    pub wall_secs: f64,
+}
+
+/// `1 x 24 GiB`, `2 x 24 GiB`.
+pub fn gpus_label(gpus: &[u64]) -> String {
+    let first = gpus.first().copied().unwrap_or(0);
+    let gib = first as f64 / (1024.0 * 1024.0 * 1024.0);
+    if gpus.iter().all(|g| *g == first) {
+        format!("{} x {gib:.0} GiB", gpus.len())
+    } else {
+        gpus.iter()
+            .map(|g| format!("{:.0} GiB", *g as f64 / (1024.0 * 1024.0 * 1024.0)))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+}
+
+fn body(request: &TraceRequest, index: usize) -> (&'static str, Bytes) {
+    let text = prompt(request.prompt_words, index as u64);
+    match request.kind {
+        Kind::Chat => ("/api/chat", setup::chat_body(&request.model, &text, false, request.num_predict)),
+        Kind::Embed => ("/api/embed", Bytes::from(json!({"model": request.model, "input": text}).to_string())),
+    }
+}
+
+async fn send(client: HttpClient, url: String, body: Bytes) -> Result<Duration, String> {
+    let started = Instant::now();
+    let request = build_request(Method::POST, &url, Some(body)).map_err(|e| e.to_string())?;
+    let answer = client.send_buffered(request, Duration::from_secs(3600)).await.map_err(|e| e.to_string())?;
+    if !answer.status.is_success() {
+        let message = switchyard_core::http::error_message(&answer.body);
+        return Err(format!("{}: {}", answer.status.as_u16(), shorten(&message)));
+    }
+    Ok(started.elapsed())
+}
+
+/// A failure message with model names and numbers kept, cut to a readable length.
+fn shorten(message: &str) -> String {
+    message.chars().take(300).collect()
+}
+
+/// Replays `trace` on a fresh simulator with `gpus` under `scheduling`.
+pub async fn run_scenario(
+    trace: &[TraceRequest],
+    gpus: &[u64],
+    scheduling: Scheduling,
+    options: &ReplayOptions,
+) -> Result<ScenarioResult> {
+    let sim_options = SimOptions {
+        gpus: gpus.to_vec(),
+        time_scale: options.time_scale,
+        max_loaded_models: options.max_loaded_models.map(|n| n as usize),
+        ..SimOptions::default()
+    };
+    let sim = HostedSim::start(&sim_options, 1)?;
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let router = match scheduling {
+        Scheduling::Ollama => None,
+        Scheduling::Switchyard(strategy) => {
+            let mut config = setup::router_config(&sim.url(), dir.path());
+            config.vram.strategy = strategy;
+            config.vram.gpu_count = gpus.len() as u32;
+            config.vram.poll_interval_ms = options.poll_interval_ms;
+            config.vram.idle_ttl_secs = options.idle_ttl_secs;
+            if let Some(pct) = options.unload_threshold_pct {
+                config.vram.unload_threshold_pct = pct;
+            }
+            if let Some(max) = options.max_loaded_models {
+                config.vram.max_loaded_models = max;
+            }
+            config.validate().context("the replay's router configuration")?;
+            Some(switchyard::server::spawn(Arc::new(config)).await.context("starting the router")?)
+        }
+    };
+    let target = router.as_ref().map_or_else(|| sim.url(), |r| r.url());
+    let before: Counters = sim.state().counters();
+    let client = HttpClient::default();
+    let scale = options.time_scale;
+    let span = trace.last().map_or(0.0, |r| r.at);
+    let foreign_at = options.foreign.map(|f| f.at_fraction * span);
+    let mut foreign_done = false;
+    let started = Instant::now();
+    let mut in_flight = JoinSet::new();
+    for (index, request) in trace.iter().enumerate() {
+        if let (Some(at), Some(foreign)) = (foreign_at, options.foreign)
+            && !foreign_done
+            && request.at >= at
+        {
+            tokio::time::sleep_until(started + Duration::from_secs_f64(at * scale)).await;
+            let spec = json!({"foreign_vram": {"gpu": 0, "bytes": foreign.bytes}});
+            let set = client
+                .request(
+                    Method::POST,
+                    &format!("{}/sim/faults", sim.url()),
+                    Some(Bytes::from(spec.to_string())),
+                    Duration::from_secs(10),
+                )
+                .await
+                .context("setting foreign VRAM")?;
+            anyhow::ensure!(set.status.is_success(), "the simulator refused the foreign VRAM: {:?}", set.body);
+            foreign_done = true;
+        }
+        tokio::time::sleep_until(started + Duration::from_secs_f64(request.at * scale)).await;
+        let (path, body) = body(request, index);
+        in_flight.spawn(send(client.clone(), format!("{target}{path}"), body));
+    }
+    let mut latencies = Vec::with_capacity(trace.len());
+    let mut failures: Vec<(String, usize)> = Vec::new();
+    while let Some(joined) = in_flight.join_next().await {
+        match joined.context("a replay request panicked")? {
+            Ok(latency) => latencies.push(latency.as_secs_f64() / scale.max(1e-9)),
+            Err(message) => match failures.iter_mut().find(|(m, _)| *m == message) {
+                Some((_, n)) => *n += 1,
+                None => failures.push((message, 1)),
+            },
+        }
+    }
+    let wall_secs = started.elapsed().as_secs_f64();
+    let after = sim.state().counters();
+    if let Some(router) = router {
+        router.stop().await;
+    }
+    sim.stop().await;
+    failures.sort_by_key(|f| std::cmp::Reverse(f.1));
+    let failed = failures.iter().map(|(_, n)| n).sum();
+    failures.truncate(4);
+    Ok(ScenarioResult {
+        scheduling: scheduling.label(),
+        gpus: gpus_label(gpus),
+        requests: trace.len(),
+        failed,
+        failures,
+        cold_loads: after.loads.saturating_sub(before.loads),
+        load_attempts: (after.loads + after.oom_events).saturating_sub(before.loads + before.oom_events),
+        evictions: after.evictions.saturating_sub(before.evictions),
+        unloads: after.unloads.saturating_sub(before.unloads),
+        oom_events: after.oom_events.saturating_sub(before.oom_events),
+        latency: Summary::of(latencies),
+        wall_secs,
+    })
+}
+
+/// A whole replay: the settings and every scenario's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport {
+    pub machine: crate::machine::Machine,
+    pub seed: u64,
+    pub requests: usize,
+    pub models: Vec<String>,
+    pub zipf_s: f64,
+    pub mean_gap_secs: f64,
+    pub time_scale: f64,
+    pub foreign_bytes: u64,
+    pub foreign_at_fraction: f64,
+    /// Router settings that differ from its defaults, as `key = value`.
+    pub router_settings: Vec<String>,
+    pub results: Vec<ScenarioResult>,
+}
+
+/// The report as markdown: one table per GPU case, and the targets for `cost` against Ollama's scheduling.
+pub fn markdown(report: &ReplayReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "Machine: {}", report.machine.line());
+    let _ = writeln!(
+        out,
+        "Trace: seed {}, {} requests, Zipf s = {} over {} (most popular first), Poisson arrivals every {} s on \
+         average (simulated), time scale {}; {} on GPU 0 taken by another process at {:.0}% of the trace.",
+        report.seed,
+        report.requests,
+        report.zipf_s,
+        report.models.join(", "),
+        report.mean_gap_secs,
+        report.time_scale,
+        switchyard_core::size::Bytes(report.foreign_bytes),
+        report.foreign_at_fraction * 100.0
+    );
+    let _ = writeln!(out, "Router settings: {}.", report.router_settings.join(", "));
+    let mut cases: Vec<&str> = Vec::new();
+    for r in &report.results {
+        if !cases.contains(&r.gpus.as_str()) {
+            cases.push(&r.gpus);
+        }
+    }
+    for case in cases {
+        let rows: Vec<&ScenarioResult> = report.results.iter().filter(|r| r.gpus == case).collect();
+        let base = rows.iter().find(|r| r.scheduling.starts_with("ollama"));
+        let _ = writeln!(out, "\n### {case}\n");
+        let _ = writeln!(
+            out,
+            "| scheduling | cold loads | vs Ollama | load attempts (loads + OOM) | vs Ollama | p50 s | p95 s | p99 s | \
+             OOM events | failed | wall s |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &rows {
+            let versus = |ours: u64, theirs: Option<u64>| match theirs {
+                Some(b) if b > 0 && !r.scheduling.starts_with("ollama") => {
+                    format!("{:+.0}%", (ours as f64 / b as f64 - 1.0) * 100.0)
+                }
+                _ => "-".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} |",
+                r.scheduling,
+                r.cold_loads,
+                versus(r.cold_loads, base.map(|b| b.cold_loads)),
+                r.load_attempts,
+                versus(r.load_attempts, base.map(|b| b.load_attempts)),
+                r.latency.p50,
+                r.latency.p95,
+                r.latency.p99,
+                r.oom_events,
+                r.failed,
+                r.wall_secs
+            );
+        }
+        for r in rows.iter().filter(|r| r.failed > 0) {
+            for (message, n) in &r.failures {
+                let _ = writeln!(out, "\n- {}: {n} x `{message}`", r.scheduling);
+            }
+        }
+        if let (Some(b), Some(c)) = (base, rows.iter().find(|r| r.scheduling == "switchyard cost")) {
+            let fewer = if b.cold_loads > 0 { 1.0 - c.cold_loads as f64 / b.cold_loads as f64 } else { 0.0 };
+            let fewer_attempts =
+                if b.load_attempts > 0 { 1.0 - c.load_attempts as f64 / b.load_attempts as f64 } else { 0.0 };
+            let _ = writeln!(
+                out,
+                "\nTargets for `cost` ({case}): >= 40% fewer cold loads: {:.0}% fewer ({}; {:.0}% fewer load \
+                 attempts); lower p95: {:.2} s vs {:.2} s ({}); zero OOM: {} ({}).",
+                fewer * 100.0,
+                if fewer >= 0.4 { "met" } else { "MISSED" },
+                fewer_attempts * 100.0,
+                c.latency.p95,
+                b.latency.p95,
+                if c.latency.p95 < b.latency.p95 { "met" } else { "MISSED" },
+                c.oom_events,
+                if c.oom_events == 0 { "met" } else { "MISSED" }
+            );
+        }
+    }
+    out
+}

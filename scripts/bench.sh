@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds Switchyard in release mode and runs every benchmark: the criterion micro benchmarks (routing decision,
+# translation), the load tool (added latency, throughput, memory) and the VRAM trace replay. Results go to
+# target/bench-results/ (override with BENCH_OUT); criterion's own reports stay in target/criterion/.
+#
+#   scripts/bench.sh            full run (about 10 minutes on 2 cores, plus the build)
+#   scripts/bench.sh --quick    smoke run of everything (about 2 minutes plus the build)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+quick=0
+if [[ "${1:-}" == "--quick" ]]; then
+    quick=1
+fi
+out="${BENCH_OUT:-target/bench-results}"
+mkdir -p "$out"
+
+echo "== machine"
+{
+    echo "cores: $(nproc)"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "memory: $(grep MemTotal /proc/meminfo | awk '{printf "%.1f GiB", $2 / 1048576}')"
+    echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "rustc: $(rustc --version)"
+} | tee "$out/machine.txt"
+
+echo "== build (release)"
+cargo build --release -p switchyard -p switchyard-sim -p switchyard-bench
+
+if [[ $quick == 1 ]]; then
+    criterion_args=(--warm-up-time 1 --measurement-time 1)
+    export ROUTING_TAIL_ITERATIONS=20000
+    load_args=(--quick)
+    replay_args=(--quick)
+else
+    criterion_args=(--warm-up-time 1 --measurement-time 3)
+    load_args=()
+    replay_args=()
+fi
+
+echo "== micro benchmarks (criterion)"
+cargo bench -p switchyard --bench routing -- "${criterion_args[@]}" | tee "$out/routing.txt"
+cargo bench -p switchyard --bench translate -- "${criterion_args[@]}" | tee "$out/translate.txt"
+
+echo "== load tool: added latency, throughput, memory"
+target/release/switchyard-load "${load_args[@]}" --out "$out/load.json" | tee "$out/load.md"
+
+echo "== VRAM trace replay"
+target/release/switchyard-replay "${replay_args[@]}" --out "$out/replay.json" | tee "$out/replay.md"
+
+echo
+echo "Results:"
+echo "  $out/machine.txt                machine description"
+echo "  $out/routing.txt, translate.txt criterion output (HTML reports under target/criterion/)"
+echo "  $out/load.md, load.json         load tool report and raw figures"
+echo "  $out/replay.md, replay.json     trace replay report and raw figures"
