@@ -148,6 +148,8 @@ pub async fn run_scenario(
             config.vram.gpu_count = gpus.len() as u32;
             config.vram.poll_interval_ms = options.poll_interval_ms;
             config.vram.idle_ttl_secs = options.idle_ttl_secs;
+            // The threshold's hysteresis is real time like the idle TTL: scale it the same way.
+            config.vram.threshold_min_idle_secs = ((60.0 * options.time_scale).ceil() as u64).max(1);
             if let Some(pct) = options.unload_threshold_pct {
                 config.vram.unload_threshold_pct = pct;
             }

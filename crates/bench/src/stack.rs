@@ -97,6 +97,8 @@ impl Stack {
         };
         let mut config = setup::router_config(&sim_url, dir.path());
         config.limits.queue_per_model = ROUTER_QUEUE_PER_MODEL;
+        // The router is told how many requests per model the backend serves at once, as an operator would.
+        config.ollama.num_parallel = u32::try_from(options.num_parallel).unwrap_or(u32::MAX).max(1);
         let router = match &options.router_bin {
             Some(bin) => {
                 let path = dir.path().join("switchyard.toml");

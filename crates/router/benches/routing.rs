@@ -115,6 +115,7 @@ fn world() -> anyhow::Result<World> {
             limit: VramLimit::Percent(100.0),
             headroom: 512 * 1024 * 1024,
             unload_threshold_pct: 90.0,
+            threshold_min_idle: Duration::from_secs(60),
             strategy: Strategy::Cost,
             max_loaded: 6,
             idle_ttl: Some(Duration::from_secs(1800)),

@@ -209,7 +209,9 @@ fn evaluate(
     let service = req.prompt_tokens as f64 / prefill + out_tokens as f64 / decode;
     c.latency.prefill = req.prompt_tokens as f64 / prefill;
     c.latency.decode = out_tokens as f64 / decode;
-    c.latency.queue = f64::from(entry.map_or(0, |e| e.in_flight)) * service;
+    // Ollama serves `num_parallel` requests of a model at once; the rest queue.
+    let parallel = cx.config.ollama.num_parallel.max(1);
+    c.latency.queue = f64::from(entry.map_or(0, |e| e.in_flight) / parallel) * service;
     let num_ctx = cx.config.num_ctx_for(name);
     let need = cx.ledger.expected_bytes(name, spec.estimate_vram(num_ctx));
     match cx.ledger.plan(name, need, now) {
@@ -340,6 +342,7 @@ mod tests {
                 limit: VramLimit::Percent(100.0),
                 headroom: 0,
                 unload_threshold_pct: 95.0,
+                threshold_min_idle: Duration::ZERO,
                 strategy: Strategy::Cost,
                 max_loaded: 3,
                 idle_ttl: Some(Duration::from_secs(600)),

@@ -93,6 +93,12 @@ pub async fn spawn(opts: SimOptions) -> Result<SimHandle, SimError> {
     let addr = listener.local_addr().map_err(bind_error)?;
     let cancel = state.cancel_token();
     let router = app(state.clone());
+    // Like Ollama's server: streamed tokens are small writes that must not wait for the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = tokio::spawn(async move {
         let served = axum::serve(listener, router).with_graceful_shutdown(cancel.cancelled_owned()).await;
         if let Err(e) = served {

@@ -34,6 +34,8 @@ pub struct LedgerConfig {
     pub headroom: u64,
     /// Above this share of a GPU's budget, idle unpinned models are unloaded.
     pub unload_threshold_pct: f64,
+    /// Only models idle at least this long are unloaded for the threshold.
+    pub threshold_min_idle: Duration,
     pub strategy: Strategy,
     /// Most models loaded at once over all GPUs.
     pub max_loaded: usize,
@@ -158,8 +160,9 @@ pub enum Plan {
     Load { gpu: u32, offload: bool },
     /// Unload `victims` from `gpu` first, then load.
     Evict { gpu: u32, victims: Vec<ModelName>, offload: bool },
-    /// Room will come when busy models finish or unloads complete.
-    Wait { reason: String },
+    /// Room will come when busy models finish or unloads complete. `blockers` are the busy models whose requests
+    /// must finish first: new requests for them should queue behind this one, or they would never drain.
+    Wait { reason: String, blockers: Vec<ModelName> },
     /// No room can be made: pinned models hold it.
     Refuse { reason: String },
 }
@@ -340,7 +343,7 @@ impl Ledger {
             Some(Residency::Loaded { gpu, .. }) => return Plan::Ready { gpu: *gpu },
             Some(Residency::Loading { .. }) => return Plan::Join,
             Some(Residency::Unloading { .. }) => {
-                return Plan::Wait { reason: format!("{name} is being unloaded") };
+                return Plan::Wait { reason: format!("{name} is being unloaded"), blockers: Vec::new() };
             }
             Some(Residency::Absent) | None => {}
         }
@@ -354,6 +357,7 @@ impl Ledger {
         {
             return Plan::Wait {
                 reason: format!("waiting for {} ({}) before placing {name}", busy.name, busy.residency.as_str()),
+                blockers: Vec::new(),
             };
         }
         let max = self.config.max_loaded;
@@ -457,10 +461,21 @@ impl Ledger {
             };
         }
         if waitable {
-            Plan::Wait { reason: format!("{why}; waiting for busy models to finish") }
+            let blockers = self.busy_on(self.gpus.first().map(|g| g.index));
+            Plan::Wait { reason: format!("{why}; waiting for busy models to finish"), blockers }
         } else {
             Plan::Refuse { reason: format!("{why}, and pinned models occupy the GPU") }
         }
+    }
+
+    /// Unpinned models with requests in flight on `gpu` (every GPU when `None`).
+    fn busy_on(&self, gpu: Option<u32>) -> Vec<ModelName> {
+        self.entries
+            .values()
+            .filter(|e| !e.pinned && e.in_flight > 0)
+            .filter(|e| gpu.is_none() || e.residency.held().map(|(g, _)| g) == gpu)
+            .map(|e| e.name.clone())
+            .collect()
     }
 
     /// No plan: wait when busy or unloading models would make room, refuse when only pinned ones or other
@@ -469,7 +484,11 @@ impl Ledger {
         let releasable: Vec<&Entry> =
             self.entries.values().filter(|e| !e.pinned && e.residency.held().is_some()).collect();
         if self.admissible(need, &releasable).is_some() {
-            return Plan::Wait { reason: format!("waiting for busy models to finish before loading {name}") };
+            let target = self.ollama_placement(need, &releasable);
+            return Plan::Wait {
+                reason: format!("waiting for busy models to finish before loading {name}"),
+                blockers: self.busy_on(target),
+            };
         }
         let pinned: Vec<String> = self
             .entries
@@ -674,8 +693,9 @@ impl Ledger {
         }
     }
 
-    /// Idle unpinned models to unload so that every GPU is back under the threshold, in eviction order. The most
-    /// recently used model of each GPU is kept: unloading the one model that alone fills a GPU frees nothing useful.
+    /// Idle unpinned models to unload so that every GPU is back under the threshold, in eviction order. Models used
+    /// within `threshold_min_idle` stay (hysteresis), and so does the most recently used model of each GPU:
+    /// unloading the one model that alone fills a GPU frees nothing useful.
     pub fn threshold_victims(&self, now: Instant) -> Vec<ModelName> {
         let mut victims = Vec::new();
         for gpu in &self.gpus {
@@ -689,7 +709,8 @@ impl Ledger {
                 .max_by_key(|e| e.last_used)
                 .map(|e| e.name.clone());
             for candidate in self.eviction_order(Some(gpu.index), now) {
-                if Some(&candidate.name) == hottest.as_ref() {
+                let idle = candidate.last_used.map_or(Duration::MAX, |t| now.saturating_duration_since(t));
+                if Some(&candidate.name) == hottest.as_ref() || idle < self.config.threshold_min_idle {
                     continue;
                 }
                 if committed <= limit {
@@ -727,6 +748,7 @@ mod tests {
             limit: VramLimit::Percent(100.0),
             headroom: 0,
             unload_threshold_pct: 90.0,
+            threshold_min_idle: Duration::ZERO,
             strategy,
             max_loaded: 3,
             idle_ttl: Some(Duration::from_secs(600)),

@@ -90,7 +90,7 @@ enum Command {
     Admin { op: AdminOp, model: ModelName, reply: oneshot::Sender<Result<String, VramError>> },
     LoadDone { model: ModelName, reason: &'static str, result: Result<LoadReport, LoadFailure> },
     UnloadDone { model: ModelName, ok: bool },
-    Observed { ps: Result<Vec<PsModel>, String>, gpus: Option<GpuSnapshot>, notify: Option<oneshot::Sender<()>> },
+    Observed { ps: Result<Vec<PsModel>, String>, gpus: Option<GpuSnapshot>, epoch: u64 },
     Catalog(Arc<Catalog>),
     KeepAlive { model: ModelName, ttl: Option<Duration> },
     Poll { notify: Option<oneshot::Sender<()>> },
@@ -115,6 +115,22 @@ struct Waiter {
     cold: bool,
     /// Why it is still waiting, for the error when the deadline passes.
     reason: String,
+    /// A load for it failed out of memory once: it is planned again after the next poll (which sees the memory
+    /// that caused it), and fails if that load fails too.
+    oom_retry: OomRetry,
+    /// Busy models this waiter needs to go idle; newer requests for them queue behind it.
+    blockers: Vec<ModelName>,
+}
+
+/// Where a waiter stands after an out-of-memory load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OomRetry {
+    /// No failed load yet.
+    None,
+    /// Waiting for the next poll before planning again.
+    AwaitingPoll,
+    /// Already retried once.
+    Retried,
 }
 
 /// Settings the manager runs with, derived from the configuration.
@@ -138,6 +154,7 @@ impl ManagerOptions {
             limit: v.limit,
             headroom: v.headroom.0,
             unload_threshold_pct: v.unload_threshold_pct,
+            threshold_min_idle: Duration::from_secs(v.threshold_min_idle_secs),
             strategy: v.strategy,
             max_loaded: if v.max_loaded_models == 0 { 3 * gpu_count.max(1) } else { v.max_loaded_models as usize },
             idle_ttl: (v.idle_ttl_secs > 0).then(|| Duration::from_secs(v.idle_ttl_secs)),
@@ -234,6 +251,7 @@ impl VramManager {
             base_warnings: options.warnings,
             polling: false,
             poll_waiters: Vec::new(),
+            epoch: 0,
         };
         for model in &options.pins {
             actor.admin(AdminOp::Pin, model.clone(), None);
@@ -337,6 +355,9 @@ struct Actor {
     polling: bool,
     /// Callers of `refresh` waiting for the poll in flight.
     poll_waiters: Vec<oneshot::Sender<()>>,
+    /// Counts the loads and unloads begun or finished; a poll's reading is applied only when none happened while
+    /// it was taken.
+    epoch: u64,
 }
 
 impl Actor {
@@ -379,18 +400,25 @@ impl Actor {
             Command::Acquire { model, wait, reply } => self.acquire(model, wait, reply, now),
             Command::Release(model) => self.ledger.release(&model, now),
             Command::Admin { op, model, reply } => self.admin(op, model, Some(reply)),
-            Command::LoadDone { model, reason, result } => self.load_done(model, reason, result, now),
+            Command::LoadDone { model, reason, result } => {
+                self.epoch += 1;
+                self.load_done(model, reason, result, now);
+            }
             Command::UnloadDone { model, ok } => {
+                self.epoch += 1;
                 if ok {
                     self.ledger.finish_unload(&model);
                 }
             }
-            Command::Observed { ps, gpus, notify } => {
+            Command::Observed { ps, gpus, epoch } => {
                 self.polling = false;
-                self.observed(ps, gpus, now);
-                if let Some(n) = notify {
-                    let _ = n.send(());
+                if epoch != self.epoch {
+                    // A load or unload finished or began while the reading was taken: it may show a model we just
+                    // loaded as gone, or memory we just took as free. Read again rather than trust it.
+                    self.poll(None);
+                    return;
                 }
+                self.observed(ps, gpus, now);
                 for n in self.poll_waiters.drain(..) {
                     let _ = n.send(());
                 }
@@ -435,11 +463,20 @@ impl Actor {
             deadline: now + wait,
             cold: false,
             reason: String::new(),
+            oom_retry: OomRetry::None,
+            blockers: Vec::new(),
         };
         // Behind an earlier waiter for the same model: keep the order (and its single load).
         if queued > 0 {
             let mut waiter = waiter;
             waiter.cold = true;
+            self.pending.push_back(waiter);
+            return;
+        }
+        // An earlier request waits for this (busy) model to go idle: queue behind it, or it would never drain.
+        if self.pending.iter().any(|w| w.blockers.contains(&waiter.model)) {
+            let mut waiter = waiter;
+            waiter.reason = format!("queued behind an earlier request that needs {} to finish", waiter.model);
             self.pending.push_back(waiter);
             return;
         }
@@ -463,6 +500,8 @@ impl Actor {
             deadline: now + wait,
             cold: false,
             reason: String::new(),
+            oom_retry: OomRetry::None,
+            blockers: Vec::new(),
         });
     }
 
@@ -495,8 +534,9 @@ impl Actor {
                 waiter.reason = format!("making room for {}", waiter.model);
                 Some(waiter)
             }
-            Plan::Wait { reason } => {
+            Plan::Wait { reason, blockers } => {
                 waiter.reason = reason;
+                waiter.blockers = blockers;
                 Some(waiter)
             }
             Plan::Refuse { reason } => {
@@ -543,6 +583,9 @@ impl Actor {
     fn pass(&mut self) {
         let now = Instant::now();
         let mut planned: HashSet<ModelName> = HashSet::new();
+        // Busy models that earlier waiters need idle: later requests for them wait their turn (first come, first
+        // served across models).
+        let mut draining: HashSet<ModelName> = HashSet::new();
         let waiters: Vec<Waiter> = self.pending.drain(..).collect();
         for waiter in waiters {
             if matches!(&waiter.kind, WaiterKind::Request(reply) if reply.is_closed()) {
@@ -568,15 +611,21 @@ impl Actor {
                 self.pending.push_back(waiter);
                 continue;
             }
+            if waiter.oom_retry == OomRetry::AwaitingPoll || draining.contains(&waiter.model) {
+                self.pending.push_back(waiter);
+                continue;
+            }
             let model = waiter.model.clone();
             if let Some(waiter) = self.admit(waiter, now) {
                 planned.insert(model);
+                draining.extend(waiter.blockers.iter().cloned());
                 self.pending.push_back(waiter);
             }
         }
     }
 
     fn start_load(&mut self, model: &ModelName, gpu: u32, bytes: u64, reason: &'static str) {
+        self.epoch += 1;
         self.ledger.begin_load(model, gpu, bytes);
         let embedding_only = self.catalog.get(model).is_some_and(|s| s.embedding_only());
         let num_ctx = self.config.num_ctx_for(model);
@@ -632,9 +681,9 @@ impl Actor {
                     m.load_duration.observe(report.seconds);
                 }
                 tracing::info!(model = %model, seconds = report.seconds, vram = %vram.map_or_else(|| "unknown".to_string(), |b| Bytes(b).to_string()), "model loaded");
-                // Hand out the leases first: the waiters' model must not look idle to the threshold.
-                self.pass();
-                self.enforce_threshold(now);
+                // Read the GPU again: the probe's view of used memory (foreign processes included) follows every
+                // load. The threshold spares recently used models, so this does not unload what was just wanted.
+                self.poll(None);
             }
             Err(LoadFailure { message, unreachable }) => {
                 self.ledger.finish_load(&model, Err(()), now);
@@ -643,9 +692,18 @@ impl Actor {
                 if let Some(m) = &self.metrics {
                     m.loads.with_label_values(&[reason, "error"]).inc();
                 }
+                // Out of memory usually means memory the last poll did not see (another process): plan once more after
+                // the next poll instead of failing the requests.
+                let out_of_memory = message.contains("out of memory");
+                let mut poll = false;
                 let waiters: Vec<Waiter> = self.pending.drain(..).collect();
-                for waiter in waiters {
-                    if waiter.model == model {
+                for mut waiter in waiters {
+                    if waiter.model == model && out_of_memory && waiter.oom_retry == OomRetry::None {
+                        waiter.oom_retry = OomRetry::AwaitingPoll;
+                        waiter.reason = format!("{model} failed to load out of memory; planning again");
+                        self.pending.push_back(waiter);
+                        poll = true;
+                    } else if waiter.model == model {
                         self.reject("load_failed");
                         reply_error(
                             waiter.kind,
@@ -655,6 +713,9 @@ impl Actor {
                         self.pending.push_back(waiter);
                     }
                 }
+                if poll {
+                    self.poll(None);
+                }
             }
         }
     }
@@ -663,6 +724,7 @@ impl Actor {
         if !self.ledger.begin_unload(model, force) {
             return false;
         }
+        self.epoch += 1;
         let strategy = self.config.vram.strategy.as_str();
         if let Some(m) = &self.metrics {
             m.unloads.with_label_values(&[reason]).inc();
@@ -724,17 +786,21 @@ impl Actor {
         let client = self.client.clone();
         let probe = Arc::clone(&self.probe);
         let tx = self.tx.clone();
+        let epoch = self.epoch;
         self.tracker.spawn(async move {
             let ps = client.ps().await.map(|p| p.models).map_err(|e| e.to_string());
             let gpus = match &ps {
                 Ok(models) => probe.read(models).await.ok(),
                 Err(_) => None,
             };
-            let _ = tx.send(Command::Observed { ps, gpus, notify: None });
+            let _ = tx.send(Command::Observed { ps, gpus, epoch });
         });
     }
 
     fn observed(&mut self, ps: Result<Vec<PsModel>, String>, gpus: Option<GpuSnapshot>, now: Instant) {
+        for waiter in self.pending.iter_mut().filter(|w| w.oom_retry == OomRetry::AwaitingPoll) {
+            waiter.oom_retry = OomRetry::Retried;
+        }
         let mut warnings = self.base_warnings.clone();
         let ps = match ps {
             Ok(ps) => ps,

@@ -101,6 +101,9 @@ pub struct OllamaConfig {
     pub control_timeout_secs: u64,
     /// How often the model catalog (`/api/tags`, `/api/show`) is refreshed, in seconds.
     pub catalog_refresh_secs: u64,
+    /// Requests Ollama serves at once per model (its `OLLAMA_NUM_PARALLEL`); the scorer's queue-wait estimate
+    /// divides by it.
+    pub num_parallel: u32,
 }
 
 impl Default for OllamaConfig {
@@ -113,6 +116,7 @@ impl Default for OllamaConfig {
             load_timeout_secs: 300,
             control_timeout_secs: 10,
             catalog_refresh_secs: 30,
+            num_parallel: 1,
         }
     }
 }
@@ -215,6 +219,9 @@ pub struct VramConfig {
     pub headroom: ByteSize,
     /// Above this share of the budget, idle unpinned models are unloaded by strategy until below it.
     pub unload_threshold_pct: f64,
+    /// Only models idle at least this many seconds are unloaded for the threshold (hysteresis: a model in use is
+    /// not unloaded just to be loaded again by the next request).
+    pub threshold_min_idle_secs: u64,
     pub strategy: Strategy,
     /// How often the probes are read, in milliseconds.
     pub poll_interval_ms: u64,
@@ -244,6 +251,7 @@ impl Default for VramConfig {
             limit: VramLimit::Percent(100.0),
             headroom: ByteSize::mib(512),
             unload_threshold_pct: 90.0,
+            threshold_min_idle_secs: 60,
             strategy: Strategy::Cost,
             poll_interval_ms: 1000,
             idle_ttl_secs: 1800,
@@ -447,6 +455,12 @@ impl Config {
         let url = self.database.resolved_url();
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(CoreError::config("database.url", "must start with sqlite: or postgres://"));
+        }
+        if self.ollama.num_parallel == 0 || self.ollama.num_parallel > 256 {
+            return Err(CoreError::config(
+                "ollama.num_parallel",
+                "must be between 1 and 256 (Ollama's OLLAMA_NUM_PARALLEL)",
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(CoreError::config("database.max_connections", "must be at least 1"));
