@@ -216,6 +216,11 @@ impl LiveStats {
         self.models.load().get(model).cloned()
     }
 
+    /// Every model's live averages at once (the scorer reads many models and takes the snapshot once).
+    pub fn snapshot(&self) -> Arc<HashMap<ModelName, Arc<LiveModel>>> {
+        self.models.load_full()
+    }
+
     /// Average answer length in `category` so far, in tokens.
     pub fn output_tokens(&self, category: Category) -> Option<f64> {
         self.output_tokens[category.index()].get()

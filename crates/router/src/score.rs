@@ -14,12 +14,13 @@
 //! `w * quality + (1 - w) * (fastest L / L)`. Every component is kept for `/admin/explain` and the decision log.
 
 use crate::classify::{Needs, expected_output_tokens};
-use crate::profiles::{LiveStats, ProfileTable};
+use crate::profiles::{LiveModel, LiveStats, ProfileTable};
+use std::sync::Arc;
 use serde::Serialize;
 use switchyard_core::catalog::{Catalog, ModelSpec};
 use switchyard_core::config::Config;
 use switchyard_core::{Category, ModelName};
-use switchyard_vram::ledger::{Ledger, Plan};
+use switchyard_vram::ledger::{Ledger, Plan, Room};
 use switchyard_vram::policy::estimated_reload_seconds;
 use tokio::time::Instant;
 
@@ -136,9 +137,11 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
         .map_or_else(|| expected_output_tokens(req.category), |t| t.round().max(1.0) as u64);
     let out_tokens = req.max_output_tokens.map_or(typical, |m| typical.min(m.max(1)));
     let out_tokens = if req.embedding { 0 } else { out_tokens };
+    let room = cx.ledger.room(now);
+    let live = cx.live.snapshot();
     let mut candidates: Vec<Candidate> = Vec::with_capacity(cx.catalog.models.len());
     for spec in cx.catalog.models.values() {
-        candidates.push(evaluate(spec, req, cx, out_tokens, now));
+        candidates.push(evaluate(spec, req, cx, &room, live.get(&spec.name).map(Arc::as_ref), out_tokens));
     }
     let fastest =
         candidates.iter().filter(|c| c.excluded.is_none()).map(|c| c.latency.total).fold(f64::INFINITY, f64::min);
@@ -148,7 +151,10 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
         c.speed_term = (1.0 - quality_weight) * if c.latency.total > 0.0 { fastest / c.latency.total } else { 1.0 };
         c.utility = c.quality_term + c.speed_term;
     }
-    candidates.sort_by(|a, b| {
+    // Sort positions rather than the (large) candidates themselves, then move each candidate once.
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by(|&i, &j| {
+        let (a, b) = (&candidates[i], &candidates[j]);
         a.excluded
             .is_some()
             .cmp(&b.excluded.is_some())
@@ -157,6 +163,8 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
             .then(b.quality.total_cmp(&a.quality))
             .then(a.model.cmp(&b.model))
     });
+    let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
+    let candidates: Vec<Candidate> = order.into_iter().filter_map(|i| slots[i].take()).collect();
     Scoring {
         category: req.category,
         preference: w,
@@ -166,12 +174,13 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
     }
 }
 
-fn evaluate(
+fn evaluate<'a>(
     spec: &ModelSpec,
     req: &ScoreRequest<'_>,
-    cx: &ScoreContext<'_>,
+    cx: &ScoreContext<'a>,
+    room: &Room<'a>,
+    live: Option<&LiveModel>,
     out_tokens: u64,
-    now: Instant,
 ) -> Candidate {
     let name = &spec.name;
     let profile = cx.profiles.get(name);
@@ -197,14 +206,12 @@ fn evaluate(
         c.excluded = Some(reason);
         return c;
     }
-    let live = cx.live.get(name);
     let prefill = live
-        .as_ref()
         .and_then(|l| l.prefill_tps())
         .or(profile.and_then(|p| p.prefill_tps))
         .unwrap_or(PRIOR_PREFILL_TPS);
     let decode =
-        live.as_ref().and_then(|l| l.decode_tps()).or(profile.and_then(|p| p.decode_tps)).unwrap_or(PRIOR_DECODE_TPS);
+        live.and_then(|l| l.decode_tps()).or(profile.and_then(|p| p.decode_tps)).unwrap_or(PRIOR_DECODE_TPS);
     let entry = cx.ledger.entry(name);
     let service = req.prompt_tokens as f64 / prefill + out_tokens as f64 / decode;
     c.latency.prefill = req.prompt_tokens as f64 / prefill;
@@ -213,12 +220,11 @@ fn evaluate(
     let parallel = cx.config.ollama.num_parallel.max(1);
     c.latency.queue = f64::from(entry.map_or(0, |e| e.in_flight) / parallel) * service;
     let num_ctx = cx.config.num_ctx_for(name);
-    let need = cx.ledger.expected_bytes(name, spec.estimate_vram(num_ctx));
-    match cx.ledger.plan(name, need, now) {
+    let need = entry.map(|e| e.expected_bytes).filter(|b| *b > 0).unwrap_or_else(|| spec.estimate_vram(num_ctx));
+    match cx.ledger.plan_in(room, name, need) {
         Plan::Ready { .. } => c.loaded = true,
         plan => {
             c.latency.load = live
-                .as_ref()
                 .and_then(|l| l.load_seconds())
                 .or(profile.and_then(|p| p.load_seconds))
                 .or(entry.and_then(|e| e.load_seconds))

@@ -7,6 +7,7 @@
 //! configured strategy), or that the request must wait or be refused. Nothing here does I/O.
 
 use crate::policy::{EvictionFacts, estimated_reload_seconds, gdsf_priority, keep_value};
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use switchyard_core::ModelName;
@@ -190,6 +191,31 @@ pub struct Ledger {
     warnings: Vec<String>,
 }
 
+/// The ledger's state as planning sees it at one instant (`Ledger::room`).
+#[derive(Debug)]
+pub struct Room<'a> {
+    now: Instant,
+    /// Bytes held or reserved by models, per GPU in the ledger's GPU order.
+    models: Vec<u64>,
+    /// Models loaded or loading.
+    loaded: usize,
+    /// A model being loaded or unloaded, if any.
+    changing: Option<&'a Entry>,
+    /// Eviction order per GPU, then over all GPUs; sorted on first use.
+    orders: OnceCell<Vec<Vec<&'a Entry>>>,
+}
+
+impl<'a> Room<'a> {
+    fn orders(&self, ledger: &'a Ledger) -> &[Vec<&'a Entry>] {
+        self.orders.get_or_init(|| {
+            let mut orders: Vec<Vec<&Entry>> =
+                ledger.gpus.iter().map(|g| ledger.eviction_order(Some(g.index), self.now)).collect();
+            orders.push(ledger.eviction_order(None, self.now));
+            orders
+        })
+    }
+}
+
 impl Ledger {
     /// A ledger over `gpus` (from the first probe reading).
     pub fn new(config: LedgerConfig, gpus: Vec<GpuState>) -> Self {
@@ -283,22 +309,44 @@ impl Ledger {
         self.entry_mut(name).idle_ttl = ttl;
     }
 
-    /// Bytes held on `gpu` by Ollama's models once `evicted` are gone.
-    fn models_bytes_without(&self, gpu: u32, evicted: &[&Entry]) -> u64 {
+    /// What planning reads, computed once: scoring plans every model in the catalog against the same state, and
+    /// walking all entries per GPU per candidate would dominate its cost.
+    pub fn room(&self, now: Instant) -> Room<'_> {
+        let mut models = vec![0u64; self.gpus.len()];
+        let mut loaded = 0;
+        let mut changing = None;
+        for e in self.entries.values() {
+            if let Some((gpu, bytes)) = e.residency.held() {
+                loaded += 1;
+                if let Some(i) = self.gpus.iter().position(|g| g.index == gpu) {
+                    models[i] += bytes;
+                }
+            }
+            if changing.is_none() && matches!(e.residency, Residency::Unloading { .. } | Residency::Loading { .. }) {
+                changing = Some(e);
+            }
+        }
+        Room { now, models, loaded, changing, orders: OnceCell::new() }
+    }
+
+    /// Bytes held on the GPU at position `i` by Ollama's models once `evicted` are gone.
+    fn models_bytes_without(&self, room: &Room<'_>, i: usize, evicted: &[&Entry]) -> u64 {
+        let gpu = self.gpus[i].index;
         let freed: u64 =
             evicted.iter().filter_map(|e| e.residency.held()).filter(|(g, _)| *g == gpu).map(|(_, b)| b).sum();
-        self.models_bytes(gpu).saturating_sub(freed)
+        room.models[i].saturating_sub(freed)
     }
 
     /// The GPU Ollama itself would put a model of `need` bytes on once `evicted` are gone: the one with the most
     /// free memory by Ollama's own count (which ignores other processes), within 80% of it when other models stay
     /// loaded. `None` when Ollama would not place it whole on one GPU.
-    fn ollama_placement(&self, need: u64, evicted: &[&Entry]) -> Option<u32> {
-        let alone = self.loaded_count().saturating_sub(evicted.len()) == 0;
+    fn ollama_placement(&self, room: &Room<'_>, need: u64, evicted: &[&Entry]) -> Option<u32> {
+        let alone = room.loaded.saturating_sub(evicted.len()) == 0;
         self.gpus
             .iter()
-            .filter_map(|g| {
-                let believed_free = g.total.saturating_sub(self.models_bytes_without(g.index, evicted));
+            .enumerate()
+            .filter_map(|(i, g)| {
+                let believed_free = g.total.saturating_sub(self.models_bytes_without(room, i, evicted));
                 let usable = if alone { believed_free } else { (believed_free as f64 * OLLAMA_FIT_FRACTION) as u64 };
                 (usable >= need).then_some((usable, std::cmp::Reverse(g.index)))
             })
@@ -308,10 +356,10 @@ impl Ledger {
 
     /// The GPU the model would land on once `evicted` are gone, if that GPU then stays within Switchyard's budget
     /// (which does count other processes' memory).
-    fn admissible(&self, need: u64, evicted: &[&Entry]) -> Option<u32> {
-        let gpu = self.ollama_placement(need, evicted)?;
-        let committed =
-            self.committed(gpu).saturating_sub(self.models_bytes(gpu) - self.models_bytes_without(gpu, evicted));
+    fn admissible(&self, room: &Room<'_>, need: u64, evicted: &[&Entry]) -> Option<u32> {
+        let gpu = self.ollama_placement(room, need, evicted)?;
+        let i = self.gpus.iter().position(|g| g.index == gpu)?;
+        let committed = self.models_bytes_without(room, i, evicted) + self.gpus[i].foreign;
         (committed.saturating_add(need) <= self.budget(gpu)).then_some(gpu)
     }
 
@@ -339,6 +387,12 @@ impl Ledger {
 
     /// Decides how to admit `name`, which needs `need` bytes of VRAM when loaded.
     pub fn plan(&self, name: &ModelName, need: u64, now: Instant) -> Plan {
+        self.plan_in(&self.room(now), name, need)
+    }
+
+    /// `plan` against a `room` taken from this ledger (for planning many models at once).
+    pub fn plan_in<'a>(&'a self, room: &Room<'a>, name: &ModelName, need: u64) -> Plan {
+        let now = room.now;
         match self.entries.get(name).map(|e| &e.residency) {
             Some(Residency::Loaded { gpu, .. }) => return Plan::Ready { gpu: *gpu },
             Some(Residency::Loading { .. }) => return Plan::Join,
@@ -350,11 +404,7 @@ impl Ledger {
         // While a load or an unload is under way, Ollama's view of free memory is changing under us (a loading
         // model's real size is not known yet): place nothing until it is confirmed, or Ollama might put the model on
         // another GPU than predicted. Ollama loads one model at a time anyway.
-        if let Some(busy) = self
-            .entries
-            .values()
-            .find(|e| matches!(e.residency, Residency::Unloading { .. } | Residency::Loading { .. }))
-        {
+        if let Some(busy) = room.changing {
             return Plan::Wait {
                 reason: format!("waiting for {} ({}) before placing {name}", busy.name, busy.residency.as_str()),
                 blockers: Vec::new(),
@@ -362,33 +412,32 @@ impl Ledger {
         }
         let max = self.config.max_loaded;
         // 1. Fits as is, where Ollama will put it.
-        if self.loaded_count() < max
-            && let Some(gpu) = self.admissible(need, &[])
+        if room.loaded < max
+            && let Some(gpu) = self.admissible(room, need, &[])
         {
             return Plan::Load { gpu, offload: false };
         }
         let largest_budget = self.gpus.iter().map(|g| self.budget(g.index)).max().unwrap_or(0);
         if need > largest_budget {
-            return self.plan_offload(name, need, largest_budget, now);
+            return self.plan_offload(room, name, need, largest_budget);
         }
         // 2. Fits after evicting idle unpinned models: from one GPU, or in global eviction order; the fewest victims,
         //    then the least valuable ones.
-        let mut orders: Vec<Vec<&Entry>> = self.gpus.iter().map(|g| self.eviction_order(Some(g.index), now)).collect();
-        orders.push(self.eviction_order(None, now));
-        let global = orders.last().cloned().unwrap_or_default();
+        let orders = room.orders(self);
+        let global: &[&Entry] = orders.last().map_or(&[], Vec::as_slice);
         let mut best: Option<(u32, Vec<&Entry>, f64)> = None;
         for order in orders {
             let mut victims: Vec<&Entry> = Vec::new();
             let mut placed = None;
-            let mut candidates = order.into_iter().chain(global.iter().copied());
+            let mut candidates = order.iter().chain(global.iter()).copied();
             loop {
-                if self.loaded_count() - victims.len() < max {
-                    placed = self.admissible(need, &victims);
+                if room.loaded - victims.len() < max {
+                    placed = self.admissible(room, need, &victims);
                     if placed.is_some() {
                         break;
                     }
                 }
-                match candidates.find(|c| victims.iter().all(|v| v.name != c.name)) {
+                match candidates.find(|c| victims.iter().all(|v| !std::ptr::eq(*v, *c))) {
                     Some(c) => victims.push(c),
                     None => break,
                 }
@@ -406,14 +455,14 @@ impl Ledger {
         if let Some((gpu, victims, _)) = best {
             return Plan::Evict { gpu, victims: victims.iter().map(|v| v.name.clone()).collect(), offload: false };
         }
-        self.blocked(name, need)
+        self.blocked(room, name, need)
     }
 
     /// Too large for any GPU's budget: Ollama can still run it with part of it in CPU memory, but only alone on the
     /// GPU. Switchyard allows that on a single-GPU machine whose GPU is not shared with other processes: Ollama sizes
     /// the offload without counting other processes' memory, and on several GPUs it would split the model across
     /// them, which Switchyard does not place.
-    fn plan_offload(&self, name: &ModelName, need: u64, largest_budget: u64, now: Instant) -> Plan {
+    fn plan_offload<'a>(&'a self, room: &Room<'a>, name: &ModelName, need: u64, largest_budget: u64) -> Plan {
         let why = format!(
             "{name} needs {} but the largest GPU budget is {}, so it could only run partly offloaded to the CPU",
             Bytes(need),
@@ -448,8 +497,9 @@ impl Ledger {
                 continue;
             }
             let mut victims: Vec<ModelName> = residents.iter().map(|e| e.name.clone()).collect();
-            if self.loaded_count() - victims.len() >= self.config.max_loaded {
-                match self.eviction_order(None, now).into_iter().find(|e| !victims.contains(&e.name)) {
+            if room.loaded - victims.len() >= self.config.max_loaded {
+                let global = room.orders(self).last().map_or(&[][..], Vec::as_slice);
+                match global.iter().find(|e| !victims.contains(&e.name)) {
                     Some(e) => victims.push(e.name.clone()),
                     None => continue,
                 }
@@ -480,11 +530,11 @@ impl Ledger {
 
     /// No plan: wait when busy or unloading models would make room, refuse when only pinned ones or other
     /// processes are in the way.
-    fn blocked(&self, name: &ModelName, need: u64) -> Plan {
+    fn blocked(&self, room: &Room<'_>, name: &ModelName, need: u64) -> Plan {
         let releasable: Vec<&Entry> =
             self.entries.values().filter(|e| !e.pinned && e.residency.held().is_some()).collect();
-        if self.admissible(need, &releasable).is_some() {
-            let target = self.ollama_placement(need, &releasable);
+        if self.admissible(room, need, &releasable).is_some() {
+            let target = self.ollama_placement(room, need, &releasable);
             return Plan::Wait {
                 reason: format!("waiting for busy models to finish before loading {name}"),
                 blockers: self.busy_on(target),
@@ -497,7 +547,7 @@ impl Ledger {
             .map(|e| e.name.to_string())
             .collect();
         let foreign: u64 = self.gpus.iter().map(|g| g.foreign).sum();
-        let target = match self.ollama_placement(need, &releasable) {
+        let target = match self.ollama_placement(room, need, &releasable) {
             Some(g) => format!(
                 " Ollama would place it on GPU {g} (the most free memory by its own count, which ignores other processes)."
             ),
