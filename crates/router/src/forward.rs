@@ -6,7 +6,7 @@
 //! with an error in the surface's own shape. Dropping the relay (the client went away) drops the upstream
 //! connection, which cancels Ollama's work, and releases the VRAM lease.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -226,6 +226,62 @@ impl<T: Transform> RelayBody<T> {
     }
 }
 
+/// Most bytes of ready upstream frames relayed as one frame.
+const COALESCE_LIMIT: usize = 16 * 1024;
+
+/// Output gathered within one `poll_frame`.
+enum Batch {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Batch {
+    /// Adds `out`; returns the bytes gathered so far.
+    fn push(&mut self, out: Bytes) -> usize {
+        if out.is_empty() {
+            return self.len();
+        }
+        *self = match std::mem::replace(self, Batch::Empty) {
+            Batch::Empty => Batch::One(out),
+            Batch::One(first) => {
+                let mut many = BytesMut::with_capacity((first.len() + out.len()) * 4);
+                many.extend_from_slice(&first);
+                many.extend_from_slice(&out);
+                Batch::Many(many)
+            }
+            Batch::Many(mut many) => {
+                many.extend_from_slice(&out);
+                Batch::Many(many)
+            }
+        };
+        self.len()
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Batch::Empty => 0,
+            Batch::One(b) => b.len(),
+            Batch::Many(b) => b.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The gathered output followed by `last`, as the next frame; the end of the body when there is none.
+    fn ready<E>(&mut self, last: Bytes) -> Poll<Option<Result<Frame<Bytes>, E>>> {
+        self.push(last);
+        let out = match std::mem::replace(self, Batch::Empty) {
+            Batch::Empty => return Poll::Ready(None),
+            Batch::One(b) => b,
+            Batch::Many(b) => b.freeze(),
+        };
+        Poll::Ready(Some(Ok(Frame::data(out))))
+    }
+}
+
 impl<T: Transform> Body for RelayBody<T> {
     type Data = Bytes;
     type Error = std::convert::Infallible;
@@ -239,8 +295,11 @@ impl<T: Transform> Body for RelayBody<T> {
                 return Poll::Ready(Some(Ok(Frame::data(out))));
             }
         }
+        // Frames that are already available are relayed together (one write instead of many); nothing ever waits
+        // for more to arrive.
+        let mut batch = Batch::Empty;
         loop {
-            let Some(upstream) = this.upstream.as_mut() else { return Poll::Ready(None) };
+            let Some(upstream) = this.upstream.as_mut() else { return batch.ready(Bytes::new()) };
             match Pin::new(upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else { continue };
@@ -248,8 +307,8 @@ impl<T: Transform> Body for RelayBody<T> {
                     this.sleep.as_mut().reset(deadline);
                     this.observe(&data);
                     let out = this.transform.chunk(data);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                    if batch.push(out) >= COALESCE_LIMIT {
+                        return batch.ready(Bytes::new());
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -257,7 +316,7 @@ impl<T: Transform> Body for RelayBody<T> {
                     let message = format!("the upstream stream broke: {e}");
                     let out = this.transform.error(&message);
                     this.end(StreamEnd::Failed(message));
-                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                    return batch.ready(out);
                 }
                 Poll::Ready(None) => {
                     this.upstream = None;
@@ -266,29 +325,22 @@ impl<T: Transform> Body for RelayBody<T> {
                     }
                     if let Some(message) = this.upstream_error.take() {
                         this.end(StreamEnd::Failed(message));
-                        let out = this.transform.finish();
-                        return if out.is_empty() {
-                            Poll::Ready(None)
-                        } else {
-                            Poll::Ready(Some(Ok(Frame::data(out))))
-                        };
+                        return batch.ready(this.transform.finish());
                     }
                     if this.final_line.is_some() {
                         let final_line = this.final_line.take();
                         this.end(StreamEnd::Complete(final_line));
-                        let out = this.transform.finish();
-                        return if out.is_empty() {
-                            Poll::Ready(None)
-                        } else {
-                            Poll::Ready(Some(Ok(Frame::data(out))))
-                        };
+                        return batch.ready(this.transform.finish());
                     }
                     let message = "the upstream stream ended before its final chunk".to_string();
                     let out = this.transform.error(&message);
                     this.end(StreamEnd::Failed(message));
-                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                    return batch.ready(out);
                 }
                 Poll::Pending => {
+                    if !batch.is_empty() {
+                        return batch.ready(Bytes::new());
+                    }
                     if this.sleep.as_mut().poll(cx).is_ready() {
                         this.upstream = None;
                         let message =
