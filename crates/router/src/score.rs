@@ -15,8 +15,8 @@
 
 use crate::classify::{Needs, expected_output_tokens};
 use crate::profiles::{LiveModel, LiveStats, ProfileTable};
-use std::sync::Arc;
 use serde::Serialize;
+use std::sync::Arc;
 use switchyard_core::catalog::{Catalog, ModelSpec};
 use switchyard_core::config::Config;
 use switchyard_core::{Category, ModelName};
@@ -206,12 +206,9 @@ fn evaluate<'a>(
         c.excluded = Some(reason);
         return c;
     }
-    let prefill = live
-        .and_then(|l| l.prefill_tps())
-        .or(profile.and_then(|p| p.prefill_tps))
-        .unwrap_or(PRIOR_PREFILL_TPS);
-    let decode =
-        live.and_then(|l| l.decode_tps()).or(profile.and_then(|p| p.decode_tps)).unwrap_or(PRIOR_DECODE_TPS);
+    let prefill =
+        live.and_then(|l| l.prefill_tps()).or(profile.and_then(|p| p.prefill_tps)).unwrap_or(PRIOR_PREFILL_TPS);
+    let decode = live.and_then(|l| l.decode_tps()).or(profile.and_then(|p| p.decode_tps)).unwrap_or(PRIOR_DECODE_TPS);
     let entry = cx.ledger.entry(name);
     let service = req.prompt_tokens as f64 / prefill + out_tokens as f64 / decode;
     c.latency.prefill = req.prompt_tokens as f64 / prefill;
