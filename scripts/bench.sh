@@ -3,7 +3,7 @@
 # translation), the load tool (added latency, throughput, memory) and the VRAM trace replay. Results go to
 # target/bench-results/ (override with BENCH_OUT); criterion's own reports stay in target/criterion/.
 #
-#   scripts/bench.sh            full run (about 10 minutes on 2 cores, plus the build)
+#   scripts/bench.sh            full run (about 20 minutes on 2 cores, plus the build)
 #   scripts/bench.sh --quick    smoke run of everything (about 2 minutes plus the build)
 set -euo pipefail
 

@@ -312,13 +312,21 @@ pub fn markdown(report: &ReplayReport) -> String {
             let fewer = if b.cold_loads > 0 { 1.0 - c.cold_loads as f64 / b.cold_loads as f64 } else { 0.0 };
             let fewer_attempts =
                 if b.load_attempts > 0 { 1.0 - c.load_attempts as f64 / b.load_attempts as f64 } else { 0.0 };
+            // A negative reduction reads as "N% more", never as "-N% fewer".
+            let relative = |reduction: f64| {
+                if reduction >= 0.0 {
+                    format!("{:.0}% fewer", reduction * 100.0)
+                } else {
+                    format!("{:.0}% more", -reduction * 100.0)
+                }
+            };
             let _ = writeln!(
                 out,
-                "\nTargets for `cost` ({case}): >= 40% fewer cold loads: {:.0}% fewer ({}; {:.0}% fewer load \
-                 attempts); lower p95: {:.2} s vs {:.2} s ({}); zero OOM: {} ({}).",
-                fewer * 100.0,
+                "\nTargets for `cost` ({case}): >= 40% fewer cold loads: {} ({}; load attempts {}); lower p95: \
+                 {:.2} s vs {:.2} s ({}); zero OOM: {} ({}).",
+                relative(fewer),
                 if fewer >= 0.4 { "met" } else { "MISSED" },
-                fewer_attempts * 100.0,
+                relative(fewer_attempts),
                 c.latency.p95,
                 b.latency.p95,
                 if c.latency.p95 < b.latency.p95 { "met" } else { "MISSED" },

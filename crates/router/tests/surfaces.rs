@@ -120,3 +120,62 @@ async fn decisions_are_kept_in_memory_and_sampled_into_the_store() {
     assert_eq!(h.get("/admin/decisions?source=elsewhere").await.status, 400);
     h.stop().await;
 }
+
+/// Reads `body` until `lines` non-empty lines have arrived, returning how many frames carried them.
+async fn frames_until_lines(body: &mut hyper::body::Incoming, lines: usize) -> usize {
+    let mut seen = 0;
+    let mut frames = 0;
+    while seen < lines {
+        let frame = http_body_util::BodyExt::frame(body).await.expect("the stream went on").unwrap();
+        let Ok(data) = frame.into_data() else { continue };
+        frames += 1;
+        seen += data.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+    }
+    frames
+}
+
+#[tokio::test]
+async fn streamed_tokens_are_relayed_while_the_model_is_still_generating() {
+    // At time scale 5 a token takes about 30 ms and 100 000 of them would take most of an hour: whatever the
+    // client reads before the deadline was relayed while the simulator was still generating.
+    let h = common::start_with(switchyard_sim::SimOptions { time_scale: 5.0, ..Default::default() }, |_| {}).await;
+    let loaded = h.post("/admin/vram/load", json!({"model": "llama3.2:3b"})).await;
+    assert_eq!(loaded.status, 200, "{}", loaded.text());
+    let in_flight = |v: &serde_json::Value| {
+        v["models"].as_array().unwrap().iter().find(|m| m["name"] == "llama3.2:3b").unwrap()["in_flight"]
+            .as_u64()
+            .unwrap()
+    };
+    let requests = [
+        (
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "options": {"num_predict": 100_000},
+                              "messages": [{"role": "user", "content": "Tell me a long story"}]}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "llama3.2:3b", "stream": true, "max_tokens": 100_000,
+                                         "messages": [{"role": "user", "content": "Tell me a long story"}]}),
+        ),
+    ];
+    for (path, body) in requests {
+        let request =
+            switchyard_core::http::build_request(http::Method::POST, &h.url(path), Some(body.to_string().into()))
+                .unwrap();
+        let response = h.http.send(request).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let mut body = response.into_body();
+        let frames = tokio::time::timeout(std::time::Duration::from_secs(60), frames_until_lines(&mut body, 8))
+            .await
+            .unwrap_or_else(|_| panic!("{path}: eight lines did not arrive while the model was generating"));
+        assert!(frames >= 3, "{path}: eight token lines came in {frames} frame(s), as if buffered");
+        assert_eq!(in_flight(&h.get("/admin/vram").await.json()), 1, "{path}: the generation is still running");
+        drop(body);
+        let freed = common::eventually(std::time::Duration::from_secs(10), || async {
+            in_flight(&h.get("/admin/vram").await.json()) == 0
+        })
+        .await;
+        assert!(freed, "{path}: dropping the stream released the model");
+    }
+    h.stop().await;
+}
