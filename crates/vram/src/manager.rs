@@ -507,6 +507,8 @@ impl Actor {
 
     /// Tries to admit one waiter; returns it when it must keep waiting.
     fn admit(&mut self, mut waiter: Waiter, now: Instant) -> Option<Waiter> {
+        // What blocked it on an earlier pass may not any more; only a `Wait` plan names blockers.
+        waiter.blockers.clear();
         let need = self.need(&waiter.model);
         self.ledger.note_estimate(&waiter.model, need);
         match self.ledger.plan(&waiter.model, need, now) {
@@ -611,7 +613,13 @@ impl Actor {
                 self.pending.push_back(waiter);
                 continue;
             }
-            if waiter.oom_retry == OomRetry::AwaitingPoll || draining.contains(&waiter.model) {
+            if waiter.oom_retry == OomRetry::AwaitingPoll {
+                // Later requests for the model queue behind it: none may plan a load from the reading that failed.
+                planned.insert(waiter.model.clone());
+                self.pending.push_back(waiter);
+                continue;
+            }
+            if draining.contains(&waiter.model) {
                 self.pending.push_back(waiter);
                 continue;
             }
@@ -703,6 +711,9 @@ impl Actor {
                         waiter.reason = format!("{model} failed to load out of memory; planning again");
                         self.pending.push_back(waiter);
                         poll = true;
+                    } else if waiter.model == model && waiter.oom_retry == OomRetry::AwaitingPoll {
+                        // Already promised a plan after the next poll: that promise stands.
+                        self.pending.push_back(waiter);
                     } else if waiter.model == model {
                         self.reject("load_failed");
                         reply_error(

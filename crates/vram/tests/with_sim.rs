@@ -10,11 +10,13 @@ use std::time::Duration;
 use switchyard_core::ModelName;
 use switchyard_core::catalog::Catalog;
 use switchyard_core::config::{Config, ProbeKind, Strategy as Eviction};
+use switchyard_core::gpu::GpuSnapshot;
 use switchyard_core::http::HttpClient;
 use switchyard_core::ollama::OllamaClient;
+use switchyard_core::ollama::types::PsModel;
 use switchyard_sim::{SimHandle, SimOptions};
 use switchyard_vram::ledger::Residency;
-use switchyard_vram::probe::SimProbe;
+use switchyard_vram::probe::{GpuProbe, SimProbe};
 use switchyard_vram::{AdminOp, ManagerIo, ManagerOptions, NoopSink, VramError, VramManager};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +36,14 @@ fn name(s: &str) -> ModelName {
 }
 
 async fn world(gpus: Vec<u64>, tweak: impl FnOnce(&mut Config)) -> World {
+    world_with(gpus, tweak, |client| Arc::new(SimProbe::new(client))).await
+}
+
+async fn world_with(
+    gpus: Vec<u64>,
+    tweak: impl FnOnce(&mut Config),
+    probe: impl FnOnce(OllamaClient) -> Arc<dyn GpuProbe>,
+) -> World {
     let sim = switchyard_sim::spawn(SimOptions { gpus: gpus.clone(), ..SimOptions::default() }).await.unwrap();
     let mut config = Config::default();
     config.ollama.url = sim.url();
@@ -49,7 +59,7 @@ async fn world(gpus: Vec<u64>, tweak: impl FnOnce(&mut Config)) -> World {
     let options = ManagerOptions::from_config(Arc::clone(&config), gpus.len());
     let io = ManagerIo {
         client: client.clone(),
-        probe: Arc::new(SimProbe::new(client.clone())),
+        probe: probe(client.clone()),
         catalog,
         sink: Arc::new(NoopSink),
         metrics: None,
@@ -283,6 +293,105 @@ async fn an_out_of_memory_load_is_planned_again_after_a_poll() {
     assert!(lease.is_ok(), "retried after the failed load: {:?}", lease.err());
     let counters = w.counters().await;
     assert_eq!(counters["oom_events"], 1);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_that_stopped_waiting_for_a_busy_model_no_longer_holds_its_requests_back() {
+    let w = world(vec![16 * GIB], |c| c.vram.admission_wait_ms = 5_000).await;
+    let busy = w.manager.acquire(&name("llama3.2:3b")).await.unwrap();
+    // With 8 GiB taken by another process, llama3.1:8b fits only if the busy llama3.2:3b goes: it waits for it.
+    post(&w.client, "/sim/faults", json!({"foreign_vram": {"gpu": 0, "bytes": 8 * GIB}})).await;
+    w.manager.refresh().await.unwrap();
+    let m = w.manager.clone();
+    let _waiting = tokio::spawn(async move { m.acquire(&name("llama3.1:8b")).await.map(|_| ()) });
+    let queued = common_eventually(|| {
+        let l = w.manager.ledger();
+        async move { l.entry(&name("llama3.1:8b")).is_some() }
+    })
+    .await;
+    assert!(queued);
+    // The other process exits: now llama3.1:8b fits beside llama3.2:3b and its load starts (and hangs, so it is
+    // still loading while the next request comes).
+    post(&w.client, "/sim/faults", json!({"model": "llama3.1:8b", "hang": true})).await;
+    post(&w.client, "/sim/faults", json!({"foreign_vram": {"gpu": 0, "bytes": 0}})).await;
+    w.manager.refresh().await.unwrap();
+    let loading = common_eventually(|| {
+        let l = w.manager.ledger();
+        async move { matches!(l.entry(&name("llama3.1:8b")).map(|e| &e.residency), Some(Residency::Loading { .. })) }
+    })
+    .await;
+    assert!(loading, "the load started once the memory was back");
+    // llama3.2:3b is loaded and nobody needs it gone any more: a new request gets it at once, not after the load.
+    // (Held back, it would wait until the earlier request gave up after its 5 s; one second is plenty for a grant.)
+    let again = w.manager.acquire_within(&name("llama3.2:3b"), Duration::from_secs(1)).await;
+    assert!(again.is_ok(), "held back by a request that no longer waits for it: {:?}", again.err());
+    assert!(!again.unwrap().cold);
+    assert!(matches!(
+        w.manager.ledger().entry(&name("llama3.1:8b")).map(|e| e.residency.clone()),
+        Some(Residency::Loading { .. })
+    ));
+    drop(busy);
+    w.stop().await;
+}
+
+/// The simulator's probe, behind a gate: while it is closed, polls wait, so a test can hold the manager between an
+/// out-of-memory load and the reading that follows it.
+#[derive(Debug)]
+struct GatedProbe {
+    inner: SimProbe,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl GpuProbe for GatedProbe {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    async fn read(&self, ps: &[PsModel]) -> Result<GpuSnapshot, VramError> {
+        let mut open = self.open.subscribe();
+        let _ = open.wait_for(|o| *o).await;
+        self.inner.read(ps).await
+    }
+}
+
+#[tokio::test]
+async fn requests_that_come_while_an_out_of_memory_load_awaits_its_poll_queue_behind_it() {
+    let (open, _) = tokio::sync::watch::channel(true);
+    let w = world_with(
+        vec![24 * GIB],
+        |c| c.vram.poll_interval_ms = 60_000,
+        |client| Arc::new(GatedProbe { inner: SimProbe::new(client), open: open.clone() }),
+    )
+    .await;
+    let model = name("llama3.1:8b");
+    post(&w.client, "/sim/faults", json!({"model": "llama3.1:8b", "oom_on_load": true, "fail_times": 1})).await;
+    open.send_replace(false);
+    let m = w.manager.clone();
+    let first = tokio::spawn(async move { m.acquire(&name("llama3.1:8b")).await.map(|_| ()) });
+    let failed_once = common_eventually(|| async { w.counters().await["oom_events"] == 1 }).await;
+    assert!(failed_once, "the first load ran out of memory");
+    // A second request while the retry waits for its reading: sent now, answered later.
+    let m = w.manager.clone();
+    let mut second = Box::pin(async move { m.acquire(&name("llama3.1:8b")).await.map(|_| ()) });
+    assert!(tokio::time::timeout(Duration::ZERO, &mut second).await.is_err());
+    // Two round trips through the manager: the second request has been through a whole admission pass since.
+    for _ in 0..2 {
+        assert!(w.manager.admin(AdminOp::Unload, &name("no-such-model:1b")).await.is_err());
+    }
+    let entry = w.manager.ledger().entry(&model).cloned();
+    assert!(
+        entry.as_ref().is_none_or(|e| e.residency.held().is_none()),
+        "a load was planned from the reading that had just failed: {:?}",
+        entry.map(|e| e.residency)
+    );
+    open.send_replace(true);
+    assert!(first.await.unwrap().is_ok(), "the first request was served by its retry");
+    assert!(second.await.is_ok(), "the second request was served too");
+    let counters = w.counters().await;
+    assert_eq!(counters["oom_events"], 1);
+    assert_eq!(counters["loads"], 1, "one load served both");
     w.stop().await;
 }
 
