@@ -217,7 +217,8 @@ fn evaluate<'a>(
     let parallel = cx.config.ollama.num_parallel.max(1);
     c.latency.queue = f64::from(entry.map_or(0, |e| e.in_flight) / parallel) * service;
     let num_ctx = cx.config.num_ctx_for(name);
-    let need = entry.map(|e| e.expected_bytes).filter(|b| *b > 0).unwrap_or_else(|| spec.estimate_vram(num_ctx));
+    let estimate = spec.estimate_vram(num_ctx);
+    let need = entry.map_or(estimate, |e| e.expected_or(estimate));
     match cx.ledger.plan_in(room, name, need) {
         Plan::Ready { .. } => c.loaded = true,
         plan => {

@@ -271,17 +271,9 @@ async fn a_client_that_goes_away_cancels_the_upstream_work_and_frees_its_lease()
     let mut body = response.into_body();
     let first = http_body_util::BodyExt::frame(&mut body).await.unwrap().unwrap();
     assert!(first.is_data());
-    let busy = h.get("/admin/vram").await.json();
-    let in_flight = |v: &Value| {
-        v["models"].as_array().unwrap().iter().find(|m| m["name"] == "llama3.2:3b").unwrap()["in_flight"]
-            .as_u64()
-            .unwrap()
-    };
-    assert_eq!(in_flight(&busy), 1);
+    assert_eq!(h.in_flight("llama3.2:3b").await, 1);
     drop(body);
-    let freed =
-        common::eventually(Duration::from_secs(5), || async { in_flight(&h.get("/admin/vram").await.json()) == 0 })
-            .await;
+    let freed = common::eventually(Duration::from_secs(5), || async { h.in_flight("llama3.2:3b").await == 0 }).await;
     assert!(freed, "the lease was released");
     // The simulated Ollama runs one request at a time per model: had the abandoned 2000-token generation gone on
     // (about 12 s), the next request would report that wait in its load_duration.

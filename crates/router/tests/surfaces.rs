@@ -141,11 +141,6 @@ async fn streamed_tokens_are_relayed_while_the_model_is_still_generating() {
     let h = common::start_with(switchyard_sim::SimOptions { time_scale: 5.0, ..Default::default() }, |_| {}).await;
     let loaded = h.post("/admin/vram/load", json!({"model": "llama3.2:3b"})).await;
     assert_eq!(loaded.status, 200, "{}", loaded.text());
-    let in_flight = |v: &serde_json::Value| {
-        v["models"].as_array().unwrap().iter().find(|m| m["name"] == "llama3.2:3b").unwrap()["in_flight"]
-            .as_u64()
-            .unwrap()
-    };
     let requests = [
         (
             "/api/chat",
@@ -169,12 +164,11 @@ async fn streamed_tokens_are_relayed_while_the_model_is_still_generating() {
             .await
             .unwrap_or_else(|_| panic!("{path}: eight lines did not arrive while the model was generating"));
         assert!(frames >= 3, "{path}: eight token lines came in {frames} frame(s), as if buffered");
-        assert_eq!(in_flight(&h.get("/admin/vram").await.json()), 1, "{path}: the generation is still running");
+        assert_eq!(h.in_flight("llama3.2:3b").await, 1, "{path}: the generation is still running");
         drop(body);
-        let freed = common::eventually(std::time::Duration::from_secs(10), || async {
-            in_flight(&h.get("/admin/vram").await.json()) == 0
-        })
-        .await;
+        let freed =
+            common::eventually(std::time::Duration::from_secs(10), || async { h.in_flight("llama3.2:3b").await == 0 })
+                .await;
         assert!(freed, "{path}: dropping the stream released the model");
     }
     h.stop().await;

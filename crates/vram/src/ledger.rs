@@ -113,6 +113,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The VRAM this model is expected to take: measured when known, else `estimate`.
+    pub fn expected_or(&self, estimate: u64) -> u64 {
+        if self.expected_bytes > 0 { self.expected_bytes } else { estimate }
+    }
+
     fn new(name: ModelName) -> Self {
         Self {
             name,
@@ -194,6 +199,8 @@ pub struct Ledger {
 /// The ledger's state as planning sees it at one instant (`Ledger::room`).
 #[derive(Debug)]
 pub struct Room<'a> {
+    /// The ledger it was taken from.
+    ledger: &'a Ledger,
     now: Instant,
     /// Bytes held or reserved by models, per GPU in the ledger's GPU order.
     models: Vec<u64>,
@@ -206,7 +213,8 @@ pub struct Room<'a> {
 }
 
 impl<'a> Room<'a> {
-    fn orders(&self, ledger: &'a Ledger) -> &[Vec<&'a Entry>] {
+    fn orders(&self) -> &[Vec<&'a Entry>] {
+        let ledger = self.ledger;
         self.orders.get_or_init(|| {
             let mut orders: Vec<Vec<&Entry>> =
                 ledger.gpus.iter().map(|g| ledger.eviction_order(Some(g.index), self.now)).collect();
@@ -282,7 +290,7 @@ impl Ledger {
 
     /// The VRAM `name` is expected to take: measured when known, else `estimate`.
     pub fn expected_bytes(&self, name: &ModelName, estimate: u64) -> u64 {
-        self.entries.get(name).map(|e| e.expected_bytes).filter(|b| *b > 0).unwrap_or(estimate)
+        self.entries.get(name).map_or(estimate, |e| e.expected_or(estimate))
     }
 
     /// Records the expected size (from the catalog estimate) unless a measurement is already known.
@@ -326,7 +334,7 @@ impl Ledger {
                 changing = Some(e);
             }
         }
-        Room { now, models, loaded, changing, orders: OnceCell::new() }
+        Room { ledger: self, now, models, loaded, changing, orders: OnceCell::new() }
     }
 
     /// Bytes held on the GPU at position `i` by Ollama's models once `evicted` are gone.
@@ -392,6 +400,7 @@ impl Ledger {
 
     /// `plan` against a `room` taken from this ledger (for planning many models at once).
     pub fn plan_in<'a>(&'a self, room: &Room<'a>, name: &ModelName, need: u64) -> Plan {
+        debug_assert!(std::ptr::eq(room.ledger, self), "a room is only valid for the ledger it was taken from");
         let now = room.now;
         match self.entries.get(name).map(|e| &e.residency) {
             Some(Residency::Loaded { gpu, .. }) => return Plan::Ready { gpu: *gpu },
@@ -423,7 +432,7 @@ impl Ledger {
         }
         // 2. Fits after evicting idle unpinned models: from one GPU, or in global eviction order; the fewest victims,
         //    then the least valuable ones.
-        let orders = room.orders(self);
+        let orders = room.orders();
         let global: &[&Entry] = orders.last().map_or(&[], Vec::as_slice);
         let mut best: Option<(u32, Vec<&Entry>, f64)> = None;
         for order in orders {
@@ -498,7 +507,7 @@ impl Ledger {
             }
             let mut victims: Vec<ModelName> = residents.iter().map(|e| e.name.clone()).collect();
             if room.loaded - victims.len() >= self.config.max_loaded {
-                let global = room.orders(self).last().map_or(&[][..], Vec::as_slice);
+                let global = room.orders().last().map_or(&[][..], Vec::as_slice);
                 match global.iter().find(|e| !victims.contains(&e.name)) {
                     Some(e) => victims.push(e.name.clone()),
                     None => continue,

@@ -17,7 +17,7 @@ use switchyard_core::ollama::types::PsModel;
 use switchyard_sim::{SimHandle, SimOptions};
 use switchyard_vram::ledger::Residency;
 use switchyard_vram::probe::{GpuProbe, SimProbe};
-use switchyard_vram::{AdminOp, ManagerIo, ManagerOptions, NoopSink, VramError, VramManager};
+use switchyard_vram::{AdminOp, Ledger, ManagerIo, ManagerOptions, NoopSink, VramError, VramManager};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -76,6 +76,16 @@ impl World {
     async fn loaded(&self) -> Vec<String> {
         let ps = self.client.ps().await.unwrap();
         ps.models.into_iter().map(|m| m.name).collect()
+    }
+
+    /// Polls the published ledger until `check` holds (within the polling deadline).
+    async fn ledger_shows(&self, check: impl Fn(&Ledger) -> bool) -> bool {
+        common_eventually(|| {
+            let ledger = self.manager.ledger();
+            let ok = check(&ledger);
+            async move { ok }
+        })
+        .await
     }
 
     async fn stop(self) {
@@ -264,12 +274,7 @@ async fn requests_for_a_busy_model_queue_behind_one_that_needs_it_gone() {
     // llava needs deepseek's room and waits for it to go idle...
     let m = w.manager.clone();
     let waiting = tokio::spawn(async move { m.acquire(&name("llava:7b")).await.map(|_| ()) });
-    let queued = common_eventually(|| {
-        let l = w.manager.ledger();
-        async move { l.entry(&name("llava:7b")).is_some() }
-    })
-    .await;
-    assert!(queued);
+    assert!(w.ledger_shows(|l| l.entry(&name("llava:7b")).is_some()).await);
     // ...so a new request for deepseek is not granted ahead of it, keeping deepseek from never going idle.
     let m = w.manager.clone();
     let late = tokio::spawn(async move { m.acquire(&name("deepseek-r1:14b")).await.map(|l| l.cold) });
@@ -305,23 +310,16 @@ async fn a_request_that_stopped_waiting_for_a_busy_model_no_longer_holds_its_req
     w.manager.refresh().await.unwrap();
     let m = w.manager.clone();
     let _waiting = tokio::spawn(async move { m.acquire(&name("llama3.1:8b")).await.map(|_| ()) });
-    let queued = common_eventually(|| {
-        let l = w.manager.ledger();
-        async move { l.entry(&name("llama3.1:8b")).is_some() }
-    })
-    .await;
-    assert!(queued);
+    assert!(w.ledger_shows(|l| l.entry(&name("llama3.1:8b")).is_some()).await);
     // The other process exits: now llama3.1:8b fits beside llama3.2:3b and its load starts (and hangs, so it is
     // still loading while the next request comes).
     post(&w.client, "/sim/faults", json!({"model": "llama3.1:8b", "hang": true})).await;
     post(&w.client, "/sim/faults", json!({"foreign_vram": {"gpu": 0, "bytes": 0}})).await;
     w.manager.refresh().await.unwrap();
-    let loading = common_eventually(|| {
-        let l = w.manager.ledger();
-        async move { matches!(l.entry(&name("llama3.1:8b")).map(|e| &e.residency), Some(Residency::Loading { .. })) }
-    })
-    .await;
-    assert!(loading, "the load started once the memory was back");
+    let loading = w.ledger_shows(|l| {
+        matches!(l.entry(&name("llama3.1:8b")).map(|e| &e.residency), Some(Residency::Loading { .. }))
+    });
+    assert!(loading.await, "the load started once the memory was back");
     // llama3.2:3b is loaded and nobody needs it gone any more: a new request gets it at once, not after the load.
     // (Held back, it would wait until the earlier request gave up after its 5 s; one second is plenty for a grant.)
     let again = w.manager.acquire_within(&name("llama3.2:3b"), Duration::from_secs(1)).await;

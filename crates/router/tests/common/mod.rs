@@ -118,6 +118,12 @@ impl Harness {
         self.call(Method::GET, &format!("{}/sim/gpu", self.sim.url()), None, &[]).await.json()
     }
 
+    /// Leases `model` holds now, from `/admin/vram`.
+    pub async fn in_flight(&self, model: &str) -> u64 {
+        let vram = self.get("/admin/vram").await.json();
+        vram["models"].as_array().unwrap().iter().find(|m| m["name"] == model).unwrap()["in_flight"].as_u64().unwrap()
+    }
+
     pub async fn stop(self) {
         self.router.stop().await;
         self.sim.shutdown().await;
