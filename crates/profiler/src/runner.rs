@@ -424,10 +424,7 @@ impl Runner {
         let used_after: u64 = ledger.gpus().iter().map(|g| g.used).sum();
         let entry = ledger.entry(model);
         let seconds = entry.and_then(|e| e.load_seconds).unwrap_or(wall);
-        let vram = entry.and_then(|e| match e.residency {
-            Residency::Loaded { size_vram, .. } => Some(size_vram),
-            _ => None,
-        });
+        let vram = entry.and_then(|e| matches!(e.residency, Residency::Loaded { .. }).then(|| e.residency.bytes()));
         let delta = (used_after > used_before).then(|| used_after - used_before);
         Ok((lease, seconds, vram, delta))
     }

@@ -15,6 +15,7 @@ use switchyard_core::catalog::{Catalog, ModelSpec};
 use switchyard_core::config::{Config, Strategy, VramLimit};
 use switchyard_core::ollama::types::ModelDetails;
 use switchyard_core::{Capabilities, Category, ModelName};
+use switchyard_vram::Shares;
 use switchyard_vram::ledger::{GpuState, Ledger, LedgerConfig};
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -125,7 +126,7 @@ fn world() -> anyhow::Result<World> {
     let now = tokio::time::Instant::now();
     for (i, name) in catalog.models.keys().enumerate().filter(|(i, _)| [3, 17, 31].contains(i)) {
         let bytes = catalog.models[name].estimate_vram(4096);
-        ledger.begin_load(name, (i % 2) as u32, bytes);
+        ledger.begin_load(name, Shares::one((i % 2) as u32, bytes));
         ledger.finish_load(name, Ok((2.5, None)), now);
         ledger.acquire(name, now);
         ledger.release(name, now);

@@ -220,7 +220,7 @@ fn evaluate<'a>(
     let estimate = spec.estimate_vram(num_ctx);
     let need = entry.map_or(estimate, |e| e.expected_or(estimate));
     match cx.ledger.plan_in(room, name, need) {
-        Plan::Ready { .. } => c.loaded = true,
+        Plan::Ready => c.loaded = true,
         plan => {
             c.latency.load = live
                 .and_then(|l| l.load_seconds())
@@ -244,7 +244,7 @@ fn evaluate<'a>(
                 }
                 Plan::Wait { .. } => c.latency.eviction = WAIT_PENALTY_SECONDS,
                 Plan::Refuse { reason } => c.excluded = Some(format!("no VRAM: {reason}")),
-                Plan::Join | Plan::Load { .. } | Plan::Ready { .. } => {}
+                Plan::Join | Plan::Load { .. } | Plan::Ready => {}
             }
         }
     }
@@ -406,7 +406,7 @@ mod tests {
         // "small" is loaded; make the two equally fast so only quality and the cold start differ.
         w.profiles.models.insert(ModelName::parse("small").unwrap(), profile(17, 20, 40.0, 6.0));
         let small = ModelName::parse("small").unwrap();
-        w.ledger.begin_load(&small, 0, 3 * GIB);
+        w.ledger.begin_load(&small, switchyard_vram::Shares::one(0, 3 * GIB));
         w.ledger.finish_load(&small, Ok((1.5, None)), Instant::now());
         let scoring = run(&w, 0.7, needs());
         assert_eq!(scoring.candidates[0].model.as_str(), "small:latest");

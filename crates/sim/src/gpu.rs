@@ -46,7 +46,8 @@ impl Placement {
 ///
 /// With other models loaded (`alone == false`) the model must fit in 80% of the believed-free memory; `None` then
 /// means "evict one and retry". A model that fits on one GPU goes to the one with the most free memory; it is split
-/// across GPUs only when it fits on none alone. Alone and too big for every GPU together, it is partly offloaded:
+/// across GPUs only when it fits on none alone, its layers dealt round-robin to the GPUs with room (an even split,
+/// each share capped by its GPU's room: `spread_evenly`). Alone and too big for every GPU together, it is partly offloaded:
 /// whole layers go to the GPUs (out of `layers + 1` equal parts, the output layer staying on the CPU).
 pub(crate) fn plan(totals: &[u64], used: &[u64], need: u64, layers: u64, alone: bool) -> Option<Placement> {
     let free: Vec<u64> = totals.iter().zip(used).map(|(t, u)| t.saturating_sub(*u)).collect();
@@ -58,23 +59,12 @@ pub(crate) fn plan(totals: &[u64], used: &[u64], need: u64, layers: u64, alone: 
         return Some(Placement { shares: vec![(gpu, need)], size: need });
     }
 
-    if usable.iter().sum::<u64>() >= need {
-        let mut order: Vec<usize> = (0..usable.len()).collect();
-        order.sort_by_key(|&g| (std::cmp::Reverse(usable[g]), g));
-        let mut remaining = need;
-        let mut shares = Vec::new();
-        for g in order {
-            if remaining == 0 {
-                break;
-            }
-            let take = remaining.min(usable[g]);
-            if take > 0 {
-                shares.push((g, take));
-                remaining -= take;
-            }
+    if usable.len() > 1 {
+        let room: Vec<(u32, u64)> = usable.iter().enumerate().map(|(g, u)| (g as u32, *u)).collect();
+        if let Some(shares) = switchyard_core::gpu::spread_evenly(&room, need) {
+            let shares = shares.into_iter().map(|(g, b)| (g as usize, b)).collect();
+            return Some(Placement { shares, size: need });
         }
-        shares.sort_unstable();
-        return Some(Placement { shares, size: need });
     }
 
     if !alone {
@@ -140,9 +130,13 @@ mod tests {
         assert_eq!(p.primary_gpu(), 1);
 
         let p = plan(&[24 * GIB, 24 * GIB], &[0, 0], 40 * GIB, 80, true).unwrap();
-        assert_eq!(p.shares.len(), 2);
-        assert_eq!(p.size_vram(), 40 * GIB);
+        assert_eq!(p.shares, vec![(0, 20 * GIB), (1, 20 * GIB)]);
         assert!(!p.offloaded());
+
+        // Beside other models each GPU offers 80% of its free memory; the fuller GPU gives all of that.
+        let p = plan(&[24 * GIB, 24 * GIB], &[4 * GIB, 14 * GIB], 24 * GIB, 80, false).unwrap();
+        assert_eq!(p.shares, vec![(0, 16 * GIB), (1, 8 * GIB)]);
+        assert!(plan(&[24 * GIB, 24 * GIB], &[4 * GIB, 14 * GIB], 25 * GIB, 80, false).is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod error;
 pub mod ledger;
 pub mod policy;
 pub mod probe;
+pub mod shares;
 
 pub use error::VramError;
 pub use ledger::{Ledger, LedgerConfig, Plan};
@@ -16,4 +17,5 @@ pub use events::{NoopSink, VramEventSink};
 pub use manager::{AdminOp, Lease, ManagerIo, ManagerOptions, VramManager};
 pub use metrics::VramMetrics;
 pub use probe::GpuProbe;
+pub use shares::Shares;
 pub mod view;

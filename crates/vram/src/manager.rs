@@ -16,6 +16,7 @@ use crate::events::VramEventSink;
 use crate::ledger::{Ledger, LedgerConfig, Observed, Plan};
 use crate::metrics::VramMetrics;
 use crate::probe::GpuProbe;
+use crate::shares::Shares;
 use arc_swap::ArcSwap;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -512,7 +513,7 @@ impl Actor {
         let need = self.need(&waiter.model);
         self.ledger.note_estimate(&waiter.model, need);
         match self.ledger.plan(&waiter.model, need, now) {
-            Plan::Ready { .. } => {
+            Plan::Ready => {
                 self.grant(waiter, now);
                 None
             }
@@ -521,9 +522,8 @@ impl Actor {
                 waiter.reason = format!("{} is loading", waiter.model);
                 Some(waiter)
             }
-            Plan::Load { gpu, offload } => {
-                let bytes = if offload { self.ledger.budget(gpu) } else { need };
-                self.start_load(&waiter.model, gpu, bytes, reason_of(&waiter.kind));
+            Plan::Load { shares, .. } => {
+                self.start_load(&waiter.model, shares, reason_of(&waiter.kind));
                 waiter.cold = true;
                 waiter.reason = format!("{} is loading", waiter.model);
                 Some(waiter)
@@ -632,15 +632,16 @@ impl Actor {
         }
     }
 
-    fn start_load(&mut self, model: &ModelName, gpu: u32, bytes: u64, reason: &'static str) {
+    fn start_load(&mut self, model: &ModelName, shares: Shares, reason: &'static str) {
         self.epoch += 1;
-        self.ledger.begin_load(model, gpu, bytes);
+        let (placement, bytes) = (shares.to_string(), shares.total());
+        self.ledger.begin_load(model, shares);
         let embedding_only = self.catalog.get(model).is_some_and(|s| s.embedding_only());
         let num_ctx = self.config.num_ctx_for(model);
         let client = self.client.clone();
         let tx = self.tx.clone();
         let model = model.clone();
-        tracing::info!(model = %model, gpu, bytes = %Bytes(bytes), reason, "loading model");
+        tracing::info!(model = %model, on = %placement, bytes = %Bytes(bytes), reason, "loading model");
         let shutdown = self.shutdown.clone();
         self.tracker.spawn(async move {
             let mut options = serde_json::Map::new();

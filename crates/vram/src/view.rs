@@ -38,7 +38,11 @@ pub struct ModelView {
     pub name: String,
     /// `loaded`, `loading`, `unloading` or `unloaded`.
     pub state: String,
+    /// The GPU holding the model, or its largest share when it is split across several.
     pub gpu: Option<u32>,
+    /// Its GPU memory per GPU: one entry, or one per GPU when split.
+    #[serde(default)]
+    pub shares: Vec<ShareView>,
     pub size: u64,
     pub size_vram: u64,
     pub pinned: bool,
@@ -51,6 +55,13 @@ pub struct ModelView {
     pub expected_bytes: u64,
     /// Ollama's `expires_at`.
     pub expires_at: Option<String>,
+}
+
+/// A model's bytes on one GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareView {
+    pub gpu: u32,
+    pub bytes: u64,
 }
 
 /// The whole answer of `GET /admin/vram`.
@@ -87,15 +98,17 @@ pub fn status(ledger: &Ledger, source: &str, limit: String) -> VramStatus {
         .entries()
         .filter(|e| e.residency != Residency::Absent || e.pinned)
         .map(|e| {
-            let (gpu, size, size_vram) = match e.residency {
-                Residency::Loaded { gpu, size, size_vram } => (Some(gpu), size, size_vram),
-                Residency::Loading { gpu, bytes } | Residency::Unloading { gpu, bytes } => (Some(gpu), bytes, bytes),
-                Residency::Absent => (None, 0, 0),
+            let size_vram = e.residency.bytes();
+            let size = match e.residency {
+                Residency::Loaded { size, .. } => size,
+                _ => size_vram,
             };
+            let held = e.residency.held();
             ModelView {
                 name: e.name.to_string(),
                 state: e.residency.as_str().to_string(),
-                gpu,
+                gpu: held.and_then(|s| s.primary()),
+                shares: held.map_or_else(Vec::new, |s| s.iter().map(|(gpu, bytes)| ShareView { gpu, bytes }).collect()),
                 size,
                 size_vram,
                 pinned: e.pinned,

@@ -209,6 +209,36 @@ async fn foreign_memory_is_respected() {
 }
 
 #[tokio::test]
+async fn a_model_larger_than_any_gpu_is_split_across_them_as_ollama_places_it() {
+    let w = world(vec![24 * GIB, 24 * GIB], |c| c.vram.admission_wait_ms = 20_000).await;
+    let big = name("llama3.3:70b");
+    drop(w.manager.acquire(&name("llama3.2:3b")).await.unwrap());
+    // About 43 GiB: on neither GPU alone, so Ollama splits it over both (once the small model is out of the way).
+    let lease = w.manager.acquire(&big).await.unwrap();
+    assert!(lease.cold);
+    w.manager.refresh().await.unwrap();
+    let ledger = w.manager.ledger();
+    let shares = ledger.entry(&big).and_then(|e| e.residency.held().cloned()).unwrap();
+    assert!(shares.is_split(), "{shares}");
+    // The ledger's account of each GPU is the simulator's: nothing is mistaken for another process's memory.
+    let sim: Value = w.client.http().get_json(&w.client.url("/sim/gpu"), Duration::from_secs(5)).await.unwrap();
+    for g in ledger.gpus() {
+        let used = sim["gpus"][g.index as usize]["used_bytes"].as_u64().unwrap();
+        assert_eq!(ledger.models_bytes(g.index), used, "GPU {}", g.index);
+        assert_eq!(g.foreign, 0, "GPU {}", g.index);
+        assert!(shares.on(g.index) > 15 * GIB, "{shares}");
+    }
+    drop(lease);
+    // Other models come back beside it or in its place, never past the memory.
+    for model in ["llama3.1:8b", "deepseek-r1:14b", "llama3.3:70b", "llama3.2:3b"] {
+        drop(w.manager.acquire(&name(model)).await.unwrap());
+    }
+    let counters = w.counters().await;
+    assert_eq!(counters["oom_events"], 0, "{counters}");
+    w.stop().await;
+}
+
+#[tokio::test]
 async fn a_model_with_requests_in_flight_is_never_unloaded() {
     let w = world(vec![16 * GIB], |c| c.vram.admission_wait_ms = 300).await;
     let held = w.manager.acquire(&name("deepseek-r1:14b")).await.unwrap();
@@ -416,7 +446,14 @@ type Workload = (Vec<u64>, u8, Vec<(usize, u8)>, Option<u64>);
 
 fn workload() -> impl Strategy<Value = Workload> {
     (
-        prop_oneof![Just(vec![8 * GIB]), Just(vec![16 * GIB]), Just(vec![24 * GIB]), Just(vec![12 * GIB, 12 * GIB])],
+        prop_oneof![
+            Just(vec![8 * GIB]),
+            Just(vec![16 * GIB]),
+            Just(vec![24 * GIB]),
+            Just(vec![12 * GIB, 12 * GIB]),
+            Just(vec![16 * GIB, 8 * GIB]),
+            Just(vec![24 * GIB, 24 * GIB]),
+        ],
         0u8..4,
         prop::collection::vec((0usize..CHAT_MODELS.len(), 0u8..4), 5..40),
         prop::option::of(0u64..6 * GIB),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use switchyard_core::config::Config;
 use switchyard_core::http::{HttpClient, build_request, error_message};
 use switchyard_core::size::Bytes;
-use switchyard_vram::view::VramStatus;
+use switchyard_vram::view::{ModelView, VramStatus};
 
 /// Where the server is.
 #[derive(Debug, Args)]
@@ -151,6 +151,14 @@ fn bar(used: u64, total: u64, width: usize) -> String {
     format!("[{}{}]", "█".repeat(filled), "░".repeat(width - filled))
 }
 
+/// The GPU a model is on, or every GPU of a split (`0+1`).
+fn gpu_column(m: &ModelView) -> String {
+    match m.shares.as_slice() {
+        [] => m.gpu.map_or_else(|| "-".to_string(), |g| g.to_string()),
+        shares => shares.iter().map(|s| s.gpu.to_string()).collect::<Vec<_>>().join("+"),
+    }
+}
+
 /// The `vram status` table.
 pub fn render_vram(s: &VramStatus) -> String {
     let mut out = String::new();
@@ -180,15 +188,15 @@ pub fn render_vram(s: &VramStatus) -> String {
         out.push_str("no models loaded\n");
     } else {
         out.push_str(&format!(
-            "{:<28} {:<10} {:>3} {:>10} {:>7} {:>9} {:>6} {:>7} {:>8}\n",
+            "{:<28} {:<10} {:>5} {:>10} {:>7} {:>9} {:>6} {:>7} {:>8}\n",
             "MODEL", "STATE", "GPU", "VRAM", "PINNED", "IN-FLIGHT", "USES", "LOAD s", "IDLE s"
         ));
         for m in &s.models {
             out.push_str(&format!(
-                "{:<28} {:<10} {:>3} {:>10} {:>7} {:>9} {:>6} {:>7} {:>8}\n",
+                "{:<28} {:<10} {:>5} {:>10} {:>7} {:>9} {:>6} {:>7} {:>8}\n",
                 m.name,
                 m.state,
-                m.gpu.map_or_else(|| "-".to_string(), |g| g.to_string()),
+                gpu_column(m),
                 Bytes(if m.size_vram > 0 { m.size_vram } else { m.expected_bytes }).to_string(),
                 if m.pinned { "yes" } else { "no" },
                 m.in_flight,
