@@ -9,11 +9,13 @@
 //! their memory), `stack` (a simulator and a router, as processes or in this process), `sim_host` (the
 //! simulator on threads of its own, answering with TCP_NODELAY like Ollama), `load` (the closed-loop load
 //! generator), `overhead` (the load tool's matrix and its report), `trace` (the seeded Zipf/Poisson trace),
-//! `replay` (playing a trace and reading the simulated GPU's counters), `setup` (configuration and request bodies
+//! `replay` (playing a trace and reading the simulated GPU's counters), `optimum` (the fewest loads any scheduler
+//! could need for a trace on one GPU), `setup` (configuration and request bodies
 //! both tools share), `machine` (what the figures were measured on).
 
 pub mod load;
 pub mod machine;
+pub mod optimum;
 pub mod overhead;
 pub mod process;
 pub mod replay;

@@ -243,6 +243,8 @@ pub struct ReplayReport {
     /// Router settings that differ from its defaults, as `key = value`.
     pub router_settings: Vec<String>,
     pub results: Vec<ScenarioResult>,
+    /// The fewest loads any scheduler could need, per single-GPU case (`crate::optimum`).
+    pub optimum: Vec<(String, crate::optimum::Optimum)>,
 }
 
 /// The report as markdown: one table per GPU case, and the targets for `cost` against Ollama's scheduling.
@@ -306,6 +308,32 @@ pub fn markdown(report: &ReplayReport) -> String {
         for r in rows.iter().filter(|r| r.failed > 0) {
             for (message, n) in &r.failures {
                 let _ = writeln!(out, "\n- {}: {n} x `{message}`", r.scheduling);
+            }
+        }
+        if let Some((_, best)) = report.optimum.iter().find(|(gpus, _)| gpus == case) {
+            let _ = write!(
+                out,
+                "\nOffline optimum ({case}, every request known in advance, served in arrival order): {} loads",
+                best.loads
+            );
+            if best.unservable > 0 {
+                let _ = write!(out, " ({} requests no set of models could serve)", best.unservable);
+            }
+            match base {
+                Some(b) if b.cold_loads > 0 => {
+                    let _ = writeln!(
+                        out,
+                        "; against Ollama's {} loads ({} attempts), no scheduler serving in arrival order can \
+                         have more than {:.0}% fewer ({:.0}% fewer attempts).",
+                        b.cold_loads,
+                        b.load_attempts,
+                        (1.0 - best.loads as f64 / b.cold_loads as f64) * 100.0,
+                        (1.0 - best.loads as f64 / b.load_attempts.max(1) as f64) * 100.0
+                    );
+                }
+                _ => {
+                    let _ = writeln!(out, ".");
+                }
             }
         }
         if let (Some(b), Some(c)) = (base, rows.iter().find(|r| r.scheduling == "switchyard cost")) {

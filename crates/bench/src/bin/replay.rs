@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use std::path::PathBuf;
 use switchyard_bench::machine::Machine;
+use switchyard_bench::optimum;
 use switchyard_bench::replay::{self, Foreign, ReplayOptions, ReplayReport, Scheduling};
 use switchyard_bench::trace::{self, TraceSpec};
 use switchyard_core::config::Strategy;
@@ -104,6 +105,41 @@ fn router_settings(options: &ReplayOptions) -> Vec<String> {
     settings
 }
 
+/// The fewest loads any scheduler could need, for each single-GPU case, with the built-in fleet's sizes at the
+/// replay's context and the router's default headroom. (Several GPUs are not covered: placement across them is
+/// more than which models are loaded.)
+fn offline_optimum(
+    trace: &[trace::TraceRequest],
+    cases: &[Vec<u64>],
+    cli: &Cli,
+    options: &ReplayOptions,
+) -> Result<Vec<(String, optimum::Optimum)>> {
+    let fleet = switchyard_sim::Fleet::builtin();
+    let mut sizes = Vec::new();
+    for name in &cli.models {
+        let model = switchyard_core::ModelName::parse(name).map_err(|e| anyhow::anyhow!("--models: {e}"))?;
+        let spec = fleet.get(&model).with_context(|| format!("{name} is not in the built-in fleet"))?;
+        sizes.push((name.clone(), spec.vram_at(switchyard_bench::setup::NUM_CTX)));
+    }
+    let headroom = switchyard_core::config::Config::default().vram.headroom.0;
+    let span = trace.last().map_or(0.0, |r| r.at);
+    let mut out = Vec::new();
+    for gpus in cases.iter().filter(|g| g.len() == 1) {
+        let gpu = optimum::OneGpu {
+            total: gpus[0],
+            budget: gpus[0].saturating_sub(headroom),
+            max_loaded: options.max_loaded_models.map_or(3, |n| n as usize),
+            foreign: options.foreign.map(|f| (f.at_fraction * span, f.bytes)),
+        };
+        // A model larger than the budget runs partly offloaded, alone on the GPU: it takes all of it.
+        let sizes: Vec<(String, u64)> = sizes.iter().map(|(n, b)| (n.clone(), (*b).min(gpu.budget))).collect();
+        if let Some(best) = optimum::fewest_loads(trace, &sizes, &gpu) {
+            out.push((replay::gpus_label(gpus), best));
+        }
+    }
+    Ok(out)
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let requests = if cli.quick { 80 } else { cli.requests };
@@ -167,6 +203,7 @@ fn main() -> Result<()> {
             results.push(result);
         }
     }
+    let optimum = offline_optimum(&trace, &cases, &cli, &options)?;
     let report = ReplayReport {
         machine,
         seed: cli.seed,
@@ -179,6 +216,7 @@ fn main() -> Result<()> {
         foreign_at_fraction: cli.foreign_at,
         router_settings: router_settings(&options),
         results,
+        optimum,
     };
     println!("{}", replay::markdown(&report));
     if let Some(path) = &cli.out {
