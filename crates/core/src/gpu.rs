@@ -49,7 +49,7 @@ impl GpuSnapshot {
 /// (GPU index, bytes that may be used there); the result is (GPU index, bytes) in GPU order, adding up to `need`,
 /// or `None` when all the room together is less than `need`.
 pub fn spread_evenly(room: &[(u32, u64)], need: u64) -> Option<Vec<(u32, u64)>> {
-    if room.iter().map(|(_, r)| *r).sum::<u64>() < need {
+    if room.iter().fold(0u64, |sum, (_, r)| sum.saturating_add(*r)) < need {
         return None;
     }
     // Fill the smallest first: a GPU that cannot take an even part takes all it has, and the rest share the remainder.

@@ -401,8 +401,8 @@ impl Ledger {
     /// budget: fit is decided per GPU, never on the sum.
     ///
     /// Unless its size was `measured`, a model Ollama would split might turn out small enough to go whole on the GPU
-    /// Ollama believes has the most room (see [`ESTIMATE_TOLERANCE`]): that GPU must then be able to take all Ollama
-    /// offers there too.
+    /// Ollama believes has the most room (see [`ESTIMATE_TOLERANCE`]): that GPU must then hold all Ollama offers there
+    /// without running out of memory.
     fn admissible(&self, room: &Room<'_>, need: u64, evicted: &[&Entry], measured: bool) -> Option<Shares> {
         let fits = |i: usize, bytes: u64| {
             let committed = self.models_bytes_without(room, i, evicted) + self.gpus[i].foreign;
@@ -418,7 +418,10 @@ impl Ledger {
         if shares.is_split() && !measured {
             let (most, most_usable) = self.most_room(room, evicted)?;
             let smallest = (need as f64 * (1.0 - ESTIMATE_TOLERANCE)) as u64;
-            if smallest <= most_usable && !fits(most, most_usable) {
+            // Whole there, it would take up to all Ollama offers: that must not run the GPU out of memory (the budget
+            // is for where the model is expected to go; this is only where it might).
+            let committed = self.models_bytes_without(room, most, evicted) + self.gpus[most].foreign;
+            if smallest <= most_usable && committed.saturating_add(most_usable) > self.gpus[most].total {
                 return None;
             }
         }
@@ -671,7 +674,7 @@ impl Ledger {
                 entry.residency = Residency::Loaded { shares, size };
                 entry.load_seconds = Some(seconds);
                 entry.expected_bytes = size_vram.max(1);
-                entry.measured = ps.is_some();
+                entry.measured |= ps.is_some();
                 entry.expires_at = ps.map(|p| p.expires_at.clone());
                 entry.last_used = Some(now);
                 entry.priority = gdsf_priority(inflation, entry.uses.max(1), seconds, size_vram);
@@ -761,8 +764,13 @@ impl Ledger {
         for p in ps {
             let Ok(name) = ModelName::parse(&p.name) else { continue };
             seen.push(name.clone());
-            let external = self.entries.get(&name).is_none_or(|e| e.residency == Residency::Absent);
-            let placed = if external { self.placed_by_ollama(p.size_vram) } else { Shares::default() };
+            // Where Ollama put a model Switchyard did not load (or knew at 0 bytes) is a guess from its rule.
+            let guess = self.entries.get(&name).is_none_or(|e| match &e.residency {
+                Residency::Absent => true,
+                Residency::Loaded { shares, .. } => shares.total() == 0,
+                Residency::Loading { .. } | Residency::Unloading { .. } => false,
+            });
+            let placed = if guess { self.placed_by_ollama(p.size_vram) } else { Shares::default() };
             let entry = self.entry_mut(&name);
             entry.expires_at = Some(p.expires_at.clone());
             match &entry.residency {
@@ -774,10 +782,11 @@ impl Ledger {
                     observed.push(Observed::ExternalLoad(name));
                 }
                 Residency::Loaded { shares, .. } => {
-                    entry.residency = Residency::Loaded { shares: shares.scaled_to(p.size_vram), size: p.size };
+                    let shares = if shares.total() == 0 { placed } else { shares.scaled_to(p.size_vram) };
+                    entry.residency = Residency::Loaded { shares, size: p.size };
+                    // A model another client loaded keeps counting as estimated: its options may not be ours.
                     if p.size_vram > 0 {
                         entry.expected_bytes = p.size_vram;
-                        entry.measured = true;
                     }
                 }
                 Residency::Loading { .. } | Residency::Unloading { .. } => {}
@@ -1028,6 +1037,14 @@ mod tests {
         l.note_measurement(&name("m"), None, Some(14 * GIB));
         let split = Shares::from_pairs([(0, 7 * GIB), (1, 7 * GIB)]);
         assert_eq!(l.plan(&name("m"), 14 * GIB, now), Plan::Load { shares: split, offload: false });
+
+        // With headroom (budgets below the GPUs' size) and no other process, a model that might go whole would still
+        // fit the GPU's memory: it is admitted, not refused for ever for want of a measurement.
+        let mut cfg = config(Strategy::Lru);
+        cfg.headroom = GIB / 2;
+        let l = Ledger::new(cfg, vec![gpu(0, 24 * GIB), gpu(1, 24 * GIB)]);
+        let split = Shares::from_pairs([(0, 14 * GIB), (1, 14 * GIB)]);
+        assert_eq!(l.plan(&name("m"), 28 * GIB, now), Plan::Load { shares: split, offload: false });
     }
 
     #[test]
@@ -1047,8 +1064,11 @@ mod tests {
             context_length: None,
         };
         // Loaded behind Switchyard's back: placed where Ollama would have put it.
+        l.reconcile(std::slice::from_ref(&ps), None, t0);
         l.reconcile(&[ps], None, t0);
         assert_eq!((l.models_bytes(0), l.models_bytes(1)), (20 * GIB, 20 * GIB));
+        // Its size is Ollama's for another client's options: still an estimate for Switchyard's.
+        assert!(!l.entry(&name("big")).unwrap().measured);
         loaded(&mut l, "tiny", 0, GIB, t0 + Duration::from_secs(5));
         loaded(&mut l, "small", 1, 2 * GIB, t0 + Duration::from_secs(5));
         assert_eq!(l.eviction_order(Some(0), t0).len(), 2);
