@@ -59,6 +59,10 @@ pub struct ReplayOptions {
     pub poll_interval_ms: u64,
     /// The router's idle TTL in real seconds (its default of 30 minutes, scaled like the simulator's keep_alive).
     pub idle_ttl_secs: u64,
+    /// `vram.threshold_min_idle_secs` in real seconds (its default, scaled).
+    pub threshold_min_idle_secs: u64,
+    /// `vram.cost_half_life_secs` in real seconds (its default, scaled).
+    pub cost_half_life_secs: u64,
     /// `vram.unload_threshold_pct` when not the default.
     pub unload_threshold_pct: Option<f64>,
     /// Most models loaded at once, for the simulator and the router alike, when not the default (3 per GPU).
@@ -148,8 +152,8 @@ pub async fn run_scenario(
             config.vram.gpu_count = gpus.len() as u32;
             config.vram.poll_interval_ms = options.poll_interval_ms;
             config.vram.idle_ttl_secs = options.idle_ttl_secs;
-            // The threshold's hysteresis is real time like the idle TTL: scale it the same way.
-            config.vram.threshold_min_idle_secs = ((60.0 * options.time_scale).ceil() as u64).max(1);
+            config.vram.threshold_min_idle_secs = options.threshold_min_idle_secs;
+            config.vram.cost_half_life_secs = options.cost_half_life_secs;
             if let Some(pct) = options.unload_threshold_pct {
                 config.vram.unload_threshold_pct = pct;
             }

@@ -120,13 +120,14 @@ fn world() -> anyhow::Result<World> {
             strategy: Strategy::Cost,
             max_loaded: 6,
             idle_ttl: Some(Duration::from_secs(1800)),
+            cost_half_life: Duration::from_secs(3600),
         },
         gpus,
     );
     let now = tokio::time::Instant::now();
     for (i, name) in catalog.models.keys().enumerate().filter(|(i, _)| [3, 17, 31].contains(i)) {
         let bytes = catalog.models[name].estimate_vram(4096);
-        ledger.begin_load(name, Shares::one((i % 2) as u32, bytes));
+        ledger.begin_load(name, Shares::one((i % 2) as u32, bytes), now);
         ledger.finish_load(name, Ok((2.5, None)), now);
         ledger.acquire(name, now);
         ledger.release(name, now);

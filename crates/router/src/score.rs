@@ -350,6 +350,7 @@ mod tests {
                 strategy: Strategy::Cost,
                 max_loaded: 3,
                 idle_ttl: Some(Duration::from_secs(600)),
+                cost_half_life: Duration::from_secs(3600),
             },
             vec![GpuState { index: 0, name: "g".into(), total: 24 * GIB, used: 0, foreign: 0 }],
         );
@@ -406,7 +407,7 @@ mod tests {
         // "small" is loaded; make the two equally fast so only quality and the cold start differ.
         w.profiles.models.insert(ModelName::parse("small").unwrap(), profile(17, 20, 40.0, 6.0));
         let small = ModelName::parse("small").unwrap();
-        w.ledger.begin_load(&small, switchyard_vram::Shares::one(0, 3 * GIB));
+        w.ledger.begin_load(&small, switchyard_vram::Shares::one(0, 3 * GIB), Instant::now());
         w.ledger.finish_load(&small, Ok((1.5, None)), Instant::now());
         let scoring = run(&w, 0.7, needs());
         assert_eq!(scoring.candidates[0].model.as_str(), "small:latest");

@@ -6,7 +6,7 @@
 //! (`plan`) decides per GPU whether a model fits under the budget, which idle unpinned models to evict first (by the
 //! configured strategy), or that the request must wait or be refused. Nothing here does I/O.
 
-use crate::policy::{EvictionFacts, estimated_reload_seconds, gdsf_priority, keep_value};
+use crate::policy::{EvictionFacts, Heat, estimated_reload_seconds, keep_value};
 use crate::shares::Shares;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
@@ -48,6 +48,8 @@ pub struct LedgerConfig {
     pub max_loaded: usize,
     /// Unload models idle this long (`None` = never for idleness).
     pub idle_ttl: Option<Duration>,
+    /// A use counts half as much for `cost` after this long.
+    pub cost_half_life: Duration,
 }
 
 /// Where a model's weights are.
@@ -112,16 +114,20 @@ pub struct Entry {
     /// Leases held now.
     pub in_flight: u32,
     pub last_used: Option<Instant>,
-    /// Leases granted so far (frequency for `lfu` and `cost`).
+    /// Leases granted so far (frequency for `lfu`).
     pub uses: u64,
-    /// Measured seconds of the latest cold load.
+    /// Leases granted, decayed by age (frequency for `cost`).
+    pub heat: Heat,
+    /// Measured seconds of the latest cold load (as Ollama reports it).
     pub load_seconds: Option<f64>,
+    /// How long the latest load took on the manager's clock, from asking to loaded.
+    pub load_wall: Option<Duration>,
+    /// When the load under way began.
+    load_began: Option<Instant>,
     /// VRAM the model takes when loaded: measured after a load, estimated before.
     pub expected_bytes: u64,
     /// `expected_bytes` was measured by Ollama (a load, `/api/ps`, or the store), not estimated.
     pub measured: bool,
-    /// GreedyDual-Size-Frequency priority.
-    pub priority: f64,
     /// Idle TTL asked for by a client's `keep_alive` (overrides the default).
     pub idle_ttl: Option<Duration>,
     /// Ollama's `expires_at` from `/api/ps`.
@@ -142,10 +148,12 @@ impl Entry {
             in_flight: 0,
             last_used: None,
             uses: 0,
+            heat: Heat::default(),
             load_seconds: None,
+            load_wall: None,
+            load_began: None,
             expected_bytes: 0,
             measured: false,
-            priority: 0.0,
             idle_ttl: None,
             expires_at: None,
         }
@@ -155,8 +163,18 @@ impl Entry {
         self.load_seconds.unwrap_or_else(|| estimated_reload_seconds(self.expected_bytes))
     }
 
+    /// How long loading it again would keep a request waiting: the latest load as timed here, else the estimate.
+    fn reload_wait(&self) -> Duration {
+        self.load_wall.unwrap_or_else(|| Duration::try_from_secs_f64(self.reload_seconds()).unwrap_or(Duration::MAX))
+    }
+
     fn evictable(&self) -> bool {
-        matches!(self.residency, Residency::Loaded { .. }) && !self.pinned && self.in_flight == 0
+        self.releasable() && self.in_flight == 0
+    }
+
+    /// Loaded and unpinned: evictable now, or once its requests finish.
+    fn releasable(&self) -> bool {
+        matches!(self.residency, Residency::Loaded { .. }) && !self.pinned
     }
 }
 
@@ -185,7 +203,9 @@ pub enum Plan {
     Evict { shares: Shares, victims: Vec<ModelName>, offload: bool },
     /// Room will come when busy models finish or unloads complete. `blockers` are the busy models whose requests
     /// must finish first: new requests for them should queue behind this one, or they would never drain.
-    Wait { reason: String, blockers: Vec<ModelName> },
+    /// `recheck`: the wait is a choice, not a necessity (a model the strategy would rather evict is busy, and an
+    /// idle one that is worth more could go now); plan again after this long at the latest.
+    Wait { reason: String, blockers: Vec<ModelName>, recheck: Option<Duration> },
     /// No room can be made: pinned models hold it.
     Refuse { reason: String },
 }
@@ -207,8 +227,6 @@ pub struct Ledger {
     config: LedgerConfig,
     gpus: Vec<GpuState>,
     entries: BTreeMap<ModelName, Entry>,
-    /// GreedyDual inflation value `L`: the priority of the last evicted model.
-    inflation: f64,
     /// Human-readable conditions for `/admin/vram` (unknown total, pins over budget...).
     warnings: Vec<String>,
 }
@@ -227,24 +245,61 @@ pub struct Room<'a> {
     changing: Option<&'a Entry>,
     /// Eviction order per GPU, then over all GPUs; sorted on first use.
     orders: OnceCell<Vec<Vec<&'a Entry>>>,
+    /// The same orders with busy models in them, as if their requests had finished.
+    preferred: OnceCell<Vec<Vec<&'a Entry>>>,
 }
 
 impl<'a> Room<'a> {
     fn orders(&self) -> &[Vec<&'a Entry>] {
+        self.orders.get_or_init(|| self.sorted(false))
+    }
+
+    fn preferred_orders(&self) -> &[Vec<&'a Entry>] {
+        self.preferred.get_or_init(|| self.sorted(true))
+    }
+
+    fn sorted(&self, busy_too: bool) -> Vec<Vec<&'a Entry>> {
         let ledger = self.ledger;
-        self.orders.get_or_init(|| {
-            let mut orders: Vec<Vec<&Entry>> =
-                ledger.gpus.iter().map(|g| ledger.eviction_order(Some(g.index), self.now)).collect();
-            orders.push(ledger.eviction_order(None, self.now));
-            orders
-        })
+        let mut orders: Vec<Vec<&Entry>> =
+            ledger.gpus.iter().map(|g| ledger.order(Some(g.index), self.now, busy_too)).collect();
+        orders.push(ledger.order(None, self.now, busy_too));
+        orders
+    }
+}
+
+/// Victims that make room for a model, and where it then goes.
+#[derive(Debug)]
+struct Eviction<'a> {
+    shares: Shares,
+    victims: Vec<&'a Entry>,
+    /// The victims' keep values summed (lower is cheaper to lose).
+    value: f64,
+}
+
+impl Eviction<'_> {
+    /// Fewer victims, then less value lost.
+    fn better_than(&self, other: &Eviction<'_>) -> bool {
+        self.victims.len() < other.victims.len()
+            || (self.victims.len() == other.victims.len() && self.value < other.value)
+    }
+
+    fn includes(&self, entry: &Entry) -> bool {
+        self.victims.iter().any(|v| std::ptr::eq(*v, entry))
+    }
+
+    fn into_plan(self) -> Plan {
+        Plan::Evict {
+            shares: self.shares,
+            victims: self.victims.iter().map(|v| v.name.clone()).collect(),
+            offload: false,
+        }
     }
 }
 
 impl Ledger {
     /// A ledger over `gpus` (from the first probe reading).
     pub fn new(config: LedgerConfig, gpus: Vec<GpuState>) -> Self {
-        Self { config, gpus, entries: BTreeMap::new(), inflation: 0.0, warnings: Vec::new() }
+        Self { config, gpus, entries: BTreeMap::new(), warnings: Vec::new() }
     }
 
     pub fn config(&self) -> &LedgerConfig {
@@ -354,7 +409,7 @@ impl Ledger {
                 changing = Some(e);
             }
         }
-        Room { ledger: self, now, models, loaded, changing, orders: OnceCell::new() }
+        Room { ledger: self, now, models, loaded, changing, orders: OnceCell::new(), preferred: OnceCell::new() }
     }
 
     /// Bytes held on the GPU at position `i` by Ollama's models once `evicted` are gone.
@@ -433,16 +488,22 @@ impl Ledger {
             idle_seconds: e.last_used.map_or(f64::MAX / 4.0, |t| now.saturating_duration_since(t).as_secs_f64()),
             size_bytes: e.residency.held().map_or(e.expected_bytes, Shares::total),
             uses: e.uses,
-            gdsf_priority: e.priority,
+            heat: e.heat.at(now, self.config.cost_half_life),
+            reload_seconds: e.reload_seconds(),
         }
     }
 
     /// Idle, unpinned, loaded models on `gpu` (any GPU when `None`), the first to evict first.
     pub fn eviction_order(&self, gpu: Option<u32>, now: Instant) -> Vec<&Entry> {
+        self.order(gpu, now, false)
+    }
+
+    /// `eviction_order`, with the busy models in it too when `busy_too`.
+    fn order(&self, gpu: Option<u32>, now: Instant, busy_too: bool) -> Vec<&Entry> {
         let mut candidates: Vec<(&Entry, f64)> = self
             .entries
             .values()
-            .filter(|e| e.evictable())
+            .filter(|e| if busy_too { e.releasable() } else { e.evictable() })
             .filter(|e| gpu.is_none_or(|g| e.residency.on(g) > 0))
             .map(|e| (e, keep_value(self.config.strategy, &self.facts(e, now))))
             .collect();
@@ -457,13 +518,25 @@ impl Ledger {
 
     /// `plan` against a `room` taken from this ledger (for planning many models at once).
     pub fn plan_in<'a>(&'a self, room: &Room<'a>, name: &ModelName, need: u64) -> Plan {
+        self.plan_waited_in(room, name, need, Duration::MAX)
+    }
+
+    /// `plan` for a request that has already waited `waited`. When the model the strategy would rather evict is busy
+    /// and evicting an idle one instead would lose more (a model used more often, or more victims), the request
+    /// waits for the busy one, but no longer than reloading the spared models would take: waiting longer would cost
+    /// more than the reload it saves (the ski-rental rule). `plan` and `plan_in` have no patience left: they
+    /// answer what could be done now.
+    pub fn plan_waited(&self, name: &ModelName, need: u64, now: Instant, waited: Duration) -> Plan {
+        self.plan_waited_in(&self.room(now), name, need, waited)
+    }
+
+    fn plan_waited_in<'a>(&'a self, room: &Room<'a>, name: &ModelName, need: u64, waited: Duration) -> Plan {
         debug_assert!(std::ptr::eq(room.ledger, self), "a room is only valid for the ledger it was taken from");
-        let now = room.now;
         match self.entries.get(name).map(|e| &e.residency) {
             Some(Residency::Loaded { .. }) => return Plan::Ready,
             Some(Residency::Loading { .. }) => return Plan::Join,
             Some(Residency::Unloading { .. }) => {
-                return Plan::Wait { reason: format!("{name} is being unloaded"), blockers: Vec::new() };
+                return Plan::Wait { reason: format!("{name} is being unloaded"), blockers: Vec::new(), recheck: None };
             }
             Some(Residency::Absent) | None => {}
         }
@@ -474,6 +547,7 @@ impl Ledger {
             return Plan::Wait {
                 reason: format!("waiting for {} ({}) before placing {name}", busy.name, busy.residency.as_str()),
                 blockers: Vec::new(),
+                recheck: None,
             };
         }
         let max = self.config.max_loaded;
@@ -488,11 +562,55 @@ impl Ledger {
         if need > total_budget {
             return self.plan_offload(room, name, need, total_budget);
         }
-        // 2. Fits after evicting idle unpinned models (on several GPUs when it must be split): from one GPU, or in
-        //    global eviction order; the fewest victims, then the least valuable ones.
-        let orders = room.orders();
+        // 2. Fits after evicting idle unpinned models (on several GPUs when it must be split), and what the strategy
+        //    would evict if the busy models were idle too.
+        let now_plan = self.cheapest_eviction(room, need, measured, room.orders());
+        let preferred = self.cheapest_eviction(room, need, measured, room.preferred_orders());
+        match (now_plan, preferred) {
+            (Some(now_plan), Some(preferred))
+                if preferred.better_than(&now_plan) && preferred.victims.iter().any(|v| v.in_flight > 0) =>
+            {
+                let spared: Vec<&Entry> = now_plan.victims.iter().copied().filter(|v| !preferred.includes(v)).collect();
+                let patience: Duration =
+                    spared.iter().map(|v| v.reload_wait()).fold(Duration::ZERO, Duration::saturating_add);
+                if waited >= patience {
+                    return now_plan.into_plan();
+                }
+                let names = |list: &[&Entry]| list.iter().map(|e| e.name.to_string()).collect::<Vec<_>>().join(", ");
+                let busy: Vec<&Entry> = preferred.victims.iter().copied().filter(|v| v.in_flight > 0).collect();
+                Plan::Wait {
+                    reason: format!(
+                        "waiting for {} to finish rather than evict {} (worth more by the {} strategy)",
+                        names(&busy),
+                        names(&spared),
+                        self.config.strategy.as_str()
+                    ),
+                    blockers: Vec::new(),
+                    recheck: Some(patience - waited),
+                }
+            }
+            (Some(now_plan), _) => now_plan.into_plan(),
+            (None, Some(preferred)) => Plan::Wait {
+                reason: format!("waiting for busy models to finish before loading {name}"),
+                blockers: preferred.victims.iter().filter(|v| v.in_flight > 0).map(|v| v.name.clone()).collect(),
+                recheck: None,
+            },
+            (None, None) => self.blocked(room, name, need, measured),
+        }
+    }
+
+    /// The cheapest set of victims from `orders` (per GPU, then global) after which the model fits where Ollama will
+    /// put it: from one GPU's order, or in global order; the fewest victims, then the least valuable ones.
+    fn cheapest_eviction<'a>(
+        &'a self,
+        room: &Room<'a>,
+        need: u64,
+        measured: bool,
+        orders: &[Vec<&'a Entry>],
+    ) -> Option<Eviction<'a>> {
+        let max = self.config.max_loaded;
         let global: &[&Entry] = orders.last().map_or(&[], Vec::as_slice);
-        let mut best: Option<(Shares, Vec<&Entry>, f64)> = None;
+        let mut best: Option<Eviction<'a>> = None;
         for order in orders {
             let mut victims: Vec<&Entry> = Vec::new();
             let mut placed = None;
@@ -510,19 +628,13 @@ impl Ledger {
                 }
             }
             let Some(shares) = placed else { continue };
-            let value: f64 = victims.iter().map(|v| keep_value(self.config.strategy, &self.facts(v, now))).sum();
-            let better = match &best {
-                None => true,
-                Some((_, b, bv)) => victims.len() < b.len() || (victims.len() == b.len() && value < *bv),
-            };
-            if better {
-                best = Some((shares, victims, value));
+            let value = victims.iter().map(|v| keep_value(self.config.strategy, &self.facts(v, room.now))).sum();
+            let candidate = Eviction { shares, victims, value };
+            if best.as_ref().is_none_or(|b| candidate.better_than(b)) {
+                best = Some(candidate);
             }
         }
-        if let Some((shares, victims, _)) = best {
-            return Plan::Evict { shares, victims: victims.iter().map(|v| v.name.clone()).collect(), offload: false };
-        }
-        self.blocked(room, name, need, measured)
+        best
     }
 
     /// Too large for the GPUs' budgets together: Ollama can still run it with part of it in CPU memory, but only
@@ -581,7 +693,7 @@ impl Ledger {
         }
         if waitable {
             let blockers = self.busy_on(None);
-            Plan::Wait { reason: format!("{why}; waiting for busy models to finish"), blockers }
+            Plan::Wait { reason: format!("{why}; waiting for busy models to finish"), blockers, recheck: None }
         } else {
             Plan::Refuse { reason: format!("{why}, and pinned models occupy the GPU") }
         }
@@ -606,6 +718,7 @@ impl Ledger {
             return Plan::Wait {
                 reason: format!("waiting for busy models to finish before loading {name}"),
                 blockers: self.busy_on(Some(&target)),
+                recheck: None,
             };
         }
         let pinned: Vec<String> = self
@@ -636,13 +749,12 @@ impl Ledger {
 
     /// A lease on a loaded model was granted.
     pub fn acquire(&mut self, name: &ModelName, now: Instant) {
-        let inflation = self.inflation;
+        let half_life = self.config.cost_half_life;
         let entry = self.entry_mut(name);
         entry.in_flight += 1;
         entry.uses += 1;
+        entry.heat.bump(now, half_life);
         entry.last_used = Some(now);
-        let size = entry.residency.held().map_or(entry.expected_bytes, Shares::total);
-        entry.priority = gdsf_priority(inflation, entry.uses, entry.reload_seconds(), size);
     }
 
     /// A lease was dropped.
@@ -653,13 +765,14 @@ impl Ledger {
     }
 
     /// A load of `name` started, reserving `shares`.
-    pub fn begin_load(&mut self, name: &ModelName, shares: Shares) {
-        self.entry_mut(name).residency = Residency::Loading { shares };
+    pub fn begin_load(&mut self, name: &ModelName, shares: Shares, now: Instant) {
+        let entry = self.entry_mut(name);
+        entry.residency = Residency::Loading { shares };
+        entry.load_began = Some(now);
     }
 
     /// A load finished. On success `ps` is Ollama's entry for the model when it could be read.
     pub fn finish_load(&mut self, name: &ModelName, outcome: Result<(f64, Option<&PsModel>), ()>, now: Instant) {
-        let inflation = self.inflation;
         let measured = match &outcome {
             Ok((_, Some(ps))) => self.measured_placement(name, ps.size_vram, now),
             _ => None,
@@ -673,11 +786,11 @@ impl Ledger {
                 let shares = measured.unwrap_or_else(|| shares.scaled_to(size_vram));
                 entry.residency = Residency::Loaded { shares, size };
                 entry.load_seconds = Some(seconds);
+                entry.load_wall = entry.load_began.map(|t| now.saturating_duration_since(t));
                 entry.expected_bytes = size_vram.max(1);
                 entry.measured |= ps.is_some();
                 entry.expires_at = ps.map(|p| p.expires_at.clone());
                 entry.last_used = Some(now);
-                entry.priority = gdsf_priority(inflation, entry.uses.max(1), seconds, size_vram);
             }
             Err(()) => entry.residency = Residency::Absent,
         }
@@ -700,7 +813,6 @@ impl Ledger {
             return false;
         }
         entry.residency = Residency::Unloading { shares: shares.clone() };
-        self.inflation = self.inflation.max(entry.priority);
         true
     }
 
@@ -919,6 +1031,7 @@ mod tests {
             strategy,
             max_loaded: 3,
             idle_ttl: Some(Duration::from_secs(600)),
+            cost_half_life: Duration::from_secs(3600),
         }
     }
 
@@ -932,7 +1045,7 @@ mod tests {
 
     fn loaded(ledger: &mut Ledger, model: &str, gpu: u32, bytes: u64, now: Instant) {
         let m = name(model);
-        ledger.begin_load(&m, Shares::one(gpu, bytes));
+        ledger.begin_load(&m, Shares::one(gpu, bytes), now);
         ledger.finish_load(&m, Ok((2.0, None)), now);
     }
 
@@ -990,7 +1103,8 @@ mod tests {
             l.plan(&name("big"), 40 * GIB, now),
             Plan::Wait {
                 reason: "waiting for busy models to finish before loading big:latest".into(),
-                blockers: vec![name("b")]
+                blockers: vec![name("b")],
+                recheck: None,
             }
         );
         l.release(&name("b"), now);
@@ -1000,7 +1114,7 @@ mod tests {
             assert!(l.begin_unload(&name(victim), false));
             l.finish_unload(&name(victim));
         }
-        l.begin_load(&name("big"), split);
+        l.begin_load(&name("big"), split, now);
         l.finish_load(&name("big"), Ok((9.0, None)), now);
         assert_eq!((l.models_bytes(0), l.models_bytes(1)), (20 * GIB, 20 * GIB));
         assert_eq!(l.plan(&name("big"), 40 * GIB, now), Plan::Ready);
@@ -1097,6 +1211,64 @@ mod tests {
         // With "old" busy too, the request must wait for a busy model.
         l.acquire(&name("old"), later);
         assert!(matches!(l.plan(&name("new"), 4 * GIB, later), Plan::Wait { .. }));
+    }
+
+    #[test]
+    fn a_busy_model_the_strategy_would_evict_is_waited_for_no_longer_than_a_reload_of_the_one_spared() {
+        let t0 = Instant::now();
+        let mut cfg = config(Strategy::Cost);
+        cfg.max_loaded = 2;
+        let mut l = Ledger::new(cfg, vec![gpu(0, 24 * GIB)]);
+        // "hot" took 4 s to load and is used often; "rare" was used once and is serving that request now.
+        l.begin_load(&name("hot"), Shares::one(0, 6 * GIB), t0);
+        let loaded_at = t0 + Duration::from_secs(4);
+        l.finish_load(&name("hot"), Ok((4.0, None)), loaded_at);
+        for _ in 0..10 {
+            l.acquire(&name("hot"), loaded_at);
+            l.release(&name("hot"), loaded_at);
+        }
+        loaded(&mut l, "rare", 0, 6 * GIB, loaded_at);
+        l.acquire(&name("rare"), loaded_at);
+        let evict =
+            |victim: &str| Plan::Evict { shares: Shares::one(0, 4 * GIB), victims: vec![name(victim)], offload: false };
+        // Room for "new" means one victim (two models at most). Only "hot" is idle, but the strategy would rather
+        // lose "rare": wait for it, as long as reloading "hot" would take, without holding back its requests.
+        match l.plan_waited(&name("new"), 4 * GIB, loaded_at, Duration::ZERO) {
+            Plan::Wait { reason, blockers, recheck } => {
+                assert!(reason.contains("rare") && reason.contains("hot") && reason.contains("cost"), "{reason}");
+                assert!(blockers.is_empty(), "a model waited for by choice is not drained: {blockers:?}");
+                assert_eq!(recheck, Some(Duration::from_secs(4)));
+            }
+            other => panic!("{other:?}"),
+        }
+        let part = l.plan_waited(&name("new"), 4 * GIB, loaded_at, Duration::from_secs(1));
+        assert!(matches!(part, Plan::Wait { recheck: Some(d), .. } if d == Duration::from_secs(3)), "{part:?}");
+        // Waited as long as the reload it would save: evict "hot" after all.
+        assert_eq!(l.plan_waited(&name("new"), 4 * GIB, loaded_at, Duration::from_secs(4)), evict("hot"));
+        // `plan` (what the scorer asks) answers what can be done now.
+        assert_eq!(l.plan(&name("new"), 4 * GIB, loaded_at), evict("hot"));
+        // Once "rare" has finished, it is the one to go.
+        l.release(&name("rare"), loaded_at);
+        assert_eq!(l.plan_waited(&name("new"), 4 * GIB, loaded_at, Duration::ZERO), evict("rare"));
+    }
+
+    #[test]
+    fn with_every_model_busy_only_the_strategys_victims_are_drained() {
+        let t0 = Instant::now();
+        let mut cfg = config(Strategy::Lfu);
+        cfg.max_loaded = 2;
+        let mut l = Ledger::new(cfg, vec![gpu(0, 24 * GIB)]);
+        loaded(&mut l, "hot", 0, 6 * GIB, t0);
+        loaded(&mut l, "rare", 0, 6 * GIB, t0);
+        for _ in 0..5 {
+            l.acquire(&name("hot"), t0);
+        }
+        l.acquire(&name("rare"), t0);
+        // One of the two must go; new requests for the frequent one are not held back for it.
+        match l.plan_waited(&name("new"), 4 * GIB, t0, Duration::ZERO) {
+            Plan::Wait { blockers, recheck: None, .. } => assert_eq!(blockers, vec![name("rare")]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -1246,7 +1418,7 @@ mod tests {
     }
 
     #[test]
-    fn gdsf_evicts_cheap_rarely_used_models_first() {
+    fn cost_evicts_cheap_rarely_used_models_first() {
         let t0 = Instant::now();
         let mut l = Ledger::new(config(Strategy::Cost), vec![gpu(0, 24 * GIB)]);
         loaded(&mut l, "slow", 0, 8 * GIB, t0);

@@ -121,6 +121,8 @@ struct Waiter {
     oom_retry: OomRetry,
     /// Busy models this waiter needs to go idle; newer requests for them queue behind it.
     blockers: Vec<ModelName>,
+    /// Plan again by then even if nothing changes (it waits by choice for a busy model, within a patience).
+    recheck_at: Option<Instant>,
 }
 
 /// Where a waiter stands after an out-of-memory load.
@@ -159,6 +161,7 @@ impl ManagerOptions {
             strategy: v.strategy,
             max_loaded: if v.max_loaded_models == 0 { 3 * gpu_count.max(1) } else { v.max_loaded_models as usize },
             idle_ttl: (v.idle_ttl_secs > 0).then(|| Duration::from_secs(v.idle_ttl_secs)),
+            cost_half_life: Duration::from_secs(v.cost_half_life_secs),
         };
         let pins = config.vram.pins.iter().filter_map(|p| ModelName::parse(p).ok()).collect();
         Self { config, ledger, known: Vec::new(), warnings: Vec::new(), pins }
@@ -364,7 +367,8 @@ struct Actor {
 impl Actor {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         loop {
-            let next_deadline = self.pending.iter().map(|w| w.deadline).min();
+            let next_deadline =
+                self.pending.iter().map(|w| w.recheck_at.map_or(w.deadline, |r| r.min(w.deadline))).min();
             let command = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 command = rx.recv() => match command {
@@ -466,6 +470,7 @@ impl Actor {
             reason: String::new(),
             oom_retry: OomRetry::None,
             blockers: Vec::new(),
+            recheck_at: None,
         };
         // Behind an earlier waiter for the same model: keep the order (and its single load).
         if queued > 0 {
@@ -503,6 +508,7 @@ impl Actor {
             reason: String::new(),
             oom_retry: OomRetry::None,
             blockers: Vec::new(),
+            recheck_at: None,
         });
     }
 
@@ -510,9 +516,11 @@ impl Actor {
     fn admit(&mut self, mut waiter: Waiter, now: Instant) -> Option<Waiter> {
         // What blocked it on an earlier pass may not any more; only a `Wait` plan names blockers.
         waiter.blockers.clear();
+        waiter.recheck_at = None;
         let need = self.need(&waiter.model);
         self.ledger.note_estimate(&waiter.model, need);
-        match self.ledger.plan(&waiter.model, need, now) {
+        let waited = now.saturating_duration_since(waiter.enqueued);
+        match self.ledger.plan_waited(&waiter.model, need, now, waited) {
             Plan::Ready => {
                 self.grant(waiter, now);
                 None
@@ -536,9 +544,10 @@ impl Actor {
                 waiter.reason = format!("making room for {}", waiter.model);
                 Some(waiter)
             }
-            Plan::Wait { reason, blockers } => {
+            Plan::Wait { reason, blockers, recheck } => {
                 waiter.reason = reason;
                 waiter.blockers = blockers;
+                waiter.recheck_at = recheck.map(|d| now + d);
                 Some(waiter)
             }
             Plan::Refuse { reason } => {
@@ -635,7 +644,7 @@ impl Actor {
     fn start_load(&mut self, model: &ModelName, shares: Shares, reason: &'static str) {
         self.epoch += 1;
         let (placement, bytes) = (shares.to_string(), shares.total());
-        self.ledger.begin_load(model, shares);
+        self.ledger.begin_load(model, shares, Instant::now());
         let embedding_only = self.catalog.get(model).is_some_and(|s| s.embedding_only());
         let num_ctx = self.config.num_ctx_for(model);
         let client = self.client.clone();

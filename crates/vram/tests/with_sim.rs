@@ -36,13 +36,17 @@ fn name(s: &str) -> ModelName {
 }
 
 async fn world(gpus: Vec<u64>, tweak: impl FnOnce(&mut Config)) -> World {
-    world_with(gpus, tweak, |client| Arc::new(SimProbe::new(client))).await
+    world_with(gpus, tweak, |client| Arc::new(SimProbe::new(client)), Vec::new()).await
 }
+
+/// Measurements the manager starts with, as if from the store: model, load seconds, VRAM bytes.
+type Known = Vec<(ModelName, Option<f64>, Option<u64>)>;
 
 async fn world_with(
     gpus: Vec<u64>,
     tweak: impl FnOnce(&mut Config),
     probe: impl FnOnce(OllamaClient) -> Arc<dyn GpuProbe>,
+    known: Known,
 ) -> World {
     let sim = switchyard_sim::spawn(SimOptions { gpus: gpus.clone(), ..SimOptions::default() }).await.unwrap();
     let mut config = Config::default();
@@ -56,7 +60,8 @@ async fn world_with(
     let catalog = Arc::new(Catalog::fetch(&client, &Catalog::default()).await.unwrap());
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let options = ManagerOptions::from_config(Arc::clone(&config), gpus.len());
+    let mut options = ManagerOptions::from_config(Arc::clone(&config), gpus.len());
+    options.known = known;
     let io = ManagerIo {
         client: client.clone(),
         probe: probe(client.clone()),
@@ -319,6 +324,67 @@ async fn requests_for_a_busy_model_queue_behind_one_that_needs_it_gone() {
     w.stop().await;
 }
 
+/// One GPU with room for two models: llama3.1:8b, loaded by another client and then used `uses` times, whose
+/// reload is known to take `reload_seconds`, beside deepseek-r1:14b, used once and still serving (the lease returned).
+async fn hot_idle_beside_rare_busy(reload_seconds: f64, uses: usize) -> (World, switchyard_vram::Lease) {
+    let known = vec![(name("llama3.1:8b"), Some(reload_seconds), None)];
+    let tweak = |c: &mut Config| {
+        c.vram.max_loaded_models = 2;
+        c.vram.admission_wait_ms = 20_000;
+    };
+    let w = world_with(vec![24 * GIB], tweak, |client| Arc::new(SimProbe::new(client)), known).await;
+    post(&w.client, "/api/generate", json!({"model": "llama3.1:8b", "keep_alive": -1, "options": {"num_ctx": 4096}}))
+        .await;
+    w.manager.refresh().await.unwrap();
+    for _ in 0..uses {
+        drop(w.manager.acquire(&name("llama3.1:8b")).await.unwrap());
+    }
+    let rare = w.manager.acquire(&name("deepseek-r1:14b")).await.unwrap();
+    (w, rare)
+}
+
+async fn sorted_loaded(w: &World) -> Vec<String> {
+    let mut loaded = w.loaded().await;
+    loaded.sort();
+    loaded
+}
+
+#[tokio::test]
+async fn a_model_used_often_is_not_evicted_while_a_rarely_used_busy_one_can_go_soon() {
+    let (w, rare) = hot_idle_beside_rare_busy(30.0, 10).await;
+    // A third model needs one of the two slots. llama3.1:8b is idle but worth keeping; deepseek-r1:14b is the one
+    // the strategy would evict, so the request waits for it (for up to a 30 s reload of llama3.1:8b).
+    let m = w.manager.clone();
+    let waiting = tokio::spawn(async move { m.acquire(&name("qwen2.5-coder:7b")).await.map(|l| l.cold) });
+    assert!(w.ledger_shows(|l| l.entry(&name("qwen2.5-coder:7b")).is_some()).await);
+    for _ in 0..5 {
+        w.manager.refresh().await.unwrap();
+    }
+    assert!(!waiting.is_finished(), "granted without waiting for deepseek-r1:14b");
+    assert_eq!(sorted_loaded(&w).await, ["deepseek-r1:14b", "llama3.1:8b"]);
+    // Waiting by choice holds nobody back: deepseek-r1:14b still serves new requests at once.
+    let again = w.manager.acquire_within(&name("deepseek-r1:14b"), Duration::from_secs(5)).await.unwrap();
+    assert!(!again.cold);
+    drop(again);
+    drop(rare);
+    assert!(waiting.await.unwrap().unwrap(), "qwen2.5-coder:7b was loaded for the request");
+    assert_eq!(sorted_loaded(&w).await, ["llama3.1:8b", "qwen2.5-coder:7b"]);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn the_wait_for_a_busy_model_lasts_no_longer_than_the_reload_it_saves() {
+    let (w, rare) = hot_idle_beside_rare_busy(0.5, 40).await;
+    // deepseek-r1:14b stays busy: after half a second (a reload of llama3.1:8b) waiting costs more than the reload,
+    // and llama3.1:8b goes after all.
+    let lease = w.manager.acquire(&name("qwen2.5-coder:7b")).await.unwrap();
+    assert!(lease.waited >= Duration::from_millis(500), "evicted after {:?}", lease.waited);
+    assert_eq!(sorted_loaded(&w).await, ["deepseek-r1:14b", "qwen2.5-coder:7b"]);
+    drop(lease);
+    drop(rare);
+    w.stop().await;
+}
+
 #[tokio::test]
 async fn an_out_of_memory_load_is_planned_again_after_a_poll() {
     let w = world(vec![24 * GIB], |c| c.vram.poll_interval_ms = 60_000).await;
@@ -391,6 +457,7 @@ async fn requests_that_come_while_an_out_of_memory_load_awaits_its_poll_queue_be
         vec![24 * GIB],
         |c| c.vram.poll_interval_ms = 60_000,
         |client| Arc::new(GatedProbe { inner: SimProbe::new(client), open: open.clone() }),
+        Vec::new(),
     )
     .await;
     let model = name("llama3.1:8b");

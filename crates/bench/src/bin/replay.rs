@@ -94,6 +94,8 @@ fn router_settings(options: &ReplayOptions) -> Vec<String> {
     let mut settings = vec![
         format!("vram.poll_interval_ms = {}", options.poll_interval_ms),
         format!("vram.idle_ttl_secs = {} (30 min scaled)", options.idle_ttl_secs),
+        format!("vram.threshold_min_idle_secs = {} (1 min scaled)", options.threshold_min_idle_secs),
+        format!("vram.cost_half_life_secs = {} (1 h scaled)", options.cost_half_life_secs),
         format!("vram.num_ctx = {}", switchyard_bench::setup::NUM_CTX),
     ];
     if let Some(pct) = options.unload_threshold_pct {
@@ -177,6 +179,9 @@ fn main() -> Result<()> {
         poll_interval_ms: cli.poll_interval_ms,
         // The router's default idle TTL (30 minutes) in simulated time, like the simulator's keep_alive.
         idle_ttl_secs: ((1800.0 * cli.time_scale).round() as u64).max(1),
+        // The threshold's hysteresis and the `cost` half-life are real time too: scaled the same way.
+        threshold_min_idle_secs: ((60.0 * cli.time_scale).ceil() as u64).max(1),
+        cost_half_life_secs: ((3600.0 * cli.time_scale).round() as u64).max(1),
         unload_threshold_pct: cli.unload_threshold_pct,
         max_loaded_models: cli.max_loaded_models,
     };

@@ -223,6 +223,9 @@ pub struct VramConfig {
     /// not unloaded just to be loaded again by the next request).
     pub threshold_min_idle_secs: u64,
     pub strategy: Strategy,
+    /// For the `cost` strategy, a model's use counts half as much after this many seconds (how fast a model that
+    /// was popular once stops being kept for it).
+    pub cost_half_life_secs: u64,
     /// How often the probes are read, in milliseconds.
     pub poll_interval_ms: u64,
     /// Unload a managed model idle for this many seconds (0 = never unload for idleness).
@@ -253,6 +256,7 @@ impl Default for VramConfig {
             unload_threshold_pct: 90.0,
             threshold_min_idle_secs: 60,
             strategy: Strategy::Cost,
+            cost_half_life_secs: 3600,
             poll_interval_ms: 1000,
             idle_ttl_secs: 1800,
             pins: Vec::new(),
@@ -473,6 +477,9 @@ impl Config {
         }
         if !(1.0..=100.0).contains(&self.vram.unload_threshold_pct) {
             return Err(CoreError::config("vram.unload_threshold_pct", "must be between 1 and 100"));
+        }
+        if self.vram.cost_half_life_secs == 0 {
+            return Err(CoreError::config("vram.cost_half_life_secs", "must be at least 1"));
         }
         if self.vram.num_ctx < 256 {
             return Err(CoreError::config("vram.num_ctx", "must be at least 256"));
