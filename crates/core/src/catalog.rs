@@ -36,6 +36,8 @@ pub struct ModelSpec {
     pub context_length: Option<u64>,
     /// f16 KV-cache bytes per token from the GGUF metadata.
     pub kv_bytes_per_token: Option<u64>,
+    /// Transformer layers from the GGUF metadata (what Ollama's `num_gpu` counts).
+    pub block_count: Option<u64>,
 }
 
 impl ModelSpec {
@@ -113,6 +115,7 @@ pub fn spec_from(
         capabilities: Capabilities::from_names(show.capabilities.iter().map(String::as_str)),
         context_length: show.context_length(),
         kv_bytes_per_token: show.kv_bytes_per_token(),
+        block_count: show.block_count(),
     }
 }
 
@@ -129,6 +132,7 @@ mod tests {
             capabilities: Capabilities::from_names(["completion"]),
             context_length: Some(8192),
             kv_bytes_per_token: kv,
+            block_count: Some(32),
         }
     }
 

@@ -28,7 +28,7 @@ use switchyard_core::catalog::{Catalog, ModelSpec};
 use switchyard_core::config::Config;
 use switchyard_core::http::{build_request, error_message};
 use switchyard_core::ndjson::LineSplitter;
-use switchyard_core::ollama::OllamaClient;
+use switchyard_core::ollama::{LoadOptions, OllamaClient};
 use switchyard_core::store::{ItemResult, ProfileRun, RunStatus, ScoreRecord, Store, now_ms};
 use switchyard_core::text::estimate_tokens;
 use switchyard_core::{Category, ModelName};
@@ -49,6 +49,20 @@ pub enum JudgeTarget {
 }
 
 /// What to profile.
+/// What a measured cold load of a model found.
+struct ColdLoad {
+    /// The lease it was loaded for (held while the model is profiled).
+    lease: Lease,
+    /// Load seconds, as Ollama reports them (else as timed).
+    seconds: f64,
+    /// GPU memory the instance holds (`size_vram`).
+    vram: Option<u64>,
+    /// What the model needs entirely on the GPU (`size`; more than `vram` when partly offloaded).
+    needs: Option<u64>,
+    /// The probe's used memory after the load less before it.
+    delta: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Models to profile; empty = every model that can generate text.
@@ -358,13 +372,14 @@ impl Runner {
         items_run: &mut usize,
     ) -> Result<(), ProfileError> {
         let spec = &plan.spec;
-        let (lease, seconds, vram, delta) = self.cold_load(&spec.name).await?;
+        let ColdLoad { lease, seconds, vram, needs, delta } = self.cold_load(&spec.name).await?;
         run.load_seconds = Some(seconds);
         run.vram_bytes = vram;
         run.vram_probe_delta = delta;
         self.store.update_run(run).await?;
-        let num_ctx = spec.effective_ctx(self.config.num_ctx_for(&spec.name));
-        self.store.record_model_measurement(spec.name.as_str(), Some(seconds), vram, Some(num_ctx)).await?;
+        let load = lease.options;
+        let num_ctx = load.num_ctx.unwrap_or_else(|| spec.effective_ctx(self.config.num_ctx_for(&spec.name)));
+        self.store.record_model_measurement(spec.name.as_str(), Some(seconds), needs, Some(num_ctx)).await?;
         progress.event(&Progress::Loaded { model: spec.name.to_string(), seconds, vram_bytes: vram });
         let mut speed = Speed::default();
         for (suite, items) in &plan.suites {
@@ -372,7 +387,7 @@ impl Runner {
                 if self.cancel.is_cancelled() {
                     return Err(ProfileError::Cancelled);
                 }
-                let result = self.run_item(spec, suite, item, options, num_ctx, &mut speed, &run.id).await;
+                let result = self.run_item(spec, suite, item, options, &load, &mut speed, &run.id).await;
                 self.store.insert_result(&result).await?;
                 *items_run += 1;
                 progress.event(&Progress::Item {
@@ -394,7 +409,7 @@ impl Runner {
     }
 
     /// Unloads the model, then loads it through the manager: cold load seconds, `/api/ps` VRAM, probe delta.
-    async fn cold_load(&self, model: &ModelName) -> Result<(Lease, f64, Option<u64>, Option<u64>), ProfileError> {
+    async fn cold_load(&self, model: &ModelName) -> Result<ColdLoad, ProfileError> {
         let admission = |e: switchyard_vram::VramError| ProfileError::Admission {
             model: model.to_string(),
             message: e.to_string(),
@@ -425,8 +440,9 @@ impl Runner {
         let entry = ledger.entry(model);
         let seconds = entry.and_then(|e| e.load_seconds).unwrap_or(wall);
         let vram = entry.and_then(|e| matches!(e.residency, Residency::Loaded { .. }).then(|| e.residency.bytes()));
+        let needs = entry.filter(|e| e.measured).map(|e| e.expected_bytes);
         let delta = (used_after > used_before).then(|| used_after - used_before);
-        Ok((lease, seconds, vram, delta))
+        Ok(ColdLoad { lease, seconds, vram, needs, delta })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -436,7 +452,7 @@ impl Runner {
         suite: &Suite,
         item: &Item,
         options: &RunOptions,
-        num_ctx: u64,
+        load: &LoadOptions,
         speed: &mut Speed,
         run_id: &str,
     ) -> ItemResult {
@@ -466,9 +482,14 @@ impl Runner {
             messages.push(json!({"role": "system", "content": system}));
         }
         messages.push(json!({"role": "user", "content": item.prompt}));
+        let mut request_options = serde_json::Map::new();
+        request_options.insert("num_predict".into(), max_tokens.into());
+        request_options.insert("temperature".into(), 0.into());
+        request_options.insert("seed".into(), SEED.into());
+        load.write_to(&mut request_options);
         let body = json!({
             "model": spec.name.as_str(), "messages": messages, "stream": true, "keep_alive": -1,
-            "options": {"num_ctx": num_ctx, "num_predict": max_tokens, "temperature": 0, "seed": SEED}
+            "options": request_options
         });
         let answer = match tokio::time::timeout(timeout, self.chat_stream(&body)).await {
             Ok(Ok(answer)) => answer,
@@ -566,9 +587,13 @@ impl Runner {
         let timeout = Duration::from_secs(self.config.ollama.first_byte_timeout_secs);
         let reply = match judge {
             JudgeTarget::Local(model) => {
-                let _lease = self.vram.acquire(model).await.map_err(|e| e.to_string())?;
+                let lease = self.vram.acquire(model).await.map_err(|e| e.to_string())?;
+                let mut options = serde_json::Map::new();
+                options.insert("temperature".into(), 0.into());
+                options.insert("seed".into(), SEED.into());
+                lease.options.write_to(&mut options);
                 let body = json!({"model": model.as_str(), "messages": [{"role": "user", "content": prompt}], "stream": false,
-                                  "keep_alive": -1, "options": {"temperature": 0, "seed": SEED, "num_ctx": self.config.num_ctx_for(model)}});
+                                  "keep_alive": -1, "options": options});
                 let answer: Value = self
                     .client
                     .http()

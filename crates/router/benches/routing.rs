@@ -78,6 +78,7 @@ fn world() -> anyhow::Result<World> {
                 capabilities: Capabilities::from_names(caps.iter().copied()),
                 context_length: Some(if i % 4 == 0 { 8192 } else { 131_072 }),
                 kv_bytes_per_token: Some(64 * 1024 + 4096 * (i as u64 % 16)),
+                block_count: Some(32),
             },
         );
         // Two models in five are unprofiled, as on a box where some models were pulled after the last profile run.
@@ -127,7 +128,7 @@ fn world() -> anyhow::Result<World> {
     let now = tokio::time::Instant::now();
     for (i, name) in catalog.models.keys().enumerate().filter(|(i, _)| [3, 17, 31].contains(i)) {
         let bytes = catalog.models[name].estimate_vram(4096);
-        ledger.begin_load(name, Shares::one((i % 2) as u32, bytes), now);
+        ledger.begin_load(name, Shares::one((i % 2) as u32, bytes), None, now);
         ledger.finish_load(name, Ok((2.5, None)), now);
         ledger.acquire(name, now);
         ledger.release(name, now);

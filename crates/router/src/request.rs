@@ -10,7 +10,7 @@ use crate::error::RouterError;
 use serde_json::{Map, Value};
 use switchyard_core::ModelName;
 use switchyard_core::config::RoutingConfig;
-use switchyard_core::ollama::KeepAlive;
+use switchyard_core::ollama::{KeepAlive, LoadOptions};
 
 /// The native endpoint a request goes to upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -423,9 +423,10 @@ fn load_or_unload(keep_alive: Option<KeepAlive>) -> Control {
 }
 
 impl Prepared {
-    /// The upstream body for `model`: the model name, normalised load-time options, and Switchyard's keep-alive
-    /// (models stay loaded until Switchyard unloads them). `echo` is the name Ollama will echo in its answer.
-    pub fn upstream_body(&self, echo: &str, num_ctx: Option<u64>) -> Result<bytes::Bytes, RouterError> {
+    /// The upstream body for `model`: the model name, the load-time options of the model's instance (the client's
+    /// own are dropped, so different clients never force a reload), and Switchyard's keep-alive (models stay loaded
+    /// until Switchyard unloads them). `echo` is the name Ollama will echo in its answer.
+    pub fn upstream_body(&self, echo: &str, load: &LoadOptions) -> Result<bytes::Bytes, RouterError> {
         let mut body = self.body.clone();
         body.insert("model".into(), Value::String(echo.to_string()));
         body.insert("keep_alive".into(), KeepAlive::Forever.to_json());
@@ -435,9 +436,7 @@ impl Prepared {
             for key in LOAD_TIME_OPTIONS {
                 options.remove(key);
             }
-            if let Some(ctx) = num_ctx {
-                options.insert("num_ctx".into(), Value::from(ctx));
-            }
+            load.write_to(options);
             if options.is_empty() {
                 body.remove("options");
             }
@@ -511,8 +510,13 @@ mod tests {
             json!({"model":"qwen","messages":[{"role":"user","content":"hi"}],"options":{"num_ctx":2048,"num_gpu":3,"temperature":0.2},"x_custom":1,"keep_alive":"5m"}),
         )
         .unwrap();
-        let body: Value = serde_json::from_slice(&p.upstream_body("qwen", Some(8192)).unwrap()).unwrap();
+        let load = LoadOptions { num_ctx: Some(8192), num_gpu: None };
+        let body: Value = serde_json::from_slice(&p.upstream_body("qwen", &load).unwrap()).unwrap();
         assert_eq!(body["options"], json!({"num_ctx":8192,"temperature":0.2}));
+        // A partly offloaded instance: its GPU layers are sent too, whatever the client asked.
+        let load = LoadOptions { num_ctx: Some(8192), num_gpu: Some(40) };
+        let body: Value = serde_json::from_slice(&p.upstream_body("qwen", &load).unwrap()).unwrap();
+        assert_eq!(body["options"], json!({"num_ctx":8192,"num_gpu":40,"temperature":0.2}));
         assert_eq!(body["keep_alive"], json!(-1));
         assert_eq!(body["x_custom"], json!(1));
         assert_eq!(body["stream"], json!(true));

@@ -232,11 +232,7 @@ pub async fn dispatch(
             state.vram.note_keep_alive(model, keep_alive);
         }
         let upstream_name = if explicit { prepared.requested.clone() } else { model.to_string() };
-        let num_ctx = (!prepared.endpoint.is_embedding()).then(|| {
-            let ctx = state.config.num_ctx_for(model);
-            state.catalog.load().get(model).map_or(ctx, |s| s.effective_ctx(ctx))
-        });
-        let body = prepared.upstream_body(&upstream_name, num_ctx)?;
+        let body = prepared.upstream_body(&upstream_name, &lease.options)?;
         let forwarded_at = Instant::now();
         let span = tracing::Span::current();
         span.record("model", model.as_str());

@@ -35,6 +35,9 @@ const UNLOAD_SECONDS: f64 = 0.25;
 const REEVICT_FACTOR: f64 = 0.5;
 /// Seconds added when admission would have to wait for busy models.
 const WAIT_PENALTY_SECONDS: f64 = 5.0;
+/// How much slower decoding and prompt processing run with part of a model on the CPU than with all of it on the GPU.
+const OFFLOAD_DECODE_SLOWDOWN: f64 = 10.0;
+const OFFLOAD_PREFILL_SLOWDOWN: f64 = 3.0;
 
 /// What is being scored.
 #[derive(Debug, Clone, Copy)]
@@ -219,7 +222,16 @@ fn evaluate<'a>(
     let num_ctx = cx.config.num_ctx_for(name);
     let estimate = spec.estimate_vram(num_ctx);
     let need = entry.map_or(estimate, |e| e.expected_or(estimate));
-    match cx.ledger.plan_in(room, name, need) {
+    let plan = cx.ledger.plan_in(room, name, need);
+    // A model that fits the GPUs but must run partly offloaded now (other processes hold memory) is slower than its
+    // measurements, which were taken with all of it on the GPU.
+    let offloaded = matches!(plan, Plan::Load { offload: true, .. } | Plan::Evict { offload: true, .. });
+    let total_budget: u64 = cx.ledger.gpus().iter().map(|g| cx.ledger.budget(g.index)).sum();
+    if offloaded && need <= total_budget {
+        c.latency.prefill *= OFFLOAD_PREFILL_SLOWDOWN;
+        c.latency.decode *= OFFLOAD_DECODE_SLOWDOWN;
+    }
+    match plan {
         Plan::Ready => c.loaded = true,
         plan => {
             c.latency.load = live
@@ -312,6 +324,7 @@ mod tests {
             capabilities: Capabilities::from_names(caps.iter().copied()),
             context_length: Some(32768),
             kv_bytes_per_token: Some(64 * 1024),
+            block_count: Some(32),
         }
     }
 
@@ -407,7 +420,7 @@ mod tests {
         // "small" is loaded; make the two equally fast so only quality and the cold start differ.
         w.profiles.models.insert(ModelName::parse("small").unwrap(), profile(17, 20, 40.0, 6.0));
         let small = ModelName::parse("small").unwrap();
-        w.ledger.begin_load(&small, switchyard_vram::Shares::one(0, 3 * GIB), Instant::now());
+        w.ledger.begin_load(&small, switchyard_vram::Shares::one(0, 3 * GIB), None, Instant::now());
         w.ledger.finish_load(&small, Ok((1.5, None)), Instant::now());
         let scoring = run(&w, 0.7, needs());
         assert_eq!(scoring.candidates[0].model.as_str(), "small:latest");

@@ -189,6 +189,27 @@ async fn an_out_of_memory_load_falls_back() {
 }
 
 #[tokio::test]
+async fn memory_another_process_holds_makes_a_big_model_run_partly_offloaded_not_fail() {
+    const GIB: u64 = 1024 * 1024 * 1024;
+    let h = harness().await;
+    h.fault(json!({"foreign_vram": {"gpu": 0, "bytes": 6 * GIB}})).await;
+    let seen = common::eventually(Duration::from_secs(10), || async {
+        h.get("/admin/vram").await.json()["foreign_bytes"].as_u64().unwrap_or(0) >= 6 * GIB
+    });
+    assert!(seen.await, "the router did not see the other process");
+    // Twice, once with a client's own num_gpu: Switchyard's layer count is sent both times, so one load serves both.
+    for options in [json!({}), json!({"num_gpu": 999})] {
+        let body = json!({"model": "llama3.3:70b", "prompt": "hello", "stream": false, "options": options});
+        let a = h.post("/api/generate", body).await;
+        assert_eq!(a.status, 200, "{}", a.text());
+    }
+    let counters = h.sim_gpu().await["counters"].clone();
+    assert_eq!(counters["loads"], 1, "{counters}");
+    assert_eq!(counters["oom_events"], 0, "{counters}");
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn a_backend_that_is_down_is_a_502_and_not_ready_while_health_stays_up() {
     let h = harness().await;
     let Harness { sim, router, http, dir } = h;

@@ -11,6 +11,7 @@ use switchyard::translate::{
     OpenAiContext, OpenAiKind, SseTranslator, chat_request, completion_request, embeddings_request,
 };
 use switchyard_core::config::RoutingConfig;
+use switchyard_core::ollama::LoadOptions;
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -100,7 +101,8 @@ proptest! {
             match prepare_native(endpoint, body.clone(), cx) {
                 Ok(prepared) => {
                     // Whatever was accepted can be serialised for the upstream.
-                    prop_assert!(prepared.upstream_body("m:latest", Some(4096)).is_ok());
+                    let load = LoadOptions { num_ctx: Some(4096), num_gpu: Some(20) };
+                    prop_assert!(prepared.upstream_body("m:latest", &load).is_ok());
                 }
                 Err(e) => prop_assert!(e.status().is_client_error(), "{e}"),
             }

@@ -255,6 +255,8 @@ pub(crate) struct Job {
     pub digest: String,
     /// The context length to load it with.
     pub num_ctx: u64,
+    /// The GPU layers to load it with (`None`: as many as fit).
+    pub num_gpu: Option<u64>,
     /// The keep_alive sent, if any.
     pub keep_alive: Option<KeepAlive>,
     /// The text looked up as a profiling item.
@@ -363,10 +365,10 @@ impl Engine {
         &self,
         model: &Arc<FleetModel>,
         digest: &str,
-        num_ctx: u64,
+        (num_ctx, num_gpu): (u64, Option<u64>),
         keep_alive: Option<KeepAlive>,
     ) -> Result<(crate::scheduler::Lease, Duration), SimError> {
-        let request = LoadRequest { model: model.clone(), digest: digest.to_string(), num_ctx, keep_alive };
+        let request = LoadRequest { model: model.clone(), digest: digest.to_string(), num_ctx, num_gpu, keep_alive };
         let lease = self.scheduler.acquire(request).await?;
         let load = if lease.loaded {
             Duration::try_from_secs_f64(model.load_seconds).unwrap_or_default()
@@ -381,11 +383,11 @@ impl Engine {
     pub(crate) async fn load(
         &self,
         entry: &CatalogEntry,
-        num_ctx: u64,
+        shape: (u64, Option<u64>),
         keep_alive: Option<KeepAlive>,
     ) -> Result<Loaded, SimError> {
         let admitted = self.admit_faults(&entry.model).await?;
-        let (lease, load) = self.lease(&entry.model, &entry.digest, num_ctx, keep_alive).await?;
+        let (lease, load) = self.lease(&entry.model, &entry.digest, shape, keep_alive).await?;
         drop(lease);
         Ok(Loaded { total: admitted.latency + load, load, disconnect_after: admitted.disconnect_after })
     }
@@ -400,7 +402,7 @@ impl Engine {
     /// Runs a generation: faults, lease, slot, answer, timings.
     pub(crate) async fn run(&self, job: Job) -> Result<Started, SimError> {
         let admitted = self.admit_faults(&job.model).await?;
-        let (lease, load) = self.lease(&job.model, &job.digest, job.num_ctx, job.keep_alive).await?;
+        let (lease, load) = self.lease(&job.model, &job.digest, (job.num_ctx, job.num_gpu), job.keep_alive).await?;
         let slot_requested = Instant::now();
         let permit = lease.slot().await?;
         let start = Instant::now();
@@ -445,7 +447,7 @@ impl Engine {
     pub(crate) async fn embed(
         &self,
         entry: &CatalogEntry,
-        num_ctx: u64,
+        (num_ctx, num_gpu): (u64, Option<u64>),
         keep_alive: Option<KeepAlive>,
         inputs: &[String],
         truncate: bool,
@@ -460,7 +462,7 @@ impl Engine {
         }
         let model = &entry.model;
         let admitted = self.admit_faults(model).await?;
-        let (lease, load) = self.lease(model, &entry.digest, num_ctx, keep_alive).await?;
+        let (lease, load) = self.lease(model, &entry.digest, (num_ctx, num_gpu), keep_alive).await?;
         let slot_requested = Instant::now();
         let permit = lease.slot().await?;
         let slot_wait = self.clock.simulated(slot_requested.elapsed());

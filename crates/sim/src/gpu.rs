@@ -86,6 +86,35 @@ pub(crate) fn plan(totals: &[u64], used: &[u64], need: u64, layers: u64, alone: 
     Some(Placement { shares, size: need })
 }
 
+/// Plans a load with `gpu_layers` of the model's `layers` on the GPUs (an explicit `num_gpu`): that part goes where
+/// a model of its size would go (whole on the GPU with the most room, else split across them), the rest runs on the
+/// CPU. Ollama honours an explicit layer count even when it does not fit, so alone it is placed anyway, on the GPU
+/// with the most free memory (where it may run the GPU out of memory); beside other models `None` means "evict one
+/// and retry" as for any load.
+pub(crate) fn plan_layers(
+    totals: &[u64],
+    used: &[u64],
+    need: u64,
+    layers: u64,
+    gpu_layers: u64,
+    alone: bool,
+) -> Option<Placement> {
+    let layer_bytes = need.div_ceil(layers + 1).max(1);
+    let gpu_part = gpu_layers.min(layers) * layer_bytes;
+    if gpu_part == 0 {
+        return Some(Placement { shares: Vec::new(), size: need });
+    }
+    match plan(totals, used, gpu_part, layers, alone) {
+        Some(p) if p.size_vram() == gpu_part => Some(Placement { shares: p.shares, size: need }),
+        _ if !alone => None,
+        _ => {
+            let free = |g: usize| totals[g].saturating_sub(used.get(g).copied().unwrap_or(0));
+            let gpu = (0..totals.len()).max_by_key(|&g| (free(g), std::cmp::Reverse(g)))?;
+            Some(Placement { shares: vec![(gpu, gpu_part)], size: need })
+        }
+    }
+}
+
 /// True when `placement` would exceed some GPU's real memory: Ollama's models plus foreign usage plus the new share.
 pub(crate) fn overflows(totals: &[u64], used: &[u64], foreign: &[u64], placement: &Placement) -> bool {
     totals.iter().enumerate().any(|(g, total)| {
@@ -99,6 +128,24 @@ mod tests {
     use super::*;
 
     const GIB: u64 = 1024 * 1024 * 1024;
+
+    #[test]
+    fn explicit_gpu_layers_put_that_many_layers_on_the_gpu_and_the_rest_on_the_cpu() {
+        // 80 layers + output = 81 parts of 1 GiB; 16 layers on the GPU.
+        let p = plan_layers(&[24 * GIB], &[0], 81 * GIB, 80, 16, true).unwrap();
+        assert_eq!(p.shares, vec![(0, 16 * GIB)]);
+        assert_eq!(p.size, 81 * GIB);
+        assert!(p.offloaded());
+        // Beside another model the 80% rule applies to the GPU part.
+        assert!(plan_layers(&[24 * GIB], &[4 * GIB], 81 * GIB, 80, 16, false).is_some());
+        assert!(plan_layers(&[24 * GIB], &[6 * GIB], 81 * GIB, 80, 16, false).is_none());
+        // Alone, more layers than fit are placed anyway: the GPU may then run out of memory.
+        let p = plan_layers(&[24 * GIB], &[0], 81 * GIB, 80, 30, true).unwrap();
+        assert_eq!(p.size_vram(), 30 * GIB);
+        assert!(overflows(&[24 * GIB], &[0], &[0], &p));
+        // No layers: all on the CPU.
+        assert_eq!(plan_layers(&[24 * GIB], &[0], 81 * GIB, 80, 0, true).unwrap().size_vram(), 0);
+    }
 
     #[test]
     fn alone_a_fitting_model_takes_one_gpu() {

@@ -76,6 +76,8 @@ pub(crate) struct LoadRequest {
     pub digest: String,
     /// The context length asked for (already defaulted and capped); a different one on a loaded model reloads it.
     pub num_ctx: u64,
+    /// Layers asked for on the GPU (`num_gpu`; `None`: Ollama decides); a different one reloads a loaded model.
+    pub num_gpu: Option<u64>,
     /// The keep_alive the request sent; `None` leaves a loaded model's as it is.
     pub keep_alive: Option<KeepAlive>,
 }
@@ -101,6 +103,8 @@ struct Runner {
     digest: String,
     /// The context it was loaded with.
     num_ctx: u64,
+    /// The GPU layers it was loaded with, when the load asked for a number.
+    num_gpu: Option<u64>,
     /// Where its memory is.
     placement: Placement,
     /// How long it stays loaded once idle.
@@ -242,7 +246,7 @@ impl SchedState {
     ) -> Result<Step, SimError> {
         let name = &req.model.name;
         if let Some(runner) = self.runners.get_mut(name) {
-            if runner.num_ctx != req.num_ctx || runner.digest != req.digest {
+            if runner.num_ctx != req.num_ctx || runner.num_gpu != req.num_gpu || runner.digest != req.digest {
                 return Ok(Step::Reload { id: runner.id });
             }
             runner.refs += 1;
@@ -264,7 +268,12 @@ impl SchedState {
         let need = req.model.vram_at(req.num_ctx.saturating_mul(cfg.num_parallel as u64));
         let used = self.used(cfg.gpus.len());
         let alone = self.runners.is_empty();
-        let Some(placement) = gpu::plan(&cfg.gpus, &used, need, req.model.block_count, alone) else {
+        let layers = req.model.block_count;
+        let placement = match req.num_gpu.filter(|n| *n <= layers) {
+            Some(n) => gpu::plan_layers(&cfg.gpus, &used, need, layers, n, alone),
+            None => gpu::plan(&cfg.gpus, &used, need, layers, alone),
+        };
+        let Some(placement) = placement else {
             return match self.victim() {
                 Some((name, id)) => Ok(Step::Evict { name, id }),
                 None => Err(SimError::OutOfMemory),
@@ -283,6 +292,7 @@ impl SchedState {
                 model: req.model.clone(),
                 digest: req.digest.clone(),
                 num_ctx: req.num_ctx,
+                num_gpu: req.num_gpu,
                 placement,
                 keep_alive: req.keep_alive.unwrap_or(cfg.default_keep_alive),
                 refs: 1,
@@ -717,7 +727,7 @@ mod tests {
 
     fn req(name: &str, keep_alive: Option<KeepAlive>) -> LoadRequest {
         let model = model(name);
-        LoadRequest { digest: model.initial_digest(), model, num_ctx: 4096, keep_alive }
+        LoadRequest { digest: model.initial_digest(), model, num_ctx: 4096, num_gpu: None, keep_alive }
     }
 
     /// Loads `name` to completion and returns its runner id, leaving one reference held.

@@ -23,9 +23,14 @@ use tokio::time::Instant;
 /// behind Switchyard's back.
 pub const OLLAMA_FIT_FRACTION: f64 = 0.8;
 
-/// Other processes' memory tolerated under a partly offloaded model: Ollama keeps about this much of the GPU free
-/// when it offloads (CUDA context and scratch space).
+/// Other processes' memory tolerated under a partly offloaded model whose layer count is unknown (so that Ollama,
+/// not Switchyard, decides how many layers go to the GPU): Ollama keeps about this much of the GPU free when it
+/// offloads (CUDA context and scratch space).
 pub const OFFLOAD_FOREIGN_TOLERANCE: u64 = 256 * 1024 * 1024;
+
+/// GPU memory left free beside the layers Switchyard asks Ollama to put on the GPU (`num_gpu`) for a partly offloaded
+/// model: CUDA context and scratch space, as Ollama leaves when it sizes an offload itself.
+pub const OFFLOAD_RESERVE: u64 = 512 * 1024 * 1024;
 
 /// How far below its estimate a model's measured size may turn out (estimates add a fixed overhead and run high,
 /// most for small models). Where a model goes depends on its size once it must be split across GPUs, so admission
@@ -118,13 +123,20 @@ pub struct Entry {
     pub uses: u64,
     /// Leases granted, decayed by age (frequency for `cost`).
     pub heat: Heat,
+    /// Transformer layers (from the catalog): what `num_gpu` counts. Known layers let Switchyard size a partial
+    /// offload itself.
+    pub layers: Option<u64>,
+    /// Layers on the GPU Switchyard asked for when it loaded the model partly offloaded (`num_gpu`); requests to the
+    /// instance must send the same, or Ollama reloads it.
+    pub gpu_layers: Option<u32>,
     /// Measured seconds of the latest cold load (as Ollama reports it).
     pub load_seconds: Option<f64>,
     /// How long the latest load took on the manager's clock, from asking to loaded.
     pub load_wall: Option<Duration>,
     /// When the load under way began.
     load_began: Option<Instant>,
-    /// VRAM the model takes when loaded: measured after a load, estimated before.
+    /// VRAM the model takes when loaded entirely on the GPU (Ollama's `size`, which is more than its `size_vram` when
+    /// it runs partly offloaded): measured after a load, estimated before.
     pub expected_bytes: u64,
     /// `expected_bytes` was measured by Ollama (a load, `/api/ps`, or the store), not estimated.
     pub measured: bool,
@@ -149,6 +161,8 @@ impl Entry {
             last_used: None,
             uses: 0,
             heat: Heat::default(),
+            layers: None,
+            gpu_layers: None,
             load_seconds: None,
             load_wall: None,
             load_began: None,
@@ -373,6 +387,21 @@ impl Ledger {
         }
     }
 
+    /// Records the model's layer count (from the catalog).
+    pub fn note_layers(&mut self, name: &ModelName, layers: Option<u64>) {
+        self.entry_mut(name).layers = layers;
+    }
+
+    /// Layers of `name` (`need` bytes in all) to put on the GPU when it runs partly offloaded within `shares`: as
+    /// many whole layers as fit beside [`OFFLOAD_RESERVE`], a layer being `need / (layers + 1)` (the output layer
+    /// counts as one). `None` when its layer count is unknown: Ollama then decides.
+    pub fn offload_layers(&self, name: &ModelName, need: u64, shares: &Shares) -> Option<u32> {
+        let layers = self.entries.get(name)?.layers?;
+        let per_layer = need.div_ceil(layers.saturating_add(1)).max(1);
+        let fit = (shares.total().saturating_sub(OFFLOAD_RESERVE) / per_layer).min(layers);
+        Some(u32::try_from(fit).unwrap_or(u32::MAX))
+    }
+
     /// Records measured figures (from the store at start, or after a load).
     pub fn note_measurement(&mut self, name: &ModelName, load_seconds: Option<f64>, vram_bytes: Option<u64>) {
         let entry = self.entry_mut(name);
@@ -559,7 +588,14 @@ impl Ledger {
             return Plan::Load { shares, offload: false };
         }
         let total_budget: u64 = self.gpus.iter().map(|g| self.budget(g.index)).sum();
-        if need > total_budget {
+        // Too big for the GPUs, or, on one GPU, for what other processes leave of it even alone: it can only run
+        // partly offloaded (on one GPU beside other processes only with a layer count to size it by).
+        let layers_known = self.entries.get(name).is_some_and(|e| e.layers.is_some());
+        let alone_room = match self.gpus.as_slice() {
+            [gpu] if layers_known => self.budget(gpu.index).saturating_sub(gpu.foreign),
+            _ => total_budget,
+        };
+        if need > alone_room {
             return self.plan_offload(room, name, need, total_budget);
         }
         // 2. Fits after evicting idle unpinned models (on several GPUs when it must be split), and what the strategy
@@ -637,16 +673,20 @@ impl Ledger {
         best
     }
 
-    /// Too large for the GPUs' budgets together: Ollama can still run it with part of it in CPU memory, but only
-    /// alone on the GPUs. Switchyard allows that on a single-GPU machine whose GPU is not shared with other processes:
-    /// Ollama sizes the offload without counting other processes' memory. On several GPUs Ollama would spread the
-    /// offloaded layers over all of them, which Switchyard does not place.
+    /// Too large for the GPUs' budgets together (or, on one GPU, for what other processes leave of it): Ollama can
+    /// still run it with part of it in CPU memory, but only alone on the GPUs. Switchyard allows that on a single-GPU
+    /// machine. When the model's layer count is known, it takes the budget less other processes' memory and
+    /// Switchyard asks for as many GPU layers as fit there ([`Ledger::offload_layers`]); otherwise Ollama sizes the
+    /// offload itself without counting other processes, so the GPU must not be shared. On several GPUs Ollama would
+    /// spread the offloaded layers over all of them, which Switchyard does not place.
     fn plan_offload<'a>(&'a self, room: &Room<'a>, name: &ModelName, need: u64, total_budget: u64) -> Plan {
+        let foreign: u64 = self.gpus.iter().map(|g| g.foreign).sum();
         let why = format!(
-            "{name} needs {} but the GPU budget is {}{}, so it could only run partly offloaded to the CPU",
+            "{name} needs {} but the GPU budget is {}{}{}, so it could only run partly offloaded to the CPU",
             Bytes(need),
             Bytes(total_budget),
-            if self.gpus.len() > 1 { " over all GPUs" } else { "" }
+            if self.gpus.len() > 1 { " over all GPUs" } else { "" },
+            if foreign > 0 { format!(" ({} of it used by other processes)", Bytes(foreign)) } else { String::new() }
         );
         if self.gpus.len() != 1 {
             return Plan::Refuse {
@@ -656,13 +696,13 @@ impl Ledger {
                 ),
             };
         }
-        let foreign: u64 = self.gpus.iter().map(|g| g.foreign).sum();
-        if foreign > OFFLOAD_FOREIGN_TOLERANCE {
+        let layers_known = self.entries.get(name).is_some_and(|e| e.layers.is_some());
+        if foreign > OFFLOAD_FOREIGN_TOLERANCE && !layers_known {
             return Plan::Refuse {
                 reason: format!(
-                    "{why}; other processes use {} of the GPU and Ollama sizes an offload without counting them, so the \
-                     load would run the GPU out of memory",
-                    Bytes(foreign)
+                    "{why}; its layer count is unknown, so Switchyard cannot size the GPU part around the other \
+                     processes, and Ollama sizes an offload without counting them: the load would run the GPU out of \
+                     memory"
                 ),
             };
         }
@@ -684,7 +724,9 @@ impl Ledger {
                     None => continue,
                 }
             }
-            let shares = Shares::one(gpu.index, self.budget(gpu.index));
+            let room_left =
+                if layers_known { self.budget(gpu.index).saturating_sub(gpu.foreign) } else { self.budget(gpu.index) };
+            let shares = Shares::one(gpu.index, room_left);
             return if victims.is_empty() {
                 Plan::Load { shares, offload: true }
             } else {
@@ -765,9 +807,10 @@ impl Ledger {
     }
 
     /// A load of `name` started, reserving `shares`.
-    pub fn begin_load(&mut self, name: &ModelName, shares: Shares, now: Instant) {
+    pub fn begin_load(&mut self, name: &ModelName, shares: Shares, gpu_layers: Option<u32>, now: Instant) {
         let entry = self.entry_mut(name);
         entry.residency = Residency::Loading { shares };
+        entry.gpu_layers = gpu_layers;
         entry.load_began = Some(now);
     }
 
@@ -787,7 +830,7 @@ impl Ledger {
                 entry.residency = Residency::Loaded { shares, size };
                 entry.load_seconds = Some(seconds);
                 entry.load_wall = entry.load_began.map(|t| now.saturating_duration_since(t));
-                entry.expected_bytes = size_vram.max(1);
+                entry.expected_bytes = size.max(size_vram).max(1);
                 entry.measured |= ps.is_some();
                 entry.expires_at = ps.map(|p| p.expires_at.clone());
                 entry.last_used = Some(now);
@@ -889,7 +932,8 @@ impl Ledger {
                 Residency::Absent => {
                     entry.residency = Residency::Loaded { shares: placed, size: p.size };
                     // Another client may have loaded it with other options: not a measurement for ours.
-                    entry.expected_bytes = p.size_vram.max(entry.expected_bytes);
+                    entry.expected_bytes = p.size.max(p.size_vram).max(entry.expected_bytes);
+                    entry.gpu_layers = None;
                     entry.last_used.get_or_insert(now);
                     observed.push(Observed::ExternalLoad(name));
                 }
@@ -898,7 +942,7 @@ impl Ledger {
                     entry.residency = Residency::Loaded { shares, size: p.size };
                     // A model another client loaded keeps counting as estimated: its options may not be ours.
                     if p.size_vram > 0 {
-                        entry.expected_bytes = p.size_vram;
+                        entry.expected_bytes = p.size.max(p.size_vram);
                     }
                 }
                 Residency::Loading { .. } | Residency::Unloading { .. } => {}
@@ -1045,7 +1089,7 @@ mod tests {
 
     fn loaded(ledger: &mut Ledger, model: &str, gpu: u32, bytes: u64, now: Instant) {
         let m = name(model);
-        ledger.begin_load(&m, Shares::one(gpu, bytes), now);
+        ledger.begin_load(&m, Shares::one(gpu, bytes), None, now);
         ledger.finish_load(&m, Ok((2.0, None)), now);
     }
 
@@ -1114,7 +1158,7 @@ mod tests {
             assert!(l.begin_unload(&name(victim), false));
             l.finish_unload(&name(victim));
         }
-        l.begin_load(&name("big"), split, now);
+        l.begin_load(&name("big"), split, None, now);
         l.finish_load(&name("big"), Ok((9.0, None)), now);
         assert_eq!((l.models_bytes(0), l.models_bytes(1)), (20 * GIB, 20 * GIB));
         assert_eq!(l.plan(&name("big"), 40 * GIB, now), Plan::Ready);
@@ -1220,7 +1264,7 @@ mod tests {
         cfg.max_loaded = 2;
         let mut l = Ledger::new(cfg, vec![gpu(0, 24 * GIB)]);
         // "hot" took 4 s to load and is used often; "rare" was used once and is serving that request now.
-        l.begin_load(&name("hot"), Shares::one(0, 6 * GIB), t0);
+        l.begin_load(&name("hot"), Shares::one(0, 6 * GIB), None, t0);
         let loaded_at = t0 + Duration::from_secs(4);
         l.finish_load(&name("hot"), Ok((4.0, None)), loaded_at);
         for _ in 0..10 {
@@ -1339,6 +1383,33 @@ mod tests {
         );
         l.pin(&name("small"), 3 * GIB).unwrap();
         assert!(matches!(l.plan(&name("big"), 45 * GIB, now), Plan::Refuse { .. }));
+    }
+
+    #[test]
+    fn with_its_layer_count_known_a_model_runs_partly_offloaded_beside_other_processes() {
+        let now = Instant::now();
+        let mut shared_gpu = gpu(0, 24 * GIB);
+        shared_gpu.foreign = 6 * GIB;
+        let mut l = Ledger::new(config(Strategy::Lru), vec![shared_gpu]);
+        // 80 layers + the output layer = 81 parts of 0.5 GiB.
+        let need = 81 * GIB / 2;
+        l.note_layers(&name("big"), Some(80));
+        let room = 18 * GIB;
+        assert_eq!(l.plan(&name("big"), need, now), Plan::Load { shares: Shares::one(0, room), offload: true });
+        // As many whole layers as fit in the room left beside the other process, less the reserve.
+        let layers = l.offload_layers(&name("big"), need, &Shares::one(0, room)).unwrap();
+        assert_eq!(u64::from(layers), (room - OFFLOAD_RESERVE) / (GIB / 2));
+        assert!(u64::from(layers) * (GIB / 2) + OFFLOAD_RESERVE <= room);
+        // A model that would fit the GPU but not beside the other process runs partly offloaded too, alone.
+        l.note_layers(&name("mid"), Some(40));
+        loaded(&mut l, "small", 0, 3 * GIB, now);
+        assert_eq!(
+            l.plan(&name("mid"), 20 * GIB, now),
+            Plan::Evict { shares: Shares::one(0, room), victims: vec![name("small")], offload: true }
+        );
+        // Without a layer count, Switchyard cannot size it: refused (see below).
+        assert!(matches!(l.plan(&name("other"), need, now), Plan::Refuse { .. }));
+        assert_eq!(l.offload_layers(&name("other"), need, &Shares::one(0, room)), None);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use switchyard_core::catalog::Catalog;
 use switchyard_core::config::Config;
 use switchyard_core::gpu::GpuSnapshot;
 use switchyard_core::ollama::types::PsModel;
-use switchyard_core::ollama::{KeepAlive, OllamaClient};
+use switchyard_core::ollama::{KeepAlive, LoadOptions, OllamaClient};
 use switchyard_core::size::Bytes;
 use switchyard_core::store::{LoadEvent, now_ms};
 use tokio::sync::{mpsc, oneshot};
@@ -46,6 +46,9 @@ pub struct Lease {
     pub cold: bool,
     /// How long admission took.
     pub waited: Duration,
+    /// The load-time options the model's instance was loaded with: every request on this lease sends them, or
+    /// Ollama would reload the model.
+    pub options: LoadOptions,
 }
 
 impl Lease {
@@ -440,6 +443,21 @@ impl Actor {
         self.ledger.expected_bytes(model, estimate)
     }
 
+    /// The context `model` is loaded with: Switchyard's, capped at the trained one; none for embedding-only models.
+    fn num_ctx(&self, model: &ModelName) -> Option<u64> {
+        let ctx = self.config.num_ctx_for(model);
+        match self.catalog.get(model) {
+            Some(spec) if spec.embedding_only() => None,
+            Some(spec) => Some(spec.effective_ctx(ctx)),
+            None => Some(ctx),
+        }
+    }
+
+    /// The load-time options of `model`'s instance as Switchyard loaded it.
+    fn load_options(&self, model: &ModelName) -> LoadOptions {
+        LoadOptions { num_ctx: self.num_ctx(model), num_gpu: self.ledger.entry(model).and_then(|e| e.gpu_layers) }
+    }
+
     fn acquire(
         &mut self,
         model: ModelName,
@@ -519,6 +537,7 @@ impl Actor {
         waiter.recheck_at = None;
         let need = self.need(&waiter.model);
         self.ledger.note_estimate(&waiter.model, need);
+        self.ledger.note_layers(&waiter.model, self.catalog.get(&waiter.model).and_then(|s| s.block_count));
         let waited = now.saturating_duration_since(waiter.enqueued);
         match self.ledger.plan_waited(&waiter.model, need, now, waited) {
             Plan::Ready => {
@@ -530,8 +549,9 @@ impl Actor {
                 waiter.reason = format!("{} is loading", waiter.model);
                 Some(waiter)
             }
-            Plan::Load { shares, .. } => {
-                self.start_load(&waiter.model, shares, reason_of(&waiter.kind));
+            Plan::Load { shares, offload } => {
+                let gpu_layers = if offload { self.ledger.offload_layers(&waiter.model, need, &shares) } else { None };
+                self.start_load(&waiter.model, shares, gpu_layers, reason_of(&waiter.kind));
                 waiter.cold = true;
                 waiter.reason = format!("{} is loading", waiter.model);
                 Some(waiter)
@@ -571,7 +591,9 @@ impl Actor {
                         .with_label_values(&[if waiter.cold { "cold" } else { "ready" }])
                         .observe(waited.as_secs_f64());
                 }
-                let lease = Lease { model: waiter.model.clone(), tx: self.tx.clone(), cold: waiter.cold, waited };
+                let options = self.load_options(&waiter.model);
+                let lease =
+                    Lease { model: waiter.model.clone(), tx: self.tx.clone(), cold: waiter.cold, waited, options };
                 if let Err(Ok(lease)) = reply.send(Ok(lease)) {
                     // The client left while waiting: releasing through the lease's drop keeps the count right.
                     drop(lease);
@@ -641,22 +663,23 @@ impl Actor {
         }
     }
 
-    fn start_load(&mut self, model: &ModelName, shares: Shares, reason: &'static str) {
+    fn start_load(&mut self, model: &ModelName, shares: Shares, gpu_layers: Option<u32>, reason: &'static str) {
         self.epoch += 1;
         let (placement, bytes) = (shares.to_string(), shares.total());
-        self.ledger.begin_load(model, shares, Instant::now());
+        self.ledger.begin_load(model, shares, gpu_layers, Instant::now());
         let embedding_only = self.catalog.get(model).is_some_and(|s| s.embedding_only());
-        let num_ctx = self.config.num_ctx_for(model);
+        let options = self.load_options(model).to_map();
         let client = self.client.clone();
         let tx = self.tx.clone();
         let model = model.clone();
-        tracing::info!(model = %model, on = %placement, bytes = %Bytes(bytes), reason, "loading model");
+        match gpu_layers {
+            Some(layers) => {
+                tracing::info!(model = %model, on = %placement, bytes = %Bytes(bytes), gpu_layers = layers, reason, "loading model partly offloaded")
+            }
+            None => tracing::info!(model = %model, on = %placement, bytes = %Bytes(bytes), reason, "loading model"),
+        }
         let shutdown = self.shutdown.clone();
         self.tracker.spawn(async move {
-            let mut options = serde_json::Map::new();
-            if !embedding_only {
-                options.insert("num_ctx".into(), num_ctx.into());
-            }
             let started = std::time::Instant::now();
             let load = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -685,14 +708,16 @@ impl Actor {
         result: Result<LoadReport, LoadFailure>,
         now: Instant,
     ) {
-        let num_ctx = self.config.num_ctx_for(&model);
+        let num_ctx = self.num_ctx(&model).unwrap_or_else(|| self.config.num_ctx_for(&model));
         match result {
             Ok(report) => {
                 let entry_ps = report.ps.iter().find(|p| ModelName::parse(&p.name).is_ok_and(|n| n == model)).cloned();
                 self.ledger.finish_load(&model, Ok((report.seconds, entry_ps.as_ref())), now);
                 self.ledger.reconcile(&report.ps, None, now);
                 let vram = entry_ps.as_ref().map(|p| p.size_vram);
-                self.sink.measured(&model, Some(report.seconds), vram, num_ctx);
+                // What the model needs entirely on the GPU (its `size`), for planning its next load.
+                let needs = entry_ps.as_ref().map(|p| p.size.max(p.size_vram));
+                self.sink.measured(&model, Some(report.seconds), needs, num_ctx);
                 self.sink.load_event(event(&model, "load", reason, None, Some(report.seconds * 1000.0), vram, None));
                 if let Some(m) = &self.metrics {
                     m.loads.with_label_values(&[reason, "ok"]).inc();

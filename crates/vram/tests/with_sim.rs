@@ -195,21 +195,48 @@ async fn foreign_memory_is_respected() {
     w.manager.refresh().await.unwrap();
     assert!(w.manager.ledger().gpus()[0].foreign >= 10 * GIB);
     drop(w.manager.acquire(&name("llama3.2:3b")).await.unwrap());
-    let err = w.manager.acquire(&name("deepseek-r1:14b")).await.unwrap_err();
-    assert!(matches!(err, VramError::Busy { .. }), "{err}");
-    // Straight to the simulator, the same load runs the GPU out of memory.
-    let direct = w
-        .client
-        .http()
-        .post_json::<_, Value>(
-            &w.client.url("/api/generate"),
-            &json!({"model": "deepseek-r1:14b"}),
-            Duration::from_secs(10),
-        )
-        .await;
+    // deepseek-r1:14b (about 10 GiB) cannot go whole beside the other process: it runs partly offloaded, alone,
+    // with only as many layers on the GPU as the memory left holds.
+    let lease = w.manager.acquire(&name("deepseek-r1:14b")).await.unwrap();
+    let layers = lease.options.num_gpu.expect("Switchyard chose the GPU layers");
+    let ps = w.client.ps().await.unwrap();
+    assert_eq!(ps.models.len(), 1, "{ps:?}");
+    let deepseek = &ps.models[0];
+    assert!(deepseek.size_vram < deepseek.size, "partly offloaded: {deepseek:?}");
+    assert!(deepseek.size_vram + 10 * GIB <= 16 * GIB, "{deepseek:?}");
+    // A request with the lease's options is served by that instance (no reload); Ollama's default would reload it.
+    let load = w.counters().await["loads"].as_u64().unwrap();
+    let body = json!({"model": "deepseek-r1:14b", "prompt": "hi", "stream": false, "options": {"num_predict": 4}});
+    let mut with_lease = body.clone();
+    lease.options.write_to(with_lease["options"].as_object_mut().unwrap());
+    assert_eq!(with_lease["options"]["num_gpu"], json!(layers));
+    post(&w.client, "/api/generate", with_lease).await;
+    assert_eq!(w.counters().await["loads"].as_u64().unwrap(), load);
+    drop(lease);
+    // Straight to the simulator, a load sized by Ollama's own count of free memory runs the GPU out of memory.
+    let direct =
+        w.client.http().post_json::<_, Value>(&w.client.url("/api/generate"), &body, Duration::from_secs(10)).await;
     assert!(direct.is_err());
     let counters = w.counters().await;
     assert_eq!(counters["oom_events"], 1, "only the direct load may OOM: {counters}");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_too_big_for_the_gpu_runs_partly_offloaded_beside_other_processes() {
+    let w = world(vec![24 * GIB], |_| {}).await;
+    post(&w.client, "/sim/faults", json!({"foreign_vram": {"gpu": 0, "bytes": 6 * GIB}})).await;
+    w.manager.refresh().await.unwrap();
+    // llama3.3:70b (42 GiB) only ever runs partly offloaded on 24 GiB; beside 6 GiB of another process's memory it
+    // gets the 17.5 GiB left, not the 23.5 GiB Ollama would give it.
+    let lease = w.manager.acquire(&name("llama3.3:70b")).await.unwrap();
+    assert!(lease.options.num_gpu.is_some());
+    let ps = w.client.ps().await.unwrap();
+    let big = ps.models.iter().find(|m| m.name.starts_with("llama3.3")).unwrap();
+    assert!(big.size_vram + 6 * GIB <= 24 * GIB && big.size_vram > 12 * GIB, "{big:?}");
+    let entry = w.manager.ledger().entry(&name("llama3.3:70b")).cloned().unwrap();
+    assert_eq!(entry.expected_bytes, big.size, "planned by its whole size, not its GPU share");
+    assert_eq!(w.counters().await["oom_events"], 0);
     w.stop().await;
 }
 

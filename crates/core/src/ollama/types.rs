@@ -113,6 +113,11 @@ impl ShowResponse {
         self.model_info.get(&format!("{arch}.{key}")).and_then(|v| v.as_u64())
     }
 
+    /// Transformer layers (`<arch>.block_count`): what `num_gpu` counts.
+    pub fn block_count(&self) -> Option<u64> {
+        self.arch_u64("block_count")
+    }
+
     /// The trained context length.
     pub fn context_length(&self) -> Option<u64> {
         self.arch_u64("context_length")

@@ -122,6 +122,8 @@ pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, SimError
 pub(crate) struct Options {
     /// `num_ctx`, a load-time option.
     pub num_ctx: Option<u64>,
+    /// `num_gpu` (layers on the GPU), a load-time option; negative means "Ollama decides".
+    pub num_gpu: Option<u64>,
     /// `num_predict` when not negative (negative means unlimited).
     pub num_predict: Option<u64>,
     /// `seed` (0 when absent).
@@ -149,6 +151,7 @@ pub(crate) fn parse_options(options: Option<&Map<String, Value>>) -> Result<Opti
                     return Err(SimError::bad(format!("option \"num_ctx\" must be positive, got {n}")));
                 }
                 "num_ctx" => out.num_ctx = Some(n as u64),
+                "num_gpu" => out.num_gpu = u64::try_from(n).ok(),
                 "num_predict" => out.num_predict = u64::try_from(n).ok(),
                 "seed" => out.seed = n,
                 _ => {}
@@ -289,7 +292,13 @@ mod tests {
         let opts = json!({"num_ctx": 8192, "num_predict": -1, "seed": 3, "temperature": 0.2, "stop": "\n",
             "unknown": "ignored"});
         let parsed = parse_options(opts.as_object()).unwrap();
-        assert_eq!(parsed, Options { num_ctx: Some(8192), num_predict: None, seed: 3, stop: vec!["\n".into()] });
+        assert_eq!(
+            parsed,
+            Options { num_ctx: Some(8192), num_gpu: None, num_predict: None, seed: 3, stop: vec!["\n".into()] }
+        );
+        let layers = parse_options(Some(json!({"num_gpu": 20}).as_object().unwrap())).unwrap();
+        assert_eq!(layers.num_gpu, Some(20));
+        assert_eq!(parse_options(Some(json!({"num_gpu": -1}).as_object().unwrap())).unwrap().num_gpu, None);
         for bad in [
             json!({"num_ctx": "big"}),
             json!({"temperature": "hot"}),

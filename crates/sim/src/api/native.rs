@@ -259,7 +259,7 @@ pub(crate) async fn generate(State(state): State<SimState>, body: Bytes) -> Nati
     let num_ctx = engine.num_ctx(&model, options.num_ctx);
 
     if prompt.is_empty() {
-        let loaded = engine.load(&entry, num_ctx, keep_alive).await?;
+        let loaded = engine.load(&entry, (num_ctx, options.num_gpu), keep_alive).await?;
         let body = json!({"model": sent, "created_at": now(), "response": "", "done": true, "done_reason": "load",
             "total_duration": nanos(loaded.total), "load_duration": nanos(loaded.load)});
         return Ok(json_response(&body, loaded.disconnect_after));
@@ -277,6 +277,7 @@ pub(crate) async fn generate(State(state): State<SimState>, body: Bytes) -> Nati
         model,
         digest: entry.digest.clone(),
         num_ctx,
+        num_gpu: options.num_gpu,
         keep_alive,
         conversation: format!("{system}\n{prompt}\n{suffix}"),
         prompt,
@@ -444,7 +445,7 @@ pub(crate) async fn chat(State(state): State<SimState>, body: Bytes) -> NativeRe
     let num_ctx = engine.num_ctx(&model, options.num_ctx);
 
     if messages.is_empty() {
-        let loaded = engine.load(&entry, num_ctx, keep_alive).await?;
+        let loaded = engine.load(&entry, (num_ctx, options.num_gpu), keep_alive).await?;
         let body = json!({"model": sent, "created_at": now(), "message": {"role": "assistant", "content": ""},
             "done": true, "done_reason": "load", "total_duration": nanos(loaded.total),
             "load_duration": nanos(loaded.load)});
@@ -456,6 +457,7 @@ pub(crate) async fn chat(State(state): State<SimState>, body: Bytes) -> NativeRe
         model,
         digest: entry.digest.clone(),
         num_ctx,
+        num_gpu: options.num_gpu,
         keep_alive,
         prompt: conversation.prompt,
         conversation: conversation.text,
@@ -575,12 +577,14 @@ pub(crate) async fn embed(State(state): State<SimState>, body: Bytes) -> NativeR
     }
     let num_ctx = engine.num_ctx(&entry.model, options.num_ctx);
     if inputs.is_empty() {
-        let loaded = engine.load(&entry, num_ctx, keep_alive).await?;
+        let loaded = engine.load(&entry, (num_ctx, options.num_gpu), keep_alive).await?;
         let body = json!({"model": sent, "embeddings": [], "total_duration": nanos(loaded.total),
             "load_duration": nanos(loaded.load)});
         return Ok(json_response(&body, loaded.disconnect_after));
     }
-    let out = engine.embed(&entry, num_ctx, keep_alive, &inputs, req.truncate.unwrap_or(true), dimensions).await?;
+    let out = engine
+        .embed(&entry, (num_ctx, options.num_gpu), keep_alive, &inputs, req.truncate.unwrap_or(true), dimensions)
+        .await?;
     let body = json!({"model": sent, "embeddings": out.embeddings, "total_duration": nanos(out.total),
         "load_duration": nanos(out.load), "prompt_eval_count": out.prompt_tokens});
     Ok(json_response(&body, out.disconnect_after))
@@ -621,10 +625,10 @@ pub(crate) async fn embeddings(State(state): State<SimState>, body: Bytes) -> Na
     }
     let num_ctx = engine.num_ctx(&entry.model, options.num_ctx);
     if prompt.is_empty() {
-        let loaded = engine.load(&entry, num_ctx, keep_alive).await?;
+        let loaded = engine.load(&entry, (num_ctx, options.num_gpu), keep_alive).await?;
         return Ok(json_response(&json!({"embedding": []}), loaded.disconnect_after));
     }
-    let out = engine.embed(&entry, num_ctx, keep_alive, &[prompt], true, None).await?;
+    let out = engine.embed(&entry, (num_ctx, options.num_gpu), keep_alive, &[prompt], true, None).await?;
     let embedding = out.embeddings.into_iter().next().unwrap_or_default();
     Ok(json_response(&json!({ "embedding": embedding }), out.disconnect_after))
 }

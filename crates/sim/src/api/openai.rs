@@ -251,6 +251,7 @@ pub(crate) async fn chat(State(state): State<SimState>, body: Bytes) -> OpenAiRe
     let call_tools = if conversation.last_role == "user" { tools } else { Vec::new() };
     let job = Job {
         num_ctx: engine.num_ctx(&model, None),
+        num_gpu: None,
         model,
         digest: entry.digest.clone(),
         keep_alive: None,
@@ -400,6 +401,7 @@ pub(crate) async fn completions(State(state): State<SimState>, body: Bytes) -> O
         + crate::engine::TOKENS_PER_MESSAGE;
     let job = Job {
         num_ctx: engine.num_ctx(&model, None),
+        num_gpu: None,
         model,
         digest: entry.digest.clone(),
         keep_alive: None,
@@ -494,7 +496,7 @@ pub(crate) async fn embeddings(State(state): State<SimState>, body: Bytes) -> Op
     }
     let num_ctx = engine.num_ctx(&entry.model, None);
     let dims = req.dimensions.filter(|d| *d > 0).map(|d| d as usize);
-    let out = engine.embed(&entry, num_ctx, None, &inputs, true, dims).await?;
+    let out = engine.embed(&entry, (num_ctx, None), None, &inputs, true, dims).await?;
     let data: Vec<Value> = out
         .embeddings
         .iter()
