@@ -302,6 +302,7 @@ mod tests {
     use std::time::Duration;
     use switchyard_core::Capabilities;
     use switchyard_core::config::{Strategy, VramLimit};
+    use switchyard_core::gpu::GpuSnapshot;
     use switchyard_core::ollama::types::ModelDetails;
     use switchyard_vram::ledger::{GpuState, LedgerConfig};
 
@@ -427,6 +428,31 @@ mod tests {
         assert!(scoring.candidates[0].loaded);
         let big = &scoring.candidates[1];
         assert!(big.latency.load > 0.0 && big.quality > scoring.candidates[0].quality);
+    }
+
+    #[test]
+    fn a_model_offloaded_only_because_of_other_processes_is_predicted_slower() {
+        let big =
+            |w: &World| run(w, 0.5, needs()).candidates.into_iter().find(|c| c.model.as_str() == "big:latest").unwrap();
+        let mut w = world();
+        w.ledger.note_layers(&ModelName::parse("big").unwrap(), Some(32));
+        let alone = big(&w);
+        // Another process holds 20 GiB: "big" (about 10 GiB) can only run partly offloaded in the 4 GiB left.
+        let snapshot = GpuSnapshot {
+            gpus: vec![switchyard_core::gpu::GpuMemory {
+                index: 0,
+                name: "g".into(),
+                total_bytes: 24 * GIB,
+                used_bytes: 20 * GIB,
+                free_bytes: 4 * GIB,
+            }],
+            processes: Vec::new(),
+        };
+        w.ledger.apply_gpus(&snapshot);
+        let shared = big(&w);
+        assert!(shared.excluded.is_none(), "{:?}", shared.excluded);
+        assert!((shared.latency.decode - 10.0 * alone.latency.decode).abs() < 1e-9);
+        assert!((shared.latency.prefill - 3.0 * alone.latency.prefill).abs() < 1e-9);
     }
 
     #[test]

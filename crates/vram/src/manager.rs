@@ -228,6 +228,7 @@ impl VramManager {
         }
         ledger.reconcile(&ps, gpus.as_ref(), now);
         ledger.set_warnings(warnings);
+        note_layers(&mut ledger, &catalog);
         for (name, settings) in &options.config.models {
             if let (Ok(model), true) = (ModelName::parse(name), settings.idle_ttl_secs > 0) {
                 ledger.set_idle_ttl(&model, Some(Duration::from_secs(settings.idle_ttl_secs)));
@@ -431,7 +432,10 @@ impl Actor {
                     let _ = n.send(());
                 }
             }
-            Command::Catalog(catalog) => self.catalog = catalog,
+            Command::Catalog(catalog) => {
+                note_layers(&mut self.ledger, &catalog);
+                self.catalog = catalog;
+            }
             Command::KeepAlive { model, ttl } => self.ledger.set_idle_ttl(&model, ttl),
             Command::Poll { notify } => self.poll(notify),
         }
@@ -537,7 +541,6 @@ impl Actor {
         waiter.recheck_at = None;
         let need = self.need(&waiter.model);
         self.ledger.note_estimate(&waiter.model, need);
-        self.ledger.note_layers(&waiter.model, self.catalog.get(&waiter.model).and_then(|s| s.block_count));
         let waited = now.saturating_duration_since(waiter.enqueued);
         match self.ledger.plan_waited(&waiter.model, need, now, waited) {
             Plan::Ready => {
@@ -975,6 +978,14 @@ impl Actor {
         if let Some(m) = &self.metrics {
             m.rejections.with_label_values(&[reason]).inc();
         }
+    }
+}
+
+/// Tells the ledger each model's layer count, so that it can size partial offloads (for the scorer too, before a
+/// model is first asked for).
+fn note_layers(ledger: &mut Ledger, catalog: &Catalog) {
+    for spec in catalog.models.values() {
+        ledger.note_layers(&spec.name, spec.block_count);
     }
 }
 
