@@ -601,7 +601,13 @@ impl Ledger {
         // 2. Fits after evicting idle unpinned models (on several GPUs when it must be split), and what the strategy
         //    would evict if the busy models were idle too.
         let now_plan = self.cheapest_eviction(room, need, measured, room.orders());
-        let preferred = self.cheapest_eviction(room, need, measured, room.preferred_orders());
+        // Needed only to wait for busy models: with patience left, or with no other way in (not for `plan_in`'s
+        // answer of what can be done now, which scoring asks for every model).
+        let preferred = if now_plan.is_none() || waited < Duration::MAX {
+            self.cheapest_eviction(room, need, measured, room.preferred_orders())
+        } else {
+            None
+        };
         match (now_plan, preferred) {
             (Some(now_plan), Some(preferred))
                 if preferred.better_than(&now_plan) && preferred.victims.iter().any(|v| v.in_flight > 0) =>
