@@ -51,7 +51,7 @@ pub struct ModelView {
     pub idle_secs: Option<f64>,
     pub uses: u64,
     pub load_seconds: Option<f64>,
-    /// VRAM expected when loaded (measured, or estimated before the first load).
+    /// VRAM the model needs entirely on the GPU (Ollama's `size`: measured, or estimated before the first load).
     pub expected_bytes: u64,
     /// Ollama's `expires_at`.
     pub expires_at: Option<String>,
