@@ -48,7 +48,19 @@ pub enum JudgeTarget {
     OpenAi { base_url: String, api_key: Option<String>, model: String },
 }
 
-/// What to profile.
+/// Request options for a profiling or judging call: greedy decoding with the fixed seed, at most `max_tokens`
+/// when given, and the load-time options of the model's instance (so the call never reloads it).
+fn deterministic_options(load: &LoadOptions, max_tokens: Option<u32>) -> serde_json::Map<String, Value> {
+    let mut options = serde_json::Map::new();
+    if let Some(n) = max_tokens {
+        options.insert("num_predict".into(), n.into());
+    }
+    options.insert("temperature".into(), 0.into());
+    options.insert("seed".into(), SEED.into());
+    load.write_to(&mut options);
+    options
+}
+
 /// What a measured cold load of a model found.
 struct ColdLoad {
     /// The lease it was loaded for (held while the model is profiled).
@@ -63,6 +75,7 @@ struct ColdLoad {
     delta: Option<u64>,
 }
 
+/// What to profile.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Models to profile; empty = every model that can generate text.
@@ -482,14 +495,9 @@ impl Runner {
             messages.push(json!({"role": "system", "content": system}));
         }
         messages.push(json!({"role": "user", "content": item.prompt}));
-        let mut request_options = serde_json::Map::new();
-        request_options.insert("num_predict".into(), max_tokens.into());
-        request_options.insert("temperature".into(), 0.into());
-        request_options.insert("seed".into(), SEED.into());
-        load.write_to(&mut request_options);
         let body = json!({
             "model": spec.name.as_str(), "messages": messages, "stream": true, "keep_alive": -1,
-            "options": request_options
+            "options": deterministic_options(load, Some(max_tokens))
         });
         let answer = match tokio::time::timeout(timeout, self.chat_stream(&body)).await {
             Ok(Ok(answer)) => answer,
@@ -588,12 +596,8 @@ impl Runner {
         let reply = match judge {
             JudgeTarget::Local(model) => {
                 let lease = self.vram.acquire(model).await.map_err(|e| e.to_string())?;
-                let mut options = serde_json::Map::new();
-                options.insert("temperature".into(), 0.into());
-                options.insert("seed".into(), SEED.into());
-                lease.options.write_to(&mut options);
                 let body = json!({"model": model.as_str(), "messages": [{"role": "user", "content": prompt}], "stream": false,
-                                  "keep_alive": -1, "options": options});
+                                  "keep_alive": -1, "options": deterministic_options(&lease.options, None)});
                 let answer: Value = self
                     .client
                     .http()

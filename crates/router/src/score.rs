@@ -226,8 +226,7 @@ fn evaluate<'a>(
     // A model that fits the GPUs but must run partly offloaded now (other processes hold memory) is slower than its
     // measurements, which were taken with all of it on the GPU.
     let offloaded = matches!(plan, Plan::Load { offload: true, .. } | Plan::Evict { offload: true, .. });
-    let total_budget: u64 = cx.ledger.gpus().iter().map(|g| cx.ledger.budget(g.index)).sum();
-    if offloaded && need <= total_budget {
+    if offloaded && need <= cx.ledger.gpus().iter().map(|g| cx.ledger.budget(g.index)).sum::<u64>() {
         c.latency.prefill *= OFFLOAD_PREFILL_SLOWDOWN;
         c.latency.decode *= OFFLOAD_DECODE_SLOWDOWN;
     }

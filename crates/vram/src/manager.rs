@@ -675,12 +675,7 @@ impl Actor {
         let client = self.client.clone();
         let tx = self.tx.clone();
         let model = model.clone();
-        match gpu_layers {
-            Some(layers) => {
-                tracing::info!(model = %model, on = %placement, bytes = %Bytes(bytes), gpu_layers = layers, reason, "loading model partly offloaded")
-            }
-            None => tracing::info!(model = %model, on = %placement, bytes = %Bytes(bytes), reason, "loading model"),
-        }
+        tracing::info!(model = %model, on = %placement, bytes = %Bytes(bytes), gpu_layers = ?gpu_layers, reason, "loading model");
         let shutdown = self.shutdown.clone();
         self.tracker.spawn(async move {
             let started = std::time::Instant::now();
