@@ -7,10 +7,12 @@
 
 mod client;
 pub mod keep_alive;
+mod timings;
 pub mod types;
 
 pub use client::{LoadOutcome, OllamaClient};
 pub use keep_alive::KeepAlive;
+pub use timings::Timings;
 
 use serde_json::{Map, Value};
 
