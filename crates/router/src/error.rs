@@ -3,10 +3,11 @@
 //! Messages say what to do. Internal details (SQL, file paths, upstream bodies beyond their own error text) never
 //! reach a client.
 
+use crate::forward::ForwardFailure;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use switchyard_core::CoreError;
+use switchyard_core::{CoreError, ModelName};
 use switchyard_profiler::ProfileError;
 use switchyard_vram::VramError;
 use thiserror::Error;
@@ -170,9 +171,7 @@ impl From<VramError> for RouterError {
                 retry_after_secs,
             },
             VramError::UnknownModel(m) => RouterError::ModelNotFound(m),
-            VramError::LoadFailed { unreachable: true, .. } => RouterError::Unreachable(
-                "cannot reach Ollama; check that it is running (`ollama serve`) and that ollama.url is right".into(),
-            ),
+            VramError::LoadFailed { unreachable: true, .. } => unreachable(""),
             VramError::LoadFailed { model, message, .. } => {
                 RouterError::UpstreamFailed(format!("Ollama failed to load {model}: {message}"))
             }
@@ -184,13 +183,39 @@ impl From<VramError> for RouterError {
     }
 }
 
+/// Ollama cannot be reached; `detail` follows "cannot reach Ollama" (where, or why).
+fn unreachable(detail: &str) -> RouterError {
+    RouterError::Unreachable(format!(
+        "cannot reach Ollama{detail}; check that it is running (`ollama serve`) and that ollama.url is right"
+    ))
+}
+
+impl RouterError {
+    /// The error a client sees when `failure` was the last forwarding failure, for `model`.
+    pub(crate) fn forward_failure(failure: &ForwardFailure, model: &ModelName) -> Self {
+        match failure {
+            ForwardFailure::Connect(message) => unreachable(&format!(" ({message})")),
+            ForwardFailure::Status { status: 503, message } => {
+                RouterError::Busy { message: format!("Ollama is busy: {message}"), retry_after_secs: 2 }
+            }
+            ForwardFailure::Status { status, message } => RouterError::UpstreamFailed(format!(
+                "{model} failed (Ollama answered {status}: {message}); retry, or pick another model"
+            )),
+            ForwardFailure::Timeout(d) => RouterError::Timeout(format!(
+                "{model} did not answer within {} s (ollama.first_byte_timeout_secs); the model may be overloaded",
+                d.as_secs()
+            )),
+            ForwardFailure::Broken(message) => {
+                RouterError::UpstreamFailed(format!("{model} broke off its answer: {message}"))
+            }
+        }
+    }
+}
+
 impl From<CoreError> for RouterError {
     fn from(e: CoreError) -> Self {
         match e {
-            CoreError::Unreachable { url, .. } => RouterError::Unreachable(format!(
-                "cannot reach Ollama at {}; check that it is running (`ollama serve`) and that ollama.url is right",
-                origin(&url)
-            )),
+            CoreError::Unreachable { url, .. } => unreachable(&format!(" at {}", origin(&url))),
             CoreError::Timeout { url, seconds } => {
                 RouterError::Timeout(format!("Ollama at {} did not answer within {seconds:.0} s", origin(&url)))
             }

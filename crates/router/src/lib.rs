@@ -1,28 +1,32 @@
 //! The Switchyard router: Ollama and OpenAI surfaces, auto routing by quality and latency, VRAM admission and a
 //! streaming forwarder.
 //!
-//! A request's way through: `api` parses it (`request`, `translate`) -> `route` picks candidates (`classify`,
-//! `score`) and admits one through a VRAM lease -> `forward` sends it to Ollama and relays the answer -> the
-//! response's own timings update `profiles`' live averages.
+//! A request's way through: a surface in `api` parses it (`request`, `translate`) and hands it to
+//! `engine::Engine::serve`, which owns the rest: classification (`classify`), the decision (`score`), admission
+//! through a VRAM lease, forwarding (`forward`) with fallback, and the finishing of the answer (metrics, breaker,
+//! learning into `profiles`' live averages). The surface encodes the outcome in its own shape.
+//!
+//! The public face is what the binary, the benchmarks and the tests use: `server::spawn` and `cli::main` to run it,
+//! and the pure parts (`classify`, `score`, `profiles`, `request`, `translate`) to measure and fuzz them.
 
-pub mod api;
-pub mod breaker;
+mod api;
+mod breaker;
 pub mod classify;
 pub mod cli;
-pub mod decisions;
-pub mod error;
-pub mod forward;
-pub mod jobs;
-pub mod limit;
-pub mod metrics;
+mod decisions;
+mod engine;
+mod error;
+mod forward;
+mod jobs;
+mod limit;
+mod metrics;
 pub mod profiles;
 pub mod request;
-pub mod route;
 pub mod score;
 pub mod server;
-pub mod state;
+mod state;
 pub mod telemetry;
 pub mod translate;
-pub mod writer;
+mod writer;
 
 pub use error::RouterError;

@@ -5,11 +5,11 @@
 //! after a profiling job or a catalog change, and live averages are atomics updated by the forwarder.
 
 use arc_swap::ArcSwap;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use switchyard_core::catalog::Catalog;
+use switchyard_core::ollama::Timings;
 use switchyard_core::store::{ModelRecord, ScoreRecord};
 use switchyard_core::{Category, ModelName};
 
@@ -116,33 +116,6 @@ impl ProfileTable {
 
     pub fn get(&self, name: &ModelName) -> Option<&ModelProfile> {
         self.models.get(name)
-    }
-}
-
-/// Timings Ollama reports in a final chunk (nanoseconds).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Timings {
-    pub total_ns: u64,
-    pub load_ns: u64,
-    pub prompt_eval_count: u64,
-    pub prompt_eval_ns: u64,
-    pub eval_count: u64,
-    pub eval_ns: u64,
-}
-
-impl Timings {
-    /// Reads the timing fields of a final chunk; `None` when it has none.
-    pub fn from_json(value: &Value) -> Option<Self> {
-        let get = |k: &str| value.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let t = Timings {
-            total_ns: get("total_duration"),
-            load_ns: get("load_duration"),
-            prompt_eval_count: get("prompt_eval_count"),
-            prompt_eval_ns: get("prompt_eval_duration"),
-            eval_count: get("eval_count"),
-            eval_ns: get("eval_duration"),
-        };
-        (t.total_ns > 0 || t.eval_count > 0 || t.prompt_eval_count > 0).then_some(t)
     }
 }
 

@@ -176,7 +176,7 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
     } else if let Some(limited) = rate_limited(&state, &request, area, key.as_deref()) {
         limited
     } else {
-        request.extensions_mut().insert(RequestCtx { request_id: id.clone(), started, client_key: key });
+        request.extensions_mut().insert(RequestCtx { request_id: id.clone(), started });
         // Model, category, decision and upstream times are recorded into the span as they become known.
         let span = tracing::debug_span!(
             "request",
@@ -454,7 +454,7 @@ pub async fn serve(
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
-    pub state: AppState,
+    pub(crate) state: AppState,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -464,6 +464,21 @@ impl Running {
     /// `http://ADDR`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// The models it knows now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.state.catalog.load_full()
+    }
+
+    /// Reads the profiles from the store again (what a finished profiling job does).
+    pub async fn reload_profiles(&self) -> Result<(), RouterError> {
+        Ok(self.state.reload_profiles().await?)
     }
 
     /// Stops the server and its tasks and waits for them.

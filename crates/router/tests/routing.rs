@@ -1,11 +1,13 @@
 //! `auto` routing with seeded profiles: the router picks the model the utility formula says for each category and
-//! each quality preference, and prefers a loaded model when a cold one is only marginally better.
+//! each quality preference, and prefers a loaded model when a cold one is only marginally better; `/admin/explain`
+//! and real routing decide alike over the labelled prompt sets.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use common::{Harness, start_with};
 use serde_json::{Value, json};
+use std::path::Path;
 use switchyard::classify::expected_output_tokens;
 use switchyard_core::Category;
 use switchyard_core::store::{ModelRecord, ScoreRecord, SqlStore, Store};
@@ -42,8 +44,8 @@ const PROMPTS: [(Category, &str); 6] = [
 ];
 
 async fn seed(h: &Harness, quality: impl Fn(&str, usize) -> f64) {
-    let store = SqlStore::open(&h.router.state.config.database.resolved_url(), 1).await.unwrap();
-    let catalog = h.router.state.catalog.load_full();
+    let store = SqlStore::open(&h.router.config().database.resolved_url(), 1).await.unwrap();
+    let catalog = h.router.catalog();
     for (name, prefill, decode, load, _) in SEED {
         let spec = catalog.models.values().find(|s| s.name.as_str() == name).unwrap();
         store
@@ -81,7 +83,7 @@ async fn seed(h: &Harness, quality: impl Fn(&str, usize) -> f64) {
                 .unwrap();
         }
     }
-    h.router.state.reload_profiles().await.unwrap();
+    h.router.reload_profiles().await.unwrap();
 }
 
 /// The utility formula of the routing design, computed independently: U = w*q + (1-w) * Lmin / L.
@@ -256,4 +258,71 @@ async fn the_embedding_classifier_routes_through_the_embedding_model() {
         vram["models"].as_array().unwrap().iter().find(|m| m["name"] == "nomic-embed-text:latest").cloned().unwrap();
     assert!(embed["uses"].as_u64().unwrap() >= 2, "the embedding model was admitted for the classification: {embed}");
     h.stop().await;
+}
+
+/// The single-prompt lines of the labelled prompt sets.
+fn prompts() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let mut out = Vec::new();
+    for name in ["classifier-prompts.jsonl", "classifier-holdout.jsonl"] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: Value = serde_json::from_str(line).unwrap();
+            if let Some(p) = v["prompt"].as_str() {
+                out.push(p.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn encode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+#[tokio::test]
+async fn explain_and_routing_decide_alike_over_the_labelled_prompts() {
+    // Room for a few models but not all: load costs and evictions vary as it runs.
+    let h = start_with(SimOptions { gpus: vec![32 * GIB], ..SimOptions::default() }, |_| {}).await;
+    seed(&h, seeded_quality).await;
+    let prompts = prompts();
+    assert!(prompts.len() > 300, "the labelled sets hold {} single prompts", prompts.len());
+    let models = ["auto", "auto:fast", "auto:quality"];
+    let qualities = [None, Some(0.1), Some(0.9)];
+    let mut chosen_models = std::collections::BTreeSet::new();
+    for (i, prompt) in prompts.iter().enumerate() {
+        let model = models[i % models.len()];
+        let quality = qualities[(i / models.len()) % qualities.len()];
+        let mut path = format!("/admin/explain?prompt={}&model={}", encode(prompt), encode(model));
+        if let Some(q) = quality {
+            path.push_str(&format!("&quality={q}"));
+        }
+        let explained = h.get(&path).await;
+        assert_eq!(explained.status, 200, "{}", explained.text());
+        let explained = explained.json();
+
+        let body = json!({"model": model, "stream": false, "messages": [{"role": "user", "content": prompt}]});
+        let q = quality.map(|q| q.to_string());
+        let headers: Vec<(&str, &str)> = q.iter().map(|q| ("x-switchyard-quality", q.as_str())).collect();
+        let routed = h.call(http::Method::POST, &h.url("/api/chat"), Some(body.to_string().into()), &headers).await;
+        assert_eq!(routed.status, 200, "{prompt}: {}", routed.text());
+        let decision = h.get("/admin/decisions?limit=1").await.json()["decisions"][0].clone();
+
+        let what = format!("prompt {i} ({model}, quality {quality:?}): {prompt}");
+        assert_eq!(routed.header("x-switchyard-category"), explained["category"].as_str(), "{what}");
+        assert_eq!(routed.header("x-switchyard-model"), explained["chosen"].as_str(), "{what}");
+        assert_eq!(decision["chosen"], explained["chosen"], "{what}");
+        assert_eq!(decision["confidence"], explained["confidence"], "{what}");
+        assert_eq!(decision["requested"], model, "{what}");
+        assert_eq!(
+            decision["scoring"],
+            explained["scoring"],
+            "{what}\nrouted: {}\nexplained: {}",
+            serde_json::to_string_pretty(&decision["scoring"]).unwrap(),
+            serde_json::to_string_pretty(&explained["scoring"]).unwrap()
+        );
+        chosen_models.insert(explained["chosen"].as_str().unwrap_or("none").to_string());
+    }
+    // The comparison covered more than one outcome.
+    assert!(chosen_models.len() >= 3, "every prompt went to one of {chosen_models:?}");
 }

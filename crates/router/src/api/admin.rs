@@ -1,11 +1,10 @@
 //! Switchyard's own routes: VRAM status and control, models with their profiles, routing explanations and recent
 //! decisions, profiling jobs, metrics, health and readiness. Admin routes need `SWITCHYARD_ADMIN_KEY` when set.
 
-use crate::classify::{ClassifyInput, Role, Turn};
+use crate::engine::decision;
 use crate::error::{OllamaError, RouterError};
 use crate::jobs::{self, JobRequest};
-use crate::request::{Target, parse_object, parse_target};
-use crate::score::ScoreRequest;
+use crate::request::{Endpoint, PrepareContext, Target, parse_object, prepare_native};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -186,7 +185,26 @@ pub struct ExplainQuery {
     pub images: bool,
 }
 
-/// `GET /admin/explain?prompt=...`: how `auto` would route a prompt, with every candidate's components.
+/// The native chat body a real request for `q` would carry: the prompt as one user message, with a placeholder
+/// image and tool when asked for.
+fn explain_body(q: &ExplainQuery) -> serde_json::Map<String, Value> {
+    let mut message = json!({"role": "user", "content": q.prompt});
+    if q.images {
+        message["images"] = json!(["iVBORw0KGgo="]);
+    }
+    let mut body = json!({"model": q.model.as_deref().unwrap_or("auto"), "messages": [message]});
+    if q.tools {
+        body["tools"] = json!([{"type": "function", "function": {"name": "tool", "parameters": {"type": "object"}}}]);
+    }
+    match body {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// `GET /admin/explain?prompt=...`: how `auto` would route a prompt, with every candidate's components. It prepares
+/// the prompt as a chat request and runs the engine's own classification and decision on it, so it answers what
+/// routing that request now would do.
 pub async fn explain(State(state): State<AppState>, Query(q): Query<ExplainQuery>) -> Result<Json<Value>, OllamaError> {
     if q.prompt.trim().is_empty() {
         return Err(RouterError::bad("prompt is required", Some("prompt".into())).into());
@@ -194,49 +212,29 @@ pub async fn explain(State(state): State<AppState>, Query(q): Query<ExplainQuery
     if q.quality.is_some_and(|w| !(0.0..=1.0).contains(&w)) {
         return Err(RouterError::bad("quality must be between 0 and 1", Some("quality".into())).into());
     }
-    let requested = q.model.as_deref().unwrap_or("auto");
-    let Target::Auto { preference, label } = parse_target(requested, q.quality, &state.config.routing)? else {
+    let mut prepared = prepare_native(
+        Endpoint::Chat,
+        explain_body(&q),
+        PrepareContext { routing: &state.config.routing, classifier: &state.classifier, quality_header: q.quality },
+    )?;
+    let Target::Auto { preference, label } = prepared.target else {
         return Err(RouterError::bad("model must be auto, auto:fast or auto:quality", Some("model".into())).into());
     };
-    let started = std::time::Instant::now();
-    let turns = [Turn { role: Role::User, text: &q.prompt, images: usize::from(q.images) }];
-    let input = ClassifyInput { turns: &turns, has_tools: q.tools, wants_json: false, max_output_tokens: None };
-    let embedding = state.embedding_classifier.load_full();
-    let (classification, classifier) =
-        match (embedding.as_ref(), ModelName::parse(&state.config.routing.embedding_model)) {
-            (Some(emb), Ok(model)) => {
-                match state.vram.acquire_within(&model, std::time::Duration::from_secs(2)).await {
-                    Ok(_lease) => (emb.classify(&input, &state.classifier).await, "embedding"),
-                    Err(_) => (state.classifier.classify(&input), "rules"),
-                }
-            }
-            _ => (state.classifier.classify(&input), "rules"),
-        };
-    let prompt_tokens = switchyard_core::text::estimate_tokens(&q.prompt);
-    let scoring = crate::route::score_now(
-        &state,
-        &ScoreRequest {
-            category: classification.category,
-            needs: &classification.needs,
-            embedding: false,
-            preference,
-            prompt_tokens,
-            max_output_tokens: None,
-        },
-    );
-    let chosen = scoring.eligible().next().map(|c| c.model.to_string());
+    let classifier = decision::classify(&state, &mut prepared).await;
+    let decided = decision::decide(&state, &prepared, preference);
+    let classification = &prepared.classification;
     let scores: serde_json::Map<String, Value> =
         Category::ALL.iter().map(|c| (c.as_str().to_string(), json!(classification.scores[c.index()]))).collect();
     Ok(Json(json!({
         "model": label,
-        "classifier": classifier,
+        "classifier": classifier.as_str(),
         "category": classification.category,
         "confidence": classification.confidence,
         "category_scores": scores,
         "needs": {"tools": classification.needs.tools, "vision": classification.needs.vision, "json": classification.needs.json, "context_tokens": classification.needs.context_tokens},
-        "chosen": chosen,
-        "decision_us": started.elapsed().as_secs_f64() * 1e6,
-        "scoring": scoring,
+        "chosen": decided.candidates.first().map(ModelName::as_str),
+        "decision_us": decided.decision_us,
+        "scoring": decided.scoring,
     })))
 }
 

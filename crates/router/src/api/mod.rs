@@ -1,29 +1,28 @@
 //! HTTP surfaces: Ollama's native API, OpenAI's, and Switchyard's admin routes, plus what they share: the
-//! per-request context, body reading with the size limit, and the response finishing (headers, metrics, learning
-//! from timings).
+//! per-request context, body reading with the size limit, the quality header, and the routing headers on a
+//! response. Inference handlers parse, hand the request to the engine (`crate::engine`), and encode its outcome.
 
-pub mod admin;
-pub mod ollama;
-pub mod openai;
+pub(crate) mod admin;
+pub(crate) mod ollama;
+pub(crate) mod openai;
 
+use crate::engine::{Request, Surface};
 use crate::error::RouterError;
-use crate::forward::{OnEnd, StreamEnd};
-use crate::profiles::Timings;
+use crate::request::{Endpoint, PrepareContext, Prepared, parse_object, prepare_native};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Response, header};
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use serde_json::{Map, Value};
 use std::time::Instant;
-use switchyard_core::{Category, ModelName};
+use switchyard_core::ModelName;
 
 /// Set by the request middleware for every request.
 #[derive(Debug, Clone)]
 pub struct RequestCtx {
     pub request_id: String,
     pub started: Instant,
-    /// The client key that authenticated the request, if keys are configured.
-    pub client_key: Option<String>,
 }
 
 /// Labels a handler attaches to its response for the metrics middleware.
@@ -50,6 +49,56 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<By
     }
 }
 
+/// Reads a request body and parses it as one JSON object, within the configured size and depth limits.
+pub(crate) async fn read_object(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, Map<String, Value>), RouterError> {
+    let bytes = read_body(headers, body, state.config.server.max_body.0).await?;
+    let map = parse_object(&bytes, state.config.server.max_json_depth as usize)?;
+    Ok((bytes, map))
+}
+
+/// Checks a native body for `endpoint` and classifies it, with the quality header applied.
+pub(crate) fn prepare(
+    state: &AppState,
+    headers: &HeaderMap,
+    endpoint: Endpoint,
+    native: Map<String, Value>,
+) -> Result<Prepared, RouterError> {
+    let quality = quality_header(headers)?;
+    prepare_native(
+        endpoint,
+        native,
+        PrepareContext { routing: &state.config.routing, classifier: &state.classifier, quality_header: quality },
+    )
+}
+
+/// The engine's request for a prepared body that arrived on `surface` at `route`.
+pub(crate) fn engine_request(ctx: &RequestCtx, prepared: Prepared, surface: Surface, route: &'static str) -> Request {
+    Request { prepared, surface, route, request_id: ctx.request_id.clone(), started: ctx.started }
+}
+
+/// Logs a request body, only with `server.log_prompts` on.
+pub(crate) fn log_prompt(state: &AppState, ctx: &RequestCtx, bytes: &[u8]) {
+    if state.config.server.log_prompts {
+        tracing::debug!(request_id = %ctx.request_id, body = %String::from_utf8_lossy(bytes), "request");
+    }
+}
+
+/// A response of JSON bytes as they are.
+pub(crate) fn json_bytes(bytes: Bytes) -> Response<Body> {
+    let mut r = Response::new(Body::from(bytes));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    r
+}
+
+/// Parses a buffered upstream answer.
+pub(crate) fn answer_json(bytes: &[u8]) -> Result<Value, RouterError> {
+    serde_json::from_slice(bytes).map_err(|e| RouterError::UpstreamFailed(format!("Ollama sent invalid JSON: {e}")))
+}
+
 /// Parses `x-switchyard-quality`.
 pub fn quality_header(headers: &HeaderMap) -> Result<Option<f64>, RouterError> {
     let value = match headers.get("x-switchyard-quality") {
@@ -69,62 +118,4 @@ pub fn decorate(mut response: Response<Body>, model: &ModelName, category: &'sta
     response.headers_mut().insert("x-switchyard-category", HeaderValue::from_static(category));
     response.extensions_mut().insert(RouteLabels { model: model.to_string(), category });
     response
-}
-
-/// What to do when an answer has been delivered: learn the model's speed, settle its breaker, record metrics.
-pub fn finisher(
-    state: &AppState,
-    model: ModelName,
-    category: Option<Category>,
-    route: &'static str,
-    started: Instant,
-) -> OnEnd {
-    let state = state.clone();
-    Box::new(move |end: StreamEnd| {
-        state
-            .metrics
-            .request_duration
-            .with_label_values(&[route, model.as_str()])
-            .observe(started.elapsed().as_secs_f64());
-        match end {
-            StreamEnd::Complete(final_chunk) => {
-                state.breaker.success(&model);
-                if let Some(t) = final_chunk.as_ref().and_then(Timings::from_json) {
-                    learn(&state, &model, category, &t);
-                }
-            }
-            StreamEnd::Failed(reason) => {
-                state.metrics.stream_errors.with_label_values(&[route]).inc();
-                state.breaker.failure(&model);
-                tracing::warn!(model = %model, %reason, "stream ended with an error");
-            }
-            StreamEnd::ClientGone => tracing::debug!(model = %model, "client closed the stream"),
-        }
-    })
-}
-
-/// Records a buffered answer's outcome like a finished stream.
-pub fn finish_buffered(
-    state: &AppState,
-    model: &ModelName,
-    category: Option<Category>,
-    route: &'static str,
-    started: Instant,
-    answer: &serde_json::Value,
-) {
-    state.metrics.request_duration.with_label_values(&[route, model.as_str()]).observe(started.elapsed().as_secs_f64());
-    state.metrics.ttft.with_label_values(&[route, model.as_str()]).observe(started.elapsed().as_secs_f64());
-    state.breaker.success(model);
-    if let Some(t) = Timings::from_json(answer) {
-        learn(state, model, category, &t);
-    }
-}
-
-/// Folds a response's timings into the live averages (speed per model, answer length per category).
-fn learn(state: &AppState, model: &ModelName, category: Option<Category>, t: &Timings) {
-    let alpha = state.config.routing.ewma_alpha;
-    state.live.observe(model, t, alpha);
-    if let Some(c) = category {
-        state.live.observe_output(c, t.eval_count, alpha);
-    }
 }

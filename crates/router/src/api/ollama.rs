@@ -4,11 +4,11 @@
 //! picks the model. The listing routes show the virtual `auto` models beside the real ones; `/api/ps` shows when
 //! Switchyard (not Ollama's timer) will unload each model.
 
-use super::{RequestCtx, decorate, finish_buffered, finisher, quality_header, read_body};
+use super::{RequestCtx, decorate, engine_request, json_bytes, log_prompt, prepare, read_object};
+use crate::engine::{Answer, Engine, Surface};
 use crate::error::{OllamaError, RouterError};
-use crate::forward::{Passthrough, RelayBody, Reply};
-use crate::request::{Control, Endpoint, PrepareContext, Prepared, Target, parse_object, prepare_native};
-use crate::route::{Surface, category_label, dispatch, learned_category};
+use crate::forward::Passthrough;
+use crate::request::Endpoint;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -18,9 +18,7 @@ use axum::response::IntoResponse;
 use chrono::Utc;
 use serde_json::{Value, json};
 use std::time::Duration;
-use switchyard_core::ollama::KeepAlive;
 use switchyard_core::ollama::types::rfc3339_nanos;
-use switchyard_vram::AdminOp;
 
 /// The virtual models and the preference each stands for.
 pub const VIRTUAL_MODELS: [(&str, &str); 3] = [
@@ -93,8 +91,7 @@ pub async fn show(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response<Body>, OllamaError> {
-    let bytes = read_body(&headers, body, state.config.server.max_body.0).await?;
-    let map = parse_object(&bytes, state.config.server.max_json_depth as usize)?;
+    let (bytes, map) = read_object(&state, &headers, body).await?;
     let name = map
         .get("model")
         .or_else(|| map.get("name"))
@@ -136,72 +133,24 @@ pub async fn show(
     if answer.status == StatusCode::NOT_FOUND {
         return Err(RouterError::ModelNotFound(model.to_string()).into());
     }
-    let mut response = Response::new(Body::from(answer.body));
+    let mut response = json_bytes(answer.body);
     *response.status_mut() = answer.status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     Ok(response)
 }
 
 /// The answer Ollama gives to an empty-prompt load or unload.
-fn control_answer(prepared: &Prepared, reason: &str) -> Value {
+fn control_answer(endpoint: Endpoint, requested: &str, reason: &str) -> Value {
     let now = rfc3339_nanos(Utc::now());
-    match prepared.endpoint {
+    match endpoint {
         Endpoint::Chat => {
-            json!({"model": prepared.requested, "created_at": now, "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": reason})
+            json!({"model": requested, "created_at": now, "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": reason})
         }
         Endpoint::Generate => {
-            json!({"model": prepared.requested, "created_at": now, "response": "", "done": true, "done_reason": reason})
+            json!({"model": requested, "created_at": now, "response": "", "done": true, "done_reason": reason})
         }
-        Endpoint::Embed => json!({"model": prepared.requested, "embeddings": []}),
+        Endpoint::Embed => json!({"model": requested, "embeddings": []}),
         Endpoint::Embeddings => json!({"embedding": []}),
     }
-}
-
-/// Loads or unloads through the VRAM manager, answering as Ollama does.
-async fn control(state: &AppState, prepared: &Prepared, control: Control) -> Result<Response<Body>, RouterError> {
-    let Target::Model(model) = &prepared.target else {
-        return Err(RouterError::bad("auto needs a prompt to route", Some("model".into())));
-    };
-    if state.catalog.load().get(model).is_none() {
-        state.refresh_catalog_for_unknown().await?;
-        if state.catalog.load().get(model).is_none() {
-            return Err(RouterError::ModelNotFound(prepared.requested.clone()));
-        }
-    }
-    let reason = match control {
-        Control::Load => {
-            state.vram.admin(AdminOp::Load, model).await?;
-            if let Some(keep_alive) = prepared.keep_alive {
-                state.vram.note_keep_alive(model, keep_alive);
-            }
-            "load"
-        }
-        Control::Unload => {
-            match state.vram.admin(AdminOp::Unload, model).await {
-                Ok(_) => {}
-                // Busy: Ollama unloads once in-flight work is done; so does Switchyard, at its next poll.
-                Err(switchyard_vram::VramError::Busy { .. }) => {
-                    state.vram.note_keep_alive(model, KeepAlive::For(Duration::ZERO))
-                }
-                Err(e) => return Err(e.into()),
-            }
-            "unload"
-        }
-    };
-    let answer = control_answer(prepared, reason);
-    let mut response = if prepared.stream && !prepared.endpoint.is_embedding() {
-        let mut line = serde_json::to_vec(&answer).unwrap_or_default();
-        line.push(b'\n');
-        let mut r = Response::new(Body::from(line));
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-        r
-    } else {
-        Json(answer).into_response()
-    };
-    if let Ok(v) = HeaderValue::from_str(model.as_str()) {
-        response.headers_mut().insert("x-switchyard-model", v);
-    }
-    Ok(response)
 }
 
 async fn infer(
@@ -212,45 +161,36 @@ async fn infer(
     endpoint: Endpoint,
     route: &'static str,
 ) -> Result<Response<Body>, OllamaError> {
-    let bytes = read_body(&headers, body, state.config.server.max_body.0).await?;
-    let map = parse_object(&bytes, state.config.server.max_json_depth as usize)?;
-    let quality = quality_header(&headers)?;
-    let mut prepared = prepare_native(
-        endpoint,
-        map,
-        PrepareContext { routing: &state.config.routing, classifier: &state.classifier, quality_header: quality },
-    )?;
-    if state.config.server.log_prompts {
-        tracing::debug!(request_id = %ctx.request_id, body = %String::from_utf8_lossy(&bytes), "request");
-    }
-    if let Some(c) = prepared.control {
-        return Ok(control(&state, &prepared, c).await?);
-    }
-    crate::route::refine_classification(&state, &mut prepared).await;
-    let category = category_label(&prepared);
-    let routed = dispatch(&state, &prepared, &ctx.request_id, Surface::Ollama).await?;
-    state.metrics.overhead.observe(routed.forwarded_at.duration_since(ctx.started).as_secs_f64());
-    let model = routed.model.clone();
-    let response = match routed.reply {
-        Reply::Buffered(bytes) => {
-            let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            finish_buffered(&state, &model, learned_category(&prepared), route, ctx.started, &answer);
-            drop(routed.lease);
-            let mut r = Response::new(Body::from(bytes));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-            r
+    let (bytes, map) = read_object(&state, &headers, body).await?;
+    let prepared = prepare(&state, &headers, endpoint, map)?;
+    log_prompt(&state, &ctx, &bytes);
+    let stream = prepared.stream;
+    let outcome = Engine::new(&state).serve(engine_request(&ctx, prepared, Surface::Ollama, route)).await?;
+    let response = match outcome.answer {
+        Answer::Control(reason) => {
+            let answer = control_answer(endpoint, &outcome.shown, reason);
+            let mut response = if stream && !endpoint.is_embedding() {
+                let mut line = serde_json::to_vec(&answer).unwrap_or_default();
+                line.push(b'\n');
+                let mut r = Response::new(Body::from(line));
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+                r
+            } else {
+                Json(answer).into_response()
+            };
+            if let Ok(v) = HeaderValue::from_str(outcome.model.as_str()) {
+                response.headers_mut().insert("x-switchyard-model", v);
+            }
+            return Ok(response);
         }
-        Reply::Stream { first, rest } => {
-            state.metrics.ttft.with_label_values(&[route, model.as_str()]).observe(ctx.started.elapsed().as_secs_f64());
-            let on_end = finisher(&state, model.clone(), learned_category(&prepared), route, ctx.started);
-            let relay =
-                RelayBody::new(first, rest, Passthrough, state.forwarder.idle_timeout, Box::new(routed.lease), on_end);
-            let mut r = Response::new(Body::new(relay));
+        Answer::Buffered(bytes) => json_bytes(bytes),
+        Answer::Stream(relay) => {
+            let mut r = Response::new(Body::new(relay.into_body(Passthrough)));
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
             r
         }
     };
-    Ok(decorate(response, &model, category))
+    Ok(decorate(response, &outcome.model, outcome.category))
 }
 
 /// `POST /api/chat`, `/api/generate`, `/api/embed` and the legacy `/api/embeddings`: one handler, the endpoint

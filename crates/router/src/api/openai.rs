@@ -3,11 +3,11 @@
 //! OpenAI error objects.
 
 use super::ollama::VIRTUAL_MODELS;
-use super::{RequestCtx, decorate, finish_buffered, finisher, quality_header, read_body};
+use super::{RequestCtx, answer_json, decorate, engine_request, log_prompt, prepare, read_object};
+use crate::engine::{Answer, Engine, Surface};
 use crate::error::{OpenAiError, RouterError};
-use crate::forward::{LineSplitter, RelayBody, Reply, Transform};
-use crate::request::{Endpoint, PrepareContext, parse_object, prepare_native};
-use crate::route::{Surface, category_label, dispatch, learned_category};
+use crate::forward::{LineSplitter, Transform};
+use crate::request::Endpoint;
 use crate::state::AppState;
 use crate::translate::{self, OpenAiContext, OpenAiKind, SseTranslator};
 use axum::Json;
@@ -59,74 +59,44 @@ async fn complete(
     body: Body,
     kind: OpenAiKind,
 ) -> Result<Response<Body>, OpenAiError> {
-    let route = match kind {
-        OpenAiKind::Chat => "/v1/chat/completions",
-        OpenAiKind::Completion => "/v1/completions",
+    let (route, endpoint, prefix, param) = match kind {
+        OpenAiKind::Chat => ("/v1/chat/completions", Endpoint::Chat, "chatcmpl", "messages"),
+        OpenAiKind::Completion => ("/v1/completions", Endpoint::Generate, "cmpl", "prompt"),
     };
-    let bytes = read_body(&headers, body, state.config.server.max_body.0).await?;
-    let request = parse_object(&bytes, state.config.server.max_json_depth as usize)?;
+    let (bytes, request) = read_object(&state, &headers, body).await?;
     let (native, meta) = match kind {
         OpenAiKind::Chat => translate::chat_request(&request)?,
         OpenAiKind::Completion => translate::completion_request(&request)?,
     };
-    let endpoint = match kind {
-        OpenAiKind::Chat => Endpoint::Chat,
-        OpenAiKind::Completion => Endpoint::Generate,
-    };
-    let quality = quality_header(&headers)?;
-    let mut prepared = prepare_native(
-        endpoint,
-        native,
-        PrepareContext { routing: &state.config.routing, classifier: &state.classifier, quality_header: quality },
-    )?;
+    let prepared = prepare(&state, &headers, endpoint, native)?;
     if prepared.control.is_some() {
-        return Err(RouterError::bad(
-            "the prompt is empty",
-            Some(if kind == OpenAiKind::Chat { "messages".into() } else { "prompt".into() }),
-        )
-        .into());
+        return Err(RouterError::bad("the prompt is empty", Some(param.into())).into());
     }
-    if state.config.server.log_prompts {
-        tracing::debug!(request_id = %ctx.request_id, body = %String::from_utf8_lossy(&bytes), "request");
-    }
-    crate::route::refine_classification(&state, &mut prepared).await;
-    let category = category_label(&prepared);
-    let routed = dispatch(&state, &prepared, &ctx.request_id, Surface::OpenAi).await?;
-    state.metrics.overhead.observe(routed.forwarded_at.duration_since(ctx.started).as_secs_f64());
-    let model = routed.model.clone();
-    let prefix = if kind == OpenAiKind::Chat { "chatcmpl" } else { "cmpl" };
+    log_prompt(&state, &ctx, &bytes);
+    let outcome = Engine::new(&state).serve(engine_request(&ctx, prepared, Surface::OpenAi, route)).await?;
     let cx = OpenAiContext {
         kind,
         id: format!("{prefix}-{}", ctx.request_id),
         created: chrono::Utc::now().timestamp(),
         include_usage: meta.include_usage,
     };
-    // The response names the model actually used: the client's spelling for explicit requests, the chosen one for auto.
-    let shown = routed.upstream_name.clone();
-    let response = match routed.reply {
-        Reply::Buffered(bytes) => {
-            let answer: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| RouterError::UpstreamFailed(format!("Ollama sent invalid JSON: {e}")))?;
-            finish_buffered(&state, &model, learned_category(&prepared), route, ctx.started, &answer);
-            drop(routed.lease);
-            Json(translate::openai_response(&cx, &shown, &answer)).into_response()
+    let response = match outcome.answer {
+        Answer::Buffered(bytes) => {
+            Json(translate::openai_response(&cx, &outcome.shown, &answer_json(&bytes)?)).into_response()
         }
-        Reply::Stream { first, rest } => {
-            state.metrics.ttft.with_label_values(&[route, model.as_str()]).observe(ctx.started.elapsed().as_secs_f64());
+        Answer::Stream(relay) => {
             let transform = SseTransform {
                 lines: LineSplitter::default(),
-                translator: SseTranslator::new(cx, shown),
+                translator: SseTranslator::new(cx, outcome.shown.clone()),
                 out: BytesMut::new(),
             };
-            let on_end = finisher(&state, model.clone(), learned_category(&prepared), route, ctx.started);
-            let relay =
-                RelayBody::new(first, rest, transform, state.forwarder.idle_timeout, Box::new(routed.lease), on_end);
-            let mut r = Response::new(Body::new(relay));
+            let mut r = Response::new(Body::new(relay.into_body(transform)));
             sse_headers(&mut r);
             r
         }
+        Answer::Control(_) => return Err(RouterError::Internal("a completion became a load".into()).into()),
     };
-    Ok(decorate(response, &model, category))
+    Ok(decorate(response, &outcome.model, outcome.category))
 }
 
 /// `POST /v1/chat/completions`.
@@ -156,28 +126,16 @@ pub async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response<Body>, OpenAiError> {
-    let route = "/v1/embeddings";
-    let bytes = read_body(&headers, body, state.config.server.max_body.0).await?;
-    let request = parse_object(&bytes, state.config.server.max_json_depth as usize)?;
+    let (_, request) = read_object(&state, &headers, body).await?;
     let (native, base64) = translate::embeddings_request(&request)?;
-    let quality = quality_header(&headers)?;
-    let mut prepared = prepare_native(
-        Endpoint::Embed,
-        native,
-        PrepareContext { routing: &state.config.routing, classifier: &state.classifier, quality_header: quality },
-    )?;
+    let mut prepared = prepare(&state, &headers, Endpoint::Embed, native)?;
     prepared.stream = false;
-    let routed = dispatch(&state, &prepared, &ctx.request_id, Surface::OpenAi).await?;
-    let model = routed.model.clone();
-    let Reply::Buffered(bytes) = routed.reply else {
-        return Err(RouterError::Internal("embedding answer was streamed".into()).into());
+    let outcome = Engine::new(&state).serve(engine_request(&ctx, prepared, Surface::OpenAi, "/v1/embeddings")).await?;
+    let Answer::Buffered(bytes) = outcome.answer else {
+        return Err(RouterError::Internal("embedding answer was not buffered".into()).into());
     };
-    let answer: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| RouterError::UpstreamFailed(format!("Ollama sent invalid JSON: {e}")))?;
-    finish_buffered(&state, &model, learned_category(&prepared), route, ctx.started, &answer);
-    drop(routed.lease);
-    let out = translate::embeddings_response(&routed.upstream_name, &answer, base64);
-    Ok(decorate(Json(out).into_response(), &model, "embedding"))
+    let out = translate::embeddings_response(&outcome.shown, &answer_json(&bytes)?, base64);
+    Ok(decorate(Json(out).into_response(), &outcome.model, outcome.category))
 }
 
 fn model_object(id: &str, owned_by: &str, created: i64) -> Value {

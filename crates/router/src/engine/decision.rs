@@ -1,0 +1,192 @@
+//! The routing decision: classification of the conversation and the scoring of every model, computed by one
+//! function that both real routing and `/admin/explain` call, so the two cannot drift.
+//!
+//! [`decide`] is pure (it reads the catalog, profiles, live timings, VRAM ledger and breakers); [`record`] is what
+//! real routing adds: metrics, the decision ring for `/admin/decisions` and a sample in the store.
+
+use super::Request;
+use crate::classify::ClassifyInput;
+use crate::decisions::DecisionEntry;
+use crate::error::RouterError;
+use crate::request::{Prepared, Target};
+use crate::score::{ScoreContext, ScoreRequest, Scoring, score};
+use crate::state::AppState;
+use crate::writer::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_core::store::{DecisionRecord, now_ms};
+use switchyard_core::{Category, ModelName};
+
+/// A decision for an `auto` request.
+#[derive(Debug)]
+pub(crate) struct Decision {
+    /// Every model with its components, eligible ones first in score order.
+    pub scoring: Scoring,
+    /// The eligible models to try, best first, at most `routing.max_attempts`.
+    pub candidates: Vec<ModelName>,
+    /// Microseconds spent scoring.
+    pub decision_us: f64,
+}
+
+/// The category reported in `x-switchyard-category` and metrics.
+pub(crate) fn category_label(prepared: &Prepared) -> &'static str {
+    if prepared.endpoint.is_embedding() { "embedding" } else { prepared.classification.category.as_str() }
+}
+
+/// The category whose answer lengths a response teaches (none for embeddings).
+pub(crate) fn learned_category(prepared: &Prepared) -> Option<Category> {
+    (!prepared.endpoint.is_embedding()).then_some(prepared.classification.category)
+}
+
+/// Which classifier's answer `prepared.classification` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Classifier {
+    Rules,
+    Embedding,
+}
+
+impl Classifier {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Classifier::Rules => "rules",
+            Classifier::Embedding => "embedding",
+        }
+    }
+}
+
+/// With `routing.classifier = "embedding"`, classifies an `auto` request again by its nearest labelled examples
+/// (through the embedding model, admitted like any request); the rules' answer stays on any failure.
+pub(crate) async fn classify(state: &AppState, prepared: &mut Prepared) -> Classifier {
+    if !matches!(prepared.target, Target::Auto { .. }) || prepared.endpoint.is_embedding() {
+        return Classifier::Rules;
+    }
+    let classifier = state.embedding_classifier.load_full();
+    let Some(classifier) = classifier.as_ref() else { return Classifier::Rules };
+    let Ok(model) = ModelName::parse(&state.config.routing.embedding_model) else { return Classifier::Rules };
+    let Ok(_lease) = state.vram.acquire_within(&model, Duration::from_secs(2)).await else {
+        return Classifier::Rules;
+    };
+    let refined = {
+        let Ok((turns, _)) = crate::request::read_turns(prepared.endpoint, &prepared.body, prepared.keep_alive) else {
+            return Classifier::Rules;
+        };
+        let needs = &prepared.classification.needs;
+        let input = ClassifyInput {
+            turns: &turns,
+            has_tools: needs.tools,
+            wants_json: needs.json,
+            max_output_tokens: prepared.max_output_tokens,
+        };
+        classifier.classify(&input, &state.classifier).await
+    };
+    prepared.classification = refined;
+    Classifier::Embedding
+}
+
+/// Scores every model for `prepared` (an `auto` request at `preference`) against the current state.
+pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> Decision {
+    let started = Instant::now();
+    let c = &prepared.classification;
+    let output = prepared.max_output_tokens.unwrap_or_else(|| crate::classify::expected_output_tokens(c.category));
+    let prompt_tokens = c.needs.context_tokens.saturating_sub(output).max(1);
+    let req = ScoreRequest {
+        category: c.category,
+        needs: &c.needs,
+        embedding: prepared.endpoint.is_embedding(),
+        preference,
+        prompt_tokens,
+        max_output_tokens: prepared.max_output_tokens,
+    };
+    let catalog = state.catalog.load();
+    let profiles = state.profiles.load();
+    let ledger = state.vram.ledger();
+    let open: Vec<ModelName> = state
+        .breaker
+        .snapshot()
+        .into_iter()
+        .filter(|(_, p)| *p == crate::breaker::Phase::Open)
+        .map(|(m, _)| m)
+        .collect();
+    let cx = ScoreContext {
+        config: &state.config,
+        catalog: &catalog,
+        profiles: &profiles,
+        live: &state.live,
+        ledger: &ledger,
+        open_breakers: &open,
+    };
+    let scoring = score(&req, &cx);
+    let candidates: Vec<ModelName> =
+        scoring.eligible().take(state.config.routing.max_attempts as usize).map(|c| c.model.clone()).collect();
+    Decision { scoring, candidates, decision_us: started.elapsed().as_secs_f64() * 1e6 }
+}
+
+/// Records a real routing decision: the request's span, metrics, the ring `/admin/decisions` reads, and (sampled
+/// by `routing.decision_sample_rate`) a row in the store. Gives back the candidates.
+pub(crate) fn record(state: &AppState, req: &Request, preference: f64, decision: Decision) -> Vec<ModelName> {
+    let prepared = &req.prepared;
+    let request_id = req.request_id.as_str();
+    let surface = req.surface.as_str();
+    let category = category_label(prepared);
+    tracing::Span::current().record("decision_us", decision.decision_us);
+    state.metrics.decision_duration.observe(decision.decision_us / 1e6);
+    let chosen = decision.candidates.first().map(ToString::to_string);
+    state.metrics.decisions.with_label_values(&[category, chosen.as_deref().unwrap_or("none")]).inc();
+    let entry = Arc::new(DecisionEntry {
+        request_id: request_id.to_string(),
+        at: switchyard_core::ollama::types::rfc3339_nanos(chrono::Utc::now()),
+        surface,
+        requested: prepared.requested.clone(),
+        chosen: chosen.clone(),
+        decision_us: decision.decision_us,
+        confidence: prepared.classification.confidence,
+        scoring: decision.scoring,
+    });
+    if rand::random::<f64>() < state.config.routing.decision_sample_rate {
+        let candidates_json = serde_json::to_string(&entry.scoring.candidates).unwrap_or_default();
+        state.writer.write(Write::Decision(DecisionRecord {
+            id: None,
+            request_id: request_id.to_string(),
+            at: now_ms(),
+            surface: surface.to_string(),
+            category: category.to_string(),
+            requested: prepared.requested.clone(),
+            chosen: chosen.unwrap_or_default(),
+            quality_preference: preference,
+            decision_us: decision.decision_us,
+            candidates_json,
+        }));
+    }
+    tracing::debug!(
+        request_id,
+        category,
+        chosen = entry.chosen.as_deref().unwrap_or("none"),
+        decision_us = decision.decision_us,
+        "routing decision"
+    );
+    state.decisions.push(entry);
+    decision.candidates
+}
+
+/// Checks that an explicitly named model exists (refreshing the catalog once if it is unknown) and can serve the
+/// request's endpoint and tools.
+pub(crate) async fn check_explicit(state: &AppState, prepared: &Prepared, name: &ModelName) -> Result<(), RouterError> {
+    if state.catalog.load().get(name).is_none() {
+        state.refresh_catalog_for_unknown().await?;
+    }
+    let catalog = state.catalog.load();
+    let Some(spec) = catalog.get(name) else {
+        return Err(RouterError::ModelNotFound(prepared.requested.clone()));
+    };
+    let caps = spec.capabilities;
+    if !prepared.endpoint.is_embedding() && !caps.completion && caps.embedding {
+        return Err(RouterError::bad(
+            format!("\"{}\" does not support generate", prepared.requested),
+            Some("model".into()),
+        ));
+    }
+    if prepared.classification.needs.tools && !caps.tools {
+        return Err(RouterError::bad(format!("{} does not support tools", prepared.requested), Some("tools".into())));
+    }
+    Ok(())
+}

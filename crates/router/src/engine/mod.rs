@@ -1,0 +1,229 @@
+//! The engine: the one owner of a request's way through the router.
+//!
+//! A surface (`api::ollama`, `api::openai`) parses its request into a [`Prepared`] and hands it to
+//! [`Engine::serve`], which returns a finished [`Outcome`]: a control answer, a whole buffered answer, or a relay
+//! of the upstream stream that holds the VRAM lease until its body ends. In between, in this order and nowhere
+//! else: empty-prompt loads and unloads, classification (refined by the embedding classifier when configured),
+//! the routing decision ([`decision`], shared with `/admin/explain`), admission through a VRAM lease, forwarding,
+//! fallback to the next candidate, and the finishing of the answer ([`outcome`]: metrics, breaker, live learning).
+//!
+//! Failures before the first byte (connection refused, a 5xx, an out-of-memory load, a timeout, a stream that broke
+//! at once) count against the model's circuit breaker and move on to the next candidate, within
+//! `routing.max_attempts` and the admission wait.
+
+pub(crate) mod decision;
+pub(crate) mod outcome;
+
+use crate::error::RouterError;
+use crate::forward::ForwardFailure;
+use crate::request::{Control, Prepared, Target};
+use crate::state::AppState;
+use decision::category_label;
+use outcome::Admitted;
+pub(crate) use outcome::{Answer, Outcome};
+use std::time::{Duration, Instant};
+use switchyard_core::ModelName;
+use switchyard_core::ollama::KeepAlive;
+use switchyard_vram::{AdminOp, VramError};
+
+/// Which API surface a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Surface {
+    Ollama,
+    OpenAi,
+}
+
+impl Surface {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Surface::Ollama => "ollama",
+            Surface::OpenAi => "openai",
+        }
+    }
+}
+
+/// A parsed request and where it came from.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub prepared: Prepared,
+    pub surface: Surface,
+    /// The route label for metrics (`/api/chat`, `/v1/completions`, ...).
+    pub route: &'static str,
+    pub request_id: String,
+    /// When the request arrived (for the overhead, first-token and duration metrics).
+    pub started: Instant,
+}
+
+/// Serves requests against the router's shared state.
+#[derive(Clone, Copy)]
+pub(crate) struct Engine<'a> {
+    state: &'a AppState,
+}
+
+impl<'a> Engine<'a> {
+    pub(crate) fn new(state: &'a AppState) -> Self {
+        Self { state }
+    }
+
+    /// Serves one request to a finished outcome, or the error its surface should show.
+    pub(crate) async fn serve(&self, mut req: Request) -> Result<Outcome, RouterError> {
+        if let Some(control) = req.prepared.control {
+            return self.control(&req.prepared, control).await;
+        }
+        decision::classify(self.state, &mut req.prepared).await;
+        let category = category_label(&req.prepared);
+        let candidates = self.candidates(&req).await?;
+        let admitted = self.attempt(&req, &candidates).await?;
+        self.state.metrics.overhead.observe(admitted.forwarded_at.duration_since(req.started).as_secs_f64());
+        Ok(outcome::finish(self.state, &req, admitted, category))
+    }
+
+    /// The models to try, best first: the named one, or the decision's candidates for `auto`.
+    async fn candidates(&self, req: &Request) -> Result<Vec<ModelName>, RouterError> {
+        let state = self.state;
+        let prepared = &req.prepared;
+        match &prepared.target {
+            Target::Model(name) => {
+                decision::check_explicit(state, prepared, name).await?;
+                Ok(vec![name.clone()])
+            }
+            Target::Auto { preference, .. } => {
+                let decided = decision::decide(state, prepared, *preference);
+                let why_none = decided.candidates.is_empty().then(|| decided.scoring.why_none());
+                let candidates = decision::record(state, req, *preference, decided);
+                if let Some(reason) = why_none {
+                    tracing::debug!(%reason, "no candidate");
+                    if state.catalog.load().models.is_empty() {
+                        return Err(RouterError::UpstreamFailed(
+                            "no models are known: Ollama has none pulled or cannot be reached (ollama pull llama3.2)"
+                                .into(),
+                        ));
+                    }
+                    return Err(RouterError::NoCapableModel(reason));
+                }
+                Ok(candidates)
+            }
+        }
+    }
+
+    /// Admits and forwards to each candidate in turn until one answers.
+    async fn attempt(&self, req: &Request, list: &[ModelName]) -> Result<Admitted, RouterError> {
+        let state = self.state;
+        let prepared = &req.prepared;
+        let explicit = matches!(prepared.target, Target::Model(_));
+        let deadline = Instant::now() + Duration::from_millis(state.config.vram.admission_wait_ms);
+        let mut last: Option<RouterError> = None;
+        for (attempt, model) in list.iter().enumerate() {
+            if attempt > 0 {
+                let reason = last.as_ref().map_or("unknown", RouterError::kind);
+                state.metrics.fallbacks.with_label_values(&[reason]).inc();
+                tracing::debug!(request_id = %req.request_id, model = %model, reason, "falling back to the next candidate");
+            }
+            if !state.breaker.allow(model) {
+                last = Some(RouterError::UpstreamFailed(format!(
+                    "{model} failed repeatedly and is paused for {} s (circuit breaker); retry later or pick another model",
+                    state.config.breaker.cooldown_secs
+                )));
+                continue;
+            }
+            let wait = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            let lease = match state.vram.acquire_within(model, wait).await {
+                Ok(lease) => lease,
+                Err(e @ (VramError::Busy { .. } | VramError::QueueFull { .. })) if !explicit => {
+                    last = Some(e.into());
+                    continue;
+                }
+                Err(e @ VramError::LoadFailed { unreachable: true, .. }) => return Err(e.into()),
+                Err(e @ VramError::LoadFailed { .. }) => {
+                    state.breaker.failure(model);
+                    last = Some(e.into());
+                    if explicit {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(keep_alive) = prepared.keep_alive {
+                state.vram.note_keep_alive(model, keep_alive);
+            }
+            let upstream_name = if explicit { prepared.requested.clone() } else { model.to_string() };
+            let body = prepared.upstream_body(&upstream_name, &lease.options)?;
+            let forwarded_at = Instant::now();
+            let span = tracing::Span::current();
+            span.record("model", model.as_str());
+            span.record("category", category_label(prepared));
+            match state.forwarder.send(prepared.endpoint.path(), body, prepared.stream).await {
+                Ok(reply) => {
+                    // Until the first chunk for streams, the whole answer otherwise.
+                    span.record("upstream_ms", forwarded_at.elapsed().as_secs_f64() * 1000.0);
+                    return Ok(Admitted { model: model.clone(), upstream_name, reply, lease, forwarded_at });
+                }
+                Err(ForwardFailure::Status { status, message }) if (400..500).contains(&status) && status != 404 => {
+                    // The request itself is wrong for this model: another model will not fix it.
+                    return Err(RouterError::UpstreamRejected { status, message });
+                }
+                Err(ForwardFailure::Status { status: 404, message }) => {
+                    if explicit {
+                        return Err(RouterError::UpstreamRejected { status: 404, message });
+                    }
+                    state.refresh_catalog_for_unknown().await?;
+                    last = Some(RouterError::UpstreamFailed(message));
+                }
+                Err(failure) => {
+                    if state.breaker.failure(model) {
+                        tracing::warn!(model = %model, "circuit breaker opened");
+                    }
+                    if matches!(&failure, ForwardFailure::Status { status: 500, .. }) {
+                        // A failed load (out of memory) changes what Ollama holds: reconcile now.
+                        let vram = state.vram.clone();
+                        state.tracker.spawn(async move {
+                            let _ = vram.refresh().await;
+                        });
+                    }
+                    last = Some(RouterError::forward_failure(&failure, model));
+                }
+            }
+            drop(lease);
+        }
+        Err(last.unwrap_or_else(|| RouterError::UpstreamFailed("no candidate could be tried".into())))
+    }
+
+    /// An empty-prompt request: loads or unloads the named model through the VRAM manager, as Ollama does.
+    async fn control(&self, prepared: &Prepared, control: Control) -> Result<Outcome, RouterError> {
+        let state = self.state;
+        let Target::Model(model) = &prepared.target else {
+            return Err(RouterError::bad("auto needs a prompt to route", Some("model".into())));
+        };
+        if state.catalog.load().get(model).is_none() {
+            state.refresh_catalog_for_unknown().await?;
+            if state.catalog.load().get(model).is_none() {
+                return Err(RouterError::ModelNotFound(prepared.requested.clone()));
+            }
+        }
+        let reason = match control {
+            Control::Load => {
+                state.vram.admin(AdminOp::Load, model).await?;
+                if let Some(keep_alive) = prepared.keep_alive {
+                    state.vram.note_keep_alive(model, keep_alive);
+                }
+                "load"
+            }
+            Control::Unload => {
+                match state.vram.admin(AdminOp::Unload, model).await {
+                    Ok(_) => {}
+                    // Busy: Ollama unloads once in-flight work is done; so does Switchyard, at its next poll.
+                    Err(VramError::Busy { .. }) => state.vram.note_keep_alive(model, KeepAlive::For(Duration::ZERO)),
+                    Err(e) => return Err(e.into()),
+                }
+                "unload"
+            }
+        };
+        Ok(Outcome {
+            model: model.clone(),
+            shown: prepared.requested.clone(),
+            category: category_label(prepared),
+            answer: Answer::Control(reason),
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! A finished outcome, and what finishing an answer means: the duration and first-token metrics, the model's
+//! circuit breaker settled, and the answer's own timings folded into the live averages (speed per model, answer
+//! length per category). A buffered answer is finished before it is handed back; a stream when its relay ends.
+
+use super::Request;
+use super::decision::learned_category;
+use crate::forward::{OnEnd, RelayBody, Reply, StreamEnd, Transform};
+use crate::state::AppState;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use std::time::{Duration, Instant};
+use switchyard_core::ollama::Timings;
+use switchyard_core::{Category, ModelName};
+use switchyard_vram::Lease;
+
+/// What the engine hands back to a surface to encode.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// The model that served the request.
+    pub model: ModelName,
+    /// What the answer calls the model: the client's spelling for an explicit model, the chosen one for `auto`.
+    pub shown: String,
+    /// The category label for headers and metrics.
+    pub category: &'static str,
+    pub answer: Answer,
+}
+
+/// The body of an outcome.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// An empty-prompt load or unload was done; the reason (`load`, `unload`) goes in the answer.
+    Control(&'static str),
+    /// The whole upstream answer (`stream: false`), already finished.
+    Buffered(Bytes),
+    /// The upstream stream, to be relayed.
+    Stream(Relay),
+}
+
+/// An upstream stream with everything its relay needs; the VRAM lease is held until the relay's body ends.
+pub(crate) struct Relay {
+    first: Bytes,
+    rest: Incoming,
+    idle: Duration,
+    lease: Lease,
+    on_end: OnEnd,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("first", &self.first.len()).field("idle", &self.idle).finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// The response body relaying the stream through `transform`.
+    pub(crate) fn into_body<T: Transform>(self, transform: T) -> RelayBody<T> {
+        RelayBody::new(self.first, self.rest, transform, self.idle, Box::new(self.lease), self.on_end)
+    }
+}
+
+/// A request that reached a model.
+pub(super) struct Admitted {
+    pub model: ModelName,
+    /// What `model` is called in the upstream request (the client's spelling for explicit requests).
+    pub upstream_name: String,
+    pub reply: Reply,
+    pub lease: Lease,
+    /// When forwarding started.
+    pub forwarded_at: Instant,
+}
+
+/// Turns an admitted reply into an outcome: a buffered answer is finished now (and its lease released), a stream
+/// gets a relay that finishes it when it ends.
+pub(super) fn finish(state: &AppState, req: &Request, admitted: Admitted, category: &'static str) -> Outcome {
+    let Admitted { model, upstream_name, reply, lease, .. } = admitted;
+    let learned = learned_category(&req.prepared);
+    let answer = match reply {
+        Reply::Buffered(bytes) => {
+            let elapsed = req.started.elapsed().as_secs_f64();
+            state.metrics.request_duration.with_label_values(&[req.route, model.as_str()]).observe(elapsed);
+            state.metrics.ttft.with_label_values(&[req.route, model.as_str()]).observe(elapsed);
+            state.breaker.success(&model);
+            if let Some(t) = Timings::from_slice(&bytes) {
+                learn(state, &model, learned, &t);
+            }
+            drop(lease);
+            Answer::Buffered(bytes)
+        }
+        Reply::Stream { first, rest } => {
+            state
+                .metrics
+                .ttft
+                .with_label_values(&[req.route, model.as_str()])
+                .observe(req.started.elapsed().as_secs_f64());
+            let on_end = finisher(state, model.clone(), learned, req.route, req.started);
+            Answer::Stream(Relay { first, rest, idle: state.forwarder.idle_timeout, lease, on_end })
+        }
+    };
+    Outcome { model, shown: upstream_name, category, answer }
+}
+
+/// What to do when a stream has been delivered: learn the model's speed, settle its breaker, record metrics.
+fn finisher(
+    state: &AppState,
+    model: ModelName,
+    category: Option<Category>,
+    route: &'static str,
+    started: Instant,
+) -> OnEnd {
+    let state = state.clone();
+    Box::new(move |end: StreamEnd| {
+        state
+            .metrics
+            .request_duration
+            .with_label_values(&[route, model.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        match end {
+            StreamEnd::Complete(final_chunk) => {
+                state.breaker.success(&model);
+                if let Some(t) = final_chunk.as_ref().and_then(Timings::from_json) {
+                    learn(&state, &model, category, &t);
+                }
+            }
+            StreamEnd::Failed(reason) => {
+                state.metrics.stream_errors.with_label_values(&[route]).inc();
+                state.breaker.failure(&model);
+                tracing::warn!(model = %model, %reason, "stream ended with an error");
+            }
+            StreamEnd::ClientGone => tracing::debug!(model = %model, "client closed the stream"),
+        }
+    })
+}
+
+/// Folds an answer's timings into the live averages.
+fn learn(state: &AppState, model: &ModelName, category: Option<Category>, t: &Timings) {
+    let alpha = state.config.routing.ewma_alpha;
+    state.live.observe(model, t, alpha);
+    if let Some(c) = category {
+        state.live.observe_output(c, t.eval_count, alpha);
+    }
+}
