@@ -8,7 +8,7 @@
 
 use crate::error::RouterError;
 use base64::Engine as _;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use serde_json::{Map, Value, json};
 
 fn bad(message: impl Into<String>, param: &str) -> RouterError {
@@ -548,15 +548,6 @@ impl SseTranslator {
         Self::event(out, &json!({"error": {"message": message, "type": "api_error", "param": null, "code": null}}));
     }
 
-    /// True once `[DONE]` or an error was written.
-    pub fn finished(&self) -> bool {
-        self.finished
-    }
-}
-
-/// The response body of a non-streaming OpenAI answer.
-pub fn to_bytes(value: &Value) -> Bytes {
-    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -650,7 +641,7 @@ mod tests {
         let usage: Value = serde_json::from_str(events[3].trim_start_matches("data: ")).unwrap();
         assert_eq!(usage["usage"]["completion_tokens"], 2);
         assert_eq!(events[4], "data: [DONE]");
-        assert!(t.finished());
+        assert!(t.finished);
     }
 
     #[test]

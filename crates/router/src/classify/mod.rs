@@ -14,7 +14,7 @@ mod embedding;
 mod lexicon;
 mod rules;
 
-pub use embedding::{ClassifyError, EmbeddingClassifier, bundled_examples, parse_examples};
+pub use embedding::{EmbeddingClassifier, bundled_examples};
 
 use rules::{Shape, Votes};
 use serde::{Deserialize, Serialize};
