@@ -149,18 +149,6 @@ impl EmbeddingClassifier {
         })
     }
 
-    /// Sets the similarity the nearest example must reach (cosine, -1 to 1) for the vote to be used.
-    pub fn with_min_similarity(mut self, min_similarity: f32) -> Self {
-        self.min_similarity = min_similarity;
-        self
-    }
-
-    /// Sets the time allowed to embed one request.
-    pub fn with_query_timeout(mut self, timeout: Duration) -> Self {
-        self.query_timeout = timeout;
-        self
-    }
-
     /// Number of embedded examples.
     pub fn len(&self) -> usize {
         self.labels.len()
