@@ -547,7 +547,6 @@ impl SseTranslator {
         self.finished = true;
         Self::event(out, &json!({"error": {"message": message, "type": "api_error", "param": null, "code": null}}));
     }
-
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::request::{Endpoint, PrepareContext, Target, parse_object, prepare_nat
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{MatchedPath, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,20 @@ pub async fn vram(State(state): State<AppState>) -> Json<VramStatus> {
     Json(status(&ledger, state.vram.source(), state.config.vram.limit.to_string()))
 }
 
-async fn vram_op(state: AppState, headers: HeaderMap, body: Body, op: AdminOp) -> Result<Json<Value>, OllamaError> {
+/// `POST /admin/vram/load`, `/unload`, `/pin` and `/unpin`: one handler, the operation taken from the route.
+pub async fn vram_op(
+    State(state): State<AppState>,
+    path: MatchedPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, OllamaError> {
+    let op = match path.as_str() {
+        "/admin/vram/load" => AdminOp::Load,
+        "/admin/vram/unload" => AdminOp::Unload,
+        "/admin/vram/pin" => AdminOp::Pin,
+        "/admin/vram/unpin" => AdminOp::Unpin,
+        other => return Err(RouterError::NotFound(format!("no VRAM operation at {other}")).into()),
+    };
     let bytes = super::read_body(&headers, body, 64 * 1024).await?;
     let map = parse_object(&bytes, 8)?;
     let name = map
@@ -47,42 +60,6 @@ async fn vram_op(state: AppState, headers: HeaderMap, body: Body, op: AdminOp) -
         tracing::warn!(model = %model, error = %e, "cannot record the pin in the store; it holds until the next restart");
     }
     Ok(Json(json!({ "model": model, "status": message })))
-}
-
-/// `POST /admin/vram/load`.
-pub async fn vram_load(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, OllamaError> {
-    vram_op(state, headers, body, AdminOp::Load).await
-}
-
-/// `POST /admin/vram/unload`.
-pub async fn vram_unload(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, OllamaError> {
-    vram_op(state, headers, body, AdminOp::Unload).await
-}
-
-/// `POST /admin/vram/pin`.
-pub async fn vram_pin(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, OllamaError> {
-    vram_op(state, headers, body, AdminOp::Pin).await
-}
-
-/// `POST /admin/vram/unpin`.
-pub async fn vram_unpin(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, OllamaError> {
-    vram_op(state, headers, body, AdminOp::Unpin).await
 }
 
 /// Quality of one category in `/admin/models`.

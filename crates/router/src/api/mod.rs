@@ -7,11 +7,14 @@ pub(crate) mod ollama;
 pub(crate) mod openai;
 
 use crate::engine::{Request, Surface};
-use crate::error::RouterError;
+use crate::error::{OllamaError, RouterError};
 use crate::request::{Endpoint, PrepareContext, Prepared, parse_object, prepare_native};
 use crate::state::AppState;
+use crate::translate::OpenAiKind;
 use axum::body::Body;
+use axum::extract::{Extension, MatchedPath, State};
 use axum::http::{HeaderMap, HeaderValue, Response, header};
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::{Map, Value};
@@ -30,6 +33,34 @@ pub struct RequestCtx {
 pub struct RouteLabels {
     pub model: String,
     pub category: &'static str,
+}
+
+/// Every inference route of both surfaces: one handler, the endpoint taken from the route, the answer (and any
+/// error) in the shape of the surface the route belongs to.
+pub(crate) async fn inference(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestCtx>,
+    path: MatchedPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
+    let native = match path.as_str() {
+        "/api/chat" => Endpoint::Chat,
+        "/api/generate" => Endpoint::Generate,
+        "/api/embed" => Endpoint::Embed,
+        "/api/embeddings" => Endpoint::Embeddings,
+        "/v1/chat/completions" => {
+            return openai::complete(state, ctx, headers, body, OpenAiKind::Chat).await.into_response();
+        }
+        "/v1/completions" => {
+            return openai::complete(state, ctx, headers, body, OpenAiKind::Completion).await.into_response();
+        }
+        "/v1/embeddings" => return openai::embeddings(state, ctx, headers, body).await.into_response(),
+        other => {
+            return OllamaError::from(RouterError::NotFound(format!("no inference route {other}"))).into_response();
+        }
+    };
+    ollama::infer(state, ctx, headers, body, native).await.into_response()
 }
 
 /// Reads a request body up to `limit` bytes.

@@ -12,7 +12,7 @@ use crate::request::Endpoint;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, MatchedPath, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::Utc;
@@ -153,19 +153,19 @@ fn control_answer(endpoint: Endpoint, requested: &str, reason: &str) -> Value {
     }
 }
 
-async fn infer(
+/// `POST /api/chat`, `/api/generate`, `/api/embed` and the legacy `/api/embeddings`.
+pub(super) async fn infer(
     state: AppState,
     ctx: RequestCtx,
     headers: HeaderMap,
     body: Body,
     endpoint: Endpoint,
-    route: &'static str,
 ) -> Result<Response<Body>, OllamaError> {
     let (bytes, map) = read_object(&state, &headers, body).await?;
     let prepared = prepare(&state, &headers, endpoint, map)?;
     log_prompt(&state, &ctx, &bytes);
     let stream = prepared.stream;
-    let outcome = Engine::new(&state).serve(engine_request(&ctx, prepared, Surface::Ollama, route)).await?;
+    let outcome = Engine::new(&state).serve(engine_request(&ctx, prepared, Surface::Ollama, endpoint.path())).await?;
     let response = match outcome.answer {
         Answer::Control(reason) => {
             let answer = control_answer(endpoint, &outcome.shown, reason);
@@ -191,23 +191,4 @@ async fn infer(
         }
     };
     Ok(decorate(response, &outcome.model, outcome.category))
-}
-
-/// `POST /api/chat`, `/api/generate`, `/api/embed` and the legacy `/api/embeddings`: one handler, the endpoint
-/// taken from the route.
-pub async fn inference(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestCtx>,
-    path: MatchedPath,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response<Body>, OllamaError> {
-    let (endpoint, route) = match path.as_str() {
-        "/api/chat" => (Endpoint::Chat, "/api/chat"),
-        "/api/generate" => (Endpoint::Generate, "/api/generate"),
-        "/api/embed" => (Endpoint::Embed, "/api/embed"),
-        "/api/embeddings" => (Endpoint::Embeddings, "/api/embeddings"),
-        other => return Err(RouterError::NotFound(format!("no inference route {other}")).into()),
-    };
-    infer(state, ctx, headers, body, endpoint, route).await
 }

@@ -12,7 +12,7 @@ use crate::state::AppState;
 use crate::translate::{self, OpenAiContext, OpenAiKind, SseTranslator};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Response, header};
 use axum::response::IntoResponse;
 use bytes::{Bytes, BytesMut};
@@ -52,7 +52,8 @@ fn sse_headers(response: &mut Response<Body>) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
 }
 
-async fn complete(
+/// `POST /v1/chat/completions` and `/v1/completions`.
+pub(super) async fn complete(
     state: AppState,
     ctx: RequestCtx,
     headers: HeaderMap,
@@ -99,30 +100,10 @@ async fn complete(
     Ok(decorate(response, &outcome.model, outcome.category))
 }
 
-/// `POST /v1/chat/completions`.
-pub async fn chat_completions(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestCtx>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response<Body>, OpenAiError> {
-    complete(state, ctx, headers, body, OpenAiKind::Chat).await
-}
-
-/// `POST /v1/completions`.
-pub async fn completions(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestCtx>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response<Body>, OpenAiError> {
-    complete(state, ctx, headers, body, OpenAiKind::Completion).await
-}
-
 /// `POST /v1/embeddings`.
-pub async fn embeddings(
-    State(state): State<AppState>,
-    Extension(ctx): Extension<RequestCtx>,
+pub(super) async fn embeddings(
+    state: AppState,
+    ctx: RequestCtx,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response<Body>, OpenAiError> {
