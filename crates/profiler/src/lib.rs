@@ -2,12 +2,15 @@
 //!
 //! `suite` loads the per-category item files (embedded from `suites/`, or a directory given with `--suite-dir`);
 //! `check` decides whether an answer is correct without a judge; `judge` scores open-ended items with an optional
-//! LLM judge; `runner` profiles models through the VRAM manager and writes results as they come; `stats` turns
-//! results into per-category scores with Wilson intervals.
+//! LLM judge; `runner` profiles models through the VRAM manager and writes results as they come, sending its chat
+//! calls through `client`; `stats` turns results into per-category scores with Wilson intervals; `report` prints a
+//! run's summary as a table.
 
 pub mod check;
+mod client;
 pub mod error;
 pub mod judge;
+pub mod report;
 pub mod runner;
 pub mod stats;
 pub mod suite;

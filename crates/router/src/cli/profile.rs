@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use switchyard_core::config::{Config, FlagValue};
 use switchyard_core::{Category, ModelName};
-use switchyard_profiler::runner::render_table;
+use switchyard_profiler::report::render_table;
 use switchyard_profiler::suite::{self, Suite};
 use switchyard_profiler::{JudgeTarget, Progress, ProgressSink, RunOptions, Runner};
 use tokio_util::sync::CancellationToken;
