@@ -169,21 +169,21 @@ pub async fn run(config: Arc<Config>, args: ProfileArgs) -> Result<(), RouterErr
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     super::cancel_on_signal(shutdown.clone());
-    let state = server::build_state(Arc::clone(&config), shutdown.clone(), tracker.clone()).await?;
-    if state.catalog.load().models.is_empty() {
-        state.refresh_catalog().await?;
+    let mut base = server::build_base(Arc::clone(&config), shutdown.clone(), &tracker).await?;
+    if base.catalog.models.is_empty() {
+        base.refresh_catalog().await?;
     }
     let suites = suites(&config)?;
     let options = options(&config, &args.models, &args.categories, args.force)?;
     let runner = Runner {
-        client: state.ollama.clone(),
-        store: Arc::clone(&state.store),
-        vram: state.vram.clone(),
+        client: base.ollama.clone(),
+        store: Arc::clone(&base.store),
+        vram: base.vram.clone(),
         config: Arc::clone(&config),
         suites: Arc::new(suites),
         cancel: shutdown.clone(),
     };
-    let catalog = state.catalog.load_full();
+    let catalog = Arc::clone(&base.catalog);
     let categories: Vec<Category> = if options.categories.is_empty() {
         runner.suites.iter().map(|s| s.category).collect()
     } else {
