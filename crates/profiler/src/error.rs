@@ -10,6 +10,11 @@ pub enum ProfileError {
     #[error("suite {file}: {message}")]
     Suite { file: String, message: String },
 
+    /// A requested model, category or judge is not valid; `param` names the option (`models`, `categories`,
+    /// `--judge`).
+    #[error("{param}: {message}")]
+    InvalidOption { param: String, message: String },
+
     /// The upstream, the store or the configuration failed.
     #[error(transparent)]
     Core(#[from] CoreError),

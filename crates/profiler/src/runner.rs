@@ -13,21 +13,17 @@
 //! A model whose results are complete for its current digest and suite versions is skipped unless `force`.
 
 use crate::check::Verdict;
+use crate::client;
 use crate::error::ProfileError;
 use crate::judge::{judge_prompt, judged_verdict, parse_judge_reply};
 use crate::stats;
 use crate::suite::{Item, Suite, combined_version};
-use bytes::Bytes;
-use http::Method;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::catalog::{Catalog, ModelSpec};
 use switchyard_core::config::Config;
-use switchyard_core::http::{build_request, error_message};
-use switchyard_core::ndjson::LineSplitter;
 use switchyard_core::ollama::{LoadOptions, OllamaClient};
 use switchyard_core::store::{ItemResult, ProfileRun, RunStatus, ScoreRecord, Store, now_ms};
 use switchyard_core::text::estimate_tokens;
@@ -499,7 +495,7 @@ impl Runner {
             "model": spec.name.as_str(), "messages": messages, "stream": true, "keep_alive": -1,
             "options": deterministic_options(load, Some(max_tokens))
         });
-        let answer = match tokio::time::timeout(timeout, self.chat_stream(&body)).await {
+        let answer = match tokio::time::timeout(timeout, client::chat_stream(&self.client, &body)).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => {
                 result.error = Some(e);
@@ -512,17 +508,16 @@ impl Runner {
         };
         result.ttft_ms = answer.ttft.map(|d| d.as_secs_f64() * 1000.0);
         result.total_ms = Some(answer.total.as_secs_f64() * 1000.0);
-        if let Some(t) = &answer.timings {
-            result.prompt_tokens = Some(t.prompt_eval_count);
-            result.output_tokens = Some(t.eval_count);
-            if t.prompt_eval_count > 0 && t.prompt_eval_ns > 0 {
-                result.prefill_tps = Some(t.prompt_eval_count as f64 * 1e9 / t.prompt_eval_ns as f64);
-            }
-            if t.eval_count > 0 && t.eval_ns > 0 {
-                result.decode_tps = Some(t.eval_count as f64 * 1e9 / t.eval_ns as f64);
-            }
-            speed.observe(result.prefill_tps, result.decode_tps);
+        let t = &answer.timings;
+        result.prompt_tokens = Some(t.prompt_eval_count);
+        result.output_tokens = Some(t.eval_count);
+        if t.prompt_eval_count > 0 && t.prompt_eval_ns > 0 {
+            result.prefill_tps = Some(t.prompt_eval_count as f64 * 1e9 / t.prompt_eval_ns as f64);
         }
+        if t.eval_count > 0 && t.eval_ns > 0 {
+            result.decode_tps = Some(t.eval_count as f64 * 1e9 / t.eval_ns as f64);
+        }
+        speed.observe(result.prefill_tps, result.decode_tps);
         let verdict = match item.check.evaluate(&answer.text) {
             Verdict::NeedsJudge => match &options.judge {
                 Some(judge) => match self.judge(judge, item, &answer.text).await {
@@ -543,52 +538,6 @@ impl Runner {
         result
     }
 
-    /// Sends one streaming chat request and collects the answer with its timings.
-    async fn chat_stream(&self, body: &Value) -> Result<Answer, String> {
-        let started = Instant::now();
-        let url = self.client.url("/api/chat");
-        let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-        let request = build_request(Method::POST, &url, Some(Bytes::from(bytes))).map_err(|e| e.to_string())?;
-        let response = self.client.http().send(request).await.map_err(|e| e.to_string())?;
-        let status = response.status();
-        let mut stream = response.into_body();
-        if !status.is_success() {
-            let body = stream.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-            return Err(format!("Ollama answered {status}: {}", error_message(&body)));
-        }
-        let mut lines = LineSplitter::default();
-        let mut answer = Answer { text: String::new(), ttft: None, total: Duration::ZERO, timings: None };
-        let mut failure = None;
-        while let Some(frame) = stream.frame().await {
-            let frame = frame.map_err(|e| format!("the stream broke: {e}"))?;
-            let Ok(data) = frame.into_data() else { continue };
-            lines.push(&data, |line| {
-                let Ok(v) = serde_json::from_slice::<Value>(line) else { return };
-                if let Some(e) = v.get("error") {
-                    failure = Some(e.as_str().map_or_else(|| e.to_string(), str::to_string));
-                    return;
-                }
-                if let Some(text) = v.get("message").and_then(|m| m.get("content")).and_then(Value::as_str) {
-                    if !text.is_empty() && answer.ttft.is_none() {
-                        answer.ttft = Some(started.elapsed());
-                    }
-                    answer.text.push_str(text);
-                }
-                if v.get("done").and_then(Value::as_bool) == Some(true) {
-                    answer.timings = Some(Timings::from(&v));
-                }
-            });
-        }
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        if answer.timings.is_none() {
-            return Err("the stream ended before its final chunk".into());
-        }
-        answer.total = started.elapsed();
-        Ok(answer)
-    }
-
     /// Scores an open-ended answer with the judge; returns a score in [0, 1].
     async fn judge(&self, judge: &JudgeTarget, item: &Item, answer: &str) -> Result<f64, String> {
         let prompt = judge_prompt(item, answer);
@@ -598,36 +547,11 @@ impl Runner {
                 let lease = self.vram.acquire(model).await.map_err(|e| e.to_string())?;
                 let body = json!({"model": model.as_str(), "messages": [{"role": "user", "content": prompt}], "stream": false,
                                   "keep_alive": -1, "options": deterministic_options(&lease.options, None)});
-                let answer: Value = self
-                    .client
-                    .http()
-                    .post_json(&self.client.url("/api/chat"), &body, timeout)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                answer.get("message").and_then(|m| m.get("content")).and_then(Value::as_str).unwrap_or("").to_string()
+                client::chat(&self.client, &body, timeout).await?
             }
             JudgeTarget::OpenAi { base_url, api_key, model } => {
-                let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
                 let body = json!({"model": model, "messages": [{"role": "user", "content": prompt}], "temperature": 0});
-                let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-                let mut request =
-                    build_request(Method::POST, &url, Some(Bytes::from(bytes))).map_err(|e| e.to_string())?;
-                if let Some(key) = api_key {
-                    let value = http::HeaderValue::from_str(&format!("Bearer {key}"))
-                        .map_err(|_| "the judge key is not a valid header value".to_string())?;
-                    request.headers_mut().insert(http::header::AUTHORIZATION, value);
-                }
-                let response = tokio::time::timeout(timeout, self.client.http().send(request))
-                    .await
-                    .map_err(|_| "the judge timed out".to_string())?
-                    .map_err(|e| e.to_string())?;
-                let status = response.status();
-                let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-                if !status.is_success() {
-                    return Err(format!("the judge answered {status}: {}", error_message(&body)));
-                }
-                let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-                v.pointer("/choices/0/message/content").and_then(Value::as_str).unwrap_or("").to_string()
+                client::openai_chat(self.client.http(), base_url, api_key.as_deref(), &body, timeout).await?
             }
         };
         parse_judge_reply(&reply)
@@ -637,35 +561,6 @@ impl Runner {
 
 fn short(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
-}
-
-/// A collected answer.
-struct Answer {
-    text: String,
-    ttft: Option<Duration>,
-    total: Duration,
-    timings: Option<Timings>,
-}
-
-/// Ollama's final-chunk timings (nanoseconds).
-#[derive(Debug, Clone, Copy, Default)]
-struct Timings {
-    prompt_eval_count: u64,
-    prompt_eval_ns: u64,
-    eval_count: u64,
-    eval_ns: u64,
-}
-
-impl From<&Value> for Timings {
-    fn from(v: &Value) -> Self {
-        let get = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
-        Timings {
-            prompt_eval_count: get("prompt_eval_count"),
-            prompt_eval_ns: get("prompt_eval_duration"),
-            eval_count: get("eval_count"),
-            eval_ns: get("eval_duration"),
-        }
-    }
 }
 
 /// The model's measured speed so far, for adaptive timeouts.
@@ -696,50 +591,6 @@ impl Speed {
             _ => floor * 4,
         }
     }
-}
-
-/// The summary table: models x categories (quality with its interval), tokens/s, load time, VRAM.
-pub fn render_table(summary: &Summary, categories: &[Category]) -> String {
-    let mut out = String::new();
-    let mut header = format!("{:<28}", "model");
-    for c in categories {
-        header.push_str(&format!(" {:>19}", c.as_str()));
-    }
-    header.push_str(&format!(" {:>8} {:>7} {:>9}  {}", "tok/s", "load s", "VRAM", "status"));
-    out.push_str(&header);
-    out.push('\n');
-    for m in &summary.models {
-        let mut line = format!("{:<28}", truncate(&m.model, 28));
-        for c in categories {
-            let cell = m
-                .scores
-                .iter()
-                .find(|s| s.category == c.as_str())
-                .map_or_else(|| "-".to_string(), |s| format!("{:.2} [{:.2},{:.2}]", s.mean, s.ci_low, s.ci_high));
-            line.push_str(&format!(" {cell:>19}"));
-        }
-        let decode: Vec<f64> = m.scores.iter().filter_map(|s| s.decode_tps).collect();
-        let tps = if decode.is_empty() {
-            "-".to_string()
-        } else {
-            format!("{:.0}", decode.iter().sum::<f64>() / decode.len() as f64)
-        };
-        let load = m.load_seconds.map_or_else(|| "-".to_string(), |s| format!("{s:.1}"));
-        let vram = m.vram_bytes.map_or_else(|| "-".to_string(), |b| switchyard_core::size::Bytes(b).to_string());
-        let status = match &m.outcome {
-            ModelOutcome::Profiled => "profiled".to_string(),
-            ModelOutcome::Skipped(r) => format!("skipped: {r}"),
-            ModelOutcome::Failed(e) => format!("failed: {e}"),
-        };
-        line.push_str(&format!(" {tps:>8} {load:>7} {vram:>9}  {status}"));
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n - 1).collect::<String>()) }
 }
 
 #[cfg(test)]

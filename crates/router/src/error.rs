@@ -237,6 +237,7 @@ impl From<ProfileError> for RouterError {
     fn from(e: ProfileError) -> Self {
         match e {
             ProfileError::Suite { .. } => RouterError::Startup(e.to_string()),
+            ProfileError::InvalidOption { param, message } => RouterError::bad(message, Some(param)),
             ProfileError::Core(core) => core.into(),
             ProfileError::Busy(_) => RouterError::Conflict(e.to_string()),
             ProfileError::Cancelled => RouterError::ShuttingDown,

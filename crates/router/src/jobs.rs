@@ -2,7 +2,6 @@
 //! `GET /admin/profile/{id}` reports its progress. The job runs in the background, takes its models through the
 //! VRAM manager like live traffic, and reloads the routing profiles when it ends.
 
-use crate::cli::profile::{options, suites};
 use crate::error::RouterError;
 use crate::state::AppState;
 use serde::{Deserialize, Serialize};
@@ -10,6 +9,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use switchyard_core::ollama::types::rfc3339_nanos;
 use switchyard_core::store::ScoreRecord;
+use switchyard_profiler::plan::{options, suites};
 use switchyard_profiler::runner::ModelOutcome;
 use switchyard_profiler::{Progress, ProgressSink, Runner};
 use tokio_util::sync::CancellationToken;

@@ -28,7 +28,7 @@ use switchyard_core::config::{ClassifierKind, Config};
 use switchyard_core::http::{HttpClient, HttpClientOptions};
 use switchyard_core::ollama::OllamaClient;
 use switchyard_core::size::parse_bytes;
-use switchyard_core::store::{SqlStore, Store};
+use switchyard_core::store::{ModelRecord, SqlStore, Store};
 use switchyard_vram::{AdminOp, ManagerIo, ManagerOptions, VramManager, probe};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -233,13 +233,53 @@ fn rate_limited(state: &AppState, request: &Request, area: Area, key: Option<&st
     }
 }
 
-/// Builds the whole state from configuration: store (migrated), Ollama client, catalog, profiles, GPU probe, VRAM
-/// manager, background writer and catalog refresher. Tasks are owned by `tracker` and stop with `shutdown`.
-pub async fn build_state(
+/// What both the server and `switchyard profile` run on: the store, the Ollama client, the catalog and the VRAM
+/// manager, with the background writer that records the manager's load events.
+pub struct BaseState {
+    /// The checked configuration.
+    pub config: Arc<Config>,
+    /// The registry the writer and the VRAM manager report into (served at `/metrics` by the server).
+    pub metrics: Metrics,
+    /// The store, migrated.
+    pub store: Arc<dyn Store>,
+    /// The pooled HTTP client, shared by the Ollama client and the server's forwarder.
+    pub http: HttpClient,
+    /// Control calls to Ollama.
+    pub ollama: OllamaClient,
+    /// Ollama's models as read at start (empty when Ollama could not be reached then).
+    pub catalog: Arc<Catalog>,
+    /// The stored model records read at start (measurements), which the server's profile table is built from.
+    pub records: Vec<ModelRecord>,
+    /// The VRAM manager, through which every load goes.
+    pub vram: VramManager,
+    /// The background writer the VRAM manager's events go through.
+    pub writer: StoreWriter,
+}
+
+impl std::fmt::Debug for BaseState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BaseState").field("models", &self.catalog.models.len()).finish()
+    }
+}
+
+impl BaseState {
+    /// Re-reads the catalog from Ollama and hands it to the VRAM manager.
+    pub async fn refresh_catalog(&mut self) -> Result<(), switchyard_core::CoreError> {
+        let catalog = Arc::new(Catalog::fetch(&self.ollama, &self.catalog).await?);
+        self.vram.set_catalog(Arc::clone(&catalog));
+        self.catalog = catalog;
+        Ok(())
+    }
+}
+
+/// Builds what profiling needs from configuration: store (migrated), Ollama client, catalog, GPU probe, VRAM
+/// manager and the background writer. Its tasks (the manager's actor and poll, the writer) are owned by `tracker`
+/// and stop with `shutdown`.
+pub async fn build_base(
     config: Arc<Config>,
     shutdown: CancellationToken,
-    tracker: TaskTracker,
-) -> Result<AppState, RouterError> {
+    tracker: &TaskTracker,
+) -> Result<BaseState, RouterError> {
     let metrics = Metrics::new().map_err(|e| RouterError::Startup(format!("metrics: {e}")))?;
     let url = config.database.resolved_url();
     let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url, config.database.max_connections).await.map_err(|e| {
@@ -261,9 +301,7 @@ pub async fn build_state(
         }
     };
     let catalog = Arc::new(catalog);
-    let scores = store.scores().await.map_err(|e| RouterError::Startup(e.to_string()))?;
     let records = store.models().await.map_err(|e| RouterError::Startup(e.to_string()))?;
-    let profiles = ProfileTable::build(&scores, &records, &catalog);
     let total = if config.vram.total.is_empty() { None } else { parse_bytes(&config.vram.total).ok() };
     let (gpu_probe, warnings) = probe::select(config.vram.probe, &ollama, total, config.vram.gpu_count)
         .map_err(|e| RouterError::Startup(format!("{e}; set vram.probe = \"auto\" to fall back to Ollama's view")))?;
@@ -273,7 +311,7 @@ pub async fn build_state(
         metrics.store_writes_dropped.clone(),
         metrics.store_write_errors.clone(),
         shutdown.clone(),
-        &tracker,
+        tracker,
     );
     let mut options = ManagerOptions::from_config(Arc::clone(&config), config.vram.gpu_count as usize);
     options.warnings = warnings;
@@ -301,9 +339,23 @@ pub async fn build_state(
         sink: Arc::new(writer.clone()),
         metrics: Some(metrics.vram.clone()),
     };
-    let vram = VramManager::start(options, io, shutdown.clone(), &tracker)
-        .await
-        .map_err(|e| RouterError::Startup(e.to_string()))?;
+    let vram =
+        VramManager::start(options, io, shutdown, tracker).await.map_err(|e| RouterError::Startup(e.to_string()))?;
+    Ok(BaseState { config, metrics, store, http, ollama, catalog, records, vram, writer })
+}
+
+/// Builds the whole server state from configuration: what [`build_base`] builds, then the profiles, the forwarder,
+/// and the server's background tasks (catalog refresher, embedding classifier, `vram.pin_fastest`). Tasks are
+/// owned by `tracker` and stop with `shutdown`.
+pub async fn build_state(
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> Result<AppState, RouterError> {
+    let BaseState { config, metrics, store, http, ollama, catalog, records, vram, writer } =
+        build_base(config, shutdown.clone(), &tracker).await?;
+    let scores = store.scores().await.map_err(|e| RouterError::Startup(e.to_string()))?;
+    let profiles = ProfileTable::build(&scores, &records, &catalog);
     let forwarder = Forwarder::new(
         http,
         &config.ollama.url,

@@ -8,15 +8,16 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
+use switchyard_core::Category;
 use switchyard_core::config::{Config, FlagValue};
-use switchyard_core::{Category, ModelName};
-use switchyard_profiler::runner::render_table;
-use switchyard_profiler::suite::{self, Suite};
-use switchyard_profiler::{JudgeTarget, Progress, ProgressSink, RunOptions, Runner};
+use switchyard_profiler::report::render_table;
+use switchyard_profiler::{Progress, ProgressSink, Runner};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// A run's suites and options, built by the profiler; `demo` builds its run with them too.
+pub use switchyard_profiler::plan::{options, suites};
 
 /// `switchyard profile`.
 #[derive(Debug, Args)]
@@ -60,63 +61,6 @@ pub fn flags(args: &ProfileArgs) -> Vec<FlagValue> {
         flags.push(flag("ollama.url", "--ollama", u));
     }
     flags
-}
-
-/// The suites configured: `profiler.suite_dir` or the embedded ones.
-pub fn suites(config: &Config) -> Result<Vec<Suite>, RouterError> {
-    let loaded = if config.profiler.suite_dir.is_empty() {
-        suite::builtin()
-    } else {
-        suite::load_dir(Path::new(&config.profiler.suite_dir))
-    };
-    loaded.map_err(|e| RouterError::Startup(e.to_string()))
-}
-
-/// The judge configured, if any.
-pub fn judge(config: &Config) -> Result<Option<JudgeTarget>, RouterError> {
-    let p = &config.profiler;
-    if !p.judge_url.is_empty() {
-        let model = if p.judge.is_empty() { "gpt-4o-mini".to_string() } else { p.judge.clone() };
-        let api_key = std::env::var(&p.judge_key_env).ok().filter(|k| !k.is_empty());
-        return Ok(Some(JudgeTarget::OpenAi { base_url: p.judge_url.clone(), api_key, model }));
-    }
-    if p.judge.is_empty() {
-        return Ok(None);
-    }
-    let model = ModelName::parse(&p.judge).map_err(|e| RouterError::bad(e.to_string(), Some("--judge".into())))?;
-    Ok(Some(JudgeTarget::Local(model)))
-}
-
-/// Run options from the configuration and flags.
-pub fn options(
-    config: &Config,
-    models: &[String],
-    categories: &[String],
-    force: bool,
-) -> Result<RunOptions, RouterError> {
-    let models = models
-        .iter()
-        .map(|m| ModelName::parse(m).map_err(|e| RouterError::bad(e.to_string(), Some("models".into()))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let categories = categories
-        .iter()
-        .map(|c| c.parse::<Category>().map_err(|e| RouterError::bad(e.to_string(), Some("categories".into()))))
-        .collect::<Result<Vec<_>, _>>()?;
-    if categories.contains(&Category::General) {
-        return Err(RouterError::bad(
-            "general has no suite; pick from coding, math, reasoning, factual, creative, extraction",
-            Some("categories".into()),
-        ));
-    }
-    Ok(RunOptions {
-        models,
-        categories,
-        items_per_category: config.profiler.items_per_category as usize,
-        force,
-        judge: judge(config)?,
-        max_output_tokens: config.profiler.max_output_tokens,
-        timeout_floor: std::time::Duration::from_secs(config.profiler.timeout_floor_secs),
-    })
 }
 
 /// Progress bars on a terminal: one overall bar (with ETA) and one per model.
@@ -225,21 +169,21 @@ pub async fn run(config: Arc<Config>, args: ProfileArgs) -> Result<(), RouterErr
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     super::cancel_on_signal(shutdown.clone());
-    let state = server::build_state(Arc::clone(&config), shutdown.clone(), tracker.clone()).await?;
-    if state.catalog.load().models.is_empty() {
-        state.refresh_catalog().await?;
+    let mut base = server::build_base(Arc::clone(&config), shutdown.clone(), &tracker).await?;
+    if base.catalog.models.is_empty() {
+        base.refresh_catalog().await?;
     }
     let suites = suites(&config)?;
     let options = options(&config, &args.models, &args.categories, args.force)?;
     let runner = Runner {
-        client: state.ollama.clone(),
-        store: Arc::clone(&state.store),
-        vram: state.vram.clone(),
+        client: base.ollama.clone(),
+        store: Arc::clone(&base.store),
+        vram: base.vram.clone(),
         config: Arc::clone(&config),
         suites: Arc::new(suites),
         cancel: shutdown.clone(),
     };
-    let catalog = state.catalog.load_full();
+    let catalog = Arc::clone(&base.catalog);
     let categories: Vec<Category> = if options.categories.is_empty() {
         runner.suites.iter().map(|s| s.category).collect()
     } else {
