@@ -22,14 +22,6 @@ impl Phase {
             Phase::Open => 2,
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Closed => "closed",
-            Phase::HalfOpen => "half_open",
-            Phase::Open => "open",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +46,8 @@ impl Breaker {
     }
 
     /// The phase of `model` now, without taking a trial slot.
-    pub fn phase(&self, model: &ModelName) -> Phase {
+    #[cfg(test)]
+    fn phase(&self, model: &ModelName) -> Phase {
         let Ok(states) = self.states.lock() else { return Phase::Closed };
         phase_of(states.get(model), Instant::now())
     }

@@ -32,19 +32,6 @@ pub enum ForwardFailure {
     Broken(String),
 }
 
-impl ForwardFailure {
-    /// Label for metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ForwardFailure::Connect(_) => "connect",
-            ForwardFailure::Status { status, .. } if *status < 500 => "status_4xx",
-            ForwardFailure::Status { .. } => "status_5xx",
-            ForwardFailure::Timeout(_) => "timeout",
-            ForwardFailure::Broken(_) => "broken",
-        }
-    }
-}
-
 /// A successful upstream answer.
 #[derive(Debug)]
 pub enum Reply {

@@ -88,13 +88,6 @@ impl ProfileJobs {
             .chain(history)
             .find_map(|job| job.status.lock().ok().filter(|s| s.id == id).map(|s| s.clone()))
     }
-
-    /// Stops the running job (shutdown).
-    pub fn cancel_running(&self) {
-        if let Some(job) = self.current.lock().ok().and_then(|c| c.clone()) {
-            job.cancel.cancel();
-        }
-    }
 }
 
 struct JobProgress {

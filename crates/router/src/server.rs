@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// The axum application with every route.
-pub fn app(state: AppState) -> Router {
+pub(crate) fn app(state: AppState) -> Router {
     let routes = Router::new()
         .route("/", get(api::ollama::root).head(api::ollama::root))
         .route("/api/version", get(api::ollama::version))
@@ -235,7 +235,7 @@ fn rate_limited(state: &AppState, request: &Request, area: Area, key: Option<&st
 
 /// What both the server and `switchyard profile` run on: the store, the Ollama client, the catalog and the VRAM
 /// manager, with the background writer that records the manager's load events.
-pub struct BaseState {
+pub(crate) struct BaseState {
     /// The checked configuration.
     pub config: Arc<Config>,
     /// The registry the writer and the VRAM manager report into (served at `/metrics` by the server).
@@ -275,7 +275,7 @@ impl BaseState {
 /// Builds what profiling needs from configuration: store (migrated), Ollama client, catalog, GPU probe, VRAM
 /// manager and the background writer. Its tasks (the manager's actor and poll, the writer) are owned by `tracker`
 /// and stop with `shutdown`.
-pub async fn build_base(
+pub(crate) async fn build_base(
     config: Arc<Config>,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
@@ -347,7 +347,7 @@ pub async fn build_base(
 /// Builds the whole server state from configuration: what [`build_base`] builds, then the profiles, the forwarder,
 /// and the server's background tasks (catalog refresher, embedding classifier, `vram.pin_fastest`). Tasks are
 /// owned by `tracker` and stop with `shutdown`.
-pub async fn build_state(
+pub(crate) async fn build_state(
     config: Arc<Config>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -413,7 +413,7 @@ fn spawn_embedding_classifier(state: &AppState) {
 }
 
 /// The chat model to keep warm for `vram.pin_fastest`: the fastest profiled decoder, else the smallest model.
-pub fn fastest_model(catalog: &Catalog, profiles: &ProfileTable) -> Option<ModelName> {
+pub(crate) fn fastest_model(catalog: &Catalog, profiles: &ProfileTable) -> Option<ModelName> {
     let chat = catalog.models.values().filter(|s| s.capabilities.completion);
     let profiled = chat
         .clone()
@@ -472,7 +472,7 @@ fn spawn_catalog_refresher(state: &AppState) {
 }
 
 /// Serves `app` on `listener` until `shutdown`, then lets in-flight requests and streams finish for up to `grace`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
