@@ -24,9 +24,10 @@ fi
 step "Build"
 cargo build --workspace --bins --locked
 
-step "Lints (rustfmt, clippy: no unwrap/expect/panic outside tests, no warnings)"
+step "Lints (rustfmt, clippy: no unwrap/expect/panic outside tests, no warnings; the router without the demo too)"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p switchyard --no-default-features --locked -- -D warnings
 
 step "Rust tests (SQLite and Postgres)"
 if cargo nextest --version >/dev/null 2>&1; then

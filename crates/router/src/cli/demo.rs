@@ -1,6 +1,6 @@
 //! `switchyard demo`: the Ollama simulator (a simulated GPU and model fleet) and the router together, with the
 //! simulated models profiled so that `auto` has real quality figures, and instructions for talking to it.
-//! Needs no Ollama and no GPU.
+//! Needs no Ollama and no GPU. Built with the `demo` cargo feature (on by default), which brings in the simulator.
 
 use super::flag;
 use crate::error::RouterError;

@@ -3,6 +3,7 @@
 //! `main.rs` only calls [`main`]; every command's work lives in a module here or in the library.
 
 mod client;
+#[cfg(feature = "demo")]
 mod demo;
 pub mod profile;
 
@@ -20,22 +21,32 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-const AFTER_HELP: &str = "\
-Examples:
-  switchyard demo                           # simulator + router, no Ollama or GPU needed
-  switchyard serve                          # route to the Ollama at http://127.0.0.1:11434
-  switchyard serve --preset gpu-24gb --ollama http://10.0.0.5:11434
-  switchyard profile --models llama3.2:3b,qwen2.5-coder:7b
-  switchyard vram status
-  switchyard explain \"Prove that the square root of 2 is irrational\"
+/// The top-level help's first example, listed only where the binary has the command (the `demo` feature).
+const DEMO_EXAMPLE: &str =
+    "  switchyard demo                           # simulator + router, no Ollama or GPU needed\n";
 
-Configuration: built-in defaults < --preset < --config FILE < SWITCHYARD_* environment < flags.
-`switchyard config show` prints the effective configuration and where each value came from.";
+/// The rest of the top-level help after the `demo` example: the other examples, and how configuration is layered.
+const AFTER_HELP_TAIL: &str = concat!(
+    "  switchyard serve                          # route to the Ollama at http://127.0.0.1:11434\n",
+    "  switchyard serve --preset gpu-24gb --ollama http://10.0.0.5:11434\n",
+    "  switchyard profile --models llama3.2:3b,qwen2.5-coder:7b\n",
+    "  switchyard vram status\n",
+    "  switchyard explain \"Prove that the square root of 2 is irrational\"\n",
+    "\n",
+    "Configuration: built-in defaults < --preset < --config FILE < SWITCHYARD_* environment < flags.\n",
+    "`switchyard config show` prints the effective configuration and where each value came from."
+);
+
+/// The top-level help's examples and configuration note.
+fn after_help() -> String {
+    let demo = if cfg!(feature = "demo") { DEMO_EXAMPLE } else { "" };
+    format!("Examples:\n{demo}{AFTER_HELP_TAIL}")
+}
 
 /// Switchyard: a local LLM router beside Ollama. It picks the best local model for each request, keeps the GPU
 /// from running out of memory, and speaks Ollama's and OpenAI's APIs.
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, after_help = AFTER_HELP, propagate_version = true)]
+#[command(name = "switchyard", version, after_help = after_help(), propagate_version = true)]
 pub struct Cli {
     /// Configuration file (TOML). See docs/configuration.md.
     #[arg(long, global = true, value_name = "FILE", env = "SWITCHYARD_CONFIG")]
@@ -66,6 +77,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  switchyard serve --listen 127.0.0.1:11435 --ollama http://127.0.0.1:11434")]
     Serve(ServeArgs),
     /// Start the Ollama simulator and the router together, profile the simulated models, and print how to talk to it.
+    #[cfg(feature = "demo")]
     #[command(
         after_help = "Example:\n  switchyard demo\n  curl http://127.0.0.1:11435/api/chat -d '{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":false}'"
     )]
@@ -180,19 +192,23 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), RouterError> {
     let flags = match &cli.command {
         Command::Serve(args) => serve_flags(args),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::flags(args),
         Command::Profile(args) => profile::flags(args),
         _ => Vec::new(),
     };
     let loaded = load(&cli.sources(flags)).map_err(|e| RouterError::Startup(e.to_string()))?;
     let config = Arc::new(loaded.config.clone());
-    let quiet = matches!(
-        cli.command,
-        Command::Vram(_) | Command::Models(_) | Command::Explain(_) | Command::Config(_) | Command::Demo(_)
-    );
+    let quiet = match &cli.command {
+        Command::Vram(_) | Command::Models(_) | Command::Explain(_) | Command::Config(_) => true,
+        #[cfg(feature = "demo")]
+        Command::Demo(_) => true,
+        Command::Serve(_) | Command::Profile(_) | Command::Migrate => false,
+    };
     telemetry::init(config.server.log_format, if quiet { "warn" } else { "info" });
     match cli.command {
         Command::Serve(_) => serve(config).await,
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(config, args).await,
         Command::Profile(args) => profile::run(config, args).await,
         Command::Vram(args) => client::vram(&config, args).await,
