@@ -85,14 +85,14 @@ pub async fn run(config: Arc<Config>, args: DemoArgs) -> Result<(), RouterError>
             "profiling the simulated models ({} items per category; stored results are reused) ...",
             args.profile_items
         );
-        let mut options = super::profile::options(&config, &[], &[], false)?;
+        let mut options = switchyard_profiler::plan::options(&config, &[], &[], false)?;
         options.items_per_category = args.profile_items as usize;
         let runner = Runner {
             client: state.ollama.clone(),
             store: Arc::clone(&state.store),
             vram: state.vram.clone(),
             config: Arc::clone(&config),
-            suites: Arc::new(super::profile::suites(&config)?),
+            suites: Arc::new(switchyard_profiler::plan::suites(&config)?),
             cancel: state.shutdown.clone(),
         };
         let catalog = state.catalog.load_full();

@@ -11,13 +11,11 @@ use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use switchyard_core::Category;
 use switchyard_core::config::{Config, FlagValue};
+use switchyard_profiler::plan::{options, suites};
 use switchyard_profiler::report::render_table;
 use switchyard_profiler::{Progress, ProgressSink, Runner};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// A run's suites and options, built by the profiler; `demo` builds its run with them too.
-pub use switchyard_profiler::plan::{options, suites};
 
 /// `switchyard profile`.
 #[derive(Debug, Args)]
