@@ -8,7 +8,7 @@ pub(crate) mod openai;
 
 use crate::engine::{Request, Surface};
 use crate::error::{OllamaError, RouterError};
-use crate::request::{Endpoint, PrepareContext, Prepared, parse_object, prepare_native};
+use crate::request::{Endpoint, PrepareContext, parse_object, prepare_native};
 use crate::state::AppState;
 use crate::translate::OpenAiKind;
 use axum::body::Body;
@@ -80,42 +80,31 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<By
     }
 }
 
-/// Reads a request body and parses it as one JSON object, within the configured size and depth limits.
-pub(crate) async fn read_object(
+/// Reads a request body as one JSON object within the configured size and depth limits, turns it into a native
+/// body with `native` (the identity for Ollama's surface, the translation for OpenAI's), checks and classifies it
+/// for `endpoint` with the quality header applied, and makes the engine's request of it. `native`'s other output
+/// (what the surface needs to encode the answer) comes back beside it.
+pub(crate) async fn read_request<T>(
     state: &AppState,
+    ctx: &RequestCtx,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Bytes, Map<String, Value>), RouterError> {
+    (surface, endpoint, route): (Surface, Endpoint, &'static str),
+    native: impl FnOnce(Map<String, Value>) -> Result<(Map<String, Value>, T), RouterError>,
+) -> Result<(Request, T), RouterError> {
     let bytes = read_body(headers, body, state.config.server.max_body.0).await?;
-    let map = parse_object(&bytes, state.config.server.max_json_depth as usize)?;
-    Ok((bytes, map))
-}
-
-/// Checks a native body for `endpoint` and classifies it, with the quality header applied.
-pub(crate) fn prepare(
-    state: &AppState,
-    headers: &HeaderMap,
-    endpoint: Endpoint,
-    native: Map<String, Value>,
-) -> Result<Prepared, RouterError> {
+    let (native, extra) = native(parse_object(&bytes, state.config.server.max_json_depth as usize)?)?;
     let quality = quality_header(headers)?;
-    prepare_native(
+    let prepared = prepare_native(
         endpoint,
         native,
         PrepareContext { routing: &state.config.routing, classifier: &state.classifier, quality_header: quality },
-    )
-}
-
-/// The engine's request for a prepared body that arrived on `surface` at `route`.
-pub(crate) fn engine_request(ctx: &RequestCtx, prepared: Prepared, surface: Surface, route: &'static str) -> Request {
-    Request { prepared, surface, route, request_id: ctx.request_id.clone(), started: ctx.started }
-}
-
-/// Logs a request body, only with `server.log_prompts` on.
-pub(crate) fn log_prompt(state: &AppState, ctx: &RequestCtx, bytes: &[u8]) {
+    )?;
     if state.config.server.log_prompts {
-        tracing::debug!(request_id = %ctx.request_id, body = %String::from_utf8_lossy(bytes), "request");
+        tracing::debug!(request_id = %ctx.request_id, body = %String::from_utf8_lossy(&bytes), "request");
     }
+    let request = Request { prepared, surface, route, request_id: ctx.request_id.clone(), started: ctx.started };
+    Ok((request, extra))
 }
 
 /// A response of JSON bytes as they are.

@@ -4,11 +4,11 @@
 //! picks the model. The listing routes show the virtual `auto` models beside the real ones; `/api/ps` shows when
 //! Switchyard (not Ollama's timer) will unload each model.
 
-use super::{RequestCtx, decorate, engine_request, json_bytes, log_prompt, prepare, read_object};
+use super::{RequestCtx, decorate, json_bytes, read_body, read_request};
 use crate::engine::{Answer, Engine, Surface};
 use crate::error::{OllamaError, RouterError};
 use crate::forward::Passthrough;
-use crate::request::Endpoint;
+use crate::request::{Endpoint, parse_object};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -91,7 +91,8 @@ pub async fn show(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response<Body>, OllamaError> {
-    let (bytes, map) = read_object(&state, &headers, body).await?;
+    let bytes = read_body(&headers, body, state.config.server.max_body.0).await?;
+    let map = parse_object(&bytes, state.config.server.max_json_depth as usize)?;
     let name = map
         .get("model")
         .or_else(|| map.get("name"))
@@ -161,11 +162,10 @@ pub(super) async fn infer(
     body: Body,
     endpoint: Endpoint,
 ) -> Result<Response<Body>, OllamaError> {
-    let (bytes, map) = read_object(&state, &headers, body).await?;
-    let prepared = prepare(&state, &headers, endpoint, map)?;
-    log_prompt(&state, &ctx, &bytes);
-    let stream = prepared.stream;
-    let outcome = Engine::new(&state).serve(engine_request(&ctx, prepared, Surface::Ollama, endpoint.path())).await?;
+    let inbound = (Surface::Ollama, endpoint, endpoint.path());
+    let (request, ()) = read_request(&state, &ctx, &headers, body, inbound, |map| Ok((map, ()))).await?;
+    let stream = request.prepared.stream;
+    let outcome = Engine::new(&state).serve(request).await?;
     let response = match outcome.answer {
         Answer::Control(reason) => {
             let answer = control_answer(endpoint, &outcome.shown, reason);

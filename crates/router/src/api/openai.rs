@@ -3,7 +3,7 @@
 //! OpenAI error objects.
 
 use super::ollama::VIRTUAL_MODELS;
-use super::{RequestCtx, answer_json, decorate, engine_request, log_prompt, prepare, read_object};
+use super::{RequestCtx, answer_json, decorate, read_request};
 use crate::engine::{Answer, Engine, Surface};
 use crate::error::{OpenAiError, RouterError};
 use crate::forward::{LineSplitter, Transform};
@@ -64,17 +64,16 @@ pub(super) async fn complete(
         OpenAiKind::Chat => ("/v1/chat/completions", Endpoint::Chat, "chatcmpl", "messages"),
         OpenAiKind::Completion => ("/v1/completions", Endpoint::Generate, "cmpl", "prompt"),
     };
-    let (bytes, request) = read_object(&state, &headers, body).await?;
-    let (native, meta) = match kind {
-        OpenAiKind::Chat => translate::chat_request(&request)?,
-        OpenAiKind::Completion => translate::completion_request(&request)?,
-    };
-    let prepared = prepare(&state, &headers, endpoint, native)?;
-    if prepared.control.is_some() {
+    let (request, meta) =
+        read_request(&state, &ctx, &headers, body, (Surface::OpenAi, endpoint, route), |request| match kind {
+            OpenAiKind::Chat => translate::chat_request(&request),
+            OpenAiKind::Completion => translate::completion_request(&request),
+        })
+        .await?;
+    if request.prepared.control.is_some() {
         return Err(RouterError::bad("the prompt is empty", Some(param.into())).into());
     }
-    log_prompt(&state, &ctx, &bytes);
-    let outcome = Engine::new(&state).serve(engine_request(&ctx, prepared, Surface::OpenAi, route)).await?;
+    let outcome = Engine::new(&state).serve(request).await?;
     let cx = OpenAiContext {
         kind,
         id: format!("{prefix}-{}", ctx.request_id),
@@ -107,11 +106,11 @@ pub(super) async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response<Body>, OpenAiError> {
-    let (_, request) = read_object(&state, &headers, body).await?;
-    let (native, base64) = translate::embeddings_request(&request)?;
-    let mut prepared = prepare(&state, &headers, Endpoint::Embed, native)?;
-    prepared.stream = false;
-    let outcome = Engine::new(&state).serve(engine_request(&ctx, prepared, Surface::OpenAi, "/v1/embeddings")).await?;
+    let inbound = (Surface::OpenAi, Endpoint::Embed, "/v1/embeddings");
+    let (mut request, base64) =
+        read_request(&state, &ctx, &headers, body, inbound, |request| translate::embeddings_request(&request)).await?;
+    request.prepared.stream = false;
+    let outcome = Engine::new(&state).serve(request).await?;
     let Answer::Buffered(bytes) = outcome.answer else {
         return Err(RouterError::Internal("embedding answer was not buffered".into()).into());
     };
