@@ -121,11 +121,7 @@ fn seeded_quality(name: &str, c: usize) -> f64 {
 }
 
 async fn explain(h: &Harness, prompt: &str, w: f64) -> Value {
-    let q: String = prompt
-        .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect();
-    let a = h.get(&format!("/admin/explain?prompt={q}&quality={w}")).await;
+    let a = h.get(&format!("/admin/explain?prompt={}&quality={w}", encode(prompt))).await;
     assert_eq!(a.status, 200, "{}", a.text());
     a.json()
 }
@@ -276,6 +272,7 @@ fn prompts() -> Vec<String> {
     out
 }
 
+/// Percent-encodes every byte but ASCII letters and digits, for a query string.
 fn encode(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
