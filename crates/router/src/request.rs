@@ -273,9 +273,12 @@ pub fn prepare_native(
         Some(v) => Some(KeepAlive::from_json(v).map_err(|m| RouterError::bad(m, Some("keep_alive".to_string())))?),
     };
     let mut max_output_tokens = None;
-    match body.get("options") {
+    match body.get_mut("options") {
         None | Some(Value::Null) => {}
         Some(Value::Object(options)) => {
+            // Ollama treats a null option as unset (LangChain and LlamaIndex send every option they know, null when
+            // the user set none): drop them rather than refuse or forward them.
+            options.retain(|_, v| !v.is_null());
             validate_options(options)?;
             max_output_tokens =
                 options.get("num_predict").and_then(Value::as_i64).filter(|n| *n >= 0).map(|n| n as u64);

@@ -57,7 +57,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/admin/vram/pin", post(api::admin::vram_op))
         .route("/admin/vram/unpin", post(api::admin::vram_op))
         .route("/admin/models", get(api::admin::models))
-        .route("/admin/explain", get(api::admin::explain))
+        .route("/admin/explain", get(api::admin::explain).post(api::admin::explain_post))
         .route("/admin/decisions", get(api::admin::decisions))
         .route("/admin/profile", post(api::admin::start_profile))
         .route("/admin/profile/{id}", get(api::admin::profile_status))

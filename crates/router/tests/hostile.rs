@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::start_with;
+use common::{start, start_with};
 use serde_json::{Value, json};
 use switchyard_sim::SimOptions;
 
@@ -210,5 +210,43 @@ async fn hostile_requests_get_clean_4xx_in_their_surfaces_shape() {
     // The router still serves normal traffic.
     let ok = h.post("/api/chat", json!({"model": "auto", "stream": false, "messages": [{"role": "user", "content": "Hello there 👋 — ¿qué tal? \u{202e}"}]})).await;
     assert_eq!(ok.status, 200, "{}", ok.text());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn explain_takes_long_prompts_by_post_and_refuses_a_query_that_is_not_utf8() {
+    let h = start().await;
+    let bad = h.get("/admin/explain?prompt=%ff%ff").await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.json()["error"].as_str().unwrap().contains("UTF-8"), "{}", bad.text());
+    let missing = h.get("/admin/explain?model=auto").await;
+    assert_eq!(missing.status, 400, "{}", missing.text());
+    assert!(missing.json()["error"].as_str().is_some(), "errors come in the admin routes' JSON shape");
+    // About 10 KB: more than many proxies and servers take in a URL.
+    let prompt = format!(
+        "Write a Python function that parses this log format. {}",
+        "Example line: 2026-01-01 INFO ok. ".repeat(300)
+    );
+    let long = h.post("/admin/explain", json!({"prompt": prompt, "model": "auto", "quality": 0.5})).await;
+    assert_eq!(long.status, 200, "{}", long.text());
+    let v = long.json();
+    assert_eq!(v["model"], "auto");
+    assert!(v["chosen"].is_string(), "{v}");
+    assert!(v["needs"]["context_tokens"].as_u64().unwrap() > 2_000, "{v}");
+    let not_json = h.post_raw("/admin/explain", b"prompt=hi", &[]).await;
+    assert_eq!(not_json.status, 400, "{}", not_json.text());
+    // `switchyard explain` sends its prompt in the body, so a long one works from the command line too.
+    let url = h.router.url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["explain", "--server", &url, "--json", &prompt])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["category"], v["category"]);
     h.stop().await;
 }

@@ -173,3 +173,58 @@ async fn streamed_tokens_are_relayed_while_the_model_is_still_generating() {
     }
     h.stop().await;
 }
+
+#[tokio::test]
+async fn null_options_are_ignored_as_ollama_does() {
+    // What LangChain's OllamaEmbeddings and LlamaIndex's Ollama send by default.
+    let h = start().await;
+    let nulls = json!({"mirostat": null, "temperature": null, "num_predict": null, "num_ctx": null, "stop": null});
+    let chat = h
+        .post(
+            "/api/chat",
+            json!({"model": "auto", "stream": false, "options": nulls, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(chat.status, 200, "{}", chat.text());
+    let generate = h
+        .post("/api/generate", json!({"model": "llama3.2:3b", "stream": false, "prompt": "hi", "options": nulls}))
+        .await;
+    assert_eq!(generate.status, 200, "{}", generate.text());
+    let embed = h.post("/api/embed", json!({"model": "nomic-embed-text", "input": "hi", "options": nulls})).await;
+    assert_eq!(embed.status, 200, "{}", embed.text());
+    // A wrong type is still refused.
+    let bad = h
+        .post(
+            "/api/generate",
+            json!({"model": "llama3.2:3b", "stream": false, "prompt": "hi", "options": {"mirostat": "x"}}),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn each_virtual_model_has_its_own_stable_digest() {
+    let h = start().await;
+    let digests = |v: serde_json::Value| -> Vec<(String, String)> {
+        v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["name"].as_str().unwrap().starts_with("auto"))
+            .map(|m| (m["name"].as_str().unwrap().to_string(), m["digest"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let first = digests(h.get("/api/tags").await.json());
+    assert_eq!(first.len(), 3, "{first:?}");
+    for (name, digest) in &first {
+        assert_eq!(digest.len(), 64, "{name}: {digest}");
+        assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()), "{name}: {digest}");
+    }
+    let mut unique: Vec<&String> = first.iter().map(|(_, d)| d).collect();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 3, "the virtual models share a digest: {first:?}");
+    assert_eq!(digests(h.get("/api/tags").await.json()), first, "digests are stable");
+    h.stop().await;
+}

@@ -9,6 +9,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Path, Query, State};
+use axum::http::Uri;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -179,30 +180,81 @@ fn explain_body(q: &ExplainQuery) -> serde_json::Map<String, Value> {
     }
 }
 
-/// `GET /admin/explain?prompt=...`: how `auto` would route a prompt, with every candidate's components. It prepares
-/// the prompt as a chat request and runs the engine's own classification and decision on it, so it answers what
-/// routing that request now would do.
-pub async fn explain(State(state): State<AppState>, Query(q): Query<ExplainQuery>) -> Result<Json<Value>, OllamaError> {
+/// `GET /admin/explain?prompt=...`: how `auto` would route a prompt. A query whose percent-encoding is not UTF-8
+/// is refused rather than guessed at.
+pub async fn explain(State(state): State<AppState>, uri: Uri) -> Result<Json<Value>, OllamaError> {
+    let raw = uri.query().unwrap_or("");
+    let utf8 = raw.split('&').flat_map(|pair| pair.split('=')).all(|part| {
+        let bytes: Vec<u8> = percent_decoded(part);
+        std::str::from_utf8(&bytes).is_ok()
+    });
+    if !utf8 {
+        return Err(RouterError::bad("the query string is not UTF-8 once percent-decoded", None).into());
+    }
+    let Query(q) = Query::<ExplainQuery>::try_from_uri(&uri)
+        .map_err(|e| RouterError::bad(format!("invalid query: {}", e.body_text()), None))?;
+    Ok(Json(explanation(&state, &q).await?))
+}
+
+/// `POST /admin/explain` with the same fields as a JSON body, for prompts too long for a query string.
+pub async fn explain_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, OllamaError> {
+    let bytes = super::read_body(&headers, body, state.config.server.max_body.0).await?;
+    let q: ExplainQuery =
+        serde_json::from_slice(&bytes).map_err(|e| RouterError::bad(format!("invalid explain request: {e}"), None))?;
+    Ok(Json(explanation(&state, &q).await?))
+}
+
+/// `+` and `%XX` decoded, as `application/x-www-form-urlencoded` reads them (a malformed escape stays as it is).
+fn percent_decoded(part: &str) -> Vec<u8> {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' => match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// How `auto` would route `q`: it prepares the prompt as a chat request and runs the engine's own classification
+/// and decision on it, so it answers what routing that request now would do.
+async fn explanation(state: &AppState, q: &ExplainQuery) -> Result<Value, RouterError> {
     if q.prompt.trim().is_empty() {
-        return Err(RouterError::bad("prompt is required", Some("prompt".into())).into());
+        return Err(RouterError::bad("prompt is required", Some("prompt".into())));
     }
     if q.quality.is_some_and(|w| !(0.0..=1.0).contains(&w)) {
-        return Err(RouterError::bad("quality must be between 0 and 1", Some("quality".into())).into());
+        return Err(RouterError::bad("quality must be between 0 and 1", Some("quality".into())));
     }
     let mut prepared = prepare_native(
         Endpoint::Chat,
-        explain_body(&q),
+        explain_body(q),
         PrepareContext { routing: &state.config.routing, classifier: &state.classifier, quality_header: q.quality },
     )?;
     let Target::Auto { preference, label } = prepared.target else {
-        return Err(RouterError::bad("model must be auto, auto:fast or auto:quality", Some("model".into())).into());
+        return Err(RouterError::bad("model must be auto, auto:fast or auto:quality", Some("model".into())));
     };
-    let classifier = decision::classify(&state, &mut prepared).await;
-    let decided = decision::decide(&state, &prepared, preference);
+    let classifier = decision::classify(state, &mut prepared).await;
+    let decided = decision::decide(state, &prepared, preference);
     let classification = &prepared.classification;
     let scores: serde_json::Map<String, Value> =
         Category::ALL.iter().map(|c| (c.as_str().to_string(), json!(classification.scores[c.index()]))).collect();
-    Ok(Json(json!({
+    Ok(json!({
         "model": label,
         "classifier": classifier.as_str(),
         "category": classification.category,
@@ -212,7 +264,7 @@ pub async fn explain(State(state): State<AppState>, Query(q): Query<ExplainQuery
         "chosen": decided.candidates.first().map(ModelName::as_str),
         "decision_us": decided.decision_us,
         "scoring": decided.scoring,
-    })))
+    }))
 }
 
 /// Query of `GET /admin/decisions`.

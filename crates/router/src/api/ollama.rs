@@ -27,6 +27,19 @@ pub const VIRTUAL_MODELS: [(&str, &str); 3] = [
     ("auto:quality", "routes each request preferring quality"),
 ];
 
+/// A virtual model's digest: 64 hex digits, stable across restarts and different for each virtual model (clients
+/// such as `llm-ollama` tell models apart by digest).
+fn virtual_digest(name: &str) -> String {
+    (0u8..4)
+        .map(|i| {
+            format!(
+                "{:016x}",
+                switchyard_core::text::stable_hash_parts(&[b"switchyard-virtual-model", &[i], name.as_bytes()])
+            )
+        })
+        .collect()
+}
+
 /// `GET /` and `HEAD /`: what clients probe to see that Ollama is up.
 pub async fn root() -> &'static str {
     "Ollama is running"
@@ -47,7 +60,7 @@ pub async fn tags(State(state): State<AppState>) -> Result<Json<Value>, OllamaEr
         for (name, description) in VIRTUAL_MODELS {
             list.push(json!({
                 "name": name, "model": name, "modified_at": now, "size": 0,
-                "digest": "0".repeat(64),
+                "digest": virtual_digest(name),
                 "details": {"parent_model": "", "format": "switchyard", "family": "switchyard", "families": ["switchyard"],
                             "parameter_size": "", "quantization_level": "", "description": description}
             }));

@@ -279,17 +279,11 @@ pub fn render_models(models: &[ModelInfoView]) -> String {
 
 /// `switchyard explain`.
 pub async fn explain(config: &Config, args: ExplainArgs) -> Result<(), RouterError> {
-    let mut query = vec![format!("prompt={}", encode(&args.prompt)), format!("model={}", encode(&args.model))];
-    if let Some(q) = args.quality {
-        query.push(format!("quality={q}"));
-    }
-    if args.tools {
-        query.push("tools=true".into());
-    }
-    if args.images {
-        query.push("images=true".into());
-    }
-    let value = call(config, &args.server, Method::GET, &format!("/admin/explain?{}", query.join("&")), None).await?;
+    // A JSON body, not a query string: a long prompt would not fit in a URL.
+    let body = serde_json::json!({
+        "prompt": args.prompt, "model": args.model, "quality": args.quality, "tools": args.tools, "images": args.images,
+    });
+    let value = call(config, &args.server, Method::POST, "/admin/explain", Some(body)).await?;
     if args.server.json {
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
         return Ok(());
@@ -332,18 +326,6 @@ pub fn render_explain(v: &Value) -> String {
             if c["loaded"].as_bool().unwrap_or(false) { "yes" } else { "no" },
             note
         ));
-    }
-    out
-}
-
-/// Percent-encodes a query value.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
     }
     out
 }
