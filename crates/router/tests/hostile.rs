@@ -250,3 +250,48 @@ async fn explain_takes_long_prompts_by_post_and_refuses_a_query_that_is_not_utf8
     assert_eq!(printed["category"], v["category"]);
     h.stop().await;
 }
+
+/// Runs the `switchyard` binary with no `SWITCHYARD_*` variables but `env`; (success, stdout, stderr).
+async fn cli(args: Vec<String>, env: Vec<(&'static str, &'static str)>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SWITCHYARD_")) {
+            cmd.env_remove(k);
+        }
+        let out = cmd.args(&args).envs(env).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_command_line_names_what_to_fix() {
+    let h = start_with(SimOptions::default(), |c| c.server.admin_key = "sekret".into()).await;
+    let bare = h.router.addr.to_string();
+    // Without the key: the message says which variable to set, not which header to send.
+    let (ok, _, err) = cli(vec!["vram".into(), "status".into(), "--server".into(), bare.clone()], vec![]).await;
+    assert!(!ok);
+    assert!(err.contains("SWITCHYARD_ADMIN_KEY"), "{err}");
+    // `--server HOST:PORT` without a scheme reaches the server (plain HTTP).
+    let (ok, out, err) = cli(
+        vec!["vram".into(), "status".into(), "--server".into(), bare.clone(), "--json".into()],
+        vec![("SWITCHYARD_ADMIN_KEY", "sekret")],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(serde_json::from_str::<Value>(&out).unwrap()["gpus"].is_array(), "{out}");
+    // A virtual model is not something to load.
+    let (ok, _, err) = cli(
+        vec!["vram".into(), "load".into(), "auto".into(), "--server".into(), bare],
+        vec![("SWITCHYARD_ADMIN_KEY", "sekret")],
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("auto is not a model") && !err.contains("auto:latest"), "{err}");
+    h.stop().await;
+}

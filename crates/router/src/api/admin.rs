@@ -45,6 +45,15 @@ pub async fn vram_op(
         .get("model")
         .and_then(Value::as_str)
         .ok_or_else(|| RouterError::bad("model is required", Some("model".into())))?;
+    if super::ollama::VIRTUAL_MODELS.iter().any(|(v, _)| *v == name) {
+        return Err(RouterError::bad(
+            format!(
+                "{name} is not a model but Switchyard's router, which picks a model per request; name a pulled model"
+            ),
+            Some("model".into()),
+        )
+        .into());
+    }
     let model = ModelName::parse(name)?;
     if state.catalog.load().get(&model).is_none() {
         state.refresh_catalog_for_unknown().await?;

@@ -76,6 +76,10 @@ pub struct ExplainArgs {
 }
 
 fn base_url(config: &Config, args: &ServerArgs) -> String {
+    if let Some(server) = &args.server {
+        // `--server 127.0.0.1:11435` means plain HTTP, as `curl` reads it.
+        return if server.contains("://") { server.clone() } else { format!("http://{server}") };
+    }
     args.server.clone().unwrap_or_else(|| {
         let addr = config.server.listen;
         let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
@@ -105,6 +109,12 @@ async fn call(
         )),
         other => other.into(),
     })?;
+    if answer.status == http::StatusCode::UNAUTHORIZED {
+        return Err(RouterError::Unauthorized(format!(
+            "{base} needs its admin key: set SWITCHYARD_ADMIN_KEY (or server.admin_key in the configuration) to the \
+             key the server was started with"
+        )));
+    }
     if !answer.status.is_success() {
         return Err(RouterError::UpstreamFailed(format!(
             "{} {}: {}",
