@@ -152,12 +152,16 @@ async fn scores_are_replaced_per_model_and_category() {
             mean_output_tokens: Some(42.0),
             updated_at: 5,
         };
+        assert_eq!(s.scores_version().await.unwrap(), (0, 0), "{}", t.engine);
         s.upsert_score(&score).await.unwrap();
+        assert_eq!(s.scores_version().await.unwrap(), (1, 5), "{}", t.engine);
         score.n = 20;
         score.successes = 15;
+        score.updated_at = 9;
         s.upsert_score(&score).await.unwrap();
         let scores = s.scores().await.unwrap();
         assert_eq!(scores, vec![score.clone()], "{}", t.engine);
+        assert_eq!(s.scores_version().await.unwrap(), (1, 9), "a replaced score moves the version: {}", t.engine);
     }
 }
 

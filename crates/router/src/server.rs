@@ -376,6 +376,7 @@ pub(crate) async fn build_state(
         tracker: tracker.clone(),
     });
     spawn_catalog_refresher(&state);
+    spawn_profile_refresher(&state);
     if config.routing.classifier == ClassifierKind::Embedding {
         spawn_embedding_classifier(&state);
     }
@@ -466,6 +467,48 @@ fn spawn_catalog_refresher(state: &AppState) {
                 && let Err(e) = state.reload_profiles().await
             {
                 tracing::warn!(error = %e, "cannot reload profiles from the store; keeping the ones in memory");
+            }
+        }
+    });
+}
+
+/// Asks the store every `database.profile_refresh_secs` whether the scores changed (profiled by `switchyard profile`
+/// or another replica) and reloads the profiles when they did. The first check always reloads, so a score written
+/// while the server was starting is not missed.
+fn spawn_profile_refresher(state: &AppState) {
+    let state = state.clone();
+    let every = Duration::from_secs(state.config.database.profile_refresh_secs);
+    let shutdown = state.shutdown.clone();
+    state.tracker.clone().spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        let mut seen = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let version = match state.store.scores_version().await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot read the store's profile version");
+                    continue;
+                }
+            };
+            if seen == Some(version) {
+                continue;
+            }
+            match state.reload_profiles().await {
+                Ok(()) => {
+                    if seen.is_some() {
+                        tracing::info!(scores = version.0, "profiles changed in the store; reloaded");
+                    }
+                    seen = Some(version);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reload profiles from the store; keeping the ones in memory")
+                }
             }
         }
     });

@@ -323,3 +323,47 @@ async fn explain_and_routing_decide_alike_over_the_labelled_prompts() {
     // The comparison covered more than one outcome.
     assert!(chosen_models.len() >= 3, "every prompt went to one of {chosen_models:?}");
 }
+
+#[tokio::test]
+async fn a_running_server_picks_up_profiles_written_to_the_store() {
+    let h = start_with(SimOptions::default(), |c| c.database.profile_refresh_secs = 1).await;
+    let profiled = |v: &Value| -> bool {
+        v["models"].as_array().unwrap().iter().any(|m| m["name"] == "llama3.1:8b" && m["profiled"] == true)
+    };
+    assert!(!profiled(&h.get("/admin/models").await.json()));
+    // What `switchyard profile` in another process does: write scores to the store, nothing else.
+    let store = SqlStore::open(&h.router.config().database.resolved_url(), 1).await.unwrap();
+    let digest = h.router.catalog().models.values().find(|s| s.name.as_str() == "llama3.1:8b").unwrap().digest.clone();
+    for c in Category::PROFILED {
+        store
+            .upsert_score(&ScoreRecord {
+                model: "llama3.1:8b".into(),
+                category: c.as_str().into(),
+                digest: digest.clone(),
+                suite_version: "v1-test".into(),
+                n: N,
+                successes: N / 2,
+                mean: 0.5,
+                ci_low: 0.3,
+                ci_high: 0.7,
+                ttft_p50_ms: None,
+                ttft_p95_ms: None,
+                latency_p50_ms: None,
+                latency_p95_ms: None,
+                prefill_tps: Some(2600.0),
+                decode_tps: Some(112.0),
+                mean_output_tokens: Some(3.0),
+                updated_at: 1,
+            })
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if profiled(&h.get("/admin/models").await.json()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server never reloaded the profiles");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

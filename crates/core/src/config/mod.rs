@@ -133,11 +133,20 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// Background writes (decisions, load events) waiting for the store; beyond this they are dropped and counted.
     pub write_queue: usize,
+    /// How often a running server looks for new profile scores in the store (written by `switchyard profile` or
+    /// another replica) and reloads its profiles when they changed.
+    pub profile_refresh_secs: u64,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: String::new(), data_dir: String::new(), max_connections: 4, write_queue: 1024 }
+        Self {
+            url: String::new(),
+            data_dir: String::new(),
+            max_connections: 4,
+            write_queue: 1024,
+            profile_refresh_secs: 10,
+        }
     }
 }
 
@@ -450,6 +459,7 @@ impl Config {
             ("ollama.load_timeout_secs", self.ollama.load_timeout_secs),
             ("ollama.control_timeout_secs", self.ollama.control_timeout_secs),
             ("ollama.catalog_refresh_secs", self.ollama.catalog_refresh_secs),
+            ("database.profile_refresh_secs", self.database.profile_refresh_secs),
             ("vram.poll_interval_ms", self.vram.poll_interval_ms),
         ] {
             if v == 0 {

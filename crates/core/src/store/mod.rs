@@ -78,6 +78,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every score.
     async fn scores(&self) -> Result<Vec<ScoreRecord>, CoreError>;
 
+    /// A cheap fingerprint of the scores: their count and the latest `updated_at`; it changes whenever a score is
+    /// written.
+    async fn scores_version(&self) -> Result<(i64, i64), CoreError>;
+
     /// Appends a routing decision.
     async fn insert_decision(&self, decision: &DecisionRecord) -> Result<(), CoreError>;
 

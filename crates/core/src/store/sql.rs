@@ -515,6 +515,13 @@ impl Store for SqlStore {
         Ok(rows.iter().map(score_from_row).collect::<Result<_, _>>()?)
     }
 
+    async fn scores_version(&self) -> Result<(i64, i64), CoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n, COALESCE(MAX(updated_at), 0) AS latest FROM profile_scores")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get::<i64, _>("n")?, row.try_get::<i64, _>("latest")?))
+    }
+
     async fn insert_decision(&self, d: &DecisionRecord) -> Result<(), CoreError> {
         sqlx::query(
             "INSERT INTO routing_decisions (request_id, at, surface, category, requested, chosen, quality_preference, \
