@@ -142,7 +142,14 @@ fn classify(classifier: &RuleClassifier, text: &str) -> Classification {
         Turn { role: Role::System, text: "You are a helpful assistant.", images: 0 },
         Turn { role: Role::User, text, images: 0 },
     ];
-    classifier.classify(&ClassifyInput { turns: &turns, has_tools: false, wants_json: false, max_output_tokens: None })
+    classifier.classify(&ClassifyInput {
+        turns: &turns,
+        has_tools: false,
+        wants_json: false,
+        max_output_tokens: None,
+        wants_thinking: false,
+        wants_insert: false,
+    })
 }
 
 fn decide(w: &World, classifier: &RuleClassifier, text: &str) -> usize {
@@ -178,7 +185,7 @@ fn bench_classify(c: &mut Criterion, classifier: &RuleClassifier) {
 
 fn bench_score(c: &mut Criterion, w: &World) {
     let mut group = c.benchmark_group("score_50_models");
-    let needs = switchyard::classify::Needs { tools: false, vision: false, json: false, context_tokens: 900 };
+    let needs = switchyard::classify::Needs { context_tokens: 900, ..Default::default() };
     for category in Category::ALL {
         group.bench_with_input(BenchmarkId::from_parameter(category.as_str()), &category, |b, category| {
             b.iter(|| {

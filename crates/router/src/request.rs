@@ -314,8 +314,22 @@ pub fn prepare_native(
         Some(_) => return Err(RouterError::bad("tools must be a list", Some("tools".to_string()))),
     };
 
+    let wants_thinking = match body.get("think") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        // gpt-oss style levels; an empty string asks for nothing.
+        Some(Value::String(level)) => !level.is_empty(),
+        Some(_) => {
+            return Err(RouterError::bad(
+                "think must be true, false or a level (\"low\", \"medium\", \"high\")",
+                Some("think".to_string()),
+            ));
+        }
+    };
+    let wants_insert =
+        endpoint == Endpoint::Generate && body.get("suffix").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
     let (turns, control) = read_turns(endpoint, &body, keep_alive)?;
-    let input = ClassifyInput { turns: &turns, has_tools, wants_json, max_output_tokens };
+    let input = ClassifyInput { turns: &turns, has_tools, wants_json, max_output_tokens, wants_thinking, wants_insert };
     let classification = cx.classifier.classify(&input);
     if control.is_some() && matches!(target, Target::Auto { .. }) {
         return Err(RouterError::bad(

@@ -279,6 +279,12 @@ fn exclusion(spec: &ModelSpec, req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) ->
     if req.needs.vision && !caps.vision {
         return Some("no vision support".into());
     }
+    if req.needs.thinking && !caps.thinking {
+        return Some("no thinking support".into());
+    }
+    if req.needs.insert && !caps.insert {
+        return Some("no fill-in-the-middle (suffix) support".into());
+    }
     if cx.config.model_settings(&spec.name).is_some_and(|s| s.exclude) {
         return Some("excluded by configuration".into());
     }
@@ -391,7 +397,7 @@ mod tests {
     }
 
     fn needs() -> Needs {
-        Needs { tools: false, vision: false, json: false, context_tokens: 300 }
+        Needs { context_tokens: 300, ..Default::default() }
     }
 
     #[test]

@@ -228,3 +228,40 @@ async fn each_virtual_model_has_its_own_stable_digest() {
     assert_eq!(digests(h.get("/api/tags").await.json()), first, "digests are stable");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn auto_only_picks_models_that_can_think_or_fill_in_the_middle_when_asked() {
+    let h = start().await;
+    let think = |model: &str| json!({"model": model, "stream": false, "think": true, "messages": [{"role": "user", "content": "What is 2 + 2?"}]});
+    for model in ["auto", "auto:fast", "auto:quality"] {
+        let a = h.post("/api/chat", think(model)).await;
+        assert_eq!(a.status, 200, "{model}: {}", a.text());
+        assert_eq!(a.header("x-switchyard-model"), Some("deepseek-r1:14b"), "{model}: the only thinking model");
+    }
+    let effort = h
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "auto:fast", "reasoning_effort": "low", "messages": [{"role": "user", "content": "What is 2 + 2?"}]}),
+        )
+        .await;
+    assert_eq!(effort.status, 200, "{}", effort.text());
+    assert_eq!(effort.header("x-switchyard-model"), Some("deepseek-r1:14b"));
+    let fim = h
+        .post("/api/generate", json!({"model": "auto:fast", "stream": false, "prompt": "def add(a, b):\n    ", "suffix": "\n    return c"}))
+        .await;
+    assert_eq!(fim.status, 200, "{}", fim.text());
+    assert_eq!(fim.header("x-switchyard-model"), Some("qwen2.5-coder:7b"), "the only insert model");
+    // `think: false` needs nothing; an explicit model that cannot think is told so; a wrong type is refused.
+    let off = h
+        .post("/api/chat", json!({"model": "auto:fast", "stream": false, "think": false, "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(off.status, 200, "{}", off.text());
+    let explicit = h.post("/api/chat", think("llama3.2:3b")).await;
+    assert_eq!(explicit.status, 400, "{}", explicit.text());
+    assert!(explicit.text().contains("does not support thinking"), "{}", explicit.text());
+    let wrong = h
+        .post("/api/chat", json!({"model": "auto", "think": 5, "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(wrong.status, 400, "{}", wrong.text());
+    h.stop().await;
+}

@@ -269,7 +269,7 @@ async fn explanation(state: &AppState, q: &ExplainQuery) -> Result<Value, Router
         "category": classification.category,
         "confidence": classification.confidence,
         "category_scores": scores,
-        "needs": {"tools": classification.needs.tools, "vision": classification.needs.vision, "json": classification.needs.json, "context_tokens": classification.needs.context_tokens},
+        "needs": {"tools": classification.needs.tools, "vision": classification.needs.vision, "json": classification.needs.json, "thinking": classification.needs.thinking, "insert": classification.needs.insert, "context_tokens": classification.needs.context_tokens},
         "chosen": decided.candidates.first().map(ModelName::as_str),
         "decision_us": decided.decision_us,
         "scoring": decided.scoring,

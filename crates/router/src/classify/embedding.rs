@@ -386,7 +386,14 @@ mod tests {
     }
 
     fn input<'a>(turns: &'a [Turn<'a>]) -> ClassifyInput<'a> {
-        ClassifyInput { turns, has_tools: false, wants_json: false, max_output_tokens: None }
+        ClassifyInput {
+            turns,
+            has_tools: false,
+            wants_json: false,
+            max_output_tokens: None,
+            wants_thinking: false,
+            wants_insert: false,
+        }
     }
 
     #[tokio::test]

@@ -75,6 +75,10 @@ pub struct ClassifyInput<'a> {
     pub wants_json: bool,
     /// The client's cap on output tokens (`num_predict`, `max_tokens`), if any.
     pub max_output_tokens: Option<u64>,
+    /// The request asks the model to think (`think` set, or OpenAI's `reasoning_effort`).
+    pub wants_thinking: bool,
+    /// The request fills in the middle (a `suffix` on generate or completions).
+    pub wants_insert: bool,
 }
 
 /// What a model must offer to serve the request.
@@ -86,6 +90,10 @@ pub struct Needs {
     pub vision: bool,
     /// Structured JSON output.
     pub json: bool,
+    /// Thinking (`think`, `reasoning_effort`).
+    pub thinking: bool,
+    /// Fill-in-the-middle (`suffix`).
+    pub insert: bool,
     /// Context window the request will fill: the prompt's estimated tokens plus the expected (or capped) output.
     pub context_tokens: u64,
 }
@@ -99,6 +107,8 @@ impl Needs {
             tools: input.has_tools,
             vision: input.turns.iter().any(|t| t.images > 0),
             json: input.wants_json,
+            thinking: input.wants_thinking,
+            insert: input.wants_insert,
             context_tokens: prompt.saturating_add(output),
         }
     }
@@ -307,7 +317,14 @@ mod tests {
     }
 
     fn classify_turns(turns: &[Turn<'_>]) -> Classification {
-        let input = ClassifyInput { turns, has_tools: false, wants_json: false, max_output_tokens: None };
+        let input = ClassifyInput {
+            turns,
+            has_tools: false,
+            wants_json: false,
+            max_output_tokens: None,
+            wants_thinking: false,
+            wants_insert: false,
+        };
         RuleClassifier::new().classify(&input)
     }
 
@@ -381,7 +398,14 @@ mod tests {
     #[test]
     fn needs_come_from_the_request() {
         let image = Turn { role: Role::User, text: "what is in this picture?", images: 1 };
-        let input = ClassifyInput { turns: &[image], has_tools: true, wants_json: true, max_output_tokens: Some(64) };
+        let input = ClassifyInput {
+            turns: &[image],
+            has_tools: true,
+            wants_json: true,
+            max_output_tokens: Some(64),
+            wants_thinking: false,
+            wants_insert: false,
+        };
         let c = RuleClassifier::new().classify(&input);
         assert!(c.needs.tools && c.needs.vision && c.needs.json);
         assert_eq!(c.needs.context_tokens, estimate_tokens(image.text) + 64);
@@ -397,7 +421,14 @@ mod tests {
     fn wants_json_biases_towards_extraction() {
         let turns = [user("Jane Doe, 34, lives in Oslo and works as a nurse.")];
         let base = classify_turns(&turns);
-        let input = ClassifyInput { turns: &turns, has_tools: false, wants_json: true, max_output_tokens: None };
+        let input = ClassifyInput {
+            turns: &turns,
+            has_tools: false,
+            wants_json: true,
+            max_output_tokens: None,
+            wants_thinking: false,
+            wants_insert: false,
+        };
         let json = RuleClassifier::new().classify(&input);
         assert!(json.scores[Category::Extraction.index()] > base.scores[Category::Extraction.index()]);
         assert_eq!(json.category, Category::Extraction);
@@ -496,7 +527,14 @@ mod tests {
     #[test]
     fn max_output_tokens_replaces_the_category_default() {
         let turns = [user("write a long story about a lighthouse")];
-        let input = ClassifyInput { turns: &turns, has_tools: false, wants_json: false, max_output_tokens: Some(4000) };
+        let input = ClassifyInput {
+            turns: &turns,
+            has_tools: false,
+            wants_json: false,
+            max_output_tokens: Some(4000),
+            wants_thinking: false,
+            wants_insert: false,
+        };
         let c = RuleClassifier::new().classify(&input);
         assert_eq!(c.needs.context_tokens, estimate_tokens(turns[0].text) + 4000);
         for category in Category::ALL {

@@ -76,6 +76,8 @@ pub(crate) async fn classify(state: &AppState, prepared: &mut Prepared) -> Class
             has_tools: needs.tools,
             wants_json: needs.json,
             max_output_tokens: prepared.max_output_tokens,
+            wants_thinking: needs.thinking,
+            wants_insert: needs.insert,
         };
         classifier.classify(&input, &state.classifier).await
     };
@@ -185,8 +187,21 @@ pub(crate) async fn check_explicit(state: &AppState, prepared: &Prepared, name: 
             Some("model".into()),
         ));
     }
-    if prepared.classification.needs.tools && !caps.tools {
+    let needs = &prepared.classification.needs;
+    if needs.tools && !caps.tools {
         return Err(RouterError::bad(format!("{} does not support tools", prepared.requested), Some("tools".into())));
+    }
+    if needs.thinking && !caps.thinking {
+        return Err(RouterError::bad(
+            format!("\"{}\" does not support thinking", prepared.requested),
+            Some("think".into()),
+        ));
+    }
+    if needs.insert && !caps.insert {
+        return Err(RouterError::bad(
+            format!("\"{}\" does not support insert", prepared.requested),
+            Some("suffix".into()),
+        ));
     }
     Ok(())
 }
