@@ -14,7 +14,7 @@ use crate::profiles::{LiveStats, ProfileTable};
 use crate::writer::StoreWriter;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use switchyard_core::catalog::Catalog;
 use switchyard_core::config::Config;
@@ -56,6 +56,8 @@ pub struct Inner {
     next_request: AtomicU64,
     /// Unix time of the last catalog refresh forced by an unknown model name (rate-limits such refreshes).
     last_forced_refresh: AtomicU64,
+    /// The last forced refresh could not reach Ollama (answered again while refreshes are rate-limited).
+    last_refresh_unreachable: AtomicBool,
     /// Process-unique prefix of request ids.
     request_prefix: String,
 }
@@ -115,6 +117,7 @@ impl AppState {
             started: Instant::now(),
             next_request: AtomicU64::new(1),
             last_forced_refresh: AtomicU64::new(0),
+            last_refresh_unreachable: AtomicBool::new(false),
             request_prefix: format!("{:08x}", (nanos as u64) & 0xffff_ffff),
             config,
         }))
@@ -135,16 +138,22 @@ impl AppState {
     }
 
     /// Refreshes the catalog because a client named a model we do not know (it may have just been pulled), at most
-    /// once every two seconds. Fails when Ollama cannot be reached (then "not found" would be the wrong answer).
+    /// once every two seconds while Ollama answers, on every call while it does not (a refused connection costs
+    /// little, and the first request after Ollama comes back should find its models). Fails when Ollama cannot be
+    /// reached (then "not found" would be the wrong answer).
     pub async fn refresh_catalog_for_unknown(&self) -> Result<(), switchyard_core::CoreError> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let last = self.last_forced_refresh.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < 2
-            || self.last_forced_refresh.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        let down = self.last_refresh_unreachable.load(Ordering::Relaxed);
+        if !down
+            && (now.saturating_sub(last) < 2
+                || self.last_forced_refresh.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err())
         {
             return Ok(());
         }
-        match self.refresh_catalog().await {
+        let result = self.refresh_catalog().await;
+        self.last_refresh_unreachable.store(result.as_ref().is_err_and(|e| e.is_connectivity()), Ordering::Relaxed);
+        match result {
             Err(e) if e.is_connectivity() => Err(e),
             Err(e) => {
                 tracing::debug!(error = %e, "catalog refresh failed");

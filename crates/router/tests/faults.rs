@@ -341,3 +341,33 @@ async fn profiling_jobs_run_in_the_background_one_at_a_time() {
     assert_eq!(h.get("/admin/profile/no-such-job").await.status, 404);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn auto_routes_as_soon_as_a_backend_that_was_down_at_start_comes_up() {
+    // A free port with nothing listening yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(&format!("http://{addr}"), dir.path());
+    config.vram.probe = switchyard_core::config::ProbeKind::Ollama;
+    config.vram.total = "24GiB".into();
+    let router = switchyard::server::spawn(std::sync::Arc::new(config)).await.expect("router");
+    // While it is down, a named model is "cannot reach", twice in a row (not a 404 on the second try).
+    let http = switchyard_core::http::HttpClient::default();
+    for _ in 0..2 {
+        let request = switchyard_core::http::build_request(
+            http::Method::POST,
+            &format!("{}/api/chat", router.url()),
+            Some(chat("llama3.2:3b", false).to_string().into()),
+        )
+        .unwrap();
+        let a = http.send_buffered(request, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
+    }
+    let sim = switchyard_sim::spawn(SimOptions { listen: addr, ..SimOptions::default() }).await.unwrap();
+    let h = Harness { sim, router, http: switchyard_core::http::HttpClient::default(), dir };
+    // The catalog read at start was empty and the periodic refresh is 30 s away: the first request still routes.
+    let a = h.post("/api/chat", chat("auto", false)).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(a.header("x-switchyard-model").is_some());
+    h.stop().await;
+}
