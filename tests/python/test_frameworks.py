@@ -170,3 +170,10 @@ def test_llm_lists_each_virtual_model_and_prompts_auto(router_url: str, tmp_path
     assert answer.strip()
     # The request really asked for `auto` (virtual models were once merged into one entry by a shared digest).
     assert last_decision(router_url)["requested"] in {"auto", "auto:latest"}
+
+
+def test_langchain_openai_on_the_responses_api(router_url: str) -> None:
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(model="auto", base_url=f"{router_url}/v1", api_key="unused", use_responses_api=True)
+    assert llm.invoke("What is the capital of Peru?").text

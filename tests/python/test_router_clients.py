@@ -189,3 +189,25 @@ def test_openai_errors(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         oai.chat.completions.create(model="auto", messages=[])
     assert err.value.body["param"] == "messages"
+
+
+def test_openai_responses_api(oai: openai.OpenAI) -> None:
+    answer = oai.responses.create(model="auto", input="What is the capital of France?", instructions="Be brief.")
+    assert answer.status == "completed"
+    assert answer.output_text
+    assert answer.model not in {"auto", "auto:fast", "auto:quality"}
+    assert answer.usage is not None and answer.usage.output_tokens > 0
+    events = list(oai.responses.create(model="auto:fast", input=[{"role": "user", "content": "Write a haiku."}], stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed", kinds
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text and events[-1].response.output_text == text
+
+
+def test_openai_responses_api_tools(oai: openai.OpenAI) -> None:
+    tool = {"type": "function", **WEATHER_TOOL["function"]}
+    answer = oai.responses.create(model="auto", input="What is the weather in Oslo, in celsius?", tools=[tool])
+    calls = [item for item in answer.output if item.type == "function_call"]
+    assert calls and calls[0].name == "get_current_weather"
+    assert json.loads(calls[0].arguments)["city"]
+    assert answer.model in TOOLS_MODELS

@@ -50,6 +50,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/v1/models/{*model}", get(api::openai::model))
         .route("/v1/chat/completions", post(api::inference))
         .route("/v1/completions", post(api::inference))
+        .route("/v1/responses", post(api::inference))
         .route("/v1/embeddings", post(api::inference))
         .route("/admin/vram", get(api::admin::vram))
         .route("/admin/vram/load", post(api::admin::vram_op))

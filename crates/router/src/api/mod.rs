@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, Response, header};
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use openai::Generation;
 use serde_json::{Map, Value};
 use std::time::Instant;
 use switchyard_core::ModelName;
@@ -49,15 +50,18 @@ pub(crate) async fn inference(
         "/api/generate" => Endpoint::Generate,
         "/api/embed" => Endpoint::Embed,
         "/api/embeddings" => Endpoint::Embeddings,
-        "/v1/chat/completions" => {
-            return openai::complete(state, ctx, headers, body, OpenAiKind::Chat).await.into_response();
-        }
-        "/v1/completions" => {
-            return openai::complete(state, ctx, headers, body, OpenAiKind::Completion).await.into_response();
-        }
         "/v1/embeddings" => return openai::embeddings(state, ctx, headers, body).await.into_response(),
-        other => {
-            return OllamaError::from(RouterError::NotFound(format!("no inference route {other}"))).into_response();
+        openai_route => {
+            let generation = match openai_route {
+                "/v1/chat/completions" => Generation::Classic(OpenAiKind::Chat),
+                "/v1/completions" => Generation::Classic(OpenAiKind::Completion),
+                "/v1/responses" => Generation::Responses,
+                other => {
+                    let error = RouterError::NotFound(format!("no inference route {other}"));
+                    return OllamaError::from(error).into_response();
+                }
+            };
+            return openai::complete(state, ctx, headers, body, generation).await.into_response();
         }
     };
     ollama::infer(state, ctx, headers, body, native).await.into_response()

@@ -6,10 +6,12 @@ use super::ollama::VIRTUAL_MODELS;
 use super::{RequestCtx, answer_json, decorate, read_request};
 use crate::engine::{Answer, Engine, Surface};
 use crate::error::{OpenAiError, RouterError};
-use crate::forward::{LineSplitter, Transform};
+use crate::forward::{LineSplitter, RelayBody, Transform};
 use crate::request::Endpoint;
 use crate::state::AppState;
-use crate::translate::{self, OpenAiContext, OpenAiKind, SseTranslator};
+use crate::translate::{
+    self, OpenAiContext, OpenAiKind, ResponsesContext, ResponsesTranslator, SseEvents, SseTranslator,
+};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -19,13 +21,19 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{Value, json};
 
 /// Rewrites Ollama NDJSON into OpenAI SSE events as lines complete.
-struct SseTransform {
+struct SseTransform<T: SseEvents> {
     lines: LineSplitter,
-    translator: SseTranslator,
+    translator: T,
     out: BytesMut,
 }
 
-impl Transform for SseTransform {
+impl<T: SseEvents> SseTransform<T> {
+    fn new(translator: T) -> Self {
+        Self { lines: LineSplitter::default(), translator, out: BytesMut::new() }
+    }
+}
+
+impl<T: SseEvents> Transform for SseTransform<T> {
     fn chunk(&mut self, data: Bytes) -> Bytes {
         let translator = &mut self.translator;
         let out = &mut self.out;
@@ -52,51 +60,74 @@ fn sse_headers(response: &mut Response<Body>) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
 }
 
-/// `POST /v1/chat/completions` and `/v1/completions`.
+/// Which text-generating OpenAI endpoint a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Generation {
+    /// `/v1/chat/completions` and `/v1/completions`.
+    Classic(OpenAiKind),
+    /// `/v1/responses`.
+    Responses,
+}
+
+/// `POST /v1/chat/completions`, `/v1/completions` and `/v1/responses`.
 pub(super) async fn complete(
     state: AppState,
     ctx: RequestCtx,
     headers: HeaderMap,
     body: Body,
-    kind: OpenAiKind,
+    generation: Generation,
 ) -> Result<Response<Body>, OpenAiError> {
-    let (route, endpoint, prefix, param) = match kind {
-        OpenAiKind::Chat => ("/v1/chat/completions", Endpoint::Chat, "chatcmpl", "messages"),
-        OpenAiKind::Completion => ("/v1/completions", Endpoint::Generate, "cmpl", "prompt"),
+    let (route, endpoint, param) = match generation {
+        Generation::Classic(OpenAiKind::Chat) => ("/v1/chat/completions", Endpoint::Chat, "messages"),
+        Generation::Classic(OpenAiKind::Completion) => ("/v1/completions", Endpoint::Generate, "prompt"),
+        Generation::Responses => ("/v1/responses", Endpoint::Chat, "input"),
     };
     let (request, meta) =
-        read_request(&state, &ctx, &headers, body, (Surface::OpenAi, endpoint, route), |request| match kind {
-            OpenAiKind::Chat => translate::chat_request(&request),
-            OpenAiKind::Completion => translate::completion_request(&request),
+        read_request(&state, &ctx, &headers, body, (Surface::OpenAi, endpoint, route), |request| match generation {
+            Generation::Classic(OpenAiKind::Chat) => translate::chat_request(&request),
+            Generation::Classic(OpenAiKind::Completion) => translate::completion_request(&request),
+            Generation::Responses => translate::responses_request(&request),
         })
         .await?;
     if request.prepared.control.is_some() {
         return Err(RouterError::bad("the prompt is empty", Some(param.into())).into());
     }
     let outcome = Engine::new(&state).serve(request).await?;
-    let cx = OpenAiContext {
-        kind,
-        id: format!("{prefix}-{}", ctx.request_id),
-        created: chrono::Utc::now().timestamp(),
-        include_usage: meta.include_usage,
-    };
-    let response = match outcome.answer {
-        Answer::Buffered(bytes) => {
-            Json(translate::openai_response(&cx, &outcome.shown, &answer_json(&bytes)?)).into_response()
+    let created = chrono::Utc::now().timestamp();
+    let shown = outcome.shown.clone();
+    let response = match (outcome.answer, generation) {
+        (Answer::Buffered(bytes), Generation::Classic(kind)) => {
+            let cx = classic_context(kind, &ctx, created, meta.include_usage);
+            Json(translate::openai_response(&cx, &shown, &answer_json(&bytes)?)).into_response()
         }
-        Answer::Stream(relay) => {
-            let transform = SseTransform {
-                lines: LineSplitter::default(),
-                translator: SseTranslator::new(cx, outcome.shown.clone()),
-                out: BytesMut::new(),
-            };
-            let mut r = Response::new(Body::new(relay.into_body(transform)));
-            sse_headers(&mut r);
-            r
+        (Answer::Buffered(bytes), Generation::Responses) => {
+            let cx = ResponsesContext { id: format!("resp_{}", ctx.request_id), created };
+            Json(translate::responses_response(&cx, &shown, &answer_json(&bytes)?)).into_response()
         }
-        Answer::Control(_) => return Err(RouterError::Internal("a completion became a load".into()).into()),
+        (Answer::Stream(relay), Generation::Classic(kind)) => {
+            let cx = classic_context(kind, &ctx, created, meta.include_usage);
+            sse(relay.into_body(SseTransform::new(SseTranslator::new(cx, shown))))
+        }
+        (Answer::Stream(relay), Generation::Responses) => {
+            let cx = ResponsesContext { id: format!("resp_{}", ctx.request_id), created };
+            sse(relay.into_body(SseTransform::new(ResponsesTranslator::new(cx, shown))))
+        }
+        (Answer::Control(_), _) => return Err(RouterError::Internal("a completion became a load".into()).into()),
     };
     Ok(decorate(response, &outcome.model, outcome.category))
+}
+
+/// What the chat and completion translations need to know about the request.
+fn classic_context(kind: OpenAiKind, ctx: &RequestCtx, created: i64, include_usage: bool) -> OpenAiContext {
+    let prefix = if kind == OpenAiKind::Chat { "chatcmpl" } else { "cmpl" };
+    OpenAiContext { kind, id: format!("{prefix}-{}", ctx.request_id), created, include_usage }
+}
+
+/// An SSE response of `body`.
+fn sse<T: Transform>(body: RelayBody<T>) -> Response<Body> {
+    let mut r = Response::new(Body::new(body));
+    sse_headers(&mut r);
+    r
 }
 
 /// `POST /v1/embeddings`.

@@ -11,6 +11,9 @@ use base64::Engine as _;
 use bytes::{BufMut, BytesMut};
 use serde_json::{Map, Value, json};
 
+mod responses;
+pub use responses::{ResponsesContext, ResponsesTranslator, responses_request, responses_response};
+
 fn bad(message: impl Into<String>, param: &str) -> RouterError {
     RouterError::bad(message, Some(param.to_string()))
 }
@@ -358,7 +361,7 @@ fn usage(chunk: &Value) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
 }
 
-fn openai_tool_calls(calls: &[Value], id_seed: &str, offset: usize) -> Vec<Value> {
+pub(crate) fn openai_tool_calls(calls: &[Value], id_seed: &str, offset: usize) -> Vec<Value> {
     calls
         .iter()
         .enumerate()
@@ -436,6 +439,34 @@ pub fn embeddings_response(model: &str, answer: &Value, base64: bool) -> Value {
         .unwrap_or_default();
     let tokens = answer.get("prompt_eval_count").and_then(Value::as_u64).unwrap_or(0);
     json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+}
+
+/// Writes an OpenAI stream's events for Ollama NDJSON lines: chat and completion chunks, or Responses events.
+pub trait SseEvents: Send + Unpin + 'static {
+    /// Translates one complete NDJSON line, appending events to `out`.
+    fn line(&mut self, line: &[u8], out: &mut BytesMut);
+    /// Ends the stream with an error event.
+    fn error(&mut self, message: &str, out: &mut BytesMut);
+}
+
+impl SseEvents for SseTranslator {
+    fn line(&mut self, line: &[u8], out: &mut BytesMut) {
+        SseTranslator::line(self, line, out);
+    }
+
+    fn error(&mut self, message: &str, out: &mut BytesMut) {
+        SseTranslator::error(self, message, out);
+    }
+}
+
+impl SseEvents for ResponsesTranslator {
+    fn line(&mut self, line: &[u8], out: &mut BytesMut) {
+        ResponsesTranslator::line(self, line, out);
+    }
+
+    fn error(&mut self, message: &str, out: &mut BytesMut) {
+        ResponsesTranslator::error(self, message, out);
+    }
 }
 
 /// Turns Ollama NDJSON lines into OpenAI SSE events, one stream at a time.

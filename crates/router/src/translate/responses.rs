@@ -1,0 +1,379 @@
+//! OpenAI's Responses API (`POST /v1/responses`) over Ollama's chat: a request is rewritten into the chat
+//! completions shape and goes through the same translation as `/v1/chat/completions`; the answer comes back as a
+//! `response` object, or as Responses stream events (`response.created` ... `response.output_text.delta` ...
+//! `response.completed`). Text and function tools are served; other input or tool kinds are a clear 400.
+
+use super::{OpenAiMeta, bad, chat_request, openai_tool_calls};
+use crate::error::RouterError;
+use bytes::{BufMut, BytesMut};
+use serde_json::{Map, Value, json};
+
+/// What the answer needs to know about the request.
+#[derive(Debug, Clone)]
+pub struct ResponsesContext {
+    /// `resp_…`.
+    pub id: String,
+    /// Unix seconds of the request.
+    pub created: i64,
+}
+
+/// The text of a content value: a string, or a list of text parts.
+fn content_text(content: &Value, param: &str) -> Result<String, RouterError> {
+    match content {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(String::new()),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for (i, part) in parts.iter().enumerate() {
+                match part.get("type").and_then(Value::as_str) {
+                    Some("input_text" | "output_text" | "text") => {
+                        text.push_str(part.get("text").and_then(Value::as_str).unwrap_or(""));
+                    }
+                    other => {
+                        return Err(bad(
+                            format!("{param}[{i}]: content of type {other:?} is not supported; send input_text parts"),
+                            param,
+                        ));
+                    }
+                }
+            }
+            Ok(text)
+        }
+        _ => Err(bad(format!("{param} must be a string or a list of content parts"), param)),
+    }
+}
+
+/// Rewrites a Responses request into a native chat body, through the chat completions translation.
+pub fn responses_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, OpenAiMeta), RouterError> {
+    if req.get("previous_response_id").is_some_and(|v| !v.is_null()) {
+        return Err(bad(
+            "previous_response_id is not supported: responses are not stored; send the whole conversation as input",
+            "previous_response_id",
+        ));
+    }
+    let mut messages = Vec::new();
+    match req.get("instructions") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => messages.push(json!({"role": "system", "content": s})),
+        Some(_) => return Err(bad("instructions must be a string", "instructions")),
+    }
+    match req.get("input") {
+        Some(Value::String(s)) => messages.push(json!({"role": "user", "content": s})),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let param = format!("input[{i}]");
+                match item.get("type").and_then(Value::as_str) {
+                    None | Some("message") => {
+                        let role = item.get("role").and_then(Value::as_str).unwrap_or("user");
+                        let role = if role == "developer" { "system" } else { role };
+                        let text = content_text(item.get("content").unwrap_or(&Value::Null), &param)?;
+                        messages.push(json!({"role": role, "content": text}));
+                    }
+                    Some("function_call") => {
+                        let call_id = item.get("call_id").and_then(Value::as_str).unwrap_or("call_0");
+                        messages.push(json!({"role": "assistant", "content": null, "tool_calls": [{
+                            "id": call_id, "type": "function",
+                            "function": {"name": item.get("name").cloned().unwrap_or(json!("")),
+                                         "arguments": item.get("arguments").cloned().unwrap_or(json!("{}"))}}]}));
+                    }
+                    Some("function_call_output") => {
+                        let output = match item.get("output") {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(v) => v.to_string(),
+                            None => String::new(),
+                        };
+                        let call_id = item.get("call_id").cloned().unwrap_or(Value::Null);
+                        messages.push(json!({"role": "tool", "content": output, "tool_call_id": call_id}));
+                    }
+                    Some(other) => {
+                        return Err(bad(format!("{param}: items of type {other:?} are not supported"), &param));
+                    }
+                }
+            }
+        }
+        None | Some(Value::Null) => return Err(bad("input is required", "input")),
+        Some(_) => return Err(bad("input must be a string or a list of items", "input")),
+    }
+    let mut chat = Map::new();
+    chat.insert("model".into(), req.get("model").cloned().unwrap_or(Value::Null));
+    chat.insert("messages".into(), Value::Array(messages));
+    for key in ["stream", "temperature", "top_p", "seed", "stop"] {
+        if let Some(v) = req.get(key) {
+            chat.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(n) = req.get("max_output_tokens") {
+        chat.insert("max_tokens".into(), n.clone());
+    }
+    if let Some(effort) = req.get("reasoning").and_then(|r| r.get("effort")) {
+        chat.insert("reasoning_effort".into(), effort.clone());
+    }
+    match req.get("tools") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(tools)) => {
+            let mut out = Vec::with_capacity(tools.len());
+            for (i, tool) in tools.iter().enumerate() {
+                if tool.get("type").and_then(Value::as_str) != Some("function") {
+                    return Err(bad(format!("tools[{i}]: only function tools are supported"), &format!("tools[{i}]")));
+                }
+                out.push(json!({"type": "function", "function": {
+                    "name": tool.get("name").cloned().unwrap_or(Value::Null),
+                    "description": tool.get("description").cloned().unwrap_or(json!("")),
+                    "parameters": tool.get("parameters").cloned().unwrap_or(json!({"type": "object"}))}}));
+            }
+            chat.insert("tools".into(), Value::Array(out));
+        }
+        Some(_) => return Err(bad("tools must be a list", "tools")),
+    }
+    if let Some(format) = req.get("text").and_then(|t| t.get("format")) {
+        match format.get("type").and_then(Value::as_str) {
+            None | Some("text") => {}
+            Some("json_object") => {
+                chat.insert("response_format".into(), json!({"type": "json_object"}));
+            }
+            Some("json_schema") => {
+                let schema = format.get("schema").cloned().unwrap_or(json!({}));
+                let name = format.get("name").cloned().unwrap_or(json!("output"));
+                chat.insert(
+                    "response_format".into(),
+                    json!({"type": "json_schema", "json_schema": {"name": name, "schema": schema}}),
+                );
+            }
+            Some(other) => return Err(bad(format!("text.format type {other:?} is not supported"), "text.format")),
+        }
+    }
+    chat_request(&chat)
+}
+
+/// The Responses output items of a native chat message (text, then function calls).
+fn output_items(cx: &ResponsesContext, message: &Value) -> Vec<Value> {
+    let mut items = Vec::new();
+    let text = message.get("content").and_then(Value::as_str).unwrap_or("");
+    let calls = message.get("tool_calls").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    if !text.is_empty() || calls.is_empty() {
+        items.push(message_item(cx, text, "completed"));
+    }
+    for call in openai_tool_calls(calls, &cx.id, 0) {
+        items.push(function_item(&call));
+    }
+    items
+}
+
+fn message_item(cx: &ResponsesContext, text: &str, status: &str) -> Value {
+    json!({"type": "message", "id": format!("msg_{}", cx.id), "status": status, "role": "assistant",
+           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+}
+
+fn function_item(call: &Value) -> Value {
+    let id = call.get("id").and_then(Value::as_str).unwrap_or("call_0");
+    json!({"type": "function_call", "id": format!("fc_{id}"), "call_id": id, "status": "completed",
+           "name": call["function"]["name"], "arguments": call["function"]["arguments"]})
+}
+
+fn usage(answer: &Value) -> Value {
+    let input = answer.get("prompt_eval_count").and_then(Value::as_u64).unwrap_or(0);
+    let output = answer.get("eval_count").and_then(Value::as_u64).unwrap_or(0);
+    json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": output,
+           "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input + output})
+}
+
+/// A `response` object.
+fn response(cx: &ResponsesContext, model: &str, status: &str, output: Vec<Value>, usage: Value) -> Value {
+    json!({"id": cx.id, "object": "response", "created_at": cx.created, "status": status, "model": model,
+           "output": output, "usage": usage, "error": null, "incomplete_details": null, "instructions": null,
+           "parallel_tool_calls": true, "tool_choice": "auto", "tools": [], "text": {"format": {"type": "text"}}})
+}
+
+/// A buffered native chat answer as a `response`.
+pub fn responses_response(cx: &ResponsesContext, model: &str, answer: &Value) -> Value {
+    let message = answer.get("message").cloned().unwrap_or(Value::Null);
+    response(cx, model, "completed", output_items(cx, &message), usage(answer))
+}
+
+/// Turns Ollama NDJSON chat lines into Responses stream events.
+#[derive(Debug)]
+pub struct ResponsesTranslator {
+    cx: ResponsesContext,
+    model: String,
+    started: bool,
+    text: String,
+    calls: Vec<Value>,
+    sequence: u64,
+    finished: bool,
+}
+
+impl ResponsesTranslator {
+    pub fn new(cx: ResponsesContext, model: impl Into<String>) -> Self {
+        Self {
+            cx,
+            model: model.into(),
+            started: false,
+            text: String::new(),
+            calls: Vec::new(),
+            sequence: 0,
+            finished: false,
+        }
+    }
+
+    fn event(&mut self, out: &mut BytesMut, kind: &str, mut value: Value) {
+        value["type"] = json!(kind);
+        value["sequence_number"] = json!(self.sequence);
+        self.sequence += 1;
+        out.put_slice(b"event: ");
+        out.put_slice(kind.as_bytes());
+        out.put_slice(b"\ndata: ");
+        // Serialising a Value cannot fail.
+        let _ = serde_json::to_writer((&mut *out).writer(), &value);
+        out.put_slice(b"\n\n");
+    }
+
+    fn start(&mut self, out: &mut BytesMut) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let created = response(&self.cx, &self.model, "in_progress", Vec::new(), Value::Null);
+        self.event(out, "response.created", json!({"response": created}));
+        let created = response(&self.cx, &self.model, "in_progress", Vec::new(), Value::Null);
+        self.event(out, "response.in_progress", json!({"response": created}));
+        let mut item = message_item(&self.cx, "", "in_progress");
+        item["content"] = json!([]);
+        self.event(out, "response.output_item.added", json!({"output_index": 0, "item": item}));
+        let item_id = format!("msg_{}", self.cx.id);
+        self.event(
+            out,
+            "response.content_part.added",
+            json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+                   "part": {"type": "output_text", "text": "", "annotations": []}}),
+        );
+    }
+
+    /// Translates one complete NDJSON line, appending events to `out`.
+    pub fn line(&mut self, line: &[u8], out: &mut BytesMut) {
+        let Ok(value) = serde_json::from_slice::<Value>(line) else { return };
+        if let Some(message) = value.get("error") {
+            let text = message.as_str().map_or_else(|| message.to_string(), str::to_string);
+            self.error(&text, out);
+            return;
+        }
+        self.start(out);
+        let message = value.get("message");
+        let delta = message.and_then(|m| m.get("content")).and_then(Value::as_str).unwrap_or("");
+        let item_id = format!("msg_{}", self.cx.id);
+        if !delta.is_empty() {
+            self.text.push_str(delta);
+            self.event(
+                out,
+                "response.output_text.delta",
+                json!({"item_id": item_id, "output_index": 0, "content_index": 0, "delta": delta, "logprobs": []}),
+            );
+        }
+        if let Some(calls) = message.and_then(|m| m.get("tool_calls")).and_then(Value::as_array) {
+            self.calls.extend(openai_tool_calls(calls, &self.cx.id, self.calls.len()));
+        }
+        if !value.get("done").and_then(Value::as_bool).unwrap_or(false) {
+            return;
+        }
+        let text = std::mem::take(&mut self.text);
+        self.event(
+            out,
+            "response.output_text.done",
+            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "text": text, "logprobs": []}),
+        );
+        self.event(
+            out,
+            "response.content_part.done",
+            json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+                   "part": {"type": "output_text", "text": text, "annotations": []}}),
+        );
+        let mut output = vec![message_item(&self.cx, &text, "completed")];
+        self.event(out, "response.output_item.done", json!({"output_index": 0, "item": output[0]}));
+        for call in std::mem::take(&mut self.calls) {
+            let item = function_item(&call);
+            let index = output.len();
+            self.event(out, "response.output_item.added", json!({"output_index": index, "item": item}));
+            self.event(out, "response.output_item.done", json!({"output_index": index, "item": item}));
+            output.push(item);
+        }
+        let done = response(&self.cx, &self.model, "completed", output, usage(&value));
+        self.event(out, "response.completed", json!({"response": done}));
+        self.finished = true;
+    }
+
+    /// Ends the stream with an `error` event.
+    pub fn error(&mut self, message: &str, out: &mut BytesMut) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.event(out, "error", json!({"code": "api_error", "message": message, "param": null}));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_responses_request_becomes_a_native_chat_body() {
+        let (native, _) = responses_request(&obj(json!({
+            "model": "auto", "instructions": "Be brief.", "max_output_tokens": 50, "stream": true,
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "Weather in Oslo?"}]},
+                      {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{\"city\":\"Oslo\"}"},
+                      {"type": "function_call_output", "call_id": "c1", "output": "4 C"}],
+            "tools": [{"type": "function", "name": "weather", "parameters": {"type": "object"}}],
+            "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}}
+        })))
+        .unwrap();
+        let messages = native["messages"].as_array().unwrap();
+        assert_eq!(messages[0]["role"], "system");
+        assert_eq!(messages[1]["content"], "Weather in Oslo?");
+        assert_eq!(messages[2]["tool_calls"][0]["function"]["name"], "weather");
+        assert_eq!(messages[3]["role"], "tool");
+        assert_eq!(native["tools"][0]["function"]["name"], "weather");
+        assert_eq!(native["options"]["num_predict"], 50);
+        assert_eq!(native["format"], json!({"type": "object"}));
+        assert_eq!(native["stream"], true);
+        for bad_input in [
+            json!({"model": "auto"}),
+            json!({"model": "auto", "input": [{"role": "user", "content": [{"type": "input_image"}]}]}),
+            json!({"model": "auto", "input": "x", "tools": [{"type": "web_search"}]}),
+            json!({"model": "auto", "input": "x", "previous_response_id": "resp_1"}),
+        ] {
+            assert!(responses_request(&obj(bad_input.clone())).is_err(), "{bad_input}");
+        }
+    }
+
+    #[test]
+    fn a_stream_becomes_responses_events_ending_in_completed() {
+        let cx = ResponsesContext { id: "resp_1".into(), created: 1 };
+        let mut t = ResponsesTranslator::new(cx, "m:1b");
+        let mut out = BytesMut::new();
+        t.line(br#"{"model":"m:1b","message":{"role":"assistant","content":"Hel"},"done":false}"#, &mut out);
+        t.line(br#"{"model":"m:1b","message":{"role":"assistant","content":"lo"},"done":false}"#, &mut out);
+        t.line(br#"{"model":"m:1b","message":{"role":"assistant","content":""},"done":true,"prompt_eval_count":3,"eval_count":2}"#, &mut out);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let events: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds.first(), Some(&"response.created"));
+        assert_eq!(kinds.last(), Some(&"response.completed"));
+        assert_eq!(kinds.iter().filter(|k| **k == "response.output_text.delta").count(), 2);
+        let done = &events[events.len() - 1]["response"];
+        assert_eq!(done["output"][0]["content"][0]["text"], "Hello");
+        assert_eq!(done["usage"]["total_tokens"], 5);
+        let numbers: Vec<u64> = events.iter().map(|e| e["sequence_number"].as_u64().unwrap()).collect();
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+        // Nothing may follow the end.
+        let mut after = BytesMut::new();
+        t.error("late", &mut after);
+        assert!(after.is_empty());
+    }
+}
