@@ -142,14 +142,7 @@ fn classify(classifier: &RuleClassifier, text: &str) -> Classification {
         Turn { role: Role::System, text: "You are a helpful assistant.", images: 0 },
         Turn { role: Role::User, text, images: 0 },
     ];
-    classifier.classify(&ClassifyInput {
-        turns: &turns,
-        has_tools: false,
-        wants_json: false,
-        max_output_tokens: None,
-        wants_thinking: false,
-        wants_insert: false,
-    })
+    classifier.classify(&ClassifyInput::text(&turns))
 }
 
 fn decide(w: &World, classifier: &RuleClassifier, text: &str) -> usize {

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use criterion::Criterion;
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
-use switchyard::translate::{OpenAiContext, OpenAiKind, SseTranslator, chat_request, openai_response};
+use switchyard::translate::{OpenAiContext, OpenAiKind, SseEvents, SseTranslator, chat_request, openai_response};
 
 /// A chat request as clients send it: system prompt, a short history, sampling parameters.
 fn chat_body() -> anyhow::Result<Map<String, Value>> {

@@ -69,14 +69,7 @@ fn evaluate(name: &str) -> anyhow::Result<f64> {
     for item in &items {
         let owned = item.owned_turns()?;
         let turns: Vec<Turn<'_>> = owned.iter().map(|(role, text)| Turn { role: *role, text, images: 0 }).collect();
-        let input = ClassifyInput {
-            turns: &turns,
-            has_tools: false,
-            wants_json: false,
-            max_output_tokens: None,
-            wants_thinking: false,
-            wants_insert: false,
-        };
+        let input = ClassifyInput::text(&turns);
         let got = classifier.classify(&input);
         matrix[item.category.index()][got.category.index()] += 1;
         if got.category != item.category {
@@ -152,14 +145,7 @@ fn cost_per_call() -> anyhow::Result<()> {
         owned.iter().map(|o| o.iter().map(|(role, text)| Turn { role: *role, text, images: 0 }).collect()).collect();
     let classifier = RuleClassifier::new();
     let classify = |t: &[Turn<'_>]| {
-        let input = ClassifyInput {
-            turns: t,
-            has_tools: false,
-            wants_json: false,
-            max_output_tokens: None,
-            wants_thinking: false,
-            wants_insert: false,
-        };
+        let input = ClassifyInput::text(t);
         classifier.classify(&input)
     };
     for t in &turns {

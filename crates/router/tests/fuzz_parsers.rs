@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use switchyard::classify::RuleClassifier;
 use switchyard::request::{Endpoint, PrepareContext, parse_object, prepare_native};
 use switchyard::translate::{
-    OpenAiContext, OpenAiKind, SseTranslator, chat_request, completion_request, embeddings_request,
+    OpenAiContext, OpenAiKind, SseEvents, SseTranslator, chat_request, completion_request, embeddings_request,
 };
 use switchyard_core::config::RoutingConfig;
 use switchyard_core::ollama::LoadOptions;

@@ -386,14 +386,7 @@ mod tests {
     }
 
     fn input<'a>(turns: &'a [Turn<'a>]) -> ClassifyInput<'a> {
-        ClassifyInput {
-            turns,
-            has_tools: false,
-            wants_json: false,
-            max_output_tokens: None,
-            wants_thinking: false,
-            wants_insert: false,
-        }
+        ClassifyInput::text(turns)
     }
 
     #[tokio::test]

@@ -81,6 +81,20 @@ pub struct ClassifyInput<'a> {
     pub wants_insert: bool,
 }
 
+impl<'a> ClassifyInput<'a> {
+    /// A plain conversation: no tools, no JSON, no cap on the answer, no thinking or fill-in-the-middle.
+    pub fn text(turns: &'a [Turn<'a>]) -> Self {
+        Self {
+            turns,
+            has_tools: false,
+            wants_json: false,
+            max_output_tokens: None,
+            wants_thinking: false,
+            wants_insert: false,
+        }
+    }
+}
+
 /// What a model must offer to serve the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Needs {
@@ -317,14 +331,7 @@ mod tests {
     }
 
     fn classify_turns(turns: &[Turn<'_>]) -> Classification {
-        let input = ClassifyInput {
-            turns,
-            has_tools: false,
-            wants_json: false,
-            max_output_tokens: None,
-            wants_thinking: false,
-            wants_insert: false,
-        };
+        let input = ClassifyInput::text(turns);
         RuleClassifier::new().classify(&input)
     }
 

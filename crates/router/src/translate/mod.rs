@@ -443,29 +443,20 @@ pub fn embeddings_response(model: &str, answer: &Value, base64: bool) -> Value {
 
 /// Writes an OpenAI stream's events for Ollama NDJSON lines: chat and completion chunks, or Responses events.
 pub trait SseEvents: Send + Unpin + 'static {
-    /// Translates one complete NDJSON line, appending events to `out`.
-    fn line(&mut self, line: &[u8], out: &mut BytesMut);
+    /// Appends the events for one upstream chunk to `out`.
+    fn on_chunk(&mut self, value: &Value, out: &mut BytesMut);
     /// Ends the stream with an error event.
     fn error(&mut self, message: &str, out: &mut BytesMut);
-}
 
-impl SseEvents for SseTranslator {
+    /// Translates one complete NDJSON line: a chunk, or an upstream `{"error": ...}` line that ends the stream.
     fn line(&mut self, line: &[u8], out: &mut BytesMut) {
-        SseTranslator::line(self, line, out);
-    }
-
-    fn error(&mut self, message: &str, out: &mut BytesMut) {
-        SseTranslator::error(self, message, out);
-    }
-}
-
-impl SseEvents for ResponsesTranslator {
-    fn line(&mut self, line: &[u8], out: &mut BytesMut) {
-        ResponsesTranslator::line(self, line, out);
-    }
-
-    fn error(&mut self, message: &str, out: &mut BytesMut) {
-        ResponsesTranslator::error(self, message, out);
+        let Ok(value) = serde_json::from_slice::<Value>(line) else { return };
+        if let Some(message) = value.get("error") {
+            let text = message.as_str().map_or_else(|| message.to_string(), str::to_string);
+            self.error(&text, out);
+            return;
+        }
+        self.on_chunk(&value, out);
     }
 }
 
@@ -503,14 +494,8 @@ impl SseTranslator {
                "system_fingerprint": "fp_switchyard", "choices": choices})
     }
 
-    /// Translates one complete NDJSON line, appending SSE events to `out`.
-    pub fn line(&mut self, line: &[u8], out: &mut BytesMut) {
-        let Ok(value) = serde_json::from_slice::<Value>(line) else { return };
-        if let Some(message) = value.get("error") {
-            let text = message.as_str().map_or_else(|| message.to_string(), str::to_string);
-            self.error(&text, out);
-            return;
-        }
+    /// Appends the SSE events for one upstream chunk to `out`.
+    fn translate(&mut self, value: &Value, out: &mut BytesMut) {
         let done = value.get("done").and_then(Value::as_bool).unwrap_or(false);
         match self.cx.kind {
             OpenAiKind::Chat => {
@@ -545,14 +530,14 @@ impl SseTranslator {
                     Self::event(out, &c);
                 }
                 if done {
-                    let reason = finish_reason(&value, self.tool_calls > 0);
+                    let reason = finish_reason(value, self.tool_calls > 0);
                     let c = self.chunk(json!([{"index": 0, "delta": {}, "finish_reason": reason, "logprobs": null}]));
                     Self::event(out, &c);
                 }
             }
             OpenAiKind::Completion => {
                 let text = value.get("response").and_then(Value::as_str).unwrap_or("");
-                let reason = if done { Value::from(finish_reason(&value, false)) } else { Value::Null };
+                let reason = if done { Value::from(finish_reason(value, false)) } else { Value::Null };
                 if !text.is_empty() || done {
                     let c = self.chunk(json!([{"index": 0, "text": text, "finish_reason": reason, "logprobs": null}]));
                     Self::event(out, &c);
@@ -562,16 +547,22 @@ impl SseTranslator {
         if done {
             if self.cx.include_usage {
                 let mut c = self.chunk(json!([]));
-                c["usage"] = usage(&value);
+                c["usage"] = usage(value);
                 Self::event(out, &c);
             }
             out.put_slice(b"data: [DONE]\n\n");
             self.finished = true;
         }
     }
+}
+
+impl SseEvents for SseTranslator {
+    fn on_chunk(&mut self, value: &Value, out: &mut BytesMut) {
+        self.translate(value, out);
+    }
 
     /// Ends the stream with an error event in OpenAI's shape.
-    pub fn error(&mut self, message: &str, out: &mut BytesMut) {
+    fn error(&mut self, message: &str, out: &mut BytesMut) {
         if self.finished {
             return;
         }

@@ -3,7 +3,7 @@
 //! `response` object, or as Responses stream events (`response.created` ... `response.output_text.delta` ...
 //! `response.completed`). Text and function tools are served; other input or tool kinds are a clear 400.
 
-use super::{OpenAiMeta, bad, chat_request, openai_tool_calls};
+use super::{OpenAiMeta, SseEvents, bad, chat_request, openai_tool_calls};
 use crate::error::RouterError;
 use bytes::{BufMut, BytesMut};
 use serde_json::{Map, Value, json};
@@ -247,15 +247,10 @@ impl ResponsesTranslator {
                    "part": {"type": "output_text", "text": "", "annotations": []}}),
         );
     }
+}
 
-    /// Translates one complete NDJSON line, appending events to `out`.
-    pub fn line(&mut self, line: &[u8], out: &mut BytesMut) {
-        let Ok(value) = serde_json::from_slice::<Value>(line) else { return };
-        if let Some(message) = value.get("error") {
-            let text = message.as_str().map_or_else(|| message.to_string(), str::to_string);
-            self.error(&text, out);
-            return;
-        }
+impl SseEvents for ResponsesTranslator {
+    fn on_chunk(&mut self, value: &Value, out: &mut BytesMut) {
         self.start(out);
         let message = value.get("message");
         let delta = message.and_then(|m| m.get("content")).and_then(Value::as_str).unwrap_or("");
@@ -295,13 +290,13 @@ impl ResponsesTranslator {
             self.event(out, "response.output_item.done", json!({"output_index": index, "item": item}));
             output.push(item);
         }
-        let done = response(&self.cx, &self.model, "completed", output, usage(&value));
+        let done = response(&self.cx, &self.model, "completed", output, usage(value));
         self.event(out, "response.completed", json!({"response": done}));
         self.finished = true;
     }
 
     /// Ends the stream with an `error` event.
-    pub fn error(&mut self, message: &str, out: &mut BytesMut) {
+    fn error(&mut self, message: &str, out: &mut BytesMut) {
         if self.finished {
             return;
         }
@@ -314,20 +309,21 @@ impl ResponsesTranslator {
 mod tests {
     use super::*;
 
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap_or_default()
+    /// `responses_request` of a JSON object.
+    fn translate(v: Value) -> Result<(Map<String, Value>, OpenAiMeta), RouterError> {
+        responses_request(v.as_object().unwrap_or(&Map::new()))
     }
 
     #[test]
     fn a_responses_request_becomes_a_native_chat_body() {
-        let (native, _) = responses_request(&obj(json!({
+        let (native, _) = translate(json!({
             "model": "auto", "instructions": "Be brief.", "max_output_tokens": 50, "stream": true,
             "input": [{"role": "user", "content": [{"type": "input_text", "text": "Weather in Oslo?"}]},
                       {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{\"city\":\"Oslo\"}"},
                       {"type": "function_call_output", "call_id": "c1", "output": "4 C"}],
             "tools": [{"type": "function", "name": "weather", "parameters": {"type": "object"}}],
             "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}}
-        })))
+        }))
         .unwrap();
         let messages = native["messages"].as_array().unwrap();
         assert_eq!(messages[0]["role"], "system");
@@ -344,7 +340,7 @@ mod tests {
             json!({"model": "auto", "input": "x", "tools": [{"type": "web_search"}]}),
             json!({"model": "auto", "input": "x", "previous_response_id": "resp_1"}),
         ] {
-            assert!(responses_request(&obj(bad_input.clone())).is_err(), "{bad_input}");
+            assert!(translate(bad_input.clone()).is_err(), "{bad_input}");
         }
     }
 
