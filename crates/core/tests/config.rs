@@ -126,6 +126,8 @@ fn bad_values_name_the_key_and_what_is_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("[vram]\nstrategy = \"random\"\n", "vram.strategy", "lru"),
+        ("[vram]\nstrategy = 5\n", "vram.strategy", "must be one of \"lru\""),
+        ("[vram]\nprobe = true\n", "vram.probe", "\"nvml\""),
         ("[vram]\npoll_interval_ms = \"fast\"\n", "vram.poll_interval_ms", "integer"),
         ("[vram]\nlimit = \"150%\"\n", "vram.limit", "between 1% and 100%"),
         ("[vram]\nheadroom = \"12 parsecs\"\n", "vram.headroom", "unit"),

@@ -138,7 +138,14 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, CoreError> {
     let mut config: Config = serde_path_to_error::deserialize(Value::Table(merged)).map_err(|err| {
         let key = err.path().to_string();
         let source = origins.get(&key).map(|s| format!(" (set by {s})")).unwrap_or_default();
-        CoreError::config(key, format!("{}{source}", plain_type_error(&err.inner().to_string())))
+        let message = match choices(&key) {
+            // A number or a table where a name is expected reads as "invalid type: unit variant" otherwise.
+            Some(allowed) if err.inner().to_string().contains("invalid type") => {
+                format!("must be one of {allowed} (a quoted string)")
+            }
+            _ => plain_type_error(&err.inner().to_string()),
+        };
+        CoreError::config(key, format!("{message}{source}"))
     })?;
     config.validate().map_err(|err| match err {
         CoreError::Config { key, message } => {
@@ -152,6 +159,17 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, CoreError> {
 }
 
 /// Rewrites serde's type vocabulary (`expected u64`) into words users know, without the trailing key path.
+/// The names a key that takes one of a fixed set of names accepts.
+fn choices(key: &str) -> Option<&'static str> {
+    match key {
+        "vram.strategy" => Some("\"lru\", \"largest\", \"lfu\", \"cost\""),
+        "vram.probe" => Some("\"auto\", \"nvml\", \"ollama\", \"sim\""),
+        "routing.classifier" => Some("\"rules\", \"embedding\""),
+        "server.log_format" => Some("\"pretty\", \"json\""),
+        _ => None,
+    }
+}
+
 fn plain_type_error(message: &str) -> String {
     let first = message.lines().next().unwrap_or(message).trim();
     [
