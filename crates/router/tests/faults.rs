@@ -363,6 +363,15 @@ async fn auto_routes_as_soon_as_a_backend_that_was_down_at_start_comes_up() {
         let a = http.send_buffered(request, Duration::from_secs(10)).await.unwrap();
         assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
     }
+    // The admin views say so too, rather than an empty model list or `chosen: null`.
+    for path in ["/admin/models", "/admin/explain?prompt=hi"] {
+        let a = http
+            .request(http::Method::GET, &format!("{}{path}", router.url()), None, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 502, "{path}: {}", String::from_utf8_lossy(&a.body));
+        assert!(String::from_utf8_lossy(&a.body).contains("cannot reach Ollama"), "{path}");
+    }
     let sim = switchyard_sim::spawn(SimOptions { listen: addr, ..SimOptions::default() }).await.unwrap();
     let h = Harness { sim, router, http: switchyard_core::http::HttpClient::default(), dir };
     // The catalog read at start was empty and the periodic refresh is 30 s away: the first request still routes.

@@ -107,7 +107,8 @@ pub struct ModelInfoView {
 }
 
 /// `GET /admin/models`: every model with per-category quality, speed and VRAM.
-pub async fn models(State(state): State<AppState>) -> Json<Value> {
+pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OllamaError> {
+    decision::ensure_catalog(&state).await?;
     let catalog = state.catalog.load();
     let profiles = state.profiles.load();
     let ledger = state.vram.ledger();
@@ -150,7 +151,7 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
             vram_bytes: entry.map(|e| e.expected_bytes).filter(|b| *b > 0).or(profile.and_then(|p| p.vram_bytes)),
         });
     }
-    Json(json!({ "models": out }))
+    Ok(Json(json!({ "models": out })))
 }
 
 /// Query of `GET /admin/explain`.
@@ -258,6 +259,7 @@ async fn explanation(state: &AppState, q: &ExplainQuery) -> Result<Value, Router
     let Target::Auto { preference, label } = prepared.target else {
         return Err(RouterError::bad("model must be auto, auto:fast or auto:quality", Some("model".into())));
     };
+    decision::ensure_catalog(state).await?;
     let classifier = decision::classify(state, &mut prepared).await;
     let decided = decision::decide(state, &prepared, preference);
     let classification = &prepared.classification;

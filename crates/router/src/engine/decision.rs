@@ -85,6 +85,15 @@ pub(crate) async fn classify(state: &AppState, prepared: &mut Prepared) -> Class
     Classifier::Embedding
 }
 
+/// Reads the catalog again when it is empty: Ollama may have come up (or had a model pulled) since it was last read,
+/// and "no models" until the next periodic refresh would be wrong. Fails when Ollama cannot be reached.
+pub(crate) async fn ensure_catalog(state: &AppState) -> Result<(), RouterError> {
+    if state.catalog.load().models.is_empty() {
+        state.refresh_catalog_for_unknown().await?;
+    }
+    Ok(())
+}
+
 /// Scores every model for `prepared` (an `auto` request at `preference`) against the current state.
 pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> Decision {
     let started = Instant::now();

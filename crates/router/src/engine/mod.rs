@@ -88,11 +88,7 @@ impl<'a> Engine<'a> {
                 Ok(vec![name.clone()])
             }
             Target::Auto { preference, .. } => {
-                if state.catalog.load().models.is_empty() {
-                    // Ollama may have come up (or had a model pulled) since the catalog was last read: look now
-                    // rather than answer "no models" until the next periodic refresh.
-                    state.refresh_catalog_for_unknown().await?;
-                }
+                decision::ensure_catalog(state).await?;
                 let decided = decision::decide(state, prepared, *preference);
                 let why_none = decided.candidates.is_empty().then(|| decided.scoring.why_none());
                 let candidates = decision::record(state, req, *preference, decided);
