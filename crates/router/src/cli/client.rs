@@ -15,7 +15,7 @@ use switchyard_vram::view::{ModelView, VramStatus};
 /// Where the server is.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// URL of a running Switchyard (default: http:// + server.listen).
+    /// URL of a running Switchyard, or HOST:PORT for plain HTTP (default: http:// + server.listen).
     #[arg(long, value_name = "URL", global = true)]
     pub server: Option<String>,
     /// Print the server's JSON instead of a table.
@@ -80,11 +80,9 @@ fn base_url(config: &Config, args: &ServerArgs) -> String {
         // `--server 127.0.0.1:11435` means plain HTTP, as `curl` reads it.
         return if server.contains("://") { server.clone() } else { format!("http://{server}") };
     }
-    args.server.clone().unwrap_or_else(|| {
-        let addr = config.server.listen;
-        let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-        format!("http://{host}:{}", addr.port())
-    })
+    let addr = config.server.listen;
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    format!("http://{host}:{}", addr.port())
 }
 
 async fn call(
