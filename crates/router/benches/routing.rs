@@ -8,7 +8,7 @@
 use criterion::{BenchmarkId, Criterion};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use switchyard::classify::{Classification, ClassifyInput, Role, RuleClassifier, Turn};
+use switchyard::classify::{Classification, ClassifyInput, Role, Classifier, Turn};
 use switchyard::profiles::{CategoryQuality, LiveStats, ModelProfile, ProfileTable};
 use switchyard::score::{ScoreContext, ScoreRequest, score};
 use switchyard_core::catalog::{Catalog, ModelSpec};
@@ -137,7 +137,7 @@ fn world() -> anyhow::Result<World> {
     Ok(World { config: Config::default(), catalog, profiles, live, ledger })
 }
 
-fn classify(classifier: &RuleClassifier, text: &str) -> Classification {
+fn classify(classifier: &Classifier, text: &str) -> Classification {
     let turns = [
         Turn { role: Role::System, text: "You are a helpful assistant.", images: 0 },
         Turn { role: Role::User, text, images: 0 },
@@ -145,7 +145,7 @@ fn classify(classifier: &RuleClassifier, text: &str) -> Classification {
     classifier.classify(&ClassifyInput::text(&turns))
 }
 
-fn decide(w: &World, classifier: &RuleClassifier, text: &str) -> usize {
+fn decide(w: &World, classifier: &Classifier, text: &str) -> usize {
     let c = classify(classifier, text);
     let req = ScoreRequest {
         category: c.category,
@@ -154,6 +154,7 @@ fn decide(w: &World, classifier: &RuleClassifier, text: &str) -> usize {
         preference: 0.5,
         prompt_tokens: c.needs.context_tokens.max(1),
         max_output_tokens: None,
+        blend: (f64::from(c.confidence) < w.config.routing.blend_below).then_some(c.scores),
     };
     let cx = ScoreContext {
         config: &w.config,
@@ -166,7 +167,7 @@ fn decide(w: &World, classifier: &RuleClassifier, text: &str) -> usize {
     score(&req, &cx).eligible().count()
 }
 
-fn bench_classify(c: &mut Criterion, classifier: &RuleClassifier) {
+fn bench_classify(c: &mut Criterion, classifier: &Classifier) {
     let mut group = c.benchmark_group("classify");
     for (name, text) in prompts() {
         group.bench_with_input(BenchmarkId::from_parameter(name), &text, |b, text| {
@@ -189,6 +190,7 @@ fn bench_score(c: &mut Criterion, w: &World) {
                     preference: 0.5,
                     prompt_tokens: 300,
                     max_output_tokens: None,
+                    blend: None,
                 };
                 let cx = ScoreContext {
                     config: &w.config,
@@ -205,7 +207,7 @@ fn bench_score(c: &mut Criterion, w: &World) {
     group.finish();
 }
 
-fn bench_decision(c: &mut Criterion, w: &World, classifier: &RuleClassifier) {
+fn bench_decision(c: &mut Criterion, w: &World, classifier: &Classifier) {
     let mut group = c.benchmark_group("decision_classify_and_score");
     for (name, text) in prompts() {
         group.bench_with_input(BenchmarkId::from_parameter(name), &text, |b, text| {
@@ -225,7 +227,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 /// Times each decision on its own and prints the distribution per prompt.
-fn tail_latency(w: &World, classifier: &RuleClassifier, iterations: usize) {
+fn tail_latency(w: &World, classifier: &Classifier, iterations: usize) {
     println!();
     println!("routing decision (classify + score, {MODELS} models), {iterations} single calls per prompt:");
     println!("| prompt | p50 us | p99 us | p99.9 us | max us | target p99 <= 20 us |");
@@ -256,7 +258,7 @@ fn tail_latency(w: &World, classifier: &RuleClassifier, iterations: usize) {
 
 fn main() -> anyhow::Result<()> {
     let w = world()?;
-    let classifier = RuleClassifier::new();
+    let classifier = Classifier::new();
     let mut criterion = Criterion::default().configure_from_args();
     bench_classify(&mut criterion, &classifier);
     bench_score(&mut criterion, &w);

@@ -5,7 +5,7 @@
 //! Ollama's: a wrong type is a 400 naming the field, and so are absurd values (a negative `num_predict` below -2,
 //! a temperature of 1e9) that Ollama would accept and then misbehave on.
 
-use crate::classify::{Classification, ClassifyInput, Role, RuleClassifier, Turn};
+use crate::classify::{Classification, ClassifyInput, Role, Classifier, Turn};
 use crate::error::RouterError;
 use serde_json::{Map, Value};
 use switchyard_core::ModelName;
@@ -242,7 +242,7 @@ fn images_in(value: Option<&Value>, param: &str) -> Result<usize, RouterError> {
 #[derive(Debug, Clone, Copy)]
 pub struct PrepareContext<'a> {
     pub routing: &'a RoutingConfig,
-    pub classifier: &'a RuleClassifier,
+    pub classifier: &'a Classifier,
     pub quality_header: Option<f64>,
 }
 
@@ -468,7 +468,7 @@ mod tests {
     use serde_json::json;
 
     fn prepare(endpoint: Endpoint, body: Value) -> Result<Prepared, RouterError> {
-        let classifier = RuleClassifier::new();
+        let classifier = Classifier::new();
         let routing = RoutingConfig::default();
         let Value::Object(map) = body else { panic!("object") };
         prepare_native(

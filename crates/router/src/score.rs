@@ -51,6 +51,9 @@ pub struct ScoreRequest<'a> {
     pub prompt_tokens: u64,
     /// The client's `num_predict`/`max_tokens`.
     pub max_output_tokens: Option<u64>,
+    /// Class probabilities to blend the per-category qualities by, when the classifier was unsure
+    /// (`routing.blend_below`); `None` scores the quality in `category` alone.
+    pub blend: Option<[f32; 7]>,
 }
 
 /// What the scorer reads. All of it is lock-free snapshots.
@@ -105,6 +108,8 @@ pub struct Candidate {
 #[derive(Debug, Clone, Serialize)]
 pub struct Scoring {
     pub category: Category,
+    /// True when quality was blended over the categories by the class probabilities.
+    pub blended: bool,
     pub preference: f64,
     pub prompt_tokens: u64,
     pub expected_output_tokens: u64,
@@ -170,6 +175,7 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
     let candidates: Vec<Candidate> = order.into_iter().filter_map(|i| slots[i].take()).collect();
     Scoring {
         category: req.category,
+        blended: req.blend.is_some(),
         preference: w,
         prompt_tokens: req.prompt_tokens,
         expected_output_tokens: out_tokens,
@@ -187,10 +193,20 @@ fn evaluate<'a>(
 ) -> Candidate {
     let name = &spec.name;
     let profile = cx.profiles.get(name);
-    let (n, successes) = profile.map_or((0, 0), |p| p.counts(req.category));
     let prior = cx.config.routing.prior_quality;
     let k = cx.config.routing.prior_weight;
-    let quality = if n == 0 && k == 0.0 { prior } else { (f64::from(successes) + prior * k) / (f64::from(n) + k) };
+    let posterior = |category: Category| {
+        let (n, successes) = profile.map_or((0, 0), |p| p.counts(category));
+        let q = if n == 0 && k == 0.0 { prior } else { (f64::from(successes) + prior * k) / (f64::from(n) + k) };
+        (n, q)
+    };
+    let (n, mut quality) = posterior(req.category);
+    if let Some(blend) = &req.blend {
+        let total: f64 = blend.iter().map(|p| f64::from(*p)).sum();
+        if total > 0.0 {
+            quality = Category::ALL.iter().map(|c| f64::from(blend[c.index()]) * posterior(*c).1).sum::<f64>() / total;
+        }
+    }
     let mut c = Candidate {
         model: name.clone(),
         quality,
@@ -384,6 +400,7 @@ mod tests {
             preference,
             prompt_tokens: 50,
             max_output_tokens: None,
+            blend: None,
         };
         let cx = ScoreContext {
             config: &w.config,
@@ -398,6 +415,53 @@ mod tests {
 
     fn needs() -> Needs {
         Needs { context_tokens: 300, ..Default::default() }
+    }
+
+    #[test]
+    fn an_unsure_classification_blends_the_qualities_by_probability() {
+        let mut w = world();
+        // "small" is good at math and bad at everything else.
+        let mut small = profile(2, 20, 150.0, 1.5);
+        small.categories[Category::Math.index()] =
+            Some(CategoryQuality { n: 20, successes: 20, ci_low: 0.0, ci_high: 1.0, mean_output_tokens: Some(200.0) });
+        w.profiles.models.insert(ModelName::parse("small").unwrap(), small);
+        let sure = run(&w, 1.0, needs());
+        let small_sure = sure.candidates.iter().find(|c| c.model.as_str() == "small").unwrap().quality;
+        let mut blend = [0.0f32; 7];
+        blend[Category::Math.index()] = 0.5;
+        blend[Category::Factual.index()] = 0.5;
+        let n = needs();
+        let req = ScoreRequest {
+            category: Category::Math,
+            needs: &n,
+            embedding: false,
+            preference: 1.0,
+            prompt_tokens: 50,
+            max_output_tokens: None,
+            blend: Some(blend),
+        };
+        let cx = ScoreContext {
+            config: &w.config,
+            catalog: &w.catalog,
+            profiles: &w.profiles,
+            live: &w.live,
+            ledger: &w.ledger,
+            open_breakers: &[],
+        };
+        let blended = score(&req, &cx);
+        assert!(blended.blended && !sure.blended);
+        let small_blended = blended.candidates.iter().find(|c| c.model.as_str() == "small").unwrap().quality;
+        let k = w.config.routing.prior_weight;
+        let prior = w.config.routing.prior_quality;
+        let factual = (2.0 + prior * k) / (20.0 + k);
+        assert!((small_blended - (0.5 * small_sure + 0.5 * factual)).abs() < 1e-9, "{small_blended} {small_sure}");
+        // Blending by a certain distribution is the plain quality.
+        let mut certain = [0.0f32; 7];
+        certain[Category::Math.index()] = 1.0;
+        let req = ScoreRequest { blend: Some(certain), ..req };
+        let same = score(&req, &cx);
+        let q = same.candidates.iter().find(|c| c.model.as_str() == "small").unwrap().quality;
+        assert!((q - small_sure).abs() < 1e-12);
     }
 
     #[test]

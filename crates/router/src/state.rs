@@ -4,7 +4,7 @@
 //! request path takes no lock that a slow task could hold.
 
 use crate::breaker::Breaker;
-use crate::classify::{EmbeddingClassifier, RuleClassifier};
+use crate::classify::{EmbeddingClassifier, Classifier};
 use crate::decisions::Decisions;
 use crate::forward::Forwarder;
 use crate::jobs::ProfileJobs;
@@ -39,7 +39,7 @@ pub struct Inner {
     /// Control calls to Ollama (tags, ps, show, version).
     pub ollama: OllamaClient,
     pub breaker: Breaker,
-    pub classifier: RuleClassifier,
+    pub classifier: Classifier,
     /// The optional embedding classifier, once built.
     pub embedding_classifier: ArcSwap<Option<EmbeddingClassifier>>,
     pub metrics: Metrics,
@@ -105,7 +105,11 @@ impl AppState {
             vram: p.vram,
             forwarder: p.forwarder,
             ollama: p.ollama,
-            classifier: RuleClassifier::new(),
+            classifier: if config.routing.classifier == switchyard_core::config::ClassifierKind::Rules {
+                Classifier::rules()
+            } else {
+                Classifier::new()
+            },
             embedding_classifier: ArcSwap::from_pointee(None),
             metrics: p.metrics,
             writer: p.writer,

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Instant;
-use switchyard::classify::{ClassifyInput, Role, RuleClassifier, Turn};
+use switchyard::classify::{ClassifyInput, Role, Classifier, Turn};
 use switchyard_core::Category;
 
 /// One labelled line.
@@ -63,7 +63,7 @@ fn load(name: &str) -> anyhow::Result<Vec<Labelled>> {
 /// Classifies every item, prints the report and returns the overall accuracy.
 fn evaluate(name: &str) -> anyhow::Result<f64> {
     let items = load(name)?;
-    let classifier = RuleClassifier::new();
+    let classifier = Classifier::new();
     let mut matrix = [[0usize; 7]; 7];
     let mut misses = Vec::new();
     for item in &items {
@@ -143,7 +143,7 @@ fn cost_per_call() -> anyhow::Result<()> {
     let owned = items.iter().map(Labelled::owned_turns).collect::<anyhow::Result<Vec<_>>>()?;
     let turns: Vec<Vec<Turn<'_>>> =
         owned.iter().map(|o| o.iter().map(|(role, text)| Turn { role: *role, text, images: 0 }).collect()).collect();
-    let classifier = RuleClassifier::new();
+    let classifier = Classifier::new();
     let classify = |t: &[Turn<'_>]| {
         let input = ClassifyInput::text(t);
         classifier.classify(&input)

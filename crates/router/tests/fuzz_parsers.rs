@@ -5,7 +5,7 @@
 use bytes::BytesMut;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use switchyard::classify::RuleClassifier;
+use switchyard::classify::Classifier;
 use switchyard::request::{Endpoint, PrepareContext, parse_object, prepare_native};
 use switchyard::translate::{
     OpenAiContext, OpenAiKind, SseEvents, SseTranslator, chat_request, completion_request, embeddings_request,
@@ -94,7 +94,7 @@ proptest! {
 
     #[test]
     fn arbitrary_json_never_panics_and_refusals_are_client_errors(body in object()) {
-        let classifier = RuleClassifier::new();
+        let classifier = Classifier::new();
         let routing = RoutingConfig::default();
         let cx = PrepareContext { routing: &routing, classifier: &classifier, quality_header: None };
         for endpoint in [Endpoint::Chat, Endpoint::Generate, Endpoint::Embed, Endpoint::Embeddings] {

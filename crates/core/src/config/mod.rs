@@ -282,9 +282,13 @@ impl Default for VramConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClassifierKind {
-    /// Word-boundary rules and structure: microseconds, no model needed.
+    /// The learned model shipped in the binary (hashed word and structure features, logistic regression):
+    /// microseconds, no model needed.
+    Learned,
+    /// The hand-written word-boundary rules and structure the learned model replaced.
     Rules,
-    /// Nearest labelled example by embedding through `routing.embedding_model`, rules as fallback.
+    /// Nearest class centroid of labelled examples embedded through `routing.embedding_model`, the learned model as
+    /// fallback.
     Embedding,
 }
 
@@ -303,6 +307,9 @@ pub struct RoutingConfig {
     /// How many pseudo-observations the prior is worth: few samples are shrunk toward it.
     pub prior_weight: f64,
     pub classifier: ClassifierKind,
+    /// Below this classifier confidence, a model's quality is the per-category qualities weighted by the class
+    /// probabilities instead of the quality in the one most likely category (0 never blends, 1 always does).
+    pub blend_below: f64,
     /// Ollama embedding model for the `embedding` classifier.
     pub embedding_model: String,
     /// Share of routing decisions written to the store (all are kept in memory for `/admin/decisions`).
@@ -323,7 +330,8 @@ impl Default for RoutingConfig {
             best_preference: 0.95,
             prior_quality: 0.4,
             prior_weight: 4.0,
-            classifier: ClassifierKind::Rules,
+            classifier: ClassifierKind::Learned,
+            blend_below: 0.6,
             embedding_model: String::new(),
             decision_sample_rate: 0.05,
             decisions_kept: 256,
@@ -507,6 +515,7 @@ impl Config {
         unit("routing.best_preference", self.routing.best_preference)?;
         unit("routing.prior_quality", self.routing.prior_quality)?;
         unit("routing.decision_sample_rate", self.routing.decision_sample_rate)?;
+        unit("routing.blend_below", self.routing.blend_below)?;
         if !(0.01..=1.0).contains(&self.routing.ewma_alpha) {
             return Err(CoreError::config("routing.ewma_alpha", "must be between 0.01 and 1"));
         }

@@ -271,6 +271,8 @@ async fn explanation(state: &AppState, q: &ExplainQuery) -> Result<Value, Router
         "category": classification.category,
         "confidence": classification.confidence,
         "category_scores": scores,
+        "top_categories": classification.top(3).into_iter().map(|(c, p)| json!({"category": c, "probability": p})).collect::<Vec<_>>(),
+        "blended": decided.scoring.blended,
         "needs": {"tools": classification.needs.tools, "vision": classification.needs.vision, "json": classification.needs.json, "thinking": classification.needs.thinking, "insert": classification.needs.insert, "context_tokens": classification.needs.context_tokens},
         "chosen": decided.candidates.first().map(ModelName::as_str),
         "decision_us": decided.decision_us,

@@ -303,12 +303,28 @@ pub async fn explain(config: &Config, args: ExplainArgs) -> Result<(), RouterErr
 /// The `explain` table.
 pub fn render_explain(v: &Value) -> String {
     let mut out = format!(
-        "category: {} (confidence {:.2})   preference w = {:.2}   chosen: {}\n\n",
+        "category: {} (confidence {:.2})   preference w = {:.2}   chosen: {}\n",
         v["category"].as_str().unwrap_or("?"),
         v["confidence"].as_f64().unwrap_or(0.0),
         v["scoring"]["preference"].as_f64().unwrap_or(0.0),
         v["chosen"].as_str().unwrap_or("none")
     );
+    let top: Vec<String> = v["top_categories"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .map(|t| format!("{} {:.2}", t["category"].as_str().unwrap_or("?"), t["probability"].as_f64().unwrap_or(0.0)))
+        .collect();
+    if !top.is_empty() {
+        let blended = if v["blended"].as_bool().unwrap_or(false) {
+            "   (unsure: quality blended over the categories by these probabilities)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("top categories: {}{blended}\n", top.join(", ")));
+    }
+    out.push('\n');
     out.push_str(&format!(
         "{:<26} {:>7} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n",
         "MODEL", "UTILITY", "QUALITY (n)", "LAT s", "LOAD s", "EVICT s", "GEN s", "LOADED", "NOTE"

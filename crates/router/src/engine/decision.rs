@@ -41,6 +41,7 @@ pub(crate) fn learned_category(prepared: &Prepared) -> Option<Category> {
 /// Which classifier's answer `prepared.classification` holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Classifier {
+    Learned,
     Rules,
     Embedding,
 }
@@ -48,6 +49,7 @@ pub(crate) enum Classifier {
 impl Classifier {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
+            Classifier::Learned => "learned",
             Classifier::Rules => "rules",
             Classifier::Embedding => "embedding",
         }
@@ -55,20 +57,21 @@ impl Classifier {
 }
 
 /// With `routing.classifier = "embedding"`, classifies an `auto` request again by its nearest labelled examples
-/// (through the embedding model, admitted like any request); the rules' answer stays on any failure.
+/// (through the embedding model, admitted like any request); the local classifier's answer stays on any failure.
 pub(crate) async fn classify(state: &AppState, prepared: &mut Prepared) -> Classifier {
+    let local = if state.classifier.learned() { Classifier::Learned } else { Classifier::Rules };
     if !matches!(prepared.target, Target::Auto { .. }) || prepared.endpoint.is_embedding() {
-        return Classifier::Rules;
+        return local;
     }
     let classifier = state.embedding_classifier.load_full();
-    let Some(classifier) = classifier.as_ref() else { return Classifier::Rules };
-    let Ok(model) = ModelName::parse(&state.config.routing.embedding_model) else { return Classifier::Rules };
+    let Some(classifier) = classifier.as_ref() else { return local };
+    let Ok(model) = ModelName::parse(&state.config.routing.embedding_model) else { return local };
     let Ok(_lease) = state.vram.acquire_within(&model, Duration::from_secs(2)).await else {
-        return Classifier::Rules;
+        return local;
     };
     let refined = {
         let Ok((turns, _)) = crate::request::read_turns(prepared.endpoint, &prepared.body, prepared.keep_alive) else {
-            return Classifier::Rules;
+            return local;
         };
         let needs = &prepared.classification.needs;
         let input = ClassifyInput {
@@ -107,6 +110,7 @@ pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> 
         preference,
         prompt_tokens,
         max_output_tokens: prepared.max_output_tokens,
+        blend: (f64::from(c.confidence) < state.config.routing.blend_below).then_some(c.scores),
     };
     let catalog = state.catalog.load();
     let profiles = state.profiles.load();

@@ -1,11 +1,17 @@
-//! Nearest-neighbour classification through an Ollama embedding model.
+//! Request classification for `model: "auto"`. The learned classifier and the request types live in the
+//! `switchyard-classifier` crate and are re-exported here; this module adds the optional embedding classifier.
+//!
+//! Nearest-neighbour classification through an Ollama embedding model:
 //!
 //! At start the labelled examples are embedded once (`POST /api/embed` with an array `input`) and kept as unit
 //! vectors. A request is embedded the same way and classified by a similarity-weighted vote of its `K` nearest
 //! examples. Any failure (upstream error, timeout, odd answer) and any request that resembles no example closely
-//! enough falls back to the [`RuleClassifier`], so routing never waits on or fails because of this classifier.
+//! enough falls back to the learned [`Classifier`], so routing never waits on or fails because of this classifier.
 
-use super::{Classification, ClassifyInput, Needs, Role, RuleClassifier};
+pub use switchyard_classifier::{
+    Classification, Classifier, ClassifyInput, Needs, Role, RuleClassifier, Turn, expected_output_tokens,
+};
+
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use switchyard_core::http::{HttpClient, join_url};
@@ -26,7 +32,7 @@ const BATCH: usize = 64;
 const QUERY_BYTES: usize = 2048;
 
 /// The labelled prompt set shipped with the router, one JSON object per line.
-const BUNDLED: &str = include_str!("../../data/classifier-prompts.jsonl");
+const BUNDLED: &str = include_str!("../data/classifier-prompts.jsonl");
 
 /// Errors of the embedding classifier.
 #[derive(Debug, Error)]
@@ -164,9 +170,9 @@ impl EmbeddingClassifier {
         self.dims
     }
 
-    /// Classifies by the nearest examples; falls back to `rules` on any error or when nothing is close enough.
-    pub async fn classify(&self, input: &ClassifyInput<'_>, rules: &RuleClassifier) -> Classification {
-        let fallback = rules.classify(input);
+    /// Classifies by the nearest examples; falls back to `fallback` on any error or when nothing is close enough.
+    pub async fn classify(&self, input: &ClassifyInput<'_>, fallback: &Classifier) -> Classification {
+        let fallback = fallback.classify(input);
         let Some(query) = query_text(input) else { return fallback };
         let mut vector = match embed(&self.http, &self.url, &self.model, &[query], self.query_timeout).await {
             Ok(mut vectors) => vectors.pop().unwrap_or_default(),
@@ -217,7 +223,7 @@ impl EmbeddingClassifier {
         for s in &mut scores {
             *s /= total;
         }
-        let (best, _) = super::argmax(&scores);
+        let best = switchyard_classifier::model::argmax(&scores);
         Some((Category::ALL[best], scores))
     }
 }
@@ -395,7 +401,7 @@ mod tests {
         let knn = EmbeddingClassifier::build(HttpClient::default(), &url, "bow", &examples()).await.unwrap();
         assert_eq!(knn.len(), 6);
         assert_eq!(knn.dimensions(), 256);
-        let rules = RuleClassifier::new();
+        let rules = Classifier::new();
 
         // The rules know nothing of zebras; the examples do.
         let turns = [Turn { role: Role::User, text: "zebra giraffe", images: 0 }];
@@ -418,7 +424,7 @@ mod tests {
     async fn falls_back_to_rules_when_nothing_is_close_or_the_call_fails() {
         let (url, server) = mock_ollama().await;
         let knn = EmbeddingClassifier::build(HttpClient::default(), &url, "bow", &examples()).await.unwrap();
-        let rules = RuleClassifier::new();
+        let rules = Classifier::new();
 
         let turns = [Turn { role: Role::User, text: "write a haiku about the rain", images: 0 }];
         let c = knn.classify(&input(&turns), &rules).await;
@@ -460,7 +466,7 @@ mod tests {
         let knn = EmbeddingClassifier::build(HttpClient::default(), &sim.url(), model, &examples).await.unwrap();
         assert_eq!(knn.len(), examples.len());
         assert_eq!(knn.dimensions(), 768);
-        let rules = RuleClassifier::new();
+        let rules = Classifier::new();
 
         let turns = [Turn { role: Role::User, text: "Write a haiku about autumn leaves.", images: 0 }];
         let c = knn.classify(&input(&turns), &rules).await;
@@ -468,7 +474,7 @@ mod tests {
         assert!(c.confidence > 0.5);
 
         // The held-out prompts: nearest examples where one is close, the rules elsewhere.
-        let holdout = parse_examples(include_str!("../../data/classifier-holdout.jsonl")).unwrap();
+        let holdout = parse_examples(include_str!("../data/classifier-holdout.jsonl")).unwrap();
         let mut correct = 0;
         for (category, text) in &holdout {
             let turns = [Turn { role: Role::User, text, images: 0 }];

@@ -9,13 +9,13 @@ use std::sync::LazyLock;
 use switchyard_core::Category;
 
 /// Votes per category, indexed like [`Category::ALL`].
-pub(super) type Votes = [f32; 7];
+pub(crate) type Votes = [f32; 7];
 
 /// Votes of one text: the seven categories, then courtesy at [`COURTESY_SLOT`].
-pub(super) type TurnVotes = [f32; 8];
+pub(crate) type TurnVotes = [f32; 8];
 
 /// Index of the courtesy votes in [`TurnVotes`].
-pub(super) const COURTESY_SLOT: usize = 7;
+pub(crate) const COURTESY_SLOT: usize = 7;
 
 /// How a pattern's edges must sit in the text.
 #[derive(Debug, Clone, Copy)]
@@ -176,7 +176,7 @@ fn is_word(b: u8) -> bool {
 
 /// Shape counts gathered by one pass over a text's lines and bytes.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Shape {
+pub(crate) struct Shape {
     /// Lines that read as source code (statements, block openers, indented code).
     pub code_lines: u32,
     /// Lines that read as a stack trace frame (`File "x.py", line 3`, `at foo (bar.js:1:2)`).
@@ -206,25 +206,25 @@ pub(super) struct Shape {
 }
 
 /// Adds the cue votes of `hay` into `votes`.
-pub(super) fn vote_cues(hay: &[u8], votes: &mut TurnVotes) {
+pub(crate) fn vote_cues(hay: &[u8], votes: &mut TurnVotes) {
     if let Some(lexicon) = LEXICON.as_ref() {
         lexicon.vote(hay, votes);
     }
 }
 
 /// Compiles the cue table now if it is not yet compiled.
-pub(super) fn prepare() {
+pub(crate) fn prepare() {
     LazyLock::force(&LEXICON);
 }
 
 /// True when the cue automaton compiled (it always should; checked by the tests).
 #[cfg(test)]
-pub(super) fn lexicon_ready() -> bool {
+pub(crate) fn lexicon_ready() -> bool {
     LEXICON.is_some()
 }
 
 /// Scans the lines and bytes of `hay` for structure.
-pub(super) fn scan_shape(hay: &[u8], shape: &mut Shape) {
+pub(crate) fn scan_shape(hay: &[u8], shape: &mut Shape) {
     for line in hay.split(|b| *b == b'\n') {
         scan_line(line, shape);
     }
@@ -455,7 +455,7 @@ fn count(hay: &[u8], byte: u8) -> usize {
 }
 
 /// Turns a shape into votes.
-pub(super) fn vote_shape(shape: &Shape, votes: &mut TurnVotes) {
+pub(crate) fn vote_shape(shape: &Shape, votes: &mut TurnVotes) {
     let code = shape.code_lines as f32;
     votes[Category::Coding.index()] += 1.2 * code + 2.0 * shape.trace_lines as f32;
     let math = 1.5 * shape.arithmetic as f32 + 1.5 * shape.powers as f32 + 0.8 * shape.coefficients as f32;

@@ -1,158 +1,14 @@
-//! Request classification for `model: "auto"`: which task category a conversation belongs to, and what it needs
-//! from a model (tools, vision, JSON output, context length).
+//! The rule classifier: cue words and phrases on word boundaries plus the shape of the text, hand-weighted.
 //!
-//! The [`RuleClassifier`] runs on every routed request and takes microseconds: whole-word cue matching through one
-//! Aho-Corasick automaton built once per process, plus a structural scan for code, stack traces, equations and
-//! pasted tables. Only the head and tail of each turn are scanned, and the other turns share a fixed byte budget,
-//! so a huge prompt or a long conversation costs no more than a long message. The last user turn weighs most;
-//! earlier turns and the system prompt add capped context, and greetings around a task are treated as politeness.
-//!
-//! The optional [`EmbeddingClassifier`] classifies by nearest labelled examples through an Ollama embedding model,
-//! and falls back to the rules whenever it cannot answer with confidence.
+//! It was `auto`'s classifier before the learned one ([`crate::Classifier`]); it stays as a baseline the training
+//! report compares against, and its structural scan ([`scan`]) feeds the learned model's features.
 
-mod embedding;
-mod lexicon;
-mod rules;
+pub(crate) mod lexicon;
+pub(crate) mod scan;
 
-pub use embedding::{EmbeddingClassifier, bundled_examples};
-
-use rules::{Shape, Votes};
-use serde::{Deserialize, Serialize};
+use crate::{Classification, ClassifyInput, Needs, Role};
+use scan::{Shape, Votes};
 use switchyard_core::Category;
-use switchyard_core::text::estimate_tokens;
-
-/// Who spoke a turn of the conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Instructions framing the conversation (`system`, and OpenAI's `developer`).
-    System,
-    /// The person asking.
-    User,
-    /// The model's earlier answers.
-    Assistant,
-    /// Results of tool calls (`tool`, and OpenAI's older `function`).
-    Tool,
-}
-
-impl Role {
-    /// Maps a wire role name (Ollama or OpenAI) to a role; `None` for names neither API defines.
-    pub fn from_name(name: &str) -> Option<Role> {
-        let name = name.trim();
-        [
-            ("system", Role::System),
-            ("developer", Role::System),
-            ("user", Role::User),
-            ("assistant", Role::Assistant),
-            ("tool", Role::Tool),
-            ("function", Role::Tool),
-        ]
-        .into_iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, role)| role)
-    }
-}
-
-/// One turn of the conversation, borrowed from the parsed request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Turn<'a> {
-    /// Who spoke it.
-    pub role: Role,
-    /// Its text (for a generate request, the prompt as a user turn and the system prompt as a system turn).
-    pub text: &'a str,
-    /// How many images it carries.
-    pub images: usize,
-}
-
-/// What the classifier looks at.
-#[derive(Debug, Clone, Copy)]
-pub struct ClassifyInput<'a> {
-    /// The conversation, oldest turn first.
-    pub turns: &'a [Turn<'a>],
-    /// The request offers tools to call.
-    pub has_tools: bool,
-    /// The request asks for JSON output (`format` or `response_format` set).
-    pub wants_json: bool,
-    /// The client's cap on output tokens (`num_predict`, `max_tokens`), if any.
-    pub max_output_tokens: Option<u64>,
-    /// The request asks the model to think (`think` set, or OpenAI's `reasoning_effort`).
-    pub wants_thinking: bool,
-    /// The request fills in the middle (a `suffix` on generate or completions).
-    pub wants_insert: bool,
-}
-
-impl<'a> ClassifyInput<'a> {
-    /// A plain conversation: no tools, no JSON, no cap on the answer, no thinking or fill-in-the-middle.
-    pub fn text(turns: &'a [Turn<'a>]) -> Self {
-        Self {
-            turns,
-            has_tools: false,
-            wants_json: false,
-            max_output_tokens: None,
-            wants_thinking: false,
-            wants_insert: false,
-        }
-    }
-}
-
-/// What a model must offer to serve the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct Needs {
-    /// Tool calling.
-    pub tools: bool,
-    /// Image input.
-    pub vision: bool,
-    /// Structured JSON output.
-    pub json: bool,
-    /// Thinking (`think`, `reasoning_effort`).
-    pub thinking: bool,
-    /// Fill-in-the-middle (`suffix`).
-    pub insert: bool,
-    /// Context window the request will fill: the prompt's estimated tokens plus the expected (or capped) output.
-    pub context_tokens: u64,
-}
-
-impl Needs {
-    /// Needs of `input` once its category is known (the category sets the expected output length).
-    pub fn of(input: &ClassifyInput<'_>, category: Category) -> Needs {
-        let prompt: u64 = input.turns.iter().map(|t| estimate_tokens(t.text)).fold(0, u64::saturating_add);
-        let output = input.max_output_tokens.unwrap_or_else(|| expected_output_tokens(category));
-        Needs {
-            tools: input.has_tools,
-            vision: input.turns.iter().any(|t| t.images > 0),
-            json: input.wants_json,
-            thinking: input.wants_thinking,
-            insert: input.wants_insert,
-            context_tokens: prompt.saturating_add(output),
-        }
-    }
-}
-
-/// The classifier's answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Classification {
-    /// The chosen category.
-    pub category: Category,
-    /// How sure the classifier is, 0 to 1 (the chosen category's share of the scores).
-    pub confidence: f32,
-    /// What a model must offer.
-    pub needs: Needs,
-    /// Score per category, indexed like [`Category::ALL`], summing to 1; shown by `/admin/explain`.
-    pub scores: [f32; 7],
-}
-
-/// Output tokens to expect from a request of `category` when the profiles have no measured figure.
-pub fn expected_output_tokens(category: Category) -> u64 {
-    match category {
-        Category::Coding => 600,
-        Category::Math => 400,
-        Category::Reasoning => 500,
-        Category::Factual => 150,
-        Category::Creative => 500,
-        Category::Extraction => 300,
-        Category::General => 200,
-    }
-}
 
 /// Bytes scanned from the start of the last user turn.
 const FOCUS_HEAD: usize = 2048;
@@ -192,7 +48,7 @@ impl RuleClassifier {
     /// A classifier over the built-in cue table. The first call in a process compiles the table (a few
     /// milliseconds), so construct one at start-up rather than on the first request.
     pub fn new() -> Self {
-        rules::prepare();
+        scan::prepare();
         Self { _private: () }
     }
 
@@ -268,24 +124,24 @@ fn turn_votes(text: &str, window: Window) -> Votes {
     let mut raw = [0.0f32; 8];
     let mut shape = Shape::default();
     if bytes.len() <= window.head + window.tail {
-        rules::vote_cues(bytes, &mut raw);
-        rules::scan_shape(bytes, &mut shape);
+        scan::vote_cues(bytes, &mut raw);
+        scan::scan_shape(bytes, &mut shape);
     } else {
         let head = &bytes[..window.head];
         let tail = &bytes[bytes.len() - window.tail..];
-        rules::vote_cues(head, &mut raw);
-        rules::vote_cues(tail, &mut raw);
-        rules::scan_shape(head, &mut shape);
-        rules::scan_shape(tail, &mut shape);
+        scan::vote_cues(head, &mut raw);
+        scan::vote_cues(tail, &mut raw);
+        scan::scan_shape(head, &mut shape);
+        scan::scan_shape(tail, &mut shape);
     }
-    rules::vote_shape(&shape, &mut raw);
+    scan::vote_shape(&shape, &mut raw);
     let general = Category::General.index();
     let task = (0..7).filter(|i| *i != general).map(|i| raw[i]).fold(0.0f32, f32::max);
     // Small talk is short: inside a pasted document ("Hi all, thanks for the call") its cues say little.
     let length = (CHAT_BYTES / bytes.len().max(1) as f32).clamp(0.3, 1.0);
     // Advice and small-talk cues compete with task cues; courtesy ("Hi! ... Thanks!") around a task is politeness
     // and fades quickly once the turn asks for something.
-    let courtesy = raw[rules::COURTESY_SLOT] / (1.0 + task * task / 2.0);
+    let courtesy = raw[scan::COURTESY_SLOT] / (1.0 + task * task / 2.0);
     let mut votes = [0.0f32; 7];
     votes.copy_from_slice(&raw[..7]);
     votes[general] = length * (raw[general] / (1.0 + task / POLITENESS) + courtesy);
@@ -322,9 +178,12 @@ fn argmax(scores: &[f32; 7]) -> (usize, f32) {
     best
 }
 
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Turn, expected_output_tokens};
+    use switchyard_core::text::estimate_tokens;
 
     fn user(text: &str) -> Turn<'_> {
         Turn { role: Role::User, text, images: 0 }
@@ -339,15 +198,15 @@ mod tests {
         classify_turns(&[user(text)]).category
     }
 
-    fn cue_votes(text: &str) -> rules::TurnVotes {
+    fn cue_votes(text: &str) -> scan::TurnVotes {
         let mut votes = [0.0; 8];
-        rules::vote_cues(text.as_bytes(), &mut votes);
+        scan::vote_cues(text.as_bytes(), &mut votes);
         votes
     }
 
     #[test]
     fn lexicon_compiles_and_is_well_formed() {
-        assert!(rules::lexicon_ready());
+        assert!(scan::lexicon_ready());
         for (pattern, _, weight) in lexicon::CUES {
             assert!(!pattern.trim_matches(['*', '~']).is_empty(), "empty pattern");
             assert!(weight.is_finite() && *weight > 0.0, "{pattern}: weight {weight}");

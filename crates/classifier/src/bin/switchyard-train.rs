@@ -1,0 +1,81 @@
+//! `switchyard-train`: trains the request classifier on a labelled corpus, evaluates it on held-out sources and
+//! writes the model shipped in the binary. `scripts/train-classifier.sh` runs it; see `docs/classifier.md`.
+
+use anyhow::Context;
+use clap::Parser;
+use std::path::PathBuf;
+use switchyard_classifier::train::{self, Settings};
+
+/// Train Switchyard's request classifier.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Corpus: JSON lines of {"text", "category", "source", "split": train|validation|test} (scripts/classifier/fetch_corpus.py writes it).
+    #[arg(long)]
+    corpus: PathBuf,
+    /// Where to write the trained model.
+    #[arg(long)]
+    out: PathBuf,
+    /// Where to write the evaluation report (markdown); printed to stdout as well.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Where to write the validation sources' misclassified prompts (tab-separated), for error analysis.
+    #[arg(long)]
+    errors: Option<PathBuf>,
+    /// Feature buckets are 2^bits (the model is 8 * 2^bits bytes).
+    #[arg(long, default_value_t = Settings::default().bits, value_parser = clap::value_parser!(u32).range(8..=24))]
+    bits: u32,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = Settings::default().epochs)]
+    epochs: u32,
+    /// AdaGrad learning rate.
+    #[arg(long, default_value_t = Settings::default().learning_rate)]
+    learning_rate: f32,
+    /// At most this many examples per source.
+    #[arg(long, default_value_t = Settings::default().max_per_source)]
+    max_per_source: usize,
+    /// Seed of shuffles and samples.
+    #[arg(long, default_value_t = Settings::default().seed)]
+    seed: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let text = std::fs::read_to_string(&args.corpus).with_context(|| format!("reading {}", args.corpus.display()))?;
+    let corpus = train::read_corpus(&text)?;
+    let settings = Settings {
+        bits: args.bits,
+        epochs: args.epochs,
+        learning_rate: args.learning_rate,
+        max_per_source: args.max_per_source,
+        seed: args.seed,
+        ..Settings::default()
+    };
+    eprintln!("training on {} examples ...", corpus.len());
+    let outcome = train::run(&corpus, &settings)?;
+    std::fs::write(&args.out, outcome.model.to_bytes()).with_context(|| format!("writing {}", args.out.display()))?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, &outcome.report).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{}", outcome.report);
+    if let (Some(path), Some(v)) = (&args.errors, &outcome.validation) {
+        std::fs::write(path, v.errors.join("\n")).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(v) = &outcome.validation {
+        let per: Vec<String> = switchyard_core::Category::ALL
+            .iter()
+            .filter_map(|c| {
+                let (k, n) = v.category(*c);
+                (n > 0).then(|| format!("{c} {:.1}% of {n}", f64::from(k) * 100.0 / f64::from(n)))
+            })
+            .collect();
+        eprintln!("validation: {:.1}%: {}", v.accuracy() * 100.0, per.join(", "));
+    }
+    eprintln!(
+        "held-out accuracy {:.1}% (rules {:.1}%); model written to {}",
+        outcome.learned.accuracy() * 100.0,
+        outcome.rules.accuracy() * 100.0,
+        args.out.display()
+    );
+    Ok(())
+}

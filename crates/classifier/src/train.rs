@@ -1,0 +1,607 @@
+//! Training and evaluation of the learned classifier (`switchyard-train`).
+//!
+//! The corpus is JSON lines of `{"text", "category", "source", "split"}` written by
+//! `scripts/classifier/fetch_corpus.py`; `split` is `train`, `validation` or `test`, decided per source, so that
+//! validation and test figures are on sources never seen in training. The run:
+//! 1. trains on the training sources and evaluates on the validation sources: the figures used to choose settings
+//!    and data, and the softmax temperature that minimises the log loss there;
+//! 2. trains on training and validation sources and evaluates on the test sources (accuracy per category with
+//!    Wilson intervals, confusion matrix, reliability table), next to the rule classifier on the same prompts;
+//! 3. trains the shipped model on all sources with the same settings and that temperature.
+//!
+//! Everything is single-threaded and seeded, so the same corpus gives the same model bytes.
+
+use crate::features::{self, Features};
+use crate::model::{CLASSES, LinearModel, ROW, softmax};
+use crate::{Classifier, ClassifyInput, Role, RuleClassifier, Turn};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use switchyard_core::Category;
+
+/// Errors of a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A corpus line could not be read.
+    #[error("corpus line {line}: {message}")]
+    Corpus {
+        /// One-based line number.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The corpus cannot train or evaluate a model (a category without examples, no test split...).
+    #[error("corpus cannot be used: {0}")]
+    Unusable(String),
+}
+
+/// Which part of the corpus an example belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// Used to train every model.
+    Train,
+    /// Held out of the first model to choose settings and fit the temperature; trains the later ones.
+    Validation,
+    /// Held out by source: only evaluated, until the shipped model is trained on everything.
+    Test,
+}
+
+/// One labelled prompt.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Example {
+    /// The prompt as a user would send it.
+    pub text: String,
+    /// Its category.
+    pub category: Category,
+    /// The public source it came from.
+    pub source: String,
+    /// Train or test.
+    pub split: Split,
+}
+
+/// Reads a JSON-lines corpus; duplicate texts keep their first line.
+pub fn read_corpus(jsonl: &str) -> Result<Vec<Example>, TrainError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, line) in jsonl.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let ex: Example =
+            serde_json::from_str(line).map_err(|e| TrainError::Corpus { line: i + 1, message: e.to_string() })?;
+        if seen.insert(ex.text.clone()) {
+            out.push(ex);
+        }
+    }
+    Ok(out)
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Feature buckets are `2^bits`.
+    pub bits: u32,
+    /// Passes over the training data.
+    pub epochs: u32,
+    /// AdaGrad's learning rate.
+    pub learning_rate: f32,
+    /// L2 penalty per update on the rows an example touches.
+    pub l2: f32,
+    /// At most this many examples of one source are used (a deterministic sample), so that no source dominates.
+    pub max_per_source: usize,
+    /// Seed of the shuffles and samples.
+    pub seed: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { bits: 18, epochs: 6, learning_rate: 0.3, l2: 1e-6, max_per_source: 3000, seed: 7 }
+    }
+}
+
+/// A featurised example.
+struct Row {
+    ids: Vec<u32>,
+    structure: Vec<u32>,
+    label: usize,
+}
+
+/// What a run produces.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The model trained on every source, to ship.
+    pub model: LinearModel<'static>,
+    /// The evaluation report (markdown).
+    pub report: String,
+    /// The held-out figures of the learned model.
+    pub learned: Evaluation,
+    /// The rule classifier's figures on the same held-out prompts.
+    pub rules: Evaluation,
+    /// Figures on the validation sources of a model trained without them (for choosing settings without looking
+    /// at the test sources); `None` without validation sources.
+    pub validation: Option<Evaluation>,
+}
+
+/// Runs the whole pipeline on `examples`.
+pub fn run(examples: &[Example], settings: &Settings) -> Result<Outcome, TrainError> {
+    let pool = sample_per_source(examples, settings);
+    let of = |split: Split| -> Vec<&Example> { pool.iter().copied().filter(|e| e.split == split).collect() };
+    let (train, validation_set, test) = (of(Split::Train), of(Split::Validation), of(Split::Test));
+    for c in Category::ALL {
+        if !train.iter().any(|e| e.category == c) {
+            return Err(TrainError::Unusable(format!("no training example of {c}")));
+        }
+    }
+    if test.is_empty() {
+        return Err(TrainError::Unusable("no test source".into()));
+    }
+
+    // 1. Validation: settings are chosen and the temperature fitted here, never on the test sources.
+    let (temperature, validation) = if validation_set.is_empty() {
+        (1.0, None)
+    } else {
+        let classifier = Classifier::with_model(fit_model(&train, settings));
+        let scored: Vec<([f32; CLASSES], usize)> =
+            validation_set.iter().map(|e| (raw_logits(&classifier, &e.text), e.category.index())).collect();
+        let temperature = best_temperature(&scored);
+        let calibrated = Classifier::with_model(fit_model(&train, settings).with_temperature(temperature));
+        let mut eval = evaluate(&validation_set, |text| calibrated.probabilities(text));
+        for e in &validation_set {
+            let p = calibrated.probabilities(&e.text);
+            let predicted = Category::ALL[crate::model::argmax(&p)];
+            if predicted != e.category {
+                let text: String = e.text.chars().take(300).map(|c| if c == '\n' { ' ' } else { c }).collect();
+                eval.errors.push(format!("{}\t{}\t{}\t{:.2}\t{}", e.source, e.category, predicted, p[predicted.index()], text));
+            }
+        }
+        (temperature, Some(eval))
+    };
+    let train: Vec<&Example> = train.into_iter().chain(validation_set).collect();
+
+    // 2. Held-out evaluation.
+    let model = fit_model(&train, settings).with_temperature(temperature);
+    let classifier = Classifier::with_model(model);
+    let learned = evaluate(&test, |text| classifier.probabilities(text));
+    let rules_classifier = RuleClassifier::new();
+    let rules = evaluate(&test, |text| {
+        let turns = [Turn { role: Role::User, text, images: 0 }];
+        rules_classifier.classify(&ClassifyInput::text(&turns)).scores
+    });
+
+    // 3. The shipped model, on everything.
+    let all: Vec<&Example> = pool.to_vec();
+    let model = fit_model(&all, settings).with_temperature(temperature);
+
+    let report = render_report(&pool, temperature, settings, &learned, &rules, validation.as_ref());
+    Ok(Outcome { model, report, learned, rules, validation })
+}
+
+/// Logits a classifier gives one text before its temperature (temperature 1 is applied by a unit-temperature copy).
+fn raw_logits(classifier: &Classifier, text: &str) -> [f32; CLASSES] {
+    let p = classifier.probabilities(text);
+    // The classifier's temperature is 1 while calibrating, so log-probabilities are logits up to a constant.
+    let mut out = [0.0f32; CLASSES];
+    for (o, q) in out.iter_mut().zip(p) {
+        *o = q.max(1e-30).ln();
+    }
+    out
+}
+
+/// The temperature in 0.25..8 (steps of 5%) that minimises the mean log loss of `scored`.
+fn best_temperature(scored: &[([f32; CLASSES], usize)]) -> f32 {
+    let mut best = (1.0f32, f64::INFINITY);
+    let mut t = 0.25f32;
+    while t <= 8.0 {
+        let loss: f64 = scored.iter().map(|(l, y)| -f64::from(softmax(l, t)[*y].max(1e-12)).ln()).sum();
+        if loss < best.1 {
+            best = (t, loss);
+        }
+        t *= 1.05;
+    }
+    best.0
+}
+
+/// At most `max_per_source` examples of each source, chosen by a seeded hash of the text (stable under reordering).
+fn sample_per_source<'a>(examples: &'a [Example], settings: &Settings) -> Vec<&'a Example> {
+    let mut by_source: BTreeMap<&str, Vec<&Example>> = BTreeMap::new();
+    for e in examples {
+        by_source.entry(e.source.as_str()).or_default().push(e);
+    }
+    let mut out = Vec::new();
+    for (_, mut list) in by_source {
+        list.sort_by_key(|e| (text_hash(&e.text, settings.seed), e.text.len()));
+        list.truncate(settings.max_per_source);
+        out.extend(list);
+    }
+    out
+}
+
+fn text_hash(text: &str, seed: u64) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A small deterministic generator (xorshift64*) for the shuffles.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// Trains a model on `examples` (class-balanced: each category weighs the same in total) and quantises it.
+pub fn fit_model(examples: &[&Example], settings: &Settings) -> LinearModel<'static> {
+    let mut buf = Features::new();
+    let rows: Vec<Row> = examples
+        .iter()
+        .map(|e| {
+            features::extract(&e.text, settings.bits, &mut buf);
+            Row { ids: buf.ids.clone(), structure: buf.structure.clone(), label: e.category.index() }
+        })
+        .collect();
+    let mut counts = [0usize; CLASSES];
+    for r in &rows {
+        counts[r.label] += 1;
+    }
+    let present = counts.iter().filter(|n| **n > 0).count().max(1);
+    let class_weight: Vec<f32> = counts
+        .iter()
+        .map(|n| if *n == 0 { 0.0 } else { rows.len() as f32 / (present as f32 * *n as f32) })
+        .collect();
+
+    let size = (1usize << settings.bits) * ROW;
+    let mut w = vec![0.0f32; size];
+    let mut g2 = vec![0.0f32; size];
+    let mut bias = [0.0f32; CLASSES];
+    let mut bias_g2 = [0.0f32; CLASSES];
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    let mut rng = Rng(settings.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let lr = settings.learning_rate;
+    for _ in 0..settings.epochs {
+        rng.shuffle(&mut order);
+        for &i in &order {
+            let row = &rows[i];
+            let blocks = [&row.ids, &row.structure];
+            let values = blocks.map(|b| if b.is_empty() { 0.0 } else { 1.0 / (b.len() as f32).sqrt() });
+            let mut z = bias;
+            for (block, v) in blocks.iter().zip(values) {
+                for id in block.iter() {
+                    let base = *id as usize * ROW;
+                    for (c, zc) in z.iter_mut().enumerate() {
+                        *zc += v * w[base + c];
+                    }
+                }
+            }
+            let p = softmax(&z, 1.0);
+            let mut grad = [0.0f32; CLASSES];
+            for (c, g) in grad.iter_mut().enumerate() {
+                let y = if c == row.label { 1.0 } else { 0.0 };
+                *g = class_weight[row.label] * (p[c] - y);
+            }
+            for c in 0..CLASSES {
+                bias_g2[c] += grad[c] * grad[c];
+                bias[c] -= lr * grad[c] / (bias_g2[c].sqrt() + 1e-6);
+            }
+            for (block, v) in blocks.iter().zip(values) {
+                for id in block.iter() {
+                    let base = *id as usize * ROW;
+                    for c in 0..CLASSES {
+                        let k = base + c;
+                        let g = grad[c] * v + settings.l2 * w[k];
+                        g2[k] += g * g;
+                        w[k] -= lr * g / (g2[k].sqrt() + 1e-6);
+                    }
+                }
+            }
+        }
+    }
+    quantise(settings.bits, &w, bias)
+}
+
+/// 8-bit weights with one scale for the whole table.
+fn quantise(bits: u32, w: &[f32], bias: [f32; CLASSES]) -> LinearModel<'static> {
+    let max = w.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let bytes: Vec<u8> = w.iter().map(|x| ((x / scale).round().clamp(-127.0, 127.0) as i8) as u8).collect();
+    LinearModel::from_parts(bits, scale, 1.0, bias, bytes)
+}
+
+/// Held-out figures of one classifier.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// `confusion[true][predicted]`.
+    pub confusion: [[u32; CLASSES]; CLASSES],
+    /// Reliability bins of the top probability: (examples, summed confidence, correct), ten bins of 0.1.
+    pub reliability: [(u32, f64, u32); 10],
+    /// Log loss summed over the examples.
+    pub log_loss: f64,
+    /// Misclassified examples (validation only): source, truth, prediction, its probability, the text's start.
+    pub errors: Vec<String>,
+}
+
+impl Evaluation {
+    /// Examples evaluated.
+    pub fn total(&self) -> u32 {
+        self.confusion.iter().flatten().sum()
+    }
+
+    /// Examples predicted right.
+    pub fn correct(&self) -> u32 {
+        (0..CLASSES).map(|c| self.confusion[c][c]).sum()
+    }
+
+    /// Accuracy over every example.
+    pub fn accuracy(&self) -> f64 {
+        f64::from(self.correct()) / f64::from(self.total().max(1))
+    }
+
+    /// (correct, total) of a category's examples.
+    pub fn category(&self, c: Category) -> (u32, u32) {
+        let row = &self.confusion[c.index()];
+        (row[c.index()], row.iter().sum())
+    }
+
+    /// Expected calibration error: the example-weighted mean gap between confidence and accuracy per bin.
+    pub fn ece(&self) -> f64 {
+        let total = f64::from(self.total().max(1));
+        self.reliability
+            .iter()
+            .filter(|(n, _, _)| *n > 0)
+            .map(|(_, conf, right)| (conf - f64::from(*right)).abs() / total)
+            .sum()
+    }
+}
+
+/// Evaluates `predict` (probabilities per category) on `examples`.
+pub fn evaluate(examples: &[&Example], mut predict: impl FnMut(&str) -> [f32; CLASSES]) -> Evaluation {
+    let mut eval = Evaluation {
+        confusion: [[0; CLASSES]; CLASSES],
+        reliability: [(0, 0.0, 0); 10],
+        log_loss: 0.0,
+        errors: Vec::new(),
+    };
+    for e in examples {
+        let p = predict(&e.text);
+        let best = crate::model::argmax(&p);
+        let truth = e.category.index();
+        eval.confusion[truth][best] += 1;
+        let bin = ((p[best] * 10.0) as usize).min(9);
+        let r = &mut eval.reliability[bin];
+        r.0 += 1;
+        r.1 += f64::from(p[best]);
+        r.2 += u32::from(best == truth);
+        eval.log_loss -= f64::from(p[truth].max(1e-12)).ln();
+    }
+    eval
+}
+
+/// Wilson score interval at 95% for `k` successes out of `n`.
+pub fn wilson(k: u32, n: u32) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let z = 1.96f64;
+    let n = f64::from(n);
+    let p = f64::from(k) / n;
+    let denom = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+fn render_report(
+    pool: &[&Example],
+    temperature: f32,
+    settings: &Settings,
+    learned: &Evaluation,
+    rules: &Evaluation,
+    validation: Option<&Evaluation>,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### Sources used (after at most {} per source)\n", settings.max_per_source);
+    let _ = writeln!(out, "| source | split | {} | total |", Category::ALL.map(|c| c.as_str()).join(" | "));
+    let _ = writeln!(out, "|---|---|{}---:|", "---:|".repeat(CLASSES));
+    let mut sources: BTreeMap<&str, ([usize; CLASSES], Split)> = BTreeMap::new();
+    for e in pool {
+        let entry = sources.entry(e.source.as_str()).or_insert(([0; CLASSES], e.split));
+        entry.0[e.category.index()] += 1;
+    }
+    for (source, (counts, split)) in &sources {
+        let split = match split {
+            Split::Test => "test",
+            Split::Validation => "validation",
+            Split::Train => "train",
+        };
+        let cells: Vec<String> = counts.iter().map(|n| if *n == 0 { String::new() } else { n.to_string() }).collect();
+        let _ = writeln!(out, "| {source} | {split} | {} | {} |", cells.join(" | "), counts.iter().sum::<usize>());
+    }
+    let _ = writeln!(
+        out,
+        "\nSettings: {} buckets (2^{}), {} epochs, learning rate {}, L2 {}, seed {}; temperature {:.3}.\n",
+        1u64 << settings.bits,
+        settings.bits,
+        settings.epochs,
+        settings.learning_rate,
+        settings.l2,
+        settings.seed,
+        temperature
+    );
+    if let Some(v) = validation {
+        let per: Vec<String> = Category::ALL
+            .iter()
+            .filter_map(|c| {
+                let (k, n) = v.category(*c);
+                (n > 0).then(|| format!("{c} {:.1}% of {n}", pct(k, n)))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "Validation (a model trained without the validation sources): {:.1}% ({}).\n",
+            v.accuracy() * 100.0,
+            per.join(", ")
+        );
+    }
+    let _ = writeln!(out, "### Held-out accuracy (test sources, never seen in training)\n");
+    let _ = writeln!(out, "| category | prompts | learned | 95% interval | rules | 95% interval |");
+    let _ = writeln!(out, "|---|---:|---:|---|---:|---|");
+    for c in Category::ALL {
+        let (k, n) = learned.category(c);
+        let (rk, _) = rules.category(c);
+        if n == 0 {
+            continue;
+        }
+        let (lo, hi) = wilson(k, n);
+        let (rlo, rhi) = wilson(rk, n);
+        let _ = writeln!(
+            out,
+            "| {c} | {n} | {:.1}% | {:.1}-{:.1}% | {:.1}% | {:.1}-{:.1}% |",
+            pct(k, n),
+            lo * 100.0,
+            hi * 100.0,
+            pct(rk, n),
+            rlo * 100.0,
+            rhi * 100.0
+        );
+    }
+    let (lo, hi) = wilson(learned.correct(), learned.total());
+    let (rlo, rhi) = wilson(rules.correct(), rules.total());
+    let _ = writeln!(
+        out,
+        "| **all** | {} | **{:.1}%** | {:.1}-{:.1}% | {:.1}% | {:.1}-{:.1}% |",
+        learned.total(),
+        learned.accuracy() * 100.0,
+        lo * 100.0,
+        hi * 100.0,
+        rules.accuracy() * 100.0,
+        rlo * 100.0,
+        rhi * 100.0
+    );
+    let _ = writeln!(out, "\n### Confusion matrix of the learned model (rows: true category, columns: predicted)\n");
+    render_confusion(&mut out, learned);
+    let _ = writeln!(out, "\n### Confusion matrix of the rules on the same prompts\n");
+    render_confusion(&mut out, rules);
+    let _ = writeln!(out, "\n### Reliability of the learned model's confidence (test sources)\n");
+    let _ = writeln!(out, "| confidence | prompts | mean confidence | accuracy |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    for (i, (n, conf, right)) in learned.reliability.iter().enumerate() {
+        if *n == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "| {:.1}-{:.1} | {n} | {:.3} | {:.3} |",
+            i as f64 / 10.0,
+            (i + 1) as f64 / 10.0,
+            conf / f64::from(*n),
+            f64::from(*right) / f64::from(*n)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nExpected calibration error {:.3}; mean log loss {:.3} (rules: ECE {:.3}, log loss {:.3}).",
+        learned.ece(),
+        learned.log_loss / f64::from(learned.total().max(1)),
+        rules.ece(),
+        rules.log_loss / f64::from(rules.total().max(1))
+    );
+    out
+}
+
+fn render_confusion(out: &mut String, eval: &Evaluation) {
+    let _ = writeln!(out, "| true \\ predicted | {} |", Category::ALL.map(|c| c.as_str()).join(" | "));
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(CLASSES));
+    for c in Category::ALL {
+        let row = &eval.confusion[c.index()];
+        if row.iter().sum::<u32>() == 0 {
+            continue;
+        }
+        let cells: Vec<String> = row.iter().map(u32::to_string).collect();
+        let _ = writeln!(out, "| {c} | {} |", cells.join(" | "));
+    }
+}
+
+fn pct(k: u32, n: u32) -> f64 {
+    f64::from(k) * 100.0 / f64::from(n.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(text: &str, category: Category, source: &str, split: Split) -> Example {
+        Example { text: text.to_string(), category, source: source.to_string(), split }
+    }
+
+    #[test]
+    fn wilson_interval_brackets_the_rate() {
+        let (lo, hi) = wilson(85, 100);
+        assert!(lo < 0.85 && hi > 0.85 && lo > 0.75 && hi < 0.92, "{lo} {hi}");
+        assert_eq!(wilson(0, 0), (0.0, 1.0));
+    }
+
+    #[test]
+    fn corpus_lines_are_checked_and_deduplicated() {
+        let jsonl = "{\"text\":\"a\",\"category\":\"math\",\"source\":\"s\",\"split\":\"train\"}\n\n\
+                     {\"text\":\"a\",\"category\":\"coding\",\"source\":\"t\",\"split\":\"test\"}\n";
+        let c = read_corpus(jsonl).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].category, Category::Math);
+        let err = read_corpus("{\"text\":\"a\",\"category\":\"poetry\",\"source\":\"s\",\"split\":\"train\"}").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn a_tiny_corpus_trains_a_model_that_learns_it() {
+        let words = [
+            (Category::Coding, "python function code bug compile"),
+            (Category::Math, "solve equation integral number sum"),
+            (Category::Reasoning, "puzzle logic deduce who sits left"),
+            (Category::Factual, "capital country who invented year"),
+            (Category::Creative, "poem story haiku lyrics verse"),
+            (Category::Extraction, "passage context extract span answer"),
+            (Category::General, "hello thanks advice recommend chat"),
+        ];
+        let mut corpus = Vec::new();
+        for (c, vocab) in words {
+            let vocab: Vec<&str> = vocab.split(' ').collect();
+            for i in 0..40 {
+                let text = format!("{} {} {}", vocab[i % 5], vocab[(i / 5) % 5], vocab[(i + 2) % 5]);
+                let source = if i % 2 == 0 { "a" } else { "b" };
+                let split = match i % 4 {
+                    3 => Split::Test,
+                    2 => Split::Validation,
+                    _ => Split::Train,
+                };
+                corpus.push(example(&format!("{text} {i}"), c, &format!("{}-{source}", c.as_str()), split));
+            }
+        }
+        let settings = Settings { bits: 12, epochs: 4, ..Settings::default() };
+        let outcome = run(&corpus, &settings).unwrap();
+        assert!(outcome.learned.accuracy() > 0.9, "{}", outcome.report);
+        assert!(outcome.validation.as_ref().is_some_and(|v| v.total() > 0));
+        assert!(outcome.report.contains("| **all** |"));
+        let again = run(&corpus, &settings).unwrap();
+        assert_eq!(outcome.model.to_bytes(), again.model.to_bytes(), "training is deterministic");
+    }
+
+    #[test]
+    fn a_corpus_missing_a_category_is_refused() {
+        let corpus = vec![example("x", Category::Math, "s", Split::Train), example("y", Category::Math, "t", Split::Test)];
+        assert!(matches!(run(&corpus, &Settings::default()), Err(TrainError::Unusable(_))));
+    }
+}
