@@ -10,7 +10,8 @@
 //! - the first words of the text and the last words of it, tagged by position (the instruction and the question);
 //! - the text's shape in coarse buckets (code lines, stack-trace lines, table rows, JSON pairs, arithmetic, powers,
 //!   numbers, question marks, lines, length), from the rule engine's structural scan;
-//! - the rule lexicon's cue votes per category in coarse buckets, which the model weighs like any other feature.
+//! - the rule lexicon's cue votes per category in coarse buckets, and the category the hand-written rules would
+//!   pick (with whether they are sure), which the model weighs like any other feature.
 //!
 //! Features are binary (present or not) and the set is L2-normalised by the model, so a long text is not more
 //! confident for being long.
@@ -44,6 +45,7 @@ enum Space {
     Tail = 0x27d4_eb2f_1656_67c5,
     Shape = 0x85eb_ca77_c2b2_ae63,
     Cue = 0xd6e8_feb8_6659_fd93,
+    Verdict = 0x2545_f491_4f6c_dd1d,
 }
 
 /// A part of a text that the view reads.
@@ -130,6 +132,9 @@ pub fn extract(text: &str, bits: u32, out: &mut Features) {
         out.tokens = tokens;
     }
     shape_features(&shape, bits, &mut out.structure);
+    let (rule, score) = crate::rules::verdict(&cues, &shape, text.len());
+    let confident = u64::from(score >= 0.6);
+    out.structure.push(bucket(mix(Space::Verdict as u64, (rule as u64) << 8 | confident), bits));
     for (slot, votes) in cues.iter().enumerate() {
         let level = match *votes {
             v if v <= 0.0 => continue,
@@ -284,6 +289,6 @@ mod tests {
     #[test]
     fn empty_text_has_only_shape_features() {
         let f = ids("");
-        assert_eq!(f.len(), 13, "one bucket per shape count");
+        assert_eq!(f.len(), 14, "one bucket per shape count, and the rules' verdict");
     }
 }

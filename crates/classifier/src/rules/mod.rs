@@ -134,11 +134,24 @@ fn turn_votes(text: &str, window: Window) -> Votes {
         scan::scan_shape(head, &mut shape);
         scan::scan_shape(tail, &mut shape);
     }
-    scan::vote_shape(&shape, &mut raw);
+    votes_of(raw, &shape, bytes.len())
+}
+
+/// The rules' single-turn verdict from a text's cue votes (before the shape's) and shape: the category they would
+/// pick and its score. The learned model takes it as a feature.
+pub(crate) fn verdict(cues: &scan::TurnVotes, shape: &Shape, len: usize) -> (usize, f32) {
+    let mut totals = votes_of(*cues, shape, len).map(saturate);
+    totals[Category::General.index()] += GENERAL_BASELINE;
+    argmax(&softmax(&totals))
+}
+
+/// A turn's votes from its cue votes and shape.
+fn votes_of(mut raw: scan::TurnVotes, shape: &Shape, len: usize) -> Votes {
+    scan::vote_shape(shape, &mut raw);
     let general = Category::General.index();
     let task = (0..7).filter(|i| *i != general).map(|i| raw[i]).fold(0.0f32, f32::max);
     // Small talk is short: inside a pasted document ("Hi all, thanks for the call") its cues say little.
-    let length = (CHAT_BYTES / bytes.len().max(1) as f32).clamp(0.3, 1.0);
+    let length = (CHAT_BYTES / len.max(1) as f32).clamp(0.3, 1.0);
     // Advice and small-talk cues compete with task cues; courtesy ("Hi! ... Thanks!") around a task is politeness
     // and fades quickly once the turn asks for something.
     let courtesy = raw[scan::COURTESY_SLOT] / (1.0 + task * task / 2.0);
