@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command. On a fresh machine it sets up what is missing (Debian's postgresql, a Python virtual
 # environment with the official ollama and openai client libraries), starts a throwaway Postgres server, and runs
-# every test: formatting and lints, the Rust workspace on SQLite and Postgres, the Python client tests against the
-# real binaries, and the deploy file validators.
+# every test: formatting and lints, the Rust workspace on SQLite and Postgres, the classifier's training pipeline on a
+# small pinned subset of its public corpus, the Python client tests against the real binaries, and the deploy file
+# validators.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,10 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --locked --no-fail-fast
 fi
+
+step "Classifier training pipeline (a small pinned subset of the public corpus, end to end)"
+scripts/train-classifier.sh --small
+grep -q '^| \*\*all\*\* |' target/classifier/small/report.md
 
 step "Python client tests (official ollama and openai libraries)"
 SY_ROUTER_BIN="$PWD/target/debug/switchyard" SY_SIM_BIN="$PWD/target/debug/switchyard-sim" \

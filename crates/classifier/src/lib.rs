@@ -15,11 +15,13 @@
 //! The hand-written [`RuleClassifier`] stays as the baseline the training report compares against and as the
 //! fallback should the shipped model ever fail to load.
 
+mod error;
 pub mod features;
 pub mod model;
 pub mod rules;
 pub mod train;
 
+pub use error::ClassifierError;
 pub use rules::RuleClassifier;
 
 use features::Features;
@@ -179,6 +181,11 @@ pub const SHIPPED_MODEL: &[u8] = include_bytes!("../model/classifier.bin");
 /// The shipped model, read once per process. `None` only if the file is malformed, which a unit test rules out.
 static SHIPPED: LazyLock<Option<LinearModel<'static>>> = LazyLock::new(|| LinearModel::from_bytes(SHIPPED_MODEL).ok());
 
+thread_local! {
+    /// Each thread's feature buffer, reused across requests (it holds a bitmap of the model's buckets).
+    static BUFFER: std::cell::RefCell<Features> = std::cell::RefCell::new(Features::new());
+}
+
 /// Bytes read from the head of any turn other than the last user turn.
 const CONTEXT_BYTES: usize = 768;
 /// Bytes read over all other turns together, most recent first; older turns beyond it are not read.
@@ -226,8 +233,7 @@ impl Classifier {
     /// Classifies a conversation.
     pub fn classify(&self, input: &ClassifyInput<'_>) -> Classification {
         let Some(model) = &self.model else { return RuleClassifier::new().classify(input) };
-        let mut features = Features::new();
-        let logits = conversation_logits(model, input.turns, &mut features);
+        let logits = BUFFER.with_borrow_mut(|features| conversation_logits(model, input.turns, features));
         let scores = model.probabilities(&logits);
         let best = model::argmax(&scores);
         let category = Category::ALL[best];

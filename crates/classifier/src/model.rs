@@ -14,6 +14,7 @@
 //!
 //! Integer accumulation makes the logits of a text the same on every machine, bit for bit.
 
+use crate::error::ClassifierError;
 use crate::features::Features;
 use switchyard_core::Category;
 
@@ -23,17 +24,6 @@ pub const CLASSES: usize = 7;
 pub const ROW: usize = 8;
 const MAGIC: &[u8; 8] = b"SYCLASS1";
 const HEADER: usize = 8 + 4 * 4 + 4 * CLASSES;
-
-/// Why a model file could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ModelError {
-    /// The file does not start with the magic bytes.
-    #[error("not a classifier model (bad magic)")]
-    Magic,
-    /// The header's sizes are out of range or disagree with the file's length.
-    #[error("classifier model is malformed: {0}")]
-    Malformed(String),
-}
 
 /// A loaded model. Weights are borrowed from the bytes it was read from (the binary's own, when shipped).
 #[derive(Debug, Clone)]
@@ -47,9 +37,9 @@ pub struct LinearModel<'a> {
 
 impl<'a> LinearModel<'a> {
     /// Reads a model from its file bytes.
-    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, ModelError> {
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, ClassifierError> {
         if bytes.len() < HEADER || &bytes[..8] != MAGIC {
-            return Err(ModelError::Magic);
+            return Err(ClassifierError::ModelMagic);
         }
         let word = |i: usize| -> [u8; 4] {
             let at = 8 + 4 * i;
@@ -60,25 +50,25 @@ impl<'a> LinearModel<'a> {
         let scale = f32::from_le_bytes(word(2));
         let temperature = f32::from_le_bytes(word(3));
         if !(8..=24).contains(&bits) {
-            return Err(ModelError::Malformed(format!("bits = {bits}, expected 8 to 24")));
+            return Err(ClassifierError::ModelMalformed(format!("bits = {bits}, expected 8 to 24")));
         }
         if classes != CLASSES {
-            return Err(ModelError::Malformed(format!("{classes} classes, expected {CLASSES}")));
+            return Err(ClassifierError::ModelMalformed(format!("{classes} classes, expected {CLASSES}")));
         }
         if !(scale.is_finite() && scale > 0.0 && temperature.is_finite() && temperature > 0.0) {
-            return Err(ModelError::Malformed("scale or temperature is not a positive number".into()));
+            return Err(ClassifierError::ModelMalformed("scale or temperature is not a positive number".into()));
         }
         let mut bias = [0.0f32; CLASSES];
         for (c, b) in bias.iter_mut().enumerate() {
             *b = f32::from_le_bytes(word(4 + c));
             if !b.is_finite() {
-                return Err(ModelError::Malformed("a bias is not finite".into()));
+                return Err(ClassifierError::ModelMalformed("a bias is not finite".into()));
             }
         }
         let rows = 1usize << bits;
         let body = &bytes[HEADER..];
         if body.len() != rows * ROW {
-            return Err(ModelError::Malformed(format!("{} weight bytes, expected {}", body.len(), rows * ROW)));
+            return Err(ClassifierError::ModelMalformed(format!("{} weight bytes, expected {}", body.len(), rows * ROW)));
         }
         Ok(LinearModel { bits, scale, temperature, bias, weights: std::borrow::Cow::Borrowed(body) })
     }
@@ -226,12 +216,12 @@ mod tests {
 
     #[test]
     fn bad_files_are_refused() {
-        assert_eq!(LinearModel::from_bytes(b"nope").unwrap_err(), ModelError::Magic);
+        assert_eq!(LinearModel::from_bytes(b"nope").unwrap_err(), ClassifierError::ModelMagic);
         let mut bytes = tiny().to_bytes();
         bytes.pop();
-        assert!(matches!(LinearModel::from_bytes(&bytes), Err(ModelError::Malformed(_))));
+        assert!(matches!(LinearModel::from_bytes(&bytes), Err(ClassifierError::ModelMalformed(_))));
         let mut bytes = tiny().to_bytes();
         bytes[8] = 40;
-        assert!(matches!(LinearModel::from_bytes(&bytes), Err(ModelError::Malformed(_))));
+        assert!(matches!(LinearModel::from_bytes(&bytes), Err(ClassifierError::ModelMalformed(_))));
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! Everything is single-threaded and seeded, so the same corpus gives the same model bytes.
 
+use crate::error::ClassifierError;
 use crate::features::{self, Features};
 use crate::model::{CLASSES, LinearModel, ROW, softmax};
 use crate::{Classifier, ClassifyInput, Role, RuleClassifier, Turn};
@@ -18,22 +19,6 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use switchyard_core::Category;
-
-/// Errors of a training run.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// A corpus line could not be read.
-    #[error("corpus line {line}: {message}")]
-    Corpus {
-        /// One-based line number.
-        line: usize,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// The corpus cannot train or evaluate a model (a category without examples, no test split...).
-    #[error("corpus cannot be used: {0}")]
-    Unusable(String),
-}
 
 /// Which part of the corpus an example belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -61,7 +46,7 @@ pub struct Example {
 }
 
 /// Reads a JSON-lines corpus; duplicate texts keep their first line.
-pub fn read_corpus(jsonl: &str) -> Result<Vec<Example>, TrainError> {
+pub fn read_corpus(jsonl: &str) -> Result<Vec<Example>, ClassifierError> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (i, line) in jsonl.lines().enumerate() {
@@ -69,7 +54,7 @@ pub fn read_corpus(jsonl: &str) -> Result<Vec<Example>, TrainError> {
             continue;
         }
         let ex: Example =
-            serde_json::from_str(line).map_err(|e| TrainError::Corpus { line: i + 1, message: e.to_string() })?;
+            serde_json::from_str(line).map_err(|e| ClassifierError::Corpus { line: i + 1, message: e.to_string() })?;
         if seen.insert(ex.text.clone()) {
             out.push(ex);
         }
@@ -124,17 +109,17 @@ pub struct Outcome {
 }
 
 /// Runs the whole pipeline on `examples`.
-pub fn run(examples: &[Example], settings: &Settings) -> Result<Outcome, TrainError> {
+pub fn run(examples: &[Example], settings: &Settings) -> Result<Outcome, ClassifierError> {
     let pool = sample_per_source(examples, settings);
     let of = |split: Split| -> Vec<&Example> { pool.iter().copied().filter(|e| e.split == split).collect() };
     let (train, validation_set, test) = (of(Split::Train), of(Split::Validation), of(Split::Test));
     for c in Category::ALL {
         if !train.iter().any(|e| e.category == c) {
-            return Err(TrainError::Unusable(format!("no training example of {c}")));
+            return Err(ClassifierError::Unusable(format!("no training example of {c}")));
         }
     }
     if test.is_empty() {
-        return Err(TrainError::Unusable("no test source".into()));
+        return Err(ClassifierError::Unusable("no test source".into()));
     }
 
     // 1. Validation: settings are chosen and the temperature fitted here, never on the test sources.
@@ -223,6 +208,39 @@ fn text_hash(text: &str, seed: u64) -> u64 {
         h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+/// Labelled examples for the embedding classifier: up to `per_category` short prompts of each category from the
+/// training and validation sources (never the test sources), taken round-robin over sources so every source is
+/// represented, in a seeded order. Lines of `{"category", "prompt"}`.
+pub fn embedding_examples(examples: &[Example], per_category: usize, seed: u64) -> String {
+    let mut out = String::new();
+    for c in Category::ALL {
+        let mut by_source: BTreeMap<&str, Vec<&Example>> = BTreeMap::new();
+        for e in examples.iter().filter(|e| e.category == c && e.split != Split::Test) {
+            if e.text.len() <= 600 && !e.text.trim().is_empty() {
+                by_source.entry(e.source.as_str()).or_default().push(e);
+            }
+        }
+        for list in by_source.values_mut() {
+            list.sort_by_key(|e| text_hash(&e.text, seed));
+        }
+        let mut taken = 0;
+        let mut round = 0;
+        while taken < per_category && by_source.values().any(|l| l.len() > round) {
+            for list in by_source.values() {
+                if let Some(e) = list.get(round) {
+                    if taken < per_category {
+                        let line = serde_json::json!({"category": c, "prompt": e.text});
+                        let _ = writeln!(out, "{line}");
+                        taken += 1;
+                    }
+                }
+            }
+            round += 1;
+        }
+    }
+    out
 }
 
 /// A small deterministic generator (xorshift64*) for the shuffles.
@@ -348,6 +366,18 @@ impl Evaluation {
     /// Accuracy over every example.
     pub fn accuracy(&self) -> f64 {
         f64::from(self.correct()) / f64::from(self.total().max(1))
+    }
+
+    /// Mean of the per-category accuracies over the categories with examples (every category weighs the same,
+    /// however many prompts its sources have).
+    pub fn macro_accuracy(&self) -> f64 {
+        let rates: Vec<f64> = Category::ALL
+            .iter()
+            .map(|c| self.category(*c))
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| f64::from(k) / f64::from(n))
+            .collect();
+        rates.iter().sum::<f64>() / rates.len().max(1) as f64
     }
 
     /// (correct, total) of a category's examples.
@@ -491,6 +521,12 @@ fn render_report(
         rlo * 100.0,
         rhi * 100.0
     );
+    let _ = writeln!(
+        out,
+        "| **mean of the categories** | | **{:.1}%** | | {:.1}% | |",
+        learned.macro_accuracy() * 100.0,
+        rules.macro_accuracy() * 100.0
+    );
     let _ = writeln!(out, "\n### Confusion matrix of the learned model (rows: true category, columns: predicted)\n");
     render_confusion(&mut out, learned);
     let _ = writeln!(out, "\n### Confusion matrix of the rules on the same prompts\n");
@@ -600,8 +636,20 @@ mod tests {
     }
 
     #[test]
+    fn embedding_examples_skip_test_sources_and_cover_sources() {
+        let corpus = vec![
+            example("train one", Category::Math, "a", Split::Train),
+            example("train two", Category::Math, "b", Split::Validation),
+            example("test one", Category::Math, "c", Split::Test),
+        ];
+        let out = embedding_examples(&corpus, 5, 1);
+        assert!(out.contains("train one") && out.contains("train two") && !out.contains("test one"), "{out}");
+        assert_eq!(embedding_examples(&corpus, 1, 1).lines().count(), 1);
+    }
+
+    #[test]
     fn a_corpus_missing_a_category_is_refused() {
         let corpus = vec![example("x", Category::Math, "s", Split::Train), example("y", Category::Math, "t", Split::Test)];
-        assert!(matches!(run(&corpus, &Settings::default()), Err(TrainError::Unusable(_))));
+        assert!(matches!(run(&corpus, &Settings::default()), Err(ClassifierError::Unusable(_))));
     }
 }

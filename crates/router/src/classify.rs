@@ -32,7 +32,7 @@ const BATCH: usize = 64;
 const QUERY_BYTES: usize = 2048;
 
 /// The labelled prompt set shipped with the router, one JSON object per line.
-const BUNDLED: &str = include_str!("../data/classifier-prompts.jsonl");
+const BUNDLED: &str = include_str!("../data/embedding-examples.jsonl");
 
 /// Errors of the embedding classifier.
 #[derive(Debug, Error)]
@@ -326,7 +326,8 @@ pub fn parse_examples(jsonl: &str) -> Result<Vec<(Category, String)>, ClassifyEr
     Ok(examples)
 }
 
-/// The labelled prompt set shipped with the router (`data/classifier-prompts.jsonl`).
+/// The labelled examples shipped with the router (`data/embedding-examples.jsonl`, a sample of the classifier's
+/// training corpus written by `scripts/train-classifier.sh`).
 pub fn bundled_examples() -> Result<Vec<(Category, String)>, ClassifyError> {
     parse_examples(BUNDLED)
 }

@@ -22,6 +22,12 @@ struct Args {
     /// Where to write the validation sources' misclassified prompts (tab-separated), for error analysis.
     #[arg(long)]
     errors: Option<PathBuf>,
+    /// Where to write labelled examples for the embedding classifier (JSON lines of {"category", "prompt"}).
+    #[arg(long)]
+    examples_out: Option<PathBuf>,
+    /// Examples per category written to --examples-out.
+    #[arg(long, default_value_t = 40)]
+    examples_per_category: usize,
     /// Feature buckets are 2^bits (the model is 8 * 2^bits bytes).
     #[arg(long, default_value_t = Settings::default().bits, value_parser = clap::value_parser!(u32).range(8..=24))]
     bits: u32,
@@ -58,6 +64,10 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(path, &outcome.report).with_context(|| format!("writing {}", path.display()))?;
     }
     println!("{}", outcome.report);
+    if let Some(path) = &args.examples_out {
+        let lines = train::embedding_examples(&corpus, args.examples_per_category, args.seed);
+        std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+    }
     if let (Some(path), Some(v)) = (&args.errors, &outcome.validation) {
         std::fs::write(path, v.errors.join("\n")).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -72,9 +82,11 @@ fn main() -> anyhow::Result<()> {
         eprintln!("validation: {:.1}%: {}", v.accuracy() * 100.0, per.join(", "));
     }
     eprintln!(
-        "held-out accuracy {:.1}% (rules {:.1}%); model written to {}",
+        "held-out accuracy {:.1}%, mean of the categories {:.1}% (rules {:.1}%, {:.1}%); model written to {}",
         outcome.learned.accuracy() * 100.0,
+        outcome.learned.macro_accuracy() * 100.0,
         outcome.rules.accuracy() * 100.0,
+        outcome.rules.macro_accuracy() * 100.0,
         args.out.display()
     );
     Ok(())
