@@ -105,11 +105,11 @@ impl Features {
     /// Adds a word id unless it is already there.
     fn add(&mut self, id: u32) {
         let (word, bit) = ((id >> 6) as usize, 1u64 << (id & 63));
-        if let Some(w) = self.seen.get_mut(word) {
-            if *w & bit == 0 {
-                *w |= bit;
-                self.ids.push(id);
-            }
+        if let Some(w) = self.seen.get_mut(word)
+            && *w & bit == 0
+        {
+            *w |= bit;
+            self.ids.push(id);
         }
     }
 }

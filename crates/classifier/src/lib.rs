@@ -164,7 +164,6 @@ pub fn expected_output_tokens(category: Category) -> u64 {
     }
 }
 
-
 impl Classification {
     /// The `n` most likely categories with their probabilities, most likely first.
     pub fn top(&self, n: usize) -> Vec<(Category, f32)> {

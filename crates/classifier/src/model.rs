@@ -68,7 +68,11 @@ impl<'a> LinearModel<'a> {
         let rows = 1usize << bits;
         let body = &bytes[HEADER..];
         if body.len() != rows * ROW {
-            return Err(ClassifierError::ModelMalformed(format!("{} weight bytes, expected {}", body.len(), rows * ROW)));
+            return Err(ClassifierError::ModelMalformed(format!(
+                "{} weight bytes, expected {}",
+                body.len(),
+                rows * ROW
+            )));
         }
         Ok(LinearModel { bits, scale, temperature, bias, weights: std::borrow::Cow::Borrowed(body) })
     }

@@ -137,7 +137,14 @@ pub fn run(examples: &[Example], settings: &Settings) -> Result<Outcome, Classif
             let predicted = Category::ALL[crate::model::argmax(&p)];
             if predicted != e.category {
                 let text: String = e.text.chars().take(300).map(|c| if c == '\n' { ' ' } else { c }).collect();
-                eval.errors.push(format!("{}\t{}\t{}\t{:.2}\t{}", e.source, e.category, predicted, p[predicted.index()], text));
+                eval.errors.push(format!(
+                    "{}\t{}\t{}\t{:.2}\t{}",
+                    e.source,
+                    e.category,
+                    predicted,
+                    p[predicted.index()],
+                    text
+                ));
             }
         }
         (temperature, Some(eval))
@@ -229,12 +236,12 @@ pub fn embedding_examples(examples: &[Example], per_category: usize, seed: u64) 
         let mut round = 0;
         while taken < per_category && by_source.values().any(|l| l.len() > round) {
             for list in by_source.values() {
-                if let Some(e) = list.get(round) {
-                    if taken < per_category {
-                        let line = serde_json::json!({"category": c, "prompt": e.text});
-                        let _ = writeln!(out, "{line}");
-                        taken += 1;
-                    }
+                if let Some(e) = list.get(round)
+                    && taken < per_category
+                {
+                    let line = serde_json::json!({"category": c, "prompt": e.text});
+                    let _ = writeln!(out, "{line}");
+                    taken += 1;
                 }
             }
             round += 1;
@@ -277,10 +284,8 @@ pub fn fit_model(examples: &[&Example], settings: &Settings) -> LinearModel<'sta
         counts[r.label] += 1;
     }
     let present = counts.iter().filter(|n| **n > 0).count().max(1);
-    let class_weight: Vec<f32> = counts
-        .iter()
-        .map(|n| if *n == 0 { 0.0 } else { rows.len() as f32 / (present as f32 * *n as f32) })
-        .collect();
+    let class_weight: Vec<f32> =
+        counts.iter().map(|n| if *n == 0 { 0.0 } else { rows.len() as f32 / (present as f32 * *n as f32) }).collect();
 
     let size = (1usize << settings.bits) * ROW;
     let mut w = vec![0.0f32; size];
@@ -311,16 +316,16 @@ pub fn fit_model(examples: &[&Example], settings: &Settings) -> LinearModel<'sta
                 let y = if c == row.label { 1.0 } else { 0.0 };
                 *g = class_weight[row.label] * (p[c] - y);
             }
-            for c in 0..CLASSES {
-                bias_g2[c] += grad[c] * grad[c];
-                bias[c] -= lr * grad[c] / (bias_g2[c].sqrt() + 1e-6);
+            for ((b, b2), g) in bias.iter_mut().zip(bias_g2.iter_mut()).zip(grad) {
+                *b2 += g * g;
+                *b -= lr * g / (b2.sqrt() + 1e-6);
             }
             for (block, v) in blocks.iter().zip(values) {
                 for id in block.iter() {
                     let base = *id as usize * ROW;
-                    for c in 0..CLASSES {
+                    for (c, gc) in grad.iter().enumerate() {
                         let k = base + c;
-                        let g = grad[c] * v + settings.l2 * w[k];
+                        let g = gc * v + settings.l2 * w[k];
                         g2[k] += g * g;
                         w[k] -= lr * g / (g2[k].sqrt() + 1e-6);
                     }
@@ -597,7 +602,8 @@ mod tests {
         let c = read_corpus(jsonl).unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].category, Category::Math);
-        let err = read_corpus("{\"text\":\"a\",\"category\":\"poetry\",\"source\":\"s\",\"split\":\"train\"}").unwrap_err();
+        let err =
+            read_corpus("{\"text\":\"a\",\"category\":\"poetry\",\"source\":\"s\",\"split\":\"train\"}").unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
     }
 
@@ -649,7 +655,8 @@ mod tests {
 
     #[test]
     fn a_corpus_missing_a_category_is_refused() {
-        let corpus = vec![example("x", Category::Math, "s", Split::Train), example("y", Category::Math, "t", Split::Test)];
+        let corpus =
+            vec![example("x", Category::Math, "s", Split::Train), example("y", Category::Math, "t", Split::Test)];
         assert!(matches!(run(&corpus, &Settings::default()), Err(ClassifierError::Unusable(_))));
     }
 }

@@ -8,7 +8,7 @@
 use criterion::{BenchmarkId, Criterion};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use switchyard::classify::{Classification, ClassifyInput, Role, Classifier, Turn};
+use switchyard::classify::{Classification, Classifier, ClassifyInput, Role, Turn};
 use switchyard::profiles::{CategoryQuality, LiveStats, ModelProfile, ProfileTable};
 use switchyard::score::{ScoreContext, ScoreRequest, score};
 use switchyard_core::catalog::{Catalog, ModelSpec};

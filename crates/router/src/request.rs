@@ -5,7 +5,7 @@
 //! Ollama's: a wrong type is a 400 naming the field, and so are absurd values (a negative `num_predict` below -2,
 //! a temperature of 1e9) that Ollama would accept and then misbehave on.
 
-use crate::classify::{Classification, ClassifyInput, Role, Classifier, Turn};
+use crate::classify::{Classification, Classifier, ClassifyInput, Role, Turn};
 use crate::error::RouterError;
 use serde_json::{Map, Value};
 use switchyard_core::ModelName;

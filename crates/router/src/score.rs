@@ -426,7 +426,8 @@ mod tests {
             Some(CategoryQuality { n: 20, successes: 20, ci_low: 0.0, ci_high: 1.0, mean_output_tokens: Some(200.0) });
         w.profiles.models.insert(ModelName::parse("small").unwrap(), small);
         let sure = run(&w, 1.0, needs());
-        let small_sure = sure.candidates.iter().find(|c| c.model == ModelName::parse("small").unwrap()).unwrap().quality;
+        let small_sure =
+            sure.candidates.iter().find(|c| c.model == ModelName::parse("small").unwrap()).unwrap().quality;
         let mut blend = [0.0f32; 7];
         blend[Category::Math.index()] = 0.5;
         blend[Category::Factual.index()] = 0.5;
@@ -450,7 +451,8 @@ mod tests {
         };
         let blended = score(&req, &cx);
         assert!(blended.blended && !sure.blended);
-        let small_blended = blended.candidates.iter().find(|c| c.model == ModelName::parse("small").unwrap()).unwrap().quality;
+        let small_blended =
+            blended.candidates.iter().find(|c| c.model == ModelName::parse("small").unwrap()).unwrap().quality;
         let k = w.config.routing.prior_weight;
         let prior = w.config.routing.prior_quality;
         let factual = (2.0 + prior * k) / (20.0 + k);

@@ -4,7 +4,7 @@
 //! request path takes no lock that a slow task could hold.
 
 use crate::breaker::Breaker;
-use crate::classify::{EmbeddingClassifier, Classifier};
+use crate::classify::{Classifier, EmbeddingClassifier};
 use crate::decisions::Decisions;
 use crate::forward::Forwarder;
 use crate::jobs::ProfileJobs;

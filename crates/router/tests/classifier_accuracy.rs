@@ -69,8 +69,7 @@ fn evaluate(
     conversations_only: bool,
     classify: impl Fn(&ClassifyInput<'_>) -> Classification,
 ) -> anyhow::Result<f64> {
-    let items: Vec<Labelled> =
-        load(name)?.into_iter().filter(|l| !conversations_only || l.turns.is_some()).collect();
+    let items: Vec<Labelled> = load(name)?.into_iter().filter(|l| !conversations_only || l.turns.is_some()).collect();
     let mut matrix = [[0usize; 7]; 7];
     let mut misses = Vec::new();
     for item in &items {

@@ -191,7 +191,6 @@ fn argmax(scores: &[f32; 7]) -> (usize, f32) {
     best
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
