@@ -10,7 +10,8 @@
 //! A conversation is weighed as follows: the last user turn decides; earlier turns (most recent first, within a
 //! byte budget) add their own centred logits with small weights (earlier user turns 0.45 decaying by 0.7 per turn,
 //! the system prompt 0.3, assistant turns 0.15, tool results 0.1), so that a follow-up without cues ("why?") keeps
-//! the conversation's category while a clear new request wins.
+//! the conversation's category while a clear new request wins. Earlier turns pull towards task categories only:
+//! small talk in the history does not make the current request chat.
 //!
 //! The hand-written [`RuleClassifier`] stays as the baseline the training report compares against and as the
 //! fallback should the shipped model ever fail to load.
@@ -283,6 +284,10 @@ fn conversation_logits(model: &LinearModel<'_>, turns: &[Turn<'_>], features: &m
         for (c, l) in context.iter_mut().zip(turn_logits) {
             *c += weight * (l - mean);
         }
+        // Small talk earlier in the conversation ("hello", "Sure, go ahead") does not make the current request
+        // chat: earlier turns may pull towards a task, never towards `general`.
+        let general = Category::General.index();
+        context[general] = context[general].min(0.0);
         context_weight += weight;
     }
     let norm = context_weight.max(1.0);

@@ -26,7 +26,7 @@ struct Args {
     #[arg(long)]
     examples_out: Option<PathBuf>,
     /// Examples per category written to --examples-out.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 80)]
     examples_per_category: usize,
     /// Feature buckets are 2^bits (the model is 8 * 2^bits bytes).
     #[arg(long, default_value_t = Settings::default().bits, value_parser = clap::value_parser!(u32).range(8..=24))]
