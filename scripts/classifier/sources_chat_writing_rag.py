@@ -16,8 +16,6 @@ import csv
 import io
 import json
 import re
-import tarfile
-import zipfile
 from typing import Iterator
 
 SOURCES = [
@@ -68,68 +66,8 @@ _BY_ID = {s["id"]: s for s in SOURCES}
 
 
 # ------------------------------------------------------------------ helpers
-class _Archive:
-    """Uniform read access to a wheel/zip or an sdist tar.gz."""
-
-    def __init__(self, path: str):
-        self.path = path
-        if zipfile.is_zipfile(path):
-            self._z = zipfile.ZipFile(path)
-            self._t = None
-            self.names = self._z.namelist()
-        else:
-            self._z = None
-            self._t = tarfile.open(path, "r:*")
-            self.names = [m.name for m in self._t.getmembers() if m.isfile()]
-
-    def read(self, name: str) -> bytes:
-        if self._z is not None:
-            return self._z.read(name)
-        f = self._t.extractfile(name)
-        assert f is not None
-        return f.read()
-
-    def text(self, name: str) -> str:
-        return self.read(name).decode("utf-8")
-
-    def find(self, suffix: str) -> str:
-        for n in self.names:
-            if n.endswith(suffix):
-                return n
-        raise KeyError(f"{suffix} not in {self.path}")
-
-
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
-
-
-def _english(text: str) -> bool:
-    """Cheap English filter: mostly ASCII letters, almost no CJK/Cyrillic etc."""
-    if not text:
-        return False
-    if len(_CJK.findall(text)) > 2:
-        return False
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
-        return False
-    ascii_letters = sum(1 for c in letters if c.isascii())
-    return ascii_letters / len(letters) > 0.95
-
-
-def _clean(text: str) -> str:
-    return text.replace("\r\n", "\n").strip()
-
-
-def _dedupe(gen):
-    seen = set()
-    for ex in gen:
-        t = _clean(ex["text"])
-        if len(t) < 3:
-            continue
-        key = " ".join(t.lower().split())
-        if key in seen:
-            continue
-        seen.add(key)
-        yield {"text": t, "category": ex["category"]}
+# The archive reader, language filter and de-duplication are shared with sources_knowledge_chat.py.
+from sources_knowledge_chat import _Archive, _dedupe, _english  # noqa: E402
 
 
 def _jsonl(raw: str):

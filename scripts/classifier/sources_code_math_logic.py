@@ -75,6 +75,14 @@ SOURCES = [
     {"id": "evals_corr2cause", "package": EVALS_PKG, "sdist": False,
      "licence": EVALS_LIC + "; Corr2Cause upstream: MIT", "category": "reasoning",
      "desc": "Corr2Cause causal-inference entailment (2246)"},
+    {"id": "evals_puzzles", "package": EVALS_PKG, "sdist": False, "licence": EVALS_LIC,
+     "category": "reasoning",
+     "desc": "OpenAI evals registry: series, spatial and tracking puzzles, moral and causal judgement, ambiguous "
+             "sentences (17 English sets, none shared with evals_logic)."},
+    {"id": "evals_unanswerable", "package": EVALS_PKG, "sdist": False, "licence": EVALS_LIC,
+     "category": "extraction",
+     "desc": "OpenAI evals registry unsolvable_questions: a question and a context passage that may not hold the "
+             "answer."},
     {"id": "evals_logic", "package": EVALS_PKG, "sdist": False,
      "licence": EVALS_LIC + "; Hi-ToM: see upstream", "category": "reasoning",
      "desc": "openai/evals misc logic: tracking shuffled objects, logic grid puzzles, riddles, syllogisms, logical counting, diagrammatic logic, relative orientation, abstract causal reasoning, Hi-ToM"},
@@ -303,6 +311,29 @@ _EVALS_FILES = {
     "evals_reclor": [("logiqa-logical-reasoning-plus/reclor-logical-reasoning-plus.jsonl", None, "reasoning")],
     "evals_pararule": [("pararule-plus-multi-step-deductive-reasoning/pararule-plus-multi-step-deductive-reasoning.jsonl", None, "reasoning")],
     "evals_corr2cause": [("corr2cause/corr2cause.jsonl", None, "reasoning")],
+    # Everyday and spatial puzzles, series, moral and causal judgement, ambiguity: natural-language reasoning from
+    # other contributors than the held-out evals_logic sets (no folder is shared with it).
+    "evals_puzzles": [
+        ("logical_reasoning_letter_series_test/samples.jsonl", None, "reasoning"),
+        ("number_series_test/samples.jsonl", None, "reasoning"),
+        ("which_is_heavier/which_is_heavier.jsonl", None, "reasoning"),
+        ("track_objects/samples.jsonl", None, "reasoning"),
+        ("dice-rotation-sequence/samples.jsonl", 100, "reasoning"),
+        ("cardinal-directions/samples.jsonl", None, "reasoning"),
+        ("directions/samples.jsonl", None, "reasoning"),
+        ("2d_movement/samples.jsonl", None, "reasoning"),
+        ("logic-container/samples.jsonl", None, "reasoning"),
+        ("shape_in_shape/shape_in_shape.jsonl", None, "reasoning"),
+        ("moral_exceptQA/samples.jsonl", None, "reasoning"),
+        ("crepe/samples.jsonl", 200, "reasoning"),
+        ("ambiguous-sentences/samples.jsonl", None, "reasoning"),
+        ("irrelevant-negative-diversion/irrelevant-negative-diversion.jsonl", None, "reasoning"),
+        ("escher_sentences/samples.jsonl", None, "reasoning"),
+        ("finger-tracking/samples.jsonl", None, "reasoning"),
+        ("body_movement/body_movement.jsonl", None, "reasoning"),
+    ],
+    # Reading comprehension whose answer may not be in the passage ("Question: ... Context: ...").
+    "evals_unanswerable": [("unsolvable_questions/samples.jsonl", None, "extraction")],
     "evals_logic": [
         ("tracking-shuffled-objects/samples.jsonl", None, "reasoning"),
         ("logic-grid/logic-grid.jsonl", None, "reasoning"),

@@ -7,9 +7,9 @@
 //! the binary with 8-bit weights ([`model`]). It takes microseconds: each turn is read through a bounded view
 //! (head, tail and samples of the middle), so a huge prompt costs no more than a long message.
 //!
-//! A conversation is weighed as follows: the last user turn decides; earlier turns (most recent first, within a
-//! byte budget) add their own centred logits with small weights (earlier user turns 0.45 decaying by 0.7 per turn,
-//! the system prompt 0.3, assistant turns 0.15, tool results 0.1), so that a follow-up without cues ("why?") keeps
+//! A conversation is weighed as follows: the last user turn decides; earlier user turns and the system prompt (most
+//! recent first, within a byte budget) add their own centred logits with small weights (earlier user turns 0.45
+//! decaying by 0.7 per turn, the system prompt 0.3), so that a follow-up without cues ("why?") keeps
 //! the conversation's category while a clear new request wins. Earlier turns pull towards task categories only:
 //! small talk in the history does not make the current request chat.
 //!
@@ -257,11 +257,13 @@ fn conversation_logits(model: &LinearModel<'_>, turns: &[Turn<'_>], features: &m
     features::extract(turns[focus].text, model.bits(), features);
     let mut logits = model.logits(features);
     let mut context = [0.0f32; CLASSES];
-    let mut context_weight = 0.0f32;
+    let mut total_weight = 0.0f32;
     let mut earlier_users = 0;
     let mut budget = CONTEXT_BUDGET;
     for (i, turn) in turns.iter().enumerate().rev() {
-        if i == focus || turn.text.is_empty() {
+        // The model's own replies and tool results are phrased by the model, not the user ("Happy to help!"):
+        // the user's and the system's words state the task.
+        if i == focus || turn.text.is_empty() || matches!(turn.role, Role::Assistant | Role::Tool) {
             continue;
         }
         if budget == 0 {
@@ -269,15 +271,7 @@ fn conversation_logits(model: &LinearModel<'_>, turns: &[Turn<'_>], features: &m
         }
         let want = turn.text.len().min(CONTEXT_BYTES).min(budget);
         budget -= want;
-        let weight = match turn.role {
-            Role::User => {
-                earlier_users += 1;
-                0.45 * 0.7f32.powi(earlier_users - 1)
-            }
-            Role::System => 0.3,
-            Role::Assistant => 0.15,
-            Role::Tool => 0.1,
-        };
+        let weight = context_weight(turn.role, &mut earlier_users);
         features::extract(window(turn.text, want), model.bits(), features);
         let turn_logits = model.logits(features);
         let mean = turn_logits.iter().sum::<f32>() / CLASSES as f32;
@@ -288,13 +282,29 @@ fn conversation_logits(model: &LinearModel<'_>, turns: &[Turn<'_>], features: &m
         // chat: earlier turns may pull towards a task, never towards `general`.
         let general = Category::General.index();
         context[general] = context[general].min(0.0);
-        context_weight += weight;
+        total_weight += weight;
     }
-    let norm = context_weight.max(1.0);
+    let norm = total_weight.max(1.0);
     for (l, c) in logits.iter_mut().zip(context) {
         *l += c / norm;
     }
     logits
+}
+
+/// How much a turn other than the last user turn weighs in the conversation's category: earlier user turns 0.45,
+/// decaying by 0.7 per turn (`earlier_users` counts them, most recent first), the system prompt 0.3, assistant
+/// turns 0.15, tool results 0.1. The rules weigh every role so; the learned classifier reads only user and system
+/// turns.
+pub(crate) fn context_weight(role: Role, earlier_users: &mut i32) -> f32 {
+    match role {
+        Role::User => {
+            *earlier_users += 1;
+            0.45 * 0.7f32.powi(*earlier_users - 1)
+        }
+        Role::System => 0.3,
+        Role::Assistant => 0.15,
+        Role::Tool => 0.1,
+    }
 }
 
 /// The first `want` bytes of `text`, cut on a character boundary.

@@ -88,15 +88,7 @@ impl RuleClassifier {
             }
             let want = turn.text.len().min(CONTEXT_HEAD + CONTEXT_TAIL).min(budget);
             budget -= want;
-            let weight = match turn.role {
-                Role::User => {
-                    earlier_users += 1;
-                    0.45 * 0.7f32.powi(earlier_users - 1)
-                }
-                Role::System => 0.3,
-                Role::Assistant => 0.15,
-                Role::Tool => 0.1,
-            };
+            let weight = crate::context_weight(turn.role, &mut earlier_users);
             let votes = turn_votes(turn.text, Window { head: want - want / 3, tail: want / 3 });
             for (c, v) in context.iter_mut().zip(votes) {
                 *c += weight * saturate(v);
