@@ -105,9 +105,9 @@ pub struct EmbeddingClassifier {
     vectors: Vec<f32>,
     /// Dimension of every vector.
     dims: usize,
-    /// Similarity the nearest example must reach, else the rules decide.
+    /// Similarity the nearest example must reach, else the learned classifier decides.
     min_similarity: f32,
-    /// Time allowed to embed one request, else the rules decide.
+    /// Time allowed to embed one request, else the learned classifier decides.
     query_timeout: Duration,
 }
 
@@ -177,12 +177,12 @@ impl EmbeddingClassifier {
         let mut vector = match embed(&self.http, &self.url, &self.model, &[query], self.query_timeout).await {
             Ok(mut vectors) => vectors.pop().unwrap_or_default(),
             Err(error) => {
-                tracing::debug!(%error, "embedding failed; classifying by rules");
+                tracing::debug!(%error, "embedding failed; classifying with the fallback");
                 return fallback;
             }
         };
         if vector.len() != self.dims || !normalize(&mut vector) {
-            tracing::debug!(model = %self.model, "embedding answer unusable; classifying by rules");
+            tracing::debug!(model = %self.model, "embedding answer unusable; classifying with the fallback");
             return fallback;
         }
         match self.vote(&vector) {
@@ -402,42 +402,42 @@ mod tests {
         let knn = EmbeddingClassifier::build(HttpClient::default(), &url, "bow", &examples()).await.unwrap();
         assert_eq!(knn.len(), 6);
         assert_eq!(knn.dimensions(), 256);
-        let rules = Classifier::new();
+        let fallback = Classifier::new();
 
-        // The rules know nothing of zebras; the examples do.
+        // The learned classifier knows nothing of zebras; the examples do.
         let turns = [Turn { role: Role::User, text: "zebra giraffe", images: 0 }];
-        let c = knn.classify(&input(&turns), &rules).await;
+        let c = knn.classify(&input(&turns), &fallback).await;
         assert_eq!(c.category, Category::Math);
         assert!(c.confidence > 0.5 && c.confidence <= 1.0);
         assert!((c.scores.iter().sum::<f32>() - 1.0).abs() < 1e-4);
-        assert_eq!(rules.classify(&input(&turns)).category, Category::General);
+        assert_eq!(fallback.classify(&input(&turns)).category, Category::General);
 
         // Only the last user turn is embedded.
         let turns = [
             Turn { role: Role::User, text: "zebra giraffe savanna", images: 0 },
             Turn { role: Role::User, text: "cello orchestra", images: 0 },
         ];
-        assert_eq!(knn.classify(&input(&turns), &rules).await.category, Category::Creative);
+        assert_eq!(knn.classify(&input(&turns), &fallback).await.category, Category::Creative);
         server.abort();
     }
 
     #[tokio::test]
-    async fn falls_back_to_rules_when_nothing_is_close_or_the_call_fails() {
+    async fn falls_back_when_nothing_is_close_or_the_call_fails() {
         let (url, server) = mock_ollama().await;
         let knn = EmbeddingClassifier::build(HttpClient::default(), &url, "bow", &examples()).await.unwrap();
-        let rules = Classifier::new();
+        let fallback = Classifier::new();
 
         let turns = [Turn { role: Role::User, text: "write a haiku about the rain", images: 0 }];
-        let c = knn.classify(&input(&turns), &rules).await;
-        assert_eq!(c, rules.classify(&input(&turns)));
+        let c = knn.classify(&input(&turns), &fallback).await;
+        assert_eq!(c, fallback.classify(&input(&turns)));
         assert_eq!(c.category, Category::Creative);
 
         let turns = [Turn { role: Role::User, text: "zebra giraffe FAIL, what is the capital of Peru?", images: 0 }];
-        let c = knn.classify(&input(&turns), &rules).await;
-        assert_eq!(c, rules.classify(&input(&turns)));
+        let c = knn.classify(&input(&turns), &fallback).await;
+        assert_eq!(c, fallback.classify(&input(&turns)));
         assert_eq!(c.category, Category::Factual);
 
-        assert_eq!(knn.classify(&input(&[]), &rules).await.category, Category::General);
+        assert_eq!(knn.classify(&input(&[]), &fallback).await.category, Category::General);
         server.abort();
     }
 
@@ -467,19 +467,19 @@ mod tests {
         let knn = EmbeddingClassifier::build(HttpClient::default(), &sim.url(), model, &examples).await.unwrap();
         assert_eq!(knn.len(), examples.len());
         assert_eq!(knn.dimensions(), 768);
-        let rules = Classifier::new();
+        let fallback = Classifier::new();
 
         let turns = [Turn { role: Role::User, text: "Write a haiku about autumn leaves.", images: 0 }];
-        let c = knn.classify(&input(&turns), &rules).await;
+        let c = knn.classify(&input(&turns), &fallback).await;
         assert_eq!(c.category, Category::Creative);
         assert!(c.confidence > 0.5);
 
-        // The held-out prompts: nearest examples where one is close, the rules elsewhere.
+        // The held-out prompts: nearest examples where one is close, the learned classifier elsewhere.
         let holdout = parse_examples(include_str!("../data/classifier-holdout.jsonl")).unwrap();
         let mut correct = 0;
         for (category, text) in &holdout {
             let turns = [Turn { role: Role::User, text, images: 0 }];
-            correct += usize::from(knn.classify(&input(&turns), &rules).await.category == *category);
+            correct += usize::from(knn.classify(&input(&turns), &fallback).await.category == *category);
         }
         let accuracy = correct as f64 / holdout.len() as f64;
         println!("embedding classifier (simulated nomic-embed-text) on the held-out set: {correct}/{}", holdout.len());
