@@ -367,3 +367,34 @@ async fn a_running_server_picks_up_profiles_written_to_the_store() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn explain_names_the_classifier_and_its_three_likeliest_categories_and_blends_when_unsure() {
+    let h = start_with(SimOptions::default(), |_| {}).await;
+    let sure = h.get("/admin/explain?prompt=Write%20a%20haiku%20about%20the%20first%20snow").await.json();
+    assert_eq!(sure["classifier"], "learned");
+    let top = sure["top_categories"].as_array().unwrap();
+    assert_eq!(top.len(), 3);
+    assert_eq!(top[0]["category"], sure["category"]);
+    let p: Vec<f64> = top.iter().map(|t| t["probability"].as_f64().unwrap()).collect();
+    assert!(p[0] >= p[1] && p[1] >= p[2] && p.iter().sum::<f64>() <= 1.0 + 1e-6, "{p:?}");
+    assert_eq!(sure["blended"], sure["confidence"].as_f64().unwrap() < 0.6);
+    h.stop().await;
+
+    // Blending always (blend_below = 1) and never (0) shows in the decision.
+    for (threshold, blended) in [(1.0, true), (0.0, false)] {
+        let h = start_with(SimOptions::default(), move |c| c.routing.blend_below = threshold).await;
+        let v = h.get("/admin/explain?prompt=What%20is%2017%20*%2023%3F").await.json();
+        assert_eq!(v["blended"], blended, "{threshold}");
+        assert_eq!(v["scoring"]["blended"], blended, "{threshold}");
+        h.stop().await;
+    }
+
+    let h = start_with(SimOptions::default(), |c| {
+        c.routing.classifier = switchyard_core::config::ClassifierKind::Rules;
+    })
+    .await;
+    let v = h.get("/admin/explain?prompt=Write%20a%20haiku%20about%20the%20first%20snow").await.json();
+    assert_eq!(v["classifier"], "rules");
+    h.stop().await;
+}
