@@ -122,11 +122,31 @@ def ensure_rg_venv():
         subprocess.run([RG_PY, "-m", "pip", "install", "-q", f"reasoning-gym=={RG_VERSION}"], check=True)
 
 
+# Answer-format sentences the generators append to their questions. Users do not write them, and a model would learn
+# them instead of the task (385 of 400 gsm_symbolic questions end with the first), so they are cut off.
+_RG_FORMAT_SUFFIXES = (
+    "Give the result as your final answer. Do not include units.",
+    "Give only the result as your final answer.",
+    "Give only the simplified fraction as your final answer.",
+    "Give only the GCD as your final answer.",
+)
+
+
+def _strip_format(text: str) -> str:
+    for suffix in _RG_FORMAT_SUFFIXES:
+        if text.rstrip().endswith(suffix):
+            return text.rstrip()[: -len(suffix)].rstrip()
+    return text
+
+
 def load_reasoning_gym():
     ensure_rg_venv()
     out = subprocess.run([RG_PY, "-W", "ignore", "-c", _RG_SCRIPT, json.dumps(RG_DATASETS), str(SEED)],
                          check=True, capture_output=True, text=True, env=_ENV)
-    return [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
+    rows = [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
+    for r in rows:
+        r["text"] = _strip_format(r["text"])
+    return rows
 
 
 # ------------------------------------------------------- DeepMind mathematics_dataset
