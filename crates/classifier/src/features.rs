@@ -99,9 +99,7 @@ impl Features {
     pub fn new() -> Self {
         Self::default()
     }
-}
 
-impl Features {
     /// Adds a word id unless it is already there.
     fn add(&mut self, id: u32) {
         let (word, bit) = ((id >> 6) as usize, 1u64 << (id & 63));
