@@ -8,6 +8,7 @@ use crate::model::{Capabilities, ModelName};
 use crate::ollama::OllamaClient;
 use crate::ollama::types::{ModelDetails, ShowResponse};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// KV-cache bytes per token assumed when a model's metadata does not say (larger than any common 7-70B model's
 /// f16 cache per token, so estimates err on the safe side until a load is measured).
@@ -19,6 +20,19 @@ const UNKNOWN_KV_BYTES_PER_TOKEN: u64 = 320 * 1024;
 /// first load is measured.
 fn overhead_bytes(weights: u64) -> u64 {
     512 * 1024 * 1024 + weights / 20
+}
+
+/// Where a model is served when it is not the local Ollama's: an OpenAI-compatible backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendRef {
+    /// The backend's position in `[[backends]]`.
+    pub index: usize,
+    /// The backend's configured name.
+    pub name: Arc<str>,
+    /// The id the backend knows the model by (what its `/v1/models` lists).
+    pub id: Arc<str>,
+    /// The backend charges per token (a remote provider).
+    pub priced: bool,
 }
 
 /// One pulled model.
@@ -38,6 +52,8 @@ pub struct ModelSpec {
     pub kv_bytes_per_token: Option<u64>,
     /// Transformer layers from the GGUF metadata (what Ollama's `num_gpu` counts).
     pub block_count: Option<u64>,
+    /// `None` for the local Ollama's models, the backend otherwise.
+    pub backend: Option<BackendRef>,
 }
 
 impl ModelSpec {
@@ -52,6 +68,16 @@ impl ModelSpec {
         let ctx = self.context_length.map_or(num_ctx, |trained| num_ctx.min(trained));
         let kv = self.kv_bytes_per_token.unwrap_or(UNKNOWN_KV_BYTES_PER_TOKEN).saturating_mul(ctx);
         self.size_bytes.saturating_add(kv).saturating_add(overhead_bytes(self.size_bytes))
+    }
+
+    /// The backend's name: `ollama` for the local Ollama.
+    pub fn backend_name(&self) -> &str {
+        self.backend.as_ref().map_or("ollama", |b| &b.name)
+    }
+
+    /// True for models of a priced (remote) backend.
+    pub fn priced(&self) -> bool {
+        self.backend.as_ref().is_some_and(|b| b.priced)
     }
 
     /// The context this model is actually loaded with when `num_ctx` is asked (capped at the trained context).
@@ -116,6 +142,7 @@ pub fn spec_from(
         context_length: show.context_length(),
         kv_bytes_per_token: show.kv_bytes_per_token(),
         block_count: show.block_count(),
+        backend: None,
     }
 }
 
@@ -133,6 +160,7 @@ mod tests {
             context_length: Some(8192),
             kv_bytes_per_token: kv,
             block_count: Some(32),
+            backend: None,
         }
     }
 

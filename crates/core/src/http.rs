@@ -2,13 +2,16 @@
 //!
 //! Built on hyper-util's pooled client: connections are reused across requests, `TCP_NODELAY` is set, and response
 //! bodies are handed back as hyper's streaming `Incoming`, so the forwarder can relay a stream chunk by chunk without
-//! buffering it. The JSON helpers below are for control calls (tags, ps, show, load), never for the request path.
+//! buffering it. `https://` upstreams (remote providers) go through rustls with the Mozilla root set and TLS session
+//! resumption; plain `http://` is unchanged. The JSON helpers below are for control calls (tags, ps, show, load),
+//! never for the request path.
 
 use crate::error::CoreError;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -40,7 +43,7 @@ impl Default for HttpClientOptions {
 /// A cheap-to-clone handle on the shared connection pool.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -69,7 +72,13 @@ impl HttpClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(options.connect_timeout));
-        connector.enforce_http(true);
+        connector.enforce_http(false);
+        // rustls with exactly one crypto provider compiled in (ring) picks it; the roots are Mozilla's.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let inner = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(options.pool_idle_timeout)
@@ -145,7 +154,25 @@ impl HttpClient {
 
 /// Builds a request with a JSON content type when a body is given.
 pub fn build_request(method: Method, url: &str, body: Option<Bytes>) -> Result<Request<Full<Bytes>>, CoreError> {
+    build_request_with_key(method, url, body, None)
+}
+
+/// [`build_request`] with an optional bearer token (`Authorization: Bearer ...`, marked sensitive).
+pub fn build_request_with_key(
+    method: Method,
+    url: &str,
+    body: Option<Bytes>,
+    key: Option<&str>,
+) -> Result<Request<Full<Bytes>>, CoreError> {
     let mut builder = Request::builder().method(method).uri(url);
+    if let Some(key) = key {
+        let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| CoreError::Unreachable {
+            url: url.to_string(),
+            message: "the API key holds characters a header cannot carry".into(),
+        })?;
+        value.set_sensitive(true);
+        builder = builder.header(header::AUTHORIZATION, value);
+    }
     if body.is_some() {
         builder = builder.header(header::CONTENT_TYPE, "application/json");
     }

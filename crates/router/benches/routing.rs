@@ -80,6 +80,7 @@ fn world() -> anyhow::Result<World> {
                 context_length: Some(if i % 4 == 0 { 8192 } else { 131_072 }),
                 kv_bytes_per_token: Some(64 * 1024 + 4096 * (i as u64 % 16)),
                 block_count: Some(32),
+                backend: None,
             },
         );
         // Two models in five are unprofiled, as on a box where some models were pulled after the last profile run.
@@ -163,6 +164,7 @@ fn decide(w: &World, classifier: &Classifier, text: &str) -> usize {
         live: &w.live,
         ledger: &w.ledger,
         open_breakers: &[],
+        backends: &[],
     };
     score(&req, &cx).eligible().count()
 }
@@ -199,6 +201,7 @@ fn bench_score(c: &mut Criterion, w: &World) {
                     live: &w.live,
                     ledger: &w.ledger,
                     open_breakers: &[],
+                    backends: &[],
                 };
                 score(black_box(&req), &cx)
             })

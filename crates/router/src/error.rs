@@ -192,17 +192,25 @@ fn unreachable(detail: &str) -> RouterError {
 
 impl RouterError {
     /// The error a client sees when `failure` was the last forwarding failure, for `model`.
-    pub(crate) fn forward_failure(failure: &ForwardFailure, model: &ModelName) -> Self {
+    /// `backend` names the `[[backends]]` entry that failed; `None` is the local Ollama.
+    pub(crate) fn forward_failure(failure: &ForwardFailure, model: &ModelName, backend: Option<&str>) -> Self {
+        let (who, timeout_key) = match backend {
+            Some(name) => (format!("backend {name}"), format!("first_byte_timeout_secs of backend {name}")),
+            None => ("Ollama".to_string(), "ollama.first_byte_timeout_secs".to_string()),
+        };
         match failure {
+            ForwardFailure::Connect(message) if backend.is_some() => RouterError::Unreachable(format!(
+                "cannot reach {who} ({message}); check that it is running and that its url is right"
+            )),
             ForwardFailure::Connect(message) => unreachable(&format!(" ({message})")),
             ForwardFailure::Status { status: 503, message } => {
-                RouterError::Busy { message: format!("Ollama is busy: {message}"), retry_after_secs: 2 }
+                RouterError::Busy { message: format!("{who} is busy: {message}"), retry_after_secs: 2 }
             }
             ForwardFailure::Status { status, message } => RouterError::UpstreamFailed(format!(
-                "{model} failed (Ollama answered {status}: {message}); retry, or pick another model"
+                "{model} failed ({who} answered {status}: {message}); retry, or pick another model"
             )),
             ForwardFailure::Timeout(d) => RouterError::Timeout(format!(
-                "{model} did not answer within {} s (ollama.first_byte_timeout_secs); the model may be overloaded",
+                "{model} did not answer within {} s ({timeout_key}); the model may be overloaded",
                 d.as_secs()
             )),
             ForwardFailure::Broken(message) => {

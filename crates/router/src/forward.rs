@@ -10,7 +10,6 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -32,13 +31,40 @@ pub enum ForwardFailure {
     Broken(String),
 }
 
-/// A successful upstream answer.
+/// The rest of an upstream stream, in Ollama's native NDJSON: Ollama's own body, or an `openai` backend's SSE
+/// rewritten as it arrives.
+pub type UpstreamBody = http_body_util::combinators::UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// A successful upstream answer, in Ollama's native shape.
 #[derive(Debug)]
 pub enum Reply {
     /// A whole JSON answer (`stream: false`).
     Buffered(Bytes),
     /// A stream: its first chunk, and the rest still coming.
-    Stream { first: Bytes, rest: Incoming },
+    Stream { first: Bytes, rest: UpstreamBody },
+}
+
+/// Waits (until `deadline`) for the first non-empty chunk of `body`.
+pub async fn first_chunk(
+    mut body: UpstreamBody,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Reply, ForwardFailure> {
+    loop {
+        let frame =
+            tokio::time::timeout_at(deadline, body.frame()).await.map_err(|_| ForwardFailure::Timeout(timeout))?;
+        match frame {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data()
+                    && !data.is_empty()
+                {
+                    return Ok(Reply::Stream { first: data, rest: body });
+                }
+            }
+            Some(Err(e)) => return Err(ForwardFailure::Broken(e.to_string())),
+            None => return Err(ForwardFailure::Broken("the stream ended before its first chunk".into())),
+        }
+    }
 }
 
 /// Sends requests to one upstream.
@@ -66,7 +92,7 @@ impl Forwarder {
             .map_err(|_| ForwardFailure::Timeout(self.first_byte_timeout))?
             .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
         let status = response.status();
-        let mut body = response.into_body();
+        let body = response.into_body();
         if status != StatusCode::OK {
             let bytes = tokio::time::timeout_at(deadline, body.collect())
                 .await
@@ -87,22 +113,7 @@ impl Forwarder {
             }
             return Ok(Reply::Buffered(bytes));
         }
-        loop {
-            let frame = tokio::time::timeout_at(deadline, body.frame())
-                .await
-                .map_err(|_| ForwardFailure::Timeout(self.first_byte_timeout))?;
-            match frame {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data()
-                        && !data.is_empty()
-                    {
-                        return Ok(Reply::Stream { first: data, rest: body });
-                    }
-                }
-                Some(Err(e)) => return Err(ForwardFailure::Broken(e.to_string())),
-                None => return Err(ForwardFailure::Broken("the stream ended before its first chunk".into())),
-            }
-        }
+        first_chunk(body.boxed_unsync(), deadline, self.first_byte_timeout).await
     }
 }
 
@@ -153,13 +164,14 @@ pub type OnEnd = Box<dyn FnOnce(StreamEnd) + Send>;
 /// A response body that relays an upstream stream through a [`Transform`].
 pub struct RelayBody<T: Transform> {
     first: Option<Bytes>,
-    upstream: Option<Incoming>,
+    upstream: Option<UpstreamBody>,
     transform: T,
     idle: Duration,
     sleep: Pin<Box<Sleep>>,
-    /// Finds the final chunk for timings, and whether the stream completed.
+    /// Splits the stream into lines to find the final chunk (timings, and whether the stream completed).
     lines: LineSplitter,
-    final_line: Option<serde_json::Value>,
+    /// The last complete line seen; parsed when the stream ends.
+    last_line: Vec<u8>,
     upstream_error: Option<String>,
     on_end: Option<OnEnd>,
     /// Kept alive for the whole stream (a VRAM lease); dropped with the body.
@@ -170,7 +182,7 @@ impl<T: Transform> RelayBody<T> {
     /// A relay of `first` then `rest`.
     pub fn new(
         first: Bytes,
-        rest: Incoming,
+        rest: UpstreamBody,
         transform: T,
         idle: Duration,
         guard: Box<dyn Send + Sync>,
@@ -183,7 +195,7 @@ impl<T: Transform> RelayBody<T> {
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
             lines: LineSplitter::default(),
-            final_line: None,
+            last_line: Vec::new(),
             upstream_error: None,
             on_end: Some(on_end),
             _guard: guard,
@@ -191,19 +203,29 @@ impl<T: Transform> RelayBody<T> {
     }
 
     fn observe(&mut self, data: &[u8]) {
-        let final_line = &mut self.final_line;
+        let last_line = &mut self.last_line;
         let upstream_error = &mut self.upstream_error;
         self.lines.push(data, |line| {
-            if memchr::memmem::find(line, b"\"done\":true").is_some() {
-                *final_line = serde_json::from_slice(line).ok();
-            } else if line.starts_with(b"{\"error\"") {
-                *upstream_error = Some(
-                    serde_json::from_slice::<serde_json::Value>(line)
-                        .ok()
-                        .map_or_else(|| "upstream error".to_string(), |v| error_message(v.to_string().as_bytes())),
-                );
+            // `"error"` with both quotes unescaped is a key or a whole string value, never text inside a string:
+            // only such lines are parsed on the way.
+            if memchr::memmem::find(line, b"\"error\"").is_some()
+                && let Ok(serde_json::Value::Object(v)) = serde_json::from_slice::<serde_json::Value>(line)
+                && v.contains_key("error")
+            {
+                *upstream_error = Some(error_message(serde_json::Value::Object(v).to_string().as_bytes()));
+                return;
             }
+            last_line.clear();
+            last_line.extend_from_slice(line);
         });
+    }
+
+    /// The final chunk: the last line, when it parses as an object with `"done": true` (however it is spaced).
+    fn final_chunk(&mut self) -> Option<serde_json::Value> {
+        let line = std::mem::take(&mut self.last_line);
+        serde_json::from_slice::<serde_json::Value>(&line)
+            .ok()
+            .filter(|v| v.get("done").and_then(serde_json::Value::as_bool) == Some(true))
     }
 
     fn end(&mut self, how: StreamEnd) {
@@ -314,9 +336,8 @@ impl<T: Transform> Body for RelayBody<T> {
                         this.end(StreamEnd::Failed(message));
                         return batch.ready(this.transform.finish());
                     }
-                    if this.final_line.is_some() {
-                        let final_line = this.final_line.take();
-                        this.end(StreamEnd::Complete(final_line));
+                    if let Some(final_line) = this.final_chunk() {
+                        this.end(StreamEnd::Complete(Some(final_line)));
                         return batch.ready(this.transform.finish());
                     }
                     let message = "the upstream stream ended before its final chunk".to_string();
@@ -354,5 +375,37 @@ impl<T: Transform> Body for RelayBody<T> {
 impl<T: Transform> Drop for RelayBody<T> {
     fn drop(&mut self) {
         self.end(StreamEnd::ClientGone);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Relays `lines` as one upstream body and returns how the relay said it ended.
+    async fn relay_end(lines: &'static str) -> StreamEnd {
+        let upstream: UpstreamBody = http_body_util::Full::new(Bytes::from_static(lines.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let seen = Arc::new(Mutex::new(None));
+        let sink = Arc::clone(&seen);
+        let on_end: OnEnd = Box::new(move |end| *sink.lock().unwrap() = Some(end));
+        let body = RelayBody::new(Bytes::new(), upstream, Passthrough, Duration::from_secs(5), Box::new(()), on_end);
+        let _ = body.collect().await;
+        seen.lock().unwrap().clone().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_final_chunk_is_found_by_parsing_however_it_is_spaced() {
+        let end = relay_end("{\"done\": false, \"response\": \"say \\\"done\\\":true\"}\n{\"done\" : true, \"eval_count\": 3}\n")
+            .await;
+        let StreamEnd::Complete(Some(last)) = end else { panic!("{end:?}") };
+        assert_eq!(last["eval_count"], 3);
+        // Text that looks like the marker inside a string is not the end.
+        let end = relay_end("{\"done\":false,\"response\":\"\\\"done\\\":true\"}\n").await;
+        assert!(matches!(end, StreamEnd::Failed(_)), "{end:?}");
+        let end = relay_end("{\"done\":false}\n{\"error\": \"model crashed\"}\n").await;
+        assert_eq!(end, StreamEnd::Failed("model crashed".into()));
     }
 }

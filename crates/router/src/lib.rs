@@ -3,13 +3,15 @@
 //!
 //! A request's way through: a surface in `api` parses it (`request`, `translate`) and hands it to
 //! `engine::Engine::serve`, which owns the rest: classification (`classify`), the decision (`score`), admission
-//! through a VRAM lease, forwarding (`forward`) with fallback, and the finishing of the answer (metrics, breaker,
+//! through a VRAM lease (or a slot of an OpenAI-compatible backend, `backends`), forwarding (`forward`) with
+//! fallback across models and backends, and the finishing of the answer (metrics, breaker,
 //! learning into `profiles`' live averages). The surface encodes the outcome in its own shape.
 //!
 //! The public face is what the binary, the benchmarks and the tests use: `server::spawn` and `cli::main` to run it,
 //! and the pure parts (`classify`, `score`, `profiles`, `request`, `translate`) to measure and fuzz them.
 
 mod api;
+mod backends;
 mod breaker;
 pub mod classify;
 pub mod cli;

@@ -42,6 +42,14 @@ pub struct Metrics {
     pub profiler_progress: prometheus::Gauge,
     /// Ollama reachable (1) or not (0), from the readiness check.
     pub upstream_up: IntGauge,
+    /// Requests sent to `[[backends]]` by backend name (configured names only) and outcome (ok, error).
+    pub backend_requests: IntCounterVec,
+    /// Tokens reported by `[[backends]]`, by backend and direction (input, output).
+    pub backend_tokens: IntCounterVec,
+    /// Money spent on priced backends, in their price units.
+    pub backend_spend: prometheus::CounterVec,
+    /// Requests in flight per backend.
+    pub backend_in_flight: IntGaugeVec,
 }
 
 impl Metrics {
@@ -126,6 +134,22 @@ impl Metrics {
                 "switchyard_upstream_up",
                 "Ollama reachable (1) or not (0), as of the last poll",
             )?,
+            backend_requests: IntCounterVec::new(
+                Opts::new("switchyard_backend_requests_total", "Requests sent to a [[backends]] entry, by outcome"),
+                &["backend", "outcome"],
+            )?,
+            backend_tokens: IntCounterVec::new(
+                Opts::new("switchyard_backend_tokens_total", "Tokens a [[backends]] entry reported, by direction"),
+                &["backend", "direction"],
+            )?,
+            backend_spend: prometheus::CounterVec::new(
+                Opts::new("switchyard_backend_spend_total", "Spent on a priced backend, in its price units"),
+                &["backend"],
+            )?,
+            backend_in_flight: IntGaugeVec::new(
+                Opts::new("switchyard_backend_in_flight", "Requests in flight per [[backends]] entry"),
+                &["backend"],
+            )?,
         };
         for collector in [
             Box::new(m.requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -138,6 +162,10 @@ impl Metrics {
             Box::new(m.breaker_state.clone()),
             Box::new(m.in_flight.clone()),
             Box::new(m.stream_errors.clone()),
+            Box::new(m.backend_requests.clone()),
+            Box::new(m.backend_tokens.clone()),
+            Box::new(m.backend_spend.clone()),
+            Box::new(m.backend_in_flight.clone()),
             Box::new(m.store_writes_dropped.clone()),
             Box::new(m.store_write_errors.clone()),
             Box::new(m.rate_limited.clone()),

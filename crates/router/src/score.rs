@@ -18,7 +18,7 @@ use crate::profiles::{LiveModel, LiveStats, ProfileTable};
 use serde::Serialize;
 use std::sync::Arc;
 use switchyard_core::catalog::{Catalog, ModelSpec};
-use switchyard_core::config::Config;
+use switchyard_core::config::{Config, RemotePolicy};
 use switchyard_core::{Category, ModelName};
 use switchyard_vram::ledger::{Ledger, Plan, Room};
 use switchyard_vram::policy::estimated_reload_seconds;
@@ -66,6 +66,25 @@ pub struct ScoreContext<'a> {
     pub ledger: &'a Ledger,
     /// Models whose breaker is open.
     pub open_breakers: &'a [ModelName],
+    /// Load and prices of each `[[backends]]` entry, by position.
+    pub backends: &'a [BackendLoad],
+}
+
+/// What the scorer knows of an OpenAI-compatible backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BackendLoad {
+    pub in_flight: u32,
+    /// `max_concurrency`.
+    pub capacity: u32,
+    pub price_input_per_mtok: f64,
+    pub price_output_per_mtok: f64,
+}
+
+impl BackendLoad {
+    /// The predicted cost of a request of these sizes.
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        (input_tokens as f64 * self.price_input_per_mtok + output_tokens as f64 * self.price_output_per_mtok) / 1e6
+    }
 }
 
 /// Predicted latency, in seconds, by component.
@@ -83,6 +102,12 @@ pub struct Latency {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Candidate {
     pub model: ModelName,
+    /// Where it is served: `ollama`, or the `[[backends]]` name.
+    pub backend: Arc<str>,
+    /// Predicted cost of this request on a priced backend (`None` for free ones).
+    pub cost: Option<f64>,
+    /// A priced model under `routing.remote = "fallback"`: tried only after every local candidate.
+    pub fallback_only: bool,
     /// Posterior mean quality in the category.
     pub quality: f64,
     /// Profiled items behind `quality`.
@@ -153,11 +178,13 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
     }
     let fastest =
         candidates.iter().filter(|c| c.excluded.is_none()).map(|c| c.latency.total).fold(f64::INFINITY, f64::min);
+    let cost_weight =
+        if cx.config.routing.remote == RemotePolicy::Scored { cx.config.routing.cost_weight } else { 0.0 };
     for c in candidates.iter_mut().filter(|c| c.excluded.is_none()) {
         let quality_weight = if req.embedding { 0.0 } else { w };
         c.quality_term = quality_weight * c.quality;
         c.speed_term = (1.0 - quality_weight) * if c.latency.total > 0.0 { fastest / c.latency.total } else { 1.0 };
-        c.utility = c.quality_term + c.speed_term;
+        c.utility = c.quality_term + c.speed_term - cost_weight * c.cost.unwrap_or(0.0);
     }
     // Sort positions rather than the (large) candidates themselves, then move each candidate once.
     let mut order: Vec<usize> = (0..candidates.len()).collect();
@@ -166,6 +193,7 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
         a.excluded
             .is_some()
             .cmp(&b.excluded.is_some())
+            .then(a.fallback_only.cmp(&b.fallback_only))
             .then(b.utility.total_cmp(&a.utility))
             .then(b.loaded.cmp(&a.loaded))
             .then(b.quality.total_cmp(&a.quality))
@@ -209,6 +237,9 @@ fn evaluate<'a>(
     }
     let mut c = Candidate {
         model: name.clone(),
+        backend: spec.backend.as_ref().map_or_else(|| Arc::from("ollama"), |b| Arc::clone(&b.name)),
+        cost: None,
+        fallback_only: spec.priced() && cx.config.routing.remote == RemotePolicy::Fallback,
         quality,
         samples: n,
         profiled: profile.is_some_and(|p| p.profiled()),
@@ -228,10 +259,21 @@ fn evaluate<'a>(
     let prefill =
         live.and_then(|l| l.prefill_tps()).or(profile.and_then(|p| p.prefill_tps)).unwrap_or(PRIOR_PREFILL_TPS);
     let decode = live.and_then(|l| l.decode_tps()).or(profile.and_then(|p| p.decode_tps)).unwrap_or(PRIOR_DECODE_TPS);
-    let entry = cx.ledger.entry(name);
     let service = req.prompt_tokens as f64 / prefill + out_tokens as f64 / decode;
     c.latency.prefill = req.prompt_tokens as f64 / prefill;
     c.latency.decode = out_tokens as f64 / decode;
+    if let Some(backend) = &spec.backend {
+        // Served by its own server: always warm, queued behind its in-flight requests, priced when it says so.
+        let load = cx.backends.get(backend.index).copied().unwrap_or_default();
+        c.loaded = true;
+        c.latency.queue = f64::from(load.in_flight / load.capacity.max(1)) * service;
+        if spec.priced() {
+            c.cost = Some(load.cost(req.prompt_tokens, out_tokens));
+        }
+        c.latency.total = c.latency.queue + c.latency.prefill + c.latency.decode;
+        return c;
+    }
+    let entry = cx.ledger.entry(name);
     // Ollama serves `num_parallel` requests of a model at once; the rest queue.
     let parallel = cx.config.ollama.num_parallel.max(1);
     c.latency.queue = f64::from(entry.map_or(0, |e| e.in_flight) / parallel) * service;
@@ -301,6 +343,9 @@ fn exclusion(spec: &ModelSpec, req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) ->
     if req.needs.insert && !caps.insert {
         return Some("no fill-in-the-middle (suffix) support".into());
     }
+    if spec.priced() && cx.config.routing.remote == RemotePolicy::Never {
+        return Some("priced backend, and routing.remote = \"never\"".into());
+    }
     if cx.config.model_settings(&spec.name).is_some_and(|s| s.exclude) {
         return Some("excluded by configuration".into());
     }
@@ -308,7 +353,12 @@ fn exclusion(spec: &ModelSpec, req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) ->
         return Some("circuit breaker open after repeated failures".into());
     }
     if !req.embedding {
-        let ctx = spec.effective_ctx(cx.config.num_ctx_for(&spec.name));
+        let ctx = if spec.backend.is_some() {
+            // The server's own context; unknown is not a reason to refuse.
+            spec.context_length.unwrap_or(u64::MAX)
+        } else {
+            spec.effective_ctx(cx.config.num_ctx_for(&spec.name))
+        };
         if req.needs.context_tokens > ctx {
             return Some(format!("context too small ({} tokens needed, {ctx} loaded)", req.needs.context_tokens));
         }
@@ -347,6 +397,7 @@ mod tests {
             context_length: Some(32768),
             kv_bytes_per_token: Some(64 * 1024),
             block_count: Some(32),
+            backend: None,
         }
     }
 
@@ -414,6 +465,7 @@ mod tests {
             live: &w.live,
             ledger: &w.ledger,
             open_breakers: &[],
+            backends: &[],
         };
         score(&req, &cx)
     }

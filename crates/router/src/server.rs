@@ -58,6 +58,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/admin/vram/pin", post(api::admin::vram_op))
         .route("/admin/vram/unpin", post(api::admin::vram_op))
         .route("/admin/models", get(api::admin::models))
+        .route("/admin/backends", get(api::admin::backends))
         .route("/admin/explain", get(api::admin::explain).post(api::admin::explain_post))
         .route("/admin/decisions", get(api::admin::decisions))
         .route("/admin/profile", post(api::admin::start_profile))
@@ -376,6 +377,7 @@ pub(crate) async fn build_state(
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     });
+    state.refresh_backends().await;
     spawn_catalog_refresher(&state);
     spawn_profile_refresher(&state);
     if config.routing.classifier == ClassifierKind::Embedding {

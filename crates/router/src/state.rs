@@ -3,6 +3,7 @@
 //! Values read on every request (catalog, profiles, the VRAM ledger) are behind `ArcSwap`s or atomics, so the
 //! request path takes no lock that a slow task could hold.
 
+use crate::backends::Backends;
 use crate::breaker::Breaker;
 use crate::classify::{Classifier, EmbeddingClassifier};
 use crate::decisions::Decisions;
@@ -16,7 +17,7 @@ use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use switchyard_core::catalog::Catalog;
+use switchyard_core::catalog::{Catalog, ModelSpec};
 use switchyard_core::config::Config;
 use switchyard_core::ollama::OllamaClient;
 use switchyard_core::store::Store;
@@ -36,6 +37,8 @@ pub struct Inner {
     pub live: LiveStats,
     pub vram: VramManager,
     pub forwarder: Forwarder,
+    /// The `[[backends]]` beside the local Ollama.
+    pub backends: Backends,
     /// Control calls to Ollama (tags, ps, show, version).
     pub ollama: OllamaClient,
     pub breaker: Breaker,
@@ -60,6 +63,23 @@ pub struct Inner {
     last_refresh_unreachable: AtomicBool,
     /// Process-unique prefix of request ids.
     request_prefix: String,
+}
+
+/// Adds backends' models to `catalog`; on a name clash the local Ollama's model (or the earlier backend's) wins.
+fn merge_remote(catalog: &mut Catalog, remote: Vec<ModelSpec>) {
+    for spec in remote {
+        match catalog.models.entry(spec.name.clone()) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(spec);
+            }
+            std::collections::btree_map::Entry::Occupied(taken) => tracing::debug!(
+                model = %spec.name,
+                backend = spec.backend_name(),
+                served_by = taken.get().backend_name(),
+                "a backend's model has the name of another; the first one keeps it"
+            ),
+        }
+    }
 }
 
 /// The handle handlers receive.
@@ -96,7 +116,9 @@ impl AppState {
         let limiter = RateLimiter::new(config.limits.per_ip_rps, config.limits.per_key_rps, config.limits.burst);
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let backends = Backends::new(&config.backends, config.limits.queue_per_model, &p.metrics);
         Self(Arc::new(Inner {
+            backends,
             breaker: Breaker::new(config.breaker.failure_threshold, Duration::from_secs(config.breaker.cooldown_secs)),
             decisions: Decisions::new(config.routing.decisions_kept),
             catalog: ArcSwap::from_pointee(p.catalog),
@@ -132,13 +154,44 @@ impl AppState {
         format!("sy-{}-{}", self.request_prefix, self.next_request.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Re-reads the catalog from Ollama and hands it to the VRAM manager.
+    /// Re-reads the catalog from Ollama (handing its models to the VRAM manager) and from every `[[backends]]`
+    /// entry at once. When Ollama cannot be read its previous models stay, the backends' lists are still updated,
+    /// and the error is returned.
     pub async fn refresh_catalog(&self) -> Result<(), switchyard_core::CoreError> {
         let previous = self.catalog.load_full();
-        let catalog = Arc::new(Catalog::fetch(&self.ollama, &previous).await?);
-        self.vram.set_catalog(Arc::clone(&catalog));
-        self.catalog.store(catalog);
-        Ok(())
+        let previous_remote: Vec<ModelSpec> =
+            previous.models.values().filter(|s| s.backend.is_some()).cloned().collect();
+        let (local, remote) =
+            tokio::join!(Catalog::fetch(&self.ollama, &previous), self.backends.discover(&previous_remote));
+        let (mut catalog, result) = match local {
+            Ok(local) => {
+                self.vram.set_catalog(Arc::new(local.clone()));
+                (local, Ok(()))
+            }
+            Err(e) => {
+                let models = previous.models.iter().filter(|(_, s)| s.backend.is_none());
+                (Catalog { models: models.map(|(k, v)| (k.clone(), v.clone())).collect() }, Err(e))
+            }
+        };
+        merge_remote(&mut catalog, remote);
+        self.catalog.store(Arc::new(catalog));
+        result
+    }
+
+    /// Reads the `[[backends]]` models into the catalog, leaving Ollama's as they are.
+    pub async fn refresh_backends(&self) {
+        if self.backends.is_empty() {
+            return;
+        }
+        let previous = self.catalog.load_full();
+        let previous_remote: Vec<ModelSpec> =
+            previous.models.values().filter(|s| s.backend.is_some()).cloned().collect();
+        let remote = self.backends.discover(&previous_remote).await;
+        let current = self.catalog.load_full();
+        let models = current.models.iter().filter(|(_, s)| s.backend.is_none());
+        let mut catalog = Catalog { models: models.map(|(k, v)| (k.clone(), v.clone())).collect() };
+        merge_remote(&mut catalog, remote);
+        self.catalog.store(Arc::new(catalog));
     }
 
     /// Refreshes the catalog because a client named a model we do not know (it may have just been pulled), at most

@@ -87,6 +87,9 @@ impl SimState {
             tracker,
             cancel: cancel.clone(),
             next_id: AtomicU64::new(1),
+            api_key: opts.api_key.clone().filter(|k| !k.is_empty()),
+            authorization_seen: AtomicU64::new(0),
+            authorization_refused: AtomicU64::new(0),
         };
         Ok(SimState { engine: Arc::new(engine), _owner: Arc::new(cancel.drop_guard()) })
     }
@@ -235,6 +238,11 @@ pub(crate) struct Engine {
     cancel: CancellationToken,
     /// Numbers response ids (`chatcmpl-N`).
     next_id: AtomicU64,
+    /// The key every request must carry, when set.
+    pub api_key: Option<String>,
+    /// Requests that carried an `Authorization` header (any value), and those refused for a wrong or missing key.
+    pub authorization_seen: AtomicU64,
+    pub authorization_refused: AtomicU64,
 }
 
 /// Which "not found" wording a surface uses.

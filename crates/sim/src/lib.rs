@@ -62,6 +62,9 @@ pub struct SimOptions {
     pub max_queue: usize,
     /// keep_alive of a model loaded by a request that sends none (`OLLAMA_KEEP_ALIVE`).
     pub default_keep_alive: Duration,
+    /// When set, every route but `/sim/*` needs `Authorization: Bearer <key>` (a provider stand-in); a request
+    /// without it is a 401 in OpenAI's error shape.
+    pub api_key: Option<String>,
 }
 
 impl Default for SimOptions {
@@ -76,6 +79,7 @@ impl Default for SimOptions {
             num_parallel: 1,
             max_queue: 512,
             default_keep_alive: Duration::from_secs(300),
+            api_key: None,
         }
     }
 }

@@ -86,6 +86,7 @@ async fn main() -> Result<()> {
         num_parallel: cli.num_parallel,
         max_queue: cli.max_queue,
         default_keep_alive,
+        api_key: None,
     };
     // The handlers are installed before the address is announced, so a signal sent right after it is graceful.
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

@@ -164,7 +164,8 @@ fn choices(key: &str) -> Option<&'static str> {
     match key {
         "vram.strategy" => Some("\"lru\", \"largest\", \"lfu\", \"cost\""),
         "vram.probe" => Some("\"auto\", \"nvml\", \"ollama\", \"sim\""),
-        "routing.classifier" => Some("\"rules\", \"embedding\""),
+        "routing.classifier" => Some("\"learned\", \"rules\", \"embedding\""),
+        "routing.remote" => Some("\"never\", \"fallback\", \"scored\""),
         "server.log_format" => Some("\"pretty\", \"json\""),
         _ => None,
     }
@@ -222,6 +223,18 @@ fn merge_layer(
     for (section, value) in layer {
         if section == "models" {
             merge_models(merged, value, source, origins)?;
+            continue;
+        }
+        if section == "backends" {
+            // A list of tables: a later layer replaces the whole list; each entry is checked when deserialised.
+            let Value::Array(_) = value else {
+                return Err(CoreError::config(
+                    "backends",
+                    format!("must be a list of [[backends]] tables (in {source})"),
+                ));
+            };
+            merged.insert(section.clone(), value.clone());
+            origins.insert(section.clone(), source.clone());
             continue;
         }
         let Some(section_schema) = schema.get(section) else {

@@ -33,6 +33,129 @@ pub struct Config {
     pub profiler: ProfilerConfig,
     /// Per-model settings, keyed by model name (`[models."qwen2.5:7b"]`).
     pub models: BTreeMap<String, ModelSettings>,
+    /// OpenAI-compatible engines and providers beside the local Ollama (`[[backends]]`).
+    pub backends: Vec<BackendConfig>,
+}
+
+/// What a `[[backends]]` entry speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Any server with OpenAI's API: llama.cpp's `llama-server`, vLLM, SGLang, LM Studio, a remote provider.
+    Openai,
+    /// Ollama's native API. The one local Ollama is configured by `[ollama]`; a second one is refused.
+    Ollama,
+}
+
+/// One OpenAI-compatible backend: where it is, how to authenticate, which models it serves, what it costs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// A short name: shown in `/admin/backends`, metrics labels and decisions (letters, digits, `-`, `_`).
+    pub name: String,
+    pub kind: BackendKind,
+    /// Base URL, without the `/v1` suffix (`http://127.0.0.1:8080`, `https://api.example.com`).
+    pub url: String,
+    /// The environment variable that holds the API key, sent as a bearer token to this backend only.
+    pub api_key_env: String,
+    /// Models to offer. Empty: whatever `GET /v1/models` lists. Entries are names or tables with capabilities.
+    pub models: Vec<BackendModel>,
+    /// Requests sent to this backend at once; more wait in a queue of `limits.queue_per_model` per model.
+    pub max_concurrency: u32,
+    /// Give up connecting after this many milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Give up when no answer (or first stream chunk) arrived this many seconds after forwarding.
+    pub first_byte_timeout_secs: u64,
+    /// End a stream when no chunk arrived for this many seconds.
+    pub idle_timeout_secs: u64,
+    /// Deadline for model listing and load/unload calls.
+    pub control_timeout_secs: u64,
+    /// Price of a million input tokens (any currency, used consistently); with the output price, makes the
+    /// backend priced (remote): see `routing.remote`.
+    pub price_input_per_mtok: f64,
+    /// Price of a million output tokens.
+    pub price_output_per_mtok: f64,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            kind: BackendKind::Openai,
+            url: String::new(),
+            api_key_env: String::new(),
+            models: Vec::new(),
+            max_concurrency: 4,
+            connect_timeout_ms: 2000,
+            first_byte_timeout_secs: 120,
+            idle_timeout_secs: 60,
+            control_timeout_secs: 10,
+            price_input_per_mtok: 0.0,
+            price_output_per_mtok: 0.0,
+        }
+    }
+}
+
+impl BackendConfig {
+    /// True when requests to this backend cost money (a remote provider).
+    pub fn priced(&self) -> bool {
+        self.price_input_per_mtok > 0.0 || self.price_output_per_mtok > 0.0
+    }
+}
+
+/// A model a backend serves: a bare name, or a table that says what it can do where the server does not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BackendModel {
+    Name(String),
+    Detailed(BackendModelDetails),
+}
+
+impl BackendModel {
+    /// The details, with defaults for a bare name.
+    pub fn details(&self) -> BackendModelDetails {
+        match self {
+            BackendModel::Name(name) => BackendModelDetails { name: name.clone(), ..BackendModelDetails::default() },
+            BackendModel::Detailed(d) => d.clone(),
+        }
+    }
+}
+
+/// Capabilities of a backend's model, as configured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendModelDetails {
+    /// The model's id on the backend (what `/v1/models` lists).
+    pub name: String,
+    pub tools: bool,
+    pub vision: bool,
+    /// The model answers `/v1/embeddings` (and not chat).
+    pub embedding: bool,
+    pub thinking: bool,
+    /// Context length in tokens (0: unknown).
+    pub context_length: u64,
+}
+
+/// When `auto` may use a priced (remote) backend's models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemotePolicy {
+    /// Never for `auto` (a model named explicitly is still served).
+    Never,
+    /// Only when no local model can serve the request: none has what it needs, or every local candidate failed.
+    Fallback,
+    /// Scored beside local models, quality against predicted cost (`routing.cost_weight`).
+    Scored,
+}
+
+impl RemotePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemotePolicy::Never => "never",
+            RemotePolicy::Fallback => "fallback",
+            RemotePolicy::Scored => "scored",
+        }
+    }
 }
 
 /// The HTTP server.
@@ -320,6 +443,10 @@ pub struct RoutingConfig {
     pub max_attempts: u32,
     /// Weight of each new response in the live latency averages.
     pub ewma_alpha: f64,
+    /// When `auto` may use models of priced backends.
+    pub remote: RemotePolicy,
+    /// Score lost per unit of predicted request cost (`price_*_per_mtok` units) under `remote = "scored"`.
+    pub cost_weight: f64,
 }
 
 impl Default for RoutingConfig {
@@ -337,6 +464,8 @@ impl Default for RoutingConfig {
             decisions_kept: 256,
             max_attempts: 3,
             ewma_alpha: 0.2,
+            remote: RemotePolicy::Fallback,
+            cost_weight: 10.0,
         }
     }
 }
@@ -548,6 +677,72 @@ impl Config {
         }
         if self.profiler.max_output_tokens == 0 {
             return Err(CoreError::config("profiler.max_output_tokens", "must be at least 1"));
+        }
+        if !(self.routing.cost_weight.is_finite() && self.routing.cost_weight >= 0.0) {
+            return Err(CoreError::config("routing.cost_weight", "must be 0 or a positive number"));
+        }
+        self.validate_backends()
+    }
+
+    fn validate_backends(&self) -> Result<(), CoreError> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            let key = |field: &str| format!("backends[{i}].{field}");
+            if b.name.is_empty()
+                || b.name.len() > 32
+                || !b.name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            {
+                return Err(CoreError::config(
+                    key("name"),
+                    "must be 1-32 letters, digits, '-' or '_' (it labels metrics and decisions)",
+                ));
+            }
+            if b.name == "ollama" || !names.insert(b.name.clone()) {
+                return Err(CoreError::config(
+                    key("name"),
+                    format!("{:?} is taken (by another backend, or by the local Ollama)", b.name),
+                ));
+            }
+            if b.kind == BackendKind::Ollama {
+                return Err(CoreError::config(
+                    key("kind"),
+                    "the local Ollama is configured by [ollama] url; a [[backends]] entry must be kind = \"openai\"",
+                ));
+            }
+            if !(b.url.starts_with("http://") || b.url.starts_with("https://")) || b.url.parse::<http::Uri>().is_err() {
+                return Err(CoreError::config(key("url"), format!("{:?} is not an http:// or https:// URL", b.url)));
+            }
+            if !b.api_key_env.is_empty() && !b.api_key_env.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                return Err(CoreError::config(
+                    key("api_key_env"),
+                    "must name an environment variable (letters, digits, '_'), not hold the key itself",
+                ));
+            }
+            if b.max_concurrency == 0 || b.max_concurrency > 4096 {
+                return Err(CoreError::config(key("max_concurrency"), "must be between 1 and 4096"));
+            }
+            for (field, v) in [
+                ("connect_timeout_ms", b.connect_timeout_ms),
+                ("first_byte_timeout_secs", b.first_byte_timeout_secs),
+                ("idle_timeout_secs", b.idle_timeout_secs),
+                ("control_timeout_secs", b.control_timeout_secs),
+            ] {
+                if v == 0 {
+                    return Err(CoreError::config(key(field), "must be greater than 0"));
+                }
+            }
+            for (field, v) in
+                [("price_input_per_mtok", b.price_input_per_mtok), ("price_output_per_mtok", b.price_output_per_mtok)]
+            {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(CoreError::config(key(field), "must be 0 (free) or a positive price"));
+                }
+            }
+            for (j, m) in b.models.iter().enumerate() {
+                let d = m.details();
+                ModelName::parse(&d.name)
+                    .map_err(|e| CoreError::config(format!("backends[{i}].models[{j}]"), e.to_string()))?;
+            }
         }
         Ok(())
     }

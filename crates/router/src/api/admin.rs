@@ -72,6 +72,47 @@ pub async fn vram_op(
     Ok(Json(json!({ "model": model, "status": message })))
 }
 
+/// `GET /admin/backends`: the local Ollama and every `[[backends]]` entry with its health, models, load, latency,
+/// tokens and spend. API keys are never shown: `authenticated` says whether one is set.
+pub async fn backends(State(state): State<AppState>) -> Json<Value> {
+    let catalog = state.catalog.load();
+    let local: Vec<&str> = catalog.models.values().filter(|s| s.backend.is_none()).map(|s| s.name.as_str()).collect();
+    let ollama = json!({
+        "name": "ollama",
+        "kind": "ollama",
+        "url": state.config.ollama.url,
+        "healthy": state.metrics.upstream_up.get() == 1,
+        "models": local,
+        "in_flight": state.vram.ledger().entries().map(|e| u64::from(e.in_flight)).sum::<u64>(),
+        "priced": false,
+    });
+    let mut list = vec![ollama];
+    for backend in state.backends.iter() {
+        let mut view = serde_json::to_value(backend.view()).unwrap_or(Value::Null);
+        if let Some(obj) = view.as_object_mut() {
+            let open = backend_breakers(&state, backend.index);
+            obj.insert("breaker_open".into(), json!(open));
+        }
+        list.push(view);
+    }
+    Json(json!({ "remote_policy": state.config.routing.remote.as_str(), "backends": list }))
+}
+
+/// The models of backend `index` whose circuit breaker is open.
+fn backend_breakers(state: &AppState, index: usize) -> Vec<String> {
+    let catalog = state.catalog.load();
+    state
+        .breaker
+        .snapshot()
+        .into_iter()
+        .filter(|(m, phase)| {
+            *phase == crate::breaker::Phase::Open
+                && catalog.get(m).and_then(|s| s.backend.as_ref()).is_some_and(|b| b.index == index)
+        })
+        .map(|(m, _)| m.to_string())
+        .collect()
+}
+
 /// Quality of one category in `/admin/models`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CategoryView {

@@ -53,10 +53,21 @@ pub async fn version(State(state): State<AppState>) -> Result<Json<Value>, Ollam
 
 /// `GET /api/tags`: Ollama's models, plus the virtual `auto` models.
 pub async fn tags(State(state): State<AppState>) -> Result<Json<Value>, OllamaError> {
-    let tags = state.ollama.tags().await?;
-    let mut models = serde_json::to_value(&tags.models).map_err(|e| RouterError::Internal(e.to_string()))?;
+    let local = match state.ollama.tags().await {
+        Ok(tags) => tags.models,
+        // With other backends, their models are still worth listing while Ollama is down.
+        Err(e) if state.backends.is_empty() => return Err(RouterError::from(e).into()),
+        Err(e) => {
+            tracing::debug!(error = %e, "listing the backends' models only: Ollama cannot be read");
+            Vec::new()
+        }
+    };
+    let mut models = serde_json::to_value(&local).map_err(|e| RouterError::Internal(e.to_string()))?;
     if let Value::Array(list) = &mut models {
         let now = rfc3339_nanos(Utc::now());
+        for spec in state.catalog.load().models.values().filter(|s| s.backend.is_some()) {
+            list.push(backend_tag(spec, &now));
+        }
         for (name, description) in VIRTUAL_MODELS {
             list.push(json!({
                 "name": name, "model": name, "modified_at": now, "size": 0,
@@ -67,6 +78,16 @@ pub async fn tags(State(state): State<AppState>) -> Result<Json<Value>, OllamaEr
         }
     }
     Ok(Json(json!({ "models": models })))
+}
+
+/// A `/api/tags` entry for a model of a `[[backends]]` entry (`format` names the backend).
+fn backend_tag(spec: &switchyard_core::catalog::ModelSpec, now: &str) -> Value {
+    json!({
+        "name": spec.name, "model": spec.name, "modified_at": now, "size": 0,
+        "digest": virtual_digest(&spec.digest),
+        "details": {"parent_model": "", "format": spec.backend_name(), "family": spec.backend_name(),
+                    "families": [spec.backend_name()], "parameter_size": "", "quantization_level": ""}
+    })
 }
 
 /// When Switchyard will unload `name`: pinned or infinite TTL is centuries ahead, like Ollama's `keep_alive: -1`.
@@ -133,6 +154,23 @@ pub async fn show(
         .into_response());
     }
     let model = switchyard_core::ModelName::parse(name)?;
+    if let Some(spec) = state.catalog.load().get(&model).filter(|s| s.backend.is_some()) {
+        let mut info = serde_json::Map::new();
+        info.insert("general.architecture".into(), json!(spec.backend_name()));
+        if let Some(ctx) = spec.context_length {
+            info.insert(format!("{}.context_length", spec.backend_name()), json!(ctx));
+        }
+        return Ok(Json(json!({
+            "modelfile": format!("# {}: served by backend {}\n", spec.name, spec.backend_name()),
+            "parameters": "", "template": "{{ .Prompt }}",
+            "details": {"parent_model": "", "format": spec.backend_name(), "family": spec.backend_name(),
+                        "families": [spec.backend_name()], "parameter_size": "", "quantization_level": ""},
+            "model_info": info,
+            "capabilities": spec.capabilities.names(),
+            "modified_at": rfc3339_nanos(Utc::now()),
+        }))
+        .into_response());
+    }
     let url = state.ollama.url("/api/show");
     let answer = state
         .ollama

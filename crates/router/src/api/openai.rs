@@ -155,13 +155,22 @@ fn model_object(id: &str, owned_by: &str, created: i64) -> Value {
 
 /// `GET /v1/models`: the pulled models and the virtual `auto` ones.
 pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OpenAiError> {
-    let tags = state.ollama.tags().await?;
-    let mut data = Vec::with_capacity(tags.models.len() + VIRTUAL_MODELS.len());
-    for m in &tags.models {
+    let local = match state.ollama.tags().await {
+        Ok(tags) => tags.models,
+        Err(e) if state.backends.is_empty() => return Err(RouterError::from(e).into()),
+        Err(_) => Vec::new(),
+    };
+    let mut data = Vec::with_capacity(local.len() + VIRTUAL_MODELS.len());
+    for m in &local {
         let created = chrono::DateTime::parse_from_rfc3339(&m.modified_at).map_or(0, |t| t.timestamp());
         data.push(model_object(&m.name, "library", created));
     }
     let now = chrono::Utc::now().timestamp();
+    for spec in state.catalog.load().models.values() {
+        if let Some(b) = &spec.backend {
+            data.push(model_object(spec.name.as_str(), &b.name, now));
+        }
+    }
     for (name, _) in VIRTUAL_MODELS {
         data.push(model_object(name, "switchyard", now));
     }
@@ -173,8 +182,11 @@ pub async fn model(State(state): State<AppState>, Path(id): Path<String>) -> Res
     if VIRTUAL_MODELS.iter().any(|(v, _)| *v == id) {
         return Ok(Json(model_object(&id, "switchyard", chrono::Utc::now().timestamp())));
     }
-    let tags = state.ollama.tags().await?;
     let wanted = switchyard_core::ModelName::parse(&id)?;
+    if let Some(b) = state.catalog.load().get(&wanted).and_then(|s| s.backend.clone()) {
+        return Ok(Json(model_object(wanted.as_str(), &b.name, chrono::Utc::now().timestamp())));
+    }
+    let tags = state.ollama.tags().await?;
     let found = tags.models.iter().find(|m| switchyard_core::ModelName::parse(&m.name).is_ok_and(|n| n == wanted));
     match found {
         Some(m) => {

@@ -233,6 +233,68 @@ pub async fn models(config: &Config, args: ServerArgs) -> Result<(), RouterError
     Ok(())
 }
 
+/// `switchyard backends`.
+pub async fn backends(config: &Config, args: ServerArgs) -> Result<(), RouterError> {
+    let value = call(config, &args, Method::GET, "/admin/backends", None).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return Ok(());
+    }
+    print!("{}", render_backends(&value));
+    Ok(())
+}
+
+/// The `backends` table: one row per backend.
+pub fn render_backends(value: &Value) -> String {
+    let mut out = format!(
+        "{:<14} {:<7} {:<8} {:>6} {:>9} {:>9} {:>10} {:>10} {:>9}  {}\n",
+        "BACKEND", "KIND", "HEALTH", "MODELS", "IN FLIGHT", "LATENCY", "TOKENS IN", "TOKENS OUT", "SPEND", "URL"
+    );
+    let list = value.get("backends").and_then(Value::as_array).cloned().unwrap_or_default();
+    for b in &list {
+        let text = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+        let num = |k: &str| b.get(k).and_then(Value::as_u64).map_or_else(|| "-".to_string(), |n| n.to_string());
+        let health = match b.get("healthy").and_then(Value::as_bool) {
+            Some(true) if b.get("breaker_open").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) => "breaker",
+            Some(true) => "up",
+            Some(false) => "down",
+            None => "-",
+        };
+        let models = b.get("models").and_then(Value::as_array).map_or(0, Vec::len);
+        let in_flight = match b.get("max_concurrency").and_then(Value::as_u64) {
+            Some(max) => format!("{}/{max}", num("in_flight")),
+            None => num("in_flight"),
+        };
+        let latency =
+            b.get("latency_ms").and_then(Value::as_f64).map_or_else(|| "-".to_string(), |ms| format!("{ms:.0} ms"));
+        let spend = if b.get("priced").and_then(Value::as_bool) == Some(true) {
+            b.get("spend").and_then(Value::as_f64).map_or_else(|| "-".to_string(), |s| format!("{s:.4}"))
+        } else {
+            "free".to_string()
+        };
+        out.push_str(&format!(
+            "{:<14} {:<7} {:<8} {:>6} {:>9} {:>9} {:>10} {:>10} {:>9}  {}\n",
+            text("name"),
+            text("kind"),
+            health,
+            models,
+            in_flight,
+            latency,
+            num("input_tokens"),
+            num("output_tokens"),
+            spend,
+            text("url")
+        ));
+        if let Some(error) = b.get("error").and_then(Value::as_str) {
+            out.push_str(&format!("  {}: {error}\n", text("name")));
+        }
+    }
+    if let Some(policy) = value.get("remote_policy").and_then(Value::as_str) {
+        out.push_str(&format!("priced backends for auto: routing.remote = \"{policy}\"\n"));
+    }
+    out
+}
+
 /// The `models` table: per-category quality (mean over n), speed, load time, VRAM.
 pub fn render_models(models: &[ModelInfoView]) -> String {
     use switchyard_core::Category;

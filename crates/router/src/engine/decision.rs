@@ -9,7 +9,7 @@ use crate::classify::ClassifyInput;
 use crate::decisions::DecisionEntry;
 use crate::error::RouterError;
 use crate::request::{Prepared, Target};
-use crate::score::{ScoreContext, ScoreRequest, Scoring, score};
+use crate::score::{BackendLoad, ScoreContext, ScoreRequest, Scoring, score};
 use crate::state::AppState;
 use crate::writer::Write;
 use std::sync::Arc;
@@ -122,6 +122,19 @@ pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> 
         .filter(|(_, p)| *p == crate::breaker::Phase::Open)
         .map(|(m, _)| m)
         .collect();
+    let backends: Vec<BackendLoad> = state
+        .backends
+        .iter()
+        .map(|b| {
+            let (in_flight, capacity) = b.load();
+            BackendLoad {
+                in_flight,
+                capacity,
+                price_input_per_mtok: b.config.price_input_per_mtok,
+                price_output_per_mtok: b.config.price_output_per_mtok,
+            }
+        })
+        .collect();
     let cx = ScoreContext {
         config: &state.config,
         catalog: &catalog,
@@ -129,10 +142,15 @@ pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> 
         live: &state.live,
         ledger: &ledger,
         open_breakers: &open,
+        backends: &backends,
     };
     let scoring = score(&req, &cx);
-    let candidates: Vec<ModelName> =
-        scoring.eligible().take(state.config.routing.max_attempts as usize).map(|c| c.model.clone()).collect();
+    // Local (and free) models first, at most `routing.max_attempts`; then, under `routing.remote = "fallback"`, the
+    // best priced model, so that a request every local model failed still reaches one.
+    let max = state.config.routing.max_attempts as usize;
+    let mut candidates: Vec<ModelName> =
+        scoring.eligible().filter(|c| !c.fallback_only).take(max).map(|c| c.model.clone()).collect();
+    candidates.extend(scoring.eligible().filter(|c| c.fallback_only).take(1).map(|c| c.model.clone()));
     Decision { scoring, candidates, decision_us: started.elapsed().as_secs_f64() * 1e6 }
 }
 

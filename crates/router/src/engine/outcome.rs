@@ -4,10 +4,10 @@
 
 use super::Request;
 use super::decision::learned_category;
-use crate::forward::{OnEnd, RelayBody, Reply, StreamEnd, Transform};
+use crate::backends::Slot;
+use crate::forward::{OnEnd, RelayBody, Reply, StreamEnd, Transform, UpstreamBody};
 use crate::state::AppState;
 use bytes::Bytes;
-use hyper::body::Incoming;
 use std::time::{Duration, Instant};
 use switchyard_core::ollama::Timings;
 use switchyard_core::{Category, ModelName};
@@ -36,12 +36,21 @@ pub(crate) enum Answer {
     Stream(Relay),
 }
 
-/// An upstream stream with everything its relay needs; the VRAM lease is held until the relay's body ends.
+/// What a request holds while it is served: a VRAM lease on the local Ollama, or a backend's slot. Never read:
+/// dropping it is what releases the lease or slot.
+#[derive(Debug)]
+#[allow(dead_code)]
+pub(crate) enum Hold {
+    Vram(Lease),
+    Slot(Slot),
+}
+
+/// An upstream stream with everything its relay needs; the lease or slot is held until the relay's body ends.
 pub(crate) struct Relay {
     first: Bytes,
-    rest: Incoming,
+    rest: UpstreamBody,
     idle: Duration,
-    lease: Lease,
+    hold: Hold,
     on_end: OnEnd,
 }
 
@@ -54,7 +63,7 @@ impl std::fmt::Debug for Relay {
 impl Relay {
     /// The response body relaying the stream through `transform`.
     pub(crate) fn into_body<T: Transform>(self, transform: T) -> RelayBody<T> {
-        RelayBody::new(self.first, self.rest, transform, self.idle, Box::new(self.lease), self.on_end)
+        RelayBody::new(self.first, self.rest, transform, self.idle, Box::new(self.hold), self.on_end)
     }
 }
 
@@ -64,7 +73,9 @@ pub(super) struct Admitted {
     /// What `model` is called in the upstream request (the client's spelling for explicit requests).
     pub upstream_name: String,
     pub reply: Reply,
-    pub lease: Lease,
+    pub hold: Hold,
+    /// The longest gap between stream chunks (the backend's idle timeout).
+    pub idle: Duration,
     /// When forwarding started.
     pub forwarded_at: Instant,
 }
@@ -72,7 +83,7 @@ pub(super) struct Admitted {
 /// Turns an admitted reply into an outcome: a buffered answer is finished now (and its lease released), a stream
 /// gets a relay that finishes it when it ends.
 pub(super) fn finish(state: &AppState, req: &Request, admitted: Admitted, category: &'static str) -> Outcome {
-    let Admitted { model, upstream_name, reply, lease, .. } = admitted;
+    let Admitted { model, upstream_name, reply, hold, idle, .. } = admitted;
     let learned = learned_category(&req.prepared);
     let answer = match reply {
         Reply::Buffered(bytes) => {
@@ -83,7 +94,7 @@ pub(super) fn finish(state: &AppState, req: &Request, admitted: Admitted, catego
             if let Some(t) = Timings::from_slice(&bytes) {
                 learn(state, &model, learned, &t);
             }
-            drop(lease);
+            drop(hold);
             Answer::Buffered(bytes)
         }
         Reply::Stream { first, rest } => {
@@ -93,7 +104,7 @@ pub(super) fn finish(state: &AppState, req: &Request, admitted: Admitted, catego
                 .with_label_values(&[req.route, model.as_str()])
                 .observe(req.started.elapsed().as_secs_f64());
             let on_end = finisher(state, model.clone(), learned, req.route, req.started);
-            Answer::Stream(Relay { first, rest, idle: state.forwarder.idle_timeout, lease, on_end })
+            Answer::Stream(Relay { first, rest, idle, hold, on_end })
         }
     };
     Outcome { model, shown: upstream_name, category, answer }

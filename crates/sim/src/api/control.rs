@@ -200,3 +200,15 @@ fn fault_listing(state: &SimState) -> Value {
         .collect();
     json!({"faults": faults, "foreign_vram": foreign})
 }
+
+/// `GET /sim/auth`: how many requests carried an `Authorization` header, and how many were refused for their key.
+pub(crate) async fn auth(
+    axum::extract::State(state): axum::extract::State<crate::SimState>,
+) -> axum::Json<serde_json::Value> {
+    use std::sync::atomic::Ordering;
+    let engine = state.engine();
+    axum::Json(serde_json::json!({
+        "with_authorization": engine.authorization_seen.load(Ordering::Relaxed),
+        "refused": engine.authorization_refused.load(Ordering::Relaxed),
+    }))
+}

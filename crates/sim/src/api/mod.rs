@@ -81,9 +81,35 @@ pub(crate) fn router(state: SimState) -> Router {
         .route("/sim/fleet", get(control::fleet))
         .route("/sim/repull", post(control::repull))
         .route("/sim/faults", get(control::list_faults).post(control::set_faults).delete(control::clear_faults))
+        .route("/sim/auth", get(control::auth))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// Counts requests that carry an `Authorization` header and, when the simulator has a key, refuses those (outside
+/// `/sim/*`) that do not carry it as a bearer token, as a provider does.
+async fn authorize(
+    axum::extract::State(state): axum::extract::State<SimState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use std::sync::atomic::Ordering;
+    let engine = state.engine();
+    let sent = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if sent.is_some() {
+        engine.authorization_seen.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(key) = &engine.api_key
+        && !request.uri().path().starts_with("/sim/")
+        && sent.as_deref().and_then(|s| s.strip_prefix("Bearer ")) != Some(key.as_str())
+    {
+        engine.authorization_refused.fetch_add(1, Ordering::Relaxed);
+        let body = serde_json::json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}});
+        return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    }
+    next.run(request).await
 }
 
 /// Unknown routes: Go's default 404 text, as Ollama answers.

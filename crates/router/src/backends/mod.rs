@@ -1,0 +1,567 @@
+//! `[[backends]]`: OpenAI-compatible engines and providers beside the local Ollama.
+//!
+//! The local Ollama stays what it was (the VRAM manager, leases, `/api/*` forwarding). Every other backend is an
+//! [`OpenAiBackend`]: its models are listed by `GET /v1/models` (or the config), join the catalog with a
+//! [`BackendRef`], and are served through [`wire`]'s translation of the native request. Capacity is a semaphore of
+//! `max_concurrency` slots with a bounded queue, not VRAM. The API key is read once from the environment variable the
+//! config names, sent only to its own backend as a bearer token, and never printed (`Debug` shows `***`).
+
+pub(crate) mod wire;
+
+use crate::engine::Surface;
+use crate::forward::{ForwardFailure, Reply, first_chunk};
+use crate::metrics::Metrics;
+use crate::request::{Endpoint, Prepared};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use serde_json::Value;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use switchyard_core::catalog::{BackendRef, ModelSpec};
+use switchyard_core::config::BackendConfig;
+use switchyard_core::http::{HttpClient, HttpClientOptions, build_request_with_key, error_message, join_url};
+use switchyard_core::ollama::types::ModelDetails;
+use switchyard_core::{Capabilities, CoreError, ModelName};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wire::{Call, SseToNative, Usage};
+
+/// An API key: sent as a bearer token, never shown.
+#[derive(Clone)]
+struct ApiKey(Arc<str>);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Counters of one backend, for `/admin/backends`.
+#[derive(Debug, Default)]
+pub struct BackendStats {
+    in_flight: AtomicU32,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
+    /// Spend in millionths of the price unit.
+    spend_micros: AtomicU64,
+    /// Exponential average of the time to the first byte, in microseconds (0 until measured).
+    latency_us: AtomicU64,
+}
+
+/// What `/admin/backends` shows of one backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendView {
+    pub name: String,
+    pub kind: &'static str,
+    pub url: String,
+    /// Whether an API key is configured and present (never the key).
+    pub authenticated: bool,
+    pub priced: bool,
+    pub price_input_per_mtok: f64,
+    pub price_output_per_mtok: f64,
+    pub healthy: bool,
+    /// The last listing error, when the backend could not be listed.
+    pub error: Option<String>,
+    pub models: Vec<String>,
+    pub max_concurrency: u32,
+    pub in_flight: u32,
+    pub requests: u64,
+    pub failures: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub spend: f64,
+    /// Average time to the first byte, in milliseconds.
+    pub latency_ms: Option<f64>,
+}
+
+/// A held slot of a backend's `max_concurrency`; released on drop.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    stats: Arc<BackendStats>,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+    }
+}
+
+/// Why no slot was free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotError {
+    /// The queue is full (`limits.queue_per_model` waiting).
+    QueueFull,
+    /// No slot freed up within the wait.
+    Busy,
+}
+
+/// One OpenAI-compatible backend.
+#[derive(Debug)]
+pub struct OpenAiBackend {
+    pub index: usize,
+    pub config: BackendConfig,
+    key: Option<ApiKey>,
+    http: HttpClient,
+    slots: Arc<Semaphore>,
+    waiting: AtomicU32,
+    queue_limit: u32,
+    stats: Arc<BackendStats>,
+    metrics: Metrics,
+    /// The last listing: its error, if it failed, and the model ids.
+    listing: Mutex<(Option<String>, Vec<String>)>,
+}
+
+impl OpenAiBackend {
+    fn new(index: usize, config: BackendConfig, queue_limit: u32, metrics: Metrics) -> Self {
+        let key = (!config.api_key_env.is_empty())
+            .then(|| std::env::var(&config.api_key_env).ok())
+            .flatten()
+            .filter(|k| !k.is_empty())
+            .map(|k| ApiKey(Arc::from(k)));
+        if !config.api_key_env.is_empty() && key.is_none() {
+            tracing::warn!(
+                backend = %config.name,
+                variable = %config.api_key_env,
+                "the API key variable is not set; requests go without a key"
+            );
+        }
+        let http = HttpClient::new(&HttpClientOptions {
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            ..HttpClientOptions::default()
+        });
+        let slots = Arc::new(Semaphore::new(config.max_concurrency as usize));
+        Self {
+            index,
+            key,
+            http,
+            slots,
+            waiting: AtomicU32::new(0),
+            queue_limit,
+            stats: Arc::new(BackendStats::default()),
+            metrics,
+            listing: Mutex::new((None, Vec::new())),
+            config,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn key(&self) -> Option<&str> {
+        self.key.as_ref().map(|k| &*k.0)
+    }
+
+    /// Requests in flight and the slots there are.
+    pub fn load(&self) -> (u32, u32) {
+        (self.stats.in_flight.load(Ordering::Relaxed), self.config.max_concurrency)
+    }
+
+    /// Average time to the first byte, in seconds, once measured.
+    pub fn latency_seconds(&self) -> Option<f64> {
+        let us = self.stats.latency_us.load(Ordering::Relaxed);
+        (us > 0).then(|| us as f64 / 1e6)
+    }
+
+    /// Takes a slot, waiting at most `wait` behind at most `limits.queue_per_model` others.
+    pub async fn acquire(&self, wait: Duration) -> Result<Slot, SlotError> {
+        let permit = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(SlotError::QueueFull);
+                }
+                let got = tokio::time::timeout(wait, Arc::clone(&self.slots).acquire_owned()).await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                match got {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(SlotError::Busy),
+                }
+            }
+        };
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let gauge = self.metrics.backend_in_flight.with_label_values(&[self.name()]);
+        gauge.inc();
+        Ok(Slot { _permit: permit, stats: Arc::clone(&self.stats), gauge })
+    }
+
+    /// Lists the backend's models as catalog entries: the configured list when there is one, else `/v1/models`.
+    pub async fn discover(&self) -> Result<Vec<ModelSpec>, CoreError> {
+        let listed = self.list().await;
+        let error = listed.as_ref().err().map(ToString::to_string);
+        let result = if self.config.models.is_empty() {
+            listed.map(|entries| entries.iter().filter_map(|(id, meta)| self.spec(id, None, meta)).collect::<Vec<_>>())
+        } else {
+            // Configured models are offered even while the server cannot be listed (its answers then decide).
+            let entries = listed.unwrap_or_default();
+            Ok(self
+                .config
+                .models
+                .iter()
+                .filter_map(|m| {
+                    let d = m.details();
+                    let meta = entries.iter().find(|(id, _)| *id == d.name).map_or(&Value::Null, |(_, m)| m);
+                    self.spec(&d.name, Some(&d), meta)
+                })
+                .collect())
+        };
+        if let Ok(mut l) = self.listing.lock() {
+            l.0 = error;
+            if let Ok(specs) = &result {
+                l.1 = specs.iter().filter_map(|s| s.backend.as_ref().map(|b| b.id.to_string())).collect();
+            }
+        }
+        result
+    }
+
+    /// `GET /v1/models`: ids with their entries.
+    async fn list(&self) -> Result<Vec<(String, Value)>, CoreError> {
+        let url = join_url(&self.config.url, "/v1/models");
+        let request = build_request_with_key(Method::GET, &url, None, self.key())?;
+        let resp = self.http.send_buffered(request, Duration::from_secs(self.config.control_timeout_secs)).await?;
+        if !resp.status.is_success() {
+            return Err(CoreError::Upstream { url, status: resp.status.as_u16(), message: error_message(&resp.body) });
+        }
+        let v: Value = serde_json::from_slice(&resp.body)
+            .map_err(|e| CoreError::Decode { url: url.clone(), message: e.to_string() })?;
+        let list = v.get("data").or_else(|| v.get("models")).and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(list
+            .into_iter()
+            .filter_map(|m| {
+                let id = m.get("id").or_else(|| m.get("model")).or_else(|| m.get("name")).and_then(Value::as_str)?;
+                Some((id.to_string(), m.clone()))
+            })
+            .collect())
+    }
+
+    /// A catalog entry for model `id`, from its configured details and what the server listed about it.
+    fn spec(
+        &self,
+        id: &str,
+        configured: Option<&switchyard_core::config::BackendModelDetails>,
+        meta: &Value,
+    ) -> Option<ModelSpec> {
+        let name = match ModelName::parse(id) {
+            Ok(name) => name,
+            Err(e) => {
+                tracing::warn!(backend = %self.name(), model = %id, error = %e, "skipping a model whose name Switchyard cannot use");
+                return None;
+            }
+        };
+        // What the server says about context (llama.cpp's `meta.n_ctx_train`, vLLM's `max_model_len`), unless the
+        // config says.
+        let listed_ctx = meta
+            .get("meta")
+            .and_then(|m| m.get("n_ctx_train"))
+            .or_else(|| meta.get("max_model_len"))
+            .or_else(|| meta.get("context_length"))
+            .and_then(Value::as_u64);
+        let capabilities = match configured {
+            Some(d) => Capabilities {
+                completion: !d.embedding,
+                embedding: d.embedding,
+                tools: d.tools,
+                vision: d.vision,
+                thinking: d.thinking,
+                insert: false,
+            },
+            // Unconfigured models of an OpenAI-compatible server: chat with tools (the server refuses what its model
+            // cannot do, and that answer reaches the client).
+            None => Capabilities { completion: true, tools: true, ..Capabilities::default() },
+        };
+        let context_length = configured.map(|d| d.context_length).filter(|n| *n > 0).or(listed_ctx);
+        Some(ModelSpec {
+            name,
+            digest: format!("{}:{}", self.name(), id),
+            size_bytes: 0,
+            details: ModelDetails::default(),
+            capabilities,
+            context_length,
+            kv_bytes_per_token: None,
+            block_count: None,
+            backend: Some(BackendRef {
+                index: self.index,
+                name: Arc::from(self.name()),
+                id: Arc::from(id),
+                priced: self.config.priced(),
+            }),
+        })
+    }
+
+    /// Sends a native request to model `id` and answers in the native shape. `shown` names the model in the answer.
+    pub async fn send(&self, call: Call, prepared: &Prepared, id: &str, shown: &str) -> Result<Reply, ForwardFailure> {
+        let started = Instant::now();
+        let wire = wire::request(call, &prepared.body, id, prepared.stream);
+        let body = serde_json::to_vec(&wire).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+        let url = join_url(&self.config.url, call.path());
+        let request = build_request_with_key(Method::POST, &url, Some(Bytes::from(body)), self.key())
+            .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+        let timeout = Duration::from_secs(self.config.first_byte_timeout_secs);
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let result = self.exchange(request, call, shown, prepared.stream, deadline, timeout).await;
+        match &result {
+            Ok(_) => {
+                let us = started.elapsed().as_micros().max(1) as f64;
+                let old = self.stats.latency_us.load(Ordering::Relaxed) as f64;
+                let new = if old == 0.0 { us } else { 0.8 * old + 0.2 * us };
+                self.stats.latency_us.store(new as u64, Ordering::Relaxed);
+                self.metrics.backend_requests.with_label_values(&[self.name(), "ok"]).inc();
+            }
+            Err(_) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                self.metrics.backend_requests.with_label_values(&[self.name(), "error"]).inc();
+            }
+        }
+        result
+    }
+
+    async fn exchange(
+        &self,
+        request: http::Request<http_body_util::Full<Bytes>>,
+        call: Call,
+        shown: &str,
+        stream: bool,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<Reply, ForwardFailure> {
+        let response = tokio::time::timeout_at(deadline, self.http.send(request))
+            .await
+            .map_err(|_| ForwardFailure::Timeout(timeout))?
+            .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+        let status = response.status();
+        let body = response.into_body();
+        if status != StatusCode::OK {
+            let bytes = tokio::time::timeout_at(deadline, body.collect())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            return Err(ForwardFailure::Status { status: status.as_u16(), message: error_message(&bytes) });
+        }
+        if !stream {
+            let started = Instant::now();
+            let bytes = tokio::time::timeout_at(deadline, body.collect())
+                .await
+                .map_err(|_| ForwardFailure::Timeout(timeout))?
+                .map_err(|e| ForwardFailure::Broken(e.to_string()))?
+                .to_bytes();
+            let v: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| ForwardFailure::Broken(format!("the backend's answer is not JSON: {e}")))?;
+            let (native, usage) = wire::answer(call, shown, &v, started.elapsed().as_nanos() as u64);
+            self.account(&usage);
+            let out = serde_json::to_vec(&native).map_err(|e| ForwardFailure::Broken(e.to_string()))?;
+            return Ok(Reply::Buffered(Bytes::from(out)));
+        }
+        let accounting = Accounting {
+            stats: Arc::clone(&self.stats),
+            metrics: self.metrics.clone(),
+            name: self.config.name.clone(),
+            prices: (self.config.price_input_per_mtok, self.config.price_output_per_mtok),
+        };
+        let sse =
+            SseBody { inner: body, conv: SseToNative::new(call, shown), ended: false, accounting: Some(accounting) };
+        first_chunk(sse.boxed_unsync(), deadline, timeout).await
+    }
+
+    fn account(&self, usage: &Usage) {
+        Accounting {
+            stats: Arc::clone(&self.stats),
+            metrics: self.metrics.clone(),
+            name: self.config.name.clone(),
+            prices: (self.config.price_input_per_mtok, self.config.price_output_per_mtok),
+        }
+        .record(usage);
+    }
+
+    /// What `/admin/backends` shows.
+    pub fn view(&self) -> BackendView {
+        let (error, models) = self.listing.lock().map(|l| l.clone()).unwrap_or_default();
+        let s = &self.stats;
+        BackendView {
+            name: self.config.name.clone(),
+            kind: "openai",
+            url: self.config.url.clone(),
+            authenticated: self.key.is_some(),
+            priced: self.config.priced(),
+            price_input_per_mtok: self.config.price_input_per_mtok,
+            price_output_per_mtok: self.config.price_output_per_mtok,
+            healthy: error.is_none(),
+            error,
+            models,
+            max_concurrency: self.config.max_concurrency,
+            in_flight: s.in_flight.load(Ordering::Relaxed),
+            requests: s.requests.load(Ordering::Relaxed),
+            failures: s.failures.load(Ordering::Relaxed),
+            input_tokens: s.input_tokens.load(Ordering::Relaxed),
+            output_tokens: s.output_tokens.load(Ordering::Relaxed),
+            spend: s.spend_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            latency_ms: self.latency_seconds().map(|s| s * 1000.0),
+        }
+    }
+}
+
+/// Where a finished answer's tokens and cost are counted.
+#[derive(Debug)]
+struct Accounting {
+    stats: Arc<BackendStats>,
+    metrics: Metrics,
+    name: String,
+    prices: (f64, f64),
+}
+
+impl Accounting {
+    fn record(&self, usage: &Usage) {
+        let s = &self.stats;
+        s.input_tokens.fetch_add(usage.prompt_tokens, Ordering::Relaxed);
+        s.output_tokens.fetch_add(usage.output_tokens, Ordering::Relaxed);
+        let cost = (usage.prompt_tokens as f64 * self.prices.0 + usage.output_tokens as f64 * self.prices.1) / 1e6;
+        s.spend_micros.fetch_add((cost * 1e6).round() as u64, Ordering::Relaxed);
+        self.metrics.backend_tokens.with_label_values(&[&self.name, "input"]).inc_by(usage.prompt_tokens);
+        self.metrics.backend_tokens.with_label_values(&[&self.name, "output"]).inc_by(usage.output_tokens);
+        if cost > 0.0 {
+            self.metrics.backend_spend.with_label_values(&[&self.name]).inc_by(cost);
+        }
+    }
+}
+
+/// A backend's SSE body, rewritten into native NDJSON as it arrives.
+struct SseBody {
+    inner: hyper::body::Incoming,
+    conv: SseToNative,
+    ended: bool,
+    accounting: Option<Accounting>,
+}
+
+impl SseBody {
+    fn settle(&mut self) {
+        if self.conv.is_done()
+            && let Some(a) = self.accounting.take()
+        {
+            a.record(&self.conv.usage());
+        }
+    }
+}
+
+impl Body for SseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    let out = this.conv.push(&data);
+                    this.settle();
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    let out = this.conv.end();
+                    this.settle();
+                    return Poll::Ready((!out.is_empty()).then(|| Ok(Frame::data(out))));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+/// Which OpenAI call serves a native request that came in on `surface`: a generate from Ollama's surface is a
+/// templated chat (as Ollama templates it) unless it is raw or fills in the middle; from OpenAI's `/v1/completions`
+/// it stays a completion.
+pub fn call_for(prepared: &Prepared, surface: Surface) -> Call {
+    match prepared.endpoint {
+        Endpoint::Chat => Call::Chat,
+        Endpoint::Embed => Call::Embed,
+        Endpoint::Embeddings => Call::LegacyEmbedding,
+        Endpoint::Generate => {
+            let raw = prepared.body.get("raw").and_then(Value::as_bool) == Some(true);
+            let suffix = prepared.body.get("suffix").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+            if surface == Surface::OpenAi || raw || suffix { Call::Completion } else { Call::ChatAsGenerate }
+        }
+    }
+}
+
+/// Every configured `openai` backend.
+#[derive(Debug, Default)]
+pub struct Backends {
+    list: Vec<Arc<OpenAiBackend>>,
+}
+
+impl Backends {
+    pub fn new(configs: &[BackendConfig], queue_limit: u32, metrics: &Metrics) -> Self {
+        Self {
+            list: configs
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Arc::new(OpenAiBackend::new(i, c.clone(), queue_limit, metrics.clone())))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Arc<OpenAiBackend>> {
+        self.list.get(index)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<OpenAiBackend>> {
+        self.list.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Lists every backend's models at once. A backend that cannot be listed keeps the models it had in `previous`
+    /// (its failures then show in its breaker and `/admin/backends`).
+    pub async fn discover(&self, previous: &[ModelSpec]) -> Vec<ModelSpec> {
+        let lists = futures_util::future::join_all(self.list.iter().map(|b| b.discover())).await;
+        let mut out = Vec::new();
+        for (backend, listed) in self.list.iter().zip(lists) {
+            match listed {
+                Ok(specs) => out.extend(specs),
+                Err(e) => {
+                    tracing::warn!(backend = %backend.name(), error = %e, "cannot list the backend's models");
+                    out.extend(
+                        previous
+                            .iter()
+                            .filter(|s| s.backend.as_ref().is_some_and(|b| b.index == backend.index))
+                            .cloned(),
+                    );
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,630 @@
+//! Ollama's native shapes <-> an OpenAI-compatible backend's.
+//!
+//! The router works in Ollama's native request and answer shapes (the OpenAI surface translates into them at its
+//! edge, `translate`); a model on an `openai` backend is reached by translating the native request into OpenAI's API
+//! here, and its answer (a JSON object, or an SSE stream) back into native JSON and NDJSON. Only what the native
+//! request said is sent: load-time options and `keep_alive` mean nothing to such a server and are left out.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::{Map, Value, json};
+
+/// Which OpenAI endpoint a native request becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// `/v1/chat/completions`, answered in `/api/chat`'s shape.
+    Chat,
+    /// `/v1/chat/completions`, answered in `/api/generate`'s shape (a templated generate, as Ollama does).
+    ChatAsGenerate,
+    /// `/v1/completions`, answered in `/api/generate`'s shape (raw prompts, suffixes, OpenAI completions).
+    Completion,
+    /// `/v1/embeddings`, answered in `/api/embed`'s shape.
+    Embed,
+    /// `/v1/embeddings`, answered in the legacy `/api/embeddings` shape.
+    LegacyEmbedding,
+}
+
+impl Call {
+    pub fn path(self) -> &'static str {
+        match self {
+            Call::Chat | Call::ChatAsGenerate => "/v1/chat/completions",
+            Call::Completion => "/v1/completions",
+            Call::Embed | Call::LegacyEmbedding => "/v1/embeddings",
+        }
+    }
+
+    fn generates(self) -> bool {
+        matches!(self, Call::ChatAsGenerate | Call::Completion)
+    }
+}
+
+/// Sampling options with the same meaning on OpenAI-compatible servers (llama.cpp and vLLM read the non-standard
+/// ones: `top_k`, `min_p`, `repeat_penalty`).
+const SAMPLING: [&str; 8] =
+    ["temperature", "top_p", "top_k", "min_p", "seed", "presence_penalty", "frequency_penalty", "repeat_penalty"];
+
+/// The OpenAI request for a native body, sent as model `id`.
+pub fn request(call: Call, native: &Map<String, Value>, id: &str, stream: bool) -> Value {
+    let mut out = Map::new();
+    out.insert("model".into(), json!(id));
+    match call {
+        Call::Embed | Call::LegacyEmbedding => {
+            let input = native.get("input").or_else(|| native.get("prompt")).cloned().unwrap_or(json!(""));
+            out.insert("input".into(), input);
+            if let Some(d) = native.get("dimensions").filter(|d| d.is_u64()) {
+                out.insert("dimensions".into(), d.clone());
+            }
+            out.insert("encoding_format".into(), json!("float"));
+            return Value::Object(out);
+        }
+        Call::Chat => {
+            out.insert("messages".into(), Value::Array(messages(native)));
+        }
+        Call::ChatAsGenerate => {
+            let mut list = Vec::new();
+            if let Some(system) = native.get("system").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                list.push(json!({"role": "system", "content": system}));
+            }
+            let prompt = native.get("prompt").and_then(Value::as_str).unwrap_or_default();
+            list.push(user_content(prompt, native.get("images")));
+            out.insert("messages".into(), Value::Array(list));
+        }
+        Call::Completion => {
+            let mut prompt = native.get("prompt").and_then(Value::as_str).unwrap_or_default().to_string();
+            if let Some(system) = native.get("system").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                prompt = format!("{system}\n\n{prompt}");
+            }
+            out.insert("prompt".into(), json!(prompt));
+            if let Some(suffix) = native.get("suffix").filter(|s| s.is_string()) {
+                out.insert("suffix".into(), suffix.clone());
+            }
+        }
+    }
+    if let Some(tools) = native.get("tools").filter(|t| t.as_array().is_some_and(|a| !a.is_empty())) {
+        out.insert("tools".into(), tools.clone());
+    }
+    match native.get("format") {
+        Some(Value::String(s)) if s == "json" => {
+            out.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        Some(schema @ Value::Object(_)) => {
+            out.insert(
+                "response_format".into(),
+                json!({"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}),
+            );
+        }
+        _ => {}
+    }
+    if let Some(options) = native.get("options").and_then(Value::as_object) {
+        for key in SAMPLING {
+            if let Some(v) = options.get(key).filter(|v| v.is_number()) {
+                out.insert(key.into(), v.clone());
+            }
+        }
+        if let Some(n) = options.get("num_predict").and_then(Value::as_i64).filter(|n| *n > 0) {
+            out.insert("max_tokens".into(), json!(n));
+        }
+        if let Some(stop) = options.get("stop").filter(|s| s.is_array() || s.is_string()) {
+            out.insert("stop".into(), stop.clone());
+        }
+    }
+    out.insert("stream".into(), json!(stream));
+    if stream {
+        out.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Value::Object(out)
+}
+
+/// A user message, with images as data URLs when there are any.
+fn user_content(text: &str, images: Option<&Value>) -> Value {
+    let images: Vec<&str> = images.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    if images.is_empty() {
+        return json!({"role": "user", "content": text});
+    }
+    let mut parts = vec![json!({"type": "text", "text": text})];
+    for image in images {
+        let url = if image.starts_with("data:") { image.to_string() } else { format!("data:image/png;base64,{image}") };
+        parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+    }
+    json!({"role": "user", "content": parts})
+}
+
+/// Native chat messages as OpenAI messages: images as content parts, tool calls with ids (native calls have
+/// none: `call_N` in order) and arguments as JSON strings, tool results pointing at the call they answer.
+fn messages(native: &Map<String, Value>) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut calls = 0usize;
+    let mut pending: std::collections::VecDeque<(String, String)> = std::collections::VecDeque::new();
+    for m in native.get("messages").and_then(Value::as_array).into_iter().flatten() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+        let content = m.get("content").and_then(Value::as_str).unwrap_or_default();
+        match role {
+            "user" => out.push(user_content(content, m.get("images"))),
+            "assistant" => {
+                let mut msg = json!({"role": "assistant", "content": content});
+                let list = m.get("tool_calls").and_then(Value::as_array).filter(|l| !l.is_empty());
+                if let Some(list) = list {
+                    let mut wire = Vec::new();
+                    for call in list {
+                        let f = call.get("function").cloned().unwrap_or(json!({}));
+                        let name = f.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+                        let arguments = match f.get("arguments") {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(v) => v.to_string(),
+                            None => "{}".into(),
+                        };
+                        let id = call
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .map_or_else(|| format!("call_{calls}"), str::to_string);
+                        calls += 1;
+                        pending.push_back((id.clone(), name.clone()));
+                        wire.push(
+                            json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}),
+                        );
+                    }
+                    msg["tool_calls"] = Value::Array(wire);
+                }
+                out.push(msg);
+            }
+            "tool" => {
+                let named = m.get("tool_name").and_then(Value::as_str);
+                let position = named.and_then(|n| pending.iter().position(|(_, name)| name == n)).unwrap_or(0);
+                let id = pending.remove(position).map_or_else(|| format!("call_{calls}"), |(id, _)| id);
+                out.push(json!({"role": "tool", "content": content, "tool_call_id": id}));
+            }
+            other => out.push(json!({"role": other, "content": content})),
+        }
+    }
+    out
+}
+
+/// Token counts and durations a backend reported for one answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+    /// Prompt processing, from llama.cpp's `timings` (0 when the server does not say).
+    pub prompt_ns: u64,
+    /// Generation, from `timings`.
+    pub eval_ns: u64,
+}
+
+impl Usage {
+    /// Reads OpenAI's `usage` and llama.cpp's `timings` from an answer or a stream chunk (fields not present keep
+    /// their value).
+    fn absorb(&mut self, v: &Value) {
+        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+            if let Some(n) = u.get("prompt_tokens").and_then(Value::as_u64) {
+                self.prompt_tokens = n;
+            }
+            if let Some(n) = u.get("completion_tokens").and_then(Value::as_u64) {
+                self.output_tokens = n;
+            }
+        }
+        if let Some(t) = v.get("timings").filter(|t| t.is_object()) {
+            let ms = |k: &str| t.get(k).and_then(Value::as_f64).map(|ms| (ms.max(0.0) * 1e6) as u64);
+            if let Some(ns) = ms("prompt_ms") {
+                self.prompt_ns = ns;
+            }
+            if let Some(ns) = ms("predicted_ms") {
+                self.eval_ns = ns;
+            }
+            if self.prompt_tokens == 0
+                && let Some(n) = t.get("prompt_n").and_then(Value::as_u64)
+            {
+                self.prompt_tokens = n;
+            }
+            if self.output_tokens == 0
+                && let Some(n) = t.get("predicted_n").and_then(Value::as_u64)
+            {
+                self.output_tokens = n;
+            }
+        }
+    }
+}
+
+/// Ollama's `done_reason` for an OpenAI `finish_reason`.
+fn done_reason(finish: Option<&str>) -> &'static str {
+    match finish {
+        Some("length") => "length",
+        _ => "stop",
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Adds the final chunk's fields: `done`, `done_reason`, counts and durations.
+fn finish_fields(out: &mut Map<String, Value>, finish: Option<&str>, usage: &Usage, total_ns: u64) {
+    out.insert("done".into(), json!(true));
+    out.insert("done_reason".into(), json!(done_reason(finish)));
+    out.insert("total_duration".into(), json!(total_ns.max(usage.prompt_ns + usage.eval_ns)));
+    out.insert("load_duration".into(), json!(0));
+    out.insert("prompt_eval_count".into(), json!(usage.prompt_tokens));
+    out.insert("prompt_eval_duration".into(), json!(usage.prompt_ns));
+    out.insert("eval_count".into(), json!(usage.output_tokens));
+    out.insert("eval_duration".into(), json!(usage.eval_ns));
+}
+
+/// Native tool calls from OpenAI's (arguments parsed from their JSON string; an unparsable string is kept).
+fn native_tool_calls(calls: &[Value]) -> Vec<Value> {
+    calls
+        .iter()
+        .map(|c| {
+            let f = c.get("function").cloned().unwrap_or(json!({}));
+            let arguments = match f.get("arguments") {
+                Some(Value::String(s)) => serde_json::from_str::<Value>(s).unwrap_or_else(|_| json!(s)),
+                Some(v) => v.clone(),
+                None => json!({}),
+            };
+            json!({"function": {"name": f.get("name").cloned().unwrap_or(json!("")), "arguments": arguments}})
+        })
+        .collect()
+}
+
+/// A whole OpenAI answer in the native shape of `call`, and the usage it reported.
+pub fn answer(call: Call, model: &str, v: &Value, total_ns: u64) -> (Value, Usage) {
+    let mut usage = Usage::default();
+    usage.absorb(v);
+    let mut out = Map::new();
+    out.insert("model".into(), json!(model));
+    match call {
+        Call::Embed | Call::LegacyEmbedding => {
+            let vectors: Vec<Value> = v
+                .get("data")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|d| d.get("embedding").cloned().unwrap_or(json!([])))
+                .collect();
+            if call == Call::LegacyEmbedding {
+                return (json!({"embedding": vectors.into_iter().next().unwrap_or(json!([]))}), usage);
+            }
+            out.insert("embeddings".into(), Value::Array(vectors));
+            out.insert("total_duration".into(), json!(total_ns));
+            out.insert("load_duration".into(), json!(0));
+            out.insert("prompt_eval_count".into(), json!(usage.prompt_tokens));
+            return (Value::Object(out), usage);
+        }
+        _ => {}
+    }
+    out.insert("created_at".into(), json!(now()));
+    let choice = v.get("choices").and_then(|c| c.get(0)).cloned().unwrap_or(json!({}));
+    let finish = choice.get("finish_reason").and_then(Value::as_str);
+    if call == Call::Completion {
+        out.insert("response".into(), choice.get("text").cloned().unwrap_or(json!("")));
+    } else {
+        let message = choice.get("message").cloned().unwrap_or(json!({}));
+        let content = message.get("content").and_then(Value::as_str).unwrap_or_default();
+        let thinking = message
+            .get("reasoning_content")
+            .or_else(|| message.get("reasoning"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty());
+        if call.generates() {
+            out.insert("response".into(), json!(content));
+            if let Some(t) = thinking {
+                out.insert("thinking".into(), json!(t));
+            }
+        } else {
+            let mut msg = json!({"role": "assistant", "content": content});
+            if let Some(t) = thinking {
+                msg["thinking"] = json!(t);
+            }
+            if let Some(calls) = message.get("tool_calls").and_then(Value::as_array).filter(|c| !c.is_empty()) {
+                msg["tool_calls"] = Value::Array(native_tool_calls(calls));
+            }
+            out.insert("message".into(), msg);
+        }
+    }
+    finish_fields(&mut out, finish, &usage, total_ns);
+    (Value::Object(out), usage)
+}
+
+/// A tool call being assembled from stream deltas.
+#[derive(Debug, Default, Clone)]
+struct PartialCall {
+    name: String,
+    arguments: String,
+}
+
+/// Rewrites an OpenAI SSE stream into native NDJSON lines as its events complete.
+#[derive(Debug)]
+pub struct SseToNative {
+    call: Call,
+    model: String,
+    partial: Vec<u8>,
+    calls: Vec<PartialCall>,
+    finish: Option<String>,
+    usage: Usage,
+    started: std::time::Instant,
+    done: bool,
+}
+
+impl SseToNative {
+    pub fn new(call: Call, model: impl Into<String>) -> Self {
+        Self {
+            call,
+            model: model.into(),
+            partial: Vec::new(),
+            calls: Vec::new(),
+            finish: None,
+            usage: Usage::default(),
+            started: std::time::Instant::now(),
+            done: false,
+        }
+    }
+
+    /// True once the final native chunk was written.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The usage reported so far.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// Converts a chunk of SSE bytes; returns the native lines it completed (possibly none).
+    pub fn push(&mut self, data: &[u8]) -> Bytes {
+        let mut out = BytesMut::new();
+        let mut rest = data;
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
+            let (line, after) = rest.split_at(pos);
+            rest = &after[1..];
+            if self.partial.is_empty() {
+                self.line(line, &mut out);
+            } else {
+                self.partial.extend_from_slice(line);
+                let full = std::mem::take(&mut self.partial);
+                self.line(&full, &mut out);
+            }
+        }
+        self.partial.extend_from_slice(rest);
+        out.freeze()
+    }
+
+    /// At the end of the body: the final chunk when the server finished without `[DONE]`.
+    pub fn end(&mut self) -> Bytes {
+        let mut out = BytesMut::new();
+        if !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            self.line(&rest, &mut out);
+        }
+        if !self.done && self.finish.is_some() {
+            self.final_chunk(&mut out);
+        }
+        out.freeze()
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut BytesMut) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(payload) = line.strip_prefix(b"data:") else { return };
+        let payload = payload.trim_ascii();
+        if self.done {
+            return;
+        }
+        if payload == b"[DONE]" {
+            self.final_chunk(out);
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(payload) else { return };
+        if let Some(e) = v.get("error") {
+            let message = e.get("message").and_then(Value::as_str).map_or_else(|| e.to_string(), str::to_string);
+            write_line(out, &json!({"error": message}));
+            self.done = true;
+            return;
+        }
+        self.usage.absorb(&v);
+        let Some(choice) = v.get("choices").and_then(|c| c.get(0)) else { return };
+        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish = Some(f.to_string());
+        }
+        let (text, thinking) = if self.call == Call::Completion {
+            (choice.get("text").and_then(Value::as_str).unwrap_or_default(), None)
+        } else {
+            let delta = choice.get("delta").cloned().unwrap_or(json!({}));
+            for tc in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                let index = tc.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+                if index >= 128 {
+                    continue;
+                }
+                if self.calls.len() <= index {
+                    self.calls.resize(index + 1, PartialCall::default());
+                }
+                let f = tc.get("function");
+                if let Some(name) = f.and_then(|f| f.get("name")).and_then(Value::as_str) {
+                    self.calls[index].name.push_str(name);
+                }
+                if let Some(args) = f.and_then(|f| f.get("arguments")).and_then(Value::as_str) {
+                    self.calls[index].arguments.push_str(args);
+                }
+            }
+            let content = delta.get("content").and_then(Value::as_str).unwrap_or_default().to_string();
+            let thinking = delta
+                .get("reasoning_content")
+                .or_else(|| delta.get("reasoning"))
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            return self.content_chunk(&content, thinking.as_deref(), out);
+        };
+        let text = text.to_string();
+        self.content_chunk(&text, thinking, out);
+    }
+
+    fn content_chunk(&mut self, text: &str, thinking: Option<&str>, out: &mut BytesMut) {
+        if text.is_empty() && thinking.is_none() {
+            return;
+        }
+        let mut chunk = json!({"model": self.model, "created_at": now()});
+        if self.call.generates() {
+            chunk["response"] = json!(text);
+            if let Some(t) = thinking {
+                chunk["thinking"] = json!(t);
+            }
+        } else {
+            let mut msg = json!({"role": "assistant", "content": text});
+            if let Some(t) = thinking {
+                msg["thinking"] = json!(t);
+            }
+            chunk["message"] = msg;
+        }
+        chunk["done"] = json!(false);
+        write_line(out, &chunk);
+    }
+
+    fn final_chunk(&mut self, out: &mut BytesMut) {
+        if !self.calls.is_empty() {
+            let calls: Vec<Value> = std::mem::take(&mut self.calls)
+                .into_iter()
+                .map(|c| json!({"function": {"name": c.name, "arguments": c.arguments}}))
+                .collect();
+            let msg = json!({"role": "assistant", "content": "", "tool_calls": native_tool_calls(&calls)});
+            write_line(out, &json!({"model": self.model, "created_at": now(), "message": msg, "done": false}));
+        }
+        let mut last = Map::new();
+        last.insert("model".into(), json!(self.model));
+        last.insert("created_at".into(), json!(now()));
+        if self.call.generates() {
+            last.insert("response".into(), json!(""));
+        } else {
+            last.insert("message".into(), json!({"role": "assistant", "content": ""}));
+        }
+        let total = self.started.elapsed().as_nanos() as u64;
+        finish_fields(&mut last, self.finish.as_deref(), &self.usage, total);
+        write_line(out, &Value::Object(last));
+        self.done = true;
+    }
+}
+
+fn write_line(out: &mut BytesMut, v: &Value) {
+    if let Ok(bytes) = serde_json::to_vec(v) {
+        out.put_slice(&bytes);
+        out.put_u8(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn chat_requests_carry_messages_tools_format_and_sampling_but_no_load_options() {
+        let native = obj(json!({
+            "model": "m", "stream": true, "keep_alive": "5m", "format": {"type": "object"},
+            "options": {"temperature": 0.2, "num_ctx": 8192, "num_predict": 64, "stop": ["x"], "top_k": 5},
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            "messages": [
+                {"role": "system", "content": "s"},
+                {"role": "user", "content": "look", "images": ["AAAA"]},
+                {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]},
+                {"role": "tool", "content": "42", "tool_name": "f"}
+            ]
+        }));
+        let r = request(Call::Chat, &native, "backend-id", true);
+        assert_eq!(r["model"], "backend-id");
+        assert_eq!(r["temperature"], 0.2);
+        assert_eq!(r["top_k"], 5);
+        assert_eq!(r["max_tokens"], 64);
+        assert_eq!(r["stop"], json!(["x"]));
+        assert!(r.get("num_ctx").is_none() && r.get("keep_alive").is_none() && r.get("options").is_none());
+        assert_eq!(r["response_format"]["type"], "json_schema");
+        assert_eq!(r["stream_options"]["include_usage"], true);
+        let m = r["messages"].as_array().unwrap();
+        assert_eq!(m[1]["content"][1]["image_url"]["url"], "data:image/png;base64,AAAA");
+        assert_eq!(m[2]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
+        assert_eq!(m[3]["tool_call_id"], m[2]["tool_calls"][0]["id"]);
+    }
+
+    #[test]
+    fn generate_is_a_templated_chat_unless_raw_completion() {
+        let native = obj(json!({"model": "m", "system": "be brief", "prompt": "hi"}));
+        let r = request(Call::ChatAsGenerate, &native, "id", false);
+        assert_eq!(r["messages"][0], json!({"role": "system", "content": "be brief"}));
+        assert_eq!(r["messages"][1], json!({"role": "user", "content": "hi"}));
+        assert!(r.get("stream_options").is_none());
+        let r = request(Call::Completion, &obj(json!({"prompt": "def f(", "suffix": "return 1"})), "id", false);
+        assert_eq!(r["prompt"], "def f(");
+        assert_eq!(r["suffix"], "return 1");
+    }
+
+    #[test]
+    fn whole_answers_become_native_with_counts_timings_and_tool_calls() {
+        let v = json!({
+            "choices": [{"finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+                "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]}}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3},
+            "timings": {"prompt_ms": 2.5, "predicted_ms": 10.0}
+        });
+        let (n, usage) = answer(Call::Chat, "m", &v, 1);
+        assert_eq!(n["message"]["tool_calls"][0]["function"]["arguments"], json!({"a": 1}));
+        assert_eq!(n["done"], true);
+        assert_eq!(n["done_reason"], "stop");
+        assert_eq!(n["prompt_eval_count"], 7);
+        assert_eq!(n["eval_count"], 3);
+        assert_eq!(n["eval_duration"], 10_000_000);
+        assert_eq!(usage.output_tokens, 3);
+        let (n, _) = answer(Call::Completion, "m", &json!({"choices": [{"text": "x", "finish_reason": "length"}]}), 5);
+        assert_eq!((n["response"].as_str(), n["done_reason"].as_str()), (Some("x"), Some("length")));
+        let (n, _) = answer(Call::Embed, "m", &json!({"data": [{"embedding": [0.5]}, {"embedding": [1.0]}]}), 5);
+        assert_eq!(n["embeddings"], json!([[0.5], [1.0]]));
+        let (n, _) = answer(Call::LegacyEmbedding, "m", &json!({"data": [{"embedding": [0.5]}]}), 5);
+        assert_eq!(n["embedding"], json!([0.5]));
+    }
+
+    fn lines(b: &[u8]) -> Vec<Value> {
+        b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn streams_are_rewritten_event_by_event_even_when_split_mid_line() {
+        let sse = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\r\n\r\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\"\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\":2}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"finish_reason\":\"length\",\"delta\":{}}],\"timings\":{\"predicted_ms\":4}}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let mut conv = SseToNative::new(Call::Chat, "m");
+        let mut out = Vec::new();
+        for piece in sse.as_bytes().chunks(7) {
+            out.extend_from_slice(&conv.push(piece));
+        }
+        out.extend_from_slice(&conv.end());
+        let l = lines(&out);
+        assert_eq!(l.len(), 4, "{l:?}");
+        assert_eq!(l[0]["message"]["content"], "Hel");
+        assert_eq!(l[1]["message"]["content"], "lo");
+        assert_eq!(l[2]["message"]["tool_calls"][0]["function"]["arguments"], json!({"a": 2}));
+        assert_eq!(l[3]["done"], true);
+        assert_eq!(l[3]["done_reason"], "length");
+        assert_eq!((l[3]["prompt_eval_count"].as_u64(), l[3]["eval_count"].as_u64()), (Some(3), Some(2)));
+        assert_eq!(l[3]["eval_duration"], 4_000_000);
+        assert!(conv.is_done());
+    }
+
+    #[test]
+    fn a_stream_without_done_marker_finishes_at_its_end_and_errors_pass_as_errors() {
+        let mut conv = SseToNative::new(Call::Completion, "m");
+        let mut out = conv.push(b"data: {\"choices\":[{\"text\":\"a\",\"finish_reason\":\"stop\"}]}").to_vec();
+        out.extend_from_slice(&conv.end());
+        let l = lines(&out);
+        assert_eq!(l[0]["response"], "a");
+        assert_eq!(l[1]["done"], true);
+        let mut conv = SseToNative::new(Call::Chat, "m");
+        let out = conv.push(b"data: {\"error\":{\"message\":\"boom\",\"code\":500}}\n\n");
+        assert_eq!(lines(&out)[0]["error"], "boom");
+        let mut conv = SseToNative::new(Call::Chat, "m");
+        assert!(!conv.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n").is_empty());
+        assert!(conv.end().is_empty(), "no final chunk without a finish reason: the relay reports a broken stream");
+    }
+}

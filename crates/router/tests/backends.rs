@@ -1,0 +1,302 @@
+//! `[[backends]]`: an OpenAI-compatible server beside the local Ollama. A second simulator stands in for it (it
+//! serves OpenAI's API too, and with `api_key` refuses requests without the key, as a provider does). Its models
+//! are renamed `premium-*` so that they do not collide with the local ones.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Binary, Harness, start_with};
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+use switchyard_core::ModelName;
+use switchyard_core::config::{BackendConfig, BackendModel, BackendModelDetails, RemotePolicy};
+use switchyard_sim::{Fleet, SimHandle, SimOptions};
+
+/// A provider stand-in: the built-in fleet's `llama3.1:8b` and embedder as `premium-*`, answering instantly.
+async fn provider(api_key: Option<&str>) -> SimHandle {
+    let builtin = Fleet::builtin();
+    let models = builtin
+        .models
+        .into_iter()
+        .filter(|m| ["llama3.1:8b", "nomic-embed-text:latest"].contains(&m.name.as_str()))
+        .map(|mut m| {
+            m.name = ModelName::parse(&format!("premium-{}", m.name.base())).unwrap();
+            m
+        })
+        .collect();
+    let opts = SimOptions { fleet: Fleet { models }, api_key: api_key.map(str::to_string), ..SimOptions::default() };
+    switchyard_sim::spawn(opts).await.unwrap()
+}
+
+fn backend(url: &str, priced: bool) -> BackendConfig {
+    BackendConfig {
+        name: "premium".into(),
+        url: url.to_string(),
+        models: vec![
+            BackendModel::Name("premium-llama3.1".into()),
+            BackendModel::Detailed(BackendModelDetails {
+                name: "premium-nomic-embed-text".into(),
+                embedding: true,
+                ..BackendModelDetails::default()
+            }),
+        ],
+        price_input_per_mtok: if priced { 3.0 } else { 0.0 },
+        price_output_per_mtok: if priced { 15.0 } else { 0.0 },
+        ..BackendConfig::default()
+    }
+}
+
+async fn with_provider(priced: bool, policy: RemotePolicy) -> (Harness, SimHandle) {
+    let remote = provider(None).await;
+    let url = remote.url();
+    let h = start_with(SimOptions::default(), move |c| {
+        c.backends = vec![backend(&url, priced)];
+        c.routing.remote = policy;
+    })
+    .await;
+    (h, remote)
+}
+
+fn chat(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "Write a haiku about trains."}]})
+}
+
+#[tokio::test]
+async fn a_backends_models_are_listed_and_served_on_both_surfaces() {
+    let (h, remote) = with_provider(false, RemotePolicy::Fallback).await;
+    let tags = h.get("/api/tags").await.json();
+    let names: Vec<&str> = tags["models"].as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
+    assert!(names.contains(&"premium-llama3.1:latest") && names.contains(&"llama3.2:3b"), "{names:?}");
+
+    // Ollama's surface, buffered: the native shape, with the counts the backend reported.
+    let a = h.post("/api/chat", chat("premium-llama3.1", false)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let v = a.json();
+    assert_eq!(v["model"], "premium-llama3.1");
+    assert_eq!(v["done"], true);
+    assert!(!v["message"]["content"].as_str().unwrap().is_empty(), "{v}");
+    assert!(v["eval_count"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(a.header("x-switchyard-model"), Some("premium-llama3.1:latest"));
+
+    // Ollama's surface, streamed: NDJSON ending in one done chunk.
+    let a = h.post("/api/chat", chat("premium-llama3.1", true)).await;
+    let lines = a.lines();
+    assert!(lines.len() > 2, "{}", a.text());
+    assert!(lines[..lines.len() - 1].iter().all(|l| l["done"] == false));
+    let last = lines.last().unwrap();
+    assert_eq!((last["done"].as_bool(), last["done_reason"].as_str()), (Some(true), Some("stop")), "{last}");
+    let text: String = lines.iter().filter_map(|l| l["message"]["content"].as_str()).collect();
+    assert!(!text.is_empty());
+
+    // Generate (a templated chat on the backend) and embeddings.
+    let a =
+        h.post("/api/generate", json!({"model": "premium-llama3.1", "prompt": "What is 2+2?", "stream": false})).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert!(a.json()["response"].as_str().is_some_and(|r| !r.is_empty()));
+    let a = h.post("/api/embed", json!({"model": "premium-nomic-embed-text", "input": ["a", "b"]})).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json()["embeddings"].as_array().unwrap().len(), 2);
+
+    // OpenAI's surface, streamed: SSE chunks naming the model, then [DONE].
+    let a = h.post("/v1/chat/completions", chat("premium-llama3.1", true)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let events = a.events();
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{}", a.text());
+    let first: Value = serde_json::from_str(&events[0]).unwrap();
+    assert_eq!(first["object"], "chat.completion.chunk");
+    let a = h.post("/v1/embeddings", json!({"model": "premium-nomic-embed-text", "input": "hello"})).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert!(!a.json()["data"][0]["embedding"].as_array().unwrap().is_empty());
+
+    // The backend's counters.
+    let b = h.get("/admin/backends").await.json();
+    let premium = b["backends"].as_array().unwrap().iter().find(|b| b["name"] == "premium").unwrap().clone();
+    assert_eq!(premium["healthy"], true, "{premium}");
+    assert_eq!(premium["requests"], 6, "{premium}");
+    assert!(premium["output_tokens"].as_u64().unwrap() > 0, "{premium}");
+    assert_eq!(premium["in_flight"], 0);
+    assert_eq!(b["backends"][0]["name"], "ollama");
+    let metrics = h.get("/metrics").await.text();
+    assert!(metrics.contains("switchyard_backend_requests_total{backend=\"premium\",outcome=\"ok\"} 6"), "{metrics}");
+    h.stop().await;
+    remote.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_priced_backend_serves_auto_only_when_no_local_model_can() {
+    let (h, remote) = with_provider(true, RemotePolicy::Fallback).await;
+    let a = h.post("/api/chat", chat("auto", false)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert!(!a.header("x-switchyard-model").unwrap().starts_with("premium-"), "local models first");
+    let explain = h.post("/admin/explain", json!({"prompt": "Write a haiku about trains."})).await.json();
+    let premium = explain["scoring"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["backend"] == "premium")
+        .unwrap()
+        .clone();
+    assert!(premium["cost"].as_f64().unwrap() > 0.0, "{premium}");
+    assert_eq!(premium["fallback_only"], true);
+
+    // Every local model fails: the request crosses to the priced backend before its first byte.
+    h.fault(json!({"error_status": 500, "error_message": "model crashed"})).await;
+    let a = h.post("/api/chat", chat("auto", true)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.header("x-switchyard-model"), Some("premium-llama3.1:latest"));
+    assert_eq!(a.lines().last().unwrap()["done"], true);
+    let b = h.get("/admin/backends").await.json();
+    assert!(b["backends"][1]["spend"].as_f64().unwrap() > 0.0, "{b}");
+    h.stop().await;
+    remote.shutdown().await;
+}
+
+#[tokio::test]
+async fn remote_never_keeps_auto_local_and_scored_weighs_cost() {
+    let (h, remote) = with_provider(true, RemotePolicy::Never).await;
+    h.fault(json!({"error_status": 500, "error_message": "model crashed"})).await;
+    let a = h.post("/api/chat", chat("auto", false)).await;
+    assert_ne!(a.status, StatusCode::OK, "{}", a.text());
+    assert!(!a.text().contains("premium"), "{}", a.text());
+    // A model named explicitly is still served.
+    let a = h.post("/api/chat", chat("premium-llama3.1", false)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    h.stop().await;
+    remote.shutdown().await;
+
+    // Scored: the same priced model wins with no cost weight and loses to local ones with a heavy one.
+    for (weight, remote_first) in [(0.0, true), (1000.0, false)] {
+        let remote = provider(None).await;
+        let url = remote.url();
+        let h = start_with(SimOptions::default(), move |c| {
+            c.backends = vec![backend(&url, true)];
+            c.routing.remote = RemotePolicy::Scored;
+            c.routing.cost_weight = weight;
+            // Unprofiled everywhere: quality is the prior, so speed decides; the backend is always warm.
+            c.routing.quality_preference = 0.0;
+        })
+        .await;
+        let explain = h.post("/admin/explain", json!({"prompt": "Write a haiku about trains."})).await.json();
+        let first = explain["scoring"]["candidates"][0]["backend"].as_str().unwrap().to_string();
+        assert_eq!(first == "premium", remote_first, "cost_weight {weight}: {explain}");
+        h.stop().await;
+        remote.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_backend_opens_its_breaker_and_auto_moves_on() {
+    let remote = provider(None).await;
+    let url = remote.url();
+    let h = start_with(SimOptions::default(), move |c| {
+        c.backends = vec![backend(&url, false)];
+        c.breaker.failure_threshold = 1;
+    })
+    .await;
+    let fault = json!({"error_status": 500, "error_message": "engine crashed"});
+    let set = h.call(Method::POST, &format!("{}/sim/faults", remote.url()), Some(fault.to_string().into()), &[]).await;
+    assert!(set.status.is_success());
+    let a = h.post("/api/chat", chat("premium-llama3.1", false)).await;
+    assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{}", a.text());
+    assert!(a.text().contains("backend premium"), "the error names the backend: {}", a.text());
+    let b = h.get("/admin/backends").await.json();
+    assert_eq!(b["backends"][1]["breaker_open"], json!(["premium-llama3.1:latest"]), "{b}");
+    assert_eq!(b["backends"][1]["failures"], 1);
+    h.stop().await;
+    remote.shutdown().await;
+}
+
+/// The real binary with a mixed configuration: the key reaches the provider (which refuses requests without it)
+/// and appears in no log line, `/admin` answer or error.
+#[tokio::test]
+async fn the_api_key_is_sent_to_its_backend_only_and_never_shown() {
+    const KEY: &str = "sk-test-5f1e9c0d2b7a4e8f";
+    let local = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
+    let remote = provider(Some(KEY)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[routing]\nremote = \"fallback\"\n\n[[backends]]\nname = \"premium\"\nkind = \"openai\"\nurl = \"{}\"\n\
+             api_key_env = \"PREMIUM_KEY\"\nmodels = [\"premium-llama3.1\"]\nprice_input_per_mtok = 3.0\n\
+             price_output_per_mtok = 15.0\n",
+            remote.url()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let env = [("PREMIUM_KEY", KEY), ("RUST_LOG", "debug")];
+    let bin = Binary::start(&local.url(), dir.path(), &["--config", &config], &env).await.unwrap();
+    let http = switchyard_core::http::HttpClient::default();
+    let call = |method: Method, path: &str, body: Option<Value>| {
+        let url = format!("{}{path}", bin.url);
+        let http = http.clone();
+        async move {
+            let req =
+                switchyard_core::http::build_request(method, &url, body.map(|b| bytes::Bytes::from(b.to_string())))
+                    .unwrap();
+            let resp = http.send(req).await.unwrap();
+            let status = resp.status();
+            let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, body) = call(Method::POST, "/api/chat", Some(chat("premium-llama3.1", false))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(Method::POST, "/v1/chat/completions", Some(chat("premium-llama3.1", true))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // An error answer, searched for the key below with the rest.
+    let (status, error) = call(Method::POST, "/api/chat", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Every local model fails: auto falls back to the provider.
+    let fault = json!({"error_status": 500});
+    let set = http
+        .send(
+            switchyard_core::http::build_request(
+                Method::POST,
+                &format!("{}/sim/faults", local.url()),
+                Some(fault.to_string().into()),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(set.status().is_success());
+    let (status, body) = call(Method::POST, "/api/chat", Some(chat("auto", false))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("premium-llama3.1"), "{body}");
+
+    let auth = |url: String| {
+        let http = http.clone();
+        async move {
+            let resp = http.send(switchyard_core::http::build_request(Method::GET, &url, None).unwrap()).await.unwrap();
+            let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+            serde_json::from_slice::<Value>(&body).unwrap()
+        }
+    };
+    let remote_auth = auth(format!("{}/sim/auth", remote.url())).await;
+    assert_eq!(remote_auth["refused"], 0, "every request to the provider carried its key: {remote_auth}");
+    assert!(remote_auth["with_authorization"].as_u64().unwrap() >= 3, "{remote_auth}");
+    let local_auth = auth(format!("{}/sim/auth", local.url())).await;
+    assert_eq!(local_auth["with_authorization"], 0, "the key never went to Ollama: {local_auth}");
+
+    let mut shown = error;
+    for path in ["/admin/backends", "/admin/models", "/admin/vram", "/admin/decisions", "/metrics", "/api/tags"] {
+        let (_, body) = call(Method::GET, path, None).await;
+        shown.push_str(&body);
+    }
+    let (_, body) = call(Method::POST, "/admin/explain", Some(json!({"prompt": "hi"}))).await;
+    shown.push_str(&body);
+    assert!(shown.contains("\"authenticated\":true"), "{shown}");
+    let mut stop = bin;
+    stop.signal("TERM").await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), stop.child.wait()).await;
+    let logs = stop.stderr();
+    assert!(logs.contains("premium"), "debug logs were captured: {logs}");
+    assert!(!shown.contains(KEY) && !logs.contains(KEY), "the key leaked");
+    assert!(!shown.contains("5f1e9c0d") && !logs.contains("5f1e9c0d"), "part of the key leaked");
+    local.shutdown().await;
+    remote.shutdown().await;
+}
