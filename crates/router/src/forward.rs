@@ -398,8 +398,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_final_chunk_is_found_by_parsing_however_it_is_spaced() {
-        let end = relay_end("{\"done\": false, \"response\": \"say \\\"done\\\":true\"}\n{\"done\" : true, \"eval_count\": 3}\n")
-            .await;
+        let end = relay_end(
+            "{\"done\": false, \"response\": \"say \\\"done\\\":true\"}\n{\"done\" : true, \"eval_count\": 3}\n",
+        )
+        .await;
         let StreamEnd::Complete(Some(last)) = end else { panic!("{end:?}") };
         assert_eq!(last["eval_count"], 3);
         // Text that looks like the marker inside a string is not the end.

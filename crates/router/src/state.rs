@@ -3,7 +3,7 @@
 //! Values read on every request (catalog, profiles, the VRAM ledger) are behind `ArcSwap`s or atomics, so the
 //! request path takes no lock that a slow task could hold.
 
-use crate::backends::Backends;
+use crate::backends::{Backends, OllamaBackend};
 use crate::breaker::Breaker;
 use crate::classify::{Classifier, EmbeddingClassifier};
 use crate::decisions::Decisions;
@@ -36,7 +36,8 @@ pub struct Inner {
     /// Live speed averages from responses.
     pub live: LiveStats,
     pub vram: VramManager,
-    pub forwarder: Forwarder,
+    /// The local Ollama as a backend (the VRAM manager and the forwarder).
+    pub local: OllamaBackend,
     /// The `[[backends]]` beside the local Ollama.
     pub backends: Backends,
     /// Control calls to Ollama (tags, ps, show, version).
@@ -117,7 +118,9 @@ impl AppState {
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let backends = Backends::new(&config.backends, config.limits.queue_per_model, &p.metrics);
+        let local = OllamaBackend { vram: p.vram.clone(), forwarder: p.forwarder.clone() };
         Self(Arc::new(Inner {
+            local,
             backends,
             breaker: Breaker::new(config.breaker.failure_threshold, Duration::from_secs(config.breaker.cooldown_secs)),
             decisions: Decisions::new(config.routing.decisions_kept),
@@ -125,7 +128,6 @@ impl AppState {
             profiles: ArcSwap::from_pointee(p.profiles),
             live: LiveStats::default(),
             vram: p.vram,
-            forwarder: p.forwarder,
             ollama: p.ollama,
             classifier: if config.routing.classifier == switchyard_core::config::ClassifierKind::Rules {
                 Classifier::rules()

@@ -75,13 +75,14 @@ pub async fn vram_op(
 /// `GET /admin/backends`: the local Ollama and every `[[backends]]` entry with its health, models, load, latency,
 /// tokens and spend. API keys are never shown: `authenticated` says whether one is set.
 pub async fn backends(State(state): State<AppState>) -> Json<Value> {
+    let reachable = state.ollama.version().await.is_ok();
     let catalog = state.catalog.load();
     let local: Vec<&str> = catalog.models.values().filter(|s| s.backend.is_none()).map(|s| s.name.as_str()).collect();
     let ollama = json!({
         "name": "ollama",
         "kind": "ollama",
         "url": state.config.ollama.url,
-        "healthy": state.metrics.upstream_up.get() == 1,
+        "healthy": reachable,
         "models": local,
         "in_flight": state.vram.ledger().entries().map(|e| u64::from(e.in_flight)).sum::<u64>(),
         "priced": false,

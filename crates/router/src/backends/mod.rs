@@ -1,6 +1,8 @@
-//! `[[backends]]`: OpenAI-compatible engines and providers beside the local Ollama.
+//! Backends: what serves a model. The engine admits and forwards through the [`Backend`] trait, which has two
+//! implementations.
 //!
-//! The local Ollama stays what it was (the VRAM manager, leases, `/api/*` forwarding). Every other backend is an
+//! [`OllamaBackend`] is the local Ollama as it always was: a VRAM lease from the manager, the native body forwarded
+//! with the lease's load-time options, Ollama's NDJSON relayed as is. Every `[[backends]]` entry is an
 //! [`OpenAiBackend`]: its models are listed by `GET /v1/models` (or the config), join the catalog with a
 //! [`BackendRef`], and are served through [`wire`]'s translation of the native request. Capacity is a semaphore of
 //! `max_concurrency` slots with a bounded queue, not VRAM. The API key is read once from the environment variable the
@@ -8,7 +10,11 @@
 
 pub(crate) mod wire;
 
+mod ollama;
+pub(crate) use ollama::OllamaBackend;
+
 use crate::engine::Surface;
+use crate::error::RouterError;
 use crate::forward::{ForwardFailure, Reply, first_chunk};
 use crate::metrics::Metrics;
 use crate::request::{Endpoint, Prepared};
@@ -103,6 +109,47 @@ pub enum SlotError {
     QueueFull,
     /// No slot freed up within the wait.
     Busy,
+}
+
+/// Why a backend did not admit a request.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// No room now (VRAM, slots, queue): another candidate may have some; a named model answers 503.
+    Busy(RouterError),
+    /// The model failed to come up (a failed load): counts against its breaker.
+    Failed(RouterError),
+    /// Nothing else will do better (the backend is down, the process is stopping).
+    Fatal(RouterError),
+}
+
+/// What serves a model: admission, forwarding in Ollama's native shapes, and what a failure means for it.
+#[async_trait::async_trait]
+pub(crate) trait Backend: Send + Sync {
+    /// Takes what serving `model` needs (a VRAM lease, a slot), waiting at most `wait`.
+    async fn admit(&self, model: &ModelName, prepared: &Prepared, wait: Duration) -> Result<Hold, Admission>;
+    /// Sends the request for model `id` (as this backend knows it); the answer names the model `shown`.
+    async fn send(
+        &self,
+        prepared: &Prepared,
+        surface: Surface,
+        id: &str,
+        shown: &str,
+        hold: &Hold,
+    ) -> Result<Reply, ForwardFailure>;
+    /// The longest gap allowed between stream chunks.
+    fn idle_timeout(&self) -> Duration;
+    /// True for `[[backends]]` entries: a refused key or a rate limit there is the backend's failure.
+    fn remote(&self) -> bool;
+    /// Reacts to a failed forward (Ollama reconciles its VRAM view after a 500, which may be a failed load).
+    fn failed(&self, failure: &ForwardFailure, tracker: &tokio_util::task::TaskTracker);
+}
+
+/// What a request holds while it is served: a VRAM lease on the local Ollama, or a backend's slot. Dropping it is
+/// what releases the lease or slot.
+#[derive(Debug)]
+pub(crate) enum Hold {
+    Vram(switchyard_vram::Lease),
+    Slot(#[allow(dead_code)] Slot),
 }
 
 /// One OpenAI-compatible backend.
@@ -300,7 +347,7 @@ impl OpenAiBackend {
     }
 
     /// Sends a native request to model `id` and answers in the native shape. `shown` names the model in the answer.
-    pub async fn send(&self, call: Call, prepared: &Prepared, id: &str, shown: &str) -> Result<Reply, ForwardFailure> {
+    async fn forward(&self, call: Call, prepared: &Prepared, id: &str, shown: &str) -> Result<Reply, ForwardFailure> {
         let started = Instant::now();
         let wire = wire::request(call, &prepared.body, id, prepared.stream);
         let body = serde_json::to_vec(&wire).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
@@ -310,7 +357,8 @@ impl OpenAiBackend {
         let timeout = Duration::from_secs(self.config.first_byte_timeout_secs);
         let deadline = tokio::time::Instant::now() + timeout;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let result = self.exchange(request, call, shown, prepared.stream, deadline, timeout).await;
+        let times = Times { started, deadline, timeout };
+        let result = self.exchange(request, call, shown, prepared.stream, times).await;
         match &result {
             Ok(_) => {
                 let us = started.elapsed().as_micros().max(1) as f64;
@@ -333,9 +381,9 @@ impl OpenAiBackend {
         call: Call,
         shown: &str,
         stream: bool,
-        deadline: tokio::time::Instant,
-        timeout: Duration,
+        times: Times,
     ) -> Result<Reply, ForwardFailure> {
+        let Times { started, deadline, timeout } = times;
         let response = tokio::time::timeout_at(deadline, self.http.send(request))
             .await
             .map_err(|_| ForwardFailure::Timeout(timeout))?
@@ -352,7 +400,6 @@ impl OpenAiBackend {
             return Err(ForwardFailure::Status { status: status.as_u16(), message: error_message(&bytes) });
         }
         if !stream {
-            let started = Instant::now();
             let bytes = tokio::time::timeout_at(deadline, body.collect())
                 .await
                 .map_err(|_| ForwardFailure::Timeout(timeout))?
@@ -411,6 +458,59 @@ impl OpenAiBackend {
             latency_ms: self.latency_seconds().map(|s| s * 1000.0),
         }
     }
+}
+
+#[async_trait::async_trait]
+impl Backend for OpenAiBackend {
+    async fn admit(&self, _model: &ModelName, _prepared: &Prepared, wait: Duration) -> Result<Hold, Admission> {
+        match self.acquire(wait).await {
+            Ok(slot) => Ok(Hold::Slot(slot)),
+            Err(why) => Err(Admission::Busy(RouterError::Busy {
+                message: match why {
+                    SlotError::QueueFull => format!(
+                        "backend {} already has {} requests queued (limits.queue_per_model); retry shortly",
+                        self.name(),
+                        self.queue_limit
+                    ),
+                    SlotError::Busy => format!(
+                        "backend {} is serving {} requests (its max_concurrency); retry shortly",
+                        self.name(),
+                        self.config.max_concurrency
+                    ),
+                },
+                retry_after_secs: 1,
+            })),
+        }
+    }
+
+    async fn send(
+        &self,
+        prepared: &Prepared,
+        surface: Surface,
+        id: &str,
+        shown: &str,
+        _hold: &Hold,
+    ) -> Result<Reply, ForwardFailure> {
+        self.forward(call_for(prepared, surface), prepared, id, shown).await
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.idle_timeout_secs)
+    }
+
+    fn remote(&self) -> bool {
+        true
+    }
+
+    fn failed(&self, _failure: &ForwardFailure, _tracker: &tokio_util::task::TaskTracker) {}
+}
+
+/// When a forward started, and until when its first byte may take.
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    started: Instant,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
 }
 
 /// Where a finished answer's tokens and cost are counted.

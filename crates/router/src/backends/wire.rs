@@ -244,7 +244,10 @@ fn finish_fields(out: &mut Map<String, Value>, finish: Option<&str>, usage: &Usa
     out.insert("prompt_eval_count".into(), json!(usage.prompt_tokens));
     out.insert("prompt_eval_duration".into(), json!(usage.prompt_ns));
     out.insert("eval_count".into(), json!(usage.output_tokens));
-    out.insert("eval_duration".into(), json!(usage.eval_ns));
+    // A server that reports no timings (OpenAI's API has none): the generation took at most the time Switchyard
+    // waited for it, which is what the live speed averages then learn.
+    let eval_ns = if usage.eval_ns == 0 && usage.output_tokens > 0 { total_ns } else { usage.eval_ns };
+    out.insert("eval_duration".into(), json!(eval_ns));
 }
 
 /// Native tool calls from OpenAI's (arguments parsed from their JSON string; an unparsable string is kept).

@@ -14,13 +14,13 @@
 pub(crate) mod decision;
 pub(crate) mod outcome;
 
-use crate::backends::SlotError;
+use crate::backends::{Admission, Backend};
 use crate::error::RouterError;
 use crate::forward::ForwardFailure;
 use crate::request::{Control, Prepared, Target};
 use crate::state::AppState;
 use decision::category_label;
-use outcome::{Admitted, Hold};
+use outcome::Admitted;
 pub(crate) use outcome::{Answer, Outcome};
 use std::time::{Duration, Instant};
 use switchyard_core::ModelName;
@@ -129,75 +129,44 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let wait = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            let backend = state.catalog.load().get(model).and_then(|s| s.backend.clone());
-            let upstream_name = if explicit { prepared.requested.clone() } else { model.to_string() };
-            let span = tracing::Span::current();
-            let via = backend.as_ref().map(|b| b.name.clone());
-            let (hold, idle, forwarded_at, sent) = if let Some(target) = &backend {
-                let Some(backend) = state.backends.get(target.index) else {
-                    last = Some(RouterError::Internal(format!("{model} names a backend that is not configured")));
-                    continue;
-                };
-                let slot = match backend.acquire(wait).await {
-                    Ok(slot) => slot,
-                    Err(why) => {
-                        let e = RouterError::Busy {
-                            message: match why {
-                                SlotError::QueueFull => format!(
-                                    "backend {} already has {} requests queued (limits.queue_per_model); retry shortly",
-                                    backend.name(),
-                                    state.config.limits.queue_per_model
-                                ),
-                                SlotError::Busy => format!(
-                                    "backend {} is serving {} requests (its max_concurrency); retry shortly",
-                                    backend.name(),
-                                    backend.config.max_concurrency
-                                ),
-                            },
-                            retry_after_secs: 1,
-                        };
-                        if explicit {
-                            return Err(e);
-                        }
-                        last = Some(e);
-                        continue;
+            let target = state.catalog.load().get(model).and_then(|s| s.backend.clone());
+            let backend: &dyn Backend = match &target {
+                None => &state.local,
+                Some(t) => match state.backends.get(t.index) {
+                    Some(b) => b.as_ref(),
+                    None => {
+                        return Err(RouterError::Internal(format!("{model} names a backend that is not configured")));
                     }
-                };
-                let forwarded_at = Instant::now();
-                span.record("model", model.as_str());
-                span.record("category", category_label(prepared));
-                let call = crate::backends::call_for(prepared, req.surface);
-                let sent = backend.send(call, prepared, &target.id, &upstream_name).await;
-                let idle = Duration::from_secs(backend.config.idle_timeout_secs);
-                (Hold::Slot(slot), idle, forwarded_at, sent)
-            } else {
-                let lease = match state.vram.acquire_within(model, wait).await {
-                    Ok(lease) => lease,
-                    Err(e @ (VramError::Busy { .. } | VramError::QueueFull { .. })) if !explicit => {
-                        last = Some(e.into());
-                        continue;
-                    }
-                    Err(e @ VramError::LoadFailed { unreachable: true, .. }) => return Err(e.into()),
-                    Err(e @ VramError::LoadFailed { .. }) => {
-                        state.breaker.failure(model);
-                        last = Some(e.into());
-                        if explicit {
-                            break;
-                        }
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if let Some(keep_alive) = prepared.keep_alive {
-                    state.vram.note_keep_alive(model, keep_alive);
-                }
-                let body = prepared.upstream_body(&upstream_name, &lease.options)?;
-                let forwarded_at = Instant::now();
-                span.record("model", model.as_str());
-                span.record("category", category_label(prepared));
-                let sent = state.forwarder.send(prepared.endpoint.path(), body, prepared.stream).await;
-                (Hold::Vram(lease), state.forwarder.idle_timeout, forwarded_at, sent)
+                },
             };
+            let hold = match backend.admit(model, prepared, wait).await {
+                Ok(hold) => hold,
+                Err(Admission::Busy(e)) => {
+                    if explicit {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                    continue;
+                }
+                Err(Admission::Failed(e)) => {
+                    state.breaker.failure(model);
+                    last = Some(e);
+                    if explicit {
+                        break;
+                    }
+                    continue;
+                }
+                Err(Admission::Fatal(e)) => return Err(e),
+            };
+            let upstream_name = if explicit { prepared.requested.clone() } else { model.to_string() };
+            // A backend's model is sent by the id its server knows it by.
+            let id = target.as_ref().map_or(upstream_name.as_str(), |t| &t.id);
+            let forwarded_at = Instant::now();
+            let span = tracing::Span::current();
+            span.record("model", model.as_str());
+            span.record("category", category_label(prepared));
+            let sent = backend.send(prepared, req.surface, id, &upstream_name, &hold).await;
+            let idle = backend.idle_timeout();
             match sent {
                 Ok(reply) => {
                     // Until the first chunk for streams, the whole answer otherwise.
@@ -208,7 +177,7 @@ impl<'a> Engine<'a> {
                 Err(ForwardFailure::Status { status, message })
                     if (400..500).contains(&status)
                         && status != 404
-                        && !(matches!(hold, Hold::Slot(_)) && matches!(status, 401 | 403 | 408 | 429)) =>
+                        && !(backend.remote() && matches!(status, 401 | 403 | 408 | 429)) =>
                 {
                     // The request itself is wrong for this model: another model will not fix it.
                     return Err(RouterError::UpstreamRejected { status, message });
@@ -224,14 +193,9 @@ impl<'a> Engine<'a> {
                     if state.breaker.failure(model) {
                         tracing::warn!(model = %model, "circuit breaker opened");
                     }
-                    if matches!(hold, Hold::Vram(_)) && matches!(&failure, ForwardFailure::Status { status: 500, .. }) {
-                        // A failed load (out of memory) changes what Ollama holds: reconcile now.
-                        let vram = state.vram.clone();
-                        state.tracker.spawn(async move {
-                            let _ = vram.refresh().await;
-                        });
-                    }
-                    last = Some(RouterError::forward_failure(&failure, model, via.as_deref()));
+                    backend.failed(&failure, &state.tracker);
+                    let via = target.as_ref().map(|t| &*t.name);
+                    last = Some(RouterError::forward_failure(&failure, model, via));
                 }
             }
             drop(hold);

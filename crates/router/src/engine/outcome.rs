@@ -4,14 +4,13 @@
 
 use super::Request;
 use super::decision::learned_category;
-use crate::backends::Slot;
+use crate::backends::Hold;
 use crate::forward::{OnEnd, RelayBody, Reply, StreamEnd, Transform, UpstreamBody};
 use crate::state::AppState;
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 use switchyard_core::ollama::Timings;
 use switchyard_core::{Category, ModelName};
-use switchyard_vram::Lease;
 
 /// What the engine hands back to a surface to encode.
 #[derive(Debug)]
@@ -34,15 +33,6 @@ pub(crate) enum Answer {
     Buffered(Bytes),
     /// The upstream stream, to be relayed.
     Stream(Relay),
-}
-
-/// What a request holds while it is served: a VRAM lease on the local Ollama, or a backend's slot. Never read:
-/// dropping it is what releases the lease or slot.
-#[derive(Debug)]
-#[allow(dead_code)]
-pub(crate) enum Hold {
-    Vram(Lease),
-    Slot(Slot),
 }
 
 /// An upstream stream with everything its relay needs; the lease or slot is held until the relay's body ends.

@@ -1,0 +1,67 @@
+//! The local Ollama as a [`Backend`]: admission through a VRAM lease from the manager (which loads and evicts), the
+//! native body forwarded with the lease's load-time options over the pooled forwarder, Ollama's NDJSON relayed as is.
+
+use super::{Admission, Backend, Hold};
+use crate::engine::Surface;
+use crate::forward::{ForwardFailure, Forwarder, Reply};
+use crate::request::Prepared;
+use std::time::Duration;
+use switchyard_core::ModelName;
+use switchyard_vram::{VramError, VramManager};
+
+/// The local Ollama.
+#[derive(Debug, Clone)]
+pub(crate) struct OllamaBackend {
+    pub vram: VramManager,
+    pub forwarder: Forwarder,
+}
+
+#[async_trait::async_trait]
+impl Backend for OllamaBackend {
+    async fn admit(&self, model: &ModelName, prepared: &Prepared, wait: Duration) -> Result<Hold, Admission> {
+        let lease = match self.vram.acquire_within(model, wait).await {
+            Ok(lease) => lease,
+            Err(e @ (VramError::Busy { .. } | VramError::QueueFull { .. })) => return Err(Admission::Busy(e.into())),
+            Err(e @ VramError::LoadFailed { unreachable: true, .. }) => return Err(Admission::Fatal(e.into())),
+            Err(e @ VramError::LoadFailed { .. }) => return Err(Admission::Failed(e.into())),
+            Err(e) => return Err(Admission::Fatal(e.into())),
+        };
+        if let Some(keep_alive) = prepared.keep_alive {
+            self.vram.note_keep_alive(model, keep_alive);
+        }
+        Ok(Hold::Vram(lease))
+    }
+
+    async fn send(
+        &self,
+        prepared: &Prepared,
+        _surface: Surface,
+        id: &str,
+        _shown: &str,
+        hold: &Hold,
+    ) -> Result<Reply, ForwardFailure> {
+        let Hold::Vram(lease) = hold else {
+            return Err(ForwardFailure::Connect("internal: an Ollama request without a VRAM lease".into()));
+        };
+        let body = prepared.upstream_body(id, &lease.options).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+        self.forwarder.send(prepared.endpoint.path(), body, prepared.stream).await
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        self.forwarder.idle_timeout
+    }
+
+    fn remote(&self) -> bool {
+        false
+    }
+
+    fn failed(&self, failure: &ForwardFailure, tracker: &tokio_util::task::TaskTracker) {
+        if matches!(failure, ForwardFailure::Status { status: 500, .. }) {
+            // A failed load (out of memory) changes what Ollama holds: reconcile now.
+            let vram = self.vram.clone();
+            tracker.spawn(async move {
+                let _ = vram.refresh().await;
+            });
+        }
+    }
+}
