@@ -2,8 +2,9 @@
 # The one test command. On a fresh machine it sets up what is missing (Debian's postgresql, a Python virtual
 # environment with the official ollama and openai client libraries), starts a throwaway Postgres server, and runs
 # every test: formatting and lints, the Rust workspace on SQLite and Postgres, the classifier's training pipeline on a
-# small pinned subset of its public corpus, the Python client tests against the real binaries, and the deploy file
-# validators.
+# small pinned subset of its public corpus, the Python client tests against the real binaries, the end-to-end tests
+# against a real inference engine (llama.cpp's llama-server, built from source and cached under target/llama), and
+# the deploy file validators.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,14 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p switchyard --no-default-features --locked -- -D warnings
 
+step "Real engine: llama.cpp's llama-server and tiny GGUF models (built once, cached in target/llama)"
+if scripts/llama-server.sh; then
+    # Built: the real-engine tests must run, and fail if they cannot find it.
+    export SWITCHYARD_REQUIRE_REAL_ENGINE=1
+else
+    echo "REAL-ENGINE TESTS WILL BE SKIPPED: scripts/llama-server.sh failed (output above); each such test says so"
+fi
+
 step "Rust tests (SQLite and Postgres)"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast
@@ -43,7 +52,7 @@ grep -q '^| \*\*all\*\* |' target/classifier/small/report.md
 
 step "Python client tests (official ollama and openai libraries)"
 SY_ROUTER_BIN="$PWD/target/debug/switchyard" SY_SIM_BIN="$PWD/target/debug/switchyard-sim" \
-    .venv/bin/python -m pytest -q tests/python
+    .venv/bin/python -m pytest -q -rs tests/python
 
 if [ -x scripts/validate-deploy.sh ]; then
     step "Deploy files"

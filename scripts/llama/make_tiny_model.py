@@ -4,8 +4,10 @@
 The model has 2 layers and a hidden size of 64, so llama-server loads it in well under a second and generates
 about a thousand tokens per second on one CPU thread. Its output is meaningless but deterministic at temperature 0.
 The tokenizer (vocabulary, scores, token types, special token ids) is copied from a vocab-only GGUF such as
-llama.cpp's `models/ggml-vocab-llama-spm.gguf`, so prompts are tokenized for real. A ChatML chat template with
-Hermes-style `<tool_call>` tags is embedded, so `/v1/chat/completions` (and tool calls with `--jinja`) work.
+llama.cpp's `models/ggml-vocab-llama-spm.gguf`, so prompts are tokenized for real; `<|im_start|>` and `<|im_end|>`
+are appended as control tokens (`<|im_end|>` is the end-of-turn token) and the SentencePiece dummy-prefix space
+is turned off. A ChatML chat template with Hermes-style
+`<tool_call>` tags is embedded, so `/v1/chat/completions` (and tool calls with `--jinja`) work.
 
 With `--embedding` the file says `llama.pooling_type = mean` so llama-server serves `/v1/embeddings` when started
 with `--embeddings` (no `--pooling` needed).
@@ -47,7 +49,6 @@ CHAT_TEMPLATE = """\
 {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}
 {%- elif message.role == 'assistant' %}
 {{- '<|im_start|>assistant' }}
-{%- if message.content %}{{- '\\n' + message.content }}{%- endif %}
 {%- if message.tool_calls %}
 {%- for tool_call in message.tool_calls %}
 {%- if tool_call.function is defined %}{%- set tool_call = tool_call.function %}{%- endif %}
@@ -55,6 +56,7 @@ CHAT_TEMPLATE = """\
 {%- if tool_call.arguments is string %}{{- tool_call.arguments }}{%- else %}{{- tool_call.arguments | tojson }}{%- endif %}
 {{- '}\\n</tool_call>' }}
 {%- endfor %}
+{%- elif message.content %}{{- '\\n' + message.content }}
 {%- endif %}
 {{- '<|im_end|>\\n' }}
 {%- elif message.role == 'tool' %}
@@ -80,27 +82,50 @@ TOKENIZER_KEYS = [
     "tokenizer.ggml.padding_token_id",
     "tokenizer.ggml.add_bos_token",
     "tokenizer.ggml.add_eos_token",
+    # tokenizer.ggml.add_space_prefix is always written as false, see copy_tokenizer.
 ]
 
 
+# Control tokens appended to the vocabulary so the ChatML markers are single special tokens, as in real ChatML
+# models. (As plain text, an SPM tokenizer splits "<|im_start|>" into pieces and prepends a space to the first
+# one, which breaks llama-server's tool-call grammar: it replays the generation prompt into the grammar.)
+CHATML_TOKENS = ["<|im_start|>", "<|im_end|>"]
+# Tool-call tags as single user-defined tokens (as in Qwen's vocabulary), so a client can make the model call a
+# tool with `logit_bias` on the `<tool_call>` token id.
+TOOL_CALL_TOKENS = ["<tool_call>", "</tool_call>"]
+
+
 def copy_tokenizer(writer: gguf.GGUFWriter, vocab_path: str) -> int:
-    """Copies the tokenizer fields of `vocab_path` into `writer`; returns the vocabulary size."""
+    """Copies the tokenizer of `vocab_path` into `writer`, plus CHATML_TOKENS; returns the vocabulary size."""
     reader = gguf.GGUFReader(vocab_path)
-    n_vocab = None
+    fields = {}
     for key in TOKENIZER_KEYS:
         field = reader.get_field(key)
-        if field is None:
-            continue
-        vtype = field.types[0]
-        value = field.contents()
+        if field is not None:
+            fields[key] = (field.types[0], field.types[-1], field.contents())
+    if "tokenizer.ggml.tokens" not in fields:
+        sys.exit(f"{vocab_path}: no tokenizer.ggml.tokens array")
+    tokens = fields["tokenizer.ggml.tokens"][2]
+    extra = [t for t in CHATML_TOKENS + TOOL_CALL_TOKENS if t not in tokens]
+    n_vocab = len(tokens) + len(extra)
+    appended = {
+        "tokenizer.ggml.tokens": extra,
+        "tokenizer.ggml.scores": [0.0] * len(extra),
+        "tokenizer.ggml.token_type": [
+            int(gguf.TokenType.CONTROL if t in CHATML_TOKENS else gguf.TokenType.USER_DEFINED) for t in extra
+        ],
+    }
+    for key, (vtype, sub_type, value) in fields.items():
         if vtype == gguf.GGUFValueType.ARRAY:
-            writer.add_key_value(key, value, vtype, sub_type=field.types[-1])
-            if key == "tokenizer.ggml.tokens":
-                n_vocab = len(value)
+            writer.add_key_value(key, list(value) + appended.get(key, []), vtype, sub_type=sub_type)
         else:
             writer.add_key_value(key, value, vtype)
-    if n_vocab is None:
-        sys.exit(f"{vocab_path}: no tokenizer.ggml.tokens array")
+    all_tokens = list(tokens) + extra
+    # No SentencePiece dummy-prefix space before text that follows a special token ("<|im_start|>assistant" must
+    # not become "<|im_start|> assistant", again for the tool-call grammar).
+    writer.add_add_space_prefix(False)
+    # End of turn: generation also stops when the model emits <|im_end|>.
+    writer.add_eot_token_id(all_tokens.index("<|im_end|>"))
     return n_vocab
 
 

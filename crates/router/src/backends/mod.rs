@@ -306,11 +306,11 @@ impl OpenAiBackend {
                 return None;
             }
         };
-        // What the server says about context (llama.cpp's `meta.n_ctx_train`, vLLM's `max_model_len`), unless the
-        // config says.
+        // What the server says about context (llama.cpp's `meta.n_ctx` it runs with, else the trained
+        // `n_ctx_train`; vLLM's `max_model_len`), unless the config says.
         let listed_ctx = meta
             .get("meta")
-            .and_then(|m| m.get("n_ctx_train"))
+            .and_then(|m| m.get("n_ctx").or_else(|| m.get("n_ctx_train")))
             .or_else(|| meta.get("max_model_len"))
             .or_else(|| meta.get("context_length"))
             .and_then(Value::as_u64);
