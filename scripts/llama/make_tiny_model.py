@@ -9,6 +9,12 @@ are appended as control tokens (`<|im_end|>` is the end-of-turn token) and the S
 is turned off. A ChatML chat template with Hermes-style
 `<tool_call>` tags is embedded, so `/v1/chat/completions` (and tool calls with `--jinja`) work.
 
+Random weights never produce a tool call on their own. To get a deterministic one (the ids are for the llama-spm
+vocab: <|im_end|> = 32001, <tool_call> = 32002, </tool_call> = 32003), send `"tool_choice": "required"`,
+`"logit_bias": {"32002": 100, "32003": 50, "32001": 150}` and a tool whose arguments are fully determined by its
+schema (e.g. a string with a one-value `enum`): the tool-call grammar forces the JSON, the biases make the model
+open the call at once and end the turn after one call (`finish_reason: "tool_calls"`).
+
 With `--embedding` the file says `llama.pooling_type = mean` so llama-server serves `/v1/embeddings` when started
 with `--embeddings` (no `--pooling` needed).
 
@@ -39,8 +45,8 @@ CHAT_TEMPLATE = """\
 {{- 'You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' }}
 {%- for tool in tools %}{{- '\\n' }}{{- tool | tojson }}{%- endfor %}
 {{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within ' }}
-{{- '<tool_call></tool_call> XML tags:\\n<tool_call>\\n{"name": <function-name>, "arguments": <args-json-object>}' }}
-{{- '\\n</tool_call><|im_end|>\\n' }}
+{{- '<tool_call></tool_call> XML tags:\\n<tool_call>{"name": <function-name>, "arguments": <args-json-object>}' }}
+{{- '</tool_call><|im_end|>\\n' }}
 {%- elif messages[0].role == 'system' %}
 {{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}
 {%- endif %}
@@ -52,9 +58,9 @@ CHAT_TEMPLATE = """\
 {%- if message.tool_calls %}
 {%- for tool_call in message.tool_calls %}
 {%- if tool_call.function is defined %}{%- set tool_call = tool_call.function %}{%- endif %}
-{{- '\\n<tool_call>\\n{"name": "' + tool_call.name + '", "arguments": ' }}
+{{- '\\n<tool_call>{"name": "' + tool_call.name + '", "arguments": ' }}
 {%- if tool_call.arguments is string %}{{- tool_call.arguments }}{%- else %}{{- tool_call.arguments | tojson }}{%- endif %}
-{{- '}\\n</tool_call>' }}
+{{- '}</tool_call>' }}
 {%- endfor %}
 {%- elif message.content %}{{- '\\n' + message.content }}
 {%- endif %}

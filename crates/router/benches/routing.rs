@@ -165,6 +165,7 @@ fn decide(w: &World, classifier: &Classifier, text: &str) -> usize {
         ledger: &w.ledger,
         open_breakers: &[],
         backends: &[],
+        cold_remote: &[],
     };
     score(&req, &cx).eligible().count()
 }
@@ -202,6 +203,7 @@ fn bench_score(c: &mut Criterion, w: &World) {
                     ledger: &w.ledger,
                     open_breakers: &[],
                     backends: &[],
+                    cold_remote: &[],
                 };
                 score(black_box(&req), &cx)
             })

@@ -29,6 +29,8 @@ use tokio::time::Instant;
 pub const PRIOR_PREFILL_TPS: f64 = 400.0;
 /// Decode rate assumed for a model nothing was measured on (tokens/s).
 pub const PRIOR_DECODE_TPS: f64 = 15.0;
+/// Seconds assumed for a backend to load a model it reports unloaded, until a load of it was measured.
+pub const PRIOR_REMOTE_LOAD_SECONDS: f64 = 2.0;
 /// Seconds an unload takes before its memory is free.
 const UNLOAD_SECONDS: f64 = 0.25;
 /// Share of an evicted model's reload time charged to the request that evicts it (it may be needed again soon).
@@ -68,6 +70,8 @@ pub struct ScoreContext<'a> {
     pub open_breakers: &'a [ModelName],
     /// Load and prices of each `[[backends]]` entry, by position.
     pub backends: &'a [BackendLoad],
+    /// Backend models their server reports unloaded (llama.cpp's router mode): a request waits for their load.
+    pub cold_remote: &'a [ModelName],
 }
 
 /// What the scorer knows of an OpenAI-compatible backend.
@@ -265,12 +269,18 @@ fn evaluate<'a>(
     if let Some(backend) = &spec.backend {
         // Served by its own server: always warm, queued behind its in-flight requests, priced when it says so.
         let load = cx.backends.get(backend.index).copied().unwrap_or_default();
-        c.loaded = true;
+        c.loaded = !cx.cold_remote.contains(name);
+        if !c.loaded {
+            c.latency.load = live
+                .and_then(|l| l.load_seconds())
+                .or(profile.and_then(|p| p.load_seconds))
+                .unwrap_or(PRIOR_REMOTE_LOAD_SECONDS);
+        }
         c.latency.queue = f64::from(load.in_flight / load.capacity.max(1)) * service;
         if spec.priced() {
             c.cost = Some(load.cost(req.prompt_tokens, out_tokens));
         }
-        c.latency.total = c.latency.queue + c.latency.prefill + c.latency.decode;
+        c.latency.total = c.latency.queue + c.latency.load + c.latency.prefill + c.latency.decode;
         return c;
     }
     let entry = cx.ledger.entry(name);
@@ -466,6 +476,7 @@ mod tests {
             ledger: &w.ledger,
             open_breakers: &[],
             backends: &[],
+            cold_remote: &[],
         };
         score(&req, &cx)
     }

@@ -378,6 +378,7 @@ pub(crate) async fn build_state(
         tracker: tracker.clone(),
     });
     state.refresh_backends().await;
+    preload_backend_models(&state);
     spawn_catalog_refresher(&state);
     spawn_profile_refresher(&state);
     if config.routing.classifier == ClassifierKind::Embedding {
@@ -387,6 +388,31 @@ pub(crate) async fn build_state(
         spawn_pin_fastest(&state);
     }
     Ok(state)
+}
+
+/// Loads the models of `vram.preload` that a router-mode backend serves (the VRAM manager preloads Ollama's).
+fn preload_backend_models(state: &AppState) {
+    let catalog = state.catalog.load_full();
+    for name in &state.config.vram.preload {
+        let Some(target) = ModelName::parse(name).ok().and_then(|m| catalog.get(&m).and_then(|s| s.backend.clone()))
+        else {
+            continue;
+        };
+        let Some(backend) = state.backends.get(target.index).cloned() else { continue };
+        if !backend.manages_models() {
+            continue;
+        }
+        let shutdown = state.shutdown.clone();
+        state.tracker.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                result = backend.manage(&target.id, true) => match result {
+                    Ok(message) => tracing::info!(%message, "preloaded"),
+                    Err(e) => tracing::warn!(model = %target.id, error = %e, "cannot preload the backend's model"),
+                },
+            }
+        });
+    }
 }
 
 /// Builds the embedding classifier in the background (the rules classify until it is ready).

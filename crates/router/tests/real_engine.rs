@@ -319,3 +319,64 @@ async fn a_killed_engine_ends_the_stream_cleanly_and_auto_falls_back_until_it_re
     }
     drop(w.router);
 }
+
+#[tokio::test]
+async fn a_router_mode_engine_loads_and_unloads_through_switchyard() {
+    let Some(bin) = engine() else { return };
+    let preset = llama_dir().join("models/preset.ini").display().to_string();
+    let args: Vec<String> = ["--models-preset", &preset, "--models-max", "1"].iter().map(|s| s.to_string()).collect();
+    let _engine = Engine::start(&bin, &args, 0).await;
+    let sim = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[backends]]\nname = \"llamacpp\"\nurl = \"{}\"\n\
+             models = [\"tiny-chat\", \"tiny-chat-b\", {{ name = \"tiny-embed\", embedding = true }}]\n",
+            _engine.url
+        ),
+    )
+    .unwrap();
+    let router =
+        Binary::start(&sim.url(), dir.path(), &["--config", &config.display().to_string()], &[]).await.unwrap();
+    let via = Client { http: HttpClient::default(), base: router.url.clone() };
+    let loaded = |via: Client| async move {
+        let (_, _, body) = via.call(Method::GET, "/admin/backends", None).await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        v["backends"][1]["loaded"].clone()
+    };
+    assert_eq!(loaded(via.clone()).await, json!([]), "nothing is loaded at first");
+
+    let v = via.json("/admin/vram/load", json!({"model": "tiny-chat-b"})).await;
+    assert_eq!(v["backend"], "llamacpp", "{v}");
+    assert_eq!(loaded(via.clone()).await, json!(["tiny-chat-b"]));
+
+    // The scorer counts a load for the unloaded model and none for the loaded one.
+    let explain = via.json("/admin/explain", json!({"prompt": "Say hi."})).await;
+    let candidates = explain["scoring"]["candidates"].as_array().unwrap();
+    let find = |name: &str| candidates.iter().find(|c| c["model"] == name).unwrap().clone();
+    assert_eq!(find("tiny-chat-b:latest")["loaded"], true);
+    assert_eq!(find("tiny-chat:latest")["loaded"], false);
+    assert!(find("tiny-chat:latest")["latency"]["load"].as_f64().unwrap() > 0.0);
+
+    // A request for the other model loads it; the engine evicts the first (--models-max 1).
+    let _ = via.json("/v1/chat/completions", greedy_chat("tiny-chat", false)).await;
+    assert_eq!(loaded(via.clone()).await, json!(["tiny-chat"]));
+
+    // Ollama's way: an empty prompt with keep_alive 0 unloads, an empty prompt loads.
+    let v = via.json("/api/generate", json!({"model": "tiny-chat", "keep_alive": 0})).await;
+    assert_eq!(v["done_reason"], "unload", "{v}");
+    assert_eq!(loaded(via.clone()).await, json!([]));
+    let v = via.json("/api/generate", json!({"model": "tiny-chat-b"})).await;
+    assert_eq!(v["done_reason"], "load", "{v}");
+    assert_eq!(loaded(via.clone()).await, json!(["tiny-chat-b"]));
+    let v = via.json("/admin/vram/unload", json!({"model": "tiny-chat-b"})).await;
+    assert!(v["status"].as_str().unwrap().contains("unloaded"), "{v}");
+    assert_eq!(loaded(via.clone()).await, json!([]));
+
+    // Pins are the local Ollama's.
+    let (status, _, body) = via.post("/admin/vram/pin", json!({"model": "tiny-chat"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&body));
+    drop(router);
+}

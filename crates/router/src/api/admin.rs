@@ -58,6 +58,27 @@ pub async fn vram_op(
     if state.catalog.load().get(&model).is_none() {
         state.refresh_catalog_for_unknown().await?;
     }
+    if let Some(target) = state.catalog.load().get(&model).and_then(|s| s.backend.clone()) {
+        let Some(backend) = state.backends.get(target.index) else {
+            return Err(RouterError::Internal(format!("{model} names a backend that is not configured")).into());
+        };
+        let message = match op {
+            AdminOp::Load => backend.manage(&target.id, true).await?,
+            AdminOp::Unload => backend.manage(&target.id, false).await?,
+            AdminOp::Pin | AdminOp::Unpin => {
+                return Err(RouterError::bad(
+                    format!(
+                        "{model} is served by backend {}, which evicts by its own limit (llama-server's \
+                         --models-max); pins hold the local Ollama's models",
+                        target.name
+                    ),
+                    Some("model".into()),
+                )
+                .into());
+            }
+        };
+        return Ok(Json(json!({ "model": model, "backend": &*target.name, "status": message })));
+    }
     let message = state.vram.admin(op, &model).await?;
     let pinned = match op {
         AdminOp::Pin => Some(true),
@@ -88,6 +109,7 @@ pub async fn backends(State(state): State<AppState>) -> Json<Value> {
         "priced": false,
     });
     let mut list = vec![ollama];
+    futures_util::future::join_all(state.backends.iter().map(|b| b.refresh_residency())).await;
     for backend in state.backends.iter() {
         let mut view = serde_json::to_value(backend.view()).unwrap_or(Value::Null);
         if let Some(obj) = view.as_object_mut() {

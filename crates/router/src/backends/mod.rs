@@ -85,6 +85,8 @@ pub struct BackendView {
     pub spend: f64,
     /// Average time to the first byte, in milliseconds.
     pub latency_ms: Option<f64>,
+    /// For a server that loads and unloads its models (llama.cpp's router mode): the loaded ones.
+    pub loaded: Option<Vec<String>>,
 }
 
 /// A held slot of a backend's `max_concurrency`; released on drop.
@@ -166,6 +168,9 @@ pub struct OpenAiBackend {
     metrics: Metrics,
     /// The last listing: its error, if it failed, and the model ids.
     listing: Mutex<(Option<String>, Vec<String>)>,
+    /// Router mode (llama.cpp's `llama-server --models-preset`): the server loads and unloads models on request and
+    /// lists each with a status. Which of its models are loaded, by id, as last seen.
+    residency: Mutex<Option<std::collections::HashMap<String, bool>>>,
 }
 
 impl OpenAiBackend {
@@ -197,6 +202,7 @@ impl OpenAiBackend {
             stats: Arc::new(BackendStats::default()),
             metrics,
             listing: Mutex::new((None, Vec::new())),
+            residency: Mutex::new(None),
             config,
         }
     }
@@ -264,7 +270,7 @@ impl OpenAiBackend {
                 .collect())
         };
         if let Ok(mut l) = self.listing.lock() {
-            l.0 = error;
+            l.0 = error.clone();
             if let Ok(specs) = &result {
                 l.1 = specs.iter().filter_map(|s| s.backend.as_ref().map(|b| b.id.to_string())).collect();
             }
@@ -272,8 +278,102 @@ impl OpenAiBackend {
         result
     }
 
-    /// `GET /v1/models`: ids with their entries.
+    /// `GET /v1/models`: ids with their entries. A listing whose entries carry a `status` (llama.cpp's router mode)
+    /// also records which models are loaded.
     async fn list(&self) -> Result<Vec<(String, Value)>, CoreError> {
+        let entries = self.list_raw().await?;
+        let statuses: Option<std::collections::HashMap<String, bool>> = entries
+            .iter()
+            .map(|(id, m)| {
+                let status = m.get("status")?.get("value")?.as_str()?;
+                Some((id.clone(), status == "loaded"))
+            })
+            .collect();
+        if let Ok(mut r) = self.residency.lock() {
+            *r = statuses.filter(|s| !s.is_empty());
+        }
+        Ok(entries)
+    }
+
+    /// Reads a router-mode server's model statuses again (for `/admin/backends`).
+    pub async fn refresh_residency(&self) {
+        if self.manages_models()
+            && let Err(e) = self.list().await
+        {
+            tracing::debug!(backend = %self.name(), error = %e, "cannot read the model statuses");
+        }
+    }
+
+    /// True when the server loads and unloads models on request (llama.cpp's router mode).
+    pub fn manages_models(&self) -> bool {
+        self.residency.lock().is_ok_and(|r| r.is_some())
+    }
+
+    /// Whether model `id` is loaded on a router-mode server; `None` when the server does not say.
+    pub fn loaded(&self, id: &str) -> Option<bool> {
+        self.residency.lock().ok().and_then(|r| r.as_ref().and_then(|m| m.get(id).copied()))
+    }
+
+    fn set_loaded(&self, id: &str, loaded: bool) {
+        if let Ok(mut r) = self.residency.lock()
+            && let Some(map) = r.as_mut()
+        {
+            map.insert(id.to_string(), loaded);
+        }
+    }
+
+    /// Loads or unloads model `id` on a router-mode server (`POST /models/load`, `/models/unload`).
+    pub async fn manage(&self, id: &str, load: bool) -> Result<String, RouterError> {
+        if !self.manages_models() {
+            return Err(RouterError::bad(
+                format!(
+                    "backend {} holds its models itself: it lists no load status (llama.cpp's router mode, \
+                     --models-preset, does)",
+                    self.name()
+                ),
+                Some("model".into()),
+            ));
+        }
+        let path = if load { "/models/load" } else { "/models/unload" };
+        let url = join_url(&self.config.url, path);
+        let body = Bytes::from(json_body(id));
+        let request = build_request_with_key(Method::POST, &url, Some(body), self.key())?;
+        // A load waits for the model to come up; the listing's deadline is too short for a large one.
+        let timeout = Duration::from_secs(self.config.first_byte_timeout_secs);
+        let resp = self.http.send_buffered(request, timeout).await?;
+        if !resp.status.is_success() {
+            return Err(RouterError::UpstreamFailed(format!(
+                "backend {} answered {} to {path}: {}",
+                self.name(),
+                resp.status.as_u16(),
+                error_message(&resp.body)
+            )));
+        }
+        // The server loads in the background: wait (within the timeout) until it lists the model as wanted. This
+        // also reads which other model it evicted (`--models-max`).
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.list().await.is_ok() && self.loaded(id) == Some(load) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(RouterError::Timeout(format!(
+                    "backend {} did not {} {id} within {} s (first_byte_timeout_secs)",
+                    self.name(),
+                    if load { "load" } else { "unload" },
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(if load {
+            format!("{id} is loaded on backend {}", self.name())
+        } else {
+            format!("{id} is unloaded from backend {}", self.name())
+        })
+    }
+
+    async fn list_raw(&self) -> Result<Vec<(String, Value)>, CoreError> {
         let url = join_url(&self.config.url, "/v1/models");
         let request = build_request_with_key(Method::GET, &url, None, self.key())?;
         let resp = self.http.send_buffered(request, Duration::from_secs(self.config.control_timeout_secs)).await?;
@@ -361,6 +461,7 @@ impl OpenAiBackend {
         let result = self.exchange(request, call, shown, prepared.stream, times).await;
         match &result {
             Ok(_) => {
+                self.set_loaded(id, true);
                 let us = started.elapsed().as_micros().max(1) as f64;
                 let old = self.stats.latency_us.load(Ordering::Relaxed) as f64;
                 let new = if old == 0.0 { us } else { 0.8 * old + 0.2 * us };
@@ -456,6 +557,13 @@ impl OpenAiBackend {
             output_tokens: s.output_tokens.load(Ordering::Relaxed),
             spend: s.spend_micros.load(Ordering::Relaxed) as f64 / 1e6,
             latency_ms: self.latency_seconds().map(|s| s * 1000.0),
+            loaded: self.residency.lock().ok().and_then(|r| {
+                r.as_ref().map(|m| {
+                    let mut ids: Vec<String> = m.iter().filter(|(_, l)| **l).map(|(id, _)| id.clone()).collect();
+                    ids.sort();
+                    ids
+                })
+            }),
         }
     }
 }
@@ -503,6 +611,10 @@ impl Backend for OpenAiBackend {
     }
 
     fn failed(&self, _failure: &ForwardFailure, _tracker: &tokio_util::task::TaskTracker) {}
+}
+
+fn json_body(id: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "model": id })).unwrap_or_default()
 }
 
 /// When a forward started, and until when its first byte may take.

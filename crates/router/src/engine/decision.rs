@@ -135,6 +135,20 @@ pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> 
             }
         })
         .collect();
+    let cold_remote: Vec<ModelName> = if state.backends.is_empty() {
+        Vec::new()
+    } else {
+        catalog
+            .models
+            .values()
+            .filter(|s| {
+                s.backend.as_ref().is_some_and(|b| {
+                    state.backends.get(b.index).and_then(|backend| backend.loaded(&b.id)) == Some(false)
+                })
+            })
+            .map(|s| s.name.clone())
+            .collect()
+    };
     let cx = ScoreContext {
         config: &state.config,
         catalog: &catalog,
@@ -143,6 +157,7 @@ pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> 
         ledger: &ledger,
         open_breakers: &open,
         backends: &backends,
+        cold_remote: &cold_remote,
     };
     let scoring = score(&req, &cx);
     // Local (and free) models first, at most `routing.max_attempts`; then, under `routing.remote = "fallback"`, the

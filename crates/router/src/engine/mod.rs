@@ -215,8 +215,13 @@ impl<'a> Engine<'a> {
                 return Err(RouterError::ModelNotFound(prepared.requested.clone()));
             }
         }
-        if state.catalog.load().get(model).is_some_and(|s| s.backend.is_some()) {
-            // A backend's server holds its models itself: nothing to load or unload from here.
+        if let Some(target) = state.catalog.load().get(model).and_then(|s| s.backend.clone()) {
+            // A router-mode server (llama.cpp's) loads and unloads on request; others hold their models themselves.
+            if let Some(backend) = state.backends.get(target.index)
+                && backend.manages_models()
+            {
+                backend.manage(&target.id, control == Control::Load).await?;
+            }
             let reason = if control == Control::Load { "load" } else { "unload" };
             return Ok(Outcome {
                 model: model.clone(),
