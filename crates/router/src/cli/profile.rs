@@ -41,6 +41,13 @@ pub struct ProfileArgs {
     /// Ollama's base URL.
     #[arg(long, value_name = "URL")]
     pub ollama: Option<String>,
+    /// Profile the models of this `[[backends]]` entry instead of the local Ollama's (requests go through an
+    /// in-process router, translated as in serving; no cold load or VRAM is measured for them).
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+    /// Spend money: profiling a priced backend first prints the estimated tokens and cost and stops without this.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// Flags that set configuration keys.
@@ -168,7 +175,7 @@ pub async fn run(config: Arc<Config>, args: ProfileArgs) -> Result<(), RouterErr
     let tracker = TaskTracker::new();
     super::cancel_on_signal(shutdown.clone());
     let mut base = server::build_base(Arc::clone(&config), shutdown.clone(), &tracker).await?;
-    if base.catalog.models.is_empty() {
+    if base.catalog.models.is_empty() && args.backend.is_none() {
         base.refresh_catalog().await?;
     }
     let suites = suites(&config)?;
@@ -181,7 +188,25 @@ pub async fn run(config: Arc<Config>, args: ProfileArgs) -> Result<(), RouterErr
         suites: Arc::new(suites),
         cancel: shutdown.clone(),
     };
-    let catalog = Arc::clone(&base.catalog);
+    let mut runner = runner;
+    let mut catalog = Arc::clone(&base.catalog);
+    // With --backend: that backend's models, reached through a router in this process.
+    let mut via_router = None;
+    if let Some(name) = &args.backend {
+        let (router, models) = backend_target(&config, name).await?;
+        if let Some(stop) = priced_guard(&config, name, &models, &runner, &options, args.yes) {
+            router.stop().await;
+            shutdown.cancel();
+            tracker.close();
+            return stop;
+        }
+        runner.client = switchyard_core::ollama::OllamaClient::new(base.http.clone(), router.url()).with_timeouts(
+            std::time::Duration::from_secs(config.ollama.control_timeout_secs),
+            std::time::Duration::from_secs(config.ollama.load_timeout_secs),
+        );
+        catalog = Arc::new(models);
+        via_router = Some(router);
+    }
     let categories: Vec<Category> = if options.categories.is_empty() {
         runner.suites.iter().map(|s| s.category).collect()
     } else {
@@ -198,6 +223,9 @@ pub async fn run(config: Arc<Config>, args: ProfileArgs) -> Result<(), RouterErr
     } else {
         runner.run(&catalog, &options, &Lines).await
     };
+    if let Some(router) = via_router {
+        router.stop().await;
+    }
     shutdown.cancel();
     tracker.close();
     let summary = result?;
@@ -210,4 +238,77 @@ pub async fn run(config: Arc<Config>, args: ProfileArgs) -> Result<(), RouterErr
     );
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
     Ok(())
+}
+
+/// Starts a router in this process (on a free loopback port) and returns it with the text models of backend `name`.
+async fn backend_target(
+    config: &Arc<Config>,
+    name: &str,
+) -> Result<(server::Running, switchyard_core::catalog::Catalog), RouterError> {
+    let Some(index) = config.backends.iter().position(|b| b.name == name) else {
+        let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
+        return Err(RouterError::bad(
+            format!(
+                "no [[backends]] entry is named {name:?} (configured: {})",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ),
+            Some("backend".into()),
+        ));
+    };
+    let mut local = Config::clone(config);
+    local.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let router = server::spawn(Arc::new(local)).await?;
+    let catalog = router.state.catalog.load();
+    let models = catalog
+        .models
+        .iter()
+        .filter(|(_, s)| s.backend.as_ref().is_some_and(|b| b.index == index) && s.capabilities.completion)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok((router, switchyard_core::catalog::Catalog { models }))
+}
+
+/// For a priced backend: prints the estimated tokens and cost of the run and, without `--yes`, the error that stops
+/// it. `None` lets the run go on.
+fn priced_guard(
+    config: &Config,
+    name: &str,
+    models: &switchyard_core::catalog::Catalog,
+    runner: &Runner,
+    options: &switchyard_profiler::RunOptions,
+    yes: bool,
+) -> Option<Result<(), RouterError>> {
+    let backend = config.backends.iter().find(|b| b.name == name)?;
+    if !backend.priced() {
+        return None;
+    }
+    let chosen: Vec<_> =
+        models.models.keys().filter(|m| options.models.is_empty() || options.models.contains(m)).collect();
+    let (mut input, mut output) = (0u64, 0u64);
+    for suite in runner.suites.iter() {
+        if !options.categories.is_empty() && !options.categories.contains(&suite.category) {
+            continue;
+        }
+        let n = if options.items_per_category == 0 { suite.items.len() } else { options.items_per_category };
+        for item in suite.items.iter().take(n) {
+            input += switchyard_core::text::estimate_tokens(&item.prompt)
+                + item.system.as_deref().map_or(0, switchyard_core::text::estimate_tokens);
+            output += u64::from(item.max_tokens.unwrap_or(options.max_output_tokens));
+        }
+    }
+    let models_n = chosen.len() as u64;
+    let (input, output) = (input * models_n, output * models_n);
+    let cost = (input as f64 * backend.price_input_per_mtok + output as f64 * backend.price_output_per_mtok) / 1e6;
+    println!(
+        "backend {name} is priced: profiling {models_n} model(s) sends about {input} input tokens and at most {output} \
+         output tokens, about {cost:.4} at its prices ({} / {} per million)",
+        backend.price_input_per_mtok, backend.price_output_per_mtok
+    );
+    if yes {
+        return None;
+    }
+    Some(Err(RouterError::bad(
+        format!("profiling backend {name} costs money: run again with --yes to spend about {cost:.4}"),
+        Some("yes".into()),
+    )))
 }
