@@ -300,3 +300,58 @@ async fn the_api_key_is_sent_to_its_backend_only_and_never_shown() {
     local.shutdown().await;
     remote.shutdown().await;
 }
+
+/// `switchyard profile --backend` on a priced backend: the estimate first, nothing sent without `--yes`.
+#[tokio::test]
+async fn profiling_a_priced_backend_needs_yes_and_then_stores_its_profile() {
+    let local = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
+    let remote = provider(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[backends]]\nname = \"premium\"\nurl = \"{}\"\nmodels = [\"premium-llama3.1\"]\n\
+             price_input_per_mtok = 3.0\nprice_output_per_mtok = 15.0\n",
+            remote.url()
+        ),
+    )
+    .unwrap();
+    let run = |extra: &'static [&'static str]| {
+        let config = config.display().to_string();
+        let db = format!("sqlite://{}", dir.path().join("switchyard.db").display());
+        let ollama = local.url();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+                .args(["--config", &config, "profile", "--backend", "premium", "--categories", "math"])
+                .args(["--items-per-category", "2"])
+                .args(extra)
+                .env("SWITCHYARD_OLLAMA_URL", ollama)
+                .env("SWITCHYARD_VRAM_PROBE", "sim")
+                .env("SWITCHYARD_DATABASE_URL", db)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let refused = run(&[]).await;
+    let stdout = String::from_utf8_lossy(&refused.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success(), "{stdout}");
+    assert!(stdout.contains("backend premium is priced") && stdout.contains("input tokens"), "{stdout}");
+    assert!(stderr.contains("--yes"), "{stderr}");
+    let sent = |url: String| async move {
+        let http = switchyard_core::http::HttpClient::default();
+        let v: Value = http.get_json(&format!("{url}/api/ps"), Duration::from_secs(5)).await.unwrap();
+        v
+    };
+    let backends_before = sent(remote.url()).await;
+    assert_eq!(backends_before["models"], json!([]), "nothing was sent to the provider: {backends_before}");
+
+    let done = run(&["--yes"]).await;
+    let stdout = String::from_utf8_lossy(&done.stdout).to_string();
+    assert!(done.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&done.stderr));
+    assert!(stdout.contains("premium-llama3.1:latest") && stdout.contains("2 item(s) run"), "{stdout}");
+    local.shutdown().await;
+    remote.shutdown().await;
+}

@@ -417,3 +417,95 @@ async fn switchyard_profile_measures_a_backends_model_and_the_server_uses_it() {
     assert!(tiny["decode_tps"].as_f64().is_some_and(|t| t > 0.0), "{tiny}");
     drop(router);
 }
+
+/// The mixed configuration: the simulator as the local Ollama, the real engine as a free backend, and a priced
+/// OpenAI-compatible stand-in that needs a key. Routing follows the policy, and the key is in no output.
+#[tokio::test]
+async fn a_mixed_configuration_routes_by_policy_and_never_shows_the_key() {
+    const KEY: &str = "sk-mixed-9d2c7e4b1a";
+    let Some(bin) = engine() else { return };
+    let mut chat = Engine::start(&bin, &Engine::model_args("tiny-chat", &["--jinja"]), 0).await;
+    let sim = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
+    let builtin = switchyard_sim::Fleet::builtin();
+    let premium_fleet = switchyard_sim::Fleet {
+        models: builtin
+            .models
+            .into_iter()
+            .filter(|m| m.name.as_str() == "llama3.3:70b")
+            .map(|mut m| {
+                m.name = switchyard_core::ModelName::parse("premium-llama3.3:70b").unwrap();
+                m
+            })
+            .collect(),
+    };
+    let provider =
+        switchyard_sim::spawn(SimOptions { fleet: premium_fleet, api_key: Some(KEY.into()), ..SimOptions::default() })
+            .await
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[routing]\nremote = \"fallback\"\n\n[breaker]\nfailure_threshold = 1\n\n\
+             [[backends]]\nname = \"llamacpp\"\nurl = \"{}\"\n\n\
+             [[backends]]\nname = \"premium\"\nurl = \"{}\"\napi_key_env = \"PREMIUM_KEY\"\n\
+             price_input_per_mtok = 3.0\nprice_output_per_mtok = 15.0\n",
+            chat.url,
+            provider.url()
+        ),
+    )
+    .unwrap();
+    let env = [("PREMIUM_KEY", KEY), ("RUST_LOG", "debug")];
+    let router =
+        Binary::start(&sim.url(), dir.path(), &["--config", &config.display().to_string()], &env).await.unwrap();
+    let via = Client { http: HttpClient::default(), base: router.url.clone() };
+    let chat_auto =
+        json!({"model": "auto:fast", "stream": false, "messages": [{"role": "user", "content": "Say hi."}]});
+    let mut shown = String::new();
+
+    // auto stays local (the simulator or the engine) while a local model can serve.
+    let (status, headers, body) = via.post("/api/chat", chat_auto.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let served = headers.get("x-switchyard-model").unwrap().to_str().unwrap().to_string();
+    assert!(!served.starts_with("premium-"), "{served}");
+    shown.push_str(&String::from_utf8_lossy(&body));
+    // The engine by name, through the OpenAI surface.
+    let v = via.json("/v1/chat/completions", greedy_chat("tiny-chat", false)).await;
+    assert!(v["choices"][0]["message"]["content"].as_str().is_some_and(|c| !c.is_empty()));
+
+    // Every local model fails (the simulator faulted, the engine killed): auto reaches the priced backend.
+    let http = HttpClient::default();
+    let fault = build_request(
+        Method::POST,
+        &format!("{}/sim/faults", sim.url()),
+        Some(Bytes::from(json!({"error_status": 500}).to_string())),
+    )
+    .unwrap();
+    assert!(http.send(fault).await.unwrap().status().is_success());
+    chat.kill().await;
+    let mut reached = None;
+    for _ in 0..6 {
+        let (status, headers, body) = via.post("/api/chat", chat_auto.clone()).await;
+        shown.push_str(&String::from_utf8_lossy(&body));
+        if status == StatusCode::OK {
+            reached = headers.get("x-switchyard-model").map(|v| v.to_str().unwrap().to_string());
+            break;
+        }
+    }
+    assert_eq!(reached.as_deref(), Some("premium-llama3.3:70b"), "{shown}");
+
+    for path in ["/admin/backends", "/admin/models", "/admin/decisions", "/metrics", "/api/tags", "/v1/models"] {
+        shown.push_str(&String::from_utf8_lossy(&via.call(Method::GET, path, None).await.2));
+    }
+    shown.push_str(&String::from_utf8_lossy(&via.post("/admin/explain", json!({"prompt": "hi"})).await.2));
+    let mut router = router;
+    router.signal("TERM").await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), router.child.wait()).await;
+    let logs = router.stderr();
+    assert!(logs.contains("premium"), "debug logs were captured");
+    assert!(!shown.contains(KEY) && !logs.contains(KEY), "the key leaked");
+    assert!(!shown.contains("9d2c7e4b") && !logs.contains("9d2c7e4b"), "part of the key leaked");
+    provider.shutdown().await;
+    sim.shutdown().await;
+}
