@@ -91,9 +91,26 @@ impl HttpClient {
     ///
     /// Connection failures become [`CoreError::Unreachable`]. No timeout is applied here: callers own their
     /// deadlines (first byte, idle between chunks) because they differ per use.
+    ///
+    /// A pooled connection the server closed just as it was reused (llama.cpp's server closes a keep-alive
+    /// connection after 100 requests; any server may at its idle timeout) fails before the server read the request:
+    /// such a request is sent once more, on a new connection.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, CoreError> {
         let url = req.uri().to_string();
-        self.inner.request(req).await.map_err(|e| CoreError::Unreachable { url, message: describe_client_error(&e) })
+        let again = copy_request(&req);
+        match self.inner.request(req).await {
+            Ok(response) => Ok(response),
+            Err(e) if stale_connection(&e) => {
+                tracing::debug!(%url, error = %describe_client_error(&e), "a pooled connection was closed; sending again");
+                let again = again
+                    .ok_or_else(|| CoreError::Unreachable { url: url.clone(), message: describe_client_error(&e) })?;
+                self.inner
+                    .request(again)
+                    .await
+                    .map_err(|e| CoreError::Unreachable { url, message: describe_client_error(&e) })
+            }
+            Err(e) => Err(CoreError::Unreachable { url, message: describe_client_error(&e) }),
+        }
     }
 
     /// Sends a request with an optional JSON body and reads the whole answer within `timeout`.
@@ -209,6 +226,27 @@ pub fn error_message(body: &[u8]) -> String {
     String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string()
 }
 
+/// A copy of `req` to send again (the body is reference-counted bytes).
+fn copy_request(req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
+    let mut builder = Request::builder().method(req.method().clone()).uri(req.uri().clone()).version(req.version());
+    if let Some(headers) = builder.headers_mut() {
+        headers.clone_from(req.headers());
+    }
+    builder.body(req.body().clone()).ok()
+}
+
+/// True when the request failed because a reused connection was already closed by the server, before any answer.
+fn stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if let Some(h) = inner.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message() || h.is_canceled();
+        }
+        source = inner.source();
+    }
+    false
+}
+
 fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
     let mut message = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -240,6 +278,40 @@ mod tests {
     fn joins_urls() {
         assert_eq!(join_url("http://h:1/", "/api/ps"), "http://h:1/api/ps");
         assert_eq!(join_url("http://h:1", "api/ps"), "http://h:1/api/ps");
+    }
+
+    /// A server that answers one request per connection but leaves it open, then closes it when the next request
+    /// arrives on it without answering (as a server does at its keep-alive limit).
+    async fn one_answer_per_connection() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    if socket.read(&mut buf).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}";
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    let _ = socket.read(&mut buf).await;
+                    // Dropped without an answer to the second request.
+                });
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn a_request_on_a_connection_the_server_closed_is_sent_again() {
+        let url = one_answer_per_connection().await;
+        let client = HttpClient::default();
+        for _ in 0..4 {
+            let resp =
+                client.request(Method::POST, &url, Some(Bytes::from_static(b"{}")), Duration::from_secs(5)).await;
+            assert_eq!(resp.unwrap().status, StatusCode::OK);
+        }
     }
 
     #[tokio::test]
