@@ -9,8 +9,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DIR=${SWITCHYARD_LLAMA_DIR:-$ROOT/target/llama}
-JOBS=${SWITCHYARD_LLAMA_JOBS:-$(nproc 2>/dev/null || echo 2)}
+DIR=${SY_LLAMA_DIR:-$ROOT/target/llama}
+JOBS=${SY_LLAMA_JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 # Pinned versions. Changing LLAMA_CPP_PYTHON_VERSION or CMAKE_FLAGS rebuilds llama-server (see the stamp file).
 LLAMA_CPP_PYTHON_VERSION=0.3.36
@@ -50,7 +50,7 @@ Builds llama.cpp's llama-server from the llama-cpp-python==$LLAMA_CPP_PYTHON_VER
 tiny random-weight GGUF models, so end-to-end tests can run a real inference engine. Idempotent: each phase is
 skipped when its output is already there and up to date.
 
-Cache directory: \${SWITCHYARD_LLAMA_DIR:-<repo>/target/llama} (now: $DIR)
+Cache directory: \${SY_LLAMA_DIR:-<repo>/target/llama} (now: $DIR)
   venv/                    Python venv with ${PY_PACKAGES[*]}
   dl/                      the llama-cpp-python sdist
   src/, build/             vendored llama.cpp sources and the ninja build tree
@@ -71,7 +71,7 @@ Options:
             apply to that file.
   --help    this text.
 
-Environment: SWITCHYARD_LLAMA_DIR (cache directory), SWITCHYARD_LLAMA_JOBS (ninja -j, default: nproc = $JOBS).
+Environment: SY_LLAMA_DIR (cache directory), SY_LLAMA_JOBS (ninja -j, default: nproc = $JOBS).
 
 Serving (one thread per model; the tiny models load in well under a second):
   single model:  $DIR/bin/llama-server -m $DIR/models/tiny-chat.gguf --alias tiny-chat \\

@@ -34,7 +34,7 @@ cargo clippy -p switchyard --no-default-features --locked -- -D warnings
 step "Real engine: llama.cpp's llama-server and tiny GGUF models (built once, cached in target/llama)"
 if scripts/llama-server.sh; then
     # Built: the real-engine tests must run, and fail if they cannot find it.
-    export SWITCHYARD_REQUIRE_REAL_ENGINE=1
+    export SY_REQUIRE_REAL_ENGINE=1
 else
     echo "REAL-ENGINE TESTS WILL BE SKIPPED: scripts/llama-server.sh failed (output above); each such test says so"
 fi

@@ -4,7 +4,7 @@ llama.cpp's `llama-server` (built by `scripts/llama-server.sh`, serving tiny ran
 an `openai` backend of `switchyard serve`, beside the simulator as the local Ollama. At temperature 0 the engine is
 deterministic, so every answer through Switchyard, on either surface, must be the answer the engine gives directly.
 
-Without a built engine these tests are skipped with the reason, unless `SWITCHYARD_REQUIRE_REAL_ENGINE=1` (set by
+Without a built engine these tests are skipped with the reason, unless `SY_REQUIRE_REAL_ENGINE=1` (set by
 `scripts/test.sh` once the build succeeded), which makes a missing engine a failure.
 """
 
@@ -24,7 +24,7 @@ import pytest
 
 from conftest import REPO_ROOT, ROUTER_ANNOUNCEMENT, binary, start_server, stop_server
 
-LLAMA_DIR = Path(os.environ.get("SWITCHYARD_LLAMA_DIR", REPO_ROOT / "target" / "llama"))
+LLAMA_DIR = Path(os.environ.get("SY_LLAMA_DIR", REPO_ROOT / "target" / "llama"))
 LLAMA_BIN = LLAMA_DIR / "bin" / "llama-server"
 MODELS = LLAMA_DIR / "models"
 QUESTION = [{"role": "user", "content": "Name three colours."}]
@@ -35,8 +35,8 @@ def engine_or_skip() -> Path:
     if ready:
         return LLAMA_BIN
     why = f"no llama-server and tiny models under {LLAMA_DIR} (run scripts/llama-server.sh)"
-    if os.environ.get("SWITCHYARD_REQUIRE_REAL_ENGINE") == "1":
-        pytest.fail(f"SWITCHYARD_REQUIRE_REAL_ENGINE=1 but {why}")
+    if os.environ.get("SY_REQUIRE_REAL_ENGINE") == "1":
+        pytest.fail(f"SY_REQUIRE_REAL_ENGINE=1 but {why}")
     pytest.skip(why)
 
 

@@ -2,7 +2,7 @@
 //! `scripts/llama-server.sh`, serving tiny random-weight GGUF models it writes) as an `openai` backend of the real
 //! `switchyard` binary, beside the simulator as the local Ollama. Everything runs on port 0 or a free port.
 //!
-//! Without a built `llama-server` these tests print why and pass, unless `SWITCHYARD_REQUIRE_REAL_ENGINE=1` (set by
+//! Without a built `llama-server` these tests print why and pass, unless `SY_REQUIRE_REAL_ENGINE=1` (set by
 //! `scripts/test.sh` once the build succeeded), which makes a missing engine a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,7 +20,7 @@ use switchyard_sim::SimOptions;
 
 /// Where `scripts/llama-server.sh` put the binary and the models.
 fn llama_dir() -> PathBuf {
-    std::env::var_os("SWITCHYARD_LLAMA_DIR")
+    std::env::var_os("SY_LLAMA_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/llama"))
 }
@@ -35,8 +35,8 @@ fn engine() -> Option<PathBuf> {
         return Some(bin);
     }
     let why = format!("no llama-server and tiny models under {} (run scripts/llama-server.sh)", dir.display());
-    if std::env::var("SWITCHYARD_REQUIRE_REAL_ENGINE").is_ok_and(|v| v == "1") {
-        panic!("SWITCHYARD_REQUIRE_REAL_ENGINE=1 but {why}");
+    if std::env::var("SY_REQUIRE_REAL_ENGINE").is_ok_and(|v| v == "1") {
+        panic!("SY_REQUIRE_REAL_ENGINE=1 but {why}");
     }
     eprintln!("SKIPPED: {why}");
     None
