@@ -19,6 +19,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
+/// How soon after sending a closed pooled connection must fail for the request to be sent again.
+const STALE_WITHIN: Duration = Duration::from_millis(250);
+
 /// Tuning of the pooled client.
 #[derive(Debug, Clone)]
 pub struct HttpClientOptions {
@@ -93,14 +96,17 @@ impl HttpClient {
     /// deadlines (first byte, idle between chunks) because they differ per use.
     ///
     /// A pooled connection the server closed just as it was reused (llama.cpp's server closes a keep-alive
-    /// connection after 100 requests; any server may at its idle timeout) fails before the server read the request:
-    /// such a request is sent once more, on a new connection.
+    /// connection after 100 requests; any server may at its idle timeout) fails at once, before the server worked
+    /// on the request: such a request is sent once more, on a new connection.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, CoreError> {
         let url = req.uri().to_string();
         let again = copy_request(&req);
+        let sent = std::time::Instant::now();
         match self.inner.request(req).await {
             Ok(response) => Ok(response),
-            Err(e) if stale_connection(&e) => {
+            // Only a failure right away: a connection that broke after the server had time to work on the request
+            // (it crashed, a proxy cut it) may have done the work, and sending it again could do it twice.
+            Err(e) if stale_connection(&e) && sent.elapsed() < STALE_WITHIN => {
                 tracing::debug!(%url, error = %describe_client_error(&e), "a pooled connection was closed; sending again");
                 let again = again
                     .ok_or_else(|| CoreError::Unreachable { url: url.clone(), message: describe_client_error(&e) })?;

@@ -212,3 +212,40 @@ fn the_config_file_variable_and_kubernetes_service_links_are_not_configuration_k
     };
     assert!(load(&sources).is_ok());
 }
+
+#[test]
+fn backends_load_from_the_file_and_bad_entries_name_their_key() {
+    use switchyard_core::config::{BackendKind, BackendModel, RemotePolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let good = "[routing]\nremote = \"scored\"\n\n[[backends]]\nname = \"llamacpp\"\nurl = \"http://127.0.0.1:8080\"\n\n\
+                [[backends]]\nname = \"premium\"\nurl = \"https://api.example.com\"\napi_key_env = \"PREMIUM_KEY\"\n\
+                models = [\"big\", { name = \"embedder\", embedding = true }]\nprice_output_per_mtok = 15.0\n";
+    let file = write_file(&dir, good);
+    let config = load(&ConfigSources { file: Some(file), ..Default::default() }).unwrap().config;
+    assert_eq!(config.routing.remote, RemotePolicy::Scored);
+    assert_eq!(config.backends.len(), 2);
+    assert_eq!(config.backends[0].kind, BackendKind::Openai);
+    assert!(!config.backends[0].priced() && config.backends[1].priced());
+    assert!(matches!(&config.backends[1].models[0], BackendModel::Name(n) if n == "big"));
+    assert!(config.backends[1].models[1].details().embedding);
+
+    let refused = |text: &str| {
+        let file = write_file(&dir, text);
+        load(&ConfigSources { file: Some(file), ..Default::default() }).unwrap_err().to_string()
+    };
+    let entry = |body: &str| format!("[[backends]]\n{body}\n");
+    let e = refused(&entry("name = \"ollama\"\nurl = \"http://h:1\""));
+    assert!(e.contains("backends[0].name") && e.contains("taken"), "{e}");
+    let e = refused(&entry("name = \"x\"\nkind = \"ollama\"\nurl = \"http://h:1\""));
+    assert!(e.contains("backends[0].kind"), "{e}");
+    let e = refused(&entry("name = \"x\"\nurl = \"https://user:sk-123@api.example.com\""));
+    assert!(e.contains("backends[0].url") && e.contains("api_key_env") && !e.contains("sk-123"), "{e}");
+    let e = refused(&entry("name = \"x\"\nurl = \"http://h:1\"\napi_key_env = \"sk-live key\""));
+    assert!(e.contains("backends[0].api_key_env"), "{e}");
+    let e = refused(&entry("name = \"x\"\nurl = \"http://h:1\"\nmax_concurrency = 0"));
+    assert!(e.contains("backends[0].max_concurrency"), "{e}");
+    let e = refused(&entry("name = \"x\"\nurl = \"http://h:1\"\nprice = 3"));
+    assert!(e.contains("price"), "unknown keys are refused: {e}");
+    let e = refused("[routing]\nremote = \"sometimes\"\n");
+    assert!(e.contains("routing.remote") && e.contains("fallback"), "{e}");
+}

@@ -206,6 +206,10 @@ impl RouterError {
             ForwardFailure::Status { status: 503, message } => {
                 RouterError::Busy { message: format!("{who} is busy: {message}"), retry_after_secs: 2 }
             }
+            ForwardFailure::Status { status: 429, message } if backend.is_some() => RouterError::Busy {
+                message: format!("{who} is rate-limiting requests: {message}"),
+                retry_after_secs: 5,
+            },
             ForwardFailure::Status { status, message } => RouterError::UpstreamFailed(format!(
                 "{model} failed ({who} answered {status}: {message}); retry, or pick another model"
             )),

@@ -351,8 +351,10 @@ impl<T: Transform> Body for RelayBody<T> {
                     }
                     if this.sleep.as_mut().poll(cx).is_ready() {
                         this.upstream = None;
-                        let message =
-                            format!("no data from Ollama for {} s (ollama.idle_timeout_secs)", this.idle.as_secs());
+                        let message = format!(
+                            "no data from the model's server for {} s (its idle_timeout_secs)",
+                            this.idle.as_secs()
+                        );
                         let out = this.transform.error(&message);
                         this.end(StreamEnd::Failed(message));
                         return Poll::Ready(Some(Ok(Frame::data(out))));

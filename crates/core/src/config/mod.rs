@@ -60,7 +60,7 @@ pub struct BackendConfig {
     pub api_key_env: String,
     /// Models to offer. Empty: whatever `GET /v1/models` lists. Entries are names or tables with capabilities.
     pub models: Vec<BackendModel>,
-    /// Requests sent to this backend at once; more wait in a queue of `limits.queue_per_model` per model.
+    /// Requests sent to this backend at once; more wait in its queue (at most `limits.queue_per_model` of them).
     pub max_concurrency: u32,
     /// Give up connecting after this many milliseconds.
     pub connect_timeout_ms: u64,
@@ -68,7 +68,8 @@ pub struct BackendConfig {
     pub first_byte_timeout_secs: u64,
     /// End a stream when no chunk arrived for this many seconds.
     pub idle_timeout_secs: u64,
-    /// Deadline for model listing and load/unload calls.
+    /// Deadline for the model listing and the load/unload calls of a router-mode server (the wait for the load
+    /// itself is `first_byte_timeout_secs`).
     pub control_timeout_secs: u64,
     /// Price of a million input tokens (any currency, used consistently); with the output price, makes the
     /// backend priced (remote): see `routing.remote`.
@@ -132,6 +133,8 @@ pub struct BackendModelDetails {
     /// The model answers `/v1/embeddings` (and not chat).
     pub embedding: bool,
     pub thinking: bool,
+    /// Fill-in-the-middle: `/v1/completions` with a `suffix`.
+    pub insert: bool,
     /// Context length in tokens (0: unknown).
     pub context_length: u64,
 }
@@ -711,6 +714,14 @@ impl Config {
             }
             if !(b.url.starts_with("http://") || b.url.starts_with("https://")) || b.url.parse::<http::Uri>().is_err() {
                 return Err(CoreError::config(key("url"), format!("{:?} is not an http:// or https:// URL", b.url)));
+            }
+            if b.url.parse::<http::Uri>().ok().and_then(|u| u.authority().map(|a| a.as_str().contains('@')))
+                == Some(true)
+            {
+                return Err(CoreError::config(
+                    key("url"),
+                    "holds credentials (user:key@): put the key in an environment variable named by api_key_env",
+                ));
             }
             if !b.api_key_env.is_empty() && !b.api_key_env.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
                 return Err(CoreError::config(

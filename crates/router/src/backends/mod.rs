@@ -104,6 +104,25 @@ impl Drop for Slot {
     }
 }
 
+/// A place in a backend's queue, left when dropped (also when the waiting request is cancelled).
+struct Queued<'a> {
+    waiting: &'a AtomicU32,
+    /// Requests that were waiting before this one.
+    ahead: u32,
+}
+
+impl<'a> Queued<'a> {
+    fn join(waiting: &'a AtomicU32) -> Self {
+        Self { ahead: waiting.fetch_add(1, Ordering::AcqRel), waiting }
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Why no slot was free.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotError {
@@ -171,6 +190,8 @@ pub struct OpenAiBackend {
     /// Router mode (llama.cpp's `llama-server --models-preset`): the server loads and unloads models on request and
     /// lists each with a status. Which of its models are loaded, by id, as last seen.
     residency: Mutex<Option<std::collections::HashMap<String, bool>>>,
+    /// Models a router-mode server reports as failed to start.
+    failed: Mutex<Vec<String>>,
 }
 
 impl OpenAiBackend {
@@ -178,6 +199,8 @@ impl OpenAiBackend {
         let key = (!config.api_key_env.is_empty())
             .then(|| std::env::var(&config.api_key_env).ok())
             .flatten()
+            // A key from a mounted secret file often ends in a newline, which no header may carry.
+            .map(|k| k.trim().to_string())
             .filter(|k| !k.is_empty())
             .map(|k| ApiKey(Arc::from(k)));
         if !config.api_key_env.is_empty() && key.is_none() {
@@ -189,6 +212,9 @@ impl OpenAiBackend {
         }
         let http = HttpClient::new(&HttpClientOptions {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            // Below the keep-alive timeout servers commonly use (llama.cpp's is 5 s), so that an idle pooled
+            // connection is dropped here before the server closes it under a new request.
+            pool_idle_timeout: Duration::from_secs(4),
             ..HttpClientOptions::default()
         });
         let slots = Arc::new(Semaphore::new(config.max_concurrency as usize));
@@ -203,6 +229,7 @@ impl OpenAiBackend {
             metrics,
             listing: Mutex::new((None, Vec::new())),
             residency: Mutex::new(None),
+            failed: Mutex::new(Vec::new()),
             config,
         }
     }
@@ -231,12 +258,12 @@ impl OpenAiBackend {
         let permit = match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
-                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                let queued = Queued::join(&self.waiting);
+                if queued.ahead >= self.queue_limit {
                     return Err(SlotError::QueueFull);
                 }
                 let got = tokio::time::timeout(wait, Arc::clone(&self.slots).acquire_owned()).await;
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                drop(queued);
                 match got {
                     Ok(Ok(permit)) => permit,
                     _ => return Err(SlotError::Busy),
@@ -286,11 +313,20 @@ impl OpenAiBackend {
             .iter()
             .map(|(id, m)| {
                 let status = m.get("status")?.get("value")?.as_str()?;
-                Some((id.clone(), status == "loaded"))
+                // A sleeping model is held and wakes on the next request.
+                Some((id.clone(), matches!(status, "loaded" | "sleeping")))
             })
+            .collect();
+        let failed: Vec<String> = entries
+            .iter()
+            .filter(|(_, m)| m.get("status").and_then(|s| s.get("failed")).and_then(Value::as_bool) == Some(true))
+            .map(|(id, _)| id.clone())
             .collect();
         if let Ok(mut r) = self.residency.lock() {
             *r = statuses.filter(|s| !s.is_empty());
+        }
+        if let Ok(mut f) = self.failed.lock() {
+            *f = failed;
         }
         Ok(entries)
     }
@@ -314,6 +350,10 @@ impl OpenAiBackend {
         self.residency.lock().ok().and_then(|r| r.as_ref().and_then(|m| m.get(id).copied()))
     }
 
+    fn load_failed(&self, id: &str) -> bool {
+        self.failed.lock().is_ok_and(|f| f.iter().any(|m| m == id))
+    }
+
     fn set_loaded(&self, id: &str, loaded: bool) {
         if let Ok(mut r) = self.residency.lock()
             && let Some(map) = r.as_mut()
@@ -335,36 +375,53 @@ impl OpenAiBackend {
             ));
         }
         let path = if load { "/models/load" } else { "/models/unload" };
-        let url = join_url(&self.config.url, path);
-        let body = Bytes::from(json_body(id));
-        let request = build_request_with_key(Method::POST, &url, Some(body), self.key())?;
-        // A load waits for the model to come up; the listing's deadline is too short for a large one.
-        let timeout = Duration::from_secs(self.config.first_byte_timeout_secs);
-        let resp = self.http.send_buffered(request, timeout).await?;
-        if !resp.status.is_success() {
-            return Err(RouterError::UpstreamFailed(format!(
-                "backend {} answered {} to {path}: {}",
-                self.name(),
-                resp.status.as_u16(),
-                error_message(&resp.body)
-            )));
+        let who = || format!("backend {}", self.name());
+        let unreachable = |e: CoreError| RouterError::Unreachable(format!("cannot reach {} ({e})", who()));
+        self.list().await.map_err(unreachable)?;
+        if self.loaded(id) != Some(load) {
+            let url = join_url(&self.config.url, path);
+            let request = build_request_with_key(Method::POST, &url, Some(Bytes::from(json_body(id))), self.key())
+                .map_err(unreachable)?;
+            let resp = self
+                .http
+                .send_buffered(request, Duration::from_secs(self.config.control_timeout_secs))
+                .await
+                .map_err(unreachable)?;
+            let message = error_message(&resp.body);
+            // Loading one that is running (or loading), unloading one that is not: already as wanted.
+            let as_wanted = resp.status == StatusCode::BAD_REQUEST
+                && (message.contains("already running") || message.contains("not running"));
+            if !resp.status.is_success() && !as_wanted {
+                return Err(RouterError::UpstreamFailed(format!(
+                    "{} answered {} to {path} for {id}: {message}",
+                    who(),
+                    resp.status.as_u16()
+                )));
+            }
         }
-        // The server loads in the background: wait (within the timeout) until it lists the model as wanted. This
-        // also reads which other model it evicted (`--models-max`).
+        // The server loads in the background: wait (within the load timeout) until it lists the model as wanted,
+        // backing off. This also reads which other model it evicted (`--models-max`).
+        let timeout = Duration::from_secs(self.config.first_byte_timeout_secs);
         let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(20);
         loop {
-            if self.list().await.is_ok() && self.loaded(id) == Some(load) {
+            self.list().await.map_err(unreachable)?;
+            if self.loaded(id) == Some(load) {
                 break;
+            }
+            if load && self.load_failed(id) {
+                return Err(RouterError::UpstreamFailed(format!("{} failed to load {id} (see its log)", who())));
             }
             if Instant::now() >= deadline {
                 return Err(RouterError::Timeout(format!(
-                    "backend {} did not {} {id} within {} s (first_byte_timeout_secs)",
-                    self.name(),
+                    "{} did not {} {id} within {} s (first_byte_timeout_secs)",
+                    who(),
                     if load { "load" } else { "unload" },
                     timeout.as_secs()
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
         }
         Ok(if load {
             format!("{id} is loaded on backend {}", self.name())
@@ -421,7 +478,7 @@ impl OpenAiBackend {
                 tools: d.tools,
                 vision: d.vision,
                 thinking: d.thinking,
-                insert: false,
+                insert: d.insert,
             },
             // Unconfigured models of an OpenAI-compatible server: chat with tools (the server refuses what its model
             // cannot do, and that answer reaches the client).
@@ -449,7 +506,7 @@ impl OpenAiBackend {
     /// Sends a native request to model `id` and answers in the native shape. `shown` names the model in the answer.
     async fn forward(&self, call: Call, prepared: &Prepared, id: &str, shown: &str) -> Result<Reply, ForwardFailure> {
         let started = Instant::now();
-        let wire = wire::request(call, &prepared.body, id, prepared.stream);
+        let wire = wire::request(call, &prepared.body, id, prepared.stream, !self.config.priced());
         let body = serde_json::to_vec(&wire).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
         let url = join_url(&self.config.url, call.path());
         let request = build_request_with_key(Method::POST, &url, Some(Bytes::from(body)), self.key())
@@ -667,6 +724,15 @@ impl SseBody {
     }
 }
 
+impl Drop for SseBody {
+    /// A stream cut short (client gone, upstream broken) still used the tokens generated so far.
+    fn drop(&mut self) {
+        if let Some(a) = self.accounting.take() {
+            a.record(&self.conv.usage());
+        }
+    }
+}
+
 impl Body for SseBody {
     type Data = Bytes;
     type Error = hyper::Error;
@@ -682,9 +748,13 @@ impl Body for SseBody {
                     let Ok(data) = frame.into_data() else { continue };
                     let out = this.conv.push(&data);
                     this.settle();
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                    if this.conv.is_done() {
+                        // Complete: what follows `[DONE]` (even a reset connection) changes nothing.
+                        this.ended = true;
                     }
+                    // An empty frame when the events gave no line yet (tool-call deltas are gathered until the end):
+                    // the relay sees the stream is alive and does not time it out.
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.ended = true;

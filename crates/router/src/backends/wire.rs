@@ -37,13 +37,14 @@ impl Call {
     }
 }
 
-/// Sampling options with the same meaning on OpenAI-compatible servers (llama.cpp and vLLM read the non-standard
-/// ones: `top_k`, `min_p`, `repeat_penalty`).
-const SAMPLING: [&str; 8] =
-    ["temperature", "top_p", "top_k", "min_p", "seed", "presence_penalty", "frequency_penalty", "repeat_penalty"];
+/// Sampling options of OpenAI's own API.
+const SAMPLING: [&str; 5] = ["temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"];
+/// Sampling options local engines read beyond OpenAI's (llama.cpp, vLLM); OpenAI's API refuses them.
+const SAMPLING_EXTENDED: [&str; 3] = ["top_k", "min_p", "repeat_penalty"];
 
-/// The OpenAI request for a native body, sent as model `id`.
-pub fn request(call: Call, native: &Map<String, Value>, id: &str, stream: bool) -> Value {
+/// The OpenAI request for a native body, sent as model `id`. `extended` adds the sampling options only local
+/// engines read (sent to free backends; a priced provider may refuse unknown fields).
+pub fn request(call: Call, native: &Map<String, Value>, id: &str, stream: bool, extended: bool) -> Value {
     let mut out = Map::new();
     out.insert("model".into(), json!(id));
     match call {
@@ -95,9 +96,10 @@ pub fn request(call: Call, native: &Map<String, Value>, id: &str, stream: bool) 
         _ => {}
     }
     if let Some(options) = native.get("options").and_then(Value::as_object) {
-        for key in SAMPLING {
-            if let Some(v) = options.get(key).filter(|v| v.is_number()) {
-                out.insert(key.into(), v.clone());
+        let extra: &[&str] = if extended { &SAMPLING_EXTENDED } else { &[] };
+        for key in SAMPLING.iter().chain(extra) {
+            if let Some(v) = options.get(*key).filter(|v| v.is_number()) {
+                out.insert((*key).into(), v.clone());
             }
         }
         if let Some(n) = options.get("num_predict").and_then(Value::as_i64).filter(|n| *n > 0) {
@@ -185,6 +187,8 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Prompt processing, from llama.cpp's `timings` (0 when the server does not say).
     pub prompt_ns: u64,
+    /// Prompt tokens processed (llama.cpp's `timings.prompt_n`: without a cached prefix), when the server says.
+    pub prompt_evaluated: Option<u64>,
     /// Generation, from `timings`.
     pub eval_ns: u64,
 }
@@ -209,10 +213,10 @@ impl Usage {
             if let Some(ns) = ms("predicted_ms") {
                 self.eval_ns = ns;
             }
-            if self.prompt_tokens == 0
-                && let Some(n) = t.get("prompt_n").and_then(Value::as_u64)
-            {
-                self.prompt_tokens = n;
+            // Tokens the server actually processed (a cached prefix is not), which `prompt_ms` is the time of;
+            // `usage.prompt_tokens` counts the cached ones too.
+            if let Some(n) = t.get("prompt_n").and_then(Value::as_u64) {
+                self.prompt_evaluated = Some(n);
             }
             if self.output_tokens == 0
                 && let Some(n) = t.get("predicted_n").and_then(Value::as_u64)
@@ -241,7 +245,8 @@ fn finish_fields(out: &mut Map<String, Value>, finish: Option<&str>, usage: &Usa
     out.insert("done_reason".into(), json!(done_reason(finish)));
     out.insert("total_duration".into(), json!(total_ns.max(usage.prompt_ns + usage.eval_ns)));
     out.insert("load_duration".into(), json!(0));
-    out.insert("prompt_eval_count".into(), json!(usage.prompt_tokens));
+    // As Ollama counts it: the prompt tokens evaluated for this answer (a cached prefix is not).
+    out.insert("prompt_eval_count".into(), json!(usage.prompt_evaluated.unwrap_or(usage.prompt_tokens)));
     out.insert("prompt_eval_duration".into(), json!(usage.prompt_ns));
     out.insert("eval_count".into(), json!(usage.output_tokens));
     // A server that reports no timings (OpenAI's API has none): the generation took at most the time Switchyard
@@ -343,6 +348,8 @@ pub struct SseToNative {
     usage: Usage,
     started: std::time::Instant,
     done: bool,
+    /// A native line was written already.
+    started_output: bool,
 }
 
 impl SseToNative {
@@ -356,6 +363,7 @@ impl SseToNative {
             usage: Usage::default(),
             started: std::time::Instant::now(),
             done: false,
+            started_output: false,
         }
     }
 
@@ -445,6 +453,15 @@ impl SseToNative {
                 }
             }
             let content = delta.get("content").and_then(Value::as_str).unwrap_or_default().to_string();
+            if !self.started_output && delta.get("role").is_some() {
+                // The opening event: a line at once, so that the first chunk does not wait for the first token
+                // (or, for a tool call, for the whole call).
+                self.started_output = true;
+                self.write_chunk("", None, out);
+                if content.is_empty() {
+                    return;
+                }
+            }
             let thinking = delta
                 .get("reasoning_content")
                 .or_else(|| delta.get("reasoning"))
@@ -461,6 +478,11 @@ impl SseToNative {
         if text.is_empty() && thinking.is_none() {
             return;
         }
+        self.started_output = true;
+        self.write_chunk(text, thinking, out);
+    }
+
+    fn write_chunk(&self, text: &str, thinking: Option<&str>, out: &mut BytesMut) {
         let mut chunk = json!({"model": self.model, "created_at": now()});
         if self.call.generates() {
             chunk["response"] = json!(text);
@@ -530,7 +552,8 @@ mod tests {
                 {"role": "tool", "content": "42", "tool_name": "f"}
             ]
         }));
-        let r = request(Call::Chat, &native, "backend-id", true);
+        let r = request(Call::Chat, &native, "backend-id", true, true);
+        assert!(request(Call::Chat, &native, "backend-id", true, false).get("top_k").is_none(), "not to providers");
         assert_eq!(r["model"], "backend-id");
         assert_eq!(r["temperature"], 0.2);
         assert_eq!(r["top_k"], 5);
@@ -548,11 +571,11 @@ mod tests {
     #[test]
     fn generate_is_a_templated_chat_unless_raw_completion() {
         let native = obj(json!({"model": "m", "system": "be brief", "prompt": "hi"}));
-        let r = request(Call::ChatAsGenerate, &native, "id", false);
+        let r = request(Call::ChatAsGenerate, &native, "id", false, true);
         assert_eq!(r["messages"][0], json!({"role": "system", "content": "be brief"}));
         assert_eq!(r["messages"][1], json!({"role": "user", "content": "hi"}));
         assert!(r.get("stream_options").is_none());
-        let r = request(Call::Completion, &obj(json!({"prompt": "def f(", "suffix": "return 1"})), "id", false);
+        let r = request(Call::Completion, &obj(json!({"prompt": "def f(", "suffix": "return 1"})), "id", false, true);
         assert_eq!(r["prompt"], "def f(");
         assert_eq!(r["suffix"], "return 1");
     }
@@ -604,14 +627,15 @@ mod tests {
         }
         out.extend_from_slice(&conv.end());
         let l = lines(&out);
-        assert_eq!(l.len(), 4, "{l:?}");
-        assert_eq!(l[0]["message"]["content"], "Hel");
-        assert_eq!(l[1]["message"]["content"], "lo");
-        assert_eq!(l[2]["message"]["tool_calls"][0]["function"]["arguments"], json!({"a": 2}));
-        assert_eq!(l[3]["done"], true);
-        assert_eq!(l[3]["done_reason"], "length");
-        assert_eq!((l[3]["prompt_eval_count"].as_u64(), l[3]["eval_count"].as_u64()), (Some(3), Some(2)));
-        assert_eq!(l[3]["eval_duration"], 4_000_000);
+        assert_eq!(l.len(), 5, "{l:?}");
+        assert_eq!(l[0]["message"]["content"], "", "the opening event is a line at once");
+        assert_eq!(l[1]["message"]["content"], "Hel");
+        assert_eq!(l[2]["message"]["content"], "lo");
+        assert_eq!(l[3]["message"]["tool_calls"][0]["function"]["arguments"], json!({"a": 2}));
+        assert_eq!(l[4]["done"], true);
+        assert_eq!(l[4]["done_reason"], "length");
+        assert_eq!((l[4]["prompt_eval_count"].as_u64(), l[4]["eval_count"].as_u64()), (Some(3), Some(2)));
+        assert_eq!(l[4]["eval_duration"], 4_000_000);
         assert!(conv.is_done());
     }
 

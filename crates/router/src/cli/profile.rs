@@ -257,6 +257,14 @@ async fn backend_target(
     };
     let mut local = Config::clone(config);
     local.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    // Only this command talks to it: no keys, no rate limits, and no pins or preloads of its own.
+    local.server.admin_key.clear();
+    local.server.client_keys.clear();
+    local.limits.per_ip_rps = 0.0;
+    local.limits.per_key_rps = 0.0;
+    local.vram.pins.clear();
+    local.vram.preload.clear();
+    local.vram.pin_fastest = false;
     let router = server::spawn(Arc::new(local)).await?;
     let catalog = router.state.catalog.load();
     let models = catalog

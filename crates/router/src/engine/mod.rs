@@ -186,7 +186,13 @@ impl<'a> Engine<'a> {
                     if explicit {
                         return Err(RouterError::UpstreamRejected { status: 404, message });
                     }
-                    state.refresh_catalog_for_unknown().await?;
+                    if target.is_some() {
+                        // A backend no longer serves it: read the backends' lists again (Ollama's state is not
+                        // the question, so its being down must not end the fallback).
+                        state.refresh_backends().await;
+                    } else {
+                        state.refresh_catalog_for_unknown().await?;
+                    }
                     last = Some(RouterError::UpstreamFailed(message));
                 }
                 Err(failure) => {
