@@ -211,3 +211,29 @@ def test_openai_responses_api_tools(oai: openai.OpenAI) -> None:
     assert calls and calls[0].name == "get_current_weather"
     assert json.loads(calls[0].arguments)["city"]
     assert answer.model in TOOLS_MODELS
+
+
+def test_models_are_managed_through_the_router(client: ollama.Client) -> None:
+    """pull (with progress), copy, create and delete through the router, as Open WebUI and the CLI do them."""
+    client.delete("llama3.1:8b")
+    assert "llama3.1:8b" not in [m.model for m in client.list().models]
+    with pytest.raises(ollama.ResponseError):
+        client.delete("llama3.1:8b")
+
+    progress = list(client.pull("llama3.1:8b", stream=True))
+    assert progress[0].status == "pulling manifest"
+    assert any(p.total and p.completed is not None for p in progress)
+    assert progress[-1].status == "success"
+    deadline = time.monotonic() + 10
+    while "llama3.1:8b" not in [m.model for m in client.list().models]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client.chat(model="llama3.1:8b", messages=[{"role": "user", "content": "hi"}]).message.content
+
+    client.copy("llama3.2:3b", "my-assistant")
+    created = client.create(model="coder-x", from_="qwen2.5-coder:7b")
+    assert created.status == "success"
+    names = [m.model for m in client.list().models]
+    assert "my-assistant:latest" in names and "coder-x:latest" in names
+    with pytest.raises(ollama.ResponseError):
+        client.pull("no-such-model:1b")

@@ -42,6 +42,11 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/api/tags", get(api::ollama::tags))
         .route("/api/ps", get(api::ollama::ps))
         .route("/api/show", post(api::ollama::show))
+        .route("/api/pull", post(api::manage::forward))
+        .route("/api/push", post(api::manage::forward))
+        .route("/api/create", post(api::manage::forward))
+        .route("/api/copy", post(api::manage::forward))
+        .route("/api/delete", axum::routing::delete(api::manage::forward))
         .route("/api/chat", post(api::inference))
         .route("/api/generate", post(api::inference))
         .route("/api/embed", post(api::inference))
@@ -159,7 +164,12 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
     let key = presented_key(&request);
     let server = &state.config.server;
     let admin_ok = key.as_deref().is_some_and(|k| key_matches(k, &server.admin_key));
+    let manages_models = api::manage::ROUTES.contains(&path.as_str());
     let allowed = match area {
+        Area::Ollama if manages_models && !server.admin_key.is_empty() && !admin_ok => {
+            Err("managing models (pull, push, create, copy, delete) changes the machine and needs the admin key: send \
+             `Authorization: Bearer $SWITCHYARD_ADMIN_KEY`")
+        }
         Area::Admin if !server.admin_key.is_empty() && !admin_ok => {
             Err("this admin route needs the admin key: send `Authorization: Bearer $SWITCHYARD_ADMIN_KEY`")
         }

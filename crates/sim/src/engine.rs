@@ -175,6 +175,8 @@ pub(crate) struct CatalogEntry {
 pub(crate) struct Catalog {
     /// The entries, in fleet order.
     entries: RwLock<Vec<CatalogEntry>>,
+    /// What `/api/pull` can fetch: the fleet's models (a deleted one can be pulled again).
+    registry: Vec<FleetModel>,
 }
 
 impl Catalog {
@@ -189,7 +191,40 @@ impl Catalog {
                 generation: 0,
             })
             .collect();
-        Self { entries: RwLock::new(entries) }
+        Self { entries: RwLock::new(entries), registry: fleet.models.clone() }
+    }
+
+    /// The registry's model called `name`, for a pull.
+    pub(crate) fn registry_model(&self, name: &ModelName) -> Option<FleetModel> {
+        self.registry.iter().find(|m| &m.name == name).cloned()
+    }
+
+    /// Adds `model` (a pull or a create), or refreshes it when it is there: a new digest and modification time.
+    pub(crate) fn put(&self, model: FleetModel) -> CatalogEntry {
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = entries.iter_mut().find(|e| e.model.name == model.name) {
+            entry.generation += 1;
+            entry.digest = derive_digest(model.name.as_str(), entry.generation);
+            entry.modified_at = Utc::now();
+            entry.model = Arc::new(model);
+            return entry.clone();
+        }
+        let entry = CatalogEntry {
+            digest: model.initial_digest(),
+            model: Arc::new(model),
+            modified_at: Utc::now(),
+            generation: 0,
+        };
+        entries.push(entry.clone());
+        entry
+    }
+
+    /// Removes `name`; false when there was no such model.
+    pub(crate) fn remove(&self, name: &ModelName) -> bool {
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = entries.len();
+        entries.retain(|e| &e.model.name != name);
+        entries.len() != before
     }
 
     /// Every entry.

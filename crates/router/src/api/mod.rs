@@ -3,6 +3,7 @@
 //! response. Inference handlers parse, hand the request to the engine (`crate::engine`), and encode its outcome.
 
 pub(crate) mod admin;
+pub(crate) mod manage;
 pub(crate) mod ollama;
 pub(crate) mod openai;
 

@@ -4,6 +4,7 @@
 //! the injected mid-stream disconnect.
 
 pub(crate) mod control;
+pub(crate) mod manage;
 pub(crate) mod native;
 pub(crate) mod openai;
 
@@ -81,6 +82,11 @@ pub(crate) fn router(state: SimState) -> Router {
         .route("/sim/fleet", get(control::fleet))
         .route("/sim/repull", post(control::repull))
         .route("/sim/faults", get(control::list_faults).post(control::set_faults).delete(control::clear_faults))
+        .route("/api/pull", post(manage::pull))
+        .route("/api/push", post(manage::push))
+        .route("/api/create", post(manage::create))
+        .route("/api/copy", post(manage::copy))
+        .route("/api/delete", axum::routing::delete(manage::delete))
         .route("/sim/auth", get(control::auth))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))

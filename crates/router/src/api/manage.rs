@@ -1,0 +1,129 @@
+//! Model management through the router: `/api/pull` (progress streamed as it arrives), `/api/push`, `/api/create`,
+//! `/api/copy` and `DELETE /api/delete` go to the local Ollama unchanged, so that Open WebUI and the `ollama` CLI
+//! can manage models through Switchyard. They change the box, so they need the admin key when one is set (checked
+//! by the gate). When one finishes, the catalog is read again at once: a pulled or created model is routable by the
+//! next request, and a deleted one is gone from `auto`.
+
+use super::read_body;
+use crate::error::{OllamaError, RouterError};
+use crate::request::parse_object;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, Response, Uri, header};
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use switchyard_core::http::build_request;
+
+/// The routes this module serves (the gate asks for the admin key on them).
+pub const ROUTES: [&str; 5] = ["/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete"];
+
+/// Reads the catalog (and the profiles that depend on it) again, in the background.
+fn refresh_later(state: &AppState) {
+    let state2 = state.clone();
+    state.tracker.spawn(async move {
+        if let Err(e) = state2.refresh_catalog().await {
+            tracing::warn!(error = %e, "cannot read the catalog after a model change");
+            return;
+        }
+        if let Err(e) = state2.reload_profiles().await {
+            tracing::debug!(error = %e, "cannot reload profiles after a model change");
+        }
+    });
+}
+
+/// Any of the management routes: forwarded to Ollama as it came.
+pub async fn forward(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response<Body>, OllamaError> {
+    let path = uri.path();
+    let bytes = read_body(&headers, body, state.config.server.max_body.0).await?;
+    // A clear 400 here for what is not a JSON object, rather than whatever Ollama makes of it.
+    parse_object(&bytes, state.config.server.max_json_depth as usize)?;
+    let url = state.ollama.url(path);
+    let request = build_request(method, &url, Some(bytes)).map_err(RouterError::from)?;
+    let upstream = state.ollama.http().send(request).await.map_err(RouterError::from)?;
+    let status = upstream.status();
+    let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
+    let changes_models = path != "/api/push";
+    let streamed = content_type.as_ref().and_then(|v| v.to_str().ok()).is_some_and(|t| t.contains("ndjson"));
+    let body = if streamed {
+        // Progress lines are relayed as they come; the catalog is read again when the stream ends.
+        let state2 = state.clone();
+        let done: Option<Box<dyn FnOnce() + Send>> =
+            changes_models.then(|| Box::new(move || refresh_later(&state2)) as Box<dyn FnOnce() + Send>);
+        Body::new(Finally { inner: upstream.into_body(), done })
+    } else {
+        let whole = upstream
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| RouterError::UpstreamFailed(format!("Ollama broke off its answer to {path}: {e}")))?
+            .to_bytes();
+        if changes_models && status.is_success() {
+            // Before answering, so that a client's next request already sees the change.
+            if let Err(e) = state.refresh_catalog().await {
+                tracing::warn!(error = %e, "cannot read the catalog after a model change");
+            } else if let Err(e) = state.reload_profiles().await {
+                tracing::debug!(error = %e, "cannot reload profiles after a model change");
+            }
+        }
+        Body::from(whole)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    if let Some(v) = content_type {
+        response.headers_mut().insert(header::CONTENT_TYPE, v);
+    } else {
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    Ok(response)
+}
+
+/// A body that runs `done` once it ends (or is dropped: the client went away, the pull goes on in Ollama).
+struct Finally {
+    inner: hyper::body::Incoming,
+    done: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Finally {
+    fn finish(&mut self) {
+        if let Some(done) = self.done.take() {
+            done();
+        }
+    }
+}
+
+impl Drop for Finally {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl http_body::Body for Finally {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.finish();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

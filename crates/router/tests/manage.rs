@@ -1,0 +1,111 @@
+//! Model management through the router (`/api/pull`, `/api/push`, `/api/create`, `/api/copy`, `/api/delete`):
+//! forwarded to Ollama (the simulator), guarded by the admin key, and seen by routing at once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::start_with;
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use switchyard_sim::SimOptions;
+
+fn names(tags: &Value) -> Vec<String> {
+    tags["models"].as_array().unwrap().iter().filter_map(|m| m["name"].as_str().map(str::to_string)).collect()
+}
+
+async fn auto_candidates(h: &common::Harness) -> Vec<String> {
+    let explain = h.post("/admin/explain", json!({"prompt": "Write a haiku about trains."})).await.json();
+    explain["scoring"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["model"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn delete_pull_copy_and_create_go_through_and_routing_sees_them_at_once() {
+    let h = start_with(SimOptions::default(), |_| {}).await;
+    let body = |v: Value| Some(bytes::Bytes::from(v.to_string()));
+
+    // Delete: gone from the tags and from auto's candidates, with no wait for the periodic refresh.
+    let a = h.call(Method::DELETE, &h.url("/api/delete"), body(json!({"model": "llama3.1:8b"})), &[]).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert!(!names(&h.get("/api/tags").await.json()).contains(&"llama3.1:8b".to_string()));
+    assert!(!auto_candidates(&h).await.contains(&"llama3.1:8b".to_string()));
+    let a = h.call(Method::DELETE, &h.url("/api/delete"), body(json!({"model": "llama3.1:8b"})), &[]).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "Ollama's answer passes through: {}", a.text());
+
+    // Pull, streamed: progress lines as Ollama sends them, ending in success; routable by the next request.
+    let a = h.post("/api/pull", json!({"model": "llama3.1:8b"})).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let lines = a.lines();
+    assert_eq!(lines.first().unwrap()["status"], "pulling manifest");
+    assert!(lines.iter().any(|l| l["total"].as_u64().is_some() && l["completed"].as_u64().is_some()), "{lines:?}");
+    assert_eq!(lines.last().unwrap()["status"], "success");
+    let ready = common::eventually(std::time::Duration::from_secs(10), || async {
+        auto_candidates(&h).await.contains(&"llama3.1:8b".to_string())
+    })
+    .await;
+    assert!(ready, "the pulled model is a candidate again");
+    let a = h
+        .post(
+            "/api/chat",
+            json!({"model": "llama3.1:8b", "stream": false,
+        "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    // A pull of a model the registry does not have is Ollama's error.
+    let a = h.post("/api/pull", json!({"model": "no-such-model:1b", "stream": false})).await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", a.text());
+    assert!(a.json()["error"].as_str().unwrap().contains("file does not exist"));
+
+    // Copy and create (not streamed): in the tags when the call returns.
+    let a = h.post("/api/copy", json!({"source": "llama3.2:3b", "destination": "my-assistant:latest"})).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let a = h.post("/api/create", json!({"model": "coder-x", "from": "qwen2.5-coder:7b", "stream": false})).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json()["status"], "success");
+    let tags = names(&h.get("/api/tags").await.json());
+    assert!(
+        tags.contains(&"my-assistant:latest".to_string()) && tags.contains(&"coder-x:latest".to_string()),
+        "{tags:?}"
+    );
+    let candidates = auto_candidates(&h).await;
+    assert!(candidates.contains(&"coder-x:latest".to_string()), "{candidates:?}");
+
+    // Push streams its progress and changes nothing here.
+    let a = h.post("/api/push", json!({"model": "coder-x"})).await;
+    assert_eq!(a.lines().last().unwrap()["status"], "success", "{}", a.text());
+    // Not a JSON object: the router's own 400 in Ollama's shape.
+    let a = h.post_raw("/api/pull", b"[1]", &[]).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
+    assert!(a.json()["error"].is_string());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn managing_models_needs_the_admin_key_when_one_is_set() {
+    let h = start_with(SimOptions::default(), |c| c.server.admin_key = "admin-secret".into()).await;
+    let body = json!({"model": "llama3.1:8b"}).to_string();
+    let a = h.call(Method::DELETE, &h.url("/api/delete"), Some(body.clone().into()), &[]).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+    assert!(a.json()["error"].as_str().unwrap().contains("admin key"));
+    let a = h.post_raw("/api/pull", body.as_bytes(), &[]).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    // Inference needs no key here; management does, and works with it.
+    let a = h
+        .post(
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "stream": false,
+        "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let a = h
+        .call(Method::DELETE, &h.url("/api/delete"), Some(body.into()), &[("authorization", "Bearer admin-secret")])
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    h.stop().await;
+}

@@ -1,0 +1,148 @@
+//! Model management as Ollama answers it: `/api/pull` (progress lines, then `success`), `/api/push`,
+//! `/api/create` (from an existing model), `/api/copy` and `/api/delete`. Pulls fetch from the simulator's registry
+//! (the fleet it started with), so a deleted model can be pulled again and an unknown one is an error.
+
+use super::native::NativeError;
+use super::{ByteStream, parse_body, streamed};
+use crate::SimState;
+use crate::error::SimError;
+use crate::fleet::FleetModel;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use switchyard_core::ModelName;
+
+type ManageResult = Result<Response, NativeError>;
+
+#[derive(Debug, Deserialize)]
+struct NameBody {
+    model: Option<String>,
+    name: Option<String>,
+    stream: Option<bool>,
+    from: Option<String>,
+}
+
+impl NameBody {
+    fn model(&self) -> Result<ModelName, SimError> {
+        let sent = self.model.as_deref().or(self.name.as_deref()).map(str::trim).filter(|s| !s.is_empty());
+        let sent = sent.ok_or(SimError::ModelRequired)?;
+        ModelName::parse(sent).map_err(|e| SimError::bad(e.to_string()))
+    }
+}
+
+/// Status lines as a stream (`stream` absent or true), else the last one alone.
+fn answer(lines: Vec<Value>, stream_wanted: bool) -> Response {
+    if !stream_wanted {
+        return Json(lines.last().cloned().unwrap_or(json!({"status": "success"}))).into_response();
+    }
+    let chunks: ByteStream = stream::iter(
+        lines.into_iter().map(|l| Ok::<_, std::io::Error>(Bytes::from(format!("{l}\n")))).collect::<Vec<_>>(),
+    )
+    .boxed();
+    streamed("application/x-ndjson", chunks, None)
+}
+
+/// The layer lines of a download or upload of `model`: a few progress steps per layer.
+fn layer_lines(model: &FleetModel, verb: &str, digest: &str) -> Vec<Value> {
+    let total = model.disk_bytes.max(1);
+    let short: String = digest.trim_start_matches("sha256:").chars().take(12).collect();
+    (1..=4u64)
+        .map(|step| {
+            json!({"status": format!("{verb} {short}"), "digest": format!("sha256:{}", digest.trim_start_matches("sha256:")),
+                   "total": total, "completed": total * step / 4})
+        })
+        .collect()
+}
+
+/// `POST /api/pull`.
+pub(crate) async fn pull(State(state): State<SimState>, body: Bytes) -> ManageResult {
+    let req: NameBody = parse_body(&body)?;
+    let name = req.model()?;
+    let catalog = &state.engine().catalog;
+    let Some(model) = catalog.registry_model(&name) else {
+        return Err(SimError::Injected {
+            status: StatusCode::INTERNAL_SERVER_ERROR.as_u16(),
+            message: "pull model manifest: file does not exist".into(),
+        }
+        .into());
+    };
+    let entry = catalog.put(model);
+    let mut lines = vec![json!({"status": "pulling manifest"})];
+    lines.extend(layer_lines(&entry.model, "pulling", &entry.digest));
+    lines.push(json!({"status": "verifying sha256 digest"}));
+    lines.push(json!({"status": "writing manifest"}));
+    lines.push(json!({"status": "success"}));
+    Ok(answer(lines, req.stream.unwrap_or(true)))
+}
+
+/// `POST /api/push`: a model that is here "uploads".
+pub(crate) async fn push(State(state): State<SimState>, body: Bytes) -> ManageResult {
+    let req: NameBody = parse_body(&body)?;
+    let name = req.model()?;
+    let entry = state.engine().catalog.get(&name).ok_or_else(|| SimError::ModelNotFound(name.to_string()))?;
+    let mut lines = vec![json!({"status": "retrieving manifest"})];
+    lines.extend(layer_lines(&entry.model, "pushing", &entry.digest));
+    lines.push(json!({"status": "pushing manifest"}));
+    lines.push(json!({"status": "success"}));
+    Ok(answer(lines, req.stream.unwrap_or(true)))
+}
+
+/// `POST /api/create`: a new model `model` from the existing `from`.
+pub(crate) async fn create(State(state): State<SimState>, body: Bytes) -> ManageResult {
+    let req: NameBody = parse_body(&body)?;
+    let name = req.model()?;
+    let from = req.from.as_deref().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| {
+        SimError::bad("neither 'from' nor 'files' was specified (the simulator creates from an existing model)")
+    })?;
+    let source = ModelName::parse(from).map_err(|e| SimError::bad(e.to_string()))?;
+    let catalog = &state.engine().catalog;
+    let base = catalog.get(&source).ok_or_else(|| SimError::ModelNotFound(source.to_string()))?;
+    let mut model = FleetModel::clone(&base.model);
+    model.name = name;
+    model.digest = None;
+    catalog.put(model);
+    let lines = vec![
+        json!({"status": "using existing layer"}),
+        json!({"status": "writing manifest"}),
+        json!({"status": "success"}),
+    ];
+    Ok(answer(lines, req.stream.unwrap_or(true)))
+}
+
+#[derive(Debug, Deserialize)]
+struct CopyBody {
+    source: Option<String>,
+    destination: Option<String>,
+}
+
+/// `POST /api/copy`: 200 with no body.
+pub(crate) async fn copy(State(state): State<SimState>, body: Bytes) -> ManageResult {
+    let req: CopyBody = parse_body(&body)?;
+    let (Some(source), Some(destination)) = (req.source, req.destination) else {
+        return Err(SimError::bad("source and destination are required").into());
+    };
+    let source = ModelName::parse(&source).map_err(|e| SimError::bad(e.to_string()))?;
+    let destination = ModelName::parse(&destination).map_err(|e| SimError::bad(e.to_string()))?;
+    let catalog = &state.engine().catalog;
+    let base = catalog.get(&source).ok_or_else(|| SimError::ModelNotFound(source.to_string()))?;
+    let mut model = FleetModel::clone(&base.model);
+    model.name = destination;
+    model.digest = Some(base.digest.clone());
+    catalog.put(model);
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `DELETE /api/delete`: 200 with no body, 404 for a model that is not here.
+pub(crate) async fn delete(State(state): State<SimState>, body: Bytes) -> ManageResult {
+    let req: NameBody = parse_body(&body)?;
+    let name = req.model()?;
+    if !state.engine().catalog.remove(&name) {
+        return Err(SimError::ModelNotFound(name.to_string()).into());
+    }
+    Ok(StatusCode::OK.into_response())
+}
