@@ -146,7 +146,10 @@ pub struct ModelSummary {
     pub model: String,
     pub outcome: ModelOutcome,
     pub load_seconds: Option<f64>,
+    /// The memory the model needs loaded (Ollama's `size`, GPU and CPU): the figure `switchyard models` shows.
     pub vram_bytes: Option<u64>,
+    /// The part of it on the GPU (`size_vram`): less than `vram_bytes` when part runs from CPU memory.
+    pub gpu_bytes: Option<u64>,
     pub scores: Vec<ScoreRecord>,
 }
 
@@ -263,6 +266,7 @@ impl Runner {
                     outcome: ModelOutcome::Skipped(reason),
                     load_seconds: None,
                     vram_bytes: None,
+                    gpu_bytes: None,
                     scores,
                 });
                 continue;
@@ -283,6 +287,7 @@ impl Runner {
                         outcome: ModelOutcome::Failed(error),
                         load_seconds: None,
                         vram_bytes: None,
+                        gpu_bytes: None,
                         scores: Vec::new(),
                     });
                 }
@@ -352,9 +357,10 @@ impl Runner {
         };
         progress.event(&Progress::ModelStarted { model: model.clone(), items: plan.todo, resumed: plan.done });
         let outcome = self.measure_and_run(plan, options, progress, &mut run, items_run).await;
+        let needs = outcome.as_ref().ok().copied().flatten();
         run.finished_at = Some(now_ms());
         match &outcome {
-            Ok(()) => run.status = RunStatus::Complete,
+            Ok(_) => run.status = RunStatus::Complete,
             Err(ProfileError::Cancelled) => return Err(ProfileError::Cancelled),
             Err(e) => {
                 run.status = RunStatus::Failed;
@@ -367,7 +373,8 @@ impl Runner {
             model,
             outcome: ModelOutcome::Profiled,
             load_seconds: run.load_seconds,
-            vram_bytes: run.vram_bytes,
+            vram_bytes: needs.or(run.vram_bytes),
+            gpu_bytes: run.vram_bytes,
             scores: Vec::new(),
         })
     }
@@ -379,12 +386,12 @@ impl Runner {
         progress: &dyn ProgressSink,
         run: &mut ProfileRun,
         items_run: &mut usize,
-    ) -> Result<(), ProfileError> {
+    ) -> Result<Option<u64>, ProfileError> {
         let spec = &plan.spec;
         // A model of another backend (`switchyard profile --backend`) is held by its own server: there is no cold
         // load or VRAM to measure from here, and no load-time options to keep.
-        let (lease, load) = if spec.backend.is_some() {
-            (None, LoadOptions::default())
+        let (lease, load, needs) = if spec.backend.is_some() {
+            (None, LoadOptions::default(), None)
         } else {
             let ColdLoad { lease, seconds, vram, needs, delta } = self.cold_load(&spec.name).await?;
             run.load_seconds = Some(seconds);
@@ -395,7 +402,7 @@ impl Runner {
             let num_ctx = load.num_ctx.unwrap_or_else(|| spec.effective_ctx(self.config.num_ctx_for(&spec.name)));
             self.store.record_model_measurement(spec.name.as_str(), Some(seconds), needs, Some(num_ctx)).await?;
             progress.event(&Progress::Loaded { model: spec.name.to_string(), seconds, vram_bytes: vram });
-            (Some(lease), load)
+            (Some(lease), load, needs)
         };
         let mut speed = Speed::default();
         for (suite, items) in &plan.suites {
@@ -421,7 +428,7 @@ impl Runner {
             self.store.upsert_score(&score).await?;
         }
         drop(lease);
-        Ok(())
+        Ok(needs)
     }
 
     /// Unloads the model, then loads it through the manager: cold load seconds, `/api/ps` VRAM, probe delta.

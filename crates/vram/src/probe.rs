@@ -102,6 +102,8 @@ pub struct OllamaProbe {
     /// Bytes per GPU.
     pub total_per_gpu: u64,
     pub gpu_count: u32,
+    /// The size is an assumption (`vram.total` is not set), not configured.
+    pub assumed: bool,
 }
 
 #[async_trait]
@@ -111,12 +113,13 @@ impl GpuProbe for OllamaProbe {
     }
 
     async fn read(&self, ps: &[PsModel]) -> Result<GpuSnapshot, VramError> {
-        Ok(ollama_view(self.total_per_gpu, self.gpu_count, ps))
+        Ok(ollama_view(self.total_per_gpu, self.gpu_count, self.assumed, ps))
     }
 }
 
 /// The configured GPUs with Ollama's holdings placed on them, fullest GPU first.
-fn ollama_view(total_per_gpu: u64, gpu_count: u32, ps: &[PsModel]) -> GpuSnapshot {
+fn ollama_view(total_per_gpu: u64, gpu_count: u32, assumed: bool, ps: &[PsModel]) -> GpuSnapshot {
+    let source = if assumed { "size assumed: vram.total is not set" } else { "size from vram.total" };
     let mut used = vec![0u64; gpu_count.max(1) as usize];
     for model in ps {
         if let Some(slot) = used.iter_mut().min_by_key(|u| **u) {
@@ -129,7 +132,7 @@ fn ollama_view(total_per_gpu: u64, gpu_count: u32, ps: &[PsModel]) -> GpuSnapsho
             .enumerate()
             .map(|(i, u)| GpuMemory {
                 index: i as u32,
-                name: format!("GPU {i} (size from vram.total)"),
+                name: format!("GPU {i} ({source})"),
                 total_bytes: total_per_gpu,
                 used_bytes: (*u).min(total_per_gpu),
                 free_bytes: total_per_gpu.saturating_sub(*u),
@@ -214,7 +217,7 @@ pub fn select(
             );
             ASSUMED_TOTAL
         });
-        Arc::new(OllamaProbe { total_per_gpu, gpu_count })
+        Arc::new(OllamaProbe { total_per_gpu, gpu_count, assumed: total.is_none() })
     };
     let probe: Arc<dyn GpuProbe> = match kind {
         ProbeKind::Nvml => Arc::new(NvmlProbe::new()?),

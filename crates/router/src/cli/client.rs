@@ -342,7 +342,8 @@ pub fn render_models(models: &[ModelInfoView]) -> String {
         ));
     }
     out.push_str(
-        "quality is mean/items; caps: C completion, T tools, V vision, E embedding, R thinking, I insert; * pinned\n",
+        "quality is mean/items; caps: C completion, T tools, V vision, E embedding, R thinking, I insert; * pinned;\n\
+         VRAM is the memory a model needs loaded (Ollama's `size`; on a GPU too small for it, part is CPU memory)\n",
     );
     out
 }
