@@ -23,6 +23,7 @@ pub fn client(concurrency: usize) -> HttpClient {
         connect_timeout: Duration::from_secs(5),
         pool_idle_timeout: Duration::from_secs(300),
         pool_max_idle_per_host: concurrency.max(16) * 2,
+        extra_roots: Vec::new(),
     })
 }
 

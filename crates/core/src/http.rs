@@ -31,6 +31,9 @@ pub struct HttpClientOptions {
     pub pool_idle_timeout: Duration,
     /// Keep at most this many idle connections per upstream host.
     pub pool_max_idle_per_host: usize,
+    /// Certificate authorities trusted beside Mozilla's for `https://` upstreams (a private CA, a self-signed
+    /// server), DER-encoded.
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for HttpClientOptions {
@@ -39,6 +42,7 @@ impl Default for HttpClientOptions {
             connect_timeout: Duration::from_secs(2),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 512,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -76,9 +80,17 @@ impl HttpClient {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(options.connect_timeout));
         connector.enforce_http(false);
-        // rustls with exactly one crypto provider compiled in (ring) picks it; the roots are Mozilla's.
+        // rustls with exactly one crypto provider compiled in (ring) picks it; the roots are Mozilla's and any extra
+        // ones configured.
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        for cert in &options.extra_roots {
+            if let Err(e) = roots.add(cert.clone()) {
+                tracing::warn!(error = %e, "an extra certificate authority cannot be used");
+            }
+        }
+        let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
@@ -173,6 +185,19 @@ impl HttpClient {
         let resp = self.request(Method::POST, url, Some(Bytes::from(bytes)), timeout).await?;
         decode_json(url, resp)
     }
+}
+
+/// Reads the certificates of a PEM file (a CA bundle); an error says what is wrong.
+pub fn read_pem_certificates(path: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{path} is not a PEM certificate file: {e:?}"))?;
+    if certs.is_empty() {
+        return Err(format!("{path} holds no certificate"));
+    }
+    Ok(certs)
 }
 
 /// Builds a request with a JSON content type when a body is given.

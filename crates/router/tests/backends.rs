@@ -355,3 +355,82 @@ async fn profiling_a_priced_backend_needs_yes_and_then_stores_its_profile() {
     local.shutdown().await;
     remote.shutdown().await;
 }
+
+/// The provider stand-in behind TLS, with a self-signed certificate for `localhost`.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else { continue };
+            // A client that refuses the certificate fails its handshake; wait for the next one.
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+#[tokio::test]
+async fn an_https_backend_is_reached_over_tls_and_its_certificate_is_checked() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+    let server_config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let listener = TlsListener { tcp, acceptor: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config)) };
+    let builtin = Fleet::builtin();
+    let models = builtin
+        .models
+        .into_iter()
+        .filter(|m| m.name.as_str() == "llama3.1:8b")
+        .map(|mut m| {
+            m.name = ModelName::parse("premium-llama3.1:latest").unwrap();
+            m
+        })
+        .collect();
+    let sim = switchyard_sim::SimState::new(&SimOptions { fleet: Fleet { models }, ..SimOptions::default() }).unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, switchyard_sim::app(sim)).await });
+
+    let url = format!("https://localhost:{port}");
+    let ca_path = ca.display().to_string();
+    let h = start_with(SimOptions::default(), move |c| {
+        let mut trusted = backend(&url, false);
+        trusted.ca_file = ca_path;
+        c.backends = vec![trusted];
+    })
+    .await;
+    let a = h.post("/api/chat", chat("premium-llama3.1", false)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json()["done"], true);
+    let b = h.get("/admin/backends").await.json();
+    assert_eq!(b["backends"][1]["healthy"], true, "listed over TLS: {b}");
+    h.stop().await;
+
+    // Without the CA the same server is refused: its certificate is checked.
+    let url = format!("https://localhost:{port}");
+    let h = start_with(SimOptions::default(), move |c| c.backends = vec![backend(&url, false)]).await;
+    let b = h.get("/admin/backends").await.json();
+    let error = b["backends"][1]["error"].as_str().unwrap_or_default().to_string();
+    assert!(error.to_lowercase().contains("certificate"), "{b}");
+    let a = h.post("/api/chat", chat("premium-llama3.1", false)).await;
+    assert_ne!(a.status, StatusCode::OK, "{}", a.text());
+    h.stop().await;
+    server.abort();
+}

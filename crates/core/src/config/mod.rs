@@ -58,6 +58,8 @@ pub struct BackendConfig {
     pub url: String,
     /// The environment variable that holds the API key, sent as a bearer token to this backend only.
     pub api_key_env: String,
+    /// A PEM file of certificate authorities to trust for this `https://` backend beside Mozilla's (a private CA).
+    pub ca_file: String,
     /// Models to offer. Empty: whatever `GET /v1/models` lists. Entries are names or tables with capabilities.
     pub models: Vec<BackendModel>,
     /// Requests sent to this backend at once; more wait in its queue (at most `limits.queue_per_model` of them).
@@ -85,6 +87,7 @@ impl Default for BackendConfig {
             kind: BackendKind::Openai,
             url: String::new(),
             api_key_env: String::new(),
+            ca_file: String::new(),
             models: Vec::new(),
             max_concurrency: 4,
             connect_timeout_ms: 2000,
@@ -728,6 +731,9 @@ impl Config {
                     key("api_key_env"),
                     "must name an environment variable (letters, digits, '_'), not hold the key itself",
                 ));
+            }
+            if !b.ca_file.is_empty() {
+                crate::http::read_pem_certificates(&b.ca_file).map_err(|e| CoreError::config(key("ca_file"), e))?;
             }
             if b.max_concurrency == 0 || b.max_concurrency > 4096 {
                 return Err(CoreError::config(key("max_concurrency"), "must be between 1 and 4096"));

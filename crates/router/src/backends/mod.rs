@@ -215,6 +215,15 @@ impl OpenAiBackend {
             // Below the keep-alive timeout servers commonly use (llama.cpp's is 5 s), so that an idle pooled
             // connection is dropped here before the server closes it under a new request.
             pool_idle_timeout: Duration::from_secs(4),
+            // Checked when the configuration was loaded.
+            extra_roots: if config.ca_file.is_empty() {
+                Vec::new()
+            } else {
+                switchyard_core::http::read_pem_certificates(&config.ca_file).unwrap_or_else(|e| {
+                    tracing::error!(backend = %config.name, error = %e, "cannot read ca_file");
+                    Vec::new()
+                })
+            },
             ..HttpClientOptions::default()
         });
         let slots = Arc::new(Semaphore::new(config.max_concurrency as usize));
