@@ -221,7 +221,11 @@ fn backends_load_from_the_file_and_bad_entries_name_their_key() {
                 [[backends]]\nname = \"premium\"\nurl = \"https://api.example.com\"\napi_key_env = \"PREMIUM_KEY\"\n\
                 models = [\"big\", { name = \"embedder\", embedding = true }]\nprice_output_per_mtok = 15.0\n";
     let file = write_file(&dir, good);
-    let config = load(&ConfigSources { file: Some(file), ..Default::default() }).unwrap().config;
+    let loaded = load(&ConfigSources { file: Some(file), ..Default::default() }).unwrap();
+    let shown = loaded.render().unwrap();
+    assert_eq!(shown.matches("[[backends]]").count(), 2, "config show prints every entry: {shown}");
+    assert!(shown.contains("api_key_env = \"PREMIUM_KEY\""), "{shown}");
+    let config = loaded.config;
     assert_eq!(config.routing.remote, RemotePolicy::Scored);
     assert_eq!(config.backends.len(), 2);
     assert_eq!(config.backends[0].kind, BackendKind::Openai);

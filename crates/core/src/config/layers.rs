@@ -420,6 +420,20 @@ impl LoadedConfig {
         let table = Table::try_from(&self.config).map_err(|e| CoreError::config("(render)", e.to_string()))?;
         let mut out = String::new();
         for (section, value) in &table {
+            if let Value::Array(entries) = value
+                && section == "backends"
+            {
+                // Each [[backends]] entry as written; none of its fields is a secret (the key is in the
+                // environment variable `api_key_env` names).
+                for entry in entries {
+                    let Value::Table(fields) = entry else { continue };
+                    out.push_str("\n[[backends]]\n");
+                    for (key, v) in fields {
+                        push_line(&mut out, key, v, self.origins.get("backends"), false);
+                    }
+                }
+                continue;
+            }
             let Value::Table(fields) = value else {
                 continue;
             };

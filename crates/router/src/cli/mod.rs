@@ -84,7 +84,7 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Benchmark local models per task category (quality, latency, tokens/s, load time, VRAM) into the store.
     #[command(
-        after_help = "Examples:\n  switchyard profile\n  switchyard profile --models llama3.2:3b --categories math,coding --items-per-category 10\n  switchyard profile --force --judge llama3.1:8b"
+        after_help = "Examples:\n  switchyard profile\n  switchyard profile --models llama3.2:3b --categories math,coding --items-per-category 10\n  switchyard profile --force --judge llama3.1:8b\n  switchyard profile --backend llamacpp --items-per-category 5"
     )]
     Profile(profile::ProfileArgs),
     /// Show or change what is loaded on the GPU, through a running server.
