@@ -333,7 +333,7 @@ async fn a_router_mode_engine_loads_and_unloads_through_switchyard() {
         &config,
         format!(
             "[[backends]]\nname = \"llamacpp\"\nurl = \"{}\"\n\
-             models = [\"tiny-chat\", \"tiny-chat-b\", {{ name = \"tiny-embed\", embedding = true }}]\n",
+             models = [\"tiny-chat\", \"tiny-chat-b\", \"ghost\", {{ name = \"tiny-embed\", embedding = true }}]\n",
             _engine.url
         ),
     )
@@ -374,6 +374,11 @@ async fn a_router_mode_engine_loads_and_unloads_through_switchyard() {
     let v = via.json("/admin/vram/unload", json!({"model": "tiny-chat-b"})).await;
     assert!(v["status"].as_str().unwrap().contains("unloaded"), "{v}");
     assert_eq!(loaded(via.clone()).await, json!([]));
+
+    // A configured model the engine does not have is a missing model (404), not a bad request.
+    let (status, _, body) = via.post("/api/chat", json!({"model": "ghost", "stream": false,
+        "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{}", String::from_utf8_lossy(&body));
 
     // Pins are the local Ollama's.
     let (status, _, body) = via.post("/admin/vram/pin", json!({"model": "tiny-chat"})).await;

@@ -564,7 +564,15 @@ impl OpenAiBackend {
                 .and_then(Result::ok)
                 .map(|c| c.to_bytes())
                 .unwrap_or_default();
-            return Err(ForwardFailure::Status { status: status.as_u16(), message: error_message(&bytes) });
+            let message = error_message(&bytes);
+            // llama.cpp's router answers 400 "model 'x' not found" for a model it does not have: that is a missing
+            // model (another candidate may serve), not a bad request.
+            let status = if status == StatusCode::BAD_REQUEST && message.contains("not found") {
+                StatusCode::NOT_FOUND.as_u16()
+            } else {
+                status.as_u16()
+            };
+            return Err(ForwardFailure::Status { status, message });
         }
         if !stream {
             let bytes = tokio::time::timeout_at(deadline, body.collect())
