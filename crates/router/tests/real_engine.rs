@@ -376,8 +376,13 @@ async fn a_router_mode_engine_loads_and_unloads_through_switchyard() {
     assert_eq!(loaded(via.clone()).await, json!([]));
 
     // A configured model the engine does not have is a missing model (404), not a bad request.
-    let (status, _, body) = via.post("/api/chat", json!({"model": "ghost", "stream": false,
-        "messages": [{"role": "user", "content": "hi"}]})).await;
+    let (status, _, body) = via
+        .post(
+            "/api/chat",
+            json!({"model": "ghost", "stream": false,
+        "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{}", String::from_utf8_lossy(&body));
 
     // Pins are the local Ollama's.
