@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -42,6 +43,41 @@ pub enum Reply {
     Buffered(Bytes),
     /// A stream: its first chunk, and the rest still coming.
     Stream { first: Bytes, rest: UpstreamBody },
+}
+
+/// Sends `request` and waits, until `deadline`, for the head of its answer: the body of a 200, else the status and
+/// the error message the answer carried.
+pub async fn open(
+    http: &HttpClient,
+    request: http::Request<http_body_util::Full<Bytes>>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Incoming, ForwardFailure> {
+    let response = tokio::time::timeout_at(deadline, http.send(request))
+        .await
+        .map_err(|_| ForwardFailure::Timeout(timeout))?
+        .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+    let status = response.status();
+    let body = response.into_body();
+    if status == StatusCode::OK {
+        return Ok(body);
+    }
+    let bytes = tokio::time::timeout_at(deadline, body.collect())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    Err(ForwardFailure::Status { status: status.as_u16(), message: error_message(&bytes) })
+}
+
+/// Reads a whole answer, until `deadline`.
+pub async fn read_whole(body: Incoming, deadline: Instant, timeout: Duration) -> Result<Bytes, ForwardFailure> {
+    Ok(tokio::time::timeout_at(deadline, body.collect())
+        .await
+        .map_err(|_| ForwardFailure::Timeout(timeout))?
+        .map_err(|e| ForwardFailure::Broken(e.to_string()))?
+        .to_bytes())
 }
 
 /// Waits (until `deadline`) for the first non-empty chunk of `body`.
@@ -87,27 +123,9 @@ impl Forwarder {
         let request =
             build_request(Method::POST, &url, Some(body)).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
         let deadline = Instant::now() + self.first_byte_timeout;
-        let response = tokio::time::timeout_at(deadline, self.http.send(request))
-            .await
-            .map_err(|_| ForwardFailure::Timeout(self.first_byte_timeout))?
-            .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
-        let status = response.status();
-        let body = response.into_body();
-        if status != StatusCode::OK {
-            let bytes = tokio::time::timeout_at(deadline, body.collect())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            return Err(ForwardFailure::Status { status: status.as_u16(), message: error_message(&bytes) });
-        }
+        let body = open(&self.http, request, deadline, self.first_byte_timeout).await?;
         if !stream {
-            let bytes = tokio::time::timeout_at(deadline, body.collect())
-                .await
-                .map_err(|_| ForwardFailure::Timeout(self.first_byte_timeout))?
-                .map_err(|e| ForwardFailure::Broken(e.to_string()))?
-                .to_bytes();
+            let bytes = read_whole(body, deadline, self.first_byte_timeout).await?;
             if bytes.is_empty() {
                 return Err(ForwardFailure::Broken("empty answer".into()));
             }

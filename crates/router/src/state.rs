@@ -66,6 +66,18 @@ pub struct Inner {
     request_prefix: String,
 }
 
+/// The local Ollama's models of `catalog`.
+fn local_part(catalog: &Catalog) -> Catalog {
+    Catalog {
+        models: catalog
+            .models
+            .iter()
+            .filter(|(_, s)| s.backend.is_none())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
 /// Adds backends' models to `catalog`; on a name clash the local Ollama's model (or the earlier backend's) wins.
 fn merge_remote(catalog: &mut Catalog, remote: Vec<ModelSpec>) {
     for spec in remote {
@@ -161,19 +173,13 @@ impl AppState {
     /// and the error is returned.
     pub async fn refresh_catalog(&self) -> Result<(), switchyard_core::CoreError> {
         let previous = self.catalog.load_full();
-        let previous_remote: Vec<ModelSpec> =
-            previous.models.values().filter(|s| s.backend.is_some()).cloned().collect();
-        let (local, remote) =
-            tokio::join!(Catalog::fetch(&self.ollama, &previous), self.backends.discover(&previous_remote));
+        let (local, remote) = tokio::join!(Catalog::fetch(&self.ollama, &previous), self.backends.discover(&previous));
         let (mut catalog, result) = match local {
             Ok(local) => {
                 self.vram.set_catalog(Arc::new(local.clone()));
                 (local, Ok(()))
             }
-            Err(e) => {
-                let models = previous.models.iter().filter(|(_, s)| s.backend.is_none());
-                (Catalog { models: models.map(|(k, v)| (k.clone(), v.clone())).collect() }, Err(e))
-            }
+            Err(e) => (local_part(&previous), Err(e)),
         };
         merge_remote(&mut catalog, remote);
         self.catalog.store(Arc::new(catalog));
@@ -185,13 +191,9 @@ impl AppState {
         if self.backends.is_empty() {
             return;
         }
-        let previous = self.catalog.load_full();
-        let previous_remote: Vec<ModelSpec> =
-            previous.models.values().filter(|s| s.backend.is_some()).cloned().collect();
-        let remote = self.backends.discover(&previous_remote).await;
-        let current = self.catalog.load_full();
-        let models = current.models.iter().filter(|(_, s)| s.backend.is_none());
-        let mut catalog = Catalog { models: models.map(|(k, v)| (k.clone(), v.clone())).collect() };
+        let remote = self.backends.discover(&self.catalog.load_full()).await;
+        // Ollama's part as it is now (it may have been refreshed meanwhile).
+        let mut catalog = local_part(&self.catalog.load_full());
         merge_remote(&mut catalog, remote);
         self.catalog.store(Arc::new(catalog));
     }

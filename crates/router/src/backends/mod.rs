@@ -15,7 +15,7 @@ pub(crate) use ollama::OllamaBackend;
 
 use crate::engine::Surface;
 use crate::error::RouterError;
-use crate::forward::{ForwardFailure, Reply, first_chunk};
+use crate::forward::{ForwardFailure, Reply, first_chunk, open, read_whole};
 use crate::metrics::Metrics;
 use crate::request::{Endpoint, Prepared};
 use bytes::Bytes;
@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use switchyard_core::catalog::{BackendRef, ModelSpec};
+use switchyard_core::catalog::{BackendRef, Catalog, ModelSpec};
 use switchyard_core::config::BackendConfig;
 use switchyard_core::http::{HttpClient, HttpClientOptions, build_request_with_key, error_message, join_url};
 use switchyard_core::ollama::types::ModelDetails;
@@ -551,35 +551,17 @@ impl OpenAiBackend {
         times: Times,
     ) -> Result<Reply, ForwardFailure> {
         let Times { started, deadline, timeout } = times;
-        let response = tokio::time::timeout_at(deadline, self.http.send(request))
-            .await
-            .map_err(|_| ForwardFailure::Timeout(timeout))?
-            .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
-        let status = response.status();
-        let body = response.into_body();
-        if status != StatusCode::OK {
-            let bytes = tokio::time::timeout_at(deadline, body.collect())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            let message = error_message(&bytes);
+        let body = match open(&self.http, request, deadline, timeout).await {
+            Ok(body) => body,
             // llama.cpp's router answers 400 "model 'x' not found" for a model it does not have: that is a missing
             // model (another candidate may serve), not a bad request.
-            let status = if status == StatusCode::BAD_REQUEST && message.contains("not found") {
-                StatusCode::NOT_FOUND.as_u16()
-            } else {
-                status.as_u16()
-            };
-            return Err(ForwardFailure::Status { status, message });
-        }
+            Err(ForwardFailure::Status { status: 400, message }) if message.contains("not found") => {
+                return Err(ForwardFailure::Status { status: 404, message });
+            }
+            Err(e) => return Err(e),
+        };
         if !stream {
-            let bytes = tokio::time::timeout_at(deadline, body.collect())
-                .await
-                .map_err(|_| ForwardFailure::Timeout(timeout))?
-                .map_err(|e| ForwardFailure::Broken(e.to_string()))?
-                .to_bytes();
+            let bytes = read_whole(body, deadline, timeout).await?;
             let v: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| ForwardFailure::Broken(format!("the backend's answer is not JSON: {e}")))?;
             let (native, usage) = wire::answer(call, shown, &v, started.elapsed().as_nanos() as u64);
@@ -587,25 +569,27 @@ impl OpenAiBackend {
             let out = serde_json::to_vec(&native).map_err(|e| ForwardFailure::Broken(e.to_string()))?;
             return Ok(Reply::Buffered(Bytes::from(out)));
         }
-        let accounting = Accounting {
-            stats: Arc::clone(&self.stats),
-            metrics: self.metrics.clone(),
-            name: self.config.name.clone(),
-            prices: (self.config.price_input_per_mtok, self.config.price_output_per_mtok),
+        let sse = SseBody {
+            inner: body,
+            conv: SseToNative::new(call, shown),
+            ended: false,
+            accounting: Some(self.accounting()),
         };
-        let sse =
-            SseBody { inner: body, conv: SseToNative::new(call, shown), ended: false, accounting: Some(accounting) };
         first_chunk(sse.boxed_unsync(), deadline, timeout).await
     }
 
-    fn account(&self, usage: &Usage) {
+    /// Where this backend's answers count their tokens and cost.
+    fn accounting(&self) -> Accounting {
         Accounting {
             stats: Arc::clone(&self.stats),
             metrics: self.metrics.clone(),
             name: self.config.name.clone(),
             prices: (self.config.price_input_per_mtok, self.config.price_output_per_mtok),
         }
-        .record(usage);
+    }
+
+    fn account(&self, usage: &Usage) {
+        self.accounting().record(usage);
     }
 
     /// What `/admin/backends` shows.
@@ -844,7 +828,7 @@ impl Backends {
 
     /// Lists every backend's models at once. A backend that cannot be listed keeps the models it had in `previous`
     /// (its failures then show in its breaker and `/admin/backends`).
-    pub async fn discover(&self, previous: &[ModelSpec]) -> Vec<ModelSpec> {
+    pub async fn discover(&self, previous: &Catalog) -> Vec<ModelSpec> {
         let lists = futures_util::future::join_all(self.list.iter().map(|b| b.discover())).await;
         let mut out = Vec::new();
         for (backend, listed) in self.list.iter().zip(lists) {
@@ -854,7 +838,8 @@ impl Backends {
                     tracing::warn!(backend = %backend.name(), error = %e, "cannot list the backend's models");
                     out.extend(
                         previous
-                            .iter()
+                            .models
+                            .values()
                             .filter(|s| s.backend.as_ref().is_some_and(|b| b.index == backend.index))
                             .cloned(),
                     );
