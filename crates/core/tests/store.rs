@@ -3,7 +3,7 @@
 
 use switchyard_core::store::testing::{self, TestStore};
 use switchyard_core::store::{
-    DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, SqlStore,
+    CacheRecord, DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, SqlStore,
 };
 
 fn model(name: &str) -> ModelRecord {
@@ -235,5 +235,49 @@ async fn migrations_are_idempotent_and_data_survives_reopening() {
         assert_eq!(reopened.migrate().await.unwrap(), 0, "{}", t.engine);
         use switchyard_core::store::Store;
         assert_eq!(reopened.models().await.unwrap().len(), 1, "{}", t.engine);
+    }
+}
+
+fn cached(key: &str, model: &str, created_at: i64) -> CacheRecord {
+    CacheRecord {
+        key: key.into(),
+        model: model.into(),
+        endpoint: "/api/chat".into(),
+        semantic_key: Some(format!("s-{key}")),
+        embedding: Some("AACAPw==".into()),
+        answer: format!("{{\"model\":\"{model}\",\"done\":true}}"),
+        created_at,
+    }
+}
+
+#[tokio::test]
+async fn cached_answers_are_read_replaced_expired_deleted_and_pruned() {
+    for t in engines().await {
+        let s = &t.store;
+        for (i, key) in ["k1", "k2", "k3", "k4"].iter().enumerate() {
+            let model = if i % 2 == 0 { "llama3.2:3b" } else { "qwen2.5:7b" };
+            s.cache_put(&cached(key, model, 1000 + i as i64)).await.unwrap();
+        }
+        assert_eq!(s.cache_get("k1", 0).await.unwrap(), Some(cached("k1", "llama3.2:3b", 1000)), "{}", t.engine);
+        assert_eq!(s.cache_get("k1", 1001).await.unwrap(), None, "{}: older than asked for", t.engine);
+        assert_eq!(s.cache_get("nope", 0).await.unwrap(), None);
+        // Replaced in place.
+        s.cache_put(&cached("k1", "llama3.2:3b", 2000)).await.unwrap();
+        assert_eq!(s.cache_get("k1", 1500).await.unwrap().unwrap().created_at, 2000);
+        let recent: Vec<String> = s.cache_recent(0, 2).await.unwrap().into_iter().map(|r| r.key).collect();
+        assert_eq!(recent, ["k1", "k4"], "{}: newest first", t.engine);
+        // By model, then by age.
+        assert_eq!(s.cache_delete(Some("qwen2.5:7b"), None).await.unwrap(), 2, "{}", t.engine);
+        assert_eq!(s.cache_delete(None, Some(1500)).await.unwrap(), 1, "{}: k3 is older", t.engine);
+        assert_eq!(s.cache_recent(0, 10).await.unwrap().len(), 1);
+        // Pruned to the newest `keep`, and by age.
+        for i in 0..5 {
+            s.cache_put(&cached(&format!("p{i}"), "llama3.2:3b", 3000 + i)).await.unwrap();
+        }
+        assert_eq!(s.cache_prune(3, 0).await.unwrap(), 3, "{}: six kept to three", t.engine);
+        let left: Vec<String> = s.cache_recent(0, 10).await.unwrap().into_iter().map(|r| r.key).collect();
+        assert_eq!(left, ["p4", "p3", "p2"], "{}", t.engine);
+        assert_eq!(s.cache_prune(10, 3003).await.unwrap(), 1, "{}: p2 expired", t.engine);
+        assert_eq!(s.cache_delete(None, None).await.unwrap(), 2);
     }
 }

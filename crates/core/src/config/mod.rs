@@ -31,6 +31,7 @@ pub struct Config {
     pub breaker: BreakerConfig,
     pub limits: LimitsConfig,
     pub profiler: ProfilerConfig,
+    pub cache: CacheConfig,
     /// Per-model settings, keyed by model name (`[models."qwen2.5:7b"]`).
     pub models: BTreeMap<String, ModelSettings>,
     /// OpenAI-compatible engines and providers beside the local Ollama (`[[backends]]`).
@@ -546,6 +547,49 @@ impl Default for ProfilerConfig {
     }
 }
 
+/// The response cache: exact answers by a hash of the request, and optionally paraphrases by embedding similarity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Answer repeated requests from stored answers.
+    pub enabled: bool,
+    /// Most answers kept in memory (and in the store, with `persist`).
+    pub max_entries: u64,
+    /// Most bytes of stored answers kept in memory.
+    pub max_bytes: ByteSize,
+    /// Seconds an answer stays valid (0 = until evicted).
+    pub ttl_secs: u64,
+    /// Cache sampled answers too; by default only answers with temperature 0 or a fixed seed are cached.
+    pub cache_sampled: bool,
+    /// Cache answers that call tools; by default they are not.
+    pub cache_tool_calls: bool,
+    /// Keep answers in the store too, so that a restart keeps them and replicas sharing one Postgres share them.
+    pub persist: bool,
+    /// Also answer a paraphrase of a cached question, found through `cache.embedding_model`.
+    pub semantic: bool,
+    /// Ollama embedding model of the semantic cache.
+    pub embedding_model: String,
+    /// Least cosine similarity of the last user turn for a semantic hit.
+    pub similarity_threshold: f64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_entries: 10_000,
+            max_bytes: ByteSize(256 * 1024 * 1024),
+            ttl_secs: 3600,
+            cache_sampled: false,
+            cache_tool_calls: false,
+            persist: false,
+            semantic: false,
+            embedding_model: String::new(),
+            similarity_threshold: 0.95,
+        }
+    }
+}
+
 /// Settings for one model.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -687,7 +731,35 @@ impl Config {
         if !(self.routing.cost_weight.is_finite() && self.routing.cost_weight >= 0.0) {
             return Err(CoreError::config("routing.cost_weight", "must be 0 or a positive number"));
         }
+        self.validate_cache()?;
         self.validate_backends()
+    }
+
+    fn validate_cache(&self) -> Result<(), CoreError> {
+        let c = &self.cache;
+        if c.max_entries == 0 {
+            return Err(CoreError::config("cache.max_entries", "must be at least 1"));
+        }
+        if c.max_bytes.0 < 1024 {
+            return Err(CoreError::config("cache.max_bytes", "must be at least 1KiB"));
+        }
+        if !(c.similarity_threshold.is_finite() && (0.5..=1.0).contains(&c.similarity_threshold)) {
+            return Err(CoreError::config(
+                "cache.similarity_threshold",
+                "must be between 0.5 and 1 (cosine similarity; 0.95 is a careful start)",
+            ));
+        }
+        if c.semantic && c.embedding_model.is_empty() {
+            return Err(CoreError::config(
+                "cache.embedding_model",
+                "must name an Ollama embedding model when cache.semantic = true (e.g. nomic-embed-text)",
+            ));
+        }
+        if !c.embedding_model.is_empty() {
+            ModelName::parse(&c.embedding_model)
+                .map_err(|e| CoreError::config("cache.embedding_model", e.to_string()))?;
+        }
+        Ok(())
     }
 
     fn validate_backends(&self) -> Result<(), CoreError> {

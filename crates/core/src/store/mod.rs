@@ -8,7 +8,9 @@ mod records;
 mod sql;
 pub mod testing;
 
-pub use records::{DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, now_ms};
+pub use records::{
+    CacheRecord, DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, now_ms,
+};
 pub use sql::{Engine, SqlStore, redact_url};
 
 use crate::error::CoreError;
@@ -99,4 +101,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records that `model` was pinned (`true`) or unpinned at run time.
     async fn set_pinned(&self, model: &str, pinned: bool) -> Result<(), CoreError>;
+
+    /// The cached answer under `key`, when one was stored at or after `created_after` (ms).
+    async fn cache_get(&self, key: &str, created_after: i64) -> Result<Option<CacheRecord>, CoreError>;
+
+    /// Stores (or replaces) a cached answer.
+    async fn cache_put(&self, record: &CacheRecord) -> Result<(), CoreError>;
+
+    /// The newest `limit` cached answers stored at or after `created_after`, newest first (to warm the memory).
+    async fn cache_recent(&self, created_after: i64, limit: u32) -> Result<Vec<CacheRecord>, CoreError>;
+
+    /// Deletes cached answers: of `model` when given, stored before `created_before` (ms) when given, else all.
+    /// Returns how many went.
+    async fn cache_delete(&self, model: Option<&str>, created_before: Option<i64>) -> Result<u64, CoreError>;
+
+    /// Deletes all but the newest `keep` cached answers, and those stored before `created_before`.
+    async fn cache_prune(&self, keep: u64, created_before: i64) -> Result<u64, CoreError>;
 }

@@ -160,3 +160,21 @@ pub struct LoadEvent {
     pub ok: bool,
     pub error: Option<String>,
 }
+
+/// One cached answer (`[cache] persist = true`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    /// Hex hash of everything that decides the answer.
+    pub key: String,
+    /// The model that answered.
+    pub model: String,
+    /// The native endpoint (`/api/chat`, `/api/generate`).
+    pub endpoint: String,
+    /// Hex hash of the request without its last user turn, for the semantic cache.
+    pub semantic_key: Option<String>,
+    /// The last user turn's embedding (base64 of little-endian f32s), for the semantic cache.
+    pub embedding: Option<String>,
+    /// The whole answer in Ollama's native (buffered) shape.
+    pub answer: String,
+    pub created_at: i64,
+}

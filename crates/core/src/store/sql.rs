@@ -5,7 +5,9 @@
 //! timestamps as milliseconds, the types both engines map the same way.
 
 use super::Store;
-use super::records::{DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, now_ms};
+use super::records::{
+    CacheRecord, DecisionRecord, ItemResult, LoadEvent, ModelRecord, ProfileRun, RunStatus, ScoreRecord, now_ms,
+};
 use crate::error::CoreError;
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -604,6 +606,92 @@ impl Store for SqlStore {
         }
         Ok(())
     }
+
+    async fn cache_get(&self, key: &str, created_after: i64) -> Result<Option<CacheRecord>, CoreError> {
+        let row = sqlx::query("SELECT * FROM response_cache WHERE key = $1 AND created_at >= $2")
+            .bind(key)
+            .bind(created_after)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(cache_from_row).transpose()?)
+    }
+
+    async fn cache_put(&self, r: &CacheRecord) -> Result<(), CoreError> {
+        sqlx::query(
+            "INSERT INTO response_cache (key, model, endpoint, semantic_key, embedding, answer, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO UPDATE SET model = excluded.model, \
+             endpoint = excluded.endpoint, semantic_key = excluded.semantic_key, embedding = excluded.embedding, \
+             answer = excluded.answer, created_at = excluded.created_at",
+        )
+        .bind(&r.key)
+        .bind(&r.model)
+        .bind(&r.endpoint)
+        .bind(&r.semantic_key)
+        .bind(&r.embedding)
+        .bind(&r.answer)
+        .bind(r.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn cache_recent(&self, created_after: i64, limit: u32) -> Result<Vec<CacheRecord>, CoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM response_cache WHERE created_at >= $1 ORDER BY created_at DESC, key LIMIT $2")
+                .bind(created_after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(cache_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn cache_delete(&self, model: Option<&str>, created_before: Option<i64>) -> Result<u64, CoreError> {
+        let before = created_before.unwrap_or(i64::MAX);
+        let done = match model {
+            Some(m) => {
+                sqlx::query("DELETE FROM response_cache WHERE model = $1 AND created_at < $2")
+                    .bind(m)
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM response_cache WHERE created_at < $1").bind(before).execute(&self.pool).await?
+            }
+        };
+        Ok(done.rows_affected())
+    }
+
+    async fn cache_prune(&self, keep: u64, created_before: i64) -> Result<u64, CoreError> {
+        let old = sqlx::query("DELETE FROM response_cache WHERE created_at < $1")
+            .bind(created_before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        // The created_at of the newest answer beyond `keep`: it and everything older go (NULL, so nothing, when
+        // there are no more than `keep`).
+        let over = sqlx::query(
+            "DELETE FROM response_cache WHERE created_at <= (SELECT created_at FROM response_cache \
+             ORDER BY created_at DESC LIMIT 1 OFFSET $1)",
+        )
+        .bind(to_i64(keep))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(old + over)
+    }
+}
+
+fn cache_from_row(row: &AnyRow) -> Result<CacheRecord, sqlx::Error> {
+    Ok(CacheRecord {
+        key: row.try_get("key")?,
+        model: row.try_get("model")?,
+        endpoint: row.try_get("endpoint")?,
+        semantic_key: row.try_get("semantic_key")?,
+        embedding: row.try_get("embedding")?,
+        answer: row.try_get("answer")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 #[cfg(test)]
