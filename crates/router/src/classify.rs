@@ -243,7 +243,7 @@ fn query_text<'a>(input: &ClassifyInput<'a>) -> Option<&'a str> {
 }
 
 /// One `POST /api/embed` call for `texts`.
-async fn embed(
+pub(crate) async fn embed(
     http: &HttpClient,
     url: &str,
     model: &str,
@@ -270,7 +270,7 @@ fn bad_vectors(model: &str, message: String) -> ClassifyError {
 }
 
 /// Scales `v` to unit length; false when it is empty, zero or not finite.
-fn normalize(v: &mut [f32]) -> bool {
+pub(crate) fn normalize(v: &mut [f32]) -> bool {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if v.is_empty() || !norm.is_finite() || norm == 0.0 {
         return false;

@@ -7,12 +7,15 @@
 //! fallback across models and backends, and the finishing of the answer (metrics, breaker,
 //! learning into `profiles`' live averages). The surface encodes the outcome in its own shape.
 //!
+//! The response cache (`cache`) answers repeated requests before any of that.
+//!
 //! The public face is what the binary, the benchmarks and the tests use: `server::spawn` and `cli::main` to run it,
 //! and the pure parts (`classify`, `score`, `profiles`, `request`, `translate`) to measure and fuzz them.
 
 mod api;
 mod backends;
 mod breaker;
+pub mod cache;
 pub mod classify;
 pub mod cli;
 mod decisions;

@@ -50,6 +50,17 @@ pub struct Metrics {
     pub backend_spend: prometheus::CounterVec,
     /// Requests in flight per backend.
     pub backend_in_flight: IntGaugeVec,
+    /// Response cache lookups by result (hit, semantic_hit, miss, bypass).
+    pub cache_requests: IntCounterVec,
+    /// Time of a cache lookup (memory, store, and the embedding for the semantic cache).
+    pub cache_lookup: Histogram,
+    /// Answers in the cache's memory, and their bytes.
+    pub cache_entries: IntGauge,
+    pub cache_bytes: IntGauge,
+    /// Answers evicted for room (entries or bytes).
+    pub cache_evictions: IntCounter,
+    /// Answers written to the store (`cache.persist`), by outcome (ok, error).
+    pub cache_store_writes: IntCounterVec,
 }
 
 impl Metrics {
@@ -150,6 +161,28 @@ impl Metrics {
                 Opts::new("switchyard_backend_in_flight", "Requests in flight per [[backends]] entry"),
                 &["backend"],
             )?,
+            cache_requests: IntCounterVec::new(
+                Opts::new("switchyard_cache_requests_total", "Response cache lookups by result"),
+                &["result"],
+            )?,
+            cache_lookup: Histogram::with_opts(
+                HistogramOpts::new("switchyard_cache_lookup_seconds", "Time of a response cache lookup").buckets(vec![
+                    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.001, 0.005, 0.025, 0.1, 1.0,
+                ]),
+            )?,
+            cache_entries: IntGauge::new("switchyard_cache_entries", "Answers in the response cache's memory")?,
+            cache_bytes: IntGauge::new(
+                "switchyard_cache_bytes",
+                "Bytes of the answers in the response cache's memory",
+            )?,
+            cache_evictions: IntCounter::new(
+                "switchyard_cache_evictions_total",
+                "Answers evicted from the response cache for room",
+            )?,
+            cache_store_writes: IntCounterVec::new(
+                Opts::new("switchyard_cache_store_writes_total", "Cached answers written to the store, by outcome"),
+                &["outcome"],
+            )?,
         };
         for collector in [
             Box::new(m.requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -172,6 +205,12 @@ impl Metrics {
             Box::new(m.profiler_items.clone()),
             Box::new(m.profiler_progress.clone()),
             Box::new(m.upstream_up.clone()),
+            Box::new(m.cache_requests.clone()),
+            Box::new(m.cache_lookup.clone()),
+            Box::new(m.cache_entries.clone()),
+            Box::new(m.cache_bytes.clone()),
+            Box::new(m.cache_evictions.clone()),
+            Box::new(m.cache_store_writes.clone()),
         ] {
             m.registry.register(collector)?;
         }

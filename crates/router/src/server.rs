@@ -64,6 +64,8 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/admin/vram/unpin", post(api::admin::vram_op))
         .route("/admin/models", get(api::admin::models))
         .route("/admin/backends", get(api::admin::backends))
+        .route("/admin/cache", get(api::admin::cache))
+        .route("/admin/cache/invalidate", post(api::admin::cache_invalidate))
         .route("/admin/explain", get(api::admin::explain).post(api::admin::explain_post))
         .route("/admin/decisions", get(api::admin::decisions))
         .route("/admin/profile", post(api::admin::start_profile))
@@ -322,6 +324,7 @@ pub(crate) async fn build_base(
         config.database.write_queue,
         metrics.store_writes_dropped.clone(),
         metrics.store_write_errors.clone(),
+        metrics.cache_store_writes.clone(),
         shutdown.clone(),
         tracker,
     );
@@ -391,6 +394,16 @@ pub(crate) async fn build_state(
     preload_backend_models(&state);
     spawn_catalog_refresher(&state);
     spawn_profile_refresher(&state);
+    if state.cache.persist() {
+        let state = state.clone();
+        let shutdown = state.shutdown.clone();
+        state.tracker.clone().spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                () = state.cache.warm(state.store.as_ref()) => {}
+            }
+        });
+    }
     if config.routing.classifier == ClassifierKind::Embedding {
         spawn_embedding_classifier(&state);
     }

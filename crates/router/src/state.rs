@@ -5,6 +5,7 @@
 
 use crate::backends::{Backends, OllamaBackend};
 use crate::breaker::Breaker;
+use crate::cache::ResponseCache;
 use crate::classify::{Classifier, EmbeddingClassifier};
 use crate::decisions::Decisions;
 use crate::forward::Forwarder;
@@ -43,6 +44,8 @@ pub struct Inner {
     /// Control calls to Ollama (tags, ps, show, version).
     pub ollama: OllamaClient,
     pub breaker: Breaker,
+    /// The response cache.
+    pub cache: ResponseCache,
     pub classifier: Classifier,
     /// The optional embedding classifier, once built.
     pub embedding_classifier: ArcSwap<Option<EmbeddingClassifier>>,
@@ -147,6 +150,7 @@ impl AppState {
                 Classifier::new()
             },
             embedding_classifier: ArcSwap::from_pointee(None),
+            cache: ResponseCache::new(config.cache.clone(), &p.metrics),
             metrics: p.metrics,
             writer: p.writer,
             store: p.store,
@@ -182,8 +186,29 @@ impl AppState {
             Err(e) => (local_part(&previous), Err(e)),
         };
         merge_remote(&mut catalog, remote);
+        if result.is_ok() {
+            self.invalidate_changed(&previous, &catalog);
+        }
         self.catalog.store(Arc::new(catalog));
         result
+    }
+
+    /// Drops the cached answers of every local model that was re-pulled (its digest changed) or deleted since
+    /// `previous`.
+    fn invalidate_changed(&self, previous: &Catalog, now: &Catalog) {
+        if !self.cache.enabled() {
+            return;
+        }
+        for (name, old) in previous.models.iter().filter(|(_, s)| s.backend.is_none()) {
+            let changed = now.models.get(name).is_none_or(|new| new.digest != old.digest);
+            if changed {
+                let dropped = self.cache.invalidate_memory(Some(name.as_str()), None);
+                if self.cache.persist() {
+                    self.writer.write(crate::writer::Write::CacheDelete { model: name.to_string() });
+                }
+                tracing::info!(model = %name, dropped, "model changed or went away: its cached answers are dropped");
+            }
+        }
     }
 
     /// Reads the `[[backends]]` models into the catalog, leaving Ollama's as they are.

@@ -3,10 +3,11 @@
 //! counted; a failed write is retried a few times, then dropped and counted.
 
 use prometheus::IntCounter;
+use prometheus::IntCounterVec;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::ModelName;
-use switchyard_core::store::{DecisionRecord, LoadEvent, Store};
+use switchyard_core::store::{CacheRecord, DecisionRecord, LoadEvent, Store};
 use switchyard_vram::VramEventSink;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +18,23 @@ use tokio_util::task::TaskTracker;
 pub enum Write {
     Decision(DecisionRecord),
     LoadEvent(LoadEvent),
-    Measurement { model: String, load_seconds: Option<f64>, vram_bytes: Option<u64>, num_ctx: u64 },
+    Measurement {
+        model: String,
+        load_seconds: Option<f64>,
+        vram_bytes: Option<u64>,
+        num_ctx: u64,
+    },
+    /// A response cache entry (`cache.persist`).
+    CachePut(CacheRecord),
+    /// Keeps the newest `keep` cache entries and drops those stored before `before` (ms).
+    CachePrune {
+        keep: u64,
+        before: i64,
+    },
+    /// Drops the cache entries of a model (its digest changed, or it was deleted).
+    CacheDelete {
+        model: String,
+    },
 }
 
 /// The producer side. Cheap to clone; never blocks.
@@ -37,6 +54,7 @@ impl StoreWriter {
         capacity: usize,
         dropped: IntCounter,
         failed: IntCounter,
+        cache_writes: IntCounterVec,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Self {
@@ -60,9 +78,17 @@ impl StoreWriter {
                         Write::Measurement { model, load_seconds, vram_bytes, num_ctx } => {
                             store.record_model_measurement(model, *load_seconds, *vram_bytes, Some(*num_ctx)).await
                         }
+                        Write::CachePut(record) => store.cache_put(record).await,
+                        Write::CachePrune { keep, before } => store.cache_prune(*keep, *before).await.map(drop),
+                        Write::CacheDelete { model } => store.cache_delete(Some(model), None).await.map(drop),
                     };
                     match result {
-                        Ok(()) => break,
+                        Ok(()) => {
+                            if matches!(write, Write::CachePut(_)) {
+                                cache_writes.with_label_values(&["ok"]).inc();
+                            }
+                            break;
+                        }
                         Err(e) if attempt < ATTEMPTS && !shutdown.is_cancelled() => {
                             tracing::debug!(error = %e, attempt, "store write failed; retrying");
                             tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
@@ -70,6 +96,9 @@ impl StoreWriter {
                         Err(e) => {
                             tracing::warn!(error = %e, "store write dropped after retries");
                             failed.inc();
+                            if matches!(write, Write::CachePut(_)) {
+                                cache_writes.with_label_values(&["error"]).inc();
+                            }
                             break;
                         }
                     }

@@ -462,3 +462,51 @@ pub async fn profile_status(
 ) -> Result<Json<jobs::JobStatus>, OllamaError> {
     state.jobs.status(&id).map(Json).ok_or_else(|| RouterError::NotFound(format!("no profiling job {id}")).into())
 }
+
+/// `GET /admin/cache`: the response cache's size, limits and counters.
+pub async fn cache(State(state): State<AppState>) -> Json<crate::cache::CacheStats> {
+    Json(state.cache.stats())
+}
+
+/// The body of `POST /admin/cache/invalidate`; empty drops every answer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidateBody {
+    /// Only the answers of this model.
+    model: Option<String>,
+    /// Only answers stored more than this many seconds ago.
+    older_than_secs: Option<u64>,
+}
+
+/// `POST /admin/cache/invalidate`: drops cached answers (all, by model, by age) from memory and the store.
+pub async fn cache_invalidate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, OllamaError> {
+    let bytes = super::read_body(&headers, body, 64 * 1024).await?;
+    let q: InvalidateBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        InvalidateBody::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            RouterError::bad(format!("expected {{\"model\": NAME, \"older_than_secs\": N}} (both optional): {e}"), None)
+        })?
+    };
+    let model = match q.model.as_deref() {
+        Some(m) => Some(ModelName::parse(m).map_err(|e| RouterError::bad(e.to_string(), Some("model".into())))?),
+        None => None,
+    };
+    let model = model.as_ref().map(ModelName::as_str);
+    let older_than = q.older_than_secs.map(Duration::from_secs);
+    let dropped = state.cache.invalidate_memory(model, older_than);
+    let mut answer = json!({ "dropped": dropped });
+    if state.cache.persist() {
+        let before = older_than.map(|d| switchyard_core::store::now_ms() - i64::try_from(d.as_millis()).unwrap_or(0));
+        match tokio::time::timeout(Duration::from_secs(5), state.store.cache_delete(model, before)).await {
+            Ok(Ok(n)) => answer["dropped_from_store"] = json!(n),
+            Ok(Err(e)) => answer["store_error"] = json!(e.to_string()),
+            Err(_) => answer["store_error"] = json!("the store did not answer within 5 s"),
+        }
+    }
+    Ok(Json(answer))
+}

@@ -7,6 +7,7 @@ pub(crate) mod manage;
 pub(crate) mod ollama;
 pub(crate) mod openai;
 
+use crate::cache::{CacheStatus, Directives};
 use crate::engine::{Request, Surface};
 use crate::error::{OllamaError, RouterError};
 use crate::request::{Endpoint, PrepareContext, parse_object, prepare_native};
@@ -108,7 +109,14 @@ pub(crate) async fn read_request<T>(
     if state.config.server.log_prompts {
         tracing::debug!(request_id = %ctx.request_id, body = %String::from_utf8_lossy(&bytes), "request");
     }
-    let request = Request { prepared, surface, route, request_id: ctx.request_id.clone(), started: ctx.started };
+    let request = Request {
+        prepared,
+        surface,
+        route,
+        request_id: ctx.request_id.clone(),
+        started: ctx.started,
+        cache: Directives::from_headers(headers),
+    };
     Ok((request, extra))
 }
 
@@ -135,8 +143,22 @@ pub fn quality_header(headers: &HeaderMap) -> Result<Option<f64>, RouterError> {
     crate::request::parse_quality_header(value)
 }
 
-/// Adds Switchyard's routing headers and the labels for metrics.
-pub fn decorate(mut response: Response<Body>, model: &ModelName, category: &'static str) -> Response<Body> {
+/// Adds Switchyard's routing and cache headers and the labels for metrics.
+pub(crate) fn decorate(
+    response: Response<Body>,
+    model: &ModelName,
+    category: &'static str,
+    cache: CacheStatus,
+) -> Response<Body> {
+    let mut response = label(response, model, category);
+    if let Some(v) = cache.header().and_then(|v| HeaderValue::from_str(&v).ok()) {
+        response.headers_mut().insert("x-switchyard-cache", v);
+    }
+    response
+}
+
+/// Adds the routing headers (`x-switchyard-model`, `x-switchyard-category`) and the labels for metrics.
+pub fn label(mut response: Response<Body>, model: &ModelName, category: &'static str) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(model.as_str()) {
         response.headers_mut().insert("x-switchyard-model", v);
     }

@@ -241,5 +241,5 @@ pub(super) async fn infer(
             r
         }
     };
-    Ok(decorate(response, &outcome.model, outcome.category))
+    Ok(decorate(response, &outcome.model, outcome.category, outcome.cache))
 }

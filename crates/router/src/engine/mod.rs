@@ -15,6 +15,7 @@ pub(crate) mod decision;
 pub(crate) mod outcome;
 
 use crate::backends::{Admission, Backend};
+use crate::cache::{self, CacheStatus, Directives};
 use crate::error::RouterError;
 use crate::forward::ForwardFailure;
 use crate::request::{Control, Prepared, Target};
@@ -53,6 +54,8 @@ pub(crate) struct Request {
     pub request_id: String,
     /// When the request arrived (for the overhead, first-token and duration metrics).
     pub started: Instant,
+    /// What the request's `Cache-Control` allows the response cache to do.
+    pub cache: Directives,
 }
 
 /// Serves requests against the router's shared state.
@@ -69,14 +72,25 @@ impl<'a> Engine<'a> {
     /// Serves one request to a finished outcome, or the error its surface should show.
     pub(crate) async fn serve(&self, mut req: Request) -> Result<Outcome, RouterError> {
         if let Some(control) = req.prepared.control {
-            return self.control(&req.prepared, control).await;
+            let mut outcome = self.control(&req.prepared, control).await?;
+            if self.state.cache.enabled() {
+                cache::count_bypass(self.state);
+                outcome.cache = CacheStatus::Bypass;
+            }
+            return Ok(outcome);
+        }
+        let mut plan = self.state.cache.plan(&req.prepared, req.cache);
+        if let Some(plan) = plan.as_mut()
+            && let Some(hit) = cache::lookup(self.state, plan).await
+        {
+            return Ok(outcome::replay(&req, hit));
         }
         decision::classify(self.state, &mut req.prepared).await;
         let category = category_label(&req.prepared);
         let candidates = self.candidates(&req).await?;
         let admitted = self.attempt(&req, &candidates).await?;
         self.state.metrics.overhead.observe(admitted.forwarded_at.duration_since(req.started).as_secs_f64());
-        Ok(outcome::finish(self.state, &req, admitted, category))
+        Ok(outcome::finish(self.state, &req, admitted, category, plan))
     }
 
     /// The models to try, best first: the named one, or the decision's candidates for `auto`.
@@ -234,6 +248,7 @@ impl<'a> Engine<'a> {
                 shown: prepared.requested.clone(),
                 category: category_label(prepared),
                 answer: Answer::Control(reason),
+                cache: CacheStatus::Off,
             });
         }
         let reason = match control {
@@ -259,6 +274,7 @@ impl<'a> Engine<'a> {
             shown: prepared.requested.clone(),
             category: category_label(prepared),
             answer: Answer::Control(reason),
+            cache: CacheStatus::Off,
         })
     }
 }

@@ -3,11 +3,15 @@
 //! length per category). A buffered answer is finished before it is handed back; a stream when its relay ends.
 
 use super::Request;
-use super::decision::learned_category;
+use super::decision::{category_label, learned_category};
 use crate::backends::Hold;
+use crate::cache::replay::{self, Capture, Captured};
+use crate::cache::{CacheStatus, Hit, Plan};
 use crate::forward::{OnEnd, RelayBody, Reply, StreamEnd, Transform, UpstreamBody};
+use crate::request::{Endpoint, Target};
 use crate::state::AppState;
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use std::time::{Duration, Instant};
 use switchyard_core::ollama::Timings;
 use switchyard_core::{Category, ModelName};
@@ -22,6 +26,8 @@ pub(crate) struct Outcome {
     /// The category label for headers and metrics.
     pub category: &'static str,
     pub answer: Answer,
+    /// What the response cache did.
+    pub cache: CacheStatus,
 }
 
 /// The body of an outcome.
@@ -40,7 +46,7 @@ pub(crate) struct Relay {
     first: Bytes,
     rest: UpstreamBody,
     idle: Duration,
-    hold: Hold,
+    hold: Option<Hold>,
     on_end: OnEnd,
 }
 
@@ -72,11 +78,22 @@ pub(super) struct Admitted {
 
 /// Turns an admitted reply into an outcome: a buffered answer is finished now (and its lease released), a stream
 /// gets a relay that finishes it when it ends.
-pub(super) fn finish(state: &AppState, req: &Request, admitted: Admitted, category: &'static str) -> Outcome {
+pub(super) fn finish(
+    state: &AppState,
+    req: &Request,
+    admitted: Admitted,
+    category: &'static str,
+    plan: Option<Plan>,
+) -> Outcome {
     let Admitted { model, upstream_name, reply, hold, idle, .. } = admitted;
     let learned = learned_category(&req.prepared);
+    let cache = plan.as_ref().map_or(CacheStatus::Off, Plan::missed);
+    let endpoint = req.prepared.endpoint;
     let answer = match reply {
         Reply::Buffered(bytes) => {
+            if let Some(plan) = &plan {
+                state.cache.insert(state, plan, endpoint, &model, bytes.clone());
+            }
             let elapsed = req.started.elapsed().as_secs_f64();
             state.metrics.request_duration.with_label_values(&[req.route, model.as_str()]).observe(elapsed);
             state.metrics.ttft.with_label_values(&[req.route, model.as_str()]).observe(elapsed);
@@ -93,11 +110,66 @@ pub(super) fn finish(state: &AppState, req: &Request, admitted: Admitted, catego
                 .ttft
                 .with_label_values(&[req.route, model.as_str()])
                 .observe(req.started.elapsed().as_secs_f64());
-            let on_end = finisher(state, model.clone(), learned, req.route, req.started);
-            Answer::Stream(Relay { first, rest, idle, hold, on_end })
+            let mut on_end = finisher(state, model.clone(), learned, req.route, req.started);
+            let mut rest = rest;
+            if let Some(plan) = plan.filter(|p| p.write) {
+                let (capture, captured) = Capture::new(&first, rest, capture_limit(state));
+                rest = UpstreamBody::new(capture);
+                on_end = cache_on_end(state, plan, endpoint, model.clone(), captured, on_end);
+            }
+            Answer::Stream(Relay { first, rest, idle, hold: Some(hold), on_end })
         }
     };
-    Outcome { model, shown: upstream_name, category, answer }
+    Outcome { model, shown: upstream_name, category, answer, cache }
+}
+
+/// The most bytes of one streamed answer captured for the cache.
+fn capture_limit(state: &AppState) -> usize {
+    usize::try_from(state.config.cache.max_bytes.0 / 4).unwrap_or(usize::MAX).max(64 * 1024)
+}
+
+/// After `then`, stores a stream that completed (assembled into the buffered shape) in the cache.
+fn cache_on_end(
+    state: &AppState,
+    plan: Plan,
+    endpoint: Endpoint,
+    model: ModelName,
+    captured: Captured,
+    then: OnEnd,
+) -> OnEnd {
+    let state = state.clone();
+    Box::new(move |end: StreamEnd| {
+        let complete = matches!(end, StreamEnd::Complete(_));
+        then(end);
+        if !complete {
+            return;
+        }
+        let bytes = captured.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(answer) = bytes.and_then(|b| replay::assemble(endpoint, &b)) {
+            state.cache.insert(&state, &plan, endpoint, &model, answer);
+        }
+    })
+}
+
+/// An answer from the cache: the stored answer with the model as the client should see it, whole or replayed as
+/// a stream.
+pub(super) fn replay(req: &Request, hit: Hit) -> Outcome {
+    let prepared = &req.prepared;
+    let entry = hit.entry;
+    // An explicit model keeps the client's spelling, as a forwarded answer does.
+    let shown = match prepared.target {
+        Target::Model(_) => prepared.requested.clone(),
+        Target::Auto { .. } => entry.model.to_string(),
+    };
+    let restamped = replay::restamp(&entry.answer, &shown).unwrap_or_default();
+    let answer = if prepared.stream {
+        let lines = replay::stream_lines(entry.endpoint, &restamped);
+        let rest = UpstreamBody::new(http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}));
+        Answer::Stream(Relay { first: lines, rest, idle: Duration::from_secs(60), hold: None, on_end: Box::new(drop) })
+    } else {
+        Answer::Buffered(Bytes::from(serde_json::to_vec(&restamped).unwrap_or_default()))
+    };
+    Outcome { model: entry.model.clone(), shown, category: category_label(prepared), answer, cache: hit.status }
 }
 
 /// What to do when a stream has been delivered: learn the model's speed, settle its breaker, record metrics.
