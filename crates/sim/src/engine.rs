@@ -90,6 +90,7 @@ impl SimState {
             api_key: opts.api_key.clone().filter(|k| !k.is_empty()),
             authorization_seen: AtomicU64::new(0),
             authorization_refused: AtomicU64::new(0),
+            inference_requests: AtomicU64::new(0),
         };
         Ok(SimState { engine: Arc::new(engine), _owner: Arc::new(cancel.drop_guard()) })
     }
@@ -278,6 +279,8 @@ pub(crate) struct Engine {
     /// Requests that carried an `Authorization` header (any value), and those refused for a wrong or missing key.
     pub authorization_seen: AtomicU64,
     pub authorization_refused: AtomicU64,
+    /// Inference requests received (generate, chat, completions, embeddings, on both APIs).
+    pub inference_requests: AtomicU64,
 }
 
 /// Which "not found" wording a surface uses.

@@ -212,3 +212,12 @@ pub(crate) async fn auth(
         "refused": engine.authorization_refused.load(Ordering::Relaxed),
     }))
 }
+
+/// `GET /sim/stats`: how many inference requests arrived (a cache in front answers without reaching here).
+pub(crate) async fn stats(
+    axum::extract::State(state): axum::extract::State<crate::SimState>,
+) -> axum::Json<serde_json::Value> {
+    use std::sync::atomic::Ordering;
+    let engine = state.engine();
+    axum::Json(serde_json::json!({ "inference_requests": engine.inference_requests.load(Ordering::Relaxed) }))
+}

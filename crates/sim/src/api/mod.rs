@@ -88,11 +88,23 @@ pub(crate) fn router(state: SimState) -> Router {
         .route("/api/copy", post(manage::copy))
         .route("/api/delete", axum::routing::delete(manage::delete))
         .route("/sim/auth", get(control::auth))
+        .route("/sim/stats", get(control::stats))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
+
+/// The routes counted by `GET /sim/stats`.
+const INFERENCE_ROUTES: [&str; 7] = [
+    "/api/generate",
+    "/api/chat",
+    "/api/embed",
+    "/api/embeddings",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+];
 
 /// Counts requests that carry an `Authorization` header and, when the simulator has a key, refuses those (outside
 /// `/sim/*`) that do not carry it as a bearer token, as a provider does.
@@ -106,6 +118,9 @@ async fn authorize(
     let sent = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     if sent.is_some() {
         engine.authorization_seen.fetch_add(1, Ordering::Relaxed);
+    }
+    if INFERENCE_ROUTES.contains(&request.uri().path()) {
+        engine.inference_requests.fetch_add(1, Ordering::Relaxed);
     }
     if let Some(key) = &engine.api_key
         && !request.uri().path().starts_with("/sim/")
