@@ -381,3 +381,41 @@ async fn two_routers_on_one_postgres_share_answers_and_a_dead_store_fails_no_req
     b.stop().await;
     a.stop().await;
 }
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SWITCHYARD_")) {
+        cmd.env_remove(k);
+    }
+    let out = cmd.args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cache_command_shows_and_clears_the_cache() {
+    let h = cached(|_| {}).await;
+    let url = h.router.url();
+    h.post("/api/chat", chat("Why is the sky blue?", false)).await;
+    h.post("/api/chat", chat("Why is the sky blue?", false)).await;
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || cli(&["cache", "status", "--server", &url])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("entries     1 of 10000"), "{out}");
+    assert!(out.contains("1 exact, 0 semantic, 1 misses") && out.contains("hit rate 50.0 %"), "{out}");
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || cli(&["cache", "clear", "--model", "llama3.2:3b", "--server", &url]))
+            .await
+            .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "dropped 1 cached answers from memory\n");
+    assert_eq!(h.get("/admin/cache").await.json()["entries"], 0);
+    h.stop().await;
+}

@@ -19,7 +19,7 @@ fn switchyard(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    let commands: [&[&str]; 14] = [
+    let commands: [&[&str]; 17] = [
         &[],
         &["serve"],
         &["demo"],
@@ -34,6 +34,9 @@ fn every_command_has_help_with_an_example() {
         &["config", "show"],
         &["vram", "unload"],
         &["vram", "load"],
+        &["cache"],
+        &["cache", "status"],
+        &["cache", "clear"],
     ];
     for command in commands {
         let mut args = command.to_vec();
@@ -47,9 +50,19 @@ fn every_command_has_help_with_an_example() {
         }
     }
     let (_, out, _) = switchyard(&["--help"], &[]);
-    for word in
-        ["serve", "demo", "profile", "vram", "models", "explain", "migrate", "config", "Examples:", "SWITCHYARD_"]
-    {
+    for word in [
+        "serve",
+        "demo",
+        "profile",
+        "vram",
+        "models",
+        "cache",
+        "explain",
+        "migrate",
+        "config",
+        "Examples:",
+        "SWITCHYARD_",
+    ] {
         assert!(out.contains(word), "top-level help lacks {word}:\n{out}");
     }
 }
@@ -60,7 +73,7 @@ fn migrate_applies_the_migrations_once() {
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
     let (ok, out, err) = switchyard(&["migrate"], &[("SWITCHYARD_DATABASE_URL", &url)]);
     assert!(ok, "{err}");
-    assert!(out.starts_with("2 migration(s) applied"), "{out}");
+    assert!(out.starts_with("3 migration(s) applied"), "{out}");
     let (ok, out, _) = switchyard(&["migrate"], &[("SWITCHYARD_DATABASE_URL", &url)]);
     assert!(ok);
     assert!(out.starts_with("0 migration(s) applied"), "{out}");

@@ -232,6 +232,9 @@ pub(super) async fn infer(
             if let Ok(v) = HeaderValue::from_str(outcome.model.as_str()) {
                 response.headers_mut().insert("x-switchyard-model", v);
             }
+            if let Some(v) = outcome.cache.header().and_then(|v| HeaderValue::from_str(&v).ok()) {
+                response.headers_mut().insert("x-switchyard-cache", v);
+            }
             return Ok(response);
         }
         Answer::Buffered(bytes) => json_bytes(bytes),

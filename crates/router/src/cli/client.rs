@@ -54,6 +54,34 @@ pub enum VramAction {
     Unpin { model: String },
 }
 
+/// `switchyard cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub action: CacheAction,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Entries, bytes, limits, hits, misses and evictions of the response cache.
+    #[command(after_help = "Examples:\n  switchyard cache status\n  switchyard cache status --json")]
+    Status,
+    /// Drop cached answers: all of them, or those of one model, or those older than some seconds.
+    #[command(
+        after_help = "Examples:\n  switchyard cache clear\n  switchyard cache clear --model llama3.2:3b\n  switchyard cache clear --older-than-secs 3600"
+    )]
+    Clear {
+        /// Only this model's answers.
+        #[arg(long)]
+        model: Option<String>,
+        /// Only answers stored more than this many seconds ago.
+        #[arg(long, value_name = "SECS")]
+        older_than_secs: Option<u64>,
+    },
+}
+
 /// `switchyard explain`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
@@ -234,6 +262,68 @@ pub async fn models(config: &Config, args: ServerArgs) -> Result<(), RouterError
 }
 
 /// `switchyard backends`.
+pub async fn cache(config: &Config, args: CacheArgs) -> Result<(), RouterError> {
+    let value = match args.action {
+        CacheAction::Status => call(config, &args.server, Method::GET, "/admin/cache", None).await?,
+        CacheAction::Clear { model, older_than_secs } => {
+            let body = json!({ "model": model, "older_than_secs": older_than_secs });
+            call(config, &args.server, Method::POST, "/admin/cache/invalidate", Some(body)).await?
+        }
+    };
+    if args.server.json {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    } else {
+        print!("{}", render_cache(&value));
+    }
+    Ok(())
+}
+
+/// `cache status` and `cache clear` as text.
+pub fn render_cache(v: &Value) -> String {
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    if v.get("dropped").is_some() {
+        let mut out = format!("dropped {} cached answers from memory", n("dropped"));
+        if let Some(stored) = v["dropped_from_store"].as_u64() {
+            out.push_str(&format!(" and {stored} from the store"));
+        }
+        if let Some(e) = v["store_error"].as_str() {
+            out.push_str(&format!(" (the store failed: {e})"));
+        }
+        out.push('\n');
+        return out;
+    }
+    if v["enabled"] != json!(true) {
+        return "the response cache is off (set cache.enabled = true, or use the low-latency or high-throughput preset)\n"
+            .into();
+    }
+    let ttl = match n("ttl_secs") {
+        0 => "none".to_string(),
+        s => format!("{s} s"),
+    };
+    format!(
+        "entries     {} of {} ({} of {}), ttl {ttl}\n\
+         semantic    {}\n\
+         persisted   {} ({} written, {} store errors)\n\
+         hits        {} exact, {} semantic, {} misses, {} bypassed: hit rate {:.1} %\n\
+         evictions   {} for room, {} expired\n",
+        n("entries"),
+        n("max_entries"),
+        Bytes(n("bytes")),
+        Bytes(n("max_bytes")),
+        if v["semantic"] == json!(true) { "on" } else { "off" },
+        if v["persist"] == json!(true) { "yes" } else { "no" },
+        n("stored"),
+        n("store_errors"),
+        n("hits"),
+        n("semantic_hits"),
+        n("misses"),
+        n("bypasses"),
+        v["hit_rate"].as_f64().unwrap_or(0.0) * 100.0,
+        n("evictions"),
+        n("expired"),
+    )
+}
+
 pub async fn backends(config: &Config, args: ServerArgs) -> Result<(), RouterError> {
     let value = call(config, &args, Method::GET, "/admin/backends", None).await?;
     if args.json {

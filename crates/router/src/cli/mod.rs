@@ -98,6 +98,9 @@ pub enum Command {
     /// List the backends (the local Ollama and every [[backends]] entry): health, models, load, latency, spend.
     #[command(after_help = "Example:\n  switchyard backends\n  switchyard backends --json")]
     Backends(client::ServerArgs),
+    /// Show or clear the response cache of a running server.
+    #[command(after_help = "Examples:\n  switchyard cache status\n  switchyard cache clear --model llama3.2:3b")]
+    Cache(client::CacheArgs),
     /// Show how `auto` would route a prompt: every candidate's quality, latency and utility.
     #[command(
         after_help = "Examples:\n  switchyard explain \"Write a haiku about trains\"\n  switchyard explain --quality 0.2 \"What is 17 * 23?\""
@@ -203,7 +206,12 @@ async fn run(cli: Cli) -> Result<(), RouterError> {
     let loaded = load(&cli.sources(flags)).map_err(|e| RouterError::Startup(e.to_string()))?;
     let config = Arc::new(loaded.config.clone());
     let quiet = match &cli.command {
-        Command::Vram(_) | Command::Models(_) | Command::Backends(_) | Command::Explain(_) | Command::Config(_) => true,
+        Command::Vram(_)
+        | Command::Models(_)
+        | Command::Backends(_)
+        | Command::Cache(_)
+        | Command::Explain(_)
+        | Command::Config(_) => true,
         #[cfg(feature = "demo")]
         Command::Demo(_) => true,
         Command::Serve(_) | Command::Profile(_) | Command::Migrate => false,
@@ -217,6 +225,7 @@ async fn run(cli: Cli) -> Result<(), RouterError> {
         Command::Vram(args) => client::vram(&config, args).await,
         Command::Models(args) => client::models(&config, args).await,
         Command::Backends(args) => client::backends(&config, args).await,
+        Command::Cache(args) => client::cache(&config, args).await,
         Command::Explain(args) => client::explain(&config, args).await,
         Command::Migrate => migrate(&config).await,
         Command::Config(ConfigCommand::Show) => {
