@@ -111,6 +111,10 @@ async fn a_repeated_request_is_answered_from_the_cache_on_both_surfaces() {
     let metrics = h.get("/metrics").await.text();
     assert!(metrics.contains("switchyard_cache_requests_total{result=\"hit\"} 4"), "{metrics}");
     assert!(metrics.contains("switchyard_cache_entries 1"));
+    let sampled = json!({"model": "llama3.2:3b", "stream": false, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(h.post("/api/chat", sampled).await.header("x-switchyard-cache"), Some("bypass"));
+    let metrics = h.get("/metrics").await.text();
+    assert!(metrics.contains("switchyard_cache_requests_total{result=\"bypass\"} 1"), "{metrics}");
     h.stop().await;
 }
 

@@ -514,7 +514,7 @@ impl ResponseCache {
 pub(crate) async fn lookup(state: &AppState, plan: &mut Plan) -> Option<Hit> {
     let cache = &state.cache;
     if !plan.read {
-        cache.count(CacheStatus::Bypass);
+        count_bypass(state);
         return None;
     }
     let started = Instant::now();
