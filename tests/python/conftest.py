@@ -121,3 +121,20 @@ def router_url(start_sim: Callable[..., str], tmp_path: Path) -> Iterator[str]:
     proc, url = start_server([str(router), "serve", "--listen", "127.0.0.1:0"], ROUTER_ANNOUNCEMENT, env)
     yield url
     stop_server(proc)
+
+
+@pytest.fixture
+def cached_router_url(start_sim: Callable[..., str], tmp_path: Path) -> Iterator[str]:
+    """`router_url` with the response cache on."""
+    sim = start_sim()
+    router = binary("SY_ROUTER_BIN", "switchyard")
+    env = {
+        "SWITCHYARD_OLLAMA_URL": sim,
+        "SWITCHYARD_VRAM_PROBE": "sim",
+        "SWITCHYARD_DATABASE_URL": f"sqlite://{tmp_path / 'switchyard.db'}",
+        "SWITCHYARD_CACHE_ENABLED": "true",
+        "RUST_LOG": "warn",
+    }
+    proc, url = start_server([str(router), "serve", "--listen", "127.0.0.1:0"], ROUTER_ANNOUNCEMENT, env)
+    yield url
+    stop_server(proc)

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
 use switchyard::server::Running;
+use switchyard_core::config::CacheConfig;
 use switchyard_core::size::parse_bytes;
 use switchyard_sim::SimOptions;
 use tempfile::TempDir;
@@ -34,6 +35,8 @@ pub struct StackOptions {
     pub router_bin: Option<PathBuf>,
     /// The `switchyard-sim` binary; `None` hosts the simulator here.
     pub sim_bin: Option<PathBuf>,
+    /// The router's `[cache]` (off by default).
+    pub cache: CacheConfig,
 }
 
 /// The simulator, hosted or as a process.
@@ -97,6 +100,7 @@ impl Stack {
         };
         let mut config = setup::router_config(&sim_url, dir.path());
         config.limits.queue_per_model = ROUTER_QUEUE_PER_MODEL;
+        config.cache = options.cache.clone();
         // The router is told how many requests per model the backend serves at once, as an operator would.
         config.ollama.num_parallel = u32::try_from(options.num_parallel).unwrap_or(u32::MAX).max(1);
         let router = match &options.router_bin {

@@ -96,6 +96,7 @@ fn main() -> Result<()> {
             gpu_vram: cli.gpu_vram,
             router_bin,
             sim_bin: cli.sim_bin,
+            cache: Default::default(),
         },
         time_scales: cli.time_scale,
         concurrencies,

@@ -36,7 +36,10 @@ use switchyard_core::config::CacheConfig;
 use switchyard_core::store::{CacheRecord, Store, now_ms};
 
 /// A SHA-256 of a request.
-pub(crate) type Key = [u8; 32];
+pub type Key = [u8; 32];
+
+/// One member of a semantic group: an entry's key and its question's unit vector.
+pub type Member = (Key, Arc<[f32]>);
 
 /// How long a store read may take before the cache answers from memory alone.
 const STORE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -180,7 +183,7 @@ struct Memory {
     lru: Option<LruCache<Key, Arc<Entry>>>,
     bytes: u64,
     /// Semantic groups: the entries' keys and vectors, per request-without-its-last-turn.
-    groups: HashMap<Key, Vec<(Key, Arc<[f32]>)>>,
+    groups: HashMap<Key, Vec<Member>>,
 }
 
 impl Memory {
@@ -740,8 +743,9 @@ fn feed_str(h: &mut Sha256, s: &str) {
     h.update(s.as_bytes());
 }
 
-/// The member of `members` most similar to `vector` (unit vectors: the dot product is the cosine).
-fn nearest_in(members: &[(Key, Arc<[f32]>)], vector: &[f32]) -> Option<(Key, f32)> {
+/// The member of `members` most similar to `vector` (unit vectors: the dot product is the cosine): the semantic
+/// cache's search, a scan of the group (measured in `docs/benchmarks.md`, section 7).
+pub fn nearest_in(members: &[Member], vector: &[f32]) -> Option<(Key, f32)> {
     let mut best: Option<(Key, f32)> = None;
     for (key, v) in members {
         if v.len() != vector.len() {
@@ -756,7 +760,7 @@ fn nearest_in(members: &[(Key, Arc<[f32]>)], vector: &[f32]) -> Option<(Key, f32
 }
 
 /// The dot product, in eight lanes so that it vectorises.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
