@@ -200,6 +200,11 @@ FINISHED_ANSWER_JS = """() => {
 }"""
 
 
+# Whether a tooltip (tippy.js, as Open WebUI uses) is shown and fully faded in.
+TOOLTIP_SHOWN_JS = """() => [...document.querySelectorAll('.tippy-box[data-state="visible"]')]
+    .some((box) => getComputedStyle(box).opacity === '1')"""
+
+
 def check_browser(stack: Stack, chromium: str, out_dir: Path) -> str:
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
@@ -249,10 +254,10 @@ def check_browser(stack: Stack, chromium: str, out_dir: Path) -> str:
             info_button = page.locator(f'[id="info-{answer["id"]}"]')
             if info_button.count():
                 info_button.hover()
-                try:
-                    page.wait_for_selector("[data-tippy-root]", state="visible", timeout=5_000)
+                try:  # the tooltip fades in: wait until it is fully opaque
+                    page.wait_for_function(TOOLTIP_SHOWN_JS, timeout=5_000, polling=100)
                 except PlaywrightError:
-                    pass
+                    info("the info tooltip did not show; chat-info.png may lack it")
                 page.screenshot(path=str(out_dir / "chat-info.png"))
             page_html = page.content()
             chat_id = page.url.rstrip("/").rsplit("/c/", 1)[-1] if "/c/" in page.url else None
@@ -263,11 +268,16 @@ def check_browser(stack: Stack, chromium: str, out_dir: Path) -> str:
         raise CheckFailed(f"the UI sent chat requests for {sent_models}, expected one for 'auto'")
     if not answer["text"]:
         raise CheckFailed("the assistant's answer is empty")
-    decisions = stack.new_auto_decisions(seen)
-    chosen = decisions[0]["chosen"] if decisions else None
+    # Oldest first. With Open WebUI's native function calling (its default), the UI offers its built-in tools; when
+    # the model calls one, Open WebUI sends the result back in a second request, so one turn can be several decisions.
+    decisions = list(reversed(stack.new_auto_decisions(seen)))
+    chosen = decisions[-1]["chosen"] if decisions else None
 
     # What the UI shows as the answering model; information, not pass/fail.
-    info(f"router's choice for the UI's request: {chosen!r} (GET /admin/decisions)")
+    info(
+        f"router's choice for the UI's turn: {chosen!r} "
+        f"({len(decisions)} routed request(s): {[d['chosen'] for d in decisions]}, GET /admin/decisions)"
+    )
     info(f"UI message header (#response-message-model-name): {shown_name!r}")
     usage_keys = [line.split(":", 1)[0].strip() for line in usage.splitlines() if ":" in line and not line.startswith(" ")]
     info(f"UI info popover (usage): {', '.join(usage_keys) or 'not shown'}")
@@ -276,9 +286,12 @@ def check_browser(stack: Stack, chromium: str, out_dir: Path) -> str:
         r = stack.http.get(f"{stack.webui}/api/v1/chats/{chat_id}", headers=stack.auth, timeout=HTTP_TIMEOUT_S)
         if r.ok:
             stored = r.json()["chat"]["history"]["messages"].get(answer["id"], {})
+            tool_calls = [
+                item.get("name") for item in stored.get("output") or [] if item.get("type") == "function_call"
+            ]
             info(
                 f"stored message (GET /api/v1/chats/{{id}}): model={stored.get('model')!r}, "
-                f"selectedModelId={stored.get('selectedModelId')!r}"
+                f"selectedModelId={stored.get('selectedModelId')!r}, tool calls={tool_calls}"
             )
     return f"answer of {len(answer['text'])} characters for model 'auto'; screenshots in {out_dir}"
 

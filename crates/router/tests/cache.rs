@@ -423,3 +423,22 @@ async fn the_cache_command_shows_and_clears_the_cache() {
     assert_eq!(h.get("/admin/cache").await.json()["entries"], 0);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_stream_that_broke_is_not_stored() {
+    // Tokens are spaced in time (time scale > 0) so that the first chunks reach the client before the cut.
+    let h = start_with(SimOptions { time_scale: 0.05, ..SimOptions::default() }, |c| c.cache.enabled = true).await;
+    let load = h.post("/api/generate", json!({"model": "llama3.2:3b", "prompt": ""})).await;
+    assert_eq!(load.status, StatusCode::OK, "{}", load.text());
+    h.fault(json!({"model": "llama3.2:3b", "disconnect_after_chunks": 3, "fail_times": 1})).await;
+    let broken = h.post("/api/chat", chat("Tell me about trains.", true)).await;
+    assert_eq!(broken.status, StatusCode::OK, "the stream had started");
+    assert!(broken.lines().iter().any(|l| l.get("error").is_some()), "{}", broken.text());
+    assert_eq!(h.get("/admin/cache").await.json()["entries"], 0, "a broken stream is never stored");
+    let whole = h.post("/api/chat", chat("Tell me about trains.", true)).await;
+    assert_eq!(whole.header("x-switchyard-cache"), Some("miss"));
+    assert_eq!(whole.lines().last().unwrap()["done"], true);
+    let again = h.post("/api/chat", chat("Tell me about trains.", true)).await;
+    assert_eq!(again.header("x-switchyard-cache"), Some("hit"));
+    h.stop().await;
+}
