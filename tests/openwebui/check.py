@@ -72,7 +72,9 @@ class Stack:
 
     def _signin(self) -> str:
         # With WEBUI_AUTH=False, Open WebUI signs anyone in as its single admin user (created on the first call).
-        r = self.http.post(f"{self.webui}/api/v1/auths/signin", json={"email": "", "password": ""}, timeout=HTTP_TIMEOUT_S)
+        r = self.http.post(
+            f"{self.webui}/api/v1/auths/signin", json={"email": "", "password": ""}, timeout=HTTP_TIMEOUT_S
+        )
         r.raise_for_status()
         return r.json()["token"]
 
@@ -128,7 +130,7 @@ def check_chat(stack: Stack) -> str:
         for line in r.iter_lines(decode_unicode=True):
             if not line or not line.startswith("data:"):
                 continue
-            payload = line[len("data:"):].strip()
+            payload = line[len("data:") :].strip()
             if payload == "[DONE]":
                 break
             chunk = json.loads(payload)
@@ -190,7 +192,7 @@ def check_pull(stack: Stack, model: str) -> str:
     )
 
 
-# The last assistant message once it is finished (its copy button appears when the message is done), else null.
+# The last answer in the chat once it is finished (its copy button appears when it is done), else null.
 FINISHED_ANSWER_JS = """() => {
     const bodies = [...document.querySelectorAll('.chat-assistant')];
     const body = bodies[bodies.length - 1];
@@ -224,16 +226,16 @@ def check_browser(stack: Stack, chromium: str, out_dir: Path) -> str:
         browser = p.chromium.launch(executable_path=chromium, args=["--disable-gpu", "--disable-dev-shm-usage"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            # The model the UI asks for, from the body of its chat request.
-            page.on(
-                "request",
-                lambda req: sent_models.append(json.loads(req.post_data or "{}").get("model", ""))
-                if req.method == "POST" and req.url.endswith("/api/chat/completions")
-                else None,
-            )
+
+            def record_chat_request(request: Any) -> None:
+                """Notes the model the UI asks for, from the body of its chat request."""
+                if request.method == "POST" and request.url.endswith("/api/chat/completions"):
+                    sent_models.append(json.loads(request.post_data or "{}").get("model", ""))
+
+            page.on("request", record_chat_request)
             page.goto(f"{stack.webui}/", wait_until="domcontentloaded")
             page.wait_for_selector("#chat-input", timeout=PAGE_LOAD_TIMEOUT_MS)
-            # Should the modal show anyway (an older setting name, say), close it.
+            # If the changelog modal shows anyway (a release that reads another setting), close it.
             dismiss = page.get_by_text("Okay, Let's Go!")
             if dismiss.count() and dismiss.first.is_visible():
                 dismiss.first.click()
@@ -267,7 +269,7 @@ def check_browser(stack: Stack, chromium: str, out_dir: Path) -> str:
     if sent_models != ["auto"]:
         raise CheckFailed(f"the UI sent chat requests for {sent_models}, expected one for 'auto'")
     if not answer["text"]:
-        raise CheckFailed("the assistant's answer is empty")
+        raise CheckFailed("the answer shown in the UI is empty")
     # Oldest first. With Open WebUI's native function calling (its default), the UI offers its built-in tools; when
     # the model calls one, Open WebUI sends the result back in a second request, so one turn can be several decisions.
     decisions = list(reversed(stack.new_auto_decisions(seen)))
@@ -279,7 +281,9 @@ def check_browser(stack: Stack, chromium: str, out_dir: Path) -> str:
         f"({len(decisions)} routed request(s): {[d['chosen'] for d in decisions]}, GET /admin/decisions)"
     )
     info(f"UI message header (#response-message-model-name): {shown_name!r}")
-    usage_keys = [line.split(":", 1)[0].strip() for line in usage.splitlines() if ":" in line and not line.startswith(" ")]
+    usage_keys = [
+        line.split(":", 1)[0].strip() for line in usage.splitlines() if ":" in line and not line.startswith(" ")
+    ]
     info(f"UI info popover (usage): {', '.join(usage_keys) or 'not shown'}")
     info(f"router's choice appears anywhere in the page: {bool(chosen) and chosen in page_html}")
     if chat_id:
