@@ -4,7 +4,8 @@
 # every test: formatting and lints, the Rust workspace on SQLite and Postgres, the classifier's training pipeline on a
 # small pinned subset of its public corpus, the Python client tests against the real binaries, the end-to-end tests
 # against a real inference engine (llama.cpp's llama-server, built from source and cached under target/llama), and
-# the deploy file validators.
+# Open WebUI driven through its API and, in headless Chromium, its UI (scripts/openwebui-check.sh), and the deploy
+# file validators.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +54,10 @@ grep -q '^| \*\*all\*\* |' target/classifier/small/report.md
 step "Python client tests (official ollama and openai libraries)"
 SY_ROUTER_BIN="$PWD/target/debug/switchyard" SY_SIM_BIN="$PWD/target/debug/switchyard-sim" \
     .venv/bin/python -m pytest -q -rs tests/python
+
+step "Open WebUI against the router (its API and its UI in headless Chromium)"
+SY_SKIP_BUILD=1 SY_REQUIRE_BROWSER=1 SY_SIM_BIN="$PWD/target/debug/switchyard-sim" \
+    SY_ROUTER_BIN="$PWD/target/debug/switchyard" scripts/openwebui-check.sh
 
 if [ -x scripts/validate-deploy.sh ]; then
     step "Deploy files"

@@ -13,6 +13,7 @@
 //! (the "group": the key of the request without its last user turn), when the cosine similarity reaches
 //! `cache.similarity_threshold`.
 
+pub mod index;
 pub(crate) mod replay;
 
 use crate::metrics::Metrics;
@@ -23,6 +24,7 @@ use axum::http::HeaderMap;
 use base64::Engine as _;
 use bytes::Bytes;
 use hashlink::LruCache;
+use index::Group;
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -37,9 +39,6 @@ use switchyard_core::store::{CacheRecord, Store, now_ms};
 
 /// A SHA-256 of a request.
 pub type Key = [u8; 32];
-
-/// One member of a semantic group: an entry's key and its question's unit vector.
-pub type Member = (Key, Arc<[f32]>);
 
 /// How long a store read may take before the cache answers from memory alone.
 const STORE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -166,7 +165,8 @@ pub(crate) struct Entry {
 
 impl Entry {
     fn cost(&self) -> u64 {
-        self.answer.len() as u64 + self.semantic.as_ref().map_or(0, |(_, v)| v.len() as u64 * 4 + 32) + ENTRY_OVERHEAD
+        // The vector is held twice: by the entry (for the store) and by its group's block (for the scan).
+        self.answer.len() as u64 + self.semantic.as_ref().map_or(0, |(_, v)| v.len() as u64 * 8 + 64) + ENTRY_OVERHEAD
     }
 }
 
@@ -183,7 +183,7 @@ struct Memory {
     lru: Option<LruCache<Key, Arc<Entry>>>,
     bytes: u64,
     /// Semantic groups: the entries' keys and vectors, per request-without-its-last-turn.
-    groups: HashMap<Key, Vec<Member>>,
+    groups: HashMap<Key, Arc<Group>>,
 }
 
 impl Memory {
@@ -202,7 +202,7 @@ impl Memory {
         if let Some((group, _)) = &entry.semantic
             && let Some(members) = self.groups.get_mut(group)
         {
-            members.retain(|(k, _)| k != key);
+            Arc::make_mut(members).remove(key);
             if members.is_empty() {
                 self.groups.remove(group);
             }
@@ -344,7 +344,7 @@ impl ResponseCache {
         }
         memory.bytes += entry.cost();
         if let Some((group, vector)) = &entry.semantic {
-            memory.groups.entry(*group).or_default().push((key, Arc::clone(vector)));
+            Arc::make_mut(memory.groups.entry(*group).or_default()).push(key, vector);
         }
         while memory.lru().len() as u64 > self.config.max_entries || memory.bytes > self.config.max_bytes.0 {
             let Some((k, e)) = memory.lru().remove_lru() else { break };
@@ -360,17 +360,15 @@ impl ResponseCache {
         self.bytes.set(i64::try_from(memory.bytes).unwrap_or(i64::MAX));
     }
 
-    /// The most similar entry of `group` to `vector`, at or above the threshold.
+    /// The most similar entry of `group` to `vector`, at or above the threshold. The group is scanned outside the
+    /// lock.
     fn nearest(&self, group: &Key, vector: &[f32]) -> Option<(Arc<Entry>, f32)> {
-        let best = {
-            let memory = self.memory();
-            let members = memory.groups.get(group)?;
-            nearest_in(members, vector)?
-        };
-        if f64::from(best.1) < self.config.similarity_threshold {
+        let members = Arc::clone(self.memory().groups.get(group)?);
+        let (key, similarity) = members.nearest(vector)?;
+        if f64::from(similarity) < self.config.similarity_threshold {
             return None;
         }
-        self.memory_get(&best.0).map(|e| (e, best.1))
+        self.memory_get(&key).map(|entry| (entry, similarity))
     }
 
     fn count(&self, status: CacheStatus) {
@@ -635,15 +633,18 @@ fn request_key(endpoint: Endpoint, target: &Target, body: &Map<String, Value>, w
                     .collect();
                 feed(&mut h, &Value::Object(kept));
             }
-            ("prompt", _) if without_last_turn.is_some() && endpoint == Endpoint::Generate => h.update(b"\x01"),
+            ("prompt", v) if without_last_turn.is_some() && endpoint == Endpoint::Generate => {
+                feed_numbers(&mut h, v.as_str().unwrap_or_default());
+            }
             ("messages", Value::Array(messages)) if last_user.is_some() => {
                 h.update(b"[");
                 for (i, m) in messages.iter().enumerate() {
                     match (Some(i) == last_user, m) {
                         (true, Value::Object(m)) => {
                             let mut m = m.clone();
-                            m.remove("content");
+                            let content = m.remove("content");
                             feed(&mut h, &Value::Object(m));
+                            feed_numbers(&mut h, content.as_ref().and_then(Value::as_str).unwrap_or_default());
                         }
                         _ => feed(&mut h, m),
                     }
@@ -737,26 +738,26 @@ fn feed(h: &mut Sha256, v: &Value) {
     }
 }
 
+/// Hashes the numbers of a question (sorted), which a paraphrase keeps: "17 times 23" and "17 times 24" are close
+/// for any embedding model, but never the same question. They go into the semantic group, so that questions with
+/// other numbers are never compared.
+fn feed_numbers(h: &mut Sha256, text: &str) {
+    let mut numbers: Vec<&str> = text
+        .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ','))
+        .map(|n| n.trim_matches(|c| c == '.' || c == ','))
+        .filter(|n| n.chars().any(|c| c.is_ascii_digit()))
+        .collect();
+    numbers.sort_unstable();
+    h.update(b"#numbers");
+    for n in numbers {
+        feed_str(h, n);
+    }
+}
+
 /// Hashes a string with its length, so that concatenations cannot collide.
 fn feed_str(h: &mut Sha256, s: &str) {
     h.update((s.len() as u64).to_le_bytes());
     h.update(s.as_bytes());
-}
-
-/// The member of `members` most similar to `vector` (unit vectors: the dot product is the cosine): the semantic
-/// cache's search, a scan of the group (measured in `docs/benchmarks.md`, section 7).
-pub fn nearest_in(members: &[Member], vector: &[f32]) -> Option<(Key, f32)> {
-    let mut best: Option<(Key, f32)> = None;
-    for (key, v) in members {
-        if v.len() != vector.len() {
-            continue;
-        }
-        let s = dot(v, vector);
-        if best.is_none_or(|(_, b)| s > b) {
-            best = Some((*key, s));
-        }
-    }
-    best
 }
 
 /// The dot product, in eight lanes so that it vectorises.
@@ -879,6 +880,9 @@ mod tests {
         let q =
             |text: &str| json!({"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": text}]});
         assert_eq!(group(q("What is the capital of France?")), group(q("France's capital city?")));
+        assert_eq!(group(q("What is 17 times 23?")), group(q("Compute 23 x 17.")), "the same numbers");
+        assert_ne!(group(q("What is 17 times 23?")), group(q("What is 17 times 24?")), "other numbers");
+        assert_ne!(group(q("Is 2.5 more than 2?")), group(q("Is 25 more than 2?")));
         let other_system = json!({"messages": [{"role": "system", "content": "T"}, {"role": "user", "content": "x"}]});
         assert_ne!(group(q("x")), group(other_system));
         assert_eq!(last_user_text(Endpoint::Chat, &body(q("  hello "))), Some("hello".into()));
