@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds Switchyard in release mode and runs every benchmark: the criterion micro benchmarks (routing decision,
-# translation), the load tool (added latency, throughput, memory) and the VRAM trace replay. Results go to
+# translation), the load tool (added latency, throughput, memory), the VRAM trace replay and the response cache
+# benchmark. Results go to
 # target/bench-results/ (override with BENCH_OUT); criterion's own reports stay in target/criterion/.
 #
 #   scripts/bench.sh            full run (about 20 minutes on 2 cores, plus the build)
@@ -32,10 +33,12 @@ if [[ $quick == 1 ]]; then
     export ROUTING_TAIL_ITERATIONS=20000
     load_args=(--quick)
     replay_args=(--quick)
+    cache_args=(--quick)
 else
     criterion_args=(--warm-up-time 1 --measurement-time 3)
     load_args=()
     replay_args=()
+    cache_args=()
 fi
 
 echo "== micro benchmarks (criterion)"
@@ -48,9 +51,13 @@ target/release/switchyard-load "${load_args[@]}" --out "$out/load.json" | tee "$
 echo "== VRAM trace replay"
 target/release/switchyard-replay "${replay_args[@]}" --out "$out/replay.json" | tee "$out/replay.md"
 
+echo "== response cache: exact hits, semantic search, labelled pairs, replayed trace"
+target/release/switchyard-cache-bench "${cache_args[@]}" --out "$out/cache.json" | tee "$out/cache.md"
+
 echo
 echo "Results:"
 echo "  $out/machine.txt                machine description"
 echo "  $out/routing.txt, translate.txt criterion output (HTML reports under target/criterion/)"
 echo "  $out/load.md, load.json         load tool report and raw figures"
 echo "  $out/replay.md, replay.json     trace replay report and raw figures"
+echo "  $out/cache.md, cache.json       response cache report and raw figures"

@@ -277,6 +277,8 @@ async fn a_paraphrase_is_a_semantic_hit_and_another_question_is_not() {
     assert!(header.starts_with("semantic-hit; similarity="), "{header}");
     let similarity: f64 = header.rsplit('=').next().unwrap().parse().unwrap();
     assert!(similarity >= 0.95, "{similarity}");
+    let a = h.post("/api/chat", chat("what is the capital of france", false)).await;
+    assert_eq!(a.header("x-switchyard-cache"), Some("hit"), "the paraphrase is kept under its own key too");
     assert_eq!(
         h.post("/api/chat", chat("What is the capital of Germany?", false)).await.header("x-switchyard-cache"),
         Some("miss")

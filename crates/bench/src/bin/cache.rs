@@ -102,6 +102,8 @@ struct TraceResult {
     false_hits: usize,
     misses: usize,
     errors: usize,
+    /// The wording asked and the question whose answer it got, for each false hit.
+    false_hit_questions: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -398,6 +400,13 @@ async fn replay_trace(stack: &Stack, pairs: &[Pair], requests: usize) -> Result<
                 result.semantic_hits += 1;
                 if first_answer.get(&id) != Some(&text) {
                     result.false_hits += 1;
+                    let answered_for =
+                        first_answer.iter().find(|(_, t)| **t == text).map(|(q, _)| wordings[*q][0].clone());
+                    result.false_hit_questions.push(format!(
+                        "{:?} got the answer of {:?}",
+                        variants[variant.min(variants.len() - 1)],
+                        answered_for.unwrap_or_default()
+                    ));
                 }
             }
             _ => {
@@ -466,5 +475,8 @@ fn markdown(r: &Report, threshold: f64) -> String {
         t.misses,
         t.errors
     ));
+    for q in &t.false_hit_questions {
+        out.push_str(&format!("\nfalse hit: {q}\n"));
+    }
     out
 }

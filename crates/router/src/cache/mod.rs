@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 use switchyard_core::ModelName;
 use switchyard_core::config::CacheConfig;
@@ -157,6 +157,10 @@ pub(crate) struct Entry {
     pub endpoint: Endpoint,
     /// The whole answer, in Ollama's buffered shape.
     pub answer: Bytes,
+    /// Its `model` field.
+    pub shown: String,
+    /// The answer as a native stream, made at its first streamed replay.
+    pub lines: OnceLock<Bytes>,
     /// When it was stored (ms since the epoch).
     pub created_ms: i64,
     /// The group and the last user turn's unit vector (semantic cache).
@@ -421,14 +425,23 @@ impl ResponseCache {
     /// Stores `answer` (Ollama's buffered shape) from `model` under `plan`, when the plan allows it and the answer
     /// is one worth keeping: complete, not a load, and without tool calls unless `cache.cache_tool_calls`.
     pub(crate) fn insert(&self, state: &AppState, plan: &Plan, endpoint: Endpoint, model: &ModelName, answer: Bytes) {
-        if !plan.write || !cacheable_answer(&answer, self.config.cache_tool_calls) {
+        if !plan.write {
             return;
         }
+        let Some(shown) = cacheable_answer(&answer, self.config.cache_tool_calls) else { return };
         let semantic = match (&plan.semantic, &plan.embedding) {
             (Some((group, _)), Some(vector)) => Some((*group, Arc::clone(vector))),
             _ => None,
         };
-        let entry = Arc::new(Entry { model: model.clone(), endpoint, answer, created_ms: now_ms(), semantic });
+        let entry = Arc::new(Entry {
+            model: model.clone(),
+            endpoint,
+            answer,
+            shown,
+            lines: OnceLock::new(),
+            created_ms: now_ms(),
+            semantic,
+        });
         if self.persist() {
             let record = record_of(&plan.key, &entry);
             state.writer.write(Write::CachePut(record));
@@ -439,6 +452,27 @@ impl ResponseCache {
             }
         }
         self.memory_put(plan.key, entry);
+    }
+
+    /// After a semantic hit, keeps the answer under the request's own key too, so that the same wording next time is
+    /// an exact hit (no embedding call). The alias has no vector of its own: it never answers other paraphrases.
+    pub(crate) fn alias(&self, state: &AppState, plan: &Plan, entry: &Entry) {
+        if !plan.write {
+            return;
+        }
+        let alias = Arc::new(Entry {
+            model: entry.model.clone(),
+            endpoint: entry.endpoint,
+            answer: entry.answer.clone(),
+            shown: entry.shown.clone(),
+            lines: OnceLock::new(),
+            created_ms: entry.created_ms,
+            semantic: None,
+        });
+        if self.persist() {
+            state.writer.write(Write::CachePut(record_of(&plan.key, &alias)));
+        }
+        self.memory_put(plan.key, alias);
     }
 
     /// Drops entries from memory: of `model` when given, older than `older_than` when given, else all. Returns how
@@ -582,19 +616,19 @@ fn deterministic(body: &Map<String, Value>) -> bool {
     zero || seeded
 }
 
-/// True for an answer worth keeping: a complete answer (`done: true`, not a load or unload), with no tool calls
-/// unless `tool_calls` allows them.
-pub(crate) fn cacheable_answer(answer: &[u8], tool_calls: bool) -> bool {
-    let Ok(Value::Object(v)) = serde_json::from_slice::<Value>(answer) else { return false };
+/// For an answer worth keeping, its `model` field: a complete answer (`done: true`, not a load or unload), with no
+/// tool calls unless `tool_calls` allows them.
+pub(crate) fn cacheable_answer(answer: &[u8], tool_calls: bool) -> Option<String> {
+    let Ok(Value::Object(v)) = serde_json::from_slice::<Value>(answer) else { return None };
     if v.get("done").and_then(Value::as_bool) != Some(true) {
-        return false;
+        return None;
     }
     if matches!(v.get("done_reason").and_then(Value::as_str), Some("load" | "unload")) {
-        return false;
+        return None;
     }
     let calls =
         v.get("message").and_then(|m| m.get("tool_calls")).is_some_and(|c| c.as_array().is_some_and(|a| !a.is_empty()));
-    tool_calls || !calls
+    (tool_calls || !calls).then(|| v.get("model").and_then(Value::as_str).unwrap_or_default().to_string())
 }
 
 /// The key of a request: the endpoint, the resolved target and the body without what does not decide the answer.
@@ -821,10 +855,13 @@ fn entry_from_record(record: CacheRecord) -> Option<Entry> {
         }
         _ => None,
     };
+    let shown = cacheable_answer(record.answer.as_bytes(), true)?;
     Some(Entry {
         model: ModelName::parse(&record.model).ok()?,
         endpoint,
         answer: Bytes::from(record.answer),
+        shown,
+        lines: OnceLock::new(),
         created_ms: record.created_at,
         semantic,
     })
@@ -897,12 +934,13 @@ mod tests {
         assert!(!deterministic(&body(json!({"options": {"temperature": 0.7}}))));
         assert!(!deterministic(&body(json!({}))));
         assert!(!deterministic(&body(json!({"options": {"seed": null}}))));
-        assert!(cacheable_answer(br#"{"done": true, "done_reason": "stop", "message": {"content": "x"}}"#, false));
-        assert!(!cacheable_answer(br#"{"done": false}"#, false));
-        assert!(!cacheable_answer(br#"{"done": true, "done_reason": "load"}"#, false));
+        let ok = br#"{"model": "m", "done": true, "done_reason": "stop", "message": {"content": "x"}}"#;
+        assert_eq!(cacheable_answer(ok, false).as_deref(), Some("m"));
+        assert!(cacheable_answer(br#"{"done": false}"#, false).is_none());
+        assert!(cacheable_answer(br#"{"done": true, "done_reason": "load"}"#, false).is_none());
         let calls = br#"{"done": true, "message": {"content": "", "tool_calls": [{"function": {"name": "f"}}]}}"#;
-        assert!(!cacheable_answer(calls, false));
-        assert!(cacheable_answer(calls, true));
+        assert!(cacheable_answer(calls, false).is_none());
+        assert!(cacheable_answer(calls, true).is_some());
     }
 
     #[test]
@@ -923,6 +961,8 @@ mod tests {
             model: ModelName::parse(model).unwrap(),
             endpoint: Endpoint::Chat,
             answer: Bytes::from(answer.to_string()),
+            shown: model.to_string(),
+            lines: OnceLock::new(),
             created_ms: now_ms(),
             semantic: semantic.map(|(g, v)| (g, Arc::from(v))),
         })
@@ -960,6 +1000,8 @@ mod tests {
             model: ModelName::parse("a:1b").unwrap(),
             endpoint: Endpoint::Chat,
             answer: Bytes::from_static(b"{}"),
+            shown: String::new(),
+            lines: OnceLock::new(),
             created_ms: now_ms() - 61_000,
             semantic: None,
         });
@@ -990,7 +1032,7 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let e = entry("a:1b", r#"{"done":true}"#, Some(([7; 32], vec![0.6, 0.8])));
+        let e = entry("a:1b", r#"{"model":"a:1b","done":true}"#, Some(([7; 32], vec![0.6, 0.8])));
         let r = record_of(&[5; 32], &e);
         assert_eq!(from_hex(&r.key), Some([5; 32]));
         let back = entry_from_record(r).unwrap();

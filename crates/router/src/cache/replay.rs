@@ -6,13 +6,11 @@
 use crate::forward::UpstreamBody;
 use crate::request::Endpoint;
 use bytes::Bytes;
-use chrono::Utc;
 use http_body::{Body, Frame, SizeHint};
 use serde_json::{Map, Value};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use switchyard_core::ollama::types::rfc3339_nanos;
 
 /// What a capture has gathered: the stream's bytes, or nothing once it grew past its limit.
 pub(crate) type Captured = Arc<Mutex<Option<Vec<u8>>>>;
@@ -120,14 +118,22 @@ pub(crate) fn assemble(endpoint: Endpoint, ndjson: &[u8]) -> Option<Bytes> {
     serde_json::to_vec(&answer).ok().map(Bytes::from)
 }
 
-/// A stored answer as it is handed back: `model` as the client should see it and `created_at` now.
-pub(crate) fn restamp(answer: &[u8], shown: &str) -> Option<Map<String, Value>> {
-    let Ok(Value::Object(mut answer)) = serde_json::from_slice::<Value>(answer) else { return None };
+/// A stored answer as a JSON object (empty if it is not one, which the cache never stores).
+pub(crate) fn parse(answer: &[u8]) -> Map<String, Value> {
+    match serde_json::from_slice::<Value>(answer) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+/// A stored answer with `model` as the client should see it (its spelling of the model's name). `created_at` stays
+/// when the answer was made.
+pub(crate) fn renamed(answer: &[u8], shown: &str) -> Map<String, Value> {
+    let mut answer = parse(answer);
     if answer.contains_key("model") {
         answer.insert("model".into(), Value::String(shown.to_string()));
     }
-    answer.insert("created_at".into(), Value::String(rfc3339_nanos(Utc::now())));
-    Some(answer)
+    answer
 }
 
 /// The native stream of a stored answer: one chunk with its text (and thinking, and tool calls), then the final
@@ -188,8 +194,9 @@ mod tests {
         assert_eq!(v["message"], json!({"role": "assistant", "content": "Hello", "thinking": "hm"}));
         assert_eq!(v["eval_count"], 2);
         assert_eq!(v["done_reason"], "stop");
-        let restamped = restamp(&answer, "auto-shown").unwrap();
+        let restamped = renamed(&answer, "auto-shown");
         assert_eq!(restamped["model"], "auto-shown");
+        assert_eq!(restamped["created_at"], "t4", "when the answer was made");
         let lines = stream_lines(Endpoint::Chat, &restamped);
         let lines: Vec<Value> =
             std::str::from_utf8(&lines).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -83,6 +83,9 @@ impl<'a> Engine<'a> {
         if let Some(plan) = plan.as_mut()
             && let Some(hit) = cache::lookup(self.state, plan).await
         {
+            if matches!(hit.status, CacheStatus::SemanticHit(_)) {
+                self.state.cache.alias(self.state, plan, &hit.entry);
+            }
             return Ok(outcome::replay(&req, hit));
         }
         decision::classify(self.state, &mut req.prepared).await;

@@ -161,13 +161,30 @@ pub(super) fn replay(req: &Request, hit: Hit) -> Outcome {
         Target::Model(_) => prepared.requested.clone(),
         Target::Auto { .. } => entry.model.to_string(),
     };
-    let restamped = replay::restamp(&entry.answer, &shown).unwrap_or_default();
-    let answer = if prepared.stream {
-        let lines = replay::stream_lines(entry.endpoint, &restamped);
-        let rest = UpstreamBody::new(http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}));
-        Answer::Stream(Relay { first: lines, rest, idle: Duration::from_secs(60), hold: None, on_end: Box::new(drop) })
+    // The stored answer as it is (and its stream, made once) when it already names the model as shown; else a copy
+    // with `model` rewritten.
+    let (whole, lines) = if shown == entry.shown {
+        let lines = prepared.stream.then(|| {
+            entry.lines.get_or_init(|| replay::stream_lines(entry.endpoint, &replay::parse(&entry.answer))).clone()
+        });
+        (entry.answer.clone(), lines)
     } else {
-        Answer::Buffered(Bytes::from(serde_json::to_vec(&restamped).unwrap_or_default()))
+        let renamed = replay::renamed(&entry.answer, &shown);
+        let lines = prepared.stream.then(|| replay::stream_lines(entry.endpoint, &renamed));
+        (Bytes::from(serde_json::to_vec(&renamed).unwrap_or_default()), lines)
+    };
+    let answer = match lines {
+        Some(lines) => {
+            let rest = UpstreamBody::new(http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}));
+            Answer::Stream(Relay {
+                first: lines,
+                rest,
+                idle: Duration::from_secs(60),
+                hold: None,
+                on_end: Box::new(drop),
+            })
+        }
+        None => Answer::Buffered(whole),
     };
     Outcome { model: entry.model.clone(), shown, category: category_label(prepared), answer, cache: hit.status }
 }
