@@ -57,7 +57,9 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/v1/completions", post(api::inference))
         .route("/v1/responses", post(api::inference))
         .route("/v1/embeddings", post(api::inference))
+        .route("/ui", get(api::ui::dashboard))
         .route("/admin/vram", get(api::admin::vram))
+        .route("/admin/vram/events", get(api::admin::vram_events))
         .route("/admin/vram/load", post(api::admin::vram_op))
         .route("/admin/vram/unload", post(api::admin::vram_op))
         .route("/admin/vram/pin", post(api::admin::vram_op))
@@ -102,6 +104,8 @@ enum Area {
     Ollama,
     OpenAi,
     Admin,
+    /// The dashboard page: guarded like `Admin`, rate-limited like the inference routes.
+    Ui,
     Open,
 }
 
@@ -110,6 +114,8 @@ fn area(path: &str) -> Area {
         Area::OpenAi
     } else if path.starts_with("/admin") {
         Area::Admin
+    } else if path == "/ui" || path.starts_with("/ui/") {
+        Area::Ui
     } else if path.starts_with("/api/") {
         Area::Ollama
     } else {
@@ -128,6 +134,23 @@ fn presented_key(request: &Request) -> Option<String> {
     ["x-switchyard-admin-key", "x-api-key"]
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string()))
+}
+
+/// The admin key the dashboard presents: its cookie (set by `GET /ui?key=`), or that `key` query on `/ui` itself.
+fn dashboard_key(request: &Request, area: Area) -> Option<String> {
+    let from_cookie = request
+        .headers()
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(api::ui::KEY_COOKIE)?.strip_prefix('=').map(str::to_string));
+    let from_query = (area == Area::Ui)
+        .then(|| request.uri().query())
+        .flatten()
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("key=")))
+        .map(|k| String::from_utf8_lossy(&crate::api::admin::percent_decoded(k)).into_owned());
+    from_query.or(from_cookie)
 }
 
 fn key_matches(presented: &str, expected: &str) -> bool {
@@ -165,7 +188,10 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
     let id = request_id(&state, &request);
     let key = presented_key(&request);
     let server = &state.config.server;
-    let admin_ok = key.as_deref().is_some_and(|k| key_matches(k, &server.admin_key));
+    // The dashboard's cookie counts for the admin routes and the page only.
+    let page_key = matches!(area, Area::Admin | Area::Ui).then(|| dashboard_key(&request, area)).flatten();
+    let from_page = page_key.as_deref().is_some_and(|k| key_matches(k, &server.admin_key));
+    let admin_ok = key.as_deref().is_some_and(|k| key_matches(k, &server.admin_key)) || from_page;
     let manages_models = api::manage::ROUTES.contains(&path.as_str());
     let allowed = match area {
         Area::Ollama if manages_models && !server.admin_key.is_empty() && !admin_ok => {
@@ -174,6 +200,9 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
         }
         Area::Admin if !server.admin_key.is_empty() && !admin_ok => {
             Err("this admin route needs the admin key: send `Authorization: Bearer $SWITCHYARD_ADMIN_KEY`")
+        }
+        Area::Ui if !server.admin_key.is_empty() && !admin_ok => {
+            Err("the dashboard needs the admin key: open /ui?key=YOUR_ADMIN_KEY once (a cookie keeps it)")
         }
         Area::Ollama | Area::OpenAi if !server.client_keys.is_empty() => {
             let client_ok = key.as_deref().is_some_and(|k| server.client_keys.iter().any(|c| key_matches(k, c)));
@@ -187,7 +216,7 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
     };
     let mut response = if let Err(message) = allowed {
         reject(area, RouterError::Unauthorized(message.to_string()))
-    } else if let Some(limited) = rate_limited(&state, &request, area, key.as_deref()) {
+    } else if let Some(limited) = rate_limited(&state, &request, area, from_page, key.as_deref()) {
         limited
     } else {
         request.extensions_mut().insert(RequestCtx { request_id: id.clone(), started });
@@ -229,8 +258,16 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
     response
 }
 
-fn rate_limited(state: &AppState, request: &Request, area: Area, key: Option<&str>) -> Option<Response<Body>> {
-    if !state.limiter.enabled() || !matches!(area, Area::Ollama | Area::OpenAi) {
+/// The inference routes, the dashboard and the dashboard's own admin requests are rate-limited.
+fn rate_limited(
+    state: &AppState,
+    request: &Request,
+    area: Area,
+    from_page: bool,
+    key: Option<&str>,
+) -> Option<Response<Body>> {
+    let limited_area = matches!(area, Area::Ollama | Area::OpenAi | Area::Ui) || (area == Area::Admin && from_page);
+    if !state.limiter.enabled() || !limited_area {
         return None;
     }
     let ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())?;

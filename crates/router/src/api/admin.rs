@@ -283,7 +283,7 @@ pub async fn explain_post(
 }
 
 /// `+` and `%XX` decoded, as `application/x-www-form-urlencoded` reads them (a malformed escape stays as it is).
-fn percent_decoded(part: &str) -> Vec<u8> {
+pub(crate) fn percent_decoded(part: &str) -> Vec<u8> {
     let bytes = part.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -509,4 +509,28 @@ pub async fn cache_invalidate(
         }
     }
     Ok(Json(answer))
+}
+
+/// `GET /admin/vram/events` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    #[serde(default)]
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// `GET /admin/vram/events`: the newest loads, unloads and evictions (of `model` when given), from the store.
+pub async fn vram_events(
+    State(state): State<AppState>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Value>, OllamaError> {
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let model = match q.model.as_deref() {
+        Some(m) => Some(ModelName::parse(m).map_err(|e| RouterError::bad(e.to_string(), Some("model".into())))?),
+        None => None,
+    };
+    let events = state.store.load_events(model.as_ref().map(ModelName::as_str), limit).await?;
+    Ok(Json(json!({ "events": events })))
 }

@@ -6,6 +6,7 @@ pub(crate) mod admin;
 pub(crate) mod manage;
 pub(crate) mod ollama;
 pub(crate) mod openai;
+pub(crate) mod ui;
 
 use crate::cache::{CacheStatus, Directives};
 use crate::engine::{Request, Surface};
