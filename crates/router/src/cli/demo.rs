@@ -116,6 +116,7 @@ pub async fn run(config: Arc<Config>, args: DemoArgs) -> Result<(), RouterError>
     println!("Switchyard demo is running.");
     println!("  simulator (Ollama API, simulated GPU): {}", sim.url());
     println!("  router (Ollama + OpenAI APIs):         {url}");
+    println!("  dashboard (open in a browser):         {url}/ui");
     println!();
     println!("Try:");
     println!(
