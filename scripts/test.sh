@@ -24,6 +24,13 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 
+step "Chromium (Debian's package, for the browser tests)"
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
+fi
+chromium --version
+export SY_REQUIRE_BROWSER=1
+
 step "Build"
 cargo build --workspace --bins --locked
 
@@ -56,7 +63,7 @@ SY_ROUTER_BIN="$PWD/target/debug/switchyard" SY_SIM_BIN="$PWD/target/debug/switc
     .venv/bin/python -m pytest -q -rs tests/python
 
 step "Open WebUI against the router (its API and its UI in headless Chromium)"
-SY_SKIP_BUILD=1 SY_REQUIRE_BROWSER=1 SY_SIM_BIN="$PWD/target/debug/switchyard-sim" \
+SY_SKIP_BUILD=1 SY_SIM_BIN="$PWD/target/debug/switchyard-sim" \
     SY_ROUTER_BIN="$PWD/target/debug/switchyard" scripts/openwebui-check.sh
 
 if [ -x scripts/validate-deploy.sh ]; then
