@@ -24,11 +24,28 @@ pub struct DecisionEntry {
     pub scoring: Scoring,
 }
 
-/// The ring of recent decisions.
+/// What happened after a decision: the model that answered (the chosen one, or a fallback) and how long the whole
+/// request took, to set against the predicted latency.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub served_by: String,
+    pub measured_ms: f64,
+}
+
+/// A decision with what was measured after it, as `/admin/decisions` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionView {
+    #[serde(flatten)]
+    pub entry: Arc<DecisionEntry>,
+    #[serde(flatten)]
+    pub measured: Option<Measured>,
+}
+
+/// The ring of recent decisions, each with what was measured once its request finished.
 #[derive(Debug)]
 pub struct Decisions {
     capacity: usize,
-    ring: Mutex<VecDeque<Arc<DecisionEntry>>>,
+    ring: Mutex<VecDeque<(Arc<DecisionEntry>, Option<Measured>)>>,
 }
 
 impl Decisions {
@@ -42,12 +59,30 @@ impl Decisions {
             if ring.len() == self.capacity {
                 ring.pop_front();
             }
-            ring.push_back(entry);
+            ring.push_back((entry, None));
+        }
+    }
+
+    /// Records what the request of decision `request_id` measured, while the decision is still kept.
+    pub fn measured(&self, request_id: &str, served_by: &str, seconds: f64) {
+        if let Ok(mut ring) = self.ring.lock()
+            && let Some((_, m)) = ring.iter_mut().rev().find(|(e, _)| e.request_id == request_id)
+        {
+            *m = Some(Measured { served_by: served_by.to_string(), measured_ms: seconds * 1000.0 });
         }
     }
 
     /// The newest `limit` decisions, newest first.
-    pub fn recent(&self, limit: usize) -> Vec<Arc<DecisionEntry>> {
-        self.ring.lock().map(|ring| ring.iter().rev().take(limit).cloned().collect()).unwrap_or_default()
+    pub fn recent(&self, limit: usize) -> Vec<DecisionView> {
+        self.ring
+            .lock()
+            .map(|ring| {
+                ring.iter()
+                    .rev()
+                    .take(limit)
+                    .map(|(entry, measured)| DecisionView { entry: Arc::clone(entry), measured: measured.clone() })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }

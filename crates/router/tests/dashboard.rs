@@ -77,3 +77,47 @@ async fn without_an_admin_key_the_page_is_open_like_the_admin_routes() {
     assert_eq!(a.header("cache-control"), Some("no-store"));
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_decision_learns_how_long_its_request_took_and_which_model_served_it() {
+    let h = start_with(SimOptions::default(), |_| {}).await;
+    for stream in [false, true] {
+        let body =
+            json!({"model": "auto", "stream": stream, "messages": [{"role": "user", "content": "Name a prime."}]});
+        let a = h.post("/api/chat", body).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+        let served = a.header("x-switchyard-model").unwrap().to_string();
+        let decision = h.get("/admin/decisions?limit=1").await.json()["decisions"][0].clone();
+        assert_eq!(decision["served_by"], served.as_str(), "{decision}");
+        let ms = decision["measured_ms"].as_f64().unwrap();
+        assert!(ms > 0.0 && ms < 60_000.0, "{decision}");
+        assert!(
+            decision["scoring"]["candidates"][0]["latency"]["total"].as_f64().is_some(),
+            "the prediction beside it"
+        );
+    }
+    // An explicit model makes no decision to measure.
+    let body = json!({"model": "llama3.2:3b", "stream": false, "messages": [{"role": "user", "content": "hi"}]});
+    h.post("/api/chat", body).await;
+    assert_eq!(h.get("/admin/decisions").await.json()["decisions"].as_array().unwrap().len(), 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_page_is_covered_by_the_rate_limits() {
+    let h = start_with(SimOptions::default(), |c| {
+        c.limits.per_ip_rps = 0.001;
+        c.limits.burst = 2;
+    })
+    .await;
+    let codes: Vec<StatusCode> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(h.get("/ui").await.status);
+        }
+        v
+    };
+    assert_eq!(codes, [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]);
+    assert_eq!(h.get("/admin/vram").await.status, StatusCode::OK, "the admin routes without the page's cookie are not");
+    h.stop().await;
+}

@@ -88,6 +88,8 @@ pub(super) fn finish(
     let Admitted { model, upstream_name, reply, hold, idle, .. } = admitted;
     let learned = learned_category(&req.prepared);
     let cache = plan.as_ref().map_or(CacheStatus::Off, Plan::missed);
+    // `auto` requests have a decision, which learns how long the request really took.
+    let decided = matches!(req.prepared.target, Target::Auto { .. });
     let endpoint = req.prepared.endpoint;
     let answer = match reply {
         Reply::Buffered(bytes) => {
@@ -95,6 +97,9 @@ pub(super) fn finish(
                 state.cache.insert(state, plan, endpoint, &model, bytes.clone());
             }
             let elapsed = req.started.elapsed().as_secs_f64();
+            if decided {
+                state.decisions.measured(&req.request_id, model.as_str(), elapsed);
+            }
             state.metrics.request_duration.with_label_values(&[req.route, model.as_str()]).observe(elapsed);
             state.metrics.ttft.with_label_values(&[req.route, model.as_str()]).observe(elapsed);
             state.breaker.success(&model);
@@ -110,7 +115,8 @@ pub(super) fn finish(
                 .ttft
                 .with_label_values(&[req.route, model.as_str()])
                 .observe(req.started.elapsed().as_secs_f64());
-            let mut on_end = finisher(state, model.clone(), learned, req.route, req.started);
+            let decision = decided.then(|| req.request_id.clone());
+            let mut on_end = finisher(state, model.clone(), learned, (req.route, decision), req.started);
             let mut rest = rest;
             if let Some(plan) = plan.filter(|p| p.write) {
                 let (capture, captured) = Capture::new(&first, rest, capture_limit(state));
@@ -189,12 +195,13 @@ pub(super) fn replay(req: &Request, hit: Hit) -> Outcome {
     Outcome { model: entry.model.clone(), shown, category: category_label(prepared), answer, cache: hit.status }
 }
 
-/// What to do when a stream has been delivered: learn the model's speed, settle its breaker, record metrics.
+/// What to do when a stream has been delivered: learn the model's speed, settle its breaker, record metrics, and
+/// give the request's decision (`decision`: its request id, for `auto`) the measured duration.
 fn finisher(
     state: &AppState,
     model: ModelName,
     category: Option<Category>,
-    route: &'static str,
+    (route, decision): (&'static str, Option<String>),
     started: Instant,
 ) -> OnEnd {
     let state = state.clone();
@@ -207,6 +214,9 @@ fn finisher(
         match end {
             StreamEnd::Complete(final_chunk) => {
                 state.breaker.success(&model);
+                if let Some(request_id) = &decision {
+                    state.decisions.measured(request_id, model.as_str(), started.elapsed().as_secs_f64());
+                }
                 if let Some(t) = final_chunk.as_ref().and_then(Timings::from_json) {
                     learn(&state, &model, category, &t);
                 }
