@@ -222,3 +222,17 @@ async fn open_ended_items_are_scored_by_the_judge_when_one_is_set() {
     assert!(judged_results.iter().all(|r| r.error.is_none() && (0.0..=1.0).contains(&r.score)), "{judged_results:?}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn profiling_a_pinned_model_keeps_it_pinned() {
+    let t = testing::sqlite().await.unwrap();
+    let s = setup(Arc::clone(&t.store), 20).await;
+    let model = switchyard_core::ModelName::parse("llama3.2:3b").unwrap();
+    s.vram.admin(switchyard_vram::AdminOp::Pin, &model).await.unwrap();
+    let mut opts = options(&s.config, &["llama3.2:3b".to_string()], &["math".to_string()], true).unwrap();
+    opts.items_per_category = 2;
+    let report = s.runner.run(&s.catalog, &opts, &Silent).await.unwrap();
+    assert_eq!(report.items_run, 2);
+    let entry = s.vram.ledger().entry(&model).cloned().unwrap();
+    assert!(entry.pinned, "the cold-load measurement unloads it, and must pin it again");
+}
