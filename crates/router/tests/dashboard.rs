@@ -71,10 +71,11 @@ async fn the_page_and_its_data_need_the_admin_key_which_a_cookie_carries() {
 
 #[tokio::test]
 async fn without_an_admin_key_the_page_is_open_like_the_admin_routes() {
-    let h = start_with(SimOptions::default(), |_| {}).await;
+    let h = start_with(SimOptions::default(), |c| c.vram.poll_interval_ms = 750).await;
     let a = h.get("/ui").await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.header("cache-control"), Some("no-store"));
+    assert!(a.text().contains(r#"<meta name="switchyard-poll-ms" content="750">"#), "polls at the VRAM poll interval");
     h.stop().await;
 }
 

@@ -1,19 +1,24 @@
 //! The dashboard: one HTML page embedded in the binary (`src/ui/dashboard.html`: inline CSS and script, no external
 //! assets), served at `GET /ui` behind the admin key like `/admin/*`. It reads the admin routes it shows (`/admin/vram`,
-//! `/admin/vram/events`, `/admin/models`, `/admin/decisions`, `/admin/explain`, `/metrics`) from the same origin.
+//! `/admin/vram/events`, `/admin/models`, `/admin/decisions`, `/admin/explain`, `/metrics`) from the same origin, every
+//! `vram.poll_interval_ms` (written into the page as it is served).
 //!
 //! A browser cannot send a bearer header on navigation, so `GET /ui?key=KEY` with the right key answers with a
 //! `SameSite=Strict`, `HttpOnly` cookie holding it and a redirect to `/ui`; the gate accepts that cookie wherever it
 //! accepts the admin key (`SameSite=Strict` keeps other sites' pages from sending it).
 
 use crate::error::{OllamaError, RouterError};
+use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::Query;
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, Response, StatusCode, header};
 use serde::Deserialize;
 
 /// The page.
 const DASHBOARD: &str = include_str!("../ui/dashboard.html");
+
+/// The poll interval's attribute in the page, replaced when it is served.
+const POLL_META: &str = "content=\"2000\"";
 
 /// The cookie that carries the admin key for the dashboard.
 pub const KEY_COOKIE: &str = "switchyard_admin_key";
@@ -27,7 +32,7 @@ pub struct UiQuery {
 
 /// `GET /ui`: the dashboard; with `?key=` (already checked by the gate), a cookie holding the key and a redirect to
 /// the same page without the key in its address.
-pub async fn dashboard(Query(q): Query<UiQuery>) -> Result<Response<Body>, OllamaError> {
+pub async fn dashboard(State(state): State<AppState>, Query(q): Query<UiQuery>) -> Result<Response<Body>, OllamaError> {
     let mut response = match q.key.filter(|k| !k.is_empty()) {
         Some(key) => {
             // The key's characters are checked by the gate (it matched the configured key); a key that cannot be a
@@ -50,7 +55,10 @@ pub async fn dashboard(Query(q): Query<UiQuery>) -> Result<Response<Body>, Ollam
             r
         }
         None => {
-            let mut r = Response::new(Body::from(DASHBOARD));
+            // The page polls at the VRAM poll interval (at least every 0.5 s).
+            let poll_ms = state.config.vram.poll_interval_ms.max(500);
+            let page = DASHBOARD.replacen(POLL_META, &format!("content=\"{poll_ms}\""), 1);
+            let mut r = Response::new(Body::from(page));
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
             r
         }
