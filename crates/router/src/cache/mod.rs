@@ -314,12 +314,17 @@ impl ResponseCache {
         let cacheable = matches!(prepared.endpoint, Endpoint::Chat | Endpoint::Generate)
             && prepared.control.is_none()
             && (self.config.cache_sampled || deterministic(&prepared.body));
-        let (read, write) = if cacheable { (directives.read, directives.write) } else { (false, false) };
+        if !cacheable {
+            // Most requests (sampled ones) end here: nothing is hashed for them.
+            return Some(Plan { key: [0; 32], read: false, write: false, semantic: None, embedding: None });
+        }
+        let (read, write) = (directives.read, directives.write);
+        if !read && !write {
+            return Some(Plan { key: [0; 32], read, write, semantic: None, embedding: None });
+        }
         let key = request_key(prepared.endpoint, &prepared.target, &prepared.body, None);
-        let semantic = (self.config.semantic && cacheable)
-            .then(|| last_user_text(prepared.endpoint, &prepared.body))
-            .flatten()
-            .map(|text| {
+        let semantic =
+            self.config.semantic.then(|| last_user_text(prepared.endpoint, &prepared.body)).flatten().map(|text| {
                 let group = request_key(prepared.endpoint, &prepared.target, &prepared.body, Some(()));
                 (group, text)
             });
