@@ -278,6 +278,12 @@ async fn cached_answers_are_read_replaced_expired_deleted_and_pruned() {
         let left: Vec<String> = s.cache_recent(0, 10).await.unwrap().into_iter().map(|r| r.key).collect();
         assert_eq!(left, ["p4", "p3", "p2"], "{}", t.engine);
         assert_eq!(s.cache_prune(10, 3003).await.unwrap(), 1, "{}: p2 expired", t.engine);
-        assert_eq!(s.cache_delete(None, None).await.unwrap(), 2);
+        // Answers of the same millisecond as the last one kept all stay.
+        for key in ["t1", "t2", "t3"] {
+            s.cache_put(&cached(key, "llama3.2:3b", 5000)).await.unwrap();
+        }
+        assert_eq!(s.cache_prune(2, 0).await.unwrap(), 2, "{}: p3 and p4 go, the tie stays", t.engine);
+        assert_eq!(s.cache_recent(0, 10).await.unwrap().len(), 3);
+        assert_eq!(s.cache_delete(None, None).await.unwrap(), 3);
     }
 }

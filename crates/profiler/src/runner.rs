@@ -432,15 +432,26 @@ impl Runner {
     }
 
     /// Unloads the model, then loads it through the manager: cold load seconds, `/api/ps` VRAM, probe delta.
+    /// Unloading unpins: a pinned model is pinned again afterwards, whether the measurement worked or not (pins set
+    /// at run time are kept in the store by the admin route, which this unload does not touch).
     async fn cold_load(&self, model: &ModelName) -> Result<ColdLoad, ProfileError> {
+        let was_pinned = self.vram.ledger().entry(model).is_some_and(|e| e.pinned);
+        let measured = self.measure_cold_load(model).await;
+        if was_pinned && let Err(e) = self.vram.admin(AdminOp::Pin, model).await {
+            return Err(ProfileError::Admission {
+                model: model.to_string(),
+                message: format!("it was pinned, and pinning it again after the cold load failed: {e}"),
+            });
+        }
+        measured
+    }
+
+    async fn measure_cold_load(&self, model: &ModelName) -> Result<ColdLoad, ProfileError> {
         let admission = |e: switchyard_vram::VramError| ProfileError::Admission {
             model: model.to_string(),
             message: e.to_string(),
         };
         let loaded = |vram: &VramManager| vram.ledger().entry(model).is_some_and(|e| e.residency != Residency::Absent);
-        // Unloading unpins; a pinned model is pinned again once it is loaded (pins set at run time are kept in the
-        // store by the admin route, which this unload does not touch).
-        let was_pinned = self.vram.ledger().entry(model).is_some_and(|e| e.pinned);
         if loaded(&self.vram) {
             self.vram.admin(AdminOp::Unload, model).await.map_err(admission)?;
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -460,9 +471,6 @@ impl Runner {
         let wait = Duration::from_secs(self.config.ollama.load_timeout_secs);
         let lease = self.vram.acquire_within(model, wait).await.map_err(admission)?;
         let wall = started.elapsed().as_secs_f64();
-        if was_pinned {
-            self.vram.admin(AdminOp::Pin, model).await.map_err(admission)?;
-        }
         self.vram.refresh().await.map_err(admission)?;
         let ledger = self.vram.ledger();
         let used_after: u64 = ledger.gpus().iter().map(|g| g.used).sum();

@@ -136,21 +136,44 @@ fn presented_key(request: &Request) -> Option<String> {
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string()))
 }
 
-/// The admin key the dashboard presents: its cookie (set by `GET /ui?key=`), or that `key` query on `/ui` itself.
-fn dashboard_key(request: &Request, area: Area) -> Option<String> {
-    let from_cookie = request
+/// Whether the dashboard opens this request with the admin key `expected`: the `key` query on `/ui` itself, or the
+/// cookie `GET /ui?key=` set, sent from the page's own origin.
+fn dashboard_admits(request: &Request, area: Area, expected: &str) -> bool {
+    if expected.is_empty() {
+        return false;
+    }
+    let from_query = (area == Area::Ui)
+        .then(|| request.uri().query())
+        .flatten()
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("key=")))
+        .map(|k| String::from_utf8_lossy(&crate::api::admin::percent_decoded(k)).into_owned());
+    if from_query.is_some_and(|k| key_matches(&k, expected)) {
+        return true;
+    }
+    let token = request
         .headers()
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|pair| pair.trim().strip_prefix(api::ui::KEY_COOKIE)?.strip_prefix('=').map(str::to_string));
-    let from_query = (area == Area::Ui)
-        .then(|| request.uri().query())
-        .flatten()
-        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("key=")))
-        .map(|k| String::from_utf8_lossy(&crate::api::admin::percent_decoded(k)).into_owned());
-    from_query.or(from_cookie)
+    token.is_some_and(|t| key_matches(&t, &api::ui::cookie_token(expected))) && same_origin(request)
+}
+
+/// True for a request from the page's own origin: `Sec-Fetch-Site: same-origin` (or `none`, a typed address, for a
+/// GET), else an `Origin` equal to this host, else (a client that sends neither) a GET or HEAD. A cookie alone is
+/// not enough for a write: a page on another port of the same host would send it too.
+fn same_origin(request: &Request) -> bool {
+    let headers = request.headers();
+    let read = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return site == "same-origin" || (site == "none" && read);
+    }
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        return !host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}"));
+    }
+    read
 }
 
 fn key_matches(presented: &str, expected: &str) -> bool {
@@ -189,8 +212,7 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
     let key = presented_key(&request);
     let server = &state.config.server;
     // The dashboard's cookie counts for the admin routes and the page only.
-    let page_key = matches!(area, Area::Admin | Area::Ui).then(|| dashboard_key(&request, area)).flatten();
-    let from_page = page_key.as_deref().is_some_and(|k| key_matches(k, &server.admin_key));
+    let from_page = matches!(area, Area::Admin | Area::Ui) && dashboard_admits(&request, area, &server.admin_key);
     let admin_ok = key.as_deref().is_some_and(|k| key_matches(k, &server.admin_key)) || from_page;
     let manages_models = api::manage::ROUTES.contains(&path.as_str());
     let allowed = match area {

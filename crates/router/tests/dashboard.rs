@@ -28,6 +28,7 @@ async fn the_page_and_its_data_need_the_admin_key_which_a_cookie_carries() {
     assert_eq!(a.header("location"), Some("/ui"), "the key leaves the address bar");
     let cookie = a.header("set-cookie").unwrap().to_string();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("s3cret-key"), "the cookie holds a token, not the key: {cookie}");
     let pair = cookie.split(';').next().unwrap().to_string();
 
     let page = h.call(Method::GET, &ui, None, &[("cookie", &pair)]).await;
@@ -43,9 +44,27 @@ async fn the_page_and_its_data_need_the_admin_key_which_a_cookie_carries() {
     // The cookie opens the admin routes the page uses, reads and writes...
     let a = h.call(Method::GET, &h.url("/admin/vram"), None, &[("cookie", &pair)]).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
-    let pin = Some(bytes::Bytes::from(json!({"model": "llama3.2:3b"}).to_string()));
-    let a = h.call(Method::POST, &h.url("/admin/vram/pin"), pin, &[("cookie", &pair)]).await;
+    let pin = || Some(bytes::Bytes::from(json!({"model": "llama3.2:3b"}).to_string()));
+    let from_page = [("cookie", pair.as_str()), ("sec-fetch-site", "same-origin")];
+    let a = h.call(Method::POST, &h.url("/admin/vram/pin"), pin(), &from_page).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    // A write carried by the cookie alone, or from another origin (another port of the same host), is refused.
+    let host = h.router.url().trim_start_matches("http://").to_string();
+    for headers in [
+        vec![("cookie", pair.as_str())],
+        vec![("cookie", pair.as_str()), ("sec-fetch-site", "same-site")],
+        vec![("cookie", pair.as_str()), ("origin", "http://127.0.0.1:3000")],
+    ] {
+        let a = h.call(Method::POST, &h.url("/admin/vram/unpin"), pin(), &headers).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{headers:?}");
+    }
+    let origin = format!("http://{host}");
+    let same = [("cookie", pair.as_str()), ("origin", origin.as_str())];
+    let a = h.call(Method::POST, &h.url("/admin/vram/pin"), pin(), &same).await;
+    assert_eq!(a.status, StatusCode::OK, "an Origin equal to the host is the page's own: {}", a.text());
+    // The raw key as a cookie value is not the token.
+    let raw = [("cookie", "switchyard_admin_key=s3cret-key"), ("sec-fetch-site", "same-origin")];
+    assert_eq!(h.call(Method::GET, &h.url("/admin/vram"), None, &raw).await.status, StatusCode::UNAUTHORIZED);
     // ...and nothing else: it is not a client key, and a wrong cookie opens nothing.
     let chat = Some(bytes::Bytes::from(
         json!({"model": "llama3.2:3b", "stream": false, "messages": [{"role": "user", "content": "hi"}]}).to_string(),

@@ -668,13 +668,13 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        // The created_at of the newest answer beyond `keep`: it and everything older go (NULL, so nothing, when
-        // there are no more than `keep`).
+        // The created_at of the `keep`-th newest answer: everything older goes (NULL, so nothing, when there are
+        // fewer). Answers stored in the same millisecond as that one stay, so a few more than `keep` may remain.
         let over = sqlx::query(
-            "DELETE FROM response_cache WHERE created_at <= (SELECT created_at FROM response_cache \
+            "DELETE FROM response_cache WHERE created_at < (SELECT created_at FROM response_cache \
              ORDER BY created_at DESC LIMIT 1 OFFSET $1)",
         )
-        .bind(to_i64(keep))
+        .bind(to_i64(keep.saturating_sub(1)))
         .execute(&self.pool)
         .await?
         .rows_affected();

@@ -501,7 +501,7 @@ pub async fn cache_invalidate(
     let dropped = state.cache.invalidate_memory(model, older_than);
     let mut answer = json!({ "dropped": dropped });
     if state.cache.persist() {
-        let before = older_than.map(|d| switchyard_core::store::now_ms() - i64::try_from(d.as_millis()).unwrap_or(0));
+        let before = older_than.map(crate::cache::cutoff);
         match tokio::time::timeout(Duration::from_secs(5), state.store.cache_delete(model, before)).await {
             Ok(Ok(n)) => answer["dropped_from_store"] = json!(n),
             Ok(Err(e)) => answer["store_error"] = json!(e.to_string()),

@@ -4,8 +4,10 @@
 //! `vram.poll_interval_ms` (written into the page as it is served).
 //!
 //! A browser cannot send a bearer header on navigation, so `GET /ui?key=KEY` with the right key answers with a
-//! `SameSite=Strict`, `HttpOnly` cookie holding it and a redirect to `/ui`; the gate accepts that cookie wherever it
-//! accepts the admin key (`SameSite=Strict` keeps other sites' pages from sending it).
+//! `SameSite=Strict`, `HttpOnly` cookie and a redirect to `/ui`. The cookie holds a token derived from the key (a
+//! SHA-256 of it), not the key: other services on the same host name receive the host's cookies, and the token opens
+//! only `/ui` and `/admin/*`, and only from the page's own origin (the gate checks `Sec-Fetch-Site` or `Origin`,
+//! since `SameSite` does not tell one port of a host from another).
 
 use crate::error::{OllamaError, RouterError};
 use crate::state::AppState;
@@ -23,6 +25,14 @@ const POLL_META: &str = "content=\"2000\"";
 /// The cookie that carries the admin key for the dashboard.
 pub const KEY_COOKIE: &str = "switchyard_admin_key";
 
+/// The cookie's value for `admin_key`: hex SHA-256 of it, under a label of its own.
+pub fn cookie_token(admin_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest =
+        Sha256::new().chain_update(b"switchyard-dashboard-cookie\0").chain_update(admin_key.as_bytes()).finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// `?key=` on `/ui`.
 #[derive(Debug, Deserialize)]
 pub struct UiQuery {
@@ -35,19 +45,9 @@ pub struct UiQuery {
 pub async fn dashboard(State(state): State<AppState>, Query(q): Query<UiQuery>) -> Result<Response<Body>, OllamaError> {
     let mut response = match q.key.filter(|k| !k.is_empty()) {
         Some(key) => {
-            // The key's characters are checked by the gate (it matched the configured key); a key that cannot be a
-            // cookie value is refused rather than mangled.
-            let cookie = format!("{KEY_COOKIE}={key}; Path=/; HttpOnly; SameSite=Strict");
-            let cookie = HeaderValue::from_str(&cookie)
-                .ok()
-                .filter(|_| key.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'"' | b'\\')))
-                .ok_or_else(|| {
-                    RouterError::bad(
-                        "this admin key cannot be carried in a cookie (it has spaces, quotes, commas or semicolons); \
-                         use the admin routes with an Authorization header instead",
-                        Some("key".into()),
-                    )
-                })?;
+            // The key was checked by the gate (it matched the configured key).
+            let cookie = format!("{KEY_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", cookie_token(&key));
+            let cookie = HeaderValue::from_str(&cookie).map_err(|e| RouterError::Internal(e.to_string()))?;
             let mut r = Response::new(Body::empty());
             *r.status_mut() = StatusCode::SEE_OTHER;
             r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/ui"));

@@ -48,7 +48,7 @@ const STORE_BACKOFF_MS: i64 = 5_000;
 const EMBED_LEASE_WAIT: Duration = Duration::from_secs(2);
 /// Deadline of the embedding call.
 const EMBED_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bytes of the last user turn embedded.
+/// The longest last user turn the semantic cache embeds (longer ones get exact hits only).
 const EMBED_BYTES: usize = 4096;
 /// Bytes an entry costs beyond its answer and vector (key, model name, bookkeeping).
 const ENTRY_OVERHEAD: u64 = 160;
@@ -169,8 +169,11 @@ pub(crate) struct Entry {
 
 impl Entry {
     fn cost(&self) -> u64 {
-        // The vector is held twice: by the entry (for the store) and by its group's block (for the scan).
-        self.answer.len() as u64 + self.semantic.as_ref().map_or(0, |(_, v)| v.len() as u64 * 8 + 64) + ENTRY_OVERHEAD
+        // The answer may be held twice (whole, and as the stream made at its first streamed replay), and so is the
+        // vector (by the entry, for the store, and by its group's block, for the scan).
+        self.answer.len() as u64 * 2
+            + self.semantic.as_ref().map_or(0, |(_, v)| v.len() as u64 * 8 + 64)
+            + ENTRY_OVERHEAD
     }
 }
 
@@ -433,6 +436,10 @@ impl ResponseCache {
         if !plan.write {
             return;
         }
+        // One answer never takes more than a quarter of the memory (it would evict everything else).
+        if answer.len() as u64 * 2 > self.config.max_bytes.0 / 4 {
+            return;
+        }
         let Some(shown) = cacheable_answer(&answer, self.config.cache_tool_calls) else { return };
         let semantic = match (&plan.semantic, &plan.embedding) {
             (Some((group, _)), Some(vector)) => Some((*group, Arc::clone(vector))),
@@ -483,7 +490,7 @@ impl ResponseCache {
     /// Drops entries from memory: of `model` when given, older than `older_than` when given, else all. Returns how
     /// many went.
     pub(crate) fn invalidate_memory(&self, model: Option<&str>, older_than: Option<Duration>) -> u64 {
-        let before = older_than.map(|d| now_ms() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let before = older_than.map(cutoff);
         let mut memory = self.memory();
         let doomed: Vec<Key> = memory
             .lru()
@@ -613,6 +620,11 @@ async fn embed_text(state: &AppState, text: &str) -> Option<Arc<[f32]>> {
     }
 }
 
+/// The creation time (ms) before which an answer is older than `age` (the epoch's start for absurd ages).
+pub(crate) fn cutoff(age: Duration) -> i64 {
+    now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// True when sampling cannot change the answer: temperature 0, or a fixed seed.
 fn deterministic(body: &Map<String, Value>) -> bool {
     let Some(Value::Object(options)) = body.get("options") else { return false };
@@ -724,14 +736,12 @@ fn last_user_text(endpoint: Endpoint, body: &Map<String, Value>) -> Option<Strin
         _ => return None,
     };
     let text = text.trim();
-    if text.is_empty() {
+    // A longer turn would be embedded cut short, and two turns that differ only past the cut would look identical:
+    // such requests get exact hits only.
+    if text.is_empty() || text.len() > EMBED_BYTES {
         return None;
     }
-    let mut end = text.len().min(EMBED_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    Some(text[..end].to_string())
+    Some(text.to_string())
 }
 
 /// Hashes a JSON value canonically: object keys sorted, each value tagged by its type.
