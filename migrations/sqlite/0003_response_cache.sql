@@ -3,6 +3,7 @@
 CREATE TABLE response_cache (
     key          TEXT PRIMARY KEY NOT NULL,
     model        TEXT NOT NULL,
+    digest       TEXT NOT NULL DEFAULT '',
     endpoint     TEXT NOT NULL,
     semantic_key TEXT,
     embedding    TEXT,

@@ -242,6 +242,7 @@ fn cached(key: &str, model: &str, created_at: i64) -> CacheRecord {
     CacheRecord {
         key: key.into(),
         model: model.into(),
+        digest: "d1".into(),
         endpoint: "/api/chat".into(),
         semantic_key: Some(format!("s-{key}")),
         embedding: Some("AACAPw==".into()),

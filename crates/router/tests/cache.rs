@@ -316,6 +316,21 @@ async fn persisted_answers_survive_a_restart() {
     let a = h.post("/api/chat", chat("What is 2 + 2?", false)).await;
     assert_eq!(a.header("x-switchyard-cache"), Some("hit"));
     assert_eq!(sim_requests(&h).await, reached);
+
+    // Re-pulled while the router was down: the stored answers are stale and are not served.
+    let config = Arc::new(h.router.config().clone());
+    h.router.stop().await;
+    let body = Some(Bytes::from(r#"{"model":"llama3.2:3b"}"#));
+    let repull = switchyard_core::http::build_request(Method::POST, &format!("{}/sim/repull", h.sim.url()), body);
+    assert_eq!(h.http.send(repull.unwrap()).await.unwrap().status(), StatusCode::OK);
+    h.router = server::spawn(config).await.unwrap();
+    let ok =
+        common::eventually(Duration::from_secs(10), || async { h.get("/admin/cache").await.json()["entries"] == 1 })
+            .await;
+    assert!(ok, "loaded at start");
+    let a = h.post("/api/chat", chat("What is 2 + 2?", false)).await;
+    assert_eq!(a.header("x-switchyard-cache"), Some("miss"), "the model changed since that answer");
+    assert_eq!(h.post("/api/chat", chat("What is 2 + 2?", false)).await.header("x-switchyard-cache"), Some("hit"));
     h.stop().await;
 }
 

@@ -168,6 +168,8 @@ pub struct CacheRecord {
     pub key: String,
     /// The model that answered.
     pub model: String,
+    /// That model's digest when it answered (a re-pulled model's answers are stale).
+    pub digest: String,
     /// The native endpoint (`/api/chat`, `/api/generate`).
     pub endpoint: String,
     /// Hex hash of the request without its last user turn, for the semantic cache.

@@ -618,13 +618,14 @@ impl Store for SqlStore {
 
     async fn cache_put(&self, r: &CacheRecord) -> Result<(), CoreError> {
         sqlx::query(
-            "INSERT INTO response_cache (key, model, endpoint, semantic_key, embedding, answer, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO UPDATE SET model = excluded.model, \
-             endpoint = excluded.endpoint, semantic_key = excluded.semantic_key, embedding = excluded.embedding, \
-             answer = excluded.answer, created_at = excluded.created_at",
+            "INSERT INTO response_cache (key, model, digest, endpoint, semantic_key, embedding, answer, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO UPDATE SET model = excluded.model, \
+             digest = excluded.digest, endpoint = excluded.endpoint, semantic_key = excluded.semantic_key, \
+             embedding = excluded.embedding, answer = excluded.answer, created_at = excluded.created_at",
         )
         .bind(&r.key)
         .bind(&r.model)
+        .bind(&r.digest)
         .bind(&r.endpoint)
         .bind(&r.semantic_key)
         .bind(&r.embedding)
@@ -686,6 +687,7 @@ fn cache_from_row(row: &AnyRow) -> Result<CacheRecord, sqlx::Error> {
     Ok(CacheRecord {
         key: row.try_get("key")?,
         model: row.try_get("model")?,
+        digest: row.try_get("digest")?,
         endpoint: row.try_get("endpoint")?,
         semantic_key: row.try_get("semantic_key")?,
         embedding: row.try_get("embedding")?,

@@ -163,6 +163,8 @@ pub(crate) struct Entry {
     pub lines: OnceLock<Bytes>,
     /// When it was stored (ms since the epoch).
     pub created_ms: i64,
+    /// The model's digest when it answered.
+    pub digest: String,
     /// The group and the last user turn's unit vector (semantic cache).
     semantic: Option<(Key, Arc<[f32]>)>,
 }
@@ -452,6 +454,7 @@ impl ResponseCache {
             shown,
             lines: OnceLock::new(),
             created_ms: now_ms(),
+            digest: digest_of(state, model),
             semantic,
         });
         if self.persist() {
@@ -479,6 +482,7 @@ impl ResponseCache {
             shown: entry.shown.clone(),
             lines: OnceLock::new(),
             created_ms: entry.created_ms,
+            digest: entry.digest.clone(),
             semantic: None,
         });
         if self.persist() {
@@ -565,9 +569,10 @@ pub(crate) async fn lookup(state: &AppState, plan: &mut Plan) -> Option<Hit> {
         return None;
     }
     let started = Instant::now();
-    let found = match cache.memory_get(&plan.key) {
+    let current = |entry: &Arc<Entry>| fresh(state, entry, &plan.key);
+    let found = match cache.memory_get(&plan.key).filter(current) {
         Some(entry) => Some(Hit { entry, status: CacheStatus::Hit }),
-        None => match cache.store_get(state.store.as_ref(), &plan.key).await {
+        None => match cache.store_get(state.store.as_ref(), &plan.key).await.filter(current) {
             Some(entry) => Some(Hit { entry, status: CacheStatus::Hit }),
             None => semantic_lookup(state, plan).await,
         },
@@ -577,6 +582,22 @@ pub(crate) async fn lookup(state: &AppState, plan: &mut Plan) -> Option<Hit> {
     state.metrics.cache_requests.with_label_values(&[status.label()]).inc();
     state.metrics.cache_lookup.observe(started.elapsed().as_secs_f64());
     found
+}
+
+/// The digest the catalog has for `model` now (empty when unknown).
+fn digest_of(state: &AppState, model: &ModelName) -> String {
+    state.catalog.load().get(model).map(|s| s.digest.clone()).unwrap_or_default()
+}
+
+/// False for an answer of a model that was re-pulled since (its digest changed, perhaps while the router was down,
+/// which the catalog refresh cannot see for answers loaded from the store): such an answer is dropped.
+fn fresh(state: &AppState, entry: &Arc<Entry>, key: &Key) -> bool {
+    let now = digest_of(state, &entry.model);
+    if entry.digest.is_empty() || now.is_empty() || now == entry.digest {
+        return true;
+    }
+    state.cache.memory().remove(key);
+    false
 }
 
 /// Counts a request the cache did not read.
@@ -591,6 +612,10 @@ async fn semantic_lookup(state: &AppState, plan: &mut Plan) -> Option<Hit> {
     let vector = embed_text(state, text).await?;
     plan.embedding = Some(Arc::clone(&vector));
     let (entry, similarity) = state.cache.nearest(group, &vector)?;
+    let digest = digest_of(state, &entry.model);
+    if !(entry.digest.is_empty() || digest.is_empty() || digest == entry.digest) {
+        return None;
+    }
     Some(Hit { entry, status: CacheStatus::SemanticHit(similarity) })
 }
 
@@ -853,6 +878,7 @@ fn record_of(key: &Key, entry: &Entry) -> CacheRecord {
         embedding,
         answer: String::from_utf8_lossy(&entry.answer).into_owned(),
         created_at: entry.created_ms,
+        digest: entry.digest.clone(),
     }
 }
 
@@ -878,6 +904,7 @@ fn entry_from_record(record: CacheRecord) -> Option<Entry> {
         shown,
         lines: OnceLock::new(),
         created_ms: record.created_at,
+        digest: record.digest,
         semantic,
     })
 }
@@ -979,6 +1006,7 @@ mod tests {
             shown: model.to_string(),
             lines: OnceLock::new(),
             created_ms: now_ms(),
+            digest: String::new(),
             semantic: semantic.map(|(g, v)| (g, Arc::from(v))),
         })
     }
@@ -1018,6 +1046,7 @@ mod tests {
             shown: String::new(),
             lines: OnceLock::new(),
             created_ms: now_ms() - 61_000,
+            digest: String::new(),
             semantic: None,
         });
         cache.memory_put([9; 32], old);
