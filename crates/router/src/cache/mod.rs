@@ -1027,7 +1027,7 @@ mod tests {
         let config =
             CacheConfig { enabled: true, max_bytes: switchyard_core::config::ByteSize(2048), ..CacheConfig::default() };
         let cache = ResponseCache::new(config, &metrics());
-        let big = "y".repeat(700);
+        let big = "y".repeat(300); // 2 x 300 + 160 bytes each: two fit in 2 KiB, three do not
         for i in 0..4u8 {
             cache.memory_put([i; 32], entry("a:1b", &big, None));
         }
