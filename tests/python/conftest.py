@@ -8,8 +8,9 @@ Fixtures:
 - `start_sim(*args)`: starts a simulator on a free port (time scale 0 unless `args` say otherwise) and returns its
   base URL; every simulator started is stopped when the test ends.
 - `sim_url`: the base URL of a fresh simulator with the default options.
-- `router_url`: the base URL of `switchyard serve` in front of a fresh simulator, with its store in a temporary
-  directory.
+- `start_router(**settings)`: starts `switchyard serve` in front of a fresh simulator, with its store in a temporary
+  directory and `SWITCHYARD_*` settings from the keyword arguments, and returns its base URL.
+- `router_url`, `cached_router_url`: such a router with the default settings, and with the response cache on.
 """
 
 from __future__ import annotations
@@ -108,33 +109,37 @@ ROUTER_ANNOUNCEMENT = "switchyard listening on "
 
 
 @pytest.fixture
-def router_url(start_sim: Callable[..., str], tmp_path: Path) -> Iterator[str]:
-    """`switchyard serve` on a free port in front of a fresh simulator, its SQLite store under `tmp_path`."""
-    sim = start_sim()
+def start_router(start_sim: Callable[..., str], tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Starts `switchyard serve` on a free port in front of a fresh simulator, its SQLite store under `tmp_path`, with
+    `SWITCHYARD_*` settings from the keyword arguments (`cache_enabled="true"` sets `SWITCHYARD_CACHE_ENABLED`);
+    returns its base URL. Every router started is stopped when the test ends."""
+    started: list[subprocess.Popen] = []
     router = binary("SY_ROUTER_BIN", "switchyard")
-    env = {
-        "SWITCHYARD_OLLAMA_URL": sim,
-        "SWITCHYARD_VRAM_PROBE": "sim",
-        "SWITCHYARD_DATABASE_URL": f"sqlite://{tmp_path / 'switchyard.db'}",
-        "RUST_LOG": "warn",
-    }
-    proc, url = start_server([str(router), "serve", "--listen", "127.0.0.1:0"], ROUTER_ANNOUNCEMENT, env)
-    yield url
-    stop_server(proc)
+
+    def start(**settings: str) -> str:
+        env = {
+            "SWITCHYARD_OLLAMA_URL": start_sim(),
+            "SWITCHYARD_VRAM_PROBE": "sim",
+            "SWITCHYARD_DATABASE_URL": f"sqlite://{tmp_path / f'switchyard-{len(started)}.db'}",
+            "RUST_LOG": "warn",
+        }
+        env.update({f"SWITCHYARD_{k.upper()}": v for k, v in settings.items()})
+        proc, url = start_server([str(router), "serve", "--listen", "127.0.0.1:0"], ROUTER_ANNOUNCEMENT, env)
+        started.append(proc)
+        return url
+
+    yield start
+    for proc in started:
+        stop_server(proc)
 
 
 @pytest.fixture
-def cached_router_url(start_sim: Callable[..., str], tmp_path: Path) -> Iterator[str]:
+def router_url(start_router: Callable[..., str]) -> str:
+    """`switchyard serve` in front of a fresh simulator, with the default settings."""
+    return start_router()
+
+
+@pytest.fixture
+def cached_router_url(start_router: Callable[..., str]) -> str:
     """`router_url` with the response cache on."""
-    sim = start_sim()
-    router = binary("SY_ROUTER_BIN", "switchyard")
-    env = {
-        "SWITCHYARD_OLLAMA_URL": sim,
-        "SWITCHYARD_VRAM_PROBE": "sim",
-        "SWITCHYARD_DATABASE_URL": f"sqlite://{tmp_path / 'switchyard.db'}",
-        "SWITCHYARD_CACHE_ENABLED": "true",
-        "RUST_LOG": "warn",
-    }
-    proc, url = start_server([str(router), "serve", "--listen", "127.0.0.1:0"], ROUTER_ANNOUNCEMENT, env)
-    yield url
-    stop_server(proc)
+    return start_router(cache_enabled="true")

@@ -12,13 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import httpx
 import pytest
 
-from conftest import ROUTER_ANNOUNCEMENT, binary, start_server, stop_server
 
 ADMIN_KEY = "dashboard-test-key"
 DEADLINE_S = 15.0
@@ -29,21 +27,9 @@ def chromium_path() -> str | None:
 
 
 @pytest.fixture
-def keyed_router(start_sim: Callable[..., str], tmp_path: Path) -> Iterator[str]:
+def keyed_router(start_router: Callable[..., str]) -> str:
     """The router with an admin key, in front of a fresh simulator."""
-    sim = start_sim()
-    env = {
-        "SWITCHYARD_OLLAMA_URL": sim,
-        "SWITCHYARD_VRAM_PROBE": "sim",
-        "SWITCHYARD_DATABASE_URL": f"sqlite://{tmp_path / 'switchyard.db'}",
-        "SWITCHYARD_SERVER_ADMIN_KEY": ADMIN_KEY,
-        "SWITCHYARD_VRAM_POLL_INTERVAL_MS": "200",
-        "RUST_LOG": "warn",
-    }
-    router = binary("SY_ROUTER_BIN", "switchyard")
-    proc, url = start_server([str(router), "serve", "--listen", "127.0.0.1:0"], ROUTER_ANNOUNCEMENT, env)
-    yield url
-    stop_server(proc)
+    return start_router(server_admin_key=ADMIN_KEY, vram_poll_interval_ms="200")
 
 
 def admin(url: str, method: str, path: str, body: dict | None = None) -> dict:

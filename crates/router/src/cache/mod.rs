@@ -432,14 +432,26 @@ impl ResponseCache {
         }
     }
 
+    /// The largest answer stored: counted twice (whole, and as its replay stream), one answer never takes more than a
+    /// quarter of `cache.max_bytes` (it would evict everything else).
+    pub(crate) fn max_answer_bytes(&self) -> u64 {
+        self.config.max_bytes.0 / 8
+    }
+
+    /// Drops the entry under `key` from memory.
+    fn discard(&self, key: &Key) {
+        let mut memory = self.memory();
+        memory.remove(key);
+        self.publish(&mut memory);
+    }
+
     /// Stores `answer` (Ollama's buffered shape) from `model` under `plan`, when the plan allows it and the answer
     /// is one worth keeping: complete, not a load, and without tool calls unless `cache.cache_tool_calls`.
     pub(crate) fn insert(&self, state: &AppState, plan: &Plan, endpoint: Endpoint, model: &ModelName, answer: Bytes) {
         if !plan.write {
             return;
         }
-        // One answer never takes more than a quarter of the memory (it would evict everything else).
-        if answer.len() as u64 * 2 > self.config.max_bytes.0 / 4 {
+        if answer.len() as u64 > self.max_answer_bytes() {
             return;
         }
         let Some(shown) = cacheable_answer(&answer, self.config.cache_tool_calls) else { return };
@@ -569,7 +581,13 @@ pub(crate) async fn lookup(state: &AppState, plan: &mut Plan) -> Option<Hit> {
         return None;
     }
     let started = Instant::now();
-    let current = |entry: &Arc<Entry>| fresh(state, entry, &plan.key);
+    // A stale exact entry is dropped; the key is this request's own.
+    let current = |entry: &Arc<Entry>| {
+        current(state, entry) || {
+            cache.discard(&plan.key);
+            false
+        }
+    };
     let found = match cache.memory_get(&plan.key).filter(current) {
         Some(entry) => Some(Hit { entry, status: CacheStatus::Hit }),
         None => match cache.store_get(state.store.as_ref(), &plan.key).await.filter(current) {
@@ -590,14 +608,10 @@ fn digest_of(state: &AppState, model: &ModelName) -> String {
 }
 
 /// False for an answer of a model that was re-pulled since (its digest changed, perhaps while the router was down,
-/// which the catalog refresh cannot see for answers loaded from the store): such an answer is dropped.
-fn fresh(state: &AppState, entry: &Arc<Entry>, key: &Key) -> bool {
-    let now = digest_of(state, &entry.model);
-    if entry.digest.is_empty() || now.is_empty() || now == entry.digest {
-        return true;
-    }
-    state.cache.memory().remove(key);
-    false
+/// which the catalog refresh cannot see for answers loaded from the store).
+fn current(state: &AppState, entry: &Entry) -> bool {
+    entry.digest.is_empty()
+        || state.catalog.load().get(&entry.model).is_none_or(|s| s.digest.is_empty() || s.digest == entry.digest)
 }
 
 /// Counts a request the cache did not read.
@@ -612,8 +626,7 @@ async fn semantic_lookup(state: &AppState, plan: &mut Plan) -> Option<Hit> {
     let vector = embed_text(state, text).await?;
     plan.embedding = Some(Arc::clone(&vector));
     let (entry, similarity) = state.cache.nearest(group, &vector)?;
-    let digest = digest_of(state, &entry.model);
-    if !(entry.digest.is_empty() || digest.is_empty() || digest == entry.digest) {
+    if !current(state, &entry) {
         return None;
     }
     Some(Hit { entry, status: CacheStatus::SemanticHit(similarity) })

@@ -129,9 +129,10 @@ pub(super) fn finish(
     Outcome { model, shown: upstream_name, category, answer, cache }
 }
 
-/// The most bytes of one streamed answer captured for the cache.
+/// The most bytes of one streamed answer captured for the cache: the largest answer stored, with room for the
+/// stream's framing (a JSON object per chunk, several times the text it carries); a larger stream would not fit.
 fn capture_limit(state: &AppState) -> usize {
-    usize::try_from(state.config.cache.max_bytes.0 / 4).unwrap_or(usize::MAX).max(64 * 1024)
+    usize::try_from(state.cache.max_answer_bytes().saturating_mul(4)).unwrap_or(usize::MAX)
 }
 
 /// After `then`, stores a stream that completed (assembled into the buffered shape) in the cache.
