@@ -2,9 +2,15 @@
 //!
 //! In order: a tool call when tools are offered and the user spoke last; a judge's score for a profiler judge
 //! prompt; a profiling item's reference (or a wrong answer, by the model's skill, see `items`); a JSON document for
-//! `format`; an answer about a tool result; and otherwise plausible filler prose. Thinking models asked to think put reasoning first. `num_predict` and `stop`
-//! cut the answer the way they cut a real one.
+//! `format`; an answer about a tool result; and otherwise plausible filler prose. Thinking models asked to think put
+//! reasoning first. `num_predict` and `stop` cut the answer the way they cut a real one.
+//!
+//! A `bad_answer` fault (see `faults::BadAnswer`) spoils the plan: no content (`empty`); the first few tokens and
+//! `done_reason` length (`truncated`); the planned JSON without its last closing bracket (`invalid_json`); a fixed
+//! refusal (`refusal`) or python block that does not parse (`bad_code`); a tool call with `{}` as arguments
+//! (`bad_tool_args`); a profiling item's incorrect answer whatever the skill (`wrong`).
 
+use crate::faults::BadAnswer;
 use crate::filler::{self, Rng};
 use crate::fleet::FleetModel;
 use crate::items::{self, ItemBook};
@@ -146,7 +152,18 @@ pub(crate) struct Ask<'a> {
     pub tools: &'a [Value],
     /// The last tool result, when the conversation ends with one.
     pub tool_result: Option<&'a str>,
+    /// Answer badly, this way (an injected fault).
+    pub bad_answer: Option<BadAnswer>,
 }
+
+/// What a `refusal` bad answer says.
+pub(crate) const REFUSAL: &str = "I'm sorry, but I can't help with that request.";
+
+/// What a `bad_code` bad answer says: a python block that does not parse, and a sentence.
+pub(crate) const BAD_CODE: &str = "```python\ndef solve(:\n    return\n```\nThis function solves the task.";
+
+/// Content tokens a `truncated` bad answer keeps of the normal answer (fewer when that is as short).
+const TRUNCATED_TOKENS: usize = 3;
 
 /// Plans the answer to `ask`.
 pub(crate) fn answer(ask: &Ask<'_>, items: &ItemBook) -> Answer {
@@ -163,32 +180,28 @@ pub(crate) fn answer(ask: &Ask<'_>, items: &ItemBook) -> Answer {
         Vec::new()
     };
 
-    if let Some(call) = choose_tool(ask.tools, ask.prompt, &mut rng) {
+    let bad = effective_bad_answer(ask);
+    if bad == Some(BadAnswer::Empty) {
+        return Answer { pieces: thinking, done_reason: DoneReason::Stop };
+    }
+    let calls_tools = matches!(bad, None | Some(BadAnswer::Wrong | BadAnswer::BadToolArgs));
+    if calls_tools && let Some(mut call) = choose_tool(ask.tools, ask.prompt, &mut rng) {
+        if bad == Some(BadAnswer::BadToolArgs) {
+            call.arguments = Map::new();
+        }
         let mut pieces = thinking;
         pieces.push(Piece::ToolCalls(vec![call]));
         return Answer { pieces, done_reason: DoneReason::Stop };
     }
 
-    // `fixed`: the text has a length of its own (not filler sized to num_predict). `graded`: a profiling item or a
-    // judge reply, whose reasoning does not eat into num_predict, so that skills come out exactly as configured.
-    let (text, fixed, graded) = if let Some(reply) = items.judge_reply(ask.prompt, &mut rng) {
-        (reply, true, true)
-    } else if let Some(item) = items.lookup(ask.prompt) {
-        let correct = items::answers_correctly(ask.model, item, ask.seed);
-        (if correct { item.reference.clone() } else { item.incorrect.clone() }, true, true)
-    } else if let Some(format) = ask.format {
-        let value = match format {
-            Format::Json => json!({"answer": filler::prose(&mut rng, 12)}),
-            Format::Schema(schema) => schema::instance(schema, &mut PromptValues::new(ask.prompt, &[])),
-        };
-        (value.to_string(), true, false)
-    } else if let Some(result) = ask.tool_result {
-        let quoted: Vec<&str> = result.split_whitespace().take(24).collect();
-        let tokens = ask.num_predict.map_or_else(|| rng.range(12, 60), |n| n.min(ask.context).saturating_sub(4));
-        (format!("The tool returned {}. {}", quoted.join(" "), filler::prose(&mut rng, tokens as usize)), false, false)
-    } else {
-        let tokens = ask.num_predict.map_or_else(|| rng.range(20, 200), |n| n.min(ask.context));
-        (filler::prose(&mut rng, tokens as usize), false, false)
+    let (text, fixed, graded) = match bad {
+        Some(BadAnswer::Refusal) => (REFUSAL.to_string(), true, false),
+        Some(BadAnswer::BadCode) => (BAD_CODE.to_string(), true, false),
+        Some(BadAnswer::InvalidJson) => {
+            let (text, _, _) = planned_text(ask, items, &mut rng, false);
+            (invalid_json(text), true, false)
+        }
+        _ => planned_text(ask, items, &mut rng, bad == Some(BadAnswer::Wrong)),
     };
 
     let (text, stopped) = cut_at_stop(text, ask.stop);
@@ -212,9 +225,76 @@ pub(crate) fn answer(ask: &Ask<'_>, items: &ItemBook) -> Answer {
         }
         content.truncate(usize::try_from(content_limit).unwrap_or(usize::MAX));
     }
+    if bad == Some(BadAnswer::Truncated) {
+        content = truncated(content);
+        done_reason = DoneReason::Length;
+    }
     let mut pieces = thinking;
     pieces.extend(content.into_iter().map(Piece::Content));
     Answer { pieces, done_reason }
+}
+
+/// The bad answer to give, with the kinds that need something the request lacks (`format` for `invalid_json`, tools
+/// for `bad_tool_args`) turned into `wrong`.
+fn effective_bad_answer(ask: &Ask<'_>) -> Option<BadAnswer> {
+    match ask.bad_answer? {
+        BadAnswer::InvalidJson if ask.format.is_none() => Some(BadAnswer::Wrong),
+        BadAnswer::BadToolArgs if ask.tools.is_empty() => Some(BadAnswer::Wrong),
+        kind => Some(kind),
+    }
+}
+
+/// The answer's text when no tool is called: `(text, fixed, graded)`. `fixed`: the text has a length of its own
+/// (not filler sized to num_predict). `graded`: a profiling item or a judge reply, whose reasoning does not eat into
+/// num_predict, so that skills come out exactly as configured. `wrong` gives an item its incorrect answer whatever
+/// the model's skill.
+fn planned_text(ask: &Ask<'_>, items: &ItemBook, rng: &mut Rng, wrong: bool) -> (String, bool, bool) {
+    if let Some(reply) = items.judge_reply(ask.prompt, ask.model, rng) {
+        (reply, true, true)
+    } else if let Some(item) = items.lookup(ask.prompt) {
+        let correct = !wrong && items::answers_correctly(ask.model, item, ask.seed);
+        (if correct { item.reference.clone() } else { item.incorrect.clone() }, true, true)
+    } else if let Some(format) = ask.format {
+        let value = match format {
+            Format::Json => json!({"answer": filler::prose(rng, 12)}),
+            Format::Schema(schema) => schema::instance(schema, &mut PromptValues::new(ask.prompt, &[])),
+        };
+        (value.to_string(), true, false)
+    } else if let Some(result) = ask.tool_result {
+        let quoted: Vec<&str> = result.split_whitespace().take(24).collect();
+        let tokens = ask.num_predict.map_or_else(|| rng.range(12, 60), |n| n.min(ask.context).saturating_sub(4));
+        (format!("The tool returned {}. {}", quoted.join(" "), filler::prose(rng, tokens as usize)), false, false)
+    } else {
+        let tokens = ask.num_predict.map_or_else(|| rng.range(20, 200), |n| n.min(ask.context));
+        (filler::prose(rng, tokens as usize), false, false)
+    }
+}
+
+/// `text` made into something that is not valid JSON: a JSON object or array without its last closing bracket,
+/// other JSON wrapped in an unclosed object; text that is not JSON already stays as it is.
+fn invalid_json(mut text: String) -> String {
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(_) | Value::Array(_)) => {
+            let trimmed = text.trim_end().len();
+            text.truncate(trimmed.saturating_sub(1));
+            text
+        }
+        Ok(_) => format!("{{\"answer\": {}", text.trim()),
+        Err(_) if text.trim().is_empty() => "{\"answer\": ".to_string(),
+        Err(_) => text,
+    }
+}
+
+/// The first few pieces of `content`, always fewer than it had: a short answer is cut within its text.
+fn truncated(mut content: Vec<String>) -> Vec<String> {
+    if content.len() > TRUNCATED_TOKENS {
+        content.truncate(TRUNCATED_TOKENS);
+        return content;
+    }
+    let text = content.concat();
+    let keep = text.chars().count() / 2;
+    let half: String = text.chars().take(keep).collect();
+    if half.contains(char::is_whitespace) { filler::split_pieces(&half) } else { filler::split_chunks(&half) }
 }
 
 /// Cuts `text` before the first stop sequence in it; true when one was found.
@@ -310,6 +390,7 @@ mod tests {
             format: None,
             tools: &[],
             tool_result: None,
+            bad_answer: None,
         }
     }
 
@@ -397,6 +478,104 @@ mod tests {
         assert!(serde_json::from_str::<Value>(&a.content()).unwrap().is_object());
         let a = answer(&Ask { tool_result: Some("22 degrees and sunny"), ..ask(&m, "") }, &ItemBook::default());
         assert!(a.content().starts_with("The tool returned 22 degrees and sunny."));
+    }
+
+    fn bad(kind: BadAnswer) -> Option<BadAnswer> {
+        Some(kind)
+    }
+
+    #[test]
+    fn bad_answers_empty_refusal_and_bad_code() {
+        let m = model("llama3.1:8b");
+        let items = ItemBook::default();
+        let empty = answer(&Ask { bad_answer: bad(BadAnswer::Empty), ..ask(&m, "Tell me a story") }, &items);
+        assert_eq!((empty.pieces.len(), empty.done_reason), (0, DoneReason::Stop));
+        let tools = vec![json!({"type": "function", "function": {"name": "get_time", "parameters": {}}})];
+        let empty = answer(&Ask { bad_answer: bad(BadAnswer::Empty), tools: &tools, ..ask(&m, "time?") }, &items);
+        assert!(empty.pieces.is_empty(), "no tool call either");
+        let thinker = model("deepseek-r1:14b");
+        let thought = answer(&Ask { think: true, bad_answer: bad(BadAnswer::Empty), ..ask(&thinker, "Why?") }, &items);
+        assert!(!thought.thinking().is_empty() && thought.content().is_empty());
+
+        let refusal = answer(&Ask { bad_answer: bad(BadAnswer::Refusal), tools: &tools, ..ask(&m, "x") }, &items);
+        assert_eq!((refusal.content(), refusal.done_reason), (REFUSAL.to_string(), DoneReason::Stop));
+        assert!(refusal.tool_calls().is_empty());
+        let code = answer(&Ask { bad_answer: bad(BadAnswer::BadCode), ..ask(&m, "Write a sort") }, &items);
+        assert!(code.content().starts_with("```python\ndef solve(:"), "{}", code.content());
+        assert!(code.content().contains("```\n") && code.content().ends_with('.'));
+    }
+
+    #[test]
+    fn bad_answers_truncated_are_a_few_tokens_of_the_normal_one() {
+        let m = model("llama3.1:8b");
+        let items = ItemBook::default();
+        let normal = answer(&ask(&m, "Tell me a story"), &items).content();
+        let cut = answer(&Ask { bad_answer: bad(BadAnswer::Truncated), ..ask(&m, "Tell me a story") }, &items);
+        assert_eq!((cut.tokens(), cut.done_reason), (TRUNCATED_TOKENS as u64, DoneReason::Length));
+        assert!(normal.starts_with(&cut.content()) && normal.len() > cut.content().len());
+
+        // A short item answer is cut within its text.
+        let suites = switchyard_profiler::suite::builtin().unwrap();
+        let book = ItemBook::from_suites(&suites);
+        let strong = model("llama3.3:70b");
+        for item in suites.iter().flat_map(|s| s.take(3)) {
+            let normal = answer(&ask(&strong, &item.prompt), &book).content();
+            let cut = answer(&Ask { bad_answer: bad(BadAnswer::Truncated), ..ask(&strong, &item.prompt) }, &book);
+            assert_eq!(cut.done_reason, DoneReason::Length);
+            assert!(normal.starts_with(&cut.content()) && normal.len() > cut.content().len(), "{}", item.id);
+        }
+    }
+
+    #[test]
+    fn bad_answers_invalid_json_needs_a_format() {
+        let m = model("llama3.1:8b");
+        let items = ItemBook::default();
+        let schema = Format::Schema(json!({"type": "object", "properties": {"name": {"type": "string"}},
+            "required": ["name"]}));
+        for format in [&Format::Json, &schema] {
+            let normal = answer(&Ask { format: Some(format), ..ask(&m, "Alice is 31.") }, &items).content();
+            let broken = answer(
+                &Ask { format: Some(format), bad_answer: bad(BadAnswer::InvalidJson), ..ask(&m, "Alice is 31.") },
+                &items,
+            );
+            assert!(serde_json::from_str::<Value>(&broken.content()).is_err(), "{}", broken.content());
+            assert_eq!(format!("{}}}", broken.content()), normal, "the last brace dropped");
+        }
+        assert!(invalid_json("42".to_string()).starts_with("{\"answer\": 42"));
+        assert_eq!(invalid_json("[1]".to_string()), "[1");
+        assert!(serde_json::from_str::<Value>(&invalid_json(String::new())).is_err());
+        // Without a format: wrong, which answers non-items normally.
+        let plain = answer(&Ask { bad_answer: bad(BadAnswer::InvalidJson), ..ask(&m, "hi") }, &items);
+        assert_eq!(plain, answer(&ask(&m, "hi"), &items));
+    }
+
+    #[test]
+    fn bad_answers_bad_tool_args_and_wrong() {
+        let m = model("llama3.1:8b");
+        let items = ItemBook::default();
+        let tools = vec![json!({"type": "function", "function": {"name": "get_current_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})];
+        let prompt = "What's the weather in Paris?";
+        let normal = answer(&Ask { tools: &tools, ..ask(&m, prompt) }, &items).tool_calls();
+        assert_eq!(Value::Object(normal[0].arguments.clone()), json!({"city": "Paris"}));
+        let a = answer(&Ask { tools: &tools, bad_answer: bad(BadAnswer::BadToolArgs), ..ask(&m, prompt) }, &items);
+        let calls = a.tool_calls();
+        assert_eq!((calls.len(), calls[0].name.as_str()), (1, "get_current_weather"));
+        assert!(calls[0].arguments.is_empty());
+        let no_tools = answer(&Ask { bad_answer: bad(BadAnswer::BadToolArgs), ..ask(&m, prompt) }, &items);
+        assert_eq!(no_tools, answer(&ask(&m, prompt), &items), "without tools: wrong, normal for a non-item");
+
+        let suites = switchyard_profiler::suite::builtin().unwrap();
+        let book = ItemBook::from_suites(&suites);
+        let mut perfect = model("llama3.3:70b");
+        perfect.skills = switchyard_core::Category::PROFILED.into_iter().map(|c| (c, 1.0)).collect();
+        for item in suites.iter().flat_map(|s| s.take(3)) {
+            assert_eq!(answer(&ask(&perfect, &item.prompt), &book).content(), item.reference);
+            for kind in [BadAnswer::Wrong, BadAnswer::BadToolArgs, BadAnswer::InvalidJson] {
+                let wrong = answer(&Ask { bad_answer: bad(kind), ..ask(&perfect, &item.prompt) }, &book);
+                assert_eq!(wrong.content(), item.check.incorrect_answer(), "{}: {kind:?}", item.id);
+            }
+        }
     }
 
     #[test]

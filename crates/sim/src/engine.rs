@@ -3,14 +3,15 @@
 //! [`SimState`] is what the HTTP handlers share: the catalog (the fleet plus what changes at run time, such as a
 //! digest after a re-pull), the scheduler, the faults, the profiling items and the clock. A request becomes a
 //! [`Job`]; [`Engine::run`] applies the faults meant for it, waits for the scheduler's lease and a runner slot,
-//! plans the answer and hands back a [`Run`] whose timings are the simulated ones.
+//! plans the answer (spoilt when a `bad_answer` fault applies) and hands back a [`Run`] whose timings are the
+//! simulated ones.
 
 use crate::SimOptions;
 use crate::answer::{self, Answer, Ask, Format};
 use crate::clock::Clock;
 use crate::embed;
 use crate::error::SimError;
-use crate::faults::FaultBook;
+use crate::faults::{BadAnswer, FaultBook};
 use crate::fleet::{Fleet, FleetModel, derive_digest};
 use crate::generation::{Run, Summary};
 use crate::items::ItemBook;
@@ -365,6 +366,8 @@ pub(crate) struct Loaded {
 struct Admitted {
     /// Cut the response after this many chunks.
     disconnect_after: Option<u32>,
+    /// Answer badly, this way (generations only).
+    bad_answer: Option<BadAnswer>,
     /// Simulated latency that was added.
     latency: Duration,
 }
@@ -392,10 +395,11 @@ impl Engine {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Counts the request and applies the faults meant for it: an injected error, latency, or a hang.
-    async fn admit_faults(&self, model: &FleetModel) -> Result<Admitted, SimError> {
+    /// Counts the request and applies the faults meant for it: an injected error, latency, or a hang. A request
+    /// that `generates` an answer also picks up a bad-answer fault.
+    async fn admit_faults(&self, model: &FleetModel, generates: bool) -> Result<Admitted, SimError> {
         self.scheduler.count_request();
-        let fault = self.faults.take_request(&model.name);
+        let fault = self.faults.take_request(&model.name, generates);
         if fault.hang {
             return Err(self.clock.hang().await);
         }
@@ -403,7 +407,7 @@ impl Engine {
         if let Some((status, message)) = fault.error {
             return Err(SimError::Injected { status, message });
         }
-        Ok(Admitted { disconnect_after: fault.disconnect_after, latency: fault.latency })
+        Ok(Admitted { disconnect_after: fault.disconnect_after, bad_answer: fault.bad_answer, latency: fault.latency })
     }
 
     /// Waits for the scheduler to hand over `model`; the simulated `load_duration` with it.
@@ -432,7 +436,7 @@ impl Engine {
         shape: (u64, Option<u64>),
         keep_alive: Option<KeepAlive>,
     ) -> Result<Loaded, SimError> {
-        let admitted = self.admit_faults(&entry.model).await?;
+        let admitted = self.admit_faults(&entry.model, false).await?;
         let (lease, load) = self.lease(&entry.model, &entry.digest, shape, keep_alive).await?;
         drop(lease);
         Ok(Loaded { total: admitted.latency + load, load, disconnect_after: admitted.disconnect_after })
@@ -440,14 +444,14 @@ impl Engine {
 
     /// Unloads `model` once idle (`keep_alive: 0` with no prompt); answers at once.
     pub(crate) async fn unload(&self, model: &FleetModel) -> Result<Option<u32>, SimError> {
-        let admitted = self.admit_faults(model).await?;
+        let admitted = self.admit_faults(model, false).await?;
         self.scheduler.expire(&model.name);
         Ok(admitted.disconnect_after)
     }
 
     /// Runs a generation: faults, lease, slot, answer, timings.
     pub(crate) async fn run(&self, job: Job) -> Result<Started, SimError> {
-        let admitted = self.admit_faults(&job.model).await?;
+        let admitted = self.admit_faults(&job.model, true).await?;
         let (lease, load) = self.lease(&job.model, &job.digest, (job.num_ctx, job.num_gpu), job.keep_alive).await?;
         let slot_requested = Instant::now();
         let permit = lease.slot().await?;
@@ -467,6 +471,7 @@ impl Engine {
                 format: job.format.as_ref(),
                 tools: &job.tools,
                 tool_result: job.tool_result.as_deref(),
+                bad_answer: admitted.bad_answer,
             },
             &self.items,
         );
@@ -507,7 +512,7 @@ impl Engine {
             )));
         }
         let model = &entry.model;
-        let admitted = self.admit_faults(model).await?;
+        let admitted = self.admit_faults(model, false).await?;
         let (lease, load) = self.lease(model, &entry.digest, (num_ctx, num_gpu), keep_alive).await?;
         let slot_requested = Instant::now();
         let permit = lease.slot().await?;

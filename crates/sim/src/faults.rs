@@ -2,6 +2,11 @@
 //!
 //! A fault is set for one model or for all of them. A model's own fault wins over the fleet-wide one. With
 //! `fail_times` a fault applies to that many requests (or failed loads, for `oom_on_load`) and then clears itself.
+//!
+//! `bad_answer` makes a model answer, but badly (see [`BadAnswer`]): for cascade tests, where a cheap model's answer
+//! is validated and a stronger model asked when it fails. Only generations pick it up (`/api/generate` and
+//! `/api/chat` with a prompt, `/v1/chat/completions`, `/v1/completions`): a load, an unload or an embedding passes
+//! a fault that only sets `bad_answer` by without using one of its `fail_times`.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -28,12 +33,38 @@ pub struct FaultSpec {
     /// Close a response after this many body chunks, without the final one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disconnect_after_chunks: Option<u32>,
+    /// Answer, but badly, in this way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_answer: Option<BadAnswer>,
     /// Fail loads of the model as an out-of-memory event.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub oom_on_load: bool,
     /// Apply to the next N requests (or failed loads) only, then clear; absent means until cleared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_times: Option<u32>,
+}
+
+/// How a `bad_answer` fault spoils an answer. Every kind is deterministic; the answer is otherwise timed and framed
+/// like a normal one (streamed or not, on every surface).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadAnswer {
+    /// No content and no tool calls (reasoning, when asked for, still comes); `done_reason` stop.
+    Empty,
+    /// A few tokens of the normal answer, then `done_reason` length (no tool call).
+    Truncated,
+    /// With `format` (or `response_format`): content that is not valid JSON (the normal JSON without its last
+    /// closing bracket). Without it, the same as `wrong`.
+    InvalidJson,
+    /// The content is a refusal: "I'm sorry, but I can't help with that request."
+    Refusal,
+    /// The content is a fenced python block with a syntax error, and a sentence.
+    BadCode,
+    /// With tools offered: the tool call's arguments are `{}` (required parameters missing). Without, the same as
+    /// `wrong`.
+    BadToolArgs,
+    /// A profiling item gets its incorrect answer whatever the model's skill; other prompts are answered normally.
+    Wrong,
 }
 
 impl FaultSpec {
@@ -44,6 +75,12 @@ impl FaultSpec {
 
     /// True when the spec changes how requests are answered (as opposed to loads).
     fn affects_requests(&self) -> bool {
+        self.affects_any_request() || self.bad_answer.is_some()
+    }
+
+    /// True when the spec changes how any request is answered, loads and embeddings included (`bad_answer` only
+    /// changes generations).
+    fn affects_any_request(&self) -> bool {
         self.error_status.is_some() || self.latency_ms.is_some() || self.hang || self.disconnect_after_chunks.is_some()
     }
 
@@ -60,6 +97,9 @@ impl FaultSpec {
         if self.error_message.is_some() && self.error_status.is_none() {
             return Err("error_message needs error_status".to_string());
         }
+        if self.bad_answer.is_some() && (self.error_status.is_some() || self.hang) {
+            return Err("bad_answer needs an answer: it cannot go with error_status or hang".to_string());
+        }
         Ok(())
     }
 }
@@ -75,6 +115,8 @@ pub(crate) struct RequestFault {
     pub hang: bool,
     /// Cut the response body after this many chunks.
     pub disconnect_after: Option<u32>,
+    /// Answer badly, this way (generations only).
+    pub bad_answer: Option<BadAnswer>,
 }
 
 /// Faults in force, per model and fleet-wide.
@@ -129,10 +171,12 @@ impl FaultBook {
             .collect()
     }
 
-    /// The request fault for `model`, counted against its `fail_times`.
-    pub(crate) fn take_request(&self, model: &ModelName) -> RequestFault {
+    /// The request fault for `model`, counted against its `fail_times`. A request that `generates` an answer picks
+    /// up `bad_answer` faults; any other (a load, an unload, an embedding) passes by a fault that only sets that.
+    pub(crate) fn take_request(&self, model: &ModelName, generates: bool) -> RequestFault {
         let mut faults = self.lock();
-        let spec = take(&mut faults, model, FaultSpec::affects_requests);
+        let relevant = if generates { FaultSpec::affects_requests } else { FaultSpec::affects_any_request };
+        let spec = take(&mut faults, model, relevant);
         let Some(spec) = spec else { return RequestFault::default() };
         RequestFault {
             error: spec.error_status.map(|status| {
@@ -145,6 +189,7 @@ impl FaultBook {
             latency: Duration::from_millis(spec.latency_ms.unwrap_or(0)),
             hang: spec.hang,
             disconnect_after: spec.disconnect_after_chunks,
+            bad_answer: spec.bad_answer.filter(|_| generates),
         }
     }
 
@@ -202,12 +247,12 @@ mod tests {
         let book = FaultBook::default();
         book.set(None, FaultSpec { latency_ms: Some(50), ..Default::default() });
         book.set(Some(name("a")), FaultSpec { error_status: Some(500), fail_times: Some(2), ..Default::default() });
-        assert_eq!(book.take_request(&name("a")).error.map(|e| e.0), Some(500));
-        assert_eq!(book.take_request(&name("a")).error.map(|e| e.0), Some(500));
-        let third = book.take_request(&name("a"));
+        assert_eq!(book.take_request(&name("a"), true).error.map(|e| e.0), Some(500));
+        assert_eq!(book.take_request(&name("a"), true).error.map(|e| e.0), Some(500));
+        let third = book.take_request(&name("a"), true);
         assert_eq!(third.error, None);
         assert_eq!(third.latency, Duration::from_millis(50));
-        assert_eq!(book.take_request(&name("b")).latency, Duration::from_millis(50));
+        assert_eq!(book.take_request(&name("b"), true).latency, Duration::from_millis(50));
         assert_eq!(book.list().len(), 1);
     }
 
@@ -215,7 +260,7 @@ mod tests {
     fn oom_faults_are_taken_by_loads_only() {
         let book = FaultBook::default();
         book.set(Some(name("a")), FaultSpec { oom_on_load: true, fail_times: Some(1), ..Default::default() });
-        assert_eq!(book.take_request(&name("a")), RequestFault::default());
+        assert_eq!(book.take_request(&name("a"), true), RequestFault::default());
         assert!(book.take_oom(&name("a")));
         assert!(!book.take_oom(&name("a")));
         assert!(book.list().is_empty());
@@ -230,5 +275,44 @@ mod tests {
         assert!(FaultSpec { error_status: Some(200), ..Default::default() }.validate().is_err());
         assert!(FaultSpec { fail_times: Some(0), ..Default::default() }.validate().is_err());
         assert!(FaultSpec { error_status: Some(503), ..Default::default() }.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_answers_are_taken_by_generations_only() {
+        let book = FaultBook::default();
+        let spec = FaultSpec { bad_answer: Some(BadAnswer::Refusal), fail_times: Some(1), ..Default::default() };
+        assert!(!spec.is_empty());
+        book.set(Some(name("a")), spec);
+        assert_eq!(book.take_request(&name("a"), false), RequestFault::default(), "a load passes it by");
+        assert_eq!(book.list().len(), 1, "and uses none of its fail_times");
+        assert_eq!(book.take_request(&name("a"), true).bad_answer, Some(BadAnswer::Refusal));
+        assert_eq!(book.take_request(&name("a"), true).bad_answer, None, "fail_times 1: used up");
+        assert!(book.list().is_empty());
+
+        // With other faults in the same spec, a load takes it (and a use) but gets no bad answer.
+        book.set(None, FaultSpec { bad_answer: Some(BadAnswer::Empty), latency_ms: Some(5), ..Default::default() });
+        let load = book.take_request(&name("b"), false);
+        assert_eq!((load.bad_answer, load.latency), (None, Duration::from_millis(5)));
+        assert_eq!(book.take_request(&name("b"), true).bad_answer, Some(BadAnswer::Empty));
+    }
+
+    #[test]
+    fn bad_answer_kinds_are_snake_case() {
+        let spec: FaultSpec = serde_json::from_str(r#"{"bad_answer": "invalid_json", "fail_times": 2}"#).unwrap();
+        assert_eq!(spec.bad_answer, Some(BadAnswer::InvalidJson));
+        assert_eq!(
+            serde_json::to_value(&spec).unwrap(),
+            serde_json::json!({"bad_answer": "invalid_json", "fail_times": 2})
+        );
+        for kind in ["empty", "truncated", "invalid_json", "refusal", "bad_code", "bad_tool_args", "wrong"] {
+            let value = serde_json::json!({ "bad_answer": kind });
+            let spec: FaultSpec = serde_json::from_value(value.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&spec).unwrap(), value);
+        }
+        assert!(serde_json::from_str::<FaultSpec>(r#"{"bad_answer": "rude"}"#).is_err());
+        let refusal = Some(BadAnswer::Refusal);
+        assert!(FaultSpec { bad_answer: refusal, latency_ms: Some(9), ..Default::default() }.validate().is_ok());
+        assert!(FaultSpec { bad_answer: refusal, hang: true, ..Default::default() }.validate().is_err());
+        assert!(FaultSpec { bad_answer: refusal, error_status: Some(500), ..Default::default() }.validate().is_err());
     }
 }

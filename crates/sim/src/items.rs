@@ -6,9 +6,17 @@
 //! sequence, any prefix of a suite comes out within about one item of `skill x n` correct, which the profiler's
 //! accuracy tests rely on; the shift `r` keeps models and seeds from all failing the same items.
 //!
-//! The profiler's optional LLM judge sends prompts built by `switchyard_profiler::judge`; they are recognised here
-//! and answered with a score: high when the judged answer is the item's reference (or passes its checker), low
-//! otherwise, so a simulated judge agrees with the checkers.
+//! The profiler's optional LLM judge sends prompts built by `switchyard_profiler::judge::judge_prompt`; they are
+//! recognised here and answered with a score: high (8-10) when the judged answer is the item's reference (or passes
+//! its checker), low (1-3) otherwise, so a simulated judge agrees with the checkers.
+//!
+//! A cascade's judge of any answer sends `switchyard_profiler::judge::answer_judge_prompt(task, answer)`, scored the
+//! same way. When the task is a profiling item's prompt (the whole task, or what follows a blank line in it, as the
+//! router puts the system prompt first), a good answer is the item's reference or one its checker accepts; for any
+//! other task, a good answer is one that is neither empty nor a refusal ("I'm sorry", "I cannot", "I can't"). For
+//! items a simulated judge is as reliable as its skill in the item's category: the verdict is flipped with
+//! probability `1 - skill(judge, category)`, decided by a hash of (judge model, task, answer) so that the same
+//! question always gets the same score. Other tasks, and the profiler's item judge prompts, are never flipped.
 
 use crate::filler::Rng;
 use crate::fleet::FleetModel;
@@ -19,7 +27,7 @@ use switchyard_profiler::Suite;
 use switchyard_profiler::check::Check;
 
 /// What the simulator needs to know of one item.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct ItemEntry {
     /// The item's category, whose skill decides it.
     pub category: Category,
@@ -29,6 +37,8 @@ pub(crate) struct ItemEntry {
     pub reference: String,
     /// The answer given when the model gets it wrong (one its checker rejects).
     pub incorrect: String,
+    /// The item's checker, for a judge of answers to its prompt.
+    pub check: Check,
 }
 
 /// What a judge needs to know of one item: how to tell a good answer.
@@ -75,6 +85,7 @@ impl ItemBook {
                     index,
                     reference: item.reference.clone(),
                     incorrect: item.check.incorrect_answer(),
+                    check: item.check.clone(),
                 });
             }
         }
@@ -86,13 +97,35 @@ impl ItemBook {
         self.by_prompt.get(prompt).or_else(|| self.by_prompt.get(prompt.trim()))
     }
 
-    /// The reply of a judge to `prompt` when it is a judge prompt: a short justification and `Score: N` out of 10,
-    /// 8-10 for a good answer and 1-3 for a bad one (the exact value drawn from `rng`).
-    pub(crate) fn judge_reply(&self, prompt: &str, rng: &mut Rng) -> Option<String> {
-        let (id, answer) = switchyard_profiler::judge::parse_judge_prompt(prompt)?;
-        let good = self.by_id.get(&id).is_some_and(|item| {
-            answer.trim() == item.reference.trim() || item.check.evaluate(&answer).correct() == Some(true)
-        });
+    /// The item whose prompt `task` is: the whole task, else what follows one of its blank lines (the router sends
+    /// the system prompt, a blank line, then the user's turn), the longest such part first.
+    fn task_item(&self, task: &str) -> Option<&ItemEntry> {
+        self.lookup(task)
+            .or_else(|| task.match_indices("\n\n").find_map(|(at, sep)| self.lookup(&task[at + sep.len()..])))
+    }
+
+    /// The reply of the judge model `judge` to `prompt` when it is a judge prompt (an item's, or one about any
+    /// answer): a short justification and `Score: N` out of 10, 8-10 for a good answer and 1-3 for a bad one (the
+    /// exact value drawn from `rng`). See the module documentation for what is good, and when a judge errs.
+    pub(crate) fn judge_reply(&self, prompt: &str, judge: &FleetModel, rng: &mut Rng) -> Option<String> {
+        let good = if let Some((id, answer)) = switchyard_profiler::judge::parse_judge_prompt(prompt) {
+            self.by_id.get(&id).is_some_and(|item| passes(&answer, &item.reference, &item.check))
+        } else {
+            let (task, answer) = switchyard_profiler::judge::parse_answer_judge_prompt(prompt)?;
+            match self.task_item(&task) {
+                Some(item) => {
+                    let good = passes(&answer, &item.reference, &item.check);
+                    let u = unit(stable_hash_parts(&[
+                        b"judge",
+                        judge.name.as_str().as_bytes(),
+                        task.as_bytes(),
+                        answer.as_bytes(),
+                    ]));
+                    if u < judge.skill(item.category) { good } else { !good }
+                }
+                None => plausible(&answer),
+            }
+        };
         let reply = if good {
             format!(
                 "The answer addresses the task, is correct and follows the requested format.\nScore: {}",
@@ -108,6 +141,18 @@ impl ItemBook {
     pub(crate) fn len(&self) -> usize {
         self.by_prompt.len()
     }
+}
+
+/// True when `answer` is the reference (surrounding whitespace aside) or passes the checker.
+fn passes(answer: &str, reference: &str, check: &Check) -> bool {
+    answer.trim() == reference.trim() || check.evaluate(answer).correct() == Some(true)
+}
+
+/// True when an answer to a task that is no profiling item looks like an answer: not empty, not a refusal.
+fn plausible(answer: &str) -> bool {
+    let start: String =
+        answer.trim_start().chars().take(12).collect::<String>().replace('\u{2019}', "'").to_lowercase();
+    !start.is_empty() && !["i'm sorry", "i am sorry", "i cannot", "i can't"].iter().any(|r| start.starts_with(r))
 }
 
 /// True when `model` answers `item` correctly under `seed`.
@@ -158,8 +203,13 @@ mod tests {
                 for seed in [0i64, 7, 42] {
                     let mut correct = 0usize;
                     for n in 1..=200usize {
-                        let item =
-                            ItemEntry { category, index: n - 1, reference: String::new(), incorrect: String::new() };
+                        let item = ItemEntry {
+                            category,
+                            index: n - 1,
+                            reference: String::new(),
+                            incorrect: String::new(),
+                            check: Check::Judge { rubric: String::new() },
+                        };
                         correct += usize::from(answers_correctly(model, &item, seed));
                         let expected = skill * n as f64;
                         // A shifted van der Corput sequence has discrepancy O(log n / n): within a few items.
@@ -180,14 +230,103 @@ mod tests {
         let suites = switchyard_profiler::suite::builtin().unwrap();
         let book = ItemBook::from_suites(&suites);
         let mut rng = Rng::new(1);
+        // Item judge prompts are never flipped, whatever the judge's skill.
+        let judge = judge_with_skill(0.0);
         for suite in &suites {
             let item = &suite.items[0];
-            let good = book.judge_reply(&judge_prompt(item, &item.reference), &mut rng).unwrap();
+            let good = book.judge_reply(&judge_prompt(item, &item.reference), &judge, &mut rng).unwrap();
             assert!(parse_judge_reply(&good).unwrap() >= 0.8, "{}: {good}", item.id);
-            let bad = book.judge_reply(&judge_prompt(item, &item.check.incorrect_answer()), &mut rng).unwrap();
+            let bad = book.judge_reply(&judge_prompt(item, &item.check.incorrect_answer()), &judge, &mut rng).unwrap();
             assert!(parse_judge_reply(&bad).unwrap() <= 0.3, "{}: {bad}", item.id);
         }
-        assert!(book.judge_reply("Is this a judge prompt?", &mut rng).is_none());
+        assert!(book.judge_reply("Is this a judge prompt?", &judge, &mut rng).is_none());
+    }
+
+    /// A model of the built-in fleet with `skill` in every category.
+    fn judge_with_skill(skill: f64) -> FleetModel {
+        let mut model = Fleet::builtin().models[0].clone();
+        model.skills = Category::PROFILED.into_iter().map(|c| (c, skill)).collect();
+        model
+    }
+
+    /// The score of a judge reply, in [0, 1].
+    fn score(book: &ItemBook, judge: &FleetModel, task: &str, answer: &str) -> f64 {
+        let prompt = switchyard_profiler::judge::answer_judge_prompt(task, answer);
+        let reply = book.judge_reply(&prompt, judge, &mut Rng::new(3)).unwrap();
+        switchyard_profiler::judge::parse_judge_reply(&reply).unwrap()
+    }
+
+    #[test]
+    fn answer_judge_prompts_about_items_agree_with_the_checkers_for_a_perfect_judge() {
+        let suites = switchyard_profiler::suite::builtin().unwrap();
+        let book = ItemBook::from_suites(&suites);
+        let judge = judge_with_skill(1.0);
+        for suite in &suites {
+            for item in suite.take(5) {
+                // As the router sends it: the system prompt, a blank line, the user's turn; or the turn alone.
+                let task = match &item.system {
+                    Some(system) => format!("{system}\n\n{}", item.prompt),
+                    None => item.prompt.clone(),
+                };
+                for task in [task.clone(), format!("You are a careful assistant.\n\n{task}")] {
+                    let good = score(&book, &judge, &task, &item.reference);
+                    assert!((0.8..=1.0).contains(&good), "{}: {good}", item.id);
+                    let bad = score(&book, &judge, &task, &item.check.incorrect_answer());
+                    assert!((0.1..=0.3).contains(&bad), "{}: {bad}", item.id);
+                }
+                let padded = format!("  {}\n", item.reference);
+                assert!(score(&book, &judge, &item.prompt, &padded) >= 0.8, "{}: whitespace aside", item.id);
+            }
+        }
+    }
+
+    #[test]
+    fn answer_judge_prompts_about_other_tasks_reject_empty_answers_and_refusals() {
+        let book = ItemBook::from_suites(&switchyard_profiler::suite::builtin().unwrap());
+        // No flipping outside items, even for a judge with no skill at all.
+        let judge = judge_with_skill(0.0);
+        let task = "Be brief.\n\nWrite a haiku about trains.";
+        assert!(
+            score(
+                &book,
+                &judge,
+                task,
+                "Steel wheels hum at dusk\nplatform lights blink one by one\nhome is two stops on"
+            ) >= 0.8
+        );
+        assert!(score(&book, &judge, task, "```python\ndef solve(:\n```") >= 0.8, "only the form is judged");
+        for bad in [
+            "",
+            "  \n ",
+            "I'm sorry, but I can't help with that request.",
+            "I cannot do that.",
+            "i can't write poems",
+            "I\u{2019}m sorry, no.",
+        ] {
+            assert!(score(&book, &judge, task, bad) <= 0.3, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_judge_errs_on_items_as_often_as_its_skill_says() {
+        let suites = switchyard_profiler::suite::builtin().unwrap();
+        let book = ItemBook::from_suites(&suites);
+        let judge = judge_with_skill(0.5);
+        let item = &suites[0].items[0];
+        // 200 distinct answers the checker rejects: a reliable judge scores all low, this one flips about half.
+        let flipped = (0..200)
+            .filter(|i| {
+                let answer = format!("{} (attempt {i})", item.check.incorrect_answer());
+                assert!(!passes(&answer, &item.reference, &item.check));
+                score(&book, &judge, &item.prompt, &answer) >= 0.8
+            })
+            .count();
+        assert!((60..=140).contains(&flipped), "{flipped} of 200 flipped");
+        // The verdict is deterministic per (judge, task, answer).
+        let answer = format!("{} (attempt 7)", item.check.incorrect_answer());
+        assert_eq!(score(&book, &judge, &item.prompt, &answer), score(&book, &judge, &item.prompt, &answer));
+        let reliable = judge_with_skill(1.0);
+        assert!(score(&book, &reliable, &item.prompt, &answer) <= 0.3);
     }
 
     #[test]

@@ -198,6 +198,63 @@ async fn profiling_items_get_the_reference_or_a_rejected_answer() {
 }
 
 #[tokio::test]
+async fn answer_judge_prompts_are_scored_like_item_judge_prompts() {
+    use switchyard_profiler::judge::{PASS_SCORE, answer_judge_prompt, parse_judge_reply};
+    // A judge with skill 1.0 everywhere never errs.
+    let mut fleet = switchyard_sim::Fleet::builtin();
+    let judge = fleet.models.iter_mut().find(|m| m.name.as_str() == "llama3.1:8b").unwrap();
+    judge.skills = switchyard_core::Category::PROFILED.into_iter().map(|c| (c, 1.0)).collect();
+    let sim = Sim::new(switchyard_sim::SimOptions { fleet, ..Default::default() });
+    let score = |task: String, answer: String, chat: bool| {
+        let prompt = answer_judge_prompt(&task, &answer);
+        let sim = &sim;
+        async move {
+            let (status, v) = if chat {
+                sim.post(
+                    "/api/chat",
+                    json!({"model": "llama3.1:8b", "stream": false,
+                    "messages": [{"role": "user", "content": prompt}]}),
+                )
+                .await
+            } else {
+                sim.post("/api/generate", json!({"model": "llama3.1:8b", "stream": false, "prompt": prompt})).await
+            };
+            assert_eq!(status, StatusCode::OK, "{v}");
+            let reply = if chat { &v["message"]["content"] } else { &v["response"] };
+            parse_judge_reply(reply.as_str().unwrap()).unwrap()
+        }
+    };
+
+    let suites = switchyard_profiler::suite::builtin().unwrap();
+    for suite in &suites {
+        let item = &suite.items[0];
+        for chat in [true, false] {
+            for task in [item.prompt.clone(), format!("Answer carefully.\n\n{}", item.prompt)] {
+                let good = score(task.clone(), item.reference.clone(), chat).await;
+                assert!(good >= 0.8, "{}: the reference scores {good}", item.id);
+                let bad = score(task, item.check.incorrect_answer(), chat).await;
+                assert!(bad <= 0.3, "{}: the incorrect answer scores {bad}", item.id);
+            }
+        }
+    }
+
+    // Any other task: a normal answer passes, an empty one or a refusal does not.
+    let task = "Write a haiku about trains.";
+    let (_, v) = sim
+        .post(
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "stream": false,
+            "messages": [{"role": "user", "content": task}]}),
+        )
+        .await;
+    let normal = v["message"]["content"].as_str().unwrap().to_string();
+    assert!(score(task.to_string(), normal, true).await >= PASS_SCORE);
+    for bad in ["", "I'm sorry, but I can't help with that request.", "I cannot write poems."] {
+        assert!(score(task.to_string(), bad.to_string(), true).await < PASS_SCORE, "{bad:?}");
+    }
+}
+
+#[tokio::test]
 async fn chat_streams_and_answers_whole() {
     let sim = Sim::default();
     let messages = json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello!"}]);

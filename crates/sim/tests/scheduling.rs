@@ -7,7 +7,7 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::{GIB, Sim, frames, ndjson, slow_fleet};
+use common::{GIB, Sim, frames, ndjson, slow_fleet, sse};
 use serde_json::{Value, json};
 use std::time::Duration;
 use switchyard_sim::{Fleet, SimOptions};
@@ -370,6 +370,271 @@ async fn a_stream_can_be_cut_after_n_chunks() {
     let (chunks, complete) = frames(resp).await;
     assert!(!complete);
     assert_eq!(chunks.len(), 2);
+}
+
+/// Where a test asks for an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Surface {
+    Chat,
+    ChatStream,
+    Generate,
+    GenerateStream,
+    OpenAiChat,
+    OpenAiChatStream,
+    Completions,
+}
+
+const SURFACES: [Surface; 7] = [
+    Surface::Chat,
+    Surface::ChatStream,
+    Surface::Generate,
+    Surface::GenerateStream,
+    Surface::OpenAiChat,
+    Surface::OpenAiChatStream,
+    Surface::Completions,
+];
+
+impl Surface {
+    /// Whether requests here can carry tools and a format.
+    fn is_chat(self) -> bool {
+        matches!(self, Surface::Chat | Surface::ChatStream | Surface::OpenAiChat | Surface::OpenAiChatStream)
+    }
+
+    fn has_format(self) -> bool {
+        self != Surface::Completions
+    }
+}
+
+/// An answer as any surface gives it: the text, why it ended (`done_reason` or `finish_reason`), and the tool
+/// calls' arguments as objects.
+#[derive(Debug, Clone, PartialEq)]
+struct Reply {
+    content: String,
+    done: String,
+    tool_args: Vec<Value>,
+}
+
+/// Asks `model` for an answer to `prompt` on `surface`, with JSON format and tools where the surface takes them.
+async fn reply(sim: &Sim, surface: Surface, model: &str, prompt: &str, format: bool, tools: &[Value]) -> Reply {
+    let messages = json!([{"role": "user", "content": prompt}]);
+    let stream = matches!(surface, Surface::ChatStream | Surface::GenerateStream | Surface::OpenAiChatStream);
+    let (path, mut body) = match surface {
+        Surface::Chat | Surface::ChatStream => ("/api/chat", json!({"model": model, "messages": messages})),
+        Surface::Generate | Surface::GenerateStream => ("/api/generate", json!({"model": model, "prompt": prompt})),
+        Surface::OpenAiChat | Surface::OpenAiChatStream => {
+            ("/v1/chat/completions", json!({"model": model, "messages": messages}))
+        }
+        Surface::Completions => ("/v1/completions", json!({"model": model, "prompt": prompt})),
+    };
+    body["stream"] = json!(stream);
+    if format && surface.has_format() {
+        let openai = matches!(surface, Surface::OpenAiChat | Surface::OpenAiChatStream);
+        body[if openai { "response_format" } else { "format" }] =
+            if openai { json!({"type": "json_object"}) } else { json!("json") };
+    }
+    if !tools.is_empty() && surface.is_chat() {
+        body["tools"] = json!(tools);
+    }
+    let (status, _, bytes) = sim.call(Method::POST, path, Some(body.to_string())).await;
+    assert_eq!(status, StatusCode::OK, "{surface:?}: {}", String::from_utf8_lossy(&bytes));
+    let native_args = |calls: &Value| -> Vec<Value> {
+        calls.as_array().into_iter().flatten().map(|c| c["function"]["arguments"].clone()).collect()
+    };
+    let openai_args = |calls: &Value| -> Vec<Value> {
+        let args = calls.as_array().into_iter().flatten().map(|c| c["function"]["arguments"].as_str().unwrap());
+        args.map(|a| serde_json::from_str(a).unwrap()).collect()
+    };
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    match surface {
+        Surface::Chat | Surface::Generate => {
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            let content = if surface == Surface::Chat { &v["message"]["content"] } else { &v["response"] };
+            Reply {
+                content: text(content),
+                done: text(&v["done_reason"]),
+                tool_args: native_args(&v["message"]["tool_calls"]),
+            }
+        }
+        Surface::ChatStream | Surface::GenerateStream => {
+            let lines = ndjson(&bytes);
+            let (last, chunks) = lines.split_last().unwrap();
+            assert_eq!(last["done"], true);
+            let key = |l: &Value| {
+                if surface == Surface::ChatStream { text(&l["message"]["content"]) } else { text(&l["response"]) }
+            };
+            Reply {
+                content: chunks.iter().map(key).collect(),
+                done: text(&last["done_reason"]),
+                tool_args: chunks.iter().flat_map(|l| native_args(&l["message"]["tool_calls"])).collect(),
+            }
+        }
+        Surface::OpenAiChat | Surface::Completions => {
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            let choice = &v["choices"][0];
+            let content = if surface == Surface::OpenAiChat { &choice["message"]["content"] } else { &choice["text"] };
+            Reply {
+                content: text(content),
+                done: text(&choice["finish_reason"]),
+                tool_args: openai_args(&choice["message"]["tool_calls"]),
+            }
+        }
+        Surface::OpenAiChatStream => {
+            let events = sse(&bytes);
+            assert_eq!(events.last().unwrap(), "[DONE]");
+            let chunks: Vec<Value> =
+                events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+            let deltas = || chunks.iter().map(|c| &c["choices"][0]["delta"]);
+            Reply {
+                content: deltas().map(|d| text(&d["content"])).collect(),
+                done: chunks.iter().find_map(|c| c["choices"][0]["finish_reason"].as_str()).unwrap().to_string(),
+                tool_args: deltas().flat_map(|d| openai_args(&d["tool_calls"])).collect(),
+            }
+        }
+    }
+}
+
+fn weather_tool() -> Value {
+    json!({"type": "function", "function": {"name": "get_current_weather", "description": "Weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})
+}
+
+/// Sets a lasting `bad_answer` fault for `model`.
+async fn set_bad_answer(sim: &Sim, model: &str, kind: &str) {
+    let (status, v) = sim.post("/sim/faults", json!({"model": model, "bad_answer": kind})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["faults"], json!([{"model": model, "bad_answer": kind}]));
+}
+
+#[tokio::test]
+async fn bad_answers_spoil_every_surface_streamed_or_not() {
+    let sim = Sim::default();
+    let model = "llama3.1:8b";
+    let story = "Tell me a story about a lighthouse.";
+    let weather = "What's the weather like in Oslo?";
+    let tools = [weather_tool()];
+    let mut normal = Vec::new();
+    for surface in SURFACES {
+        let plain = reply(&sim, surface, model, story, false, &[]).await;
+        assert!(plain.content.split_whitespace().count() > 5, "{surface:?}: {plain:?}");
+        let call = reply(&sim, surface, model, weather, false, &tools).await;
+        if surface.is_chat() {
+            assert_eq!(call.tool_args, vec![json!({"city": "Oslo"})], "{surface:?}");
+        }
+        normal.push((surface, plain, call));
+    }
+
+    set_bad_answer(&sim, model, "empty").await;
+    for (surface, _, _) in &normal {
+        let r = reply(&sim, *surface, model, weather, false, &tools).await;
+        assert_eq!(r, Reply { content: String::new(), done: "stop".into(), tool_args: vec![] }, "{surface:?}");
+    }
+
+    set_bad_answer(&sim, model, "truncated").await;
+    for (surface, plain, _) in &normal {
+        let r = reply(&sim, *surface, model, story, false, &[]).await;
+        assert_eq!(r.done, "length", "{surface:?}");
+        assert!(!r.content.is_empty() && r.content.split_whitespace().count() <= 3, "{surface:?}: {r:?}");
+        assert!(plain.content.starts_with(&r.content) && plain.content.len() > r.content.len(), "{surface:?}");
+        let r = reply(&sim, *surface, model, weather, false, &tools).await;
+        assert!(r.tool_args.is_empty() && r.done == "length", "{surface:?}: a cut answer calls no tool");
+    }
+
+    set_bad_answer(&sim, model, "invalid_json").await;
+    for (surface, plain, _) in &normal {
+        let r = reply(&sim, *surface, model, story, true, &[]).await;
+        if surface.has_format() {
+            assert!(r.content.starts_with('{'), "{surface:?}: {r:?}");
+            assert!(serde_json::from_str::<Value>(&r.content).is_err(), "{surface:?}: {r:?}");
+            assert_eq!(r.done, "stop");
+        } else {
+            assert_eq!(&r, plain, "{surface:?}: without a format, a non-item prompt is answered normally");
+        }
+    }
+
+    set_bad_answer(&sim, model, "refusal").await;
+    for (surface, _, _) in &normal {
+        let r = reply(&sim, *surface, model, weather, false, &tools).await;
+        let want = Reply {
+            content: "I'm sorry, but I can't help with that request.".into(),
+            done: "stop".into(),
+            tool_args: vec![],
+        };
+        assert_eq!(r, want, "{surface:?}");
+    }
+
+    set_bad_answer(&sim, model, "bad_code").await;
+    for (surface, _, _) in &normal {
+        let r = reply(&sim, *surface, model, "Write a function that sorts a list.", false, &[]).await;
+        assert!(r.content.starts_with("```python\ndef solve(:\n"), "{surface:?}: {r:?}");
+        assert!(r.content.contains("\n```\n") && r.content.ends_with('.'), "{surface:?}: {r:?}");
+    }
+
+    set_bad_answer(&sim, model, "bad_tool_args").await;
+    for (surface, plain, call) in &normal {
+        let r = reply(&sim, *surface, model, weather, false, &tools).await;
+        if surface.is_chat() {
+            assert_eq!(r.tool_args, vec![json!({})], "{surface:?}: required parameters missing");
+            assert_eq!(r.done, call.done, "{surface:?}");
+        } else {
+            assert_eq!(&reply(&sim, *surface, model, story, false, &[]).await, plain, "{surface:?}: no tools");
+        }
+    }
+    sim.call(Method::DELETE, "/sim/faults", None).await;
+
+    // `wrong`, set fleet-wide: profiling items get their incorrect answer whatever the skill.
+    let suites = switchyard_profiler::suite::builtin().unwrap();
+    let items = suites[0].take(8);
+    let strong = "llama3.3:70b";
+    let mut right = 0;
+    for item in items {
+        right +=
+            usize::from(reply(&sim, Surface::Chat, strong, &item.prompt, false, &[]).await.content == item.reference);
+    }
+    assert!(right > 0, "the strong model gets some right when answering normally");
+    sim.post("/sim/faults", json!({"bad_answer": "wrong"})).await;
+    for surface in SURFACES {
+        for item in items {
+            let r = reply(&sim, surface, strong, &item.prompt, false, &[]).await;
+            assert_eq!(r.content, item.check.incorrect_answer(), "{surface:?} {}", item.id);
+        }
+        assert_eq!(
+            &reply(&sim, surface, model, story, false, &[]).await,
+            &normal.iter().find(|n| n.0 == surface).unwrap().1
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_answer_applies_fail_times_to_generations_only() {
+    let sim = Sim::default();
+    let (status, v) = sim.post("/sim/faults", json!({"bad_answer": "refusal", "fail_times": 1})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["faults"], json!([{"model": null, "bad_answer": "refusal", "fail_times": 1}]));
+    // A load, an unload and an embedding pass it by without using it.
+    sim.load("llama3.2:3b", Value::Null).await;
+    let (status, _) = sim.post("/api/embed", json!({"model": "nomic-embed-text", "input": "x"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, v) = sim.post("/api/generate", json!({"model": "llama3.2:3b", "keep_alive": 0})).await;
+    assert_eq!((status, v["done_reason"].as_str()), (StatusCode::OK, Some("unload")));
+    assert_eq!(sim.get("/sim/faults").await.1["faults"][0]["fail_times"], 1);
+
+    let ask = json!({"model": "llama3.2:3b", "messages": [{"role": "user", "content": "Hello!"}], "stream": false});
+    let (_, first) = sim.post("/api/chat", ask.clone()).await;
+    assert_eq!(first["message"]["content"], "I'm sorry, but I can't help with that request.");
+    let (_, second) = sim.post("/api/chat", ask).await;
+    assert_ne!(second["message"]["content"], first["message"]["content"], "fail_times 1: applied once");
+    assert_eq!(sim.get("/sim/faults").await.1["faults"], json!([]));
+
+    for bad in [
+        json!({"bad_answer": "rude"}),
+        json!({"bad_answer": "empty", "hang": true}),
+        json!({"bad_answer": "empty", "error_status": 500}),
+        json!({"bad_answer": 3}),
+    ] {
+        let (status, v) = sim.post("/sim/faults", bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+    assert_eq!(sim.get("/sim/faults").await.1["faults"], json!([]));
 }
 
 #[tokio::test]

@@ -19,8 +19,16 @@ use switchyard_core::ollama::types::rfc3339_nanos;
 const FOREIGN_PID: u64 = 31_000;
 
 /// Keys of a fault in a `/sim/faults` body.
-const FAULT_KEYS: [&str; 7] =
-    ["error_status", "error_message", "latency_ms", "hang", "disconnect_after_chunks", "oom_on_load", "fail_times"];
+const FAULT_KEYS: [&str; 8] = [
+    "error_status",
+    "error_message",
+    "latency_ms",
+    "hang",
+    "disconnect_after_chunks",
+    "bad_answer",
+    "oom_on_load",
+    "fail_times",
+];
 
 /// `GET /sim/gpu`.
 pub(crate) async fn gpu(State(state): State<SimState>) -> Json<Value> {
@@ -113,6 +121,12 @@ pub(crate) async fn list_faults(State(state): State<SimState>) -> Json<Value> {
 
 /// `POST /sim/faults`: sets the fault of one model (`"model": "name"`) or of all (`"model": null` or absent), and/or
 /// another process's memory use (`"foreign_vram": {"gpu": 0, "bytes": N}`).
+///
+/// Fault keys (see [`FaultSpec`]): `error_status` (400-599) with an optional `error_message`, `latency_ms`, `hang`,
+/// `disconnect_after_chunks`, `bad_answer` (`empty`, `truncated`, `invalid_json`, `refusal`, `bad_code`,
+/// `bad_tool_args` or `wrong`: answer, but badly; generations only), `oom_on_load`, and `fail_times` (apply to the
+/// next N requests, or failed loads, then clear). For example
+/// `{"model": "llama3.2:3b", "bad_answer": "refusal", "fail_times": 1}`.
 pub(crate) async fn set_faults(State(state): State<SimState>, body: Bytes) -> Result<Response, NativeError> {
     let engine = state.engine();
     let value: Value = parse_body(&body)?;
