@@ -253,3 +253,32 @@ fn backends_load_from_the_file_and_bad_entries_name_their_key() {
     let e = refused("[routing]\nremote = \"sometimes\"\n");
     assert!(e.contains("routing.remote") && e.contains("fallback"), "{e}");
 }
+
+#[test]
+fn task_rules_load_from_the_file_show_their_source_and_name_bad_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[tasks.planner]\npreset = \"quality\"\nmax_tokens = 512\n\n\
+                [tasks.programmer]\ncategory = \"coding\"\ncascade = [\"qwen2.5-coder:7b\", \"deepseek-r1:14b\"]\n\
+                validators = [\"code\", \"tools\"]\n";
+    let loaded = load(&ConfigSources { file: Some(write_file(&dir, text)), ..Default::default() }).unwrap();
+    let planner = &loaded.config.tasks["planner"];
+    assert_eq!(planner.preset.as_deref(), Some("quality"));
+    assert_eq!(planner.max_tokens, Some(512));
+    assert_eq!(loaded.config.tasks["programmer"].category, Some(switchyard_core::Category::Coding));
+    let shown = loaded.render().unwrap();
+    assert!(shown.contains("[tasks.programmer]"), "{shown}");
+    assert!(shown.contains("max_tokens = 512  # file"), "{shown}");
+
+    let err =
+        load(&ConfigSources { file: Some(write_file(&dir, "[tasks.planner]\nmax_token = 5\n")), ..Default::default() })
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("tasks.planner.max_token") && err.contains("Did you mean `max_tokens`"), "{err}");
+    let err = load(&ConfigSources {
+        file: Some(write_file(&dir, "[tasks.planner]\ncascade = [\"llama3.2\"]\n")),
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("tasks.planner.cascade") && err.contains("at least two"), "{err}");
+}

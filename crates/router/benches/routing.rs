@@ -156,6 +156,8 @@ fn decide(w: &World, classifier: &Classifier, text: &str) -> usize {
         prompt_tokens: c.needs.context_tokens.max(1),
         max_output_tokens: None,
         blend: (f64::from(c.confidence) < w.config.routing.blend_below).then_some(c.scores),
+        allow: None,
+        affinity: None,
     };
     let cx = ScoreContext {
         config: &w.config,
@@ -194,6 +196,8 @@ fn bench_score(c: &mut Criterion, w: &World) {
                     prompt_tokens: 300,
                     max_output_tokens: None,
                     blend: None,
+                    allow: None,
+                    affinity: None,
                 };
                 let cx = ScoreContext {
                     config: &w.config,

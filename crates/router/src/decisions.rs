@@ -21,6 +21,12 @@ pub struct DecisionEntry {
     /// Microseconds spent classifying and scoring.
     pub decision_us: f64,
     pub confidence: f32,
+    /// The task rule that applied (`x-switchyard-task` or `auto:NAME`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// The cascade's steps, in order, when the request was served by one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<Vec<String>>,
     pub scoring: Scoring,
 }
 

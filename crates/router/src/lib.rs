@@ -12,10 +12,12 @@
 //! The public face is what the binary, the benchmarks and the tests use: `server::spawn` and `cli::main` to run it,
 //! and the pure parts (`classify`, `score`, `profiles`, `request`, `translate`) to measure and fuzz them.
 
+mod affinity;
 mod api;
 mod backends;
 mod breaker;
 pub mod cache;
+mod cascade;
 pub mod classify;
 pub mod cli;
 mod decisions;
@@ -30,6 +32,7 @@ pub mod request;
 pub mod score;
 pub mod server;
 mod state;
+mod tasks;
 pub mod telemetry;
 pub mod translate;
 mod writer;

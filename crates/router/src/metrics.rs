@@ -61,6 +61,12 @@ pub struct Metrics {
     pub cache_evictions: IntCounter,
     /// Answers written to the store (`cache.persist`), by outcome (ok, error).
     pub cache_store_writes: IntCounterVec,
+    /// Requests a cascade served, by the step whose answer was returned.
+    pub cascade_requests: IntCounterVec,
+    /// Cascade steps whose answer was refused, by step and reason.
+    pub cascade_escalations: IntCounterVec,
+    /// Model time (Ollama's `total_duration`) spent by cascades, on answers and on judging them.
+    pub cascade_model_seconds: prometheus::CounterVec,
 }
 
 impl Metrics {
@@ -183,6 +189,27 @@ impl Metrics {
                 Opts::new("switchyard_cache_store_writes_total", "Cached answers written to the store, by outcome"),
                 &["outcome"],
             )?,
+            cascade_requests: IntCounterVec::new(
+                Opts::new(
+                    "switchyard_cascade_requests_total",
+                    "Requests a cascade served, by the step (1 = the first, cheapest model) whose answer was returned",
+                ),
+                &["step"],
+            )?,
+            cascade_escalations: IntCounterVec::new(
+                Opts::new(
+                    "switchyard_cascade_escalations_total",
+                    "Cascade steps whose answer was refused and passed on to the next step, by step and reason",
+                ),
+                &["step", "reason"],
+            )?,
+            cascade_model_seconds: prometheus::CounterVec::new(
+                Opts::new(
+                    "switchyard_cascade_model_seconds_total",
+                    "Model time spent by cascades (the answers' total_duration), on answers and on judging them",
+                ),
+                &["work"],
+            )?,
         };
         for collector in [
             Box::new(m.requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -211,6 +238,9 @@ impl Metrics {
             Box::new(m.cache_bytes.clone()),
             Box::new(m.cache_evictions.clone()),
             Box::new(m.cache_store_writes.clone()),
+            Box::new(m.cascade_requests.clone()),
+            Box::new(m.cascade_escalations.clone()),
+            Box::new(m.cascade_model_seconds.clone()),
         ] {
             m.registry.register(collector)?;
         }

@@ -73,6 +73,10 @@ pub struct Prepared {
     pub max_output_tokens: Option<u64>,
     /// An empty-prompt load or unload.
     pub control: Option<Control>,
+    /// The task rule the request named (`x-switchyard-task` or `auto:NAME`), once applied.
+    pub(crate) task: Option<std::sync::Arc<crate::tasks::Task>>,
+    /// The conversation a chat belongs to (for affinity), once known.
+    pub(crate) conversation: Option<crate::affinity::Conversation>,
 }
 
 /// Load-time options: a different value forces Ollama to reload the model, so they are set by Switchyard per model.
@@ -337,7 +341,19 @@ pub fn prepare_native(
             Some("model".to_string()),
         ));
     }
-    Ok(Prepared { endpoint, body, requested, target, stream, keep_alive, classification, max_output_tokens, control })
+    Ok(Prepared {
+        endpoint,
+        body,
+        requested,
+        target,
+        stream,
+        keep_alive,
+        classification,
+        max_output_tokens,
+        control,
+        task: None,
+        conversation: None,
+    })
 }
 
 /// The conversation of a checked native body as turns, and whether it is an empty-prompt load or unload.

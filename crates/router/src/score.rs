@@ -56,6 +56,11 @@ pub struct ScoreRequest<'a> {
     /// Class probabilities to blend the per-category qualities by, when the classifier was unsure
     /// (`routing.blend_below`); `None` scores the quality in `category` alone.
     pub blend: Option<[f32; 7]>,
+    /// The only models that may serve it (a task's `model` or `models`); `None` allows every model.
+    pub allow: Option<&'a [ModelName]>,
+    /// The model that answered the conversation's previous turn, and the prompt tokens of the history it holds
+    /// processed: while it stays loaded, it prefills only the rest.
+    pub affinity: Option<(&'a ModelName, u64)>,
 }
 
 /// What the scorer reads. All of it is lock-free snapshots.
@@ -131,6 +136,14 @@ pub struct Candidate {
     pub utility: f64,
     /// Why the model cannot serve this request; `None` for eligible candidates.
     pub excluded: Option<String>,
+    /// Prompt tokens this model already holds processed (it answered the conversation's previous turn and is
+    /// still loaded); they are left out of its prefill.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cached_prefix_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A complete scoring: every model, eligible ones first by utility.
@@ -255,6 +268,7 @@ fn evaluate<'a>(
         speed_term: 0.0,
         utility: 0.0,
         excluded: None,
+        cached_prefix_tokens: 0,
     };
     if let Some(reason) = exclusion(spec, req, cx) {
         c.excluded = Some(reason);
@@ -327,12 +341,24 @@ fn evaluate<'a>(
             }
         }
     }
+    if c.loaded
+        && let Some((model, prefix)) = req.affinity
+        && model == name
+        && req.prompt_tokens > 0
+    {
+        // Ollama reuses the KV cache of this conversation's previous turn: only the new turns are prefilled.
+        c.cached_prefix_tokens = prefix.min(req.prompt_tokens);
+        c.latency.prefill *= (req.prompt_tokens - c.cached_prefix_tokens) as f64 / req.prompt_tokens as f64;
+    }
     c.latency.total = c.latency.queue + c.latency.load + c.latency.eviction + c.latency.prefill + c.latency.decode;
     c
 }
 
 /// Why `spec` cannot serve the request, if it cannot.
 fn exclusion(spec: &ModelSpec, req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Option<String> {
+    if req.allow.is_some_and(|allow| !allow.contains(&spec.name)) {
+        return Some("not among the task's models".into());
+    }
     let caps = &spec.capabilities;
     if req.embedding {
         if !caps.embedding {
@@ -467,6 +493,8 @@ mod tests {
             prompt_tokens: 50,
             max_output_tokens: None,
             blend,
+            allow: None,
+            affinity: None,
         };
         let cx = ScoreContext {
             config: &w.config,
@@ -533,6 +561,73 @@ mod tests {
         let too_long = run(&w, 0.5, Needs { context_tokens: 100_000, ..needs() });
         assert!(too_long.eligible().next().is_none());
         assert!(too_long.why_none().contains("context too small"));
+    }
+
+    /// A math request of `prompt_tokens` scored in `w` with a task's allow-list and a conversation's affinity.
+    fn run_with(
+        w: &World,
+        prompt_tokens: u64,
+        allow: Option<&[ModelName]>,
+        affinity: Option<(&ModelName, u64)>,
+    ) -> Scoring {
+        let needs = Needs { context_tokens: prompt_tokens + 300, ..needs() };
+        let req = ScoreRequest {
+            category: Category::Math,
+            needs: &needs,
+            embedding: false,
+            preference: 0.5,
+            prompt_tokens,
+            max_output_tokens: None,
+            blend: None,
+            allow,
+            affinity,
+        };
+        let cx = ScoreContext {
+            config: &w.config,
+            catalog: &w.catalog,
+            profiles: &w.profiles,
+            live: &w.live,
+            ledger: &w.ledger,
+            open_breakers: &[],
+            backends: &[],
+            cold_remote: &[],
+        };
+        score(&req, &cx)
+    }
+
+    #[test]
+    fn a_tasks_models_exclude_the_others() {
+        let w = world();
+        let only = [ModelName::parse("big").unwrap()];
+        let scoring = run_with(&w, 50, Some(&only), None);
+        let eligible: Vec<&str> = scoring.eligible().map(|c| c.model.as_str()).collect();
+        assert_eq!(eligible, ["big:latest"]);
+        let small = scoring.candidates.iter().find(|c| c.model.as_str() == "small:latest").unwrap();
+        assert_eq!(small.excluded.as_deref(), Some("not among the task's models"));
+    }
+
+    #[test]
+    fn affinity_leaves_the_held_prefix_out_of_a_loaded_models_prefill_only() {
+        let mut w = world();
+        let small = ModelName::parse("small").unwrap();
+        let big = ModelName::parse("big").unwrap();
+        let plain = run_with(&w, 3000, None, Some((&small, 2000)));
+        let cold = plain.candidates.iter().find(|c| c.model == small).unwrap();
+        // Not loaded: its cache is gone, nothing is saved.
+        assert_eq!(cold.cached_prefix_tokens, 0);
+        w.ledger.begin_load(&small, switchyard_vram::Shares::one(0, 3 * GIB), None, Instant::now());
+        w.ledger.finish_load(&small, Ok((1.5, None)), Instant::now());
+        let before = run_with(&w, 3000, None, None);
+        let after = run_with(&w, 3000, None, Some((&small, 2000)));
+        let find = |s: &Scoring, m: &ModelName| s.candidates.iter().find(|c| &c.model == m).unwrap().clone();
+        let (s0, s1) = (find(&before, &small), find(&after, &small));
+        assert_eq!(s1.cached_prefix_tokens, 2000);
+        assert!((s1.latency.prefill - s0.latency.prefill * 1000.0 / 3000.0).abs() < 1e-9);
+        assert!(s1.latency.total < s0.latency.total);
+        // Every other model's latency is as before; next to the faster held model, its speed term is lower.
+        assert_eq!(find(&before, &big).latency, find(&after, &big).latency);
+        assert!(find(&after, &big).utility < find(&before, &big).utility);
+        assert_eq!(find(&after, &big).cached_prefix_tokens, 0);
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct Inner {
     pub breaker: Breaker,
     /// The response cache.
     pub cache: ResponseCache,
+    /// Task rules by name.
+    pub(crate) tasks: crate::tasks::Tasks,
+    /// The model that answered each recent conversation's last turn.
+    pub(crate) conversations: crate::affinity::Conversations,
     pub classifier: Classifier,
     /// The optional embedding classifier, once built.
     pub embedding_classifier: ArcSwap<Option<EmbeddingClassifier>>,
@@ -151,6 +155,11 @@ impl AppState {
             },
             embedding_classifier: ArcSwap::from_pointee(None),
             cache: ResponseCache::new(config.cache.clone(), &p.metrics),
+            tasks: crate::tasks::Tasks::from_config(&config),
+            conversations: crate::affinity::Conversations::new(
+                config.routing.affinity,
+                config.routing.affinity_conversations,
+            ),
             metrics: p.metrics,
             writer: p.writer,
             store: p.store,

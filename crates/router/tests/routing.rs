@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use switchyard::classify::expected_output_tokens;
 use switchyard_core::Category;
-use switchyard_core::store::{ModelRecord, ScoreRecord, SqlStore, Store};
+use switchyard_core::store::{ScoreRecord, SqlStore, Store};
 use switchyard_core::text::estimate_tokens;
 use switchyard_sim::SimOptions;
 
@@ -44,46 +44,8 @@ const PROMPTS: [(Category, &str); 6] = [
 ];
 
 async fn seed(h: &Harness, quality: impl Fn(&str, usize) -> f64) {
-    let store = SqlStore::open(&h.router.config().database.resolved_url(), 1).await.unwrap();
-    let catalog = h.router.catalog();
-    for (name, prefill, decode, load, _) in SEED {
-        let spec = catalog.models.values().find(|s| s.name.as_str() == name).unwrap();
-        store
-            .upsert_model(&ModelRecord {
-                name: name.into(),
-                digest: spec.digest.clone(),
-                load_seconds: Some(load),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        for (i, c) in Category::PROFILED.iter().enumerate() {
-            let successes = (quality(name, i) * f64::from(N)).round() as u32;
-            store
-                .upsert_score(&ScoreRecord {
-                    model: name.into(),
-                    category: c.as_str().into(),
-                    digest: spec.digest.clone(),
-                    suite_version: "v1-test".into(),
-                    n: N,
-                    successes,
-                    mean: f64::from(successes) / f64::from(N),
-                    ci_low: 0.0,
-                    ci_high: 1.0,
-                    ttft_p50_ms: None,
-                    ttft_p95_ms: None,
-                    latency_p50_ms: None,
-                    latency_p95_ms: None,
-                    prefill_tps: Some(prefill),
-                    decode_tps: Some(decode),
-                    mean_output_tokens: Some(3.0),
-                    updated_at: 1,
-                })
-                .await
-                .unwrap();
-        }
-    }
-    h.router.reload_profiles().await.unwrap();
+    let rows: Vec<(&str, f64, f64, f64)> = SEED.iter().map(|(n, p, d, l, _)| (*n, *p, *d, *l)).collect();
+    common::seed_profiles(h, &rows, N, quality).await;
 }
 
 /// The utility formula of the routing design, computed independently: U = w*q + (1-w) * Lmin / L.

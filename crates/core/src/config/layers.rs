@@ -5,7 +5,7 @@
 //! layer set each value, for `switchyard config show`. The merged table is then deserialised (type errors name the
 //! key) and validated (range errors name the key and where its value came from).
 
-use super::{Config, ModelSettings, presets};
+use super::{Config, ModelSettings, TASK_KEYS, presets};
 use crate::error::CoreError;
 use crate::model::ModelName;
 use serde::Serialize;
@@ -166,6 +166,7 @@ fn choices(key: &str) -> Option<&'static str> {
         "vram.probe" => Some("\"auto\", \"nvml\", \"ollama\", \"sim\""),
         "routing.classifier" => Some("\"learned\", \"rules\", \"embedding\""),
         "routing.remote" => Some("\"never\", \"fallback\", \"scored\""),
+        "routing.unknown_task" => Some("\"reject\", \"auto\""),
         "server.log_format" => Some("\"pretty\", \"json\""),
         _ => None,
     }
@@ -223,6 +224,10 @@ fn merge_layer(
     for (section, value) in layer {
         if section == "models" {
             merge_models(merged, value, source, origins)?;
+            continue;
+        }
+        if section == "tasks" {
+            merge_tasks(merged, value, source, origins)?;
             continue;
         }
         if section == "backends" {
@@ -293,6 +298,41 @@ fn merge_models(
     Ok(())
 }
 
+/// `[tasks.NAME]` tables: each key checked against [`TASK_KEYS`]; a later layer's key replaces the earlier one's.
+fn merge_tasks(
+    merged: &mut Table,
+    value: &Value,
+    source: &Source,
+    origins: &mut BTreeMap<String, Source>,
+) -> Result<(), CoreError> {
+    let Value::Table(tasks) = value else {
+        return Err(CoreError::config("tasks", format!("must be a table of [tasks.NAME] tables (in {source})")));
+    };
+    let target = merged.entry("tasks".to_string()).or_insert_with(|| Value::Table(Table::new()));
+    let Value::Table(target) = target else {
+        return Err(CoreError::config("tasks", "internal: tasks is not a table"));
+    };
+    let allowed: Vec<String> = TASK_KEYS.iter().map(ToString::to_string).collect();
+    for (name, rule) in tasks {
+        let Value::Table(rule) = rule else {
+            return Err(CoreError::config(format!("tasks.{name}"), format!("must be a table (in {source})")));
+        };
+        let entry = target.entry(name.clone()).or_insert_with(|| Value::Table(Table::new()));
+        let Value::Table(entry) = entry else {
+            return Err(CoreError::config("tasks", "internal: task entry is not a table"));
+        };
+        for (key, v) in rule {
+            let dotted = format!("tasks.{name}.{key}");
+            if !allowed.contains(key) {
+                return Err(unknown_key(&dotted, allowed.iter(), source, Some("tasks.<name>")));
+            }
+            entry.insert(key.clone(), v.clone());
+            origins.insert(dotted, source.clone());
+        }
+    }
+    Ok(())
+}
+
 fn unknown_key<'a>(
     key: &str,
     allowed: impl Iterator<Item = &'a String>,
@@ -328,12 +368,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// Every leaf key of the schema, dotted (`vram.strategy`), except the open `models` map.
+/// Every leaf key of the schema, dotted (`vram.strategy`), except the open `models` and `tasks` maps.
 fn leaf_keys(schema: &Table) -> Vec<String> {
     let mut keys = Vec::new();
     for (section, value) in schema {
         if let Value::Table(fields) = value {
-            if section == "models" {
+            if section == "models" || section == "tasks" {
                 continue;
             }
             keys.extend(fields.keys().map(|k| format!("{section}.{k}")));
@@ -437,14 +477,15 @@ impl LoadedConfig {
             let Value::Table(fields) = value else {
                 continue;
             };
-            if section == "models" {
+            if section == "models" || section == "tasks" {
                 for (name, settings) in fields {
                     let Value::Table(settings) = settings else {
                         continue;
                     };
-                    out.push_str(&format!("\n[models.{name:?}]\n"));
+                    let name = if section == "models" { format!("{name:?}") } else { name.clone() };
+                    out.push_str(&format!("\n[{section}.{name}]\n"));
                     for (key, v) in settings {
-                        let dotted = format!("models.{name:?}.{key}");
+                        let dotted = format!("{section}.{name}.{key}");
                         push_line(&mut out, key, v, self.origins.get(&dotted), false);
                     }
                 }

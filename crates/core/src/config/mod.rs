@@ -6,10 +6,14 @@
 
 mod layers;
 mod presets;
+mod tasks;
 mod values;
 
 pub use layers::{ConfigSources, ENV_ALIASES, FlagValue, LoadedConfig, Source, documented_keys, env_name, load};
 pub use presets::{PRESETS, preset_text};
+pub use tasks::{
+    CascadeSteps, MAX_CASCADE_STEPS, TASK_KEYS, TASK_PRESETS, TaskRule, UnknownTask, VALIDATORS, preset_rule,
+};
 pub use values::{ByteSize, VramLimit};
 
 use crate::error::CoreError;
@@ -36,6 +40,8 @@ pub struct Config {
     pub models: BTreeMap<String, ModelSettings>,
     /// OpenAI-compatible engines and providers beside the local Ollama (`[[backends]]`).
     pub backends: Vec<BackendConfig>,
+    /// Task rules, keyed by task name (`[tasks.planner]`).
+    pub tasks: BTreeMap<String, TaskRule>,
 }
 
 /// What a `[[backends]]` entry speaks.
@@ -454,6 +460,12 @@ pub struct RoutingConfig {
     pub remote: RemotePolicy,
     /// Score lost per unit of predicted request cost (`price_*_per_mtok` units) under `remote = "scored"`.
     pub cost_weight: f64,
+    /// What a task name no `[tasks.NAME]` rule or preset defines gets: `reject` (a 400) or `auto`.
+    pub unknown_task: UnknownTask,
+    /// Keep a conversation on the model that answered its previous turn while that model holds its prefix.
+    pub affinity: bool,
+    /// Conversations remembered for affinity (least recently used forgotten first).
+    pub affinity_conversations: u64,
 }
 
 impl Default for RoutingConfig {
@@ -473,6 +485,9 @@ impl Default for RoutingConfig {
             ewma_alpha: 0.2,
             remote: RemotePolicy::Fallback,
             cost_weight: 10.0,
+            unknown_task: UnknownTask::Reject,
+            affinity: true,
+            affinity_conversations: 10_000,
         }
     }
 }
@@ -706,6 +721,12 @@ impl Config {
                 "routing.embedding_model",
                 "must name an Ollama embedding model when routing.classifier = \"embedding\"",
             ));
+        }
+        if self.routing.affinity_conversations == 0 {
+            return Err(CoreError::config("routing.affinity_conversations", "must be at least 1"));
+        }
+        for (name, rule) in &self.tasks {
+            rule.validate(name)?;
         }
         if self.routing.max_attempts == 0 || self.routing.max_attempts > 10 {
             return Err(CoreError::config("routing.max_attempts", "must be between 1 and 10"));

@@ -36,7 +36,7 @@ pub(super) fn json_verdict(answer: &str, schema: &Value, expect: Option<&Value>)
     let Some(value) = extract_json(answer) else {
         return Verdict::pass_fail(false);
     };
-    let schema_ok = schema_violation(schema, &value, "$").is_none();
+    let schema_ok = violation_at(schema, &value, "$").is_none();
     let (matched, total) = expect.map_or((0, 0), |e| expect_matches(e, Some(&value)));
     Verdict::partial(usize::from(schema_ok) + matched, 1 + total)
 }
@@ -176,8 +176,19 @@ fn json_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// The first way `value` violates `schema`, as `path: reason`; `None` when it conforms.
-fn schema_violation(schema: &Value, value: &Value, path: &str) -> Option<String> {
+/// The first way `value` violates `schema`, as `$.path: reason` (`$` is the value itself); `None` when it
+/// conforms.
+///
+/// Unlike [`Check::validate`](super::Check::validate), which refuses a suite schema outside the subset, this only
+/// reads the keywords it knows and ignores every other one (`$schema`, `$defs`, `anyOf`, `format`...), so it can be
+/// pointed at schemas written by others (a client's `format`, a tool's `parameters`): an unknown keyword never
+/// causes a violation, it only goes unchecked.
+pub fn schema_violation(schema: &Value, value: &Value) -> Option<String> {
+    violation_at(schema, value, "$")
+}
+
+/// [`schema_violation`] at `path`, the location of `value` inside the top-level value.
+fn violation_at(schema: &Value, value: &Value, path: &str) -> Option<String> {
     let map = schema.as_object()?;
     if let Some(t) = map.get("type") {
         let ok = match t {
@@ -222,7 +233,7 @@ fn schema_violation(schema: &Value, value: &Value, path: &str) -> Option<String>
         }
         if let Some(items) = map.get("items") {
             for (i, item) in list.iter().enumerate() {
-                if let Some(v) = schema_violation(items, item, &format!("{path}[{i}]")) {
+                if let Some(v) = violation_at(items, item, &format!("{path}[{i}]")) {
                     return Some(v);
                 }
             }
@@ -238,14 +249,14 @@ fn schema_violation(schema: &Value, value: &Value, path: &str) -> Option<String>
         for (key, v) in object {
             match props.and_then(|p| p.get(key)) {
                 Some(sub) => {
-                    if let Some(violation) = schema_violation(sub, v, &format!("{path}.{key}")) {
+                    if let Some(violation) = violation_at(sub, v, &format!("{path}.{key}")) {
                         return Some(violation);
                     }
                 }
                 None => match map.get("additionalProperties") {
                     Some(Value::Bool(false)) => return Some(format!("{path}: unexpected property {key:?}")),
                     Some(sub @ Value::Object(_)) => {
-                        if let Some(violation) = schema_violation(sub, v, &format!("{path}.{key}")) {
+                        if let Some(violation) = violation_at(sub, v, &format!("{path}.{key}")) {
                             return Some(violation);
                         }
                     }
@@ -343,6 +354,31 @@ mod tests {
         assert!(passes(&c, r#"[{"sku": "a1", "qty": 2, "note": "x"}, {"sku": "B2", "qty": 1}]"#));
         assert!(!passes(&c, r#"[{"sku": "B2"}, {"sku": "A1", "qty": 2}]"#));
         assert!(!passes(&c, r#"[{"sku": "A1", "qty": 2}]"#));
+    }
+
+    #[test]
+    fn schema_violation_ignores_keywords_outside_the_subset() {
+        use crate::check::schema_violation;
+        let schema = serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$defs": {"unit": {"enum": ["c", "f"]}},
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "format": "hostname", "pattern": "^x$"},
+                "unit": {"$ref": "#/$defs/unit"}
+            },
+            "anyOf": [{"required": ["nothing"]}],
+            "required": ["city"],
+        });
+        assert_eq!(schema_violation(&schema, &serde_json::json!({"city": "Oslo", "unit": 5})), None);
+        assert_eq!(
+            schema_violation(&schema, &serde_json::json!({"unit": "c"})).as_deref(),
+            Some("$: missing required \"city\"")
+        );
+        assert_eq!(
+            schema_violation(&schema, &serde_json::json!({"city": 3})).as_deref(),
+            Some("$.city: expected type \"string\"")
+        );
     }
 
     #[test]

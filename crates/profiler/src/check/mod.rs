@@ -41,7 +41,7 @@ mod output;
 mod text;
 
 pub use constraints::Constraints;
-pub use json::extract_json;
+pub use json::{extract_json, schema_violation};
 pub use number::{final_number, last_number};
 
 use json::{json_verdict, leaf_count, validate_schema};

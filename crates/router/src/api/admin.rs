@@ -10,7 +10,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Path, Query, State};
 use axum::http::Uri;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -223,9 +223,12 @@ pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, Ollama
 pub struct ExplainQuery {
     /// The prompt to route.
     pub prompt: String,
-    /// `auto`, `auto:fast`, `auto:quality` (default `auto`).
+    /// `auto`, `auto:fast`, `auto:quality`, `auto:TASK` (default `auto`).
     #[serde(default)]
     pub model: Option<String>,
+    /// A task rule to apply, as `x-switchyard-task` would.
+    #[serde(default)]
+    pub task: Option<String>,
     /// Overrides the quality preference (0..1).
     #[serde(default)]
     pub quality: Option<f64>,
@@ -315,22 +318,39 @@ async fn explanation(state: &AppState, q: &ExplainQuery) -> Result<Value, Router
     if q.quality.is_some_and(|w| !(0.0..=1.0).contains(&w)) {
         return Err(RouterError::bad("quality must be between 0 and 1", Some("quality".into())));
     }
+    let mut body = explain_body(q);
+    let mut headers = HeaderMap::new();
+    if let Some(task) = &q.task {
+        let value =
+            HeaderValue::from_str(task).map_err(|_| RouterError::bad("task must be ASCII", Some("task".into())))?;
+        headers.insert(crate::tasks::TASK_HEADER, value);
+    }
+    let task = state.tasks.find(&mut body, &headers)?;
     let mut prepared = prepare_native(
         Endpoint::Chat,
-        explain_body(q),
+        body,
         PrepareContext { routing: &state.config.routing, classifier: &state.classifier, quality_header: q.quality },
     )?;
+    if let Some(task) = task {
+        task.apply(&mut prepared, q.quality.is_some());
+        prepared.task = Some(task);
+    }
     let Target::Auto { preference, label } = prepared.target else {
-        return Err(RouterError::bad("model must be auto, auto:fast or auto:quality", Some("model".into())));
+        return Err(RouterError::bad("model must be auto, auto:fast, auto:quality or auto:TASK", Some("model".into())));
     };
     decision::ensure_catalog(state).await?;
     let classifier = decision::classify(state, &mut prepared).await;
     let decided = decision::decide(state, &prepared, preference);
+    let cascade = prepared.task.as_ref().and_then(|t| t.cascade.as_ref()).map(|c| {
+        crate::engine::cascade::steps(&decided.scoring, c).iter().map(ModelName::to_string).collect::<Vec<_>>()
+    });
     let classification = &prepared.classification;
     let scores: serde_json::Map<String, Value> =
         Category::ALL.iter().map(|c| (c.as_str().to_string(), json!(classification.scores[c.index()]))).collect();
     Ok(json!({
         "model": label,
+        "task": prepared.task.as_ref().map(|t| t.describe()),
+        "cascade": cascade,
         "classifier": classifier.as_str(),
         "category": classification.category,
         "confidence": classification.confidence,

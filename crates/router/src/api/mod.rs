@@ -100,13 +100,19 @@ pub(crate) async fn read_request<T>(
     native: impl FnOnce(Map<String, Value>) -> Result<(Map<String, Value>, T), RouterError>,
 ) -> Result<(Request, T), RouterError> {
     let bytes = read_body(headers, body, state.config.server.max_body.0).await?;
-    let (native, extra) = native(parse_object(&bytes, state.config.server.max_json_depth as usize)?)?;
+    let (mut native, extra) = native(parse_object(&bytes, state.config.server.max_json_depth as usize)?)?;
     let quality = quality_header(headers)?;
-    let prepared = prepare_native(
+    let task = state.tasks.find(&mut native, headers)?;
+    let mut prepared = prepare_native(
         endpoint,
         native,
         PrepareContext { routing: &state.config.routing, classifier: &state.classifier, quality_header: quality },
     )?;
+    if let Some(task) = task {
+        task.apply(&mut prepared, quality.is_some());
+        prepared.task = Some(task);
+    }
+    prepared.conversation = crate::affinity::Conversation::of(&prepared, headers);
     if state.config.server.log_prompts {
         tracing::debug!(request_id = %ctx.request_id, body = %String::from_utf8_lossy(&bytes), "request");
     }
@@ -117,6 +123,7 @@ pub(crate) async fn read_request<T>(
         request_id: ctx.request_id.clone(),
         started: ctx.started,
         cache: Directives::from_headers(headers),
+        cascade: crate::engine::cascade::CascadeMode::from_headers(headers)?,
     };
     Ok((request, extra))
 }
@@ -144,16 +151,22 @@ pub fn quality_header(headers: &HeaderMap) -> Result<Option<f64>, RouterError> {
     crate::request::parse_quality_header(value)
 }
 
-/// Adds Switchyard's routing and cache headers and the labels for metrics.
+/// Adds Switchyard's routing, cache and cascade headers and the labels for metrics.
 pub(crate) fn decorate(
     response: Response<Body>,
     model: &ModelName,
     category: &'static str,
     cache: CacheStatus,
+    cascade: Option<&crate::engine::cascade::Report>,
 ) -> Response<Body> {
     let mut response = label(response, model, category);
     if let Some(v) = cache.header().and_then(|v| HeaderValue::from_str(&v).ok()) {
         response.headers_mut().insert("x-switchyard-cache", v);
+    }
+    for (name, value) in cascade.map(crate::engine::cascade::Report::headers).unwrap_or_default() {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
     }
     response
 }

@@ -327,10 +327,11 @@ impl ResponseCache {
         if !read && !write {
             return Some(Plan { key: [0; 32], read, write, semantic: None, embedding: None });
         }
-        let key = request_key(prepared.endpoint, &prepared.target, &prepared.body, None);
+        let task = prepared.task.as_ref().map(|t| &*t.name);
+        let key = request_key(prepared.endpoint, (&prepared.target, task), &prepared.body, None);
         let semantic =
             self.config.semantic.then(|| last_user_text(prepared.endpoint, &prepared.body)).flatten().map(|text| {
-                let group = request_key(prepared.endpoint, &prepared.target, &prepared.body, Some(()));
+                let group = request_key(prepared.endpoint, (&prepared.target, task), &prepared.body, Some(()));
                 (group, text)
             });
         Some(Plan { key, read, write, semantic, embedding: None })
@@ -688,7 +689,12 @@ pub(crate) fn cacheable_answer(answer: &[u8], tool_calls: bool) -> Option<String
 
 /// The key of a request: the endpoint, the resolved target and the body without what does not decide the answer.
 /// With `without_last_turn`, the last user turn's text is left out too (the semantic group).
-fn request_key(endpoint: Endpoint, target: &Target, body: &Map<String, Value>, without_last_turn: Option<()>) -> Key {
+fn request_key(
+    endpoint: Endpoint,
+    (target, task): (&Target, Option<&str>),
+    body: &Map<String, Value>,
+    without_last_turn: Option<()>,
+) -> Key {
     let mut h = Sha256::new();
     h.update(b"switchyard-cache-v1\0");
     h.update(endpoint.path().as_bytes());
@@ -702,6 +708,11 @@ fn request_key(endpoint: Endpoint, target: &Target, body: &Map<String, Value>, w
             h.update(b"auto:");
             h.update(preference.to_bits().to_le_bytes());
         }
+    }
+    // A task may restrict the models or run a cascade: its answers are its own.
+    if let Some(task) = task {
+        h.update(b"\0task:");
+        h.update(task.as_bytes());
     }
     h.update(b"\0");
     let last_user = without_last_turn.and_then(|()| last_user_index(endpoint, body));
@@ -936,7 +947,7 @@ mod tests {
     }
 
     fn key(v: Value) -> Key {
-        request_key(Endpoint::Chat, &Target::Model(ModelName::parse("llama3.2:3b").unwrap()), &body(v), None)
+        request_key(Endpoint::Chat, (&Target::Model(ModelName::parse("llama3.2:3b").unwrap()), None), &body(v), None)
     }
 
     #[test]
@@ -956,7 +967,7 @@ mod tests {
             assert_ne!(key(a.clone()), key(changed.clone()), "{changed}");
         }
         let auto = |w: f64| {
-            request_key(Endpoint::Chat, &Target::Auto { preference: w, label: "auto" }, &body(a.clone()), None)
+            request_key(Endpoint::Chat, (&Target::Auto { preference: w, label: "auto" }, None), &body(a.clone()), None)
         };
         assert_ne!(auto(0.7), auto(0.2), "a different preference is a different target");
         assert_ne!(auto(0.7), key(a.clone()), "auto is not the explicit model");
@@ -967,7 +978,7 @@ mod tests {
     #[test]
     fn the_group_leaves_out_only_the_last_user_turn() {
         let group = |v: Value| {
-            request_key(Endpoint::Chat, &Target::Model(ModelName::parse("m:1b").unwrap()), &body(v), Some(()))
+            request_key(Endpoint::Chat, (&Target::Model(ModelName::parse("m:1b").unwrap()), None), &body(v), Some(()))
         };
         let q =
             |text: &str| json!({"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": text}]});

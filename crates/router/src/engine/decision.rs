@@ -44,6 +44,8 @@ pub(crate) enum Classifier {
     Learned,
     Rules,
     Embedding,
+    /// A task rule fixed the category.
+    Task,
 }
 
 impl Classifier {
@@ -52,6 +54,7 @@ impl Classifier {
             Classifier::Learned => "learned",
             Classifier::Rules => "rules",
             Classifier::Embedding => "embedding",
+            Classifier::Task => "task",
         }
     }
 }
@@ -59,6 +62,9 @@ impl Classifier {
 /// With `routing.classifier = "embedding"`, classifies an `auto` request again by its nearest labelled examples
 /// (through the embedding model, admitted like any request); the local classifier's answer stays on any failure.
 pub(crate) async fn classify(state: &AppState, prepared: &mut Prepared) -> Classifier {
+    if prepared.task.as_ref().is_some_and(|t| t.category.is_some()) && matches!(prepared.target, Target::Auto { .. }) {
+        return Classifier::Task;
+    }
     let local = if state.classifier.learned() { Classifier::Learned } else { Classifier::Rules };
     if !matches!(prepared.target, Target::Auto { .. }) || prepared.endpoint.is_embedding() {
         return local;
@@ -103,6 +109,8 @@ pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> 
     let c = &prepared.classification;
     let output = prepared.max_output_tokens.unwrap_or_else(|| crate::classify::expected_output_tokens(c.category));
     let prompt_tokens = c.needs.context_tokens.saturating_sub(output).max(1);
+    let affine = state.conversations.model_for(prepared.conversation.as_ref());
+    let prefix = prepared.conversation.map_or(0, |c| c.prefix_tokens);
     let req = ScoreRequest {
         category: c.category,
         needs: &c.needs,
@@ -111,6 +119,8 @@ pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> 
         prompt_tokens,
         max_output_tokens: prepared.max_output_tokens,
         blend: (f64::from(c.confidence) < state.config.routing.blend_below).then_some(c.scores),
+        allow: prepared.task.as_ref().and_then(|t| t.allow.as_deref()),
+        affinity: affine.as_ref().map(|m| (m, prefix)),
     };
     let catalog = state.catalog.load();
     let profiles = state.profiles.load();
@@ -171,7 +181,13 @@ pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> 
 
 /// Records a real routing decision: the request's span, metrics, the ring `/admin/decisions` reads, and (sampled
 /// by `routing.decision_sample_rate`) a row in the store. Gives back the candidates.
-pub(crate) fn record(state: &AppState, req: &Request, preference: f64, decision: Decision) -> Vec<ModelName> {
+pub(crate) fn record(
+    state: &AppState,
+    req: &Request,
+    preference: f64,
+    decision: Decision,
+    cascade: bool,
+) -> Vec<ModelName> {
     let prepared = &req.prepared;
     let request_id = req.request_id.as_str();
     let surface = req.surface.as_str();
@@ -188,6 +204,8 @@ pub(crate) fn record(state: &AppState, req: &Request, preference: f64, decision:
         chosen: chosen.clone(),
         decision_us: decision.decision_us,
         confidence: prepared.classification.confidence,
+        task: prepared.task.as_ref().map(|t| t.name.to_string()),
+        cascade: cascade.then(|| decision.candidates.iter().map(ToString::to_string).collect()),
         scoring: decision.scoring,
     });
     if rand::random::<f64>() < state.config.routing.decision_sample_rate {

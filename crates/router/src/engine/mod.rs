@@ -11,6 +11,7 @@
 //! at once) count against the model's circuit breaker and move on to the next candidate, within
 //! `routing.max_attempts` and the admission wait.
 
+pub(crate) mod cascade;
 pub(crate) mod decision;
 pub(crate) mod outcome;
 
@@ -56,6 +57,8 @@ pub(crate) struct Request {
     pub started: Instant,
     /// What the request's `Cache-Control` allows the response cache to do.
     pub cache: Directives,
+    /// What `x-switchyard-cascade` asks of the task's cascade.
+    pub cascade: cascade::CascadeMode,
 }
 
 /// Serves requests against the router's shared state.
@@ -89,10 +92,14 @@ impl<'a> Engine<'a> {
             return Ok(outcome::replay(&req, hit));
         }
         decision::classify(self.state, &mut req.prepared).await;
+        if let Some(steps) = cascade::applies(&req) {
+            return self.cascade(&req, steps, plan).await;
+        }
         let category = category_label(&req.prepared);
         let candidates = self.candidates(&req).await?;
         let admitted = self.attempt(&req, &candidates).await?;
         self.state.metrics.overhead.observe(admitted.forwarded_at.duration_since(req.started).as_secs_f64());
+        self.state.conversations.answered(req.prepared.conversation.as_ref(), &admitted.model);
         Ok(outcome::finish(self.state, &req, admitted, category, plan))
     }
 
@@ -109,7 +116,7 @@ impl<'a> Engine<'a> {
                 decision::ensure_catalog(state).await?;
                 let decided = decision::decide(state, prepared, *preference);
                 let why_none = decided.candidates.is_empty().then(|| decided.scoring.why_none());
-                let candidates = decision::record(state, req, *preference, decided);
+                let candidates = decision::record(state, req, *preference, decided, false);
                 if let Some(reason) = why_none {
                     tracing::debug!(%reason, "no candidate");
                     if state.catalog.load().models.is_empty() {
@@ -252,6 +259,7 @@ impl<'a> Engine<'a> {
                 category: category_label(prepared),
                 answer: Answer::Control(reason),
                 cache: CacheStatus::Off,
+                cascade: None,
             });
         }
         let reason = match control {
@@ -278,6 +286,7 @@ impl<'a> Engine<'a> {
             category: category_label(prepared),
             answer: Answer::Control(reason),
             cache: CacheStatus::Off,
+            cascade: None,
         })
     }
 }

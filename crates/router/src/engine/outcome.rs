@@ -28,6 +28,8 @@ pub(crate) struct Outcome {
     pub answer: Answer,
     /// What the response cache did.
     pub cache: CacheStatus,
+    /// How the task's cascade went, when one served the request.
+    pub cascade: Option<Box<super::cascade::Report>>,
 }
 
 /// The body of an outcome.
@@ -126,7 +128,7 @@ pub(super) fn finish(
             Answer::Stream(Relay { first, rest, idle, hold: Some(hold), on_end })
         }
     };
-    Outcome { model, shown: upstream_name, category, answer, cache }
+    Outcome { model, shown: upstream_name, category, answer, cache, cascade: None }
 }
 
 /// The most bytes of one streamed answer captured for the cache: the largest answer stored, with room for the
@@ -181,19 +183,24 @@ pub(super) fn replay(req: &Request, hit: Hit) -> Outcome {
         (Bytes::from(serde_json::to_vec(&renamed).unwrap_or_default()), lines)
     };
     let answer = match lines {
-        Some(lines) => {
-            let rest = UpstreamBody::new(http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}));
-            Answer::Stream(Relay {
-                first: lines,
-                rest,
-                idle: Duration::from_secs(60),
-                hold: None,
-                on_end: Box::new(drop),
-            })
-        }
+        Some(lines) => stream_of(lines),
         None => Answer::Buffered(whole),
     };
-    Outcome { model: entry.model.clone(), shown, category: category_label(prepared), answer, cache: hit.status }
+    Outcome {
+        model: entry.model.clone(),
+        shown,
+        category: category_label(prepared),
+        answer,
+        cache: hit.status,
+        cascade: None,
+    }
+}
+
+/// A stream made of a whole answer's native NDJSON lines (a cache hit, or a cascade's accepted answer), relayed
+/// like an upstream stream so that each surface encodes it in its own shape.
+pub(super) fn stream_of(lines: Bytes) -> Answer {
+    let rest = UpstreamBody::new(http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}));
+    Answer::Stream(Relay { first: lines, rest, idle: Duration::from_secs(60), hold: None, on_end: Box::new(drop) })
 }
 
 /// What to do when a stream has been delivered: learn the model's speed, settle its breaker, record metrics, and

@@ -130,6 +130,53 @@ impl Harness {
     }
 }
 
+/// Writes profiles to the router's store and has it read them: for each (model, prefill tok/s, decode tok/s, load s)
+/// of `rows`, `n` items per category of which `quality(model, i)` (i in `Category::PROFILED` order) succeeded.
+pub async fn seed_profiles(h: &Harness, rows: &[(&str, f64, f64, f64)], n: u32, quality: impl Fn(&str, usize) -> f64) {
+    use switchyard_core::Category;
+    use switchyard_core::store::{ModelRecord, ScoreRecord, SqlStore, Store};
+    let store = SqlStore::open(&h.router.config().database.resolved_url(), 1).await.unwrap();
+    let catalog = h.router.catalog();
+    for &(name, prefill, decode, load) in rows {
+        let spec = catalog.models.values().find(|s| s.name.as_str() == name).unwrap();
+        store
+            .upsert_model(&ModelRecord {
+                name: name.into(),
+                digest: spec.digest.clone(),
+                load_seconds: Some(load),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for (i, c) in Category::PROFILED.iter().enumerate() {
+            let successes = (quality(name, i) * f64::from(n)).round() as u32;
+            store
+                .upsert_score(&ScoreRecord {
+                    model: name.into(),
+                    category: c.as_str().into(),
+                    digest: spec.digest.clone(),
+                    suite_version: "v1-test".into(),
+                    n,
+                    successes,
+                    mean: f64::from(successes) / f64::from(n),
+                    ci_low: 0.0,
+                    ci_high: 1.0,
+                    ttft_p50_ms: None,
+                    ttft_p95_ms: None,
+                    latency_p50_ms: None,
+                    latency_p95_ms: None,
+                    prefill_tps: Some(prefill),
+                    decode_tps: Some(decode),
+                    mean_output_tokens: Some(3.0),
+                    updated_at: 1,
+                })
+                .await
+                .unwrap();
+        }
+    }
+    h.router.reload_profiles().await.unwrap();
+}
+
 /// Polls `check` until it is true or `deadline` passes.
 pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
 where
