@@ -85,7 +85,21 @@ impl Tasks {
         Tasks { by_name, configured: config.tasks.keys().cloned().collect(), unknown: config.routing.unknown_task }
     }
 
-    /// The task names, for error messages and `/admin/tasks`.
+    /// The virtual models the listing routes show: `auto`, `auto:fast`, `auto:quality`, and `auto:NAME` for each
+    /// configured task, each with a description.
+    pub(crate) fn virtual_models(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> =
+            crate::api::ollama::VIRTUAL_MODELS.iter().map(|(n, d)| ((*n).to_string(), (*d).to_string())).collect();
+        for name in &self.configured {
+            let model = format!("auto:{name}");
+            if !out.iter().any(|(n, _)| *n == model) {
+                out.push((model, format!("routes each request by the task rule {name}")));
+            }
+        }
+        out
+    }
+
+    /// The task names, for error messages.
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)
     }

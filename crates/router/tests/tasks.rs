@@ -108,6 +108,15 @@ async fn each_rule_field_applies_on_both_surfaces() {
     assert_eq!(o.header("x-switchyard-model"), Some(CODER), "{}", o.text());
     assert_eq!(o.json()["model"], CODER);
 
+    // Clients with a model picker see each task as a virtual model, on both surfaces.
+    let tags = h.get("/api/tags").await.json();
+    assert!(tags["models"].as_array().unwrap().iter().any(|m| m["name"] == "auto:summarizer"), "{tags}");
+    let listed = h.get("/v1/models").await.json();
+    assert!(listed["data"].as_array().unwrap().iter().any(|m| m["id"] == "auto:reviewer"), "{listed}");
+    let show = h.post("/api/show", json!({"model": "auto:reviewer"})).await;
+    assert_eq!(show.status, 200, "{}", show.text());
+    assert_eq!(h.get("/v1/models/auto:reviewer").await.status, 200);
+
     // The decision records the rule; explain shows it.
     let decisions = h.get("/admin/decisions?limit=50").await.json();
     let tasks: Vec<&str> =

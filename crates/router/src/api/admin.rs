@@ -45,7 +45,7 @@ pub async fn vram_op(
         .get("model")
         .and_then(Value::as_str)
         .ok_or_else(|| RouterError::bad("model is required", Some("model".into())))?;
-    if super::ollama::VIRTUAL_MODELS.iter().any(|(v, _)| *v == name) {
+    if state.tasks.virtual_models().iter().any(|(v, _)| v == name) {
         return Err(RouterError::bad(
             format!(
                 "{name} is not a model but Switchyard's router, which picks a model per request; name a pulled model"

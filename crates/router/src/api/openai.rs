@@ -2,7 +2,6 @@
 //! `keep_alive` and load-time options stay under Switchyard's control. Streams are SSE with `[DONE]`; errors are
 //! OpenAI error objects.
 
-use super::ollama::VIRTUAL_MODELS;
 use super::{RequestCtx, answer_json, decorate, read_request};
 use crate::engine::{Answer, Engine, Surface};
 use crate::error::{OpenAiError, RouterError};
@@ -160,7 +159,8 @@ pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OpenAi
         Err(e) if state.backends.is_empty() => return Err(RouterError::from(e).into()),
         Err(_) => Vec::new(),
     };
-    let mut data = Vec::with_capacity(local.len() + VIRTUAL_MODELS.len());
+    let virtual_models = state.tasks.virtual_models();
+    let mut data = Vec::with_capacity(local.len() + virtual_models.len());
     for m in &local {
         let created = chrono::DateTime::parse_from_rfc3339(&m.modified_at).map_or(0, |t| t.timestamp());
         data.push(model_object(&m.name, "library", created));
@@ -171,7 +171,7 @@ pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OpenAi
             data.push(model_object(spec.name.as_str(), &b.name, now));
         }
     }
-    for (name, _) in VIRTUAL_MODELS {
+    for (name, _) in &virtual_models {
         data.push(model_object(name, "switchyard", now));
     }
     Ok(Json(json!({"object": "list", "data": data})))
@@ -179,7 +179,7 @@ pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OpenAi
 
 /// `GET /v1/models/{model}`.
 pub async fn model(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, OpenAiError> {
-    if VIRTUAL_MODELS.iter().any(|(v, _)| *v == id) {
+    if state.tasks.virtual_models().iter().any(|(v, _)| *v == id) {
         return Ok(Json(model_object(&id, "switchyard", chrono::Utc::now().timestamp())));
     }
     let wanted = switchyard_core::ModelName::parse(&id)?;
