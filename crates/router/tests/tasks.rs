@@ -65,6 +65,7 @@ fn chat(model: &str, content: &str) -> Value {
 async fn each_rule_field_applies_on_both_surfaces() {
     let summarizer = TaskRule {
         category: Some(Category::Extraction),
+        quality_preference: Some(0.3),
         models: Some(vec![MID.into(), CODER.into()]),
         max_tokens: Some(8),
         temperature: Some(0.0),
@@ -122,6 +123,12 @@ async fn each_rule_field_applies_on_both_surfaces() {
     let tasks: Vec<&str> =
         decisions["decisions"].as_array().unwrap().iter().filter_map(|d| d["task"].as_str()).collect();
     assert!(tasks.contains(&"summarizer") && tasks.contains(&"reviewer"), "{decisions}");
+    // The rule's quality preference, on both surfaces (one decision each: the repeats were cache hits).
+    let summarized: Vec<&Value> =
+        decisions["decisions"].as_array().unwrap().iter().filter(|d| d["task"] == "summarizer").collect();
+    assert_eq!(summarized.len(), 2, "{decisions}");
+    assert!(summarized.iter().all(|d| d["scoring"]["preference"] == 0.3), "{decisions}");
+    assert_eq!(summarized.iter().filter(|d| d["surface"] == "openai").count(), 1);
     let e = h.get("/admin/explain?prompt=Write%20a%20poem&task=summarizer").await;
     assert_eq!(e.status, 200, "{}", e.text());
     let e = e.json();
