@@ -7,14 +7,17 @@
 //! while another is only marginally better, and moves when another is much better, or when its model was unloaded
 //! (its cache is gone with it, so nothing is saved by staying).
 //!
-//! A conversation is named by the `x-switchyard-conversation` header, or else by a hash of its system prompt and
-//! first user turn (which every later turn repeats). Memory is an LRU of `routing.affinity_conversations` entries
-//! of a hash and a model name; nothing is persisted.
+//! A turn is remembered under a hash of its whole message history; the next turn, which resends that history
+//! followed by the answer and its new messages, finds it under the hash of its messages before its last assistant
+//! turn. Only an unchanged history matches, so two conversations that merely open alike never share an entry. The
+//! `x-switchyard-conversation` header names a conversation explicitly instead. Memory is an LRU of
+//! `routing.affinity_conversations` entries of a hash and a model name; nothing is persisted.
 
 use crate::request::{Endpoint, Prepared};
 use hashlink::LruCache;
 use http::HeaderMap;
 use serde_json::Value;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use switchyard_core::ModelName;
 use switchyard_core::text::{estimate_tokens, stable_hash_parts};
@@ -25,42 +28,56 @@ pub(crate) const CONVERSATION_HEADER: &str = "x-switchyard-conversation";
 /// What a request knows of its conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Conversation {
-    /// The conversation's key.
-    pub key: u64,
-    /// Estimated tokens of the turns before the last user turn: what a model that did not answer the previous
-    /// turn has to process again.
+    /// The key its previous turn was remembered under: the messages before its last assistant turn (what the
+    /// previous request sent), or the conversation header. `None` on a first turn.
+    pub lookup: Option<u64>,
+    /// The key this turn is remembered under: all of its messages, or the conversation header.
+    pub record: u64,
+    /// Estimated tokens up to and including the last assistant turn: what the model that wrote it holds processed,
+    /// and any other model has to process again.
     pub prefix_tokens: u64,
 }
 
 impl Conversation {
-    /// The conversation of a chat request: by header, else by its system prompt and first user turn. `None` for
-    /// other endpoints and for chats without a user turn.
+    /// The conversation of a chat request. `None` for other endpoints.
     pub(crate) fn of(prepared: &Prepared, headers: &HeaderMap) -> Option<Conversation> {
         if prepared.endpoint != Endpoint::Chat {
             return None;
         }
         let messages = prepared.body.get("messages").and_then(Value::as_array)?;
-        let last_user = messages.iter().rposition(|m| role(m) == "user")?;
-        let prefix_tokens = messages[..last_user].iter().map(|m| estimate_tokens(content(m)) + 4).sum();
-        let key = match headers.get(CONVERSATION_HEADER).and_then(|v| v.to_str().ok()) {
-            Some(id) if !id.trim().is_empty() => stable_hash_parts(&[b"header", id.trim().as_bytes()]),
-            _ => {
-                let mut parts: Vec<&[u8]> = vec![b"messages"];
-                for m in messages {
-                    let r = role(m);
-                    if r == "system" || r == "user" {
-                        parts.push(r.as_bytes());
-                        parts.push(content(m).as_bytes());
-                    }
-                    if r == "user" {
-                        break;
-                    }
-                }
-                stable_hash_parts(&parts)
+        let last_assistant = messages.iter().rposition(|m| role(m) == "assistant");
+        let prefix_tokens = last_assistant.map_or(0, |i| messages[..=i].iter().map(tokens).sum());
+        match headers.get(CONVERSATION_HEADER).and_then(|v| v.to_str().ok()).map(str::trim) {
+            Some(id) if !id.is_empty() => {
+                let key = stable_hash_parts(&[b"header", id.as_bytes()]);
+                Some(Conversation { lookup: Some(key), record: key, prefix_tokens })
             }
-        };
-        Some(Conversation { key, prefix_tokens })
+            _ => Some(Conversation {
+                lookup: last_assistant.map(|i| history_key(&messages[..i])),
+                record: history_key(messages),
+                prefix_tokens,
+            }),
+        }
     }
+}
+
+/// A key of a message history. A later turn resends it unchanged, followed by the answer and the new turns.
+fn history_key(messages: &[Value]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for m in messages {
+        role(m).hash(&mut h);
+        content(m).hash(&mut h);
+        if let Some(calls) = m.get("tool_calls") {
+            calls.to_string().hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+/// Estimated tokens of one message: its text, its tool calls and a few for the template around it.
+fn tokens(m: &Value) -> u64 {
+    let calls = m.get("tool_calls").map_or(0, |c| estimate_tokens(&c.to_string()));
+    estimate_tokens(content(m)) + calls + 4
 }
 
 fn role(m: &Value) -> &str {
@@ -87,18 +104,18 @@ impl Conversations {
     /// The model that answered the conversation's previous turn, when affinity is on and the request has one.
     pub(crate) fn model_for(&self, conversation: Option<&Conversation>) -> Option<ModelName> {
         let c = conversation.filter(|c| self.enabled && c.prefix_tokens > 0)?;
-        self.lru.lock().ok()?.get(&c.key).cloned()
+        self.lru.lock().ok()?.get(&c.lookup?).cloned()
     }
 
     /// Remembers that `model` answered a turn of `conversation`.
     pub(crate) fn answered(&self, conversation: Option<&Conversation>, model: &ModelName) {
         let Some(c) = conversation.filter(|_| self.enabled) else { return };
         if let Ok(mut lru) = self.lru.lock() {
-            match lru.get_mut(&c.key) {
+            match lru.get_mut(&c.record) {
                 Some(kept) if kept == model => {}
                 Some(kept) => *kept = model.clone(),
                 None => {
-                    lru.insert(c.key, model.clone());
+                    lru.insert(c.record, model.clone());
                 }
             }
         }
@@ -132,41 +149,50 @@ mod tests {
     }
 
     #[test]
-    fn later_turns_share_the_first_turns_key_and_carry_their_prefix() {
-        let first =
-            chat(json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]));
-        let second =
-            chat(json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"},
-                                 {"role": "assistant", "content": "Hi! How can I help you today?"},
-                                 {"role": "user", "content": "Tell me a joke"}]));
-        let other = chat(json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Goodbye"}]));
+    fn the_next_turn_finds_the_previous_one_and_carries_its_prefix() {
+        let first = json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]);
+        let mut next = first.clone();
+        next.as_array_mut().unwrap().extend([
+            json!({"role": "assistant", "content": "Hi! How can I help you today?"}),
+            json!({"role": "user", "content": "Tell me a joke"}),
+        ]);
+        let mut edited = next.clone();
+        edited[1]["content"] = json!("Hello!");
         let h = HeaderMap::new();
-        let (a, b, c) = (
-            Conversation::of(&first, &h).unwrap(),
-            Conversation::of(&second, &h).unwrap(),
-            Conversation::of(&other, &h).unwrap(),
-        );
-        assert_eq!(a.key, b.key);
-        assert_ne!(a.key, c.key);
-        assert!(b.prefix_tokens > a.prefix_tokens);
+        let of = |m: &Value| Conversation::of(&chat(m.clone()), &h).unwrap();
+        let (a, b, c) = (of(&first), of(&next), of(&edited));
+        assert_eq!(a.lookup, None);
+        assert_eq!(b.lookup, Some(a.record));
+        assert_ne!(c.lookup, Some(a.record));
+        assert_eq!(a.prefix_tokens, 0);
+        assert!(b.prefix_tokens > 0);
+        // An agent loop: the answer was a tool call, the next request ends with its result.
+        let mut tool = first.clone();
+        tool.as_array_mut().unwrap().extend([
+            json!({"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]}),
+            json!({"role": "tool", "content": "42"}),
+        ]);
+        assert_eq!(of(&tool).lookup, Some(a.record));
         let mut named = HeaderMap::new();
         named.insert(CONVERSATION_HEADER, "thread-7".parse().unwrap());
-        assert_ne!(Conversation::of(&first, &named).unwrap().key, a.key);
-        assert_eq!(Conversation::of(&first, &named).unwrap().key, Conversation::of(&other, &named).unwrap().key);
+        let n1 = Conversation::of(&chat(first), &named).unwrap();
+        let n2 = Conversation::of(&chat(edited), &named).unwrap();
+        assert_eq!((n1.record, n1.lookup), (n2.record, n2.lookup));
+        assert_ne!(n1.record, a.record);
     }
 
     #[test]
     fn the_lru_is_bounded_and_only_multi_turn_requests_look_up() {
         let m = |n: &str| ModelName::parse(n).unwrap();
         let conversations = Conversations::new(true, 2);
-        let c = |key| Conversation { key, prefix_tokens: 10 };
+        let c = |key| Conversation { lookup: Some(key), record: key, prefix_tokens: 10 };
         conversations.answered(Some(&c(1)), &m("a"));
         conversations.answered(Some(&c(2)), &m("b"));
         conversations.answered(Some(&c(3)), &m("c"));
         assert_eq!(conversations.len(), 2);
         assert_eq!(conversations.model_for(Some(&c(1))), None);
         assert_eq!(conversations.model_for(Some(&c(3))), Some(m("c")));
-        assert_eq!(conversations.model_for(Some(&Conversation { key: 3, prefix_tokens: 0 })), None);
+        assert_eq!(conversations.model_for(Some(&Conversation { lookup: Some(3), record: 3, prefix_tokens: 0 })), None);
         conversations.answered(Some(&c(3)), &m("d"));
         assert_eq!(conversations.model_for(Some(&c(3))), Some(m("d")));
         let off = Conversations::new(false, 2);

@@ -14,7 +14,8 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use switchyard_core::config::{CascadeSteps, Config, TaskRule, UnknownTask, preset_rule};
+use switchyard_classifier::expected_output_tokens;
+use switchyard_core::config::{CascadeSteps, Config, TaskRule, UnknownTask, effective_rule, preset_rule};
 use switchyard_core::{Category, ModelName};
 
 /// The header naming a request's task.
@@ -29,6 +30,8 @@ const DEFAULT_CASCADE_STEPS: u32 = 3;
 #[derive(Debug)]
 pub(crate) struct Task {
     pub name: Arc<str>,
+    /// A hash of the whole rule: cached answers are keyed by it, so an edited rule never serves the old one's.
+    pub fingerprint: u64,
     pub category: Option<Category>,
     pub quality_preference: Option<f64>,
     /// The models `auto` may choose from (one for `model = ...`); `None` allows all.
@@ -69,8 +72,7 @@ impl Tasks {
             }
         }
         for (name, rule) in &config.tasks {
-            let base = rule.preset.as_deref().and_then(|p| preset_rule(p, &config.routing)).unwrap_or_default();
-            by_name.insert(name.clone(), rule.clone().over(base));
+            by_name.insert(name.clone(), effective_rule(name, rule, &config.routing));
         }
         let by_name = by_name
             .into_iter()
@@ -169,6 +171,8 @@ fn resolve(name: &str, rule: &TaskRule) -> Result<Task, String> {
             max_steps: rule.cascade_max_steps.unwrap_or(DEFAULT_CASCADE_STEPS) as usize,
             checks: match &rule.validators {
                 Some(names) => Checks::from_names(names)?,
+                // The rule's own cap would make every long answer "truncated", and a stronger model hits it too.
+                None if rule.max_tokens.is_some() => Checks { truncated: false, ..Checks::default() },
                 None => Checks::default(),
             },
             judge: rule.judge_model.as_ref().map(parse).transpose()?,
@@ -177,6 +181,7 @@ fn resolve(name: &str, rule: &TaskRule) -> Result<Task, String> {
     };
     Ok(Task {
         name: Arc::from(name),
+        fingerprint: switchyard_core::text::stable_hash_parts(&[name.as_bytes(), format!("{rule:?}").as_bytes()]),
         category: rule.category,
         quality_preference: rule.quality_preference,
         allow,
@@ -189,15 +194,21 @@ fn resolve(name: &str, rule: &TaskRule) -> Result<Task, String> {
 impl Task {
     /// Applies the rule to a prepared request. `quality_header`: the client set `x-switchyard-quality`, which wins.
     pub(crate) fn apply(&self, prepared: &mut Prepared, quality_header: bool) {
+        // An embedding request has no category, answer or sampling, and its models are embedding models.
+        if prepared.endpoint.is_embedding() {
+            return;
+        }
+        let expected =
+            |p: &Prepared| p.max_output_tokens.unwrap_or_else(|| expected_output_tokens(p.classification.category));
+        // The prompt's own tokens, before the category or the cap change the answer's expected length.
+        let prompt_tokens = prepared.classification.needs.context_tokens.saturating_sub(expected(prepared));
         if let Target::Auto { preference, .. } = &mut prepared.target {
             if let Some(w) = self.quality_preference
                 && !quality_header
             {
                 *preference = w;
             }
-            if let Some(category) = self.category
-                && !prepared.endpoint.is_embedding()
-            {
+            if let Some(category) = self.category {
                 let c = &mut prepared.classification;
                 c.category = category;
                 c.confidence = 1.0;
@@ -205,27 +216,25 @@ impl Task {
                 c.scores[category.index()] = 1.0;
             }
         }
-        if prepared.endpoint.is_embedding() {
-            return;
+        if self.max_tokens.is_some() || self.temperature.is_some() {
+            let options = prepared.body.entry("options").or_insert_with(|| Value::Object(Map::new()));
+            if !options.is_object() {
+                *options = Value::Object(Map::new());
+            }
+            if let Value::Object(options) = options {
+                if let Some(cap) = self.max_tokens {
+                    // Negative values ask for no limit (-1) or the whole context (-2): more than any cap.
+                    let asked = options.get("num_predict").and_then(Value::as_i64).and_then(|n| u64::try_from(n).ok());
+                    let applied = asked.map_or(cap, |n| n.min(cap));
+                    options.insert("num_predict".into(), Value::from(applied));
+                    prepared.max_output_tokens = Some(applied);
+                }
+                if let Some(t) = self.temperature {
+                    options.insert("temperature".into(), Value::from(t));
+                }
+            }
         }
-        if self.max_tokens.is_none() && self.temperature.is_none() {
-            return;
-        }
-        let options = prepared.body.entry("options").or_insert_with(|| Value::Object(Map::new()));
-        if !options.is_object() {
-            *options = Value::Object(Map::new());
-        }
-        let Value::Object(options) = options else { return };
-        if let Some(cap) = self.max_tokens {
-            // Negative values ask for no limit (-1) or the whole context (-2): more than any cap.
-            let asked = options.get("num_predict").and_then(Value::as_i64).and_then(|n| u64::try_from(n).ok());
-            let applied = asked.map_or(cap, |n| n.min(cap));
-            options.insert("num_predict".into(), Value::from(applied));
-            prepared.max_output_tokens = Some(applied);
-        }
-        if let Some(t) = self.temperature {
-            options.insert("temperature".into(), Value::from(t));
-        }
+        prepared.classification.needs.context_tokens = prompt_tokens.saturating_add(expected(prepared));
     }
 
     /// The task as `/admin/explain` and decisions show it.
@@ -310,6 +319,15 @@ mod tests {
             json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "options": {"num_predict": -1}});
         let (p, _) = prepared(&c, body, &h).unwrap();
         assert_eq!(p.body["options"]["num_predict"], json!(128));
+        // The request's size follows the cap: its prompt plus the answer it may now have.
+        let long =
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "options": {"num_predict": 1000}});
+        let (uncapped, _) = prepared(&c, long.clone(), &HeaderMap::new()).unwrap();
+        let (capped, _) = prepared(&c, long, &h).unwrap();
+        assert_eq!(
+            uncapped.classification.needs.context_tokens - capped.classification.needs.context_tokens,
+            1000 - 128
+        );
     }
 
     #[test]

@@ -109,6 +109,16 @@ async fn each_rule_field_applies_on_both_surfaces() {
     assert_eq!(o.header("x-switchyard-model"), Some(CODER), "{}", o.text());
     assert_eq!(o.json()["model"], CODER);
 
+    // An embedding request with the task header keeps the embedding models (the task's models are chat models).
+    let embed = post_with(
+        &h,
+        "/api/embed",
+        &json!({"model": "auto", "input": "hello"}),
+        &[("x-switchyard-task", "summarizer")],
+    )
+    .await;
+    assert_eq!(embed.status, 200, "{}", embed.text());
+
     // Clients with a model picker see each task as a virtual model, on both surfaces.
     let tags = h.get("/api/tags").await.json();
     assert!(tags["models"].as_array().unwrap().iter().any(|m| m["name"] == "auto:summarizer"), "{tags}");
@@ -123,9 +133,13 @@ async fn each_rule_field_applies_on_both_surfaces() {
     let tasks: Vec<&str> =
         decisions["decisions"].as_array().unwrap().iter().filter_map(|d| d["task"].as_str()).collect();
     assert!(tasks.contains(&"summarizer") && tasks.contains(&"reviewer"), "{decisions}");
-    // The rule's quality preference, on both surfaces (one decision each: the repeats were cache hits).
-    let summarized: Vec<&Value> =
-        decisions["decisions"].as_array().unwrap().iter().filter(|d| d["task"] == "summarizer").collect();
+    // The rule's quality preference, on both surfaces (one chat decision each: the repeats were cache hits).
+    let summarized: Vec<&Value> = decisions["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["task"] == "summarizer" && d["scoring"]["category"] == "extraction")
+        .collect();
     assert_eq!(summarized.len(), 2, "{decisions}");
     assert!(summarized.iter().all(|d| d["scoring"]["preference"] == 0.3), "{decisions}");
     assert_eq!(summarized.iter().filter(|d| d["surface"] == "openai").count(), 1);
@@ -327,9 +341,39 @@ async fn streams_are_never_cut_or_duplicated_by_a_cascade() {
         .collect();
     assert_eq!(text, direct["message"]["content"].as_str().unwrap());
 
-    // `off` skips the cascade for a buffered request too.
+    // `off` skips the cascade for a buffered request too; the small model's refusal is what it gets.
     let off = post_with(&h, "/api/chat", &chat("auto:agent", "Say hello."), &[("x-switchyard-cascade", "off")]).await;
     assert_eq!(off.header("x-switchyard-cascade-step"), None);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_cache_keeps_only_answers_the_cascade_validated() {
+    let h = with_tasks(vec![("agent", cascade_task(&[SMALL, MID]))], |c| {
+        c.cache.enabled = true;
+        // Plain auto routing of the task goes to the small model, which answers badly.
+        c.routing.quality_preference = 0.0;
+    })
+    .await;
+    h.fault(json!({"model": SMALL, "bad_answer": "refusal"})).await;
+    let mut body = chat("auto:agent", "Say hello to the team.");
+    body["options"] = json!({"temperature": 0});
+
+    // Served without the cascade (a stream that did not opt in, or `off`): not stored.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let plain = h.post("/api/chat", streamed).await;
+    assert_eq!(plain.header("x-switchyard-model"), Some(SMALL));
+    let off = post_with(&h, "/api/chat", &body, &[("x-switchyard-cascade", "off")]).await;
+    assert!(off.json()["message"]["content"].as_str().unwrap().starts_with("I'm sorry"), "{}", off.text());
+
+    // The cascade's validated answer is, and is what a repeat gets.
+    let first = h.post("/api/chat", body.clone()).await;
+    assert_eq!(first.header("x-switchyard-cache"), Some("miss"));
+    assert_eq!(first.header("x-switchyard-cascade-step"), Some("2/2"));
+    let again = h.post("/api/chat", body).await;
+    assert_eq!(again.header("x-switchyard-cache"), Some("hit"));
+    assert_eq!(again.json()["message"], first.json()["message"]);
     h.stop().await;
 }
 
@@ -374,12 +418,20 @@ async fn a_judge_escalates_wrong_answers_and_accepts_right_ones() {
         }
     }
     assert!(escalated > 0, "the small model answered every item right; pick harder items");
+    // A tool call is checked by the tools validator, not by a judge reading its (empty) text.
+    let mut tools = chat("auto:graded", "What is the weather in Paris?");
+    tools["tools"] = json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    let a = h.post("/api/chat", tools).await;
+    assert_eq!(a.header("x-switchyard-cascade-step"), Some("1/2"), "{}", a.text());
+    assert!(a.json()["message"]["tool_calls"].is_array());
     let metrics = h.get("/metrics").await.text();
     assert!(metric(&metrics, "switchyard_cascade_model_seconds_total", "work=\"judge\"") > 0.0);
     h.stop().await;
 }
 
-/// Long enough that reprocessing it costs more than the answer.
+/// A conversation's first `turns` exchanges and a new question: each assistant turn is long, so that
+/// reprocessing the history costs more than the answer.
 fn history(first: &str, turns: usize) -> Vec<Value> {
     let filler = "The committee reviewed the quarterly figures, compared them with the forecast, and noted where \
                   the two diverged and why. ";
@@ -388,8 +440,8 @@ fn history(first: &str, turns: usize) -> Vec<Value> {
         json!({"role": "user", "content": first}),
     ];
     for i in 0..turns {
-        messages.push(json!({"role": "assistant", "content": filler.repeat(12)}));
-        messages.push(json!({"role": "user", "content": format!("Question {i}: {}", filler.repeat(6))}));
+        messages.push(json!({"role": "assistant", "content": filler.repeat(60)}));
+        messages.push(json!({"role": "user", "content": format!("Question {i}: what about the figures?")}));
     }
     messages
 }
@@ -429,15 +481,16 @@ async fn a_conversation_stays_on_its_model_until_another_is_much_better_or_its_m
     let served = |a: &Answer| a.header("x-switchyard-model").unwrap().to_string();
 
     // The first turn goes to the better model.
+    let opening = "Tell me about the quarterly review.";
     seed(0.8, 0.5).await;
-    let a = h.post("/api/chat", turn("Tell me about the quarterly review.", 0)).await;
+    let a = h.post("/api/chat", turn(opening, 0)).await;
     assert_eq!(served(&a), MID, "{}", a.text());
 
     // The other model becomes marginally better: a new conversation goes there, this one stays.
     seed(0.7, 0.8).await;
-    let fresh = h.post("/api/chat", turn("Another conversation entirely.", 4)).await;
+    let fresh = h.post("/api/chat", turn("Another conversation entirely.", 1)).await;
     assert_eq!(served(&fresh), CODER);
-    let a = h.post("/api/chat", turn("Tell me about the quarterly review.", 4)).await;
+    let a = h.post("/api/chat", turn(opening, 1)).await;
     assert_eq!(served(&a), MID);
     let decision = &h.get("/admin/decisions?limit=1").await.json()["decisions"][0];
     let kept = decision["scoring"]["candidates"].as_array().unwrap().iter().find(|c| c["model"] == MID).unwrap();
@@ -445,22 +498,22 @@ async fn a_conversation_stays_on_its_model_until_another_is_much_better_or_its_m
 
     // Much better: it moves, and stays on the new model from then on.
     seed(0.1, 0.9).await;
-    let a = h.post("/api/chat", turn("Tell me about the quarterly review.", 5)).await;
+    let a = h.post("/api/chat", turn(opening, 2)).await;
     assert_eq!(served(&a), CODER);
     seed(0.8, 0.7).await;
-    let a = h.post("/api/chat", turn("Tell me about the quarterly review.", 6)).await;
+    let a = h.post("/api/chat", turn(opening, 3)).await;
     assert_eq!(served(&a), CODER);
 
     // Its model unloaded: its cache went with it, and the better model takes the conversation.
     let unload = h.post("/api/generate", json!({"model": CODER, "keep_alive": 0})).await;
     assert_eq!(unload.status, 200, "{}", unload.text());
-    let a = h.post("/api/chat", turn("Tell me about the quarterly review.", 7)).await;
+    let a = h.post("/api/chat", turn(opening, 4)).await;
     assert_eq!(served(&a), MID);
 
     // An explicit conversation id works the same whatever the first turn says.
     assert_eq!(h.post("/api/chat", chat(CODER, "warm up again")).await.status, 200);
     let id = [("x-switchyard-conversation", "thread-42")];
-    let first = post_with(&h, "/api/chat", &turn("One opening.", 3), &id).await;
+    let first = post_with(&h, "/api/chat", &turn("One opening.", 1), &id).await;
     let model = served(&first);
     let other = if model == MID { CODER } else { MID };
     seed(if model == MID { 0.7 } else { 0.8 }, if model == MID { 0.8 } else { 0.7 }).await;

@@ -12,7 +12,8 @@ mod values;
 pub use layers::{ConfigSources, ENV_ALIASES, FlagValue, LoadedConfig, Source, documented_keys, env_name, load};
 pub use presets::{PRESETS, preset_text};
 pub use tasks::{
-    CascadeSteps, MAX_CASCADE_STEPS, TASK_KEYS, TASK_PRESETS, TaskRule, UnknownTask, VALIDATORS, preset_rule,
+    CascadeSteps, MAX_CASCADE_STEPS, TASK_KEYS, TASK_PRESETS, TaskRule, UnknownTask, VALIDATORS, effective_rule,
+    preset_rule,
 };
 pub use values::{ByteSize, VramLimit};
 
@@ -726,7 +727,8 @@ impl Config {
             return Err(CoreError::config("routing.affinity_conversations", "must be at least 1"));
         }
         for (name, rule) in &self.tasks {
-            rule.validate(name)?;
+            // The rule as it applies (over its preset), so that a preset's cascade counts for cascade keys.
+            tasks::effective_rule(name, rule, &self.routing).validate(name)?;
         }
         if self.routing.max_attempts == 0 || self.routing.max_attempts > 10 {
             return Err(CoreError::config("routing.max_attempts", "must be between 1 and 10"));

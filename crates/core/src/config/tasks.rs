@@ -121,6 +121,13 @@ pub fn preset_rule(name: &str, routing: &super::RoutingConfig) -> Option<TaskRul
     Some(rule)
 }
 
+/// The rule that applies for the task `name`: `rule` over its preset, or over the preset of its own name (a rule
+/// called `balanced` keeps the balanced cascade unless it says otherwise).
+pub fn effective_rule(name: &str, rule: &TaskRule, routing: &super::RoutingConfig) -> TaskRule {
+    let base = rule.preset.as_deref().or(Some(name)).and_then(|p| preset_rule(p, routing)).unwrap_or_default();
+    rule.clone().over(base)
+}
+
 impl TaskRule {
     /// This rule over its preset: every key the rule sets wins.
     pub fn over(self, base: TaskRule) -> TaskRule {
@@ -145,11 +152,11 @@ impl TaskRule {
         let key = |field: &str| format!("tasks.{name}.{field}");
         if name.is_empty()
             || name.len() > 48
-            || !name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            || !name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
         {
             return Err(CoreError::config(
                 format!("tasks.{name:?}"),
-                "a task name is 1-48 letters, digits, '-', '_' or '.' (it is sent as a header and in auto:NAME)",
+                "a task name is 1-48 letters, digits, '-' or '_' (it is sent as a header and in auto:NAME)",
             ));
         }
         if let Some(preset) = &self.preset
@@ -303,6 +310,7 @@ mod tests {
             }
         }
         assert!(TaskRule::default().validate("no spaces allowed").is_err());
+        assert!(TaskRule::default().validate("v1.plan").is_err());
         assert!(toml::from_str::<TaskRule>("unknown = 1").is_err());
     }
 
@@ -320,5 +328,15 @@ mod tests {
         for name in TASK_PRESETS {
             preset_rule(name, &routing).unwrap().validate(name).unwrap();
         }
+        // A rule named like a preset starts from it; a preset's cascade makes cascade keys valid.
+        let named = effective_rule("balanced", &TaskRule { max_tokens: Some(64), ..TaskRule::default() }, &routing);
+        assert!(named.cascade.is_some() && named.max_tokens == Some(64));
+        let judged = TaskRule {
+            preset: Some("balanced".into()),
+            judge_model: Some("llama3.1:8b".into()),
+            ..TaskRule::default()
+        };
+        effective_rule("reviewer", &judged, &routing).validate("reviewer").unwrap();
+        assert!(judged.validate("reviewer").is_err());
     }
 }

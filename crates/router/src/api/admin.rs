@@ -247,7 +247,8 @@ fn explain_body(q: &ExplainQuery) -> serde_json::Map<String, Value> {
     if q.images {
         message["images"] = json!(["iVBORw0KGgo="]);
     }
-    let mut body = json!({"model": q.model.as_deref().unwrap_or("auto"), "messages": [message]});
+    // Buffered, as a request a task's cascade serves.
+    let mut body = json!({"model": q.model.as_deref().unwrap_or("auto"), "stream": false, "messages": [message]});
     if q.tools {
         body["tools"] = json!([{"type": "function", "function": {"name": "tool", "parameters": {"type": "object"}}}]);
     }
@@ -358,7 +359,8 @@ async fn explanation(state: &AppState, q: &ExplainQuery) -> Result<Value, Router
         "top_categories": classification.top(3).into_iter().map(|(c, p)| json!({"category": c, "probability": p})).collect::<Vec<_>>(),
         "blended": decided.scoring.blended,
         "needs": {"tools": classification.needs.tools, "vision": classification.needs.vision, "json": classification.needs.json, "thinking": classification.needs.thinking, "insert": classification.needs.insert, "context_tokens": classification.needs.context_tokens},
-        "chosen": decided.candidates.first().map(ModelName::as_str),
+        // A cascade answers with its first step.
+        "chosen": cascade.as_ref().and_then(|steps| steps.first().cloned()).or_else(|| decided.candidates.first().map(ToString::to_string)),
         "decision_us": decided.decision_us,
         "scoring": decided.scoring,
     }))

@@ -327,7 +327,7 @@ impl ResponseCache {
         if !read && !write {
             return Some(Plan { key: [0; 32], read, write, semantic: None, embedding: None });
         }
-        let task = prepared.task.as_ref().map(|t| &*t.name);
+        let task = prepared.task.as_ref().map(|t| t.fingerprint);
         let key = request_key(prepared.endpoint, (&prepared.target, task), &prepared.body, None);
         let semantic =
             self.config.semantic.then(|| last_user_text(prepared.endpoint, &prepared.body)).flatten().map(|text| {
@@ -691,7 +691,7 @@ pub(crate) fn cacheable_answer(answer: &[u8], tool_calls: bool) -> Option<String
 /// With `without_last_turn`, the last user turn's text is left out too (the semantic group).
 fn request_key(
     endpoint: Endpoint,
-    (target, task): (&Target, Option<&str>),
+    (target, task): (&Target, Option<u64>),
     body: &Map<String, Value>,
     without_last_turn: Option<()>,
 ) -> Key {
@@ -709,10 +709,10 @@ fn request_key(
             h.update(preference.to_bits().to_le_bytes());
         }
     }
-    // A task may restrict the models or run a cascade: its answers are its own.
+    // A task may restrict the models or run a cascade: its answers are its own, and an edited rule's are new.
     if let Some(task) = task {
         h.update(b"\0task:");
-        h.update(task.as_bytes());
+        h.update(task.to_le_bytes());
     }
     h.update(b"\0");
     let last_user = without_last_turn.and_then(|()| last_user_index(endpoint, body));

@@ -10,8 +10,8 @@
 use super::decision::{self, category_label};
 use super::outcome::{self, Answer, Outcome};
 use super::{Engine, Request};
-use crate::cache::Plan;
 use crate::cache::replay;
+use crate::cache::{CacheStatus, Plan};
 use crate::cascade::validate::{self, Rejection};
 use crate::error::RouterError;
 use crate::forward::Reply;
@@ -129,13 +129,14 @@ pub(crate) fn steps(scoring: &Scoring, cascade: &Cascade) -> Vec<ModelName> {
 }
 
 impl Engine<'_> {
-    /// Runs `req` through `cascade`.
+    /// Runs `req` through `cascade`; gives the cache plan back (`Ok(Err(plan))`) when no model of the cascade can
+    /// serve the request, for plain routing to try.
     pub(super) async fn cascade(
         &self,
         req: &Request,
         cascade: &Cascade,
         plan: Option<Plan>,
-    ) -> Result<Outcome, RouterError> {
+    ) -> Result<Result<Outcome, Option<Plan>>, RouterError> {
         let state = self.state;
         let Target::Auto { preference, .. } = req.prepared.target else {
             return Err(RouterError::Internal("a cascade needs an auto request".into()));
@@ -143,11 +144,9 @@ impl Engine<'_> {
         decision::ensure_catalog(state).await?;
         let mut decided = decision::decide(state, &req.prepared, preference);
         let list = steps(&decided.scoring, cascade);
-        if list.is_empty() {
-            return Err(RouterError::NoCapableModel(format!(
-                "no model of the cascade can serve this request: {}",
-                decided.scoring.why_none()
-            )));
+        if list.len() < 2 {
+            tracing::debug!(request_id = %req.request_id, steps = list.len(), "too few cascade steps can serve this request; routed without the cascade");
+            return Ok(Err(plan));
         }
         decided.candidates.clone_from(&list);
         decision::record(state, req, preference, decided, true);
@@ -171,8 +170,8 @@ impl Engine<'_> {
             let last = step == list.len();
             let admitted = match self.attempt(&step_req, std::slice::from_ref(model)).await {
                 Ok(admitted) => admitted,
-                // The request itself is wrong: another model will not fix it.
-                Err(e @ RouterError::UpstreamRejected { .. }) => return Err(e),
+                // A step's model refusing the request (a 4xx) may be that model's limit (its context, a feature):
+                // the next step is tried, and the last one's error is the answer when every step fails.
                 Err(e) => {
                     tracing::debug!(request_id = %req.request_id, model = %model, error = %e, "cascade step failed");
                     self.escalated(step, "error");
@@ -197,7 +196,7 @@ impl Engine<'_> {
                 verdict => {
                     let unvalidated = verdict.err();
                     let report = Report { step, steps: list.len(), escalations, unvalidated };
-                    return Ok(self.accept(req, outcome, plan.filter(|_| unvalidated.is_none()), report));
+                    return Ok(Ok(self.accept(req, outcome, plan, report)));
                 }
             }
         }
@@ -210,8 +209,9 @@ impl Engine<'_> {
         let state = self.state;
         state.metrics.cascade_requests.with_label_values(&[step_label(report.step)]).inc();
         state.conversations.answered(req.prepared.conversation.as_ref(), &outcome.model);
+        outcome.cache = plan.as_ref().map_or(CacheStatus::Off, Plan::missed);
         if let Answer::Buffered(bytes) = &outcome.answer {
-            if let Some(plan) = &plan {
+            if let Some(plan) = plan.as_ref().filter(|p| p.write && report.unvalidated.is_none()) {
                 state.cache.insert(state, plan, req.prepared.endpoint, &outcome.model, bytes.clone());
             }
             if req.prepared.stream {
@@ -233,6 +233,12 @@ impl Engine<'_> {
             return Err(failure.as_str());
         }
         let Some(judge) = &cascade.judge else { return Ok(()) };
+        // Tool calls are judged by the `tools` validator (names and arguments against their schemas); a judge
+        // reading the answer's text would see none and score it empty.
+        let calls = answer.pointer("/message/tool_calls").and_then(Value::as_array).is_some_and(|c| !c.is_empty());
+        if calls {
+            return Ok(());
+        }
         let text = validate::answer_text(&answer);
         match self.judge_score(req, judge, text).await {
             Some(score) if score < cascade.judge_min_score => Err("judge"),
@@ -275,8 +281,10 @@ impl Engine<'_> {
         let admitted = self.attempt(&judge_req, std::slice::from_ref(judge)).await.ok()?;
         let Reply::Buffered(bytes) = &admitted.reply else { return None };
         let bytes = bytes.clone();
-        self.spent("judge", &bytes);
         drop(admitted);
+        // Settles the judge model's breaker (a half-open one lets its trial request through and waits for it).
+        state.breaker.success(judge);
+        self.spent("judge", &bytes);
         let reply: Value = serde_json::from_slice(&bytes).ok()?;
         switchyard_profiler::judge::parse_judge_reply(validate::answer_text(&reply))
     }

@@ -119,7 +119,8 @@ pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> 
         prompt_tokens,
         max_output_tokens: prepared.max_output_tokens,
         blend: (f64::from(c.confidence) < state.config.routing.blend_below).then_some(c.scores),
-        allow: prepared.task.as_ref().and_then(|t| t.allow.as_deref()),
+        // A task's models are chat models: an embedding request keeps every embedding model.
+        allow: prepared.task.as_ref().filter(|_| !prepared.endpoint.is_embedding()).and_then(|t| t.allow.as_deref()),
         affinity: affine.as_ref().map(|m| (m, prefix)),
     };
     let catalog = state.catalog.load();

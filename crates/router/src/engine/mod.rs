@@ -83,6 +83,13 @@ impl<'a> Engine<'a> {
             return Ok(outcome);
         }
         let mut plan = self.state.cache.plan(&req.prepared, req.cache);
+        let cascade = cascade::applies(&req).is_some();
+        if let Some(plan) = plan.as_mut() {
+            // A task's cache holds only answers its cascade validated: one served without the cascade (a stream
+            // that did not opt in, `x-switchyard-cascade: off`) is not stored.
+            let skips_cascade = req.prepared.task.as_ref().is_some_and(|t| t.cascade.is_some()) && !cascade;
+            plan.write &= !skips_cascade;
+        }
         if let Some(plan) = plan.as_mut()
             && let Some(hit) = cache::lookup(self.state, plan).await
         {
@@ -93,7 +100,11 @@ impl<'a> Engine<'a> {
         }
         decision::classify(self.state, &mut req.prepared).await;
         if let Some(steps) = cascade::applies(&req) {
-            return self.cascade(&req, steps, plan).await;
+            match self.cascade(&req, steps, plan).await? {
+                Ok(outcome) => return Ok(outcome),
+                // No model of the cascade can serve it: routed as the task's plain `auto` request.
+                Err(unused) => plan = unused,
+            }
         }
         let category = category_label(&req.prepared);
         let candidates = self.candidates(&req).await?;
