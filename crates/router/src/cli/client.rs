@@ -87,9 +87,12 @@ pub enum CacheAction {
 pub struct ExplainArgs {
     /// The prompt to route.
     pub prompt: String,
-    /// auto, auto:fast or auto:quality.
+    /// auto, auto:fast, auto:quality or auto:TASK.
     #[arg(long, default_value = "auto")]
     pub model: String,
+    /// Apply a task rule ([tasks.NAME] or a preset: fast, balanced, quality), as x-switchyard-task does.
+    #[arg(long)]
+    pub task: Option<String>,
     /// Quality preference override, 0 (fastest) to 1 (best).
     #[arg(long)]
     pub quality: Option<f64>,
@@ -442,7 +445,8 @@ pub fn render_models(models: &[ModelInfoView]) -> String {
 pub async fn explain(config: &Config, args: ExplainArgs) -> Result<(), RouterError> {
     // A JSON body, not a query string: a long prompt would not fit in a URL.
     let body = serde_json::json!({
-        "prompt": args.prompt, "model": args.model, "quality": args.quality, "tools": args.tools, "images": args.images,
+        "prompt": args.prompt, "model": args.model, "task": args.task, "quality": args.quality, "tools": args.tools,
+        "images": args.images,
     });
     let value = call(config, &args.server, Method::POST, "/admin/explain", Some(body)).await?;
     if args.server.json {
@@ -469,6 +473,12 @@ pub fn render_explain(v: &Value) -> String {
         .iter()
         .map(|t| format!("{} {:.2}", t["category"].as_str().unwrap_or("?"), t["probability"].as_f64().unwrap_or(0.0)))
         .collect();
+    if let Some(task) = v["task"]["name"].as_str() {
+        let steps: Vec<&str> =
+            v["cascade"].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().filter_map(Value::as_str).collect();
+        let cascade = if steps.is_empty() { String::new() } else { format!("   cascade: {}", steps.join(" -> ")) };
+        out.push_str(&format!("task: {task}{cascade}\n"));
+    }
     if !top.is_empty() {
         let blended = if v["blended"].as_bool().unwrap_or(false) {
             "   (unsure: quality blended over the categories by these probabilities)"
@@ -505,4 +515,19 @@ pub fn render_explain(v: &Value) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explain_names_the_task_and_its_cascade() {
+        let v = serde_json::json!({"category": "coding", "confidence": 1.0, "chosen": "a:1b",
+            "task": {"name": "programmer"}, "cascade": ["a:1b", "b:7b"], "scoring": {"preference": 0.7, "candidates": []}});
+        let out = render_explain(&v);
+        assert!(out.contains("task: programmer   cascade: a:1b -> b:7b"), "{out}");
+        let plain = render_explain(&serde_json::json!({"category": "math", "scoring": {"candidates": []}}));
+        assert!(!plain.contains("task:"), "{plain}");
+    }
 }

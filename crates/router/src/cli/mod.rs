@@ -103,7 +103,7 @@ pub enum Command {
     Cache(client::CacheArgs),
     /// Show how `auto` would route a prompt: every candidate's quality, latency and utility.
     #[command(
-        after_help = "Examples:\n  switchyard explain \"Write a haiku about trains\"\n  switchyard explain --quality 0.2 \"What is 17 * 23?\""
+        after_help = "Examples:\n  switchyard explain \"Write a haiku about trains\"\n  switchyard explain --quality 0.2 \"What is 17 * 23?\"\n  switchyard explain --task balanced \"Summarise this report\""
     )]
     Explain(client::ExplainArgs),
     /// Apply the database migrations (they also run at every start).
