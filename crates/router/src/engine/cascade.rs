@@ -97,15 +97,21 @@ pub(super) fn applies(req: &Request) -> Option<&Cascade> {
     runs.then_some(cascade)
 }
 
+/// An `"auto"` cascade starts at the cheapest model whose quality in the request's category is at least this share
+/// of the best model's: a model far below the best would mostly pass its failures on, paying for two answers.
+/// Chosen once as a round figure, not tuned on any evaluation.
+const ADEQUATE_SHARE: f64 = 0.5;
+
 /// The steps of a cascade for a scored request: the listed models that can serve it, in their order; or, for
-/// `"auto"`, the eligible models from the cheapest (by predicted latency) up, each step better in quality than the
-/// one before, ending with the best; at most `max_steps`.
+/// `"auto"`, the eligible models from the cheapest adequate one (by predicted latency; see [`ADEQUATE_SHARE`]) up,
+/// each step better in quality than the one before, ending with the best; at most `max_steps`.
 pub(crate) fn steps(scoring: &Scoring, cascade: &Cascade) -> Vec<ModelName> {
     let local = || scoring.eligible().filter(|c| !c.fallback_only);
     let mut steps: Vec<ModelName> = match &cascade.models {
         Some(list) => list.iter().filter(|m| local().any(|c| &c.model == *m)).cloned().collect(),
         None => {
-            let mut by_cost: Vec<_> = local().collect();
+            let top = local().map(|c| c.quality).fold(f64::NEG_INFINITY, f64::max);
+            let mut by_cost: Vec<_> = local().filter(|c| c.quality >= ADEQUATE_SHARE * top).collect();
             by_cost.sort_by(|a, b| a.latency.total.total_cmp(&b.latency.total).then(b.quality.total_cmp(&a.quality)));
             let mut chain: Vec<ModelName> = Vec::new();
             let mut best = f64::NEG_INFINITY;
@@ -187,7 +193,9 @@ impl Engine<'_> {
                 return Err(RouterError::Internal("a cascade step answered with a stream".into()));
             };
             self.spent("answer", bytes);
-            match self.judge_answer(req, cascade, bytes).await {
+            // The last step's answer is returned whatever a judge would say: only the validators mark it.
+            let judge = cascade.judge.as_ref().filter(|_| !last);
+            match self.judge_answer(req, cascade, judge, bytes).await {
                 Err(reason) if !last => {
                     tracing::debug!(request_id = %req.request_id, model = %model, reason, "cascade escalates");
                     self.escalated(step, reason);
@@ -224,7 +232,13 @@ impl Engine<'_> {
     }
 
     /// Why the answer in `bytes` is refused: a validator's failure, or the judge's low score.
-    async fn judge_answer(&self, req: &Request, cascade: &Cascade, bytes: &Bytes) -> Result<(), &'static str> {
+    async fn judge_answer(
+        &self,
+        req: &Request,
+        cascade: &Cascade,
+        judge: Option<&ModelName>,
+        bytes: &Bytes,
+    ) -> Result<(), &'static str> {
         let Ok(answer) = serde_json::from_slice::<Value>(bytes) else {
             return Err("invalid_answer");
         };
@@ -232,7 +246,7 @@ impl Engine<'_> {
             tracing::debug!(request_id = %req.request_id, reason = failure.as_str(), %detail, "answer refused");
             return Err(failure.as_str());
         }
-        let Some(judge) = &cascade.judge else { return Ok(()) };
+        let Some(judge) = judge else { return Ok(()) };
         // Tool calls are judged by the `tools` validator (names and arguments against their schemas); a judge
         // reading the answer's text would see none and score it empty.
         let calls = answer.pointer("/message/tool_calls").and_then(Value::as_array).is_some_and(|c| !c.is_empty());
@@ -330,4 +344,92 @@ fn task_text(prepared: &Prepared) -> Option<String> {
 fn step_label(step: usize) -> &'static str {
     const LABELS: [&str; 8] = ["1", "2", "3", "4", "5", "6", "7", "8"];
     LABELS.get(step.saturating_sub(1)).copied().unwrap_or("8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cascade::validate::Checks;
+    use crate::score::{Candidate, Latency};
+    use std::sync::Arc;
+    use switchyard_core::Category;
+
+    fn candidate(name: &str, quality: f64, latency: f64) -> Candidate {
+        Candidate {
+            model: ModelName::parse(name).unwrap(),
+            backend: Arc::from("ollama"),
+            cost: None,
+            fallback_only: false,
+            quality,
+            samples: 20,
+            profiled: true,
+            stale: false,
+            loaded: true,
+            latency: Latency { total: latency, ..Latency::default() },
+            evictions: Vec::new(),
+            quality_term: 0.0,
+            speed_term: 0.0,
+            utility: 0.0,
+            excluded: None,
+            cached_prefix_tokens: 0,
+        }
+    }
+
+    fn scoring(candidates: Vec<Candidate>) -> Scoring {
+        Scoring {
+            category: Category::Math,
+            blended: false,
+            preference: 0.7,
+            prompt_tokens: 10,
+            expected_output_tokens: 100,
+            candidates,
+        }
+    }
+
+    fn cascade(models: Option<&[&str]>, max_steps: usize) -> Cascade {
+        Cascade {
+            models: models.map(|m| m.iter().map(|n| ModelName::parse(n).unwrap()).collect()),
+            max_steps,
+            checks: Checks::default(),
+            judge: None,
+            judge_min_score: 0.7,
+        }
+    }
+
+    fn names(steps: &[ModelName]) -> Vec<&str> {
+        steps.iter().map(|m| m.as_str().split(':').next().unwrap_or("")).collect()
+    }
+
+    #[test]
+    fn auto_steps_start_at_the_cheapest_adequate_model_and_climb_in_quality() {
+        let s = scoring(vec![
+            candidate("tiny", 0.20, 0.5),  // cheapest, but under half the best: skipped
+            candidate("small", 0.55, 1.0), // the first adequate one
+            candidate("other", 0.50, 2.0), // no better than the step before: skipped
+            candidate("mid", 0.70, 3.0),
+            candidate("big", 0.90, 9.0),
+            candidate("huge", 0.90, 30.0), // no better than big: skipped
+        ]);
+        assert_eq!(names(&steps(&s, &cascade(None, 3))), ["small", "mid", "big"]);
+        // Too many steps: the cheapest ones and the best are kept.
+        assert_eq!(names(&steps(&s, &cascade(None, 2))), ["small", "big"]);
+        // A listed cascade keeps its order, without the models that cannot serve the request.
+        let mut excluded = s.clone();
+        excluded.candidates[3].excluded = Some("no tool support".into());
+        assert_eq!(names(&steps(&excluded, &cascade(Some(&["tiny", "mid", "big"]), 3))), ["tiny", "big"]);
+    }
+
+    #[test]
+    fn cascade_headers_say_how_it_went() {
+        let report = Report {
+            step: 2,
+            steps: 3,
+            escalations: vec![(ModelName::parse("a:1b").unwrap(), "refusal")],
+            unvalidated: Some("code_syntax"),
+        };
+        let headers = report.headers();
+        assert_eq!(headers[0], ("x-switchyard-cascade-step", "2/3".to_string()));
+        assert_eq!(headers[1], ("x-switchyard-cascade-escalations", "a:1b=refusal".to_string()));
+        assert_eq!(headers[2], ("x-switchyard-cascade-unvalidated", "code_syntax".to_string()));
+    }
 }
