@@ -11,8 +11,10 @@
 //! generator), `overhead` (the load tool's matrix and its report), `trace` (the seeded Zipf/Poisson trace),
 //! `replay` (playing a trace and reading the simulated GPU's counters), `optimum` (the fewest loads any scheduler
 //! could need for a trace on one GPU), `setup` (configuration and request bodies
-//! both tools share), `machine` (what the figures were measured on).
+//! both tools share), `machine` (what the figures were measured on), `cascade` (the split of the profiler's items,
+//! the cascade configurations and the figures of `switchyard-cascade-bench`).
 
+pub mod cascade;
 pub mod load;
 pub mod machine;
 pub mod optimum;
