@@ -180,13 +180,12 @@ pub fn is_correct(item: &Item, answer: &str) -> bool {
     item.check.evaluate(answer).correct() == Some(true)
 }
 
-/// The judge calls a cascade request made, from its headers: one for each step refused by the judge, and one
-/// for the returned answer when it passed the validators (it was judged; `unvalidated` is then none or `judge`).
-/// The second is true when that returned answer was the last step's.
-pub fn judge_calls(escalations: &[String], unvalidated: Option<&str>, step: usize, steps: usize) -> (usize, bool) {
+/// The judge calls a cascade request made, from its headers: one for each step refused by the judge, and one for
+/// the returned answer when it passed the validators and was not the last step's (the router does not judge the
+/// last step's answer: it is returned whatever the score).
+pub fn judge_calls(escalations: &[String], unvalidated: Option<&str>, step: usize, steps: usize) -> usize {
     let refused = escalations.iter().filter(|e| e.ends_with("=judge")).count();
-    let judged_returned = unvalidated.is_none_or(|why| why == "judge");
-    (refused + usize::from(judged_returned), judged_returned && step == steps && steps > 0)
+    refused + usize::from(unvalidated.is_none() && step < steps)
 }
 
 /// The sum of every series of the metric `name` whose labels contain `label` (all of them when `None`), from
@@ -229,10 +228,9 @@ pub struct Outcome {
     /// Why the returned (last) answer failed validation too, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unvalidated: Option<String>,
-    /// Judge calls the request made (cascades with a judge): one per step whose answer passed the validators.
+    /// Judge calls the request made (cascades with a judge): one per step but the last whose answer passed the
+    /// validators.
     pub judge_calls: usize,
-    /// Whether one of them judged the last step's answer, which is returned whatever its score.
-    pub judged_last_step: bool,
     /// A failed request (counted as wrong, with no GPU time).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -277,9 +275,8 @@ pub struct Figures {
     pub escalations: BTreeMap<String, usize>,
     /// Last-step answers returned although they failed validation too.
     pub unvalidated: usize,
-    /// Judge calls, and those on the last step's answer (returned whatever the score).
+    /// Judge calls.
     pub judge_calls: usize,
-    pub last_step_judge_calls: usize,
     pub errors: usize,
     /// Cascade chains the router planned, with how many requests got each.
     pub chains: BTreeMap<String, usize>,
@@ -348,7 +345,6 @@ impl Figures {
             escalations,
             unvalidated: outcomes.iter().filter(|o| o.unvalidated.is_some()).count(),
             judge_calls: outcomes.iter().map(|o| o.judge_calls).sum(),
-            last_step_judge_calls: outcomes.iter().filter(|o| o.judged_last_step).count(),
             errors: outcomes.iter().filter(|o| o.error.is_some()).count(),
             chains,
             loads,
@@ -636,12 +632,12 @@ mod tests {
     fn judge_calls_follow_the_headers() {
         let esc = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
         // Accepted at step 1: judged once.
-        assert_eq!(judge_calls(&[], None, 1, 2), (1, false));
-        // Refused by the judge, then the last step judged too.
-        assert_eq!(judge_calls(&esc(&["a=judge"]), None, 2, 2), (2, true));
-        assert_eq!(judge_calls(&esc(&["a=judge"]), Some("judge"), 2, 2), (2, true));
+        assert_eq!(judge_calls(&[], None, 1, 2), 1);
+        // Refused by the judge; the last step's answer is not judged.
+        assert_eq!(judge_calls(&esc(&["a=judge"]), None, 2, 2), 1);
+        assert_eq!(judge_calls(&esc(&["a=judge", "b=judge"]), None, 3, 3), 2);
         // Refused by a validator: never judged; the last answer failed a validator too.
-        assert_eq!(judge_calls(&esc(&["a=refusal"]), Some("truncated"), 2, 2), (0, false));
+        assert_eq!(judge_calls(&esc(&["a=refusal"]), Some("truncated"), 2, 2), 0);
     }
 
     #[test]

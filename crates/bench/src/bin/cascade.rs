@@ -387,7 +387,7 @@ impl Bench {
                     .unwrap_or_default();
                 o.unvalidated = a.header("x-switchyard-cascade-unvalidated").map(str::to_string);
                 if judged {
-                    (o.judge_calls, o.judged_last_step) = cascade::judge_calls(
+                    o.judge_calls = cascade::judge_calls(
                         &o.escalations,
                         o.unvalidated.as_deref(),
                         o.step.unwrap_or(0),
@@ -487,13 +487,10 @@ fn markdown(r: &Report) -> String {
         if f.judge_calls > 0 {
             let per_call = f.judge_seconds / f.judge_calls as f64;
             out.push_str(&format!(
-                "  - judge calls: {} ({:.2} GPU-s each on average), {} of them on the last step's answer, which is \
-                 returned whatever its score (about {:.1} GPU-s, {:.0} % of 70b's, an estimate at the average cost)\n",
+                "  - judge calls: {} ({:.2} GPU-s each on average, {:.0} % of 70b's GPU time in all)\n",
                 f.judge_calls,
                 per_call,
-                f.last_step_judge_calls,
-                per_call * f.last_step_judge_calls as f64,
-                ratio_pct(per_call * f.last_step_judge_calls as f64, strong_gpu(&r.figures)),
+                ratio_pct(f.judge_seconds, strong_gpu(&r.figures)),
             ));
         }
         // The chain a listed cascade plans is the same for every request; an `auto` one's depends on the category.
