@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds Switchyard in release mode and runs every benchmark: the criterion micro benchmarks (routing decision,
-# translation), the load tool (added latency, throughput, memory), the VRAM trace replay and the response cache
-# benchmark. Results go to
+# translation), the load tool (added latency, throughput, memory), the VRAM trace replay, the response cache
+# benchmark and the task cascade benchmark. Results go to
 # target/bench-results/ (override with BENCH_OUT); criterion's own reports stay in target/criterion/.
 #
 #   scripts/bench.sh            full run (about 20 minutes on 2 cores, plus the build)
@@ -54,6 +54,9 @@ target/release/switchyard-replay "${replay_args[@]}" --out "$out/replay.json" | 
 echo "== response cache: exact hits, semantic search, labelled pairs, replayed trace"
 target/release/switchyard-cache-bench "${cache_args[@]}" --out "$out/cache.json" | tee "$out/cache.md"
 
+echo "== task cascades: held-out items, each cascade against each model alone"
+target/release/switchyard-cascade-bench --json "$out/cascade.json" | tee "$out/cascade.md"
+
 echo
 echo "Results:"
 echo "  $out/machine.txt                machine description"
@@ -61,3 +64,4 @@ echo "  $out/routing.txt, translate.txt criterion output (HTML reports under tar
 echo "  $out/load.md, load.json         load tool report and raw figures"
 echo "  $out/replay.md, replay.json     trace replay report and raw figures"
 echo "  $out/cache.md, cache.json       response cache report and raw figures"
+echo "  $out/cascade.md, cascade.json   task cascade report and raw figures"
