@@ -479,6 +479,21 @@ mod tests {
         World { config: Config::default(), catalog, profiles, live: LiveStats::default(), ledger }
     }
 
+    /// Scores `req` against the world `w`.
+    fn score_in(w: &World, req: &ScoreRequest<'_>) -> Scoring {
+        let cx = ScoreContext {
+            config: &w.config,
+            catalog: &w.catalog,
+            profiles: &w.profiles,
+            live: &w.live,
+            ledger: &w.ledger,
+            open_breakers: &[],
+            backends: &[],
+            cold_remote: &[],
+        };
+        score(req, &cx)
+    }
+
     fn run(w: &World, preference: f64, needs: Needs) -> Scoring {
         run_blended(w, preference, needs, None)
     }
@@ -496,17 +511,7 @@ mod tests {
             allow: None,
             affinity: None,
         };
-        let cx = ScoreContext {
-            config: &w.config,
-            catalog: &w.catalog,
-            profiles: &w.profiles,
-            live: &w.live,
-            ledger: &w.ledger,
-            open_breakers: &[],
-            backends: &[],
-            cold_remote: &[],
-        };
-        score(&req, &cx)
+        score_in(w, &req)
     }
 
     fn needs() -> Needs {
@@ -582,17 +587,7 @@ mod tests {
             allow,
             affinity,
         };
-        let cx = ScoreContext {
-            config: &w.config,
-            catalog: &w.catalog,
-            profiles: &w.profiles,
-            live: &w.live,
-            ledger: &w.ledger,
-            open_breakers: &[],
-            backends: &[],
-            cold_remote: &[],
-        };
-        score(&req, &cx)
+        score_in(w, &req)
     }
 
     #[test]

@@ -270,32 +270,8 @@ fn merge_models(
     source: &Source,
     origins: &mut BTreeMap<String, Source>,
 ) -> Result<(), CoreError> {
-    let schema = model_schema()?;
-    let Value::Table(models) = value else {
-        return Err(CoreError::config("models", format!("must be a table of [models.\"name\"] tables (in {source})")));
-    };
-    let target = merged.entry("models".to_string()).or_insert_with(|| Value::Table(Table::new()));
-    let Value::Table(target) = target else {
-        return Err(CoreError::config("models", "internal: models is not a table"));
-    };
-    for (name, settings) in models {
-        let Value::Table(settings) = settings else {
-            return Err(CoreError::config(format!("models.{name:?}"), format!("must be a table (in {source})")));
-        };
-        let entry = target.entry(name.clone()).or_insert_with(|| Value::Table(Table::new()));
-        let Value::Table(entry) = entry else {
-            return Err(CoreError::config("models", "internal: model entry is not a table"));
-        };
-        for (key, v) in settings {
-            let dotted = format!("models.{name:?}.{key}");
-            if !schema.contains_key(key) {
-                return Err(unknown_key(&dotted, schema.keys(), source, Some("models.\"<name>\"")));
-            }
-            entry.insert(key.clone(), v.clone());
-            origins.insert(dotted, source.clone());
-        }
-    }
-    Ok(())
+    let allowed: Vec<String> = model_schema()?.keys().cloned().collect();
+    merge_named(("models", "[models.\"name\"]", "models.\"<name>\""), &allowed, merged, value, source, origins)
 }
 
 /// `[tasks.NAME]` tables: each key checked against [`TASK_KEYS`]; a later layer's key replaces the earlier one's.
@@ -305,26 +281,42 @@ fn merge_tasks(
     source: &Source,
     origins: &mut BTreeMap<String, Source>,
 ) -> Result<(), CoreError> {
-    let Value::Table(tasks) = value else {
-        return Err(CoreError::config("tasks", format!("must be a table of [tasks.NAME] tables (in {source})")));
-    };
-    let target = merged.entry("tasks".to_string()).or_insert_with(|| Value::Table(Table::new()));
-    let Value::Table(target) = target else {
-        return Err(CoreError::config("tasks", "internal: tasks is not a table"));
-    };
     let allowed: Vec<String> = TASK_KEYS.iter().map(ToString::to_string).collect();
-    for (name, rule) in tasks {
-        let Value::Table(rule) = rule else {
-            return Err(CoreError::config(format!("tasks.{name}"), format!("must be a table (in {source})")));
+    merge_named(("tasks", "[tasks.NAME]", "tasks.<name>"), &allowed, merged, value, source, origins)
+}
+
+/// A section of named tables (`[models."qwen2.5:7b"]`, `[tasks.planner]`): each table's keys are checked against
+/// `allowed` and written into `merged`, key by key, so that a later layer changes only the keys it sets. `section`
+/// is (its name, how a table of it is written, how its tables are named in messages); model names are quoted in
+/// keys, task names are plain.
+fn merge_named(
+    (section, written, hint): (&str, &str, &str),
+    allowed: &[String],
+    merged: &mut Table,
+    value: &Value,
+    source: &Source,
+    origins: &mut BTreeMap<String, Source>,
+) -> Result<(), CoreError> {
+    let Value::Table(tables) = value else {
+        return Err(CoreError::config(section, format!("must be a table of {written} tables (in {source})")));
+    };
+    let target = merged.entry(section.to_string()).or_insert_with(|| Value::Table(Table::new()));
+    let Value::Table(target) = target else {
+        return Err(CoreError::config(section, format!("internal: {section} is not a table")));
+    };
+    for (name, settings) in tables {
+        let shown = if section == "models" { format!("{name:?}") } else { name.clone() };
+        let Value::Table(settings) = settings else {
+            return Err(CoreError::config(format!("{section}.{shown}"), format!("must be a table (in {source})")));
         };
         let entry = target.entry(name.clone()).or_insert_with(|| Value::Table(Table::new()));
         let Value::Table(entry) = entry else {
-            return Err(CoreError::config("tasks", "internal: task entry is not a table"));
+            return Err(CoreError::config(section, format!("internal: a {section} entry is not a table")));
         };
-        for (key, v) in rule {
-            let dotted = format!("tasks.{name}.{key}");
+        for (key, v) in settings {
+            let dotted = format!("{section}.{shown}.{key}");
             if !allowed.contains(key) {
-                return Err(unknown_key(&dotted, allowed.iter(), source, Some("tasks.<name>")));
+                return Err(unknown_key(&dotted, allowed.iter(), source, Some(hint)));
             }
             entry.insert(key.clone(), v.clone());
             origins.insert(dotted, source.clone());
