@@ -278,6 +278,16 @@ async fn a_cascade_escalates_exactly_when_a_validator_fails_and_stops_at_the_fir
     assert_eq!(o.header("x-switchyard-cascade-step"), Some("2/3"));
     assert_eq!(o.json()["model"], MID);
     assert!(!o.json()["choices"][0]["message"]["content"].as_str().unwrap().starts_with("I'm sorry"));
+    // Ollama's generate and OpenAI's completions and Responses API cascade alike.
+    let g = h.post("/api/generate", json!({"model": "auto:agent", "prompt": "Say hello.", "stream": false})).await;
+    assert_eq!(g.header("x-switchyard-cascade-step"), Some("2/3"), "{}", g.text());
+    assert!(!g.json()["response"].as_str().unwrap().starts_with("I'm sorry"));
+    let c = post_with(&h, "/v1/completions", &json!({"model": "auto:agent", "prompt": "Say hello."}), &[]).await;
+    assert_eq!(c.header("x-switchyard-cascade-step"), Some("2/3"), "{}", c.text());
+    let r = post_with(&h, "/v1/responses", &json!({"model": "auto:agent", "input": "Say hello."}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-switchyard-cascade-step"), Some("2/3"));
+    assert_eq!(r.json()["model"], MID);
     clear_faults(&h).await;
 
     let metrics = h.get("/metrics").await.text();
