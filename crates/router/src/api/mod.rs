@@ -112,7 +112,9 @@ pub(crate) async fn read_request<T>(
         task.apply(&mut prepared, quality.is_some());
         prepared.task = Some(task);
     }
-    prepared.conversation = crate::affinity::Conversation::of(&prepared, headers);
+    if state.config.routing.affinity {
+        prepared.conversation = crate::affinity::Conversation::of(&prepared, headers);
+    }
     if state.config.server.log_prompts {
         tracing::debug!(request_id = %ctx.request_id, body = %String::from_utf8_lossy(&bytes), "request");
     }
