@@ -50,6 +50,8 @@ pub(crate) struct Cascade {
     pub checks: Checks,
     pub judge: Option<ModelName>,
     pub judge_min_score: f64,
+    /// Set once the judge failed to give a score, so that the warning is logged once, not per request.
+    pub judge_warned: std::sync::atomic::AtomicBool,
 }
 
 /// Every task a request may name.
@@ -177,6 +179,7 @@ fn resolve(name: &str, rule: &TaskRule) -> Result<Task, String> {
             },
             judge: rule.judge_model.as_ref().map(parse).transpose()?,
             judge_min_score: rule.judge_min_score.unwrap_or(DEFAULT_JUDGE_MIN_SCORE),
+            judge_warned: std::sync::atomic::AtomicBool::new(false),
         }),
     };
     Ok(Task {

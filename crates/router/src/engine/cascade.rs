@@ -258,8 +258,17 @@ impl Engine<'_> {
             Some(score) if score < cascade.judge_min_score => Err("judge"),
             Some(_) => Ok(()),
             None => {
-                // A judge that cannot answer does not hold the request back: the validators passed.
-                tracing::warn!(request_id = %req.request_id, judge = %judge, "the cascade's judge gave no score");
+                // A judge that cannot answer does not hold the request back: the validators passed. Said once (a
+                // judge that is not pulled would otherwise fill the log), then per request at debug level.
+                if cascade.judge_warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::debug!(request_id = %req.request_id, judge = %judge, "the cascade's judge gave no score");
+                } else {
+                    tracing::warn!(
+                        request_id = %req.request_id,
+                        judge = %judge,
+                        "the cascade's judge gave no score (is it pulled?); answers are accepted on the validators alone"
+                    );
+                }
                 Ok(())
             }
         }
@@ -393,6 +402,7 @@ mod tests {
             checks: Checks::default(),
             judge: None,
             judge_min_score: 0.7,
+            judge_warned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
