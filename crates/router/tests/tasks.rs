@@ -258,6 +258,20 @@ async fn a_cascade_escalates_exactly_when_a_validator_fails_and_stops_at_the_fir
     assert_eq!(a.header("x-switchyard-cascade-unvalidated"), Some("bad_tool_call"));
     clear_faults(&h).await;
 
+    // A refused answer is still returned, marked, when every later step fails to answer.
+    h.fault(json!({"model": SMALL, "bad_answer": "refusal"})).await;
+    h.fault(json!({"model": MID, "error_status": 500})).await;
+    h.fault(json!({"model": CODER, "error_status": 500})).await;
+    let a = h.post("/api/chat", ask("Say hello to the team.")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.header("x-switchyard-cascade-step"), Some("1/3"));
+    assert_eq!(a.header("x-switchyard-cascade-unvalidated"), Some("refusal"));
+    assert_eq!(
+        a.header("x-switchyard-cascade-escalations"),
+        Some(format!("{SMALL}=refusal, {MID}=error, {CODER}=error").as_str())
+    );
+    clear_faults(&h).await;
+
     // A failing step (an error, not a bad answer) escalates too.
     h.fault(json!({"model": SMALL, "error_status": 500})).await;
     let a = h.post("/api/chat", ask("Say hello to the team.")).await;

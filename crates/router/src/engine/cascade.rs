@@ -171,6 +171,8 @@ impl Engine<'_> {
         };
         let mut escalations: Vec<(ModelName, &'static str)> = Vec::new();
         let mut last_error = None;
+        // The latest answer refused by a validator or the judge: returned (marked) if every later step fails.
+        let mut refused: Option<(Outcome, usize, &'static str)> = None;
         for (i, model) in list.iter().enumerate() {
             let step = i + 1;
             let last = step == list.len();
@@ -200,6 +202,7 @@ impl Engine<'_> {
                     tracing::debug!(request_id = %req.request_id, model = %model, reason, "cascade escalates");
                     self.escalated(step, reason);
                     escalations.push((model.clone(), reason));
+                    refused = Some((outcome, step, reason));
                 }
                 verdict => {
                     let unvalidated = verdict.err();
@@ -207,6 +210,11 @@ impl Engine<'_> {
                     return Ok(Ok(self.accept(req, outcome, plan, report)));
                 }
             }
+        }
+        // Every later step failed to answer: the best there is, an answer that failed its checks, beats an error.
+        if let Some((outcome, step, reason)) = refused {
+            let report = Report { step, steps: list.len(), escalations, unvalidated: Some(reason) };
+            return Ok(Ok(self.accept(req, outcome, plan, report)));
         }
         Err(last_error.unwrap_or_else(|| RouterError::UpstreamFailed("no cascade step could answer".into())))
     }
