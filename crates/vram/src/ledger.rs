@@ -129,6 +129,10 @@ pub struct Entry {
     pub idle_ttl: Option<Duration>,
     /// Ollama's `expires_at` from `/api/ps`.
     pub expires_at: Option<String>,
+    /// Requests waiting for admission to this model (set by the manager when it publishes).
+    pub waiting: u32,
+    /// When the longest-waiting of them arrived.
+    pub waiting_since: Option<Instant>,
 }
 
 impl Entry {
@@ -155,6 +159,8 @@ impl Entry {
             measured: false,
             idle_ttl: None,
             expires_at: None,
+            waiting: 0,
+            waiting_since: None,
         }
     }
 
@@ -239,6 +245,19 @@ impl Ledger {
     /// Replaces the standing warnings.
     pub fn set_warnings(&mut self, warnings: Vec<String>) {
         self.warnings = warnings;
+    }
+
+    /// Records the requests waiting for admission, as (model, arrival) pairs, replacing the previous record.
+    pub fn set_queue<'a>(&mut self, waiting: impl Iterator<Item = (&'a ModelName, Instant)>) {
+        for e in self.entries.values_mut() {
+            e.waiting = 0;
+            e.waiting_since = None;
+        }
+        for (model, since) in waiting {
+            let e = self.entry_mut(model);
+            e.waiting += 1;
+            e.waiting_since = Some(e.waiting_since.map_or(since, |t| t.min(since)));
+        }
     }
 
     fn entry_mut(&mut self, name: &ModelName) -> &mut Entry {

@@ -399,7 +399,10 @@ impl Actor {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        // Requests only: Switchyard's own loads (pins, preloads) are not a queue anyone waits in.
+        let requests = self.pending.iter().filter(|w| matches!(w.kind, WaiterKind::Request(_)));
+        self.ledger.set_queue(requests.map(|w| (&w.model, w.enqueued)));
         self.published.store(Arc::new(self.ledger.clone()));
     }
 

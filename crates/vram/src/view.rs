@@ -55,6 +55,12 @@ pub struct ModelView {
     pub expected_bytes: u64,
     /// Ollama's `expires_at`.
     pub expires_at: Option<String>,
+    /// Requests waiting for admission to this model.
+    #[serde(default)]
+    pub queued: u32,
+    /// Milliseconds the longest-waiting of them has waited.
+    #[serde(default)]
+    pub oldest_wait_ms: Option<u64>,
 }
 
 /// A model's bytes on one GPU.
@@ -96,7 +102,7 @@ pub fn status(ledger: &Ledger, source: &str, limit: String) -> VramStatus {
         .collect();
     let models = ledger
         .entries()
-        .filter(|e| e.residency != Residency::Absent || e.pinned)
+        .filter(|e| e.residency != Residency::Absent || e.pinned || e.waiting > 0)
         .map(|e| {
             let size_vram = e.residency.bytes();
             let size = match e.residency {
@@ -118,6 +124,8 @@ pub fn status(ledger: &Ledger, source: &str, limit: String) -> VramStatus {
                 load_seconds: e.load_seconds,
                 expected_bytes: e.expected_bytes,
                 expires_at: e.expires_at.clone(),
+                queued: e.waiting,
+                oldest_wait_ms: e.waiting_since.map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)),
             }
         })
         .collect();

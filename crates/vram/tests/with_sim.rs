@@ -344,10 +344,19 @@ async fn requests_for_a_busy_model_queue_behind_one_that_needs_it_gone() {
         w.manager.refresh().await.unwrap();
     }
     assert!(!late.is_finished(), "the later request was granted ahead of the waiting one");
+    // `/admin/vram` shows each model's queue and how long its oldest request has waited.
+    let status = switchyard_vram::view::status(&w.manager.ledger(), "sim", String::new());
+    let queue = |model: &str| {
+        let m = status.models.iter().find(|m| m.name == model).unwrap();
+        (m.queued, m.oldest_wait_ms.is_some())
+    };
+    assert_eq!(queue("llava:7b"), (1, true));
+    assert_eq!(queue("deepseek-r1:14b"), (1, true));
     drop(busy);
     waiting.await.unwrap().unwrap();
     // Then the later one is served in turn (deepseek had to be loaded again).
     assert!(late.await.unwrap().unwrap(), "deepseek should have been loaded again for the later request");
+    assert!(w.ledger_shows(|l| l.entries().all(|e| e.waiting == 0 && e.waiting_since.is_none())).await);
     w.stop().await;
 }
 
