@@ -142,6 +142,30 @@ pub struct Candidate {
     pub cached_prefix_tokens: u64,
 }
 
+impl Candidate {
+    /// `model` on `backend` before anything about it is known: no quality, no latency, not loaded, eligible.
+    pub fn unscored(model: ModelName, backend: Arc<str>) -> Self {
+        Candidate {
+            model,
+            backend,
+            cost: None,
+            fallback_only: false,
+            quality: 0.0,
+            samples: 0,
+            profiled: false,
+            stale: false,
+            loaded: false,
+            latency: Latency::default(),
+            evictions: Vec::new(),
+            quality_term: 0.0,
+            speed_term: 0.0,
+            utility: 0.0,
+            excluded: None,
+            cached_prefix_tokens: 0,
+        }
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -252,23 +276,14 @@ fn evaluate<'a>(
             quality = Category::ALL.iter().map(|c| f64::from(blend[c.index()]) * posterior(*c).1).sum::<f64>() / total;
         }
     }
+    let backend = spec.backend.as_ref().map_or_else(|| Arc::from("ollama"), |b| Arc::clone(&b.name));
     let mut c = Candidate {
-        model: name.clone(),
-        backend: spec.backend.as_ref().map_or_else(|| Arc::from("ollama"), |b| Arc::clone(&b.name)),
-        cost: None,
         fallback_only: spec.priced() && cx.config.routing.remote == RemotePolicy::Fallback,
         quality,
         samples: n,
         profiled: profile.is_some_and(|p| p.profiled()),
         stale: profile.is_some_and(|p| p.stale),
-        loaded: false,
-        latency: Latency::default(),
-        evictions: Vec::new(),
-        quality_term: 0.0,
-        speed_term: 0.0,
-        utility: 0.0,
-        excluded: None,
-        cached_prefix_tokens: 0,
+        ..Candidate::unscored(name.clone(), backend)
     };
     if let Some(reason) = exclusion(spec, req, cx) {
         c.excluded = Some(reason);

@@ -61,6 +61,8 @@ pub(crate) struct Tasks {
     /// Names the configuration defines (a preset's name among them replaces the preset).
     configured: std::collections::BTreeSet<String>,
     unknown: UnknownTask,
+    /// What [`Tasks::virtual_models`] gives, made once.
+    virtual_models: Vec<(String, String)>,
 }
 
 impl Tasks {
@@ -86,21 +88,26 @@ impl Tasks {
                 }
             })
             .collect();
-        Tasks { by_name, configured: config.tasks.keys().cloned().collect(), unknown: config.routing.unknown_task }
+        let mut virtual_models: Vec<(String, String)> =
+            crate::api::ollama::VIRTUAL_MODELS.iter().map(|(n, d)| ((*n).to_string(), (*d).to_string())).collect();
+        for name in config.tasks.keys() {
+            let model = format!("auto:{name}");
+            if !virtual_models.iter().any(|(n, _)| *n == model) {
+                virtual_models.push((model, format!("routes each request by the task rule {name}")));
+            }
+        }
+        Tasks {
+            by_name,
+            configured: config.tasks.keys().cloned().collect(),
+            unknown: config.routing.unknown_task,
+            virtual_models,
+        }
     }
 
     /// The virtual models the listing routes show: `auto`, `auto:fast`, `auto:quality`, and `auto:NAME` for each
     /// configured task, each with a description.
-    pub(crate) fn virtual_models(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> =
-            crate::api::ollama::VIRTUAL_MODELS.iter().map(|(n, d)| ((*n).to_string(), (*d).to_string())).collect();
-        for name in &self.configured {
-            let model = format!("auto:{name}");
-            if !out.iter().any(|(n, _)| *n == model) {
-                out.push((model, format!("routes each request by the task rule {name}")));
-            }
-        }
-        out
+    pub(crate) fn virtual_models(&self) -> &[(String, String)] {
+        &self.virtual_models
     }
 
     /// The task names, for error messages.

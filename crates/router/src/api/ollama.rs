@@ -71,7 +71,7 @@ pub async fn tags(State(state): State<AppState>) -> Result<Json<Value>, OllamaEr
         for (name, description) in state.tasks.virtual_models() {
             list.push(json!({
                 "name": name, "model": name, "modified_at": now, "size": 0,
-                "digest": virtual_digest(&name),
+                "digest": virtual_digest(name),
                 "details": {"parent_model": "", "format": "switchyard", "family": "switchyard", "families": ["switchyard"],
                             "parameter_size": "", "quantization_level": "", "description": description}
             }));
@@ -133,7 +133,7 @@ pub async fn show(
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| RouterError::bad("model is required", Some("model".into())))?;
-    if let Some((virtual_name, description)) = state.tasks.virtual_models().into_iter().find(|(v, _)| v == name) {
+    if let Some((virtual_name, description)) = state.tasks.virtual_models().iter().find(|(v, _)| v == name) {
         let catalog = state.catalog.load();
         let mut capabilities: Vec<&str> = Vec::new();
         for spec in catalog.models.values() {

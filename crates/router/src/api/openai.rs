@@ -171,7 +171,7 @@ pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OpenAi
             data.push(model_object(spec.name.as_str(), &b.name, now));
         }
     }
-    for (name, _) in &virtual_models {
+    for (name, _) in virtual_models {
         data.push(model_object(name, "switchyard", now));
     }
     Ok(Json(json!({"object": "list", "data": data})))

@@ -373,22 +373,10 @@ mod tests {
 
     fn candidate(name: &str, quality: f64, latency: f64) -> Candidate {
         Candidate {
-            model: ModelName::parse(name).unwrap(),
-            backend: Arc::from("ollama"),
-            cost: None,
-            fallback_only: false,
             quality,
-            samples: 20,
-            profiled: true,
-            stale: false,
             loaded: true,
             latency: Latency { total: latency, ..Latency::default() },
-            evictions: Vec::new(),
-            quality_term: 0.0,
-            speed_term: 0.0,
-            utility: 0.0,
-            excluded: None,
-            cached_prefix_tokens: 0,
+            ..Candidate::unscored(ModelName::parse(name).unwrap(), Arc::from("ollama"))
         }
     }
 
