@@ -7,10 +7,12 @@
 //! request no set of models could serve at its moment (its model does not fit at all) is counted and skipped. No
 //! scheduler that serves requests in arrival order without running out of memory can load less. One that lets
 //! queued requests for a loaded model go ahead of others can (under overload, queues batch requests per model), at
-//! the cost of the waiting requests' latency.
+//! the cost of the waiting requests' latency: `fewest_loads_bounded` gives the fewest for a scheduler that serves
+//! each request within a bound of its arrival, from a dynamic program over the loaded set and the requests waiting.
 
 use crate::trace::TraceRequest;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Share of the believed-free memory Ollama lets a model take beside others.
 const FIT_FRACTION: f64 = 0.8;
@@ -104,10 +106,191 @@ pub fn fewest_loads(trace: &[TraceRequest], sizes: &[(String, u64)], gpu: &OneGp
     best.into_iter().flatten().min().map(|loads| Optimum { loads, unservable })
 }
 
+/// No request of the model waits (in a state of `fewest_loads_bounded`).
+const NONE: usize = usize::MAX;
+
+/// Sets of loaded models, each with the first waiting request of every model not loaded (`NONE` if none waits),
+/// and the fewest loads that reach them.
+type States = HashMap<(usize, Vec<usize>), u64>;
+
+/// The fewest loads for `trace` on `gpu` when each request may be served at any moment from its arrival until
+/// `bound_secs` later, the models' VRAM given by `sizes` (requests for other models are skipped): a request may
+/// wait for later requests for its model while requests for loaded models go ahead, and all waiting requests for a
+/// model are served when it loads. The same rules as `fewest_loads`, which this equals for a bound of 0; a model
+/// is loaded only to serve requests waiting for it. A request whose model does not fit at its arrival is counted
+/// and skipped (the other process's memory only grows, so it would not fit later either). `None` for more than 16
+/// models.
+///
+/// Putting a load off until a waiting request reaches its bound never costs a load, so the loaded set changes only
+/// then (loading the model of that request and, in any order, any other waiting models, unloading any), or just
+/// before the other process's memory appears (serving what will no longer fit).
+pub fn fewest_loads_bounded(
+    trace: &[TraceRequest],
+    sizes: &[(String, u64)],
+    gpu: &OneGpu,
+    bound_secs: f64,
+) -> Option<Optimum> {
+    bounded(trace, sizes, gpu, bound_secs, false)
+}
+
+/// The rules of one GPU over sets of models (bit i: model i of `sizes`).
+struct Rules<'a> {
+    sizes: &'a [(String, u64)],
+    gpu: &'a OneGpu,
+    bytes: Vec<u64>,
+}
+
+impl Rules<'_> {
+    fn holds(&self, set: usize, foreign: u64) -> bool {
+        (set.count_ones() as usize) <= self.gpu.max_loaded && self.bytes[set].saturating_add(foreign) <= self.gpu.budget
+    }
+
+    fn loadable(&self, model: usize, beside: usize) -> bool {
+        let need = self.sizes[model].1;
+        if beside == 0 {
+            need <= self.gpu.total
+        } else {
+            need as f64 <= FIT_FRACTION * self.gpu.total.saturating_sub(self.bytes[beside]) as f64
+        }
+    }
+
+    fn foreign(&self, at: f64) -> u64 {
+        self.gpu.foreign.filter(|(from, _)| at >= *from).map_or(0, |(_, b)| b)
+    }
+
+    /// Every state reachable from `states` by loading waiting models one after another (each beside any subset of
+    /// the models loaded before it), with none loaded included; only those where `must` no longer waits, if given.
+    fn load_waiting(&self, states: States, foreign: u64, must: Option<usize>) -> States {
+        let mut reached = States::new();
+        let mut frontier = states;
+        while !frontier.is_empty() {
+            let mut next = States::new();
+            for ((set, waiting), cost) in frontier {
+                for (model, first) in waiting.iter().enumerate() {
+                    if *first == NONE {
+                        continue;
+                    }
+                    let bit = 1usize << model;
+                    let mut kept = set;
+                    loop {
+                        if self.holds(kept | bit, foreign) && self.loadable(model, kept) {
+                            let mut after = waiting.clone();
+                            after[model] = NONE;
+                            keep_min(&mut next, (kept | bit, after), cost + 1);
+                        }
+                        if kept == 0 {
+                            break;
+                        }
+                        kept = (kept - 1) & set;
+                    }
+                }
+                if must.is_none_or(|m| waiting[m] == NONE) {
+                    keep_min(&mut reached, (set, waiting), cost);
+                }
+            }
+            frontier = next;
+        }
+        reached
+    }
+
+    /// Each state whose set no longer holds beside `foreign` replaced by every subset of it that does.
+    fn unload_crowded(&self, states: States, foreign: u64) -> States {
+        let mut after = States::new();
+        for ((set, waiting), cost) in states {
+            let mut kept = set;
+            loop {
+                if self.holds(kept, foreign) {
+                    keep_min(&mut after, (kept, waiting.clone()), cost);
+                    if kept == set {
+                        break;
+                    }
+                }
+                if kept == 0 {
+                    break;
+                }
+                kept = (kept - 1) & set;
+            }
+        }
+        after
+    }
+}
+
+fn keep_min(states: &mut States, state: (usize, Vec<usize>), cost: u64) {
+    let entry = states.entry(state).or_insert(cost);
+    *entry = (*entry).min(cost);
+}
+
+/// `fewest_loads_bounded`; `eager` also lets waiting models load at every arrival (tests check it never loads
+/// less).
+fn bounded(
+    trace: &[TraceRequest],
+    sizes: &[(String, u64)],
+    gpu: &OneGpu,
+    bound_secs: f64,
+    eager: bool,
+) -> Option<Optimum> {
+    let n = sizes.len();
+    if n > 16 {
+        return None;
+    }
+    let bytes = (0..1usize << n).map(|set| (0..n).filter(|i| set & (1 << i) != 0).map(|i| sizes[i].1).sum()).collect();
+    let rules = Rules { sizes, gpu, bytes };
+    let requests: Vec<(f64, usize)> = trace
+        .iter()
+        .filter_map(|r| sizes.iter().position(|(name, _)| *name == r.model).map(|model| (r.at, model)))
+        .collect();
+    // Each request's arrival and the moment it must be served by, in time order (an arrival before its deadline).
+    let bound = bound_secs.max(0.0);
+    let mut events: Vec<(f64, usize, bool)> =
+        requests.iter().enumerate().flat_map(|(i, &(at, _))| [(at, i, false), (at + bound, i, true)]).collect();
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut states = States::from([((0, vec![NONE; n]), 0)]);
+    let mut unservable = 0;
+    let mut crowded = false;
+    for (at, i, deadline) in events {
+        let model = requests[i].1;
+        let foreign = rules.foreign(at);
+        if foreign > 0 && !crowded {
+            // Just before the other process's memory appears: serve what is waiting if it is best, then unload what
+            // no longer fits.
+            crowded = true;
+            states = rules.unload_crowded(rules.load_waiting(states, 0, None), foreign);
+        }
+        if eager {
+            states = rules.load_waiting(states, foreign, None);
+        }
+        let bit = 1usize << model;
+        if !deadline {
+            if !rules.holds(bit, foreign) || !rules.loadable(model, 0) {
+                unservable += 1;
+                continue;
+            }
+            // Served if its model is loaded, else waiting (alone or behind an earlier request for its model).
+            let mut next = States::new();
+            for ((set, mut waiting), cost) in states {
+                if set & bit == 0 && waiting[model] == NONE {
+                    waiting[model] = i;
+                }
+                keep_min(&mut next, (set, waiting), cost);
+            }
+            states = next;
+        } else {
+            // The first waiting request for the model must be served now.
+            let (due, mut rest): (States, States) =
+                states.into_iter().partition(|((_, waiting), _)| waiting[model] == i);
+            for (state, cost) in rules.load_waiting(due, foreign, Some(model)) {
+                keep_min(&mut rest, state, cost);
+            }
+            states = rest;
+        }
+    }
+    states.into_values().min().map(|loads| Optimum { loads, unservable })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::Kind;
+    use crate::trace::{Kind, Rng};
 
     const GIB: u64 = 1024 * 1024 * 1024;
 
@@ -158,5 +341,124 @@ mod tests {
         let s = sizes(&[("a", 4 * GIB), ("b", 2 * GIB)]);
         let t = trace(&["a", "b", "a", "b"]);
         assert_eq!(fewest_loads(&t, &s, &crowded), Some(Optimum { loads: 2, unservable: 1 }));
+    }
+
+    #[test]
+    fn bounded_with_no_wait_is_in_order_on_the_hand_examples() {
+        let crowded = OneGpu { foreign: Some((2.0, 20 * GIB)), ..GPU };
+        let cases = [
+            (sizes(&[("a", 4 * GIB), ("b", 4 * GIB)]), trace(&["a", "b", "a", "b", "a"]), GPU),
+            (sizes(&[("a", 4 * GIB), ("b", 4 * GIB), ("c", 4 * GIB)]), trace(&["a", "b", "c", "a", "c", "a"]), GPU),
+            (sizes(&[("a", 12 * GIB), ("b", 12 * GIB)]), trace(&["a", "b", "a", "b"]), GPU),
+            (sizes(&[("a", 4 * GIB), ("b", 2 * GIB)]), trace(&["a", "b", "a", "b"]), crowded),
+        ];
+        for (s, t, gpu) in &cases {
+            assert_eq!(fewest_loads_bounded(t, s, gpu, 0.0), fewest_loads(t, s, gpu));
+        }
+    }
+
+    /// A small random case: 2-6 models of 2-14 GiB, 5-40 requests (some at the same moment, some for a model not
+    /// in `sizes`), and a GPU of 1-3 slots, with or without another process's memory from some moment on.
+    fn random_case(rng: &mut Rng) -> (Vec<TraceRequest>, Vec<(String, u64)>, OneGpu) {
+        let models = rng.range(2, 6) as usize;
+        let s: Vec<(String, u64)> = (0..models).map(|i| (format!("m{i}"), rng.range(4, 28) * GIB / 2)).collect();
+        let mut at = 0.0;
+        let t: Vec<TraceRequest> = (0..rng.range(5, 40))
+            .map(|_| {
+                if rng.unit() < 0.8 {
+                    at += rng.exponential(1.0);
+                }
+                let model = rng.range(0, models as u64) as usize;
+                TraceRequest {
+                    at,
+                    model: s.get(model).map_or("other".to_string(), |(name, _)| name.clone()),
+                    kind: Kind::Chat,
+                    prompt_words: 1,
+                    num_predict: 1,
+                }
+            })
+            .collect();
+        let total = [16, 24, 48][rng.range(0, 2) as usize] * GIB;
+        let foreign = (rng.unit() < 0.5).then(|| (rng.unit() * at, rng.range(1, 12) * GIB));
+        let gpu = OneGpu { total, budget: total - GIB, max_loaded: rng.range(1, 3) as usize, foreign };
+        (t, s, gpu)
+    }
+
+    #[test]
+    fn bounded_with_no_wait_is_in_order_on_random_traces() {
+        let mut rng = Rng::new(7);
+        for _ in 0..300 {
+            let (t, s, gpu) = random_case(&mut rng);
+            assert_eq!(fewest_loads_bounded(&t, &s, &gpu, 0.0), fewest_loads(&t, &s, &gpu), "{t:?} {s:?} {gpu:?}");
+        }
+    }
+
+    #[test]
+    fn a_longer_bound_never_needs_more_loads() {
+        let mut rng = Rng::new(11);
+        for _ in 0..200 {
+            let (t, s, gpu) = random_case(&mut rng);
+            let Some(in_order) = fewest_loads(&t, &s, &gpu) else { continue };
+            let mut last = in_order;
+            for bound in [0.0, 0.3, 1.0, 2.0, 4.0, 10.0] {
+                let Some(now) = fewest_loads_bounded(&t, &s, &gpu, bound) else { panic!("no optimum: {t:?}") };
+                assert!(now.loads <= last.loads, "bound {bound}: {now:?} after {last:?}: {t:?} {s:?} {gpu:?}");
+                assert_eq!(now.unservable, in_order.unservable);
+                last = now;
+            }
+        }
+    }
+
+    #[test]
+    fn loading_only_when_a_request_is_due_loses_nothing() {
+        // Against the program that may also load waiting models at every arrival.
+        let mut rng = Rng::new(13);
+        for _ in 0..200 {
+            let (t, s, gpu) = random_case(&mut rng);
+            for bound in [0.5, 1.5, 4.0] {
+                let eager = bounded(&t, &s, &gpu, bound, true);
+                assert_eq!(fewest_loads_bounded(&t, &s, &gpu, bound), eager, "bound {bound}: {t:?} {s:?} {gpu:?}");
+            }
+        }
+    }
+
+    fn timed(list: &[(&str, f64)]) -> Vec<TraceRequest> {
+        let mut t = trace(&list.iter().map(|(m, _)| *m).collect::<Vec<_>>());
+        for (request, (_, at)) in t.iter_mut().zip(list) {
+            request.at = *at;
+        }
+        t
+    }
+
+    #[test]
+    fn waiting_batches_requests_within_the_bound() {
+        // 12 GiB beside 12 GiB never share the GPU: in order each request loads its model.
+        let s = sizes(&[("a", 12 * GIB), ("b", 12 * GIB)]);
+        let t = trace(&["a", "b", "a", "b"]);
+        assert_eq!(fewest_loads(&t, &s, &GPU).map(|o| o.loads), Some(4));
+        // Waiting up to 2 s, a serves its two requests at t = 2 and b its two at t = 3.
+        assert_eq!(fewest_loads_bounded(&t, &s, &GPU, 2.0), Some(Optimum { loads: 2, unservable: 0 }));
+        assert_eq!(fewest_loads_bounded(&t, &s, &GPU, 0.5).map(|o| o.loads), Some(4));
+        // Nothing batches across gaps longer than the bound.
+        let t = timed(&[("a", 0.0), ("b", 5.0), ("a", 10.0)]);
+        assert_eq!(fewest_loads_bounded(&t, &s, &GPU, 1.0).map(|o| o.loads), Some(3));
+    }
+
+    #[test]
+    fn waiting_models_load_in_the_order_that_fits() {
+        // 17 GiB fits beside 4 GiB loaded after it, not the other way round: when b's wait ends, a (waiting too)
+        // loads first and b beside it.
+        let s = sizes(&[("a", 17 * GIB), ("b", 4 * GIB)]);
+        let t = timed(&[("b", 0.0), ("a", 1.0), ("b", 20.0), ("a", 21.0)]);
+        assert_eq!(fewest_loads_bounded(&t, &s, &GPU, 10.0), Some(Optimum { loads: 2, unservable: 0 }));
+    }
+
+    #[test]
+    fn what_will_not_fit_beside_the_other_process_is_served_before_it_appears() {
+        // From t = 5 another process holds 12 GiB: a (14 GiB) no longer fits, so its request at 4 is served before.
+        let crowded = OneGpu { foreign: Some((5.0, 12 * GIB)), ..GPU };
+        let s = sizes(&[("a", 14 * GIB), ("b", 4 * GIB)]);
+        let t = timed(&[("a", 4.0), ("b", 4.5), ("a", 6.0), ("b", 7.0)]);
+        assert_eq!(fewest_loads_bounded(&t, &s, &crowded, 10.0), Some(Optimum { loads: 2, unservable: 1 }));
     }
 }

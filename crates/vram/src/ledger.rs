@@ -133,6 +133,10 @@ pub struct Entry {
     pub waiting: u32,
     /// When the longest-waiting of them arrived.
     pub waiting_since: Option<Instant>,
+    /// When the latest request for it arrived.
+    pub last_arrival: Option<Instant>,
+    /// The time between its requests' arrivals, averaged (recent gaps weigh more).
+    pub mean_gap: Option<Duration>,
 }
 
 impl Entry {
@@ -148,6 +152,8 @@ impl Entry {
             pinned: false,
             in_flight: 0,
             last_used: None,
+            last_arrival: None,
+            mean_gap: None,
             uses: 0,
             heat: Heat::default(),
             layers: None,
@@ -169,7 +175,7 @@ impl Entry {
     }
 
     /// How long loading it again would keep a request waiting: the latest load as timed here, else the estimate.
-    fn reload_wait(&self) -> Duration {
+    pub fn reload_wait(&self) -> Duration {
         self.load_wall.unwrap_or_else(|| Duration::try_from_secs_f64(self.reload_seconds()).unwrap_or(Duration::MAX))
     }
 
@@ -206,6 +212,9 @@ pub enum Observed {
     UnloadConfirmed(ModelName),
 }
 
+/// Weight of the newest gap in a model's average gap between arrivals.
+const ARRIVAL_GAP_WEIGHT: f64 = 0.25;
+
 /// The ledger itself.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -214,12 +223,25 @@ pub struct Ledger {
     entries: BTreeMap<ModelName, Entry>,
     /// Human-readable conditions for `/admin/vram` (unknown total, pins over budget...).
     warnings: Vec<String>,
+    /// Requests passed over by admission (`vram.max_bypass_ms`), as the manager counts them.
+    bypass: BypassStats,
+}
+
+/// How often admission let requests for loaded models go ahead of a request waiting for room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BypassStats {
+    /// Requests that waited while others went ahead of them (each counted once).
+    pub deferred: u64,
+    /// Leases granted ahead of such a waiting request (one per waiting request passed over).
+    pub bypasses: u64,
+    /// The longest a request had waited when another went ahead of it: never more than `vram.max_bypass_ms`.
+    pub longest_passed_over: Duration,
 }
 
 impl Ledger {
     /// A ledger over `gpus` (from the first probe reading).
     pub fn new(config: LedgerConfig, gpus: Vec<GpuState>) -> Self {
-        Self { config, gpus, entries: BTreeMap::new(), warnings: Vec::new() }
+        Self { config, gpus, entries: BTreeMap::new(), warnings: Vec::new(), bypass: BypassStats::default() }
     }
 
     pub fn config(&self) -> &LedgerConfig {
@@ -240,6 +262,15 @@ impl Ledger {
 
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    pub fn bypass(&self) -> BypassStats {
+        self.bypass
+    }
+
+    /// Records the manager's bypass counts.
+    pub fn set_bypass(&mut self, stats: BypassStats) {
+        self.bypass = stats;
     }
 
     /// Replaces the standing warnings.
@@ -364,6 +395,24 @@ impl Ledger {
         entry.uses += 1;
         entry.heat.bump(now, half_life);
         entry.last_used = Some(now);
+    }
+
+    /// A request for `name` arrived: updates its average gap between arrivals.
+    pub fn note_arrival(&mut self, name: &ModelName, now: Instant) {
+        let entry = self.entry_mut(name);
+        if let Some(last) = entry.last_arrival {
+            let gap = now.saturating_duration_since(last).as_secs_f64();
+            let mean =
+                entry.mean_gap.map_or(gap, |m| ARRIVAL_GAP_WEIGHT * gap + (1.0 - ARRIVAL_GAP_WEIGHT) * m.as_secs_f64());
+            entry.mean_gap = Duration::try_from_secs_f64(mean).ok();
+        }
+        entry.last_arrival = Some(now);
+    }
+
+    /// When the next request for `name` is expected, from its average gap between arrivals.
+    pub fn next_arrival(&self, name: &ModelName) -> Option<Instant> {
+        let entry = self.entries.get(name)?;
+        Some(entry.last_arrival? + entry.mean_gap?)
     }
 
     /// A lease was dropped.

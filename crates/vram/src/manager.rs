@@ -34,6 +34,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// A model not asked for in this many of its average gaps between requests is taken as no longer being asked for:
+/// no request waits for it to be asked again (`vram.max_bypass_ms`).
+const QUIET_GAPS: f64 = 3.0;
+
 /// How long an unload may take to show in `/api/ps` before the manager reads the truth from the next poll.
 const UNLOAD_CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -126,6 +130,14 @@ struct Waiter {
     blockers: Vec<ModelName>,
     /// Plan again by then even if nothing changes (it waits by choice for a busy model, within a patience).
     recheck_at: Option<Instant>,
+    /// Until then it may be passed over: requests for loaded models it would evict go ahead of it
+    /// (`vram.max_bypass_ms`). `None` for Switchyard's own loads and when the bound is 0.
+    defer_until: Option<Instant>,
+    /// The loaded models it would evict (or wait for) while it lets their requests go ahead; empty when it is not
+    /// deferring.
+    deferring: Vec<ModelName>,
+    /// It has deferred at least once (counted once).
+    deferred: bool,
 }
 
 /// Where a waiter stands after an out-of-memory load.
@@ -260,6 +272,7 @@ impl VramManager {
             polling: false,
             poll_waiters: Vec::new(),
             epoch: 0,
+            bypass: crate::ledger::BypassStats::default(),
         };
         for model in &options.pins {
             actor.admin(AdminOp::Pin, model.clone(), None);
@@ -366,6 +379,8 @@ struct Actor {
     /// Counts the loads and unloads begun or finished; a poll's reading is applied only when none happened while
     /// it was taken.
     epoch: u64,
+    /// Requests passed over and admissions ahead of them, for `/admin/vram`.
+    bypass: crate::ledger::BypassStats,
 }
 
 impl Actor {
@@ -403,6 +418,7 @@ impl Actor {
         // Requests only: Switchyard's own loads (pins, preloads) are not a queue anyone waits in.
         let requests = self.pending.iter().filter(|w| matches!(w.kind, WaiterKind::Request(_)));
         self.ledger.set_queue(requests.map(|w| (&w.model, w.enqueued)));
+        self.ledger.set_bypass(self.bypass);
         self.published.store(Arc::new(self.ledger.clone()));
     }
 
@@ -478,6 +494,7 @@ impl Actor {
             let _ = reply.send(Err(VramError::UnknownModel(model.to_string())));
             return;
         }
+        self.ledger.note_arrival(&model, now);
         let limit = self.config.limits.queue_per_model;
         let queued = self.pending.iter().filter(|w| w.model == model).count() as u32;
         let in_flight = self.ledger.entry(&model).map_or(0, |e| e.in_flight);
@@ -486,6 +503,8 @@ impl Actor {
             let _ = reply.send(Err(VramError::QueueFull { model: model.to_string(), limit, retry_after_secs: 1 }));
             return;
         }
+        // A request may be passed over for at most the bound, and never for more than half its wait for room.
+        let bound = Duration::from_millis(self.config.vram.max_bypass_ms).min(wait / 2);
         let waiter = Waiter {
             model,
             kind: WaiterKind::Request(reply),
@@ -496,6 +515,9 @@ impl Actor {
             oom_retry: OomRetry::None,
             blockers: Vec::new(),
             recheck_at: None,
+            defer_until: (!bound.is_zero()).then(|| now + bound),
+            deferring: Vec::new(),
+            deferred: false,
         };
         // Behind an earlier waiter for the same model: keep the order (and its single load).
         if queued > 0 {
@@ -504,8 +526,12 @@ impl Actor {
             self.pending.push_back(waiter);
             return;
         }
-        // An earlier request waits for this (busy) model to go idle: queue behind it, or it would never drain.
-        if self.pending.iter().any(|w| w.blockers.contains(&waiter.model)) {
+        // An earlier request waits for this (busy) model to go idle, or has been passed over for as long as it may
+        // be (and the next pass will evict this model for it): queue behind it, or it would never drain.
+        if self.pending.iter().any(|w| {
+            w.blockers.contains(&waiter.model)
+                || (w.defer_until.is_some_and(|until| now >= until) && w.deferring.contains(&waiter.model))
+        }) {
             let mut waiter = waiter;
             waiter.reason = format!("queued behind an earlier request that needs {} to finish", waiter.model);
             self.pending.push_back(waiter);
@@ -534,7 +560,62 @@ impl Actor {
             oom_retry: OomRetry::None,
             blockers: Vec::new(),
             recheck_at: None,
+            defer_until: None,
+            deferring: Vec::new(),
+            deferred: false,
         });
+    }
+
+    /// Lets requests for loaded models go ahead of `waiter` when its `plan` needs an eviction (`vram.max_bypass_ms`):
+    /// true when it deferred `waiter`, false when the waiter should be planned as usual (it is then unchanged).
+    ///
+    /// It defers only while that could save a load: within its bound, and while a model it would evict is serving,
+    /// or the GPU is shared (a request is being served or another waits, or it already deferred) and a model it
+    /// would evict is still being asked for (its latest request less than `QUIET_GAPS` of its average gaps ago) and
+    /// its next request is due before the bound. A client that sends one
+    /// request at a time never waits for this. Nothing is evicted for it meanwhile, so the models keep serving, and
+    /// requests for its own model that arrive meanwhile join its one load.
+    fn defer(&mut self, waiter: &mut Waiter, plan: &Plan, now: Instant) -> bool {
+        let Some(until) = waiter.defer_until.filter(|until| now < *until) else { return false };
+        let wanted = match plan {
+            Plan::Evict { victims, .. } => victims,
+            Plan::Wait { blockers, .. } if !blockers.is_empty() => blockers,
+            _ => return false,
+        };
+        let shared = waiter.deferred || !self.pending.is_empty() || self.ledger.entries().any(|e| e.in_flight > 0);
+        // Worth it while a victim is serving (its release plans again), or while one is still being asked for (its
+        // latest request less than a few average gaps ago) and its next request is due before the bound.
+        let mut worth_until: Option<Instant> = None;
+        for victim in wanted {
+            let Some(entry) = self.ledger.entry(victim) else { continue };
+            let until_victim = if entry.in_flight > 0 {
+                Some(until)
+            } else if let (true, Some(last), Some(gap)) = (shared, entry.last_arrival, entry.mean_gap) {
+                let active_until = last + gap.mul_f64(QUIET_GAPS);
+                (active_until > now && last + gap <= until).then(|| active_until.min(until))
+            } else {
+                None
+            };
+            worth_until = worth_until.max(until_victim);
+        }
+        let Some(recheck) = worth_until else { return false };
+        if !waiter.deferred {
+            waiter.deferred = true;
+            self.bypass.deferred += 1;
+            if let Some(m) = &self.metrics {
+                m.deferred.inc();
+            }
+        }
+        waiter.reason = format!(
+            "letting requests for {} go first before making room for {} (for up to {} ms)",
+            wanted.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            waiter.model,
+            self.config.vram.max_bypass_ms
+        );
+        waiter.deferring = wanted.clone();
+        waiter.recheck_at = Some(recheck);
+        waiter.cold = true;
+        true
     }
 
     /// Tries to admit one waiter; returns it when it must keep waiting.
@@ -542,10 +623,15 @@ impl Actor {
         // What blocked it on an earlier pass may not any more; only a `Wait` plan names blockers.
         waiter.blockers.clear();
         waiter.recheck_at = None;
+        waiter.deferring.clear();
         let need = self.need(&waiter.model);
         self.ledger.note_estimate(&waiter.model, need);
         let waited = now.saturating_duration_since(waiter.enqueued);
-        match self.ledger.plan_waited(&waiter.model, need, now, waited) {
+        let plan = self.ledger.plan_waited(&waiter.model, need, now, waited);
+        if self.defer(&mut waiter, &plan, now) {
+            return Some(waiter);
+        }
+        match plan {
             Plan::Ready => {
                 self.grant(waiter, now);
                 None
@@ -591,6 +677,7 @@ impl Actor {
         let waited = now.saturating_duration_since(waiter.enqueued);
         match waiter.kind {
             WaiterKind::Request(reply) => {
+                self.note_bypasses(&waiter.model, now);
                 self.ledger.acquire(&waiter.model, now);
                 if let Some(m) = &self.metrics {
                     m.lease_wait
@@ -614,6 +701,18 @@ impl Actor {
                     };
                     let _ = reply.send(Ok(message));
                 }
+            }
+        }
+    }
+
+    /// Counts the earlier requests that a lease on `model` goes ahead of: those passed over to let `model` serve.
+    fn note_bypasses(&mut self, model: &ModelName, now: Instant) {
+        for waiter in self.pending.iter().filter(|w| w.deferring.contains(model)) {
+            let waited = now.saturating_duration_since(waiter.enqueued);
+            self.bypass.bypasses += 1;
+            self.bypass.longest_passed_over = self.bypass.longest_passed_over.max(waited);
+            if let Some(m) = &self.metrics {
+                m.bypasses.inc();
             }
         }
     }

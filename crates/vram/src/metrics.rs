@@ -1,6 +1,8 @@
 //! The VRAM manager's Prometheus metrics. Labels are bounded: GPU index, a fixed set of reasons, the strategy.
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Every metric of the VRAM manager.
 #[derive(Debug, Clone)]
@@ -21,6 +23,10 @@ pub struct VramMetrics {
     pub lease_wait: HistogramVec,
     /// Requests refused admission, by reason (busy, queue_full, load_failed, unknown).
     pub rejections: IntCounterVec,
+    /// Requests that let requests for loaded models go ahead of them (`vram.max_bypass_ms`).
+    pub deferred: IntCounter,
+    /// Leases granted ahead of a request waiting for room.
+    pub bypasses: IntCounter,
 }
 
 impl VramMetrics {
@@ -64,6 +70,14 @@ impl VramMetrics {
                 Opts::new("switchyard_admission_rejections_total", "Requests refused VRAM admission, by reason"),
                 &["reason"],
             )?,
+            deferred: IntCounter::new(
+                "switchyard_admission_deferred_total",
+                "Requests that waited while requests for loaded models went ahead of them",
+            )?,
+            bypasses: IntCounter::new(
+                "switchyard_admission_bypasses_total",
+                "Leases granted ahead of an earlier request waiting for room",
+            )?,
         };
         registry.register(Box::new(m.total_bytes.clone()))?;
         registry.register(Box::new(m.used_bytes.clone()))?;
@@ -76,6 +90,8 @@ impl VramMetrics {
         registry.register(Box::new(m.load_duration.clone()))?;
         registry.register(Box::new(m.lease_wait.clone()))?;
         registry.register(Box::new(m.rejections.clone()))?;
+        registry.register(Box::new(m.deferred.clone()))?;
+        registry.register(Box::new(m.bypasses.clone()))?;
         Ok(m)
     }
 }

@@ -80,11 +80,27 @@ pub struct VramStatus {
     pub budget: BudgetView,
     pub models: Vec<ModelView>,
     pub foreign_bytes: u64,
+    /// Requests passed over by admission (`vram.max_bypass_ms`).
+    #[serde(default)]
+    pub bypass: BypassView,
     pub warnings: Vec<String>,
 }
 
+/// Admission out of arrival order: how often requests for loaded models went ahead of a request waiting for room.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BypassView {
+    /// `vram.max_bypass_ms`: how long a waiting request may be passed over.
+    pub max_bypass_ms: u64,
+    /// Requests that were passed over.
+    pub deferred: u64,
+    /// Leases granted ahead of them.
+    pub bypasses: u64,
+    /// The longest a request had waited when another went ahead of it.
+    pub longest_passed_over_ms: f64,
+}
+
 /// Builds the status from a ledger snapshot.
-pub fn status(ledger: &Ledger, source: &str, limit: String) -> VramStatus {
+pub fn status(ledger: &Ledger, source: &str, limit: String, max_bypass_ms: u64) -> VramStatus {
     let config = ledger.config();
     let gpus: Vec<GpuView> = ledger
         .gpus()
@@ -142,6 +158,15 @@ pub fn status(ledger: &Ledger, source: &str, limit: String) -> VramStatus {
             idle_ttl_secs: config.idle_ttl.map(|d: Duration| d.as_secs()),
         },
         models,
+        bypass: {
+            let b = ledger.bypass();
+            BypassView {
+                max_bypass_ms,
+                deferred: b.deferred,
+                bypasses: b.bypasses,
+                longest_passed_over_ms: b.longest_passed_over.as_secs_f64() * 1000.0,
+            }
+        },
         warnings: ledger.warnings().to_vec(),
     }
 }

@@ -331,7 +331,11 @@ async fn the_threshold_spares_models_used_recently() {
 
 #[tokio::test]
 async fn requests_for_a_busy_model_queue_behind_one_that_needs_it_gone() {
-    let w = world(vec![16 * GIB], |c| c.vram.admission_wait_ms = 5_000).await;
+    let w = world(vec![16 * GIB], |c| {
+        c.vram.admission_wait_ms = 5_000;
+        c.vram.max_bypass_ms = 0;
+    })
+    .await;
     let busy = w.manager.acquire(&name("deepseek-r1:14b")).await.unwrap();
     // llava needs deepseek's room and waits for it to go idle...
     let m = w.manager.clone();
@@ -345,7 +349,7 @@ async fn requests_for_a_busy_model_queue_behind_one_that_needs_it_gone() {
     }
     assert!(!late.is_finished(), "the later request was granted ahead of the waiting one");
     // `/admin/vram` shows each model's queue and how long its oldest request has waited.
-    let status = switchyard_vram::view::status(&w.manager.ledger(), "sim", String::new());
+    let status = switchyard_vram::view::status(&w.manager.ledger(), "sim", String::new(), 0);
     let queue = |model: &str| {
         let m = status.models.iter().find(|m| m.name == model).unwrap();
         (m.queued, m.oldest_wait_ms.is_some())
@@ -357,6 +361,99 @@ async fn requests_for_a_busy_model_queue_behind_one_that_needs_it_gone() {
     // Then the later one is served in turn (deepseek had to be loaded again).
     assert!(late.await.unwrap().unwrap(), "deepseek should have been loaded again for the later request");
     assert!(w.ledger_shows(|l| l.entries().all(|e| e.waiting == 0 && e.waiting_since.is_none())).await);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn requests_for_a_busy_model_go_ahead_of_one_waiting_for_room_only_within_the_bound() {
+    let bound = Duration::from_millis(1_500);
+    let w = world(vec![16 * GIB], |c| {
+        c.vram.admission_wait_ms = 8_000;
+        c.vram.max_bypass_ms = 1_500;
+    })
+    .await;
+    let busy = w.manager.acquire(&name("deepseek-r1:14b")).await.unwrap();
+    // llava needs deepseek's room; deepseek is serving.
+    let m = w.manager.clone();
+    let waiting = tokio::spawn(async move { m.acquire(&name("llava:7b")).await });
+    let started = tokio::time::Instant::now();
+    assert!(w.ledger_shows(|l| l.entry(&name("llava:7b")).is_some_and(|e| e.waiting == 1)).await);
+    // Within the bound a new request for deepseek is served at once, ahead of llava...
+    let ahead = w.manager.acquire(&name("deepseek-r1:14b")).await.unwrap();
+    assert!(!ahead.cold);
+    assert!(!waiting.is_finished());
+    // ...and once llava has waited for the bound, new requests for deepseek queue behind it.
+    tokio::time::sleep_until(started + bound).await;
+    let m = w.manager.clone();
+    let behind = tokio::spawn(async move { m.acquire(&name("deepseek-r1:14b")).await.map(|l| l.cold) });
+    for _ in 0..5 {
+        w.manager.refresh().await.unwrap();
+    }
+    assert!(!behind.is_finished(), "a request went ahead of one that had waited for the bound");
+    drop(busy);
+    drop(ahead);
+    let lease = waiting.await.unwrap().unwrap();
+    assert!(lease.cold);
+    drop(lease);
+    assert!(behind.await.unwrap().unwrap(), "deepseek should have been loaded again after llava");
+    let status = switchyard_vram::view::status(&w.manager.ledger(), "sim", String::new(), 1_500);
+    // llava was passed over once; the last request may have deferred too (llava was busy when it was planned).
+    assert_eq!(status.bypass.bypasses, 1, "{:?}", status.bypass);
+    assert!(status.bypass.deferred >= 1, "{:?}", status.bypass);
+    assert!(status.bypass.longest_passed_over_ms <= 1_500.0, "{:?}", status.bypass);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_waiting_for_room_is_served_within_its_bound_while_a_busy_model_keeps_getting_requests() {
+    let w = world(vec![16 * GIB], |c| {
+        c.vram.admission_wait_ms = 20_000;
+        c.vram.max_bypass_ms = 300;
+    })
+    .await;
+    let first = w.manager.acquire(&name("deepseek-r1:14b")).await.unwrap();
+    let m = w.manager.clone();
+    let starving = tokio::spawn(async move { m.acquire(&name("llava:7b")).await });
+    // A stream of overlapping requests for deepseek (each held 60 ms, one every 20 ms) for up to 10 s: deepseek is
+    // never idle while the stream is admitted ahead of llava.
+    let stream_end = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut stream = tokio::task::JoinSet::new();
+    stream.spawn(async move {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        drop(first);
+    });
+    let mut served_during_stream = false;
+    while tokio::time::Instant::now() < stream_end {
+        if starving.is_finished() {
+            served_during_stream = true;
+            break;
+        }
+        let m = w.manager.clone();
+        stream.spawn(async move {
+            if let Ok(lease) = m.acquire(&name("deepseek-r1:14b")).await {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                drop(lease);
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served_during_stream, "llava was starved by the stream of deepseek requests");
+    assert!(starving.await.unwrap().is_ok());
+    while stream.join_next().await.is_some() {}
+    let bypass = w.manager.ledger().bypass();
+    assert!(bypass.bypasses > 0, "the stream never went ahead of llava: {bypass:?}");
+    assert!(bypass.longest_passed_over <= Duration::from_millis(300), "{bypass:?}");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_sending_one_request_at_a_time_is_never_passed_over() {
+    let w = world(vec![16 * GIB], |c| c.vram.max_bypass_ms = 1_000).await;
+    for model in ["deepseek-r1:14b", "llava:7b", "deepseek-r1:14b", "llava:7b"] {
+        let lease = w.manager.acquire(&name(model)).await.unwrap();
+        drop(lease);
+    }
+    assert_eq!(w.manager.ledger().bypass().deferred, 0);
     w.stop().await;
 }
 
@@ -435,7 +532,11 @@ async fn an_out_of_memory_load_is_planned_again_after_a_poll() {
 
 #[tokio::test]
 async fn a_request_that_stopped_waiting_for_a_busy_model_no_longer_holds_its_requests_back() {
-    let w = world(vec![16 * GIB], |c| c.vram.admission_wait_ms = 5_000).await;
+    let w = world(vec![16 * GIB], |c| {
+        c.vram.admission_wait_ms = 5_000;
+        c.vram.max_bypass_ms = 0;
+    })
+    .await;
     let busy = w.manager.acquire(&name("llama3.2:3b")).await.unwrap();
     // With 8 GiB taken by another process, llama3.1:8b fits only if the busy llama3.2:3b goes: it waits for it.
     post(&w.client, "/sim/faults", json!({"foreign_vram": {"gpu": 0, "bytes": 8 * GIB}})).await;
@@ -544,8 +645,8 @@ where
 const CHAT_MODELS: [&str; 6] =
     ["llama3.2:3b", "llama3.1:8b", "qwen2.5-coder:7b", "deepseek-r1:14b", "llava:7b", "llama3.3:70b"];
 
-/// GPU sizes, strategy index, (model index, hold) requests, and foreign bytes on GPU 0.
-type Workload = (Vec<u64>, u8, Vec<(usize, u8)>, Option<u64>);
+/// GPU sizes, strategy index, (model index, hold) requests, foreign bytes on GPU 0, and `vram.max_bypass_ms`.
+type Workload = (Vec<u64>, u8, Vec<(usize, u8)>, Option<u64>, u64);
 
 fn workload() -> impl Strategy<Value = Workload> {
     (
@@ -560,21 +661,24 @@ fn workload() -> impl Strategy<Value = Workload> {
         0u8..4,
         prop::collection::vec((0usize..CHAT_MODELS.len(), 0u8..4), 5..40),
         prop::option::of(0u64..6 * GIB),
+        prop_oneof![Just(0u64), Just(30), Just(200)],
     )
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, .. ProptestConfig::default() })]
 
-    /// Whatever the request sequence, fleet share and foreign usage, admission never makes the GPU run out of memory.
+    /// Whatever the request sequence, fleet share, foreign usage and bound on passing over a waiting request,
+    /// admission never makes the GPU run out of memory, and no request is passed over for longer than the bound.
     #[test]
-    fn random_workloads_never_oom((gpus, strategy, requests, foreign) in workload()) {
+    fn random_workloads_never_oom((gpus, strategy, requests, foreign, bound) in workload()) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(async move {
             let strategy = [Eviction::Lru, Eviction::Largest, Eviction::Lfu, Eviction::Cost][strategy as usize];
             let w = world(gpus, |c| {
                 c.vram.strategy = strategy;
                 c.vram.admission_wait_ms = 500;
+                c.vram.max_bypass_ms = bound;
             }).await;
             if let Some(bytes) = foreign {
                 post(&w.client, "/sim/faults", json!({"foreign_vram": {"gpu": 0, "bytes": bytes}})).await;
@@ -602,6 +706,11 @@ proptest! {
             }
             let counters = w.counters().await;
             assert_eq!(counters["oom_events"], 0, "OOM with {strategy:?}: {counters}");
+            let bypass = w.manager.ledger().bypass();
+            assert!(bypass.longest_passed_over <= Duration::from_millis(bound), "bound {bound} ms: {bypass:?}");
+            if bound == 0 {
+                assert_eq!((bypass.deferred, bypass.bypasses), (0, 0));
+            }
             w.stop().await;
         });
     }

@@ -58,6 +58,10 @@ struct Cli {
     /// Switchyard strategies to replay.
     #[arg(long, value_delimiter = ',', default_value = "lru,largest,lfu,cost")]
     strategies: Vec<String>,
+    /// Values of `vram.max_bypass_ms` to replay each strategy with, in milliseconds as configured (scaled like the
+    /// router's other durations); 0 admits in arrival order. Default: 0 and the router's default.
+    #[arg(long, value_delimiter = ',')]
+    max_bypass_ms: Vec<u64>,
     /// GPU cases: each a comma-separated list of GPU sizes; repeat the flag for several cases.
     #[arg(long = "gpus", default_values = ["24GiB", "24GiB,24GiB"])]
     gpu_cases: Vec<String>,
@@ -108,14 +112,16 @@ fn router_settings(options: &ReplayOptions) -> Vec<String> {
 }
 
 /// The fewest loads any scheduler could need, for each single-GPU case, with the built-in fleet's sizes at the
-/// replay's context and the router's default headroom. (Several GPUs are not covered: placement across them is
-/// more than which models are loaded.)
+/// replay's context and the router's default headroom: serving in arrival order, and with each bound on passing
+/// over a request (`bounds`, milliseconds of simulated time; 0 is arrival order). (Several GPUs are not covered:
+/// placement across them is more than which models are loaded.)
 fn offline_optimum(
     trace: &[trace::TraceRequest],
     cases: &[Vec<u64>],
     cli: &Cli,
     options: &ReplayOptions,
-) -> Result<Vec<(String, optimum::Optimum)>> {
+    bounds: &[u64],
+) -> Result<Vec<replay::OptimumRow>> {
     let fleet = switchyard_sim::Fleet::builtin();
     let mut sizes = Vec::new();
     for name in &cli.models {
@@ -136,7 +142,12 @@ fn offline_optimum(
         // A model larger than the budget runs partly offloaded, alone on the GPU: it takes all of it.
         let sizes: Vec<(String, u64)> = sizes.iter().map(|(n, b)| (n.clone(), (*b).min(gpu.budget))).collect();
         if let Some(best) = optimum::fewest_loads(trace, &sizes, &gpu) {
-            out.push((replay::gpus_label(gpus), best));
+            out.push(replay::OptimumRow { gpus: replay::gpus_label(gpus), max_bypass_ms: 0, optimum: best });
+        }
+        for bound in bounds.iter().filter(|b| **b > 0) {
+            if let Some(best) = optimum::fewest_loads_bounded(trace, &sizes, &gpu, *bound as f64 / 1000.0) {
+                out.push(replay::OptimumRow { gpus: replay::gpus_label(gpus), max_bypass_ms: *bound, optimum: best });
+            }
         }
     }
     Ok(out)
@@ -194,10 +205,18 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let bounds: Vec<u64> = if cli.max_bypass_ms.is_empty() {
+        vec![0, switchyard_core::config::Config::default().vram.max_bypass_ms]
+    } else {
+        cli.max_bypass_ms.clone()
+    };
     let mut results = Vec::new();
     for gpus in &cases {
         let mut schedulings = if cli.no_direct { Vec::new() } else { vec![Scheduling::Ollama] };
-        schedulings.extend(strategies.iter().map(|s| Scheduling::Switchyard(*s)));
+        for strategy in &strategies {
+            schedulings
+                .extend(bounds.iter().map(|b| Scheduling::Switchyard { strategy: *strategy, max_bypass_ms: *b }));
+        }
         for scheduling in schedulings {
             eprintln!("replaying {} requests on {} with {}", trace.len(), replay::gpus_label(gpus), scheduling.label());
             let result = runtime.block_on(replay::run_scenario(&trace, gpus, scheduling, &options))?;
@@ -208,7 +227,7 @@ fn main() -> Result<()> {
             results.push(result);
         }
     }
-    let optimum = offline_optimum(&trace, &cases, &cli, &options)?;
+    let optimum = offline_optimum(&trace, &cases, &cli, &options, &bounds)?;
     let report = ReplayReport {
         machine,
         seed: cli.seed,

@@ -384,6 +384,11 @@ pub struct VramConfig {
     pub pin_fastest: bool,
     /// How long a request waits for room before it is answered 503 with `Retry-After`, in milliseconds.
     pub admission_wait_ms: u64,
+    /// How long requests for loaded models may be admitted ahead of a waiting request whose model needs an
+    /// eviction, in milliseconds (0 = strictly in arrival order). During that time the waiting request's model is
+    /// not loaded and nothing is evicted for it, so loaded models keep serving and later requests for the same cold
+    /// model join its one load.
+    pub max_bypass_ms: u64,
     /// Most models loaded at once (0 = Ollama's default of 3 per GPU).
     pub max_loaded_models: u32,
     /// Context length every model is loaded with, unless `[models."name"].num_ctx` says otherwise. Clients' own
@@ -409,6 +414,7 @@ impl Default for VramConfig {
             preload: Vec::new(),
             pin_fastest: false,
             admission_wait_ms: 10_000,
+            max_bypass_ms: 10_000,
             max_loaded_models: 0,
             num_ctx: 4096,
         }

@@ -22,7 +22,7 @@ use switchyard_vram::view::{VramStatus, status};
 /// `GET /admin/vram`.
 pub async fn vram(State(state): State<AppState>) -> Json<VramStatus> {
     let ledger = state.vram.ledger();
-    Json(status(&ledger, state.vram.source(), state.config.vram.limit.to_string()))
+    Json(status(&ledger, state.vram.source(), state.config.vram.limit.to_string(), state.config.vram.max_bypass_ms))
 }
 
 /// `POST /admin/vram/load`, `/unload`, `/pin` and `/unpin`: one handler, the operation taken from the route.

@@ -245,6 +245,13 @@ pub fn render_vram(s: &VramStatus) -> String {
             ));
         }
     }
+    if s.bypass.deferred > 0 {
+        out.push_str(&format!(
+            "passed over: {} requests waiting for room, {} leases granted ahead of them, longest wait when passed \
+             over {:.0} ms (bound {} ms)\n",
+            s.bypass.deferred, s.bypass.bypasses, s.bypass.longest_passed_over_ms, s.bypass.max_bypass_ms
+        ));
+    }
     for w in &s.warnings {
         out.push_str(&format!("warning: {w}\n"));
     }
