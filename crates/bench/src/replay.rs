@@ -284,6 +284,12 @@ pub fn p95_counting_failures(latencies: &[f64], failed: usize) -> Option<f64> {
     Some(crate::stats::percentile(&all, 95.0)).filter(|p| p.is_finite())
 }
 
+/// `ours` against `theirs` as `N% fewer` or `N% more`.
+fn relative(ours: u64, theirs: u64) -> String {
+    let change = ours as f64 / theirs.max(1) as f64 - 1.0;
+    if change <= 0.0 { format!("{:.0}% fewer", -change * 100.0) } else { format!("{:.0}% more", change * 100.0) }
+}
+
 /// `12.34`, or `failed` when the percentile is a failure.
 fn seconds_or_failed(value: Option<f64>) -> String {
     value.map_or_else(|| "failed".to_string(), |v| format!("{v:.2}"))
@@ -397,12 +403,11 @@ pub fn markdown(report: &ReplayReport) -> String {
                 Some(b) if b.cold_loads > 0 => {
                     let _ = writeln!(
                         out,
-                        "; against Ollama's {} loads ({} attempts), no scheduler serving in arrival order can \
-                         have more than {:.0}% fewer ({:.0}% fewer attempts).",
+                        "; that is {} than Ollama's {} completed loads and {} than its {} load attempts.",
+                        relative(best.loads, b.cold_loads),
                         b.cold_loads,
-                        b.load_attempts,
-                        (1.0 - best.loads as f64 / b.cold_loads as f64) * 100.0,
-                        (1.0 - best.loads as f64 / b.load_attempts.max(1) as f64) * 100.0
+                        relative(best.loads, b.load_attempts),
+                        b.load_attempts
                     );
                 }
                 _ => {

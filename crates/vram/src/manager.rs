@@ -38,6 +38,9 @@ use tokio_util::task::TaskTracker;
 /// no request waits for it to be asked again (`vram.max_bypass_ms`).
 const QUIET_GAPS: f64 = 3.0;
 
+/// How long the reading just before a load may take; past it the load goes ahead on the last poll's reading.
+const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How long an unload may take to show in `/api/ps` before the manager reads the truth from the next poll.
 const UNLOAD_CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -77,11 +80,13 @@ pub enum AdminOp {
     Unpin,
 }
 
-/// Why a load failed: the message, and whether Ollama could not be reached at all.
+/// Why a load failed: the message, whether Ollama could not be reached at all, and whether it was not even tried
+/// because a reading just before it showed too little free memory.
 #[derive(Debug, Clone)]
 struct LoadFailure {
     message: String,
     unreachable: bool,
+    preflight: bool,
 }
 
 /// What the manager reports about a finished load.
@@ -779,7 +784,17 @@ impl Actor {
         let model = model.clone();
         tracing::info!(model = %model, on = %placement, bytes = %Bytes(bytes), gpu_layers = ?gpu_layers, reason, "loading model");
         let shutdown = self.shutdown.clone();
+        let probe = Arc::clone(&self.probe);
+        let placed: Vec<(u32, u64)> =
+            self.ledger.entry(&model).and_then(|e| e.residency.held()).map_or_else(Vec::new, |s| s.iter().collect());
         self.tracker.spawn(async move {
+            // Memory may have been taken since the last reading (another process started): read the GPUs again and
+            // do not load into less free memory than planned, which would run the GPU out of memory.
+            if let Some(message) = short_of_memory(&client, probe.as_ref(), &placed, &model).await {
+                let failure = LoadFailure { message, unreachable: false, preflight: true };
+                let _ = tx.send(Command::LoadDone { model, reason, result: Err(failure) });
+                return;
+            }
             let started = std::time::Instant::now();
             let load = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -795,6 +810,7 @@ impl Actor {
                 Err(e) => Err(LoadFailure {
                     unreachable: matches!(e, switchyard_core::CoreError::Unreachable { .. }),
                     message: e.to_string(),
+                    preflight: false,
                 }),
             };
             let _ = tx.send(Command::LoadDone { model, reason, result });
@@ -828,7 +844,7 @@ impl Actor {
                 // load. The threshold spares recently used models, so this does not unload what was just wanted.
                 self.poll(None);
             }
-            Err(LoadFailure { message, unreachable }) => {
+            Err(LoadFailure { message, unreachable, preflight }) => {
                 self.ledger.finish_load(&model, Err(()), now);
                 tracing::warn!(model = %model, error = %message, "model load failed");
                 self.sink.load_event(event(&model, "load", reason, None, None, None, Some(message.clone())));
@@ -841,7 +857,14 @@ impl Actor {
                 let mut poll = false;
                 let waiters: Vec<Waiter> = self.pending.drain(..).collect();
                 for mut waiter in waiters {
-                    if waiter.model == model && out_of_memory && waiter.oom_retry == OomRetry::None {
+                    if waiter.model == model && preflight {
+                        // Nothing was loaded and nothing ran out of memory: plan again after the next poll, within
+                        // the request's own wait.
+                        waiter.oom_retry = OomRetry::AwaitingPoll;
+                        waiter.reason = format!("{message}; planning again");
+                        self.pending.push_back(waiter);
+                        poll = true;
+                    } else if waiter.model == model && out_of_memory && waiter.oom_retry == OomRetry::None {
                         waiter.oom_retry = OomRetry::AwaitingPoll;
                         waiter.reason = format!("{model} failed to load out of memory; planning again");
                         self.pending.push_back(waiter);
@@ -1128,6 +1151,34 @@ fn event(
         ok: error.is_none(),
         error,
     }
+}
+
+/// Why a load placed as `placed` (GPU index, bytes) must not start now: a fresh reading shows less free memory on one
+/// of its GPUs than it will take. `None` when it fits, or when the GPUs cannot be read within `PREFLIGHT_TIMEOUT`
+/// (the load then goes ahead, as it would have without this check).
+async fn short_of_memory(
+    client: &OllamaClient,
+    probe: &dyn GpuProbe,
+    placed: &[(u32, u64)],
+    model: &ModelName,
+) -> Option<String> {
+    let read = async {
+        let ps = client.ps().await.ok()?;
+        probe.read(&ps.models).await.ok()
+    };
+    let snapshot = tokio::time::timeout(PREFLIGHT_TIMEOUT, read).await.ok().flatten()?;
+    placed.iter().find_map(|(index, bytes)| {
+        let gpu = snapshot.gpus.iter().find(|g| g.index == *index)?;
+        let free = gpu.total_bytes.saturating_sub(gpu.used_bytes);
+        (free < *bytes).then(|| {
+            format!(
+                "{model} was not loaded: GPU {index} has {} free and the load needs {} (memory taken since the last \
+                 reading)",
+                Bytes(free),
+                Bytes(*bytes)
+            )
+        })
+    })
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

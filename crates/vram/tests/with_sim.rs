@@ -588,6 +588,20 @@ impl GpuProbe for GatedProbe {
 }
 
 #[tokio::test]
+async fn memory_taken_since_the_last_reading_is_seen_before_a_load_instead_of_running_out() {
+    let w = world(vec![24 * GIB], |c| c.vram.poll_interval_ms = 60_000).await;
+    drop(w.manager.acquire(&name("llama3.1:8b")).await.unwrap());
+    // Another process takes 12 GiB, and no poll has seen it: by the last reading deepseek fits beside llama3.1:8b.
+    post(&w.client, "/sim/faults", json!({"foreign_vram": {"gpu": 0, "bytes": 12 * GIB}})).await;
+    let lease = w.manager.acquire(&name("deepseek-r1:14b")).await;
+    assert!(lease.is_ok(), "{:?}", lease.err());
+    let counters = w.counters().await;
+    assert_eq!(counters["oom_events"], 0, "{counters}");
+    assert_eq!(sorted_loaded(&w).await, ["deepseek-r1:14b"], "llama3.1:8b had to make room");
+    w.stop().await;
+}
+
+#[tokio::test]
 async fn requests_that_come_while_an_out_of_memory_load_awaits_its_poll_queue_behind_it() {
     let (open, _) = tokio::sync::watch::channel(true);
     let w = world_with(
