@@ -848,7 +848,7 @@ impl Actor {
                 self.ledger.finish_load(&model, Err(()), now);
                 tracing::warn!(model = %model, error = %message, "model load failed");
                 self.sink.load_event(event(&model, "load", reason, None, None, None, Some(message.clone())));
-                if let Some(m) = &self.metrics {
+                if let Some(m) = self.metrics.as_ref().filter(|_| !preflight) {
                     m.loads.with_label_values(&[reason, "error"]).inc();
                 }
                 // Out of memory usually means memory the last poll did not see (another process): plan once more after
@@ -1154,14 +1154,18 @@ fn event(
 }
 
 /// Why a load placed as `placed` (GPU index, bytes) must not start now: a fresh reading shows less free memory on one
-/// of its GPUs than it will take. `None` when it fits, or when the GPUs cannot be read within `PREFLIGHT_TIMEOUT`
-/// (the load then goes ahead, as it would have without this check).
+/// of its GPUs than it will take. `None` when it fits, when the GPUs cannot be read within `PREFLIGHT_TIMEOUT` (the
+/// load then goes ahead, as it would have without this check), or when the probe only derives memory from Ollama's
+/// own models (`ollama`: it cannot see other processes, and its placement of models on GPUs is a guess).
 async fn short_of_memory(
     client: &OllamaClient,
     probe: &dyn GpuProbe,
     placed: &[(u32, u64)],
     model: &ModelName,
 ) -> Option<String> {
+    if probe.name() == "ollama" {
+        return None;
+    }
     let read = async {
         let ps = client.ps().await.ok()?;
         probe.read(&ps.models).await.ok()
