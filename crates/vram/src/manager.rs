@@ -18,7 +18,7 @@ use crate::metrics::VramMetrics;
 use crate::probe::GpuProbe;
 use crate::shares::Shares;
 use arc_swap::ArcSwap;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::ModelName;
@@ -143,6 +143,9 @@ struct Waiter {
     deferring: Vec<ModelName>,
     /// It has deferred at least once (counted once).
     deferred: bool,
+    /// Deferring since then: its deadline is extended to the end of its bound meanwhile, and back by what is left of
+    /// it when it stops, so the time it was passed over is added to its wait for room rather than taken from it.
+    deferring_since: Option<Instant>,
 }
 
 /// Where a waiter stands after an out-of-memory load.
@@ -508,8 +511,8 @@ impl Actor {
             let _ = reply.send(Err(VramError::QueueFull { model: model.to_string(), limit, retry_after_secs: 1 }));
             return;
         }
-        // A request may be passed over for at most the bound, and never for more than half its wait for room.
-        let bound = Duration::from_millis(self.config.vram.max_bypass_ms).min(wait / 2);
+        // A request may be passed over for at most the bound; that time is added to its wait for room.
+        let bound = Duration::from_millis(self.config.vram.max_bypass_ms);
         let waiter = Waiter {
             model,
             kind: WaiterKind::Request(reply),
@@ -523,6 +526,7 @@ impl Actor {
             defer_until: (!bound.is_zero()).then(|| now + bound),
             deferring: Vec::new(),
             deferred: false,
+            deferring_since: None,
         };
         // Behind an earlier waiter for the same model: keep the order (and its single load).
         if queued > 0 {
@@ -568,6 +572,7 @@ impl Actor {
             defer_until: None,
             deferring: Vec::new(),
             deferred: false,
+            deferring_since: None,
         });
     }
 
@@ -633,7 +638,22 @@ impl Actor {
         self.ledger.note_estimate(&waiter.model, need);
         let waited = now.saturating_duration_since(waiter.enqueued);
         let plan = self.ledger.plan_waited(&waiter.model, need, now, waited);
-        if self.defer(&mut waiter, &plan, now) {
+        let deferring = self.defer(&mut waiter, &plan, now);
+        if let Some(until) = waiter.defer_until {
+            match (deferring, waiter.deferring_since) {
+                (true, None) => {
+                    waiter.deferring_since = Some(now);
+                    waiter.deadline += until.saturating_duration_since(now);
+                }
+                (false, Some(_)) => {
+                    waiter.deferring_since = None;
+                    let unused = until.saturating_duration_since(now);
+                    waiter.deadline = waiter.deadline.checked_sub(unused).unwrap_or(now);
+                }
+                _ => {}
+            }
+        }
+        if deferring {
             return Some(waiter);
         }
         match plan {
@@ -725,7 +745,9 @@ impl Actor {
     /// Re-plans every waiter in arrival order; the first waiter of a model plans for all of its waiters.
     fn pass(&mut self) {
         let now = Instant::now();
-        let mut planned: HashSet<ModelName> = HashSet::new();
+        // Models whose first waiter has planned, with that waiter's deadline: the later waiters for the model wait
+        // for the same load, and as long as it would (its time passed over included).
+        let mut planned: HashMap<ModelName, Instant> = HashMap::new();
         // Busy models that earlier waiters need idle: later requests for them wait their turn (first come, first
         // served across models).
         let mut draining: HashSet<ModelName> = HashSet::new();
@@ -743,7 +765,7 @@ impl Actor {
                 );
                 continue;
             }
-            if planned.contains(&waiter.model)
+            if let Some(first) = planned.get(&waiter.model)
                 && !matches!(
                     self.ledger.entry(&waiter.model).map(|e| &e.residency),
                     Some(crate::ledger::Residency::Loaded { .. })
@@ -751,12 +773,13 @@ impl Actor {
             {
                 let mut waiter = waiter;
                 waiter.cold = true;
+                waiter.deadline = waiter.deadline.max(*first);
                 self.pending.push_back(waiter);
                 continue;
             }
             if waiter.oom_retry == OomRetry::AwaitingPoll {
                 // Later requests for the model queue behind it: none may plan a load from the reading that failed.
-                planned.insert(waiter.model.clone());
+                planned.insert(waiter.model.clone(), waiter.deadline);
                 self.pending.push_back(waiter);
                 continue;
             }
@@ -766,7 +789,7 @@ impl Actor {
             }
             let model = waiter.model.clone();
             if let Some(waiter) = self.admit(waiter, now) {
-                planned.insert(model);
+                planned.insert(model, waiter.deadline);
                 draining.extend(waiter.blockers.iter().cloned());
                 self.pending.push_back(waiter);
             }
