@@ -49,7 +49,11 @@ impl Scheduling {
 /// How the bound on passing over a waiting request held in one scenario (`/admin/vram`'s `bypass`).
 #[derive(Debug, Clone, Serialize)]
 pub struct BoundCheck {
-    /// The bound, in simulated seconds.
+    /// The scenario's eviction strategy.
+    pub strategy: Strategy,
+    /// The scenario's `vram.max_bypass_ms`, in milliseconds of simulated time (as `Scheduling` gives it).
+    pub max_bypass_ms: u64,
+    /// The bound the router applied, in simulated seconds (read back from `/admin/vram`).
     pub bound_secs: f64,
     /// Requests that were passed over.
     pub deferred: u64,
@@ -245,7 +249,12 @@ pub async fn run_scenario(
         let b = status.bypass;
         let bound_secs = b.max_bypass_ms as f64 / 1000.0 / scale.max(1e-9);
         let longest_passed_over_secs = b.longest_passed_over_ms / 1000.0 / scale.max(1e-9);
+        let Scheduling::Switchyard { strategy, max_bypass_ms } = scheduling else {
+            anyhow::bail!("a router ran for a scenario without one")
+        };
         bound = Some(BoundCheck {
+            strategy,
+            max_bypass_ms,
             bound_secs,
             deferred: b.deferred,
             bypasses: b.bypasses,
@@ -424,14 +433,12 @@ pub fn markdown(report: &ReplayReport) -> String {
             );
         }
         // Each bounded row against the in-order optimum, the bounded optimum and the same strategy in arrival order.
-        for r in rows.iter().filter(|r| r.bound.as_ref().is_some_and(|b| b.bound_secs > 0.0)) {
+        for r in rows.iter().filter(|r| r.bound.as_ref().is_some_and(|b| b.max_bypass_ms > 0)) {
             let Some(check) = &r.bound else { continue };
-            let strategy = r.scheduling.split(',').next().unwrap_or_default();
-            let in_order_row = rows.iter().find(|o| o.scheduling == format!("{strategy}, arrival order"));
-            let bounded = report
-                .optimum
+            let in_order_row = rows
                 .iter()
-                .find(|o| o.gpus == case && (o.max_bypass_ms as f64 - check.bound_secs * 1000.0).abs() < 0.5);
+                .find(|o| o.bound.as_ref().is_some_and(|b| b.strategy == check.strategy && b.max_bypass_ms == 0));
+            let bounded = report.optimum.iter().find(|o| o.gpus == case && o.max_bypass_ms == check.max_bypass_ms);
             let mut parts = Vec::new();
             if let Some(o) = in_order {
                 let fewer = r.cold_loads < o.optimum.loads;

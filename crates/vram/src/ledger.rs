@@ -175,7 +175,7 @@ impl Entry {
     }
 
     /// How long loading it again would keep a request waiting: the latest load as timed here, else the estimate.
-    pub fn reload_wait(&self) -> Duration {
+    fn reload_wait(&self) -> Duration {
         self.load_wall.unwrap_or_else(|| Duration::try_from_secs_f64(self.reload_seconds()).unwrap_or(Duration::MAX))
     }
 
@@ -268,9 +268,15 @@ impl Ledger {
         self.bypass
     }
 
-    /// Records the manager's bypass counts.
-    pub fn set_bypass(&mut self, stats: BypassStats) {
-        self.bypass = stats;
+    /// A request started to be passed over.
+    pub fn note_deferred(&mut self) {
+        self.bypass.deferred += 1;
+    }
+
+    /// A lease went ahead of a request that had waited `waited`.
+    pub fn note_bypass(&mut self, waited: Duration) {
+        self.bypass.bypasses += 1;
+        self.bypass.longest_passed_over = self.bypass.longest_passed_over.max(waited);
     }
 
     /// Replaces the standing warnings.
@@ -407,12 +413,6 @@ impl Ledger {
             entry.mean_gap = Duration::try_from_secs_f64(mean).ok();
         }
         entry.last_arrival = Some(now);
-    }
-
-    /// When the next request for `name` is expected, from its average gap between arrivals.
-    pub fn next_arrival(&self, name: &ModelName) -> Option<Instant> {
-        let entry = self.entries.get(name)?;
-        Some(entry.last_arrival? + entry.mean_gap?)
     }
 
     /// A lease was dropped.

@@ -280,7 +280,6 @@ impl VramManager {
             polling: false,
             poll_waiters: Vec::new(),
             epoch: 0,
-            bypass: crate::ledger::BypassStats::default(),
         };
         for model in &options.pins {
             actor.admin(AdminOp::Pin, model.clone(), None);
@@ -387,8 +386,6 @@ struct Actor {
     /// Counts the loads and unloads begun or finished; a poll's reading is applied only when none happened while
     /// it was taken.
     epoch: u64,
-    /// Requests passed over and admissions ahead of them, for `/admin/vram`.
-    bypass: crate::ledger::BypassStats,
 }
 
 impl Actor {
@@ -426,7 +423,6 @@ impl Actor {
         // Requests only: Switchyard's own loads (pins, preloads) are not a queue anyone waits in.
         let requests = self.pending.iter().filter(|w| matches!(w.kind, WaiterKind::Request(_)));
         self.ledger.set_queue(requests.map(|w| (&w.model, w.enqueued)));
-        self.ledger.set_bypass(self.bypass);
         self.published.store(Arc::new(self.ledger.clone()));
     }
 
@@ -611,7 +607,7 @@ impl Actor {
         let Some(recheck) = worth_until else { return false };
         if !waiter.deferred {
             waiter.deferred = true;
-            self.bypass.deferred += 1;
+            self.ledger.note_deferred();
             if let Some(m) = &self.metrics {
                 m.deferred.inc();
             }
@@ -732,10 +728,14 @@ impl Actor {
 
     /// Counts the earlier requests that a lease on `model` goes ahead of: those passed over to let `model` serve.
     fn note_bypasses(&mut self, model: &ModelName, now: Instant) {
-        for waiter in self.pending.iter().filter(|w| w.deferring.contains(model)) {
-            let waited = now.saturating_duration_since(waiter.enqueued);
-            self.bypass.bypasses += 1;
-            self.bypass.longest_passed_over = self.bypass.longest_passed_over.max(waited);
+        let passed_over: Vec<Duration> = self
+            .pending
+            .iter()
+            .filter(|w| w.deferring.contains(model))
+            .map(|w| now.saturating_duration_since(w.enqueued))
+            .collect();
+        for waited in passed_over {
+            self.ledger.note_bypass(waited);
             if let Some(m) = &self.metrics {
                 m.bypasses.inc();
             }
@@ -980,11 +980,7 @@ impl Actor {
         let tx = self.tx.clone();
         let epoch = self.epoch;
         self.tracker.spawn(async move {
-            let ps = client.ps().await.map(|p| p.models).map_err(|e| e.to_string());
-            let gpus = match &ps {
-                Ok(models) => probe.read(models).await.ok(),
-                Err(_) => None,
-            };
+            let (ps, gpus) = read_gpus(&client, probe.as_ref()).await;
             let _ = tx.send(Command::Observed { ps, gpus, epoch });
         });
     }
@@ -1178,22 +1174,19 @@ fn event(
 
 /// Why a load placed as `placed` (GPU index, bytes) must not start now: a fresh reading shows less free memory on one
 /// of its GPUs than it will take. `None` when it fits, when the GPUs cannot be read within `PREFLIGHT_TIMEOUT` (the
-/// load then goes ahead, as it would have without this check), or when the probe only derives memory from Ollama's
-/// own models (`ollama`: it cannot see other processes, and its placement of models on GPUs is a guess).
+/// load then goes ahead, as it would have without this check), or when the probe does not measure the GPUs (`ollama`:
+/// it cannot see other processes, and its placement of models on GPUs is a guess).
 async fn short_of_memory(
     client: &OllamaClient,
     probe: &dyn GpuProbe,
     placed: &[(u32, u64)],
     model: &ModelName,
 ) -> Option<String> {
-    if probe.name() == "ollama" {
+    if !probe.measures() {
         return None;
     }
-    let read = async {
-        let ps = client.ps().await.ok()?;
-        probe.read(&ps.models).await.ok()
-    };
-    let snapshot = tokio::time::timeout(PREFLIGHT_TIMEOUT, read).await.ok().flatten()?;
+    let (_, snapshot) = tokio::time::timeout(PREFLIGHT_TIMEOUT, read_gpus(client, probe)).await.ok()?;
+    let snapshot = snapshot?;
     placed.iter().find_map(|(index, bytes)| {
         let gpu = snapshot.gpus.iter().find(|g| g.index == *index)?;
         let free = gpu.total_bytes.saturating_sub(gpu.used_bytes);
@@ -1206,6 +1199,16 @@ async fn short_of_memory(
             )
         })
     })
+}
+
+/// Ollama's loaded models and the GPUs' reading (none when Ollama or the probe cannot be read).
+async fn read_gpus(client: &OllamaClient, probe: &dyn GpuProbe) -> (Result<Vec<PsModel>, String>, Option<GpuSnapshot>) {
+    let ps = client.ps().await.map(|p| p.models).map_err(|e| e.to_string());
+    let gpus = match &ps {
+        Ok(models) => probe.read(models).await.ok(),
+        Err(_) => None,
+    };
+    (ps, gpus)
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -27,6 +27,12 @@ pub trait GpuProbe: Send + Sync + std::fmt::Debug {
 
     /// Reads every GPU. `ps` is Ollama's current `/api/ps`, for probes that cannot measure.
     async fn read(&self, ps: &[PsModel]) -> Result<GpuSnapshot, VramError>;
+
+    /// Whether `read` measures the GPUs' memory (other processes' included), rather than deriving it from Ollama's
+    /// own models.
+    fn measures(&self) -> bool {
+        true
+    }
 }
 
 /// NVML, through the driver's `libnvidia-ml.so` loaded at run time.
@@ -110,6 +116,10 @@ pub struct OllamaProbe {
 impl GpuProbe for OllamaProbe {
     fn name(&self) -> &'static str {
         "ollama"
+    }
+
+    fn measures(&self) -> bool {
+        false
     }
 
     async fn read(&self, ps: &[PsModel]) -> Result<GpuSnapshot, VramError> {
