@@ -5,7 +5,7 @@
 # small pinned subset of its public corpus, the Python client tests against the real binaries, the end-to-end tests
 # against a real inference engine (llama.cpp's llama-server, built from source and cached under target/llama), and
 # Open WebUI driven through its API and, in headless Chromium, its UI (scripts/openwebui-check.sh), and the deploy
-# file validators.
+# file validators. nginx is installed for the load tool's side-by-side comparison, whose harness is tested too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +30,12 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 chromium --version
 export SY_REQUIRE_BROWSER=1
+
+step "nginx (Debian's nginx-light, the plain reverse proxy the load tool compares with)"
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; fi
+fi
+export SY_REQUIRE_NGINX=1
 
 step "Build"
 cargo build --workspace --bins --locked

@@ -12,11 +12,13 @@
 //! `replay` (playing a trace and reading the simulated GPU's counters), `optimum` (the fewest loads any scheduler
 //! could need for a trace on one GPU), `setup` (configuration and request bodies
 //! both tools share), `machine` (what the figures were measured on), `cascade` (the split of the profiler's items,
-//! the cascade configurations and the figures of `switchyard-cascade-bench`).
+//! the cascade configurations and the figures of `switchyard-cascade-bench`), `nginx` (nginx as a plain reverse
+//! proxy) and `versus` (the load tool's side-by-side comparison with it).
 
 pub mod cascade;
 pub mod load;
 pub mod machine;
+pub mod nginx;
 pub mod optimum;
 pub mod overhead;
 pub mod process;
@@ -26,3 +28,4 @@ pub mod sim_host;
 pub mod stack;
 pub mod stats;
 pub mod trace;
+pub mod versus;

@@ -1,15 +1,18 @@
 //! `switchyard-load`: what the router adds to a request. Starts the simulator (hosted on its own runtime here, or
 //! its binary) and the router (the release binary beside this one as its own process, or in this process with
 //! `--in-process`), runs the same closed-loop load straight to the simulator and through the router, prints a
-//! markdown report and writes JSON to `--out`.
+//! markdown report and writes JSON to `--out`. With `--versus nginx` it runs nginx as a plain reverse proxy in front
+//! of the same simulator and compares CPU per request and added latency side by side.
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use switchyard_bench::nginx;
 use switchyard_bench::overhead::{self, OverheadOptions};
 use switchyard_bench::process::sibling_binary;
 use switchyard_bench::stack::StackOptions;
+use switchyard_bench::versus::{self, Surface, VersusOptions};
 
 /// Measures the router's added latency, throughput and memory against the simulator.
 #[derive(Debug, Parser)]
@@ -48,9 +51,10 @@ struct Cli {
     /// Concurrent requests per loaded model in the simulator (OLLAMA_NUM_PARALLEL).
     #[arg(long, default_value_t = 4)]
     num_parallel: usize,
-    /// Memory of the simulated GPU.
-    #[arg(long, default_value = "24GiB")]
-    gpu_vram: String,
+    /// Memory of the simulated GPU [default: 24GiB; 16GiB with --versus, whose default context length, 4096,
+    /// is the router's, so that OpenAI requests sent straight to the simulator load the same instance].
+    #[arg(long)]
+    gpu_vram: Option<String>,
     /// Streams held open at once for the memory test (0 skips it).
     #[arg(long, default_value_t = 256)]
     rss_streams: usize,
@@ -66,10 +70,26 @@ struct Cli {
     /// Run this `switchyard-sim` binary instead of hosting the simulator in this process with TCP_NODELAY.
     #[arg(long)]
     sim_bin: Option<PathBuf>,
+    /// Compare side by side with a plain reverse proxy instead: direct, nginx, the router with an explicit model
+    /// and with `auto`, alternating, on both surfaces (concurrency defaults to 1,16,64 then).
+    #[arg(long, value_name = "PROXY", value_parser = ["nginx"])]
+    versus: Option<String>,
+    /// The nginx binary (default: /usr/sbin/nginx or nginx on PATH; Debian: apt-get install nginx-light).
+    #[arg(long)]
+    nginx_bin: Option<PathBuf>,
+    /// nginx worker processes (default: one per core, like the router's runtime threads).
+    #[arg(long)]
+    nginx_workers: Option<usize>,
+    /// Surfaces compared with --versus, comma-separated: ollama, openai.
+    #[arg(long, value_delimiter = ',', default_value = "ollama,openai")]
+    surfaces: Vec<String>,
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if cli.versus.is_some() && !std::env::args().any(|a| a.starts_with("--concurrency")) {
+        cli.concurrency = vec![1, 16, 64];
+    }
     let router_bin = match (cli.in_process, cli.router_bin) {
         (true, _) => None,
         (false, Some(p)) => Some(p),
@@ -89,15 +109,43 @@ fn main() -> Result<()> {
             other => anyhow::bail!("unknown mode {other:?}: expected buffered or stream"),
         })
         .collect::<Result<Vec<bool>>>()?;
+    let default_vram = if cli.versus.is_some() { "16GiB" } else { "24GiB" };
+    let stack = StackOptions {
+        time_scale: 0.0,
+        num_parallel: cli.num_parallel,
+        gpu_vram: cli.gpu_vram.unwrap_or_else(|| default_vram.to_string()),
+        router_bin,
+        sim_bin: cli.sim_bin,
+        cache: Default::default(),
+    };
+    // Two worker threads: on a small machine the simulator and the router need the other cores.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    if cli.versus.is_some() {
+        let options = VersusOptions {
+            stack,
+            nginx_bin: nginx::locate(cli.nginx_bin.as_deref())?,
+            nginx_workers: cli
+                .nginx_workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)),
+            surfaces: cli.surfaces.iter().map(|s| Surface::parse(s)).collect::<Result<_>>()?,
+            concurrencies,
+            streams,
+            warmup: Duration::from_secs_f64(warmup),
+            duration: Duration::from_secs_f64(duration),
+            repeats,
+            model: cli.model,
+            num_predict: cli.num_predict,
+        };
+        let report = runtime.block_on(versus::run(&options))?;
+        println!("{}", versus::markdown(&report));
+        return write_json(cli.out.as_deref(), &report);
+    }
     let options = OverheadOptions {
-        stack: StackOptions {
-            time_scale: 0.0,
-            num_parallel: cli.num_parallel,
-            gpu_vram: cli.gpu_vram,
-            router_bin,
-            sim_bin: cli.sim_bin,
-            cache: Default::default(),
-        },
+        stack,
         time_scales: cli.time_scale,
         concurrencies,
         streams,
@@ -109,16 +157,14 @@ fn main() -> Result<()> {
         rss_streams,
         rss_duration: Duration::from_secs_f64(rss_duration),
     };
-    // Two worker threads: on a small machine the simulator and the router need the other cores.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let report = runtime.block_on(overhead::run(&options))?;
     println!("{}", overhead::markdown(&report));
-    if let Some(path) = &cli.out {
-        let json = serde_json::to_string_pretty(&report).context("rendering the JSON report")?;
+    write_json(cli.out.as_deref(), &report)
+}
+
+fn write_json(path: Option<&Path>, report: &impl serde::Serialize) -> Result<()> {
+    if let Some(path) = path {
+        let json = serde_json::to_string_pretty(report).context("rendering the JSON report")?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("JSON results written to {}", path.display());
     }
