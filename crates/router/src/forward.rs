@@ -185,7 +185,10 @@ pub struct RelayBody<T: Transform> {
     upstream: Option<UpstreamBody>,
     transform: T,
     idle: Duration,
+    /// Fires no earlier than `idle` after the last data; moved on only when it fires (not once per chunk).
     sleep: Pin<Box<Sleep>>,
+    /// When the last data came from upstream.
+    last_data: Instant,
     /// Splits the stream into lines to find the final chunk (timings, and whether the stream completed).
     lines: LineSplitter,
     /// The last complete line seen; parsed when the stream ends.
@@ -212,6 +215,7 @@ impl<T: Transform> RelayBody<T> {
             transform,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
+            last_data: Instant::now(),
             lines: LineSplitter::default(),
             last_line: Vec::new(),
             upstream_error: None,
@@ -330,8 +334,7 @@ impl<T: Transform> Body for RelayBody<T> {
             match Pin::new(upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else { continue };
-                    let deadline = Instant::now() + this.idle;
-                    this.sleep.as_mut().reset(deadline);
+                    this.last_data = Instant::now();
                     this.observe(&data);
                     let out = this.transform.chunk(data);
                     if batch.push(out) >= COALESCE_LIMIT {
@@ -367,7 +370,14 @@ impl<T: Transform> Body for RelayBody<T> {
                     if !batch.is_empty() {
                         return batch.ready(Bytes::new());
                     }
-                    if this.sleep.as_mut().poll(cx).is_ready() {
+                    // The timer was set from older data: when it fires early, it is moved to the idle time
+                    // after the last data and polled again (which registers it).
+                    while this.sleep.as_mut().poll(cx).is_ready() {
+                        let deadline = this.last_data + this.idle;
+                        if Instant::now() < deadline {
+                            this.sleep.as_mut().reset(deadline);
+                            continue;
+                        }
                         this.upstream = None;
                         let message = format!(
                             "no data from the model's server for {} s (its idle_timeout_secs)",
@@ -414,6 +424,39 @@ mod tests {
         let body = RelayBody::new(Bytes::new(), upstream, Passthrough, Duration::from_secs(5), Box::new(()), on_end);
         let _ = body.collect().await;
         seen.lock().unwrap().clone().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_limit_counts_from_the_latest_data_and_still_ends_a_stalled_stream() {
+        let idle = Duration::from_secs(10);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        // Three lines 6 s apart (longer in all than the idle limit, never idle that long), then silence.
+        tokio::spawn(async move {
+            for i in 0..3 {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_secs(6)).await;
+                }
+                let _ = tx.send(Bytes::from(format!("{{\"done\":false,\"response\":\"t{i}\"}}\n"))).await;
+            }
+            std::future::pending::<()>().await;
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok::<_, hyper::Error>(Frame::data(b)), rx))
+        });
+        let upstream: UpstreamBody = http_body_util::StreamBody::new(stream).boxed_unsync();
+        let seen = Arc::new(Mutex::new(None));
+        let sink = Arc::clone(&seen);
+        let on_end: OnEnd = Box::new(move |end| *sink.lock().unwrap() = Some(end));
+        let started = Instant::now();
+        let body = RelayBody::new(Bytes::new(), upstream, Passthrough, idle, Box::new(()), on_end);
+        let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let elapsed = started.elapsed();
+        assert!(text.contains("t0") && text.contains("t1") && text.contains("t2"), "{text}");
+        assert!(text.contains("no data from the model's server"), "{text}");
+        let end = seen.lock().unwrap().clone().unwrap();
+        assert!(matches!(end, StreamEnd::Failed(ref m) if m.contains("idle_timeout_secs")), "{end:?}");
+        // Ended one idle limit after the last line (at 12 s), not earlier and not much later.
+        assert!(elapsed >= Duration::from_secs(22) && elapsed < Duration::from_secs(23), "{elapsed:?}");
     }
 
     #[tokio::test]

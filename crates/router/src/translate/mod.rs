@@ -9,7 +9,9 @@
 use crate::error::RouterError;
 use base64::Engine as _;
 use bytes::{BufMut, BytesMut};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 
 mod responses;
 pub use responses::{ResponsesContext, ResponsesTranslator, responses_request, responses_response};
@@ -450,6 +452,11 @@ pub trait SseEvents: Send + Unpin + 'static {
 
     /// Translates one complete NDJSON line: a chunk, or an upstream `{"error": ...}` line that ends the stream.
     fn line(&mut self, line: &[u8], out: &mut BytesMut) {
+        self.general_line(line, out);
+    }
+
+    /// [`SseEvents::line`] through a parsed `Value`: every kind of line.
+    fn general_line(&mut self, line: &[u8], out: &mut BytesMut) {
         let Ok(value) = serde_json::from_slice::<Value>(line) else { return };
         if let Some(message) = value.get("error") {
             let text = message.as_str().map_or_else(|| message.to_string(), str::to_string);
@@ -556,9 +563,108 @@ impl SseTranslator {
     }
 }
 
+/// A native chat chunk as far as the common case needs it: text and thinking, borrowed from the line where they
+/// hold no escapes. Anything else a chunk may carry (the final chunk's counts, tool calls, an error) sends the line
+/// down the general path.
+#[derive(Deserialize)]
+struct TokenChunk<'a> {
+    #[serde(default)]
+    done: bool,
+    #[serde(borrow, default)]
+    message: Option<TokenMessage<'a>>,
+    #[serde(borrow, default)]
+    error: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(Deserialize)]
+struct TokenMessage<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a serde_json::value::RawValue>,
+}
+
+/// One `chat.completion.chunk` carrying a delta, written without building a `Value`.
+#[derive(Serialize)]
+struct DeltaEvent<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    system_fingerprint: &'static str,
+    choices: [DeltaChoice<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct DeltaChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    finish_reason: Option<&'static str>,
+    logprobs: Option<()>,
+}
+
+#[derive(Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning: Option<&'a str>,
+}
+
+impl SseTranslator {
+    /// Translates a chat chunk that only carries text or thinking; `false` when the line needs the general path.
+    fn token_line(&mut self, line: &[u8], out: &mut BytesMut) -> bool {
+        if self.cx.kind != OpenAiKind::Chat {
+            return false;
+        }
+        let Ok(chunk) = serde_json::from_slice::<TokenChunk<'_>>(line) else { return false };
+        if chunk.done || chunk.error.is_some() {
+            return false;
+        }
+        let Some(message) = chunk.message else { return false };
+        if message.tool_calls.is_some() {
+            return false;
+        }
+        let content = message.content.as_deref().unwrap_or("");
+        let thinking = message.thinking.as_deref().unwrap_or("");
+        if content.is_empty() && thinking.is_empty() && self.sent_role {
+            return true;
+        }
+        let role = (!self.sent_role).then_some("assistant");
+        self.sent_role = true;
+        let event = DeltaEvent {
+            id: &self.cx.id,
+            object: "chat.completion.chunk",
+            created: self.cx.created,
+            model: &self.model,
+            system_fingerprint: "fp_switchyard",
+            choices: [DeltaChoice {
+                index: 0,
+                delta: Delta { role, content, reasoning: (!thinking.is_empty()).then_some(thinking) },
+                finish_reason: None,
+                logprobs: None,
+            }],
+        };
+        out.put_slice(b"data: ");
+        // Serialising plain strings and numbers cannot fail.
+        let _ = serde_json::to_writer((&mut *out).writer(), &event);
+        out.put_slice(b"\n\n");
+        true
+    }
+}
+
 impl SseEvents for SseTranslator {
     fn on_chunk(&mut self, value: &Value, out: &mut BytesMut) {
         self.translate(value, out);
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut BytesMut) {
+        if !self.token_line(line, out) {
+            self.general_line(line, out);
+        }
     }
 
     /// Ends the stream with an error event in OpenAI's shape.
@@ -663,6 +769,40 @@ mod tests {
         assert_eq!(usage["usage"]["completion_tokens"], 2);
         assert_eq!(events[4], "data: [DONE]");
         assert!(t.finished);
+    }
+
+    #[test]
+    fn the_token_fast_path_writes_what_the_general_path_writes() {
+        let lines: [&[u8]; 8] = [
+            br#"{"model":"m","message":{"role":"assistant","content":""},"done":false}"#,
+            br#"{"model":"m","message":{"role":"assistant","content":"Say \"hi\"\n\u00e9"},"done":false}"#,
+            br#"{"model":"m","message":{"role":"assistant","content":"","thinking":"hmm"},"done":false}"#,
+            br#"{"model":"m","message":{"role":"assistant","content":""},"done":false}"#,
+            br#"{"model":"m","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"a":1}}}]},"done":false}"#,
+            br#"{"model":"m","message":{"role":"assistant","content":"x"},"done":false}"#,
+            br#"{"error":"out of memory"}"#,
+            br#"{"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","eval_count":2}"#,
+        ];
+        let events = |out: &BytesMut| -> Vec<Value> {
+            String::from_utf8(out.to_vec())
+                .unwrap()
+                .split("\n\n")
+                .filter(|e| !e.is_empty() && *e != "data: [DONE]")
+                .map(|e| serde_json::from_str(e.trim_start_matches("data: ")).unwrap())
+                .collect()
+        };
+        // Every prefix of the sequence, so that each line is seen both before and after the role went out.
+        for start in 0..lines.len() {
+            let cx = OpenAiContext { kind: OpenAiKind::Chat, id: "chatcmpl-1".into(), created: 1, include_usage: true };
+            let (mut fast, mut general) = (SseTranslator::new(cx.clone(), "m"), SseTranslator::new(cx, "m"));
+            let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+            for line in &lines[start..] {
+                fast.line(line, &mut a);
+                general.general_line(line, &mut b);
+            }
+            assert_eq!(events(&a), events(&b), "from line {start}");
+            assert!(!events(&a).is_empty());
+        }
     }
 
     #[test]
