@@ -9,7 +9,8 @@
 //! A poll task reads `/api/ps` and the GPU probe every `vram.poll_interval_ms` and the ledger reconciles: models
 //! Ollama dropped or loaded behind Switchyard's back are noticed, pinned models it dropped are loaded again, the
 //! unload threshold and idle TTLs are enforced. The ledger is published after every batch of commands through an
-//! `ArcSwap`, so readers (the scorer, `/admin/vram`) never wait on the actor.
+//! `ArcSwap`, so readers (the scorer, `/admin/vram`) never wait on the actor; a batch of releases alone that leaves
+//! every model it touched busy (nobody waiting, nothing loading) is published with the next batch or 2 ms later.
 
 use crate::error::VramError;
 use crate::events::VramEventSink;
@@ -40,6 +41,11 @@ const QUIET_GAPS: f64 = 3.0;
 
 /// How long the reading just before a load may take; past it the load goes ahead on the last poll's reading.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The longest a ledger changed only by releases that leave their models busy waits to be published (it goes out
+/// with the next batch of commands when one comes sooner): under load this saves a ledger copy per request without
+/// letting `/admin/vram` or the scorer count a finished request for more than a moment.
+const RELEASE_PUBLISH_DELAY: Duration = Duration::from_millis(2);
 
 /// How long an unload may take to show in `/api/ps` before the manager reads the truth from the next poll.
 const UNLOAD_CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -390,9 +396,14 @@ struct Actor {
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let mut publish_at: Option<Instant> = None;
         loop {
-            let next_deadline =
-                self.pending.iter().map(|w| w.recheck_at.map_or(w.deadline, |r| r.min(w.deadline))).min();
+            let next_deadline = self
+                .pending
+                .iter()
+                .map(|w| w.recheck_at.map_or(w.deadline, |r| r.min(w.deadline)))
+                .chain(publish_at)
+                .min();
             let command = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 command = rx.recv() => match command {
@@ -401,22 +412,41 @@ impl Actor {
                 },
                 _ = sleep_until_opt(next_deadline) => None,
             };
+            let epoch = self.epoch;
+            let mut only_releases = command.is_some();
             if let Some(command) = command {
+                only_releases &= self.leaves_model_busy(&command);
                 self.handle(command);
                 // Take whatever else is queued before publishing once.
                 for _ in 0..256 {
                     match rx.try_recv() {
-                        Ok(c) => self.handle(c),
+                        Ok(c) => {
+                            only_releases &= self.leaves_model_busy(&c);
+                            self.handle(c);
+                        }
                         Err(_) => break,
                     }
                 }
             }
             self.pass();
-            self.publish();
+            if only_releases && self.pending.is_empty() && self.epoch == epoch {
+                // Releases that leave their models busy, with nobody waiting, change only a lease count: they are
+                // published with the next batch, or after RELEASE_PUBLISH_DELAY at the latest. A model going idle
+                // is published at once (plans treat busy and idle models differently).
+                publish_at.get_or_insert_with(|| Instant::now() + RELEASE_PUBLISH_DELAY);
+            } else {
+                self.publish();
+                publish_at = None;
+            }
         }
         for waiter in self.pending.drain(..) {
             reply_error(waiter.kind, VramError::ShuttingDown);
         }
+    }
+
+    /// A release after which its model still has leases: its publication may wait (see `run`).
+    fn leaves_model_busy(&self, command: &Command) -> bool {
+        matches!(command, Command::Release(model) if self.ledger.entry(model).is_some_and(|e| e.in_flight > 1))
     }
 
     fn publish(&mut self) {

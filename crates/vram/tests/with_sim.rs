@@ -304,10 +304,36 @@ async fn concurrent_requests_for_a_cold_model_share_one_load() {
     }
     assert_eq!(cold, 16, "every request waited for the one load");
     assert_eq!(w.counters().await["loads"].as_u64().unwrap() - before, 1, "single flight");
+    // The last releases are published a moment after they happen.
+    assert!(w.ledger_shows(|l| l.entry(&model).is_some_and(|e| e.in_flight == 0)).await);
     let entry = w.manager.ledger().entry(&model).cloned().unwrap();
     assert!(matches!(entry.residency, Residency::Loaded { .. }));
-    assert_eq!(entry.in_flight, 0);
     assert_eq!(entry.uses, 16);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_release_is_published_even_when_nothing_follows_it() {
+    // No poll publishes in between: only the release's own deferred publication can show it.
+    let w = world(vec![24 * GIB], |c| c.vram.poll_interval_ms = 600_000).await;
+    let model = name("llama3.2:3b");
+    let shows = |in_flight: u32, uses: u64| {
+        let model = model.clone();
+        move |l: &Ledger| l.entry(&model).is_some_and(|e| e.in_flight == in_flight && e.uses == uses)
+    };
+    // The first lease loads the model (the load's own follow-ups publish too); the others find it loaded.
+    let first = w.manager.acquire(&model).await.unwrap();
+    assert!(w.ledger_shows(shows(1, 1)).await);
+    // The readings the load asked for are in before anything else happens.
+    w.manager.refresh().await.unwrap();
+    let second = w.manager.acquire(&model).await.unwrap();
+    assert!(w.ledger_shows(shows(2, 2)).await);
+    // A release that leaves the model busy waits for the next batch, or a moment: it still shows.
+    drop(second);
+    assert!(w.ledger_shows(shows(1, 2)).await, "a deferred release");
+    // The model going idle is published at once: the very next reading after the actor has seen it shows it.
+    drop(first);
+    assert!(w.ledger_shows(shows(0, 2)).await, "the last release");
     w.stop().await;
 }
 
