@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds Switchyard in release mode and runs every benchmark: the criterion micro benchmarks (routing decision,
-# translation), the load tool (added latency, throughput, memory), the VRAM trace replay, the response cache
-# benchmark and the task cascade benchmark. Results go to
+# translation), the load tool (added latency, throughput, memory; then side by side with nginx when it is installed),
+# the VRAM trace replay, the response cache benchmark and the task cascade benchmark. Results go to
 # target/bench-results/ (override with BENCH_OUT); criterion's own reports stay in target/criterion/.
 #
 #   scripts/bench.sh            full run (about 20 minutes on 2 cores, plus the build)
@@ -48,6 +48,13 @@ cargo bench -p switchyard --bench translate -- "${criterion_args[@]}" | tee "$ou
 echo "== load tool: added latency, throughput, memory"
 target/release/switchyard-load "${load_args[@]}" --out "$out/load.json" | tee "$out/load.md"
 
+echo "== load tool: side by side with nginx as a plain reverse proxy"
+if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
+    target/release/switchyard-load --versus nginx "${load_args[@]}" --out "$out/versus.json" | tee "$out/versus.md"
+else
+    echo "skipped: nginx is not installed (Debian: apt-get install nginx-light)"
+fi
+
 echo "== VRAM trace replay"
 target/release/switchyard-replay "${replay_args[@]}" --out "$out/replay.json" | tee "$out/replay.md"
 
@@ -62,6 +69,7 @@ echo "Results:"
 echo "  $out/machine.txt                machine description"
 echo "  $out/routing.txt, translate.txt criterion output (HTML reports under target/criterion/)"
 echo "  $out/load.md, load.json         load tool report and raw figures"
+echo "  $out/versus.md, versus.json     side by side with nginx (when installed)"
 echo "  $out/replay.md, replay.json     trace replay report and raw figures"
 echo "  $out/cache.md, cache.json       response cache report and raw figures"
 echo "  $out/cascade.md, cascade.json   task cascade report and raw figures"
