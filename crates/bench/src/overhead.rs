@@ -427,7 +427,8 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn verdict(met: bool) -> &'static str {
+/// `met`, or `MISSED` in capitals so that it stands out in a report.
+pub(crate) fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
 }
 

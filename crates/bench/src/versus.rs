@@ -9,6 +9,7 @@
 use crate::load::{self, LoadSpec, RunFigures};
 use crate::machine::Machine;
 use crate::nginx::Nginx;
+use crate::overhead::verdict;
 use crate::process::cpu_time;
 use crate::sim_host::SIM_THREAD;
 use crate::stack::{Stack, StackOptions};
@@ -367,10 +368,6 @@ pub fn ceiling(surface: Surface, stream: bool) -> f64 {
 
 /// `auto`'s CPU over the explicit model's, at most.
 pub const AUTO_CEILING: f64 = 1.2;
-
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "MISSED" }
-}
 
 /// The report as markdown.
 pub fn markdown(report: &VersusReport) -> String {
