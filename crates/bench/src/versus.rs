@@ -183,6 +183,8 @@ async fn measure(client: &HttpClient, spec: LoadSpec, probe: Probe<'_>) -> Resul
         );
     }
     let mut figures = RunFigures::of(&result);
+    // `router_cpu_us` holds the CPU of whichever process serves this path (the simulator's threads, nginx or the
+    // router), so that the JSON keeps the load tool's run shape.
     let spent = after.zip(before).and_then(|(a, b)| a.checked_sub(b));
     figures.router_cpu_us =
         spent.filter(|_| result.succeeded > 0).map(|s| s.as_secs_f64() * 1e6 / result.succeeded as f64);
