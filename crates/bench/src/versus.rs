@@ -53,13 +53,6 @@ impl Surface {
         }
     }
 
-    fn label(self) -> &'static str {
-        match self {
-            Surface::Ollama => "/api/chat",
-            Surface::OpenAi => "/v1/chat/completions",
-        }
-    }
-
     /// One user turn asking for `num_predict` tokens. OpenAI's API cannot set a context length, so neither
     /// surface does: the simulator's default (4096 on a 16 GiB GPU) then matches the router's `vram.num_ctx`,
     /// and the direct, nginx and router paths all use the one loaded instance.
@@ -317,7 +310,7 @@ async fn run_on(stack: &Stack, nginx: &Nginx, options: &VersusOptions) -> Result
                 let cpu = |i: usize| figures[i].cpu_us.map_or_else(|| "-".to_string(), |s| s.show(0));
                 eprintln!(
                     "  {} {} c={concurrency}: CPU us/req nginx {}, switchyard {}, auto {}; router/nginx {}",
-                    surface.label(),
+                    surface.path(),
                     if stream { "stream" } else { "buffered" },
                     cpu(1),
                     cpu(2),
@@ -403,7 +396,7 @@ pub fn markdown(report: &VersusReport) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} / {:.3} / {:.3} | {:.3} / {:.3} / {:.3} | {} |",
-            c.surface.label(),
+            c.surface.path(),
             if c.stream { "yes" } else { "no" },
             c.concurrency,
             show(&p[0].cpu_us, 0),
@@ -423,7 +416,7 @@ pub fn markdown(report: &VersusReport) -> String {
     }
     let _ = writeln!(out, "\n| target (c = 16) | measured | verdict |\n|---|---|---|");
     for c in report.cells.iter().filter(|c| c.concurrency == 16) {
-        let what = format!("{} {}", c.surface.label(), if c.stream { "stream" } else { "buffered" });
+        let what = format!("{} {}", c.surface.path(), if c.stream { "stream" } else { "buffered" });
         if let Some(r) = c.router_over_nginx {
             let limit = ceiling(c.surface, c.stream);
             let _ = writeln!(

@@ -24,9 +24,9 @@ struct Cli {
     /// Write the JSON results here.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Concurrencies, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
-    concurrency: Vec<usize>,
+    /// Concurrencies, comma-separated [default: 1,16,64,256; 1,16,64 with --versus].
+    #[arg(long, value_delimiter = ',')]
+    concurrency: Option<Vec<usize>>,
     /// Answer modes to measure, comma-separated: buffered, stream.
     #[arg(long, value_delimiter = ',', default_value = "buffered,stream")]
     modes: Vec<String>,
@@ -86,10 +86,8 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
-    let mut cli = Cli::parse();
-    if cli.versus.is_some() && !std::env::args().any(|a| a.starts_with("--concurrency")) {
-        cli.concurrency = vec![1, 16, 64];
-    }
+    let cli = Cli::parse();
+    let default_concurrency = if cli.versus.is_some() { vec![1, 16, 64] } else { vec![1, 16, 64, 256] };
     let router_bin = match (cli.in_process, cli.router_bin) {
         (true, _) => None,
         (false, Some(p)) => Some(p),
@@ -98,7 +96,14 @@ fn main() -> Result<()> {
     let (concurrencies, duration, warmup, repeats, rss_streams, rss_duration) = if cli.quick {
         (vec![1, 16], 0.5, 0.2, 1, 32, 1.5)
     } else {
-        (cli.concurrency, cli.duration, cli.warmup, cli.repeats, cli.rss_streams, cli.rss_duration)
+        (
+            cli.concurrency.unwrap_or(default_concurrency),
+            cli.duration,
+            cli.warmup,
+            cli.repeats,
+            cli.rss_streams,
+            cli.rss_duration,
+        )
     };
     let streams = cli
         .modes
