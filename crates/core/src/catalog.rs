@@ -22,10 +22,10 @@ fn overhead_bytes(weights: u64) -> u64 {
     512 * 1024 * 1024 + weights / 20
 }
 
-/// Where a model is served when it is not the local Ollama's: an OpenAI-compatible backend.
+/// Where a model is served when it is not the local Ollama's: an OpenAI-compatible backend, or the fleet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendRef {
-    /// The backend's position in `[[backends]]`.
+    /// The backend's position in `[[backends]]` (unused for the fleet, whose nodes are picked per request).
     pub index: usize,
     /// The backend's configured name.
     pub name: Arc<str>,
@@ -33,6 +33,8 @@ pub struct BackendRef {
     pub id: Arc<str>,
     /// The backend charges per token (a remote provider).
     pub priced: bool,
+    /// Served by the fleet's nodes (`kind = "switchyard"`): which node serves a request is chosen per request.
+    pub fleet: bool,
 }
 
 /// One pulled model.

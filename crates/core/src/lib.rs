@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod category;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod gpu;
 pub mod http;
 pub mod model;

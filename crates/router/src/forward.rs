@@ -14,8 +14,9 @@ use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
-use switchyard_core::http::{HttpClient, build_request, error_message, join_url};
+use switchyard_core::http::{HttpClient, build_request_with_key, error_message, join_url};
 pub use switchyard_core::ndjson::LineSplitter;
 use tokio::time::{Instant, Sleep};
 
@@ -110,18 +111,37 @@ pub struct Forwarder {
     base: String,
     pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A bearer token sent with every request (a fleet node's key); never shown.
+    bearer: Option<Bearer>,
+}
+
+/// A bearer token: sent, never shown.
+#[derive(Clone)]
+struct Bearer(Arc<str>);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl Forwarder {
     pub fn new(http: HttpClient, base: &str, first_byte_timeout: Duration, idle_timeout: Duration) -> Self {
-        Self { http, base: base.trim_end_matches('/').to_string(), first_byte_timeout, idle_timeout }
+        Self { http, base: base.trim_end_matches('/').to_string(), first_byte_timeout, idle_timeout, bearer: None }
+    }
+
+    /// Sends `key` as a bearer token with every request.
+    pub fn with_bearer(mut self, key: Option<&str>) -> Self {
+        self.bearer = key.map(|k| Bearer(Arc::from(k)));
+        self
     }
 
     /// POSTs `body` to `path` and waits for the first chunk (stream) or the whole answer.
     pub async fn send(&self, path: &str, body: Bytes, stream: bool) -> Result<Reply, ForwardFailure> {
         let url = join_url(&self.base, path);
-        let request =
-            build_request(Method::POST, &url, Some(body)).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+        let key = self.bearer.as_ref().map(|b| &*b.0);
+        let request = build_request_with_key(Method::POST, &url, Some(body), key)
+            .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
         let deadline = Instant::now() + self.first_byte_timeout;
         let body = open(&self.http, request, deadline, self.first_byte_timeout).await?;
         if !stream {

@@ -77,6 +77,80 @@ pub struct ScoreContext<'a> {
     pub backends: &'a [BackendLoad],
     /// Backend models their server reports unloaded (llama.cpp's router mode): a request waits for their load.
     pub cold_remote: &'a [ModelName],
+    /// What each fleet node offers for each of its models (a fleet front; empty otherwise).
+    pub fleet: &'a FleetView,
+}
+
+/// What a fleet front knows of one model on one node, from the node's `/admin/state` and the front's own forwards
+/// since.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeOffer {
+    /// The node's position in the fleet.
+    pub node: usize,
+    pub node_name: Arc<str>,
+    /// Loaded there, or a load is under way (a request joins it).
+    pub loaded: bool,
+    pub in_flight: u32,
+    /// Requests the node serves at once per model.
+    pub parallel: u32,
+    pub load_seconds: f64,
+    /// The node's price of making room (the reload cost of what it would evict).
+    pub eviction_seconds: f64,
+    pub evicts: Vec<ModelName>,
+    /// The node cannot load it now.
+    pub refused: Option<String>,
+    pub prefill_tps: Option<f64>,
+    pub decode_tps: Option<f64>,
+}
+
+impl NodeOffer {
+    /// Predicted latency of a request of `prompt_tokens` and `out_tokens` on this node, with `prefill` and `decode`
+    /// rates used where the node has not measured its own. `None` when the node cannot load the model.
+    pub fn latency(&self, prompt_tokens: u64, out_tokens: u64, prefill: f64, decode: f64) -> Option<Latency> {
+        if self.refused.is_some() {
+            return None;
+        }
+        let mut l = Latency {
+            prefill: prompt_tokens as f64 / self.prefill_tps.filter(|r| *r > 0.0).unwrap_or(prefill),
+            decode: out_tokens as f64 / self.decode_tps.filter(|r| *r > 0.0).unwrap_or(decode),
+            ..Latency::default()
+        };
+        l.queue = f64::from(self.in_flight / self.parallel.max(1)) * (l.prefill + l.decode);
+        if !self.loaded {
+            l.load = self.load_seconds;
+            l.eviction = self.eviction_seconds;
+        }
+        l.total = l.queue + l.load + l.eviction + l.prefill + l.decode;
+        Some(l)
+    }
+}
+
+/// Every fleet model's offers, by model.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetView {
+    pub offers: std::collections::BTreeMap<ModelName, Vec<NodeOffer>>,
+}
+
+impl FleetView {
+    /// The nodes that can serve `model`, fastest first, with their predicted latencies.
+    pub fn ranked(
+        &self,
+        model: &ModelName,
+        prompt_tokens: u64,
+        out_tokens: u64,
+        prefill: f64,
+        decode: f64,
+    ) -> Vec<(&NodeOffer, Latency)> {
+        let mut ranked: Vec<(&NodeOffer, Latency)> = self
+            .offers
+            .get(model)
+            .into_iter()
+            .flatten()
+            .filter_map(|o| Some((o, o.latency(prompt_tokens, out_tokens, prefill, decode)?)))
+            .collect();
+        ranked.sort_by(|a, b| a.1.total.total_cmp(&b.1.total).then(b.0.loaded.cmp(&a.0.loaded)).then(a.0.node.cmp(&b.0.node)));
+        ranked
+    }
 }
 
 /// What the scorer knows of an OpenAI-compatible backend.
@@ -295,6 +369,25 @@ fn evaluate<'a>(
     let service = req.prompt_tokens as f64 / prefill + out_tokens as f64 / decode;
     c.latency.prefill = req.prompt_tokens as f64 / prefill;
     c.latency.decode = out_tokens as f64 / decode;
+    if spec.backend.as_ref().is_some_and(|b| b.fleet) {
+        // Served by the fleet: the best node for it, with that node's own load, eviction and queue.
+        let best = cx.fleet.ranked(name, req.prompt_tokens, out_tokens, prefill, decode).into_iter().next();
+        let Some((offer, latency)) = best else {
+            c.excluded = Some(if cx.fleet.offers.get(name).is_some_and(|o| !o.is_empty()) {
+                "no fleet node has room for it".into()
+            } else {
+                "no fleet node serves it now".into()
+            });
+            return c;
+        };
+        c.backend = Arc::clone(&offer.node_name);
+        c.loaded = offer.loaded;
+        c.latency = latency;
+        if !offer.loaded {
+            c.evictions = offer.evicts.clone();
+        }
+        return c;
+    }
     if let Some(backend) = &spec.backend {
         // Served by its own server: always warm, queued behind its in-flight requests, priced when it says so.
         let load = cx.backends.get(backend.index).copied().unwrap_or_default();
@@ -316,45 +409,19 @@ fn evaluate<'a>(
     // Ollama serves `num_parallel` requests of a model at once; the rest queue.
     let parallel = cx.config.ollama.num_parallel.max(1);
     c.latency.queue = f64::from(entry.map_or(0, |e| e.in_flight) / parallel) * service;
-    let num_ctx = cx.config.num_ctx_for(name);
-    let estimate = spec.estimate_vram(num_ctx);
-    let need = entry.map_or(estimate, |e| e.expected_or(estimate));
-    let plan = cx.ledger.plan_in(room, name, need);
+    let cost = vram_cost(spec, cx, room, live);
     // A model that fits the GPUs but must run partly offloaded now (other processes hold memory) is slower than its
     // measurements, which were taken with all of it on the GPU.
-    let offloaded = matches!(plan, Plan::Load { offload: true, .. } | Plan::Evict { offload: true, .. });
-    if offloaded && need <= cx.ledger.gpus().iter().map(|g| cx.ledger.budget(g.index)).sum::<u64>() {
+    if cost.offloaded {
         c.latency.prefill *= OFFLOAD_PREFILL_SLOWDOWN;
         c.latency.decode *= OFFLOAD_DECODE_SLOWDOWN;
     }
-    match plan {
-        Plan::Ready => c.loaded = true,
-        plan => {
-            c.latency.load = live
-                .and_then(|l| l.load_seconds())
-                .or(profile.and_then(|p| p.load_seconds))
-                .or(entry.and_then(|e| e.load_seconds))
-                .unwrap_or_else(|| estimated_reload_seconds(need));
-            match plan {
-                Plan::Evict { victims, .. } => {
-                    c.latency.eviction = victims
-                        .iter()
-                        .map(|v| {
-                            let reload = cx
-                                .ledger
-                                .entry(v)
-                                .and_then(|e| e.load_seconds)
-                                .unwrap_or_else(|| estimated_reload_seconds(cx.ledger.expected_bytes(v, 0)));
-                            UNLOAD_SECONDS + REEVICT_FACTOR * reload
-                        })
-                        .sum();
-                    c.evictions = victims;
-                }
-                Plan::Wait { .. } => c.latency.eviction = WAIT_PENALTY_SECONDS,
-                Plan::Refuse { reason } => c.excluded = Some(format!("no VRAM: {reason}")),
-                Plan::Join | Plan::Load { .. } | Plan::Ready => {}
-            }
-        }
+    c.loaded = cost.loaded;
+    c.latency.load = cost.load;
+    c.latency.eviction = cost.eviction;
+    c.evictions = cost.victims;
+    if let Some(reason) = cost.refused {
+        c.excluded = Some(format!("no VRAM: {reason}"));
     }
     if c.loaded
         && let Some((model, prefix)) = req.affinity
@@ -367,6 +434,70 @@ fn evaluate<'a>(
     }
     c.latency.total = c.latency.queue + c.latency.load + c.latency.eviction + c.latency.prefill + c.latency.decode;
     c
+}
+
+/// What getting a local model into VRAM would cost now, as the scorer prices it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VramCost {
+    /// Loaded (nothing to do).
+    pub loaded: bool,
+    /// Seconds of the cold load (measured, else estimated from its size).
+    pub load: f64,
+    /// The price of making room: the unloads, and half the reload time of each model evicted (or a penalty for
+    /// waiting on busy ones).
+    pub eviction: f64,
+    pub victims: Vec<ModelName>,
+    /// It fits the GPUs but must run partly offloaded now (other processes hold memory).
+    pub offloaded: bool,
+    /// Why it cannot be loaded now, when it cannot.
+    pub refused: Option<String>,
+}
+
+/// Prices getting local model `spec` into VRAM from the ledger's `room`.
+pub fn vram_cost<'a>(
+    spec: &ModelSpec,
+    cx: &ScoreContext<'a>,
+    room: &Room<'a>,
+    live: Option<&LiveModel>,
+) -> VramCost {
+    let name = &spec.name;
+    let entry = cx.ledger.entry(name);
+    let num_ctx = cx.config.num_ctx_for(name);
+    let estimate = spec.estimate_vram(num_ctx);
+    let need = entry.map_or(estimate, |e| e.expected_or(estimate));
+    let plan = cx.ledger.plan_in(room, name, need);
+    let offloaded = matches!(plan, Plan::Load { offload: true, .. } | Plan::Evict { offload: true, .. })
+        && need <= cx.ledger.gpus().iter().map(|g| cx.ledger.budget(g.index)).sum::<u64>();
+    let mut cost = VramCost { offloaded, ..VramCost::default() };
+    if matches!(plan, Plan::Ready) {
+        cost.loaded = true;
+        return cost;
+    }
+    cost.load = live
+        .and_then(|l| l.load_seconds())
+        .or(cx.profiles.get(name).and_then(|p| p.load_seconds))
+        .or(entry.and_then(|e| e.load_seconds))
+        .unwrap_or_else(|| estimated_reload_seconds(need));
+    match plan {
+        Plan::Evict { victims, .. } => {
+            cost.eviction = victims
+                .iter()
+                .map(|v| {
+                    let reload = cx
+                        .ledger
+                        .entry(v)
+                        .and_then(|e| e.load_seconds)
+                        .unwrap_or_else(|| estimated_reload_seconds(cx.ledger.expected_bytes(v, 0)));
+                    UNLOAD_SECONDS + REEVICT_FACTOR * reload
+                })
+                .sum();
+            cost.victims = victims;
+        }
+        Plan::Wait { .. } => cost.eviction = WAIT_PENALTY_SECONDS,
+        Plan::Refuse { reason } => cost.refused = Some(reason),
+        Plan::Join | Plan::Load { .. } | Plan::Ready => {}
+    }
+    cost
 }
 
 /// Why `spec` cannot serve the request, if it cannot.
@@ -505,6 +636,7 @@ mod tests {
             open_breakers: &[],
             backends: &[],
             cold_remote: &[],
+            fleet: &FleetView::default(),
         };
         score(req, &cx)
     }

@@ -66,6 +66,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/admin/vram/unpin", post(api::admin::vram_op))
         .route("/admin/models", get(api::admin::models))
         .route("/admin/backends", get(api::admin::backends))
+        .route("/admin/state", get(api::admin::node_state))
         .route("/admin/cache", get(api::admin::cache))
         .route("/admin/cache/invalidate", post(api::admin::cache_invalidate))
         .route("/admin/explain", get(api::admin::explain).post(api::admin::explain_post))
@@ -366,7 +367,9 @@ pub(crate) async fn build_base(
         Duration::from_secs(config.ollama.control_timeout_secs),
         Duration::from_secs(config.ollama.load_timeout_secs),
     );
-    let catalog = match Catalog::fetch(&ollama, &Catalog::default()).await {
+    let fetched =
+        if config.ollama.enabled { Catalog::fetch(&ollama, &Catalog::default()).await } else { Ok(Catalog::default()) };
+    let catalog = match fetched {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read Ollama's models at start; retrying in the background");
@@ -450,7 +453,11 @@ pub(crate) async fn build_state(
         tracker: tracker.clone(),
     });
     state.refresh_backends().await;
+    if !state.fleet.is_empty() && let Err(e) = state.reload_profiles().await {
+        tracing::warn!(error = %e, "cannot read the fleet models' profiles from the store");
+    }
     preload_backend_models(&state);
+    spawn_fleet_pollers(&state);
     spawn_catalog_refresher(&state);
     spawn_profile_refresher(&state);
     if state.cache.persist() {
@@ -553,6 +560,32 @@ fn spawn_pin_fastest(state: &AppState) {
             Err(e) => tracing::warn!(model = %model, error = %e, "vram.pin_fastest: cannot pin"),
         }
     });
+}
+
+/// Reads each fleet node's state every `poll_interval_ms` of its entry; when the fleet's models change, the catalog
+/// and the profiles follow.
+fn spawn_fleet_pollers(state: &AppState) {
+    for node in state.fleet.nodes() {
+        let state = state.clone();
+        let node = std::sync::Arc::clone(node);
+        let shutdown = state.shutdown.clone();
+        state.tracker.clone().spawn(async move {
+            let mut ticker = tokio::time::interval(node.poll_interval());
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                if state.fleet.poll(&node).await {
+                    state.fleet_changed();
+                    if let Err(e) = state.reload_profiles().await {
+                        tracing::warn!(error = %e, "cannot reload profiles from the store; keeping the ones in memory");
+                    }
+                }
+            }
+        });
+    }
 }
 
 /// Re-reads the catalog every `ollama.catalog_refresh_secs`; reloads profiles when models changed.

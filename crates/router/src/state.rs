@@ -41,6 +41,8 @@ pub struct Inner {
     pub local: OllamaBackend,
     /// The `[[backends]]` beside the local Ollama.
     pub backends: Backends,
+    /// The fleet nodes (`[[backends]] kind = "switchyard"`) of a front.
+    pub(crate) fleet: crate::backends::fleet::Fleet,
     /// Control calls to Ollama (tags, ps, show, version).
     pub ollama: OllamaClient,
     pub breaker: Breaker,
@@ -137,10 +139,12 @@ impl AppState {
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let backends = Backends::new(&config.backends, config.limits.queue_per_model, &p.metrics);
+        let fleet = crate::backends::fleet::Fleet::new(&config.backends);
         let local = OllamaBackend { vram: p.vram.clone(), forwarder: p.forwarder.clone() };
         Self(Arc::new(Inner {
             local,
             backends,
+            fleet,
             breaker: Breaker::new(config.breaker.failure_threshold, Duration::from_secs(config.breaker.cooldown_secs)),
             decisions: Decisions::new(config.routing.decisions_kept),
             catalog: ArcSwap::from_pointee(p.catalog),
@@ -186,6 +190,11 @@ impl AppState {
     /// and the error is returned.
     pub async fn refresh_catalog(&self) -> Result<(), switchyard_core::CoreError> {
         let previous = self.catalog.load_full();
+        if !self.config.ollama.enabled {
+            // No Ollama of its own: the backends' and the fleet's models are the catalog.
+            self.refresh_backends().await;
+            return Ok(());
+        }
         let (local, remote) = tokio::join!(Catalog::fetch(&self.ollama, &previous), self.backends.discover(&previous));
         let (mut catalog, result) = match local {
             Ok(local) => {
@@ -195,6 +204,7 @@ impl AppState {
             Err(e) => (local_part(&previous), Err(e)),
         };
         merge_remote(&mut catalog, remote);
+        merge_remote(&mut catalog, self.fleet.specs());
         if result.is_ok() {
             self.invalidate_changed(&previous, &catalog);
         }
@@ -222,14 +232,34 @@ impl AppState {
 
     /// Reads the `[[backends]]` models into the catalog, leaving Ollama's as they are.
     pub async fn refresh_backends(&self) {
-        if self.backends.is_empty() {
+        if self.backends.is_empty() && self.fleet.is_empty() {
             return;
         }
-        let remote = self.backends.discover(&self.catalog.load_full()).await;
-        // Ollama's part as it is now (it may have been refreshed meanwhile).
+        let previous = self.catalog.load_full();
+        let (remote, _) = tokio::join!(self.backends.discover(&previous), self.fleet.poll_all());
+        self.set_remote(remote);
+    }
+
+    /// Rebuilds the catalog from Ollama's part as it is now (it may have been refreshed meanwhile), the backends'
+    /// `remote` models and the fleet's.
+    fn set_remote(&self, remote: Vec<ModelSpec>) {
         let mut catalog = local_part(&self.catalog.load_full());
         merge_remote(&mut catalog, remote);
+        merge_remote(&mut catalog, self.fleet.specs());
         self.catalog.store(Arc::new(catalog));
+    }
+
+    /// The fleet's models changed (a node's reading): the catalog follows, keeping the backends' models.
+    pub(crate) fn fleet_changed(&self) {
+        let remote = self
+            .catalog
+            .load()
+            .models
+            .values()
+            .filter(|s| s.backend.as_ref().is_some_and(|b| !b.fleet))
+            .cloned()
+            .collect();
+        self.set_remote(remote);
     }
 
     /// Refreshes the catalog because a client named a model we do not know (it may have just been pulled), at most

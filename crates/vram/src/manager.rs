@@ -228,7 +228,14 @@ impl VramManager {
         let ManagerIo { client, probe, catalog, sink, metrics } = io;
         // Ollama may be down at start: begin with what can be read and let the polls fill in the rest.
         let mut warnings = options.warnings.clone();
-        let ps = match client.ps().await {
+        // A router with no Ollama of its own (a fleet front) has nothing to read or manage.
+        let local = options.config.ollama.enabled;
+        let ps = if !local {
+            Ok(Default::default())
+        } else {
+            client.ps().await
+        };
+        let ps = match ps {
             Ok(ps) => ps.models,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read Ollama's /api/ps at start; will keep polling");
@@ -236,7 +243,7 @@ impl VramManager {
                 Vec::new()
             }
         };
-        let gpus = match probe.read(&ps).await {
+        let gpus = match if local { probe.read(&ps).await } else { Ok(GpuSnapshot::default()) } {
             Ok(gpus) => Some(gpus),
             Err(e) => {
                 tracing::warn!(error = %e, probe = probe.name(), "cannot read the GPU probe at start; will keep polling");
@@ -299,6 +306,9 @@ impl VramManager {
         actor.publish();
         tracker.spawn(actor.run(rx));
 
+        if !local {
+            return Ok(handle);
+        }
         let interval = Duration::from_millis(options.config.vram.poll_interval_ms.max(10));
         let poll_tx = tx;
         let poll_shutdown = shutdown;

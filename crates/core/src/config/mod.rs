@@ -53,6 +53,10 @@ pub enum BackendKind {
     Openai,
     /// Ollama's native API. The one local Ollama is configured by `[ollama]`; a second one is refused.
     Ollama,
+    /// A node of a fleet: another box running Ollama with `switchyard serve` beside it. This router is then a
+    /// front: it reads each node's `GET /admin/state`, picks the (model, node) pair, and forwards the request to
+    /// that node, which admits it through its own VRAM manager.
+    Switchyard,
 }
 
 /// One OpenAI-compatible backend: where it is, how to authenticate, which models it serves, what it costs.
@@ -81,6 +85,8 @@ pub struct BackendConfig {
     /// Deadline for the model listing and the load/unload calls of a router-mode server (the wait for the load
     /// itself is `first_byte_timeout_secs`).
     pub control_timeout_secs: u64,
+    /// For a fleet node (`kind = "switchyard"`): how often its `/admin/state` is read, in milliseconds.
+    pub poll_interval_ms: u64,
     /// Price of a million input tokens (any currency, used consistently); with the output price, makes the
     /// backend priced (remote): see `routing.remote`.
     pub price_input_per_mtok: f64,
@@ -102,6 +108,7 @@ impl Default for BackendConfig {
             first_byte_timeout_secs: 120,
             idle_timeout_secs: 60,
             control_timeout_secs: 10,
+            poll_interval_ms: 500,
             price_input_per_mtok: 0.0,
             price_output_per_mtok: 0.0,
         }
@@ -224,6 +231,9 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OllamaConfig {
+    /// False for a router with no Ollama of its own: a fleet front (`[[backends]] kind = "switchyard"`) or a router
+    /// of OpenAI-compatible backends only. It then needs at least one `[[backends]]` entry.
+    pub enabled: bool,
     /// Base URL of Ollama.
     pub url: String,
     /// Give up connecting after this many milliseconds.
@@ -246,6 +256,7 @@ pub struct OllamaConfig {
 impl Default for OllamaConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             url: "http://127.0.0.1:11434".to_string(),
             connect_timeout_ms: 2000,
             first_byte_timeout_secs: 120,
@@ -650,6 +661,13 @@ impl Config {
         if !(2..=1024).contains(&self.server.max_json_depth) {
             return Err(CoreError::config("server.max_json_depth", "must be between 2 and 1024"));
         }
+        if !self.ollama.enabled && self.backends.is_empty() {
+            return Err(CoreError::config(
+                "ollama.enabled",
+                "is false, so requests need a [[backends]] entry to go to: add fleet nodes (kind = \"switchyard\") or \
+                 OpenAI-compatible servers, or set ollama.enabled = true",
+            ));
+        }
         if !(self.ollama.url.starts_with("http://") || self.ollama.url.starts_with("https://"))
             || self.ollama.url.parse::<http::Uri>().is_err()
         {
@@ -813,8 +831,12 @@ impl Config {
             if b.kind == BackendKind::Ollama {
                 return Err(CoreError::config(
                     key("kind"),
-                    "the local Ollama is configured by [ollama] url; a [[backends]] entry must be kind = \"openai\"",
+                    "the local Ollama is configured by [ollama] url; a [[backends]] entry must be kind = \"openai\" \
+                     (an engine or provider) or \"switchyard\" (a fleet node)",
                 ));
+            }
+            if b.kind == BackendKind::Switchyard && b.priced() {
+                return Err(CoreError::config(key("price_input_per_mtok"), "a fleet node is not priced"));
             }
             if !(b.url.starts_with("http://") || b.url.starts_with("https://")) || b.url.parse::<http::Uri>().is_err() {
                 return Err(CoreError::config(key("url"), format!("{:?} is not an http:// or https:// URL", b.url)));
@@ -844,6 +866,7 @@ impl Config {
                 ("first_byte_timeout_secs", b.first_byte_timeout_secs),
                 ("idle_timeout_secs", b.idle_timeout_secs),
                 ("control_timeout_secs", b.control_timeout_secs),
+                ("poll_interval_ms", b.poll_interval_ms),
             ] {
                 if v == 0 {
                     return Err(CoreError::config(key(field), "must be greater than 0"));

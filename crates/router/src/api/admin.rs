@@ -96,19 +96,25 @@ pub async fn vram_op(
 /// `GET /admin/backends`: the local Ollama and every `[[backends]]` entry with its health, models, load, latency,
 /// tokens and spend. API keys are never shown: `authenticated` says whether one is set.
 pub async fn backends(State(state): State<AppState>) -> Json<Value> {
-    let reachable = state.ollama.version().await.is_ok();
-    let catalog = state.catalog.load();
-    let local: Vec<&str> = catalog.models.values().filter(|s| s.backend.is_none()).map(|s| s.name.as_str()).collect();
-    let ollama = json!({
-        "name": "ollama",
-        "kind": "ollama",
-        "url": state.config.ollama.url,
-        "healthy": reachable,
-        "models": local,
-        "in_flight": state.vram.ledger().entries().map(|e| u64::from(e.in_flight)).sum::<u64>(),
-        "priced": false,
-    });
-    let mut list = vec![ollama];
+    let mut list = Vec::new();
+    if state.config.ollama.enabled {
+        let reachable = state.ollama.version().await.is_ok();
+        let catalog = state.catalog.load();
+        let local: Vec<&str> =
+            catalog.models.values().filter(|s| s.backend.is_none()).map(|s| s.name.as_str()).collect();
+        list.push(json!({
+            "name": "ollama",
+            "kind": "ollama",
+            "url": state.config.ollama.url,
+            "healthy": reachable,
+            "models": local,
+            "in_flight": state.vram.ledger().entries().map(|e| u64::from(e.in_flight)).sum::<u64>(),
+            "priced": false,
+        }));
+    }
+    for node in state.fleet.views() {
+        list.push(serde_json::to_value(node).unwrap_or(Value::Null));
+    }
     futures_util::future::join_all(state.backends.iter().map(|b| b.refresh_residency())).await;
     for backend in state.backends.iter() {
         let mut view = serde_json::to_value(backend.view()).unwrap_or(Value::Null);
@@ -415,9 +421,28 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "status": "ok", "uptime_secs": state.started.elapsed().as_secs() }))
 }
 
+/// `GET /admin/state`: this node's state for a fleet front (`[[backends]] kind = "switchyard"`).
+pub async fn node_state(State(state): State<AppState>) -> Json<switchyard_core::fleet::NodeState> {
+    Json(crate::backends::fleet::node_state(&state).await)
+}
+
 /// `GET /ready`: Ollama answers and the store is reachable; 503 with the reasons otherwise.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let mut problems = Vec::new();
+    if !state.config.ollama.enabled {
+        // No Ollama of its own: ready while some fleet node answers (or, with no fleet, always: its backends'
+        // failures show in /admin/backends and their breakers).
+        for node in state.fleet.views().into_iter().filter(|n| !n.healthy) {
+            problems.push(format!("fleet node {}: {}", node.name, node.error.unwrap_or_default()));
+        }
+        let ok = state.fleet.is_empty() || state.fleet.any_healthy();
+        state.metrics.upstream_up.set(i64::from(ok));
+        if !ok {
+            problems.push("no fleet node answers".to_string());
+        }
+        let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        return (status, Json(json!({ "ready": ok, "problems": problems }))).into_response();
+    }
     let ollama = tokio::time::timeout(Duration::from_secs(2), state.ollama.version()).await;
     match ollama {
         Ok(Ok(_)) => state.metrics.upstream_up.set(1),

@@ -160,8 +160,12 @@ pub(crate) fn decorate(
     category: &'static str,
     cache: CacheStatus,
     cascade: Option<&crate::engine::cascade::Report>,
+    node: Option<&str>,
 ) -> Response<Body> {
     let mut response = label(response, model, category);
+    if let Some(v) = node.and_then(|n| HeaderValue::from_str(n).ok()) {
+        response.headers_mut().insert("x-switchyard-node", v);
+    }
     if let Some(v) = cache.header().and_then(|v| HeaderValue::from_str(&v).ok()) {
         response.headers_mut().insert("x-switchyard-cache", v);
     }

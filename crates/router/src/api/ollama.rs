@@ -244,5 +244,5 @@ pub(super) async fn infer(
             r
         }
     };
-    Ok(decorate(response, &outcome.model, outcome.category, outcome.cache, outcome.cascade.as_deref()))
+    Ok(decorate(response, &outcome.model, outcome.category, outcome.cache, outcome.cascade.as_deref(), outcome.node.as_deref()))
 }

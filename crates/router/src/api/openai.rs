@@ -113,7 +113,7 @@ pub(super) async fn complete(
         }
         (Answer::Control(_), _) => return Err(RouterError::Internal("a completion became a load".into()).into()),
     };
-    Ok(decorate(response, &outcome.model, outcome.category, outcome.cache, outcome.cascade.as_deref()))
+    Ok(decorate(response, &outcome.model, outcome.category, outcome.cache, outcome.cascade.as_deref(), outcome.node.as_deref()))
 }
 
 /// What the chat and completion translations need to know about the request.
@@ -145,7 +145,7 @@ pub(super) async fn embeddings(
         return Err(RouterError::Internal("embedding answer was not buffered".into()).into());
     };
     let out = translate::embeddings_response(&outcome.shown, &answer_json(&bytes)?, base64);
-    Ok(decorate(Json(out).into_response(), &outcome.model, outcome.category, outcome.cache, outcome.cascade.as_deref()))
+    Ok(decorate(Json(out).into_response(), &outcome.model, outcome.category, outcome.cache, outcome.cascade.as_deref(), outcome.node.as_deref()))
 }
 
 fn model_object(id: &str, owned_by: &str, created: i64) -> Value {

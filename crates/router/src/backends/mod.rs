@@ -8,6 +8,7 @@
 //! `max_concurrency` slots with a bounded queue, not VRAM. The API key is read once from the environment variable the
 //! config names, sent only to its own backend as a bearer token, and never printed (`Debug` shows `***`).
 
+pub(crate) mod fleet;
 pub(crate) mod wire;
 
 mod ollama;
@@ -30,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use switchyard_core::catalog::{BackendRef, Catalog, ModelSpec};
-use switchyard_core::config::BackendConfig;
+use switchyard_core::config::{BackendConfig, BackendKind};
 use switchyard_core::http::{HttpClient, HttpClientOptions, build_request_with_key, error_message, join_url};
 use switchyard_core::ollama::types::ModelDetails;
 use switchyard_core::{Capabilities, CoreError, ModelName};
@@ -161,6 +162,11 @@ pub(crate) trait Backend: Send + Sync {
     fn idle_timeout(&self) -> Duration;
     /// True for `[[backends]]` entries: a refused key or a rate limit there is the backend's failure.
     fn remote(&self) -> bool;
+    /// True when `failure` means the backend had no room for the request now (a fleet's nodes all answered 503):
+    /// like a busy admission, it does not count against the model.
+    fn refused_for_room(&self, _failure: &ForwardFailure) -> bool {
+        false
+    }
     /// Reacts to a failed forward (Ollama reconciles its VRAM view after a 500, which may be a failed load).
     fn failed(&self, failure: &ForwardFailure, tracker: &tokio_util::task::TaskTracker);
 }
@@ -171,6 +177,8 @@ pub(crate) trait Backend: Send + Sync {
 pub(crate) enum Hold {
     Vram(switchyard_vram::Lease),
     Slot(#[allow(dead_code)] Slot),
+    /// The fleet's nodes to try in order, and the node serving once one answered.
+    Fleet(fleet::FleetHold),
 }
 
 /// One OpenAI-compatible backend.
@@ -508,6 +516,7 @@ impl OpenAiBackend {
                 name: Arc::from(self.name()),
                 id: Arc::from(id),
                 priced: self.config.priced(),
+                fleet: false,
             }),
         })
     }
@@ -808,6 +817,8 @@ impl Backends {
         Self {
             list: configs
                 .iter()
+                // Fleet nodes are the fleet's (`fleet::Fleet`); positions here count `openai` entries only.
+                .filter(|c| c.kind != BackendKind::Switchyard)
                 .enumerate()
                 .map(|(i, c)| Arc::new(OpenAiBackend::new(i, c.clone(), queue_limit, metrics.clone())))
                 .collect(),
@@ -840,7 +851,7 @@ impl Backends {
                         previous
                             .models
                             .values()
-                            .filter(|s| s.backend.as_ref().is_some_and(|b| b.index == backend.index))
+                            .filter(|s| s.backend.as_ref().is_some_and(|b| !b.fleet && b.index == backend.index))
                             .cloned(),
                     );
                 }

@@ -123,53 +123,8 @@ pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> 
         allow: prepared.task.as_ref().filter(|_| !prepared.endpoint.is_embedding()).and_then(|t| t.allow.as_deref()),
         affinity: affine.as_ref().map(|m| (m, prefix)),
     };
-    let catalog = state.catalog.load();
-    let profiles = state.profiles.load();
-    let ledger = state.vram.ledger();
-    let open: Vec<ModelName> = state
-        .breaker
-        .snapshot()
-        .into_iter()
-        .filter(|(_, p)| *p == crate::breaker::Phase::Open)
-        .map(|(m, _)| m)
-        .collect();
-    let backends: Vec<BackendLoad> = state
-        .backends
-        .iter()
-        .map(|b| {
-            let (in_flight, capacity) = b.load();
-            BackendLoad {
-                in_flight,
-                capacity,
-                price_input_per_mtok: b.config.price_input_per_mtok,
-                price_output_per_mtok: b.config.price_output_per_mtok,
-            }
-        })
-        .collect();
-    let cold_remote: Vec<ModelName> = if state.backends.is_empty() {
-        Vec::new()
-    } else {
-        catalog
-            .models
-            .values()
-            .filter(|s| {
-                s.backend.as_ref().is_some_and(|b| {
-                    state.backends.get(b.index).and_then(|backend| backend.loaded(&b.id)) == Some(false)
-                })
-            })
-            .map(|s| s.name.clone())
-            .collect()
-    };
-    let cx = ScoreContext {
-        config: &state.config,
-        catalog: &catalog,
-        profiles: &profiles,
-        live: &state.live,
-        ledger: &ledger,
-        open_breakers: &open,
-        backends: &backends,
-        cold_remote: &cold_remote,
-    };
+    let snapshots = Snapshots::take(state);
+    let cx = snapshots.context(state);
     let scoring = score(&req, &cx);
     // Local (and free) models first, at most `routing.max_attempts`; then, under `routing.remote = "fallback"`, the
     // best priced model, so that a request every local model failed still reaches one.
@@ -178,6 +133,82 @@ pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> 
         scoring.eligible().filter(|c| !c.fallback_only).take(max).map(|c| c.model.clone()).collect();
     candidates.extend(scoring.eligible().filter(|c| c.fallback_only).take(1).map(|c| c.model.clone()));
     Decision { scoring, candidates, decision_us: started.elapsed().as_secs_f64() * 1e6 }
+}
+
+/// What a scoring reads, each taken once: the catalog, profiles, VRAM ledger, open breakers, the backends' load and
+/// the fleet's offers.
+pub(crate) struct Snapshots {
+    catalog: Arc<switchyard_core::catalog::Catalog>,
+    profiles: Arc<crate::profiles::ProfileTable>,
+    ledger: Arc<switchyard_vram::ledger::Ledger>,
+    open: Vec<ModelName>,
+    backends: Vec<BackendLoad>,
+    cold_remote: Vec<ModelName>,
+    fleet: Arc<crate::score::FleetView>,
+}
+
+impl Snapshots {
+    pub(crate) fn take(state: &AppState) -> Self {
+        let catalog = state.catalog.load_full();
+        let open = state
+            .breaker
+            .snapshot()
+            .into_iter()
+            .filter(|(_, p)| *p == crate::breaker::Phase::Open)
+            .map(|(m, _)| m)
+            .collect();
+        let backends = state
+            .backends
+            .iter()
+            .map(|b| {
+                let (in_flight, capacity) = b.load();
+                BackendLoad {
+                    in_flight,
+                    capacity,
+                    price_input_per_mtok: b.config.price_input_per_mtok,
+                    price_output_per_mtok: b.config.price_output_per_mtok,
+                }
+            })
+            .collect();
+        let cold_remote = if state.backends.is_empty() {
+            Vec::new()
+        } else {
+            catalog
+                .models
+                .values()
+                .filter(|s| {
+                    s.backend.as_ref().is_some_and(|b| {
+                        !b.fleet
+                            && state.backends.get(b.index).and_then(|backend| backend.loaded(&b.id)) == Some(false)
+                    })
+                })
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        Self {
+            catalog,
+            profiles: state.profiles.load_full(),
+            ledger: state.vram.ledger(),
+            open,
+            backends,
+            cold_remote,
+            fleet: state.fleet.view(),
+        }
+    }
+
+    pub(crate) fn context<'a>(&'a self, state: &'a AppState) -> ScoreContext<'a> {
+        ScoreContext {
+            config: &state.config,
+            catalog: &self.catalog,
+            profiles: &self.profiles,
+            live: &state.live,
+            ledger: &self.ledger,
+            open_breakers: &self.open,
+            backends: &self.backends,
+            cold_remote: &self.cold_remote,
+            fleet: &self.fleet,
+        }
+    }
 }
 
 /// Records a real routing decision: the request's span, metrics, the ring `/admin/decisions` reads, and (sampled

@@ -167,6 +167,7 @@ impl<'a> Engine<'a> {
             let target = state.catalog.load().get(model).and_then(|s| s.backend.clone());
             let backend: &dyn Backend = match &target {
                 None => &state.local,
+                Some(t) if t.fleet => &state.fleet,
                 Some(t) => match state.backends.get(t.index) {
                     Some(b) => b.as_ref(),
                     None => {
@@ -217,6 +218,16 @@ impl<'a> Engine<'a> {
                     // The request itself is wrong for this model: another model will not fix it.
                     return Err(RouterError::UpstreamRejected { status, message });
                 }
+                Err(failure) if backend.refused_for_room(&failure) => {
+                    let e = RouterError::Busy {
+                        message: format!("no room for {model} now: {}", RouterError::forward_failure(&failure, model, None)),
+                        retry_after_secs: 1,
+                    };
+                    if explicit {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
                 Err(ForwardFailure::Status { status: 404, message }) => {
                     if explicit {
                         return Err(RouterError::UpstreamRejected { status: 404, message });
@@ -257,8 +268,11 @@ impl<'a> Engine<'a> {
             }
         }
         if let Some(target) = state.catalog.load().get(model).and_then(|s| s.backend.clone()) {
+            if target.fleet {
+                state.fleet.control(prepared, model, control).await?;
+            }
             // A router-mode server (llama.cpp's) loads and unloads on request; others hold their models themselves.
-            if let Some(backend) = state.backends.get(target.index)
+            if let Some(backend) = state.backends.get(target.index).filter(|_| !target.fleet)
                 && backend.manages_models()
             {
                 backend.manage(&target.id, control == Control::Load).await?;
@@ -271,6 +285,7 @@ impl<'a> Engine<'a> {
                 answer: Answer::Control(reason),
                 cache: CacheStatus::Off,
                 cascade: None,
+                node: None,
             });
         }
         let reason = match control {
@@ -298,6 +313,7 @@ impl<'a> Engine<'a> {
             answer: Answer::Control(reason),
             cache: CacheStatus::Off,
             cascade: None,
+            node: None,
         })
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct Outcome {
     pub cache: CacheStatus,
     /// How the task's cascade went, when one served the request.
     pub cascade: Option<Box<super::cascade::Report>>,
+    /// The fleet node that served it (a fleet front).
+    pub node: Option<String>,
 }
 
 /// The body of an outcome.
@@ -88,6 +90,10 @@ pub(super) fn finish(
     plan: Option<Plan>,
 ) -> Outcome {
     let Admitted { model, upstream_name, reply, hold, idle, .. } = admitted;
+    let node = match &hold {
+        crate::backends::Hold::Fleet(h) => h.node().map(str::to_string),
+        _ => None,
+    };
     let learned = learned_category(&req.prepared);
     let cache = plan.as_ref().map_or(CacheStatus::Off, Plan::missed);
     // `auto` requests have a decision, which learns how long the request really took.
@@ -128,7 +134,7 @@ pub(super) fn finish(
             Answer::Stream(Relay { first, rest, idle, hold: Some(hold), on_end })
         }
     };
-    Outcome { model, shown: upstream_name, category, answer, cache, cascade: None }
+    Outcome { model, shown: upstream_name, category, answer, cache, cascade: None, node }
 }
 
 /// The most bytes of one streamed answer captured for the cache: the largest answer stored, with room for the
@@ -193,6 +199,7 @@ pub(super) fn replay(req: &Request, hit: Hit) -> Outcome {
         answer,
         cache: hit.status,
         cascade: None,
+        node: None,
     }
 }
 

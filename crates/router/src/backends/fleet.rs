@@ -1,0 +1,569 @@
+//! The fleet: other boxes, each running Ollama with `switchyard serve` beside it (`[[backends]] kind =
+//! "switchyard"`). This router is then a front.
+//!
+//! Every `poll_interval_ms` the front reads each node's `GET /admin/state` (its loaded models, their queues, what
+//! loading a cold one would cost and evict there, its measured speeds). The union of the nodes' models joins the
+//! catalog as fleet models, and [`FleetView`] holds each model's offer on each node, which the scorer reads to price
+//! a (model, node) pair with the same utility a node uses: a model already loaded somewhere is cheaper than a cold
+//! load elsewhere, a node's queue counts, and a model cold everywhere goes to the node whose own eviction cost is
+//! lowest, so that hot sets separate across boxes instead of every box loading every model.
+//!
+//! Admission orders the nodes that can serve the model, best first; forwarding sends the request, for that model by
+//! name, to the first, whose own VRAM manager admits it. A node that refuses (503: no room), does not know the model,
+//! or fails before the first byte is skipped for the next. Until the next poll, the front counts its own forwards in
+//! the view (a request in flight, a load it started), so a burst does not pile onto one node between two readings.
+
+use super::{Admission, Backend, BackendStats, BackendView, Hold};
+use crate::engine::Surface;
+use crate::error::RouterError;
+use crate::forward::{ForwardFailure, Forwarder, Reply};
+use crate::request::{Control, Prepared};
+use crate::score::{FleetView, NodeOffer, PRIOR_DECODE_TPS, PRIOR_PREFILL_TPS};
+use arc_swap::ArcSwap;
+use http::Method;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use switchyard_core::ModelName;
+use switchyard_core::catalog::ModelSpec;
+use switchyard_core::config::{BackendConfig, BackendKind};
+use switchyard_core::fleet::{NodeGpu, NodeModel, NodeState};
+use switchyard_core::http::{HttpClient, HttpClientOptions, build_request_with_key, error_message, join_url};
+
+/// What the front last read from a node.
+#[derive(Debug, Default)]
+struct NodeStatus {
+    /// The last reading succeeded and the node's Ollama answers.
+    healthy: bool,
+    /// Why the last reading failed, or why the node is not ready.
+    error: Option<String>,
+    state: Option<NodeState>,
+}
+
+/// One node of the fleet.
+#[derive(Debug)]
+pub(crate) struct Node {
+    /// Position in the fleet.
+    index: usize,
+    config: BackendConfig,
+    key: Option<String>,
+    http: HttpClient,
+    forwarder: Forwarder,
+    status: Mutex<NodeStatus>,
+    stats: BackendStats,
+}
+
+impl Node {
+    fn new(index: usize, config: BackendConfig) -> Self {
+        let key = (!config.api_key_env.is_empty())
+            .then(|| std::env::var(&config.api_key_env).ok())
+            .flatten()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty());
+        if !config.api_key_env.is_empty() && key.is_none() {
+            tracing::warn!(node = %config.name, variable = %config.api_key_env, "the node's key variable is not set");
+        }
+        let http = HttpClient::new(&HttpClientOptions {
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            ..HttpClientOptions::default()
+        });
+        let forwarder = Forwarder::new(
+            http.clone(),
+            &config.url,
+            Duration::from_secs(config.first_byte_timeout_secs),
+            Duration::from_secs(config.idle_timeout_secs),
+        )
+        .with_bearer(key.as_deref());
+        Self {
+            index,
+            config,
+            key,
+            http,
+            forwarder,
+            status: Mutex::new(NodeStatus::default()),
+            stats: BackendStats::default(),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// How often the node's state is read.
+    pub(crate) fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.config.poll_interval_ms.max(10))
+    }
+
+    fn healthy(&self) -> bool {
+        self.status.lock().is_ok_and(|s| s.healthy)
+    }
+
+    /// Reads the node's `/admin/state`.
+    async fn read(&self) -> Result<NodeState, String> {
+        let url = join_url(&self.config.url, "/admin/state");
+        let request =
+            build_request_with_key(Method::GET, &url, None, self.key.as_deref()).map_err(|e| e.to_string())?;
+        let resp = self
+            .http
+            .send_buffered(request, Duration::from_secs(self.config.control_timeout_secs))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status.is_success() {
+            return Err(format!("{url} answered {}: {}", resp.status.as_u16(), error_message(&resp.body)));
+        }
+        serde_json::from_slice(&resp.body).map_err(|e| format!("{url} is not a Switchyard node's state: {e}"))
+    }
+
+    /// Reads the node and keeps what it said; true when what it serves or holds changed.
+    async fn poll(&self) -> bool {
+        let read = self.read().await;
+        let Ok(mut status) = self.status.lock() else { return false };
+        match read {
+            Ok(state) => {
+                status.healthy = state.ready;
+                status.error = (!state.ready).then(|| "the node's Ollama does not answer".to_string());
+                let changed = status.state.as_ref() != Some(&state);
+                status.state = Some(state);
+                changed
+            }
+            Err(e) => {
+                if status.healthy {
+                    tracing::warn!(node = %self.config.name, error = %e, "fleet node went away");
+                }
+                let changed = status.healthy || status.state.is_some();
+                status.healthy = false;
+                status.error = Some(e);
+                // What a node that cannot be read holds is unknown: none of it is offered until it answers again.
+                status.state = None;
+                changed
+            }
+        }
+    }
+
+    /// Marks the node unreachable after a failed forward (until its next reading says otherwise).
+    fn down(&self, why: &str) {
+        if let Ok(mut status) = self.status.lock() {
+            if status.healthy {
+                tracing::warn!(node = %self.config.name, error = %why, "fleet node failed a request; skipped until it answers again");
+            }
+            status.healthy = false;
+            status.error = Some(why.to_string());
+        }
+    }
+
+    fn view(&self) -> BackendView {
+        let status = self.status.lock();
+        let (healthy, error, models, loaded) = match status.as_deref() {
+            Ok(s) => {
+                let models = s.state.as_ref().map(|st| st.models.iter().map(|m| m.name.clone()).collect());
+                let loaded =
+                    s.state.as_ref().map(|st| st.models.iter().filter(|m| m.loaded).map(|m| m.name.clone()).collect());
+                (s.healthy, s.error.clone(), models.unwrap_or_default(), loaded)
+            }
+            Err(_) => (false, Some("state unreadable".to_string()), Vec::new(), None),
+        };
+        let s = &self.stats;
+        BackendView {
+            name: self.config.name.clone(),
+            kind: "switchyard",
+            url: self.config.url.clone(),
+            authenticated: self.key.is_some(),
+            priced: false,
+            price_input_per_mtok: 0.0,
+            price_output_per_mtok: 0.0,
+            healthy,
+            error,
+            models,
+            max_concurrency: 0,
+            in_flight: s.in_flight.load(Ordering::Relaxed),
+            requests: s.requests.load(Ordering::Relaxed),
+            failures: s.failures.load(Ordering::Relaxed),
+            input_tokens: 0,
+            output_tokens: 0,
+            spend: 0.0,
+            latency_ms: None,
+            loaded,
+        }
+    }
+}
+
+/// The fleet's nodes and what they offer.
+#[derive(Debug, Default)]
+pub(crate) struct Fleet {
+    nodes: Vec<Arc<Node>>,
+    view: Arc<ArcSwap<FleetView>>,
+    /// The union of the nodes' models, as catalog entries (the first node listing a model describes it).
+    specs: ArcSwap<Vec<ModelSpec>>,
+}
+
+/// What a fleet request holds: the nodes to try, best first, and the one serving it once it answered.
+#[derive(Debug)]
+pub(crate) struct FleetHold {
+    model: ModelName,
+    order: Vec<usize>,
+    serving: OnceLock<Serving>,
+}
+
+impl FleetHold {
+    /// The node that answered, once one did.
+    pub(crate) fn node(&self) -> Option<&str> {
+        self.serving.get().map(|s| s.node.name())
+    }
+}
+
+/// A request sent to a node: counted in the node's in-flight, and in the front's view of it, until dropped.
+#[derive(Debug)]
+struct Serving {
+    node: Arc<Node>,
+    view: Arc<ArcSwap<FleetView>>,
+    model: ModelName,
+}
+
+impl Serving {
+    fn start(node: &Arc<Node>, view: &Arc<ArcSwap<FleetView>>, model: &ModelName) -> Self {
+        node.stats.requests.fetch_add(1, Ordering::Relaxed);
+        node.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        started(view, node.index, model);
+        Self { node: Arc::clone(node), view: Arc::clone(view), model: model.clone() }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.node.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        finished(&self.view, self.node.index, &self.model);
+    }
+}
+
+/// Counts a forward of `model` to `node` in the view until the next reading: one more in flight, and a cold model
+/// now loading there (what it evicts there no longer loaded).
+fn started(view: &ArcSwap<FleetView>, node: usize, model: &ModelName) {
+    view.rcu(|view| {
+        let mut view = FleetView::clone(view);
+        let evicted = view
+            .offers
+            .get_mut(model)
+            .and_then(|offers| offers.iter_mut().find(|o| o.node == node))
+            .map(|o| {
+                o.in_flight += 1;
+                let evicted = if o.loaded { Vec::new() } else { std::mem::take(&mut o.evicts) };
+                o.loaded = true;
+                o.eviction_seconds = 0.0;
+                evicted
+            })
+            .unwrap_or_default();
+        for victim in evicted {
+            if let Some(o) = view.offers.get_mut(&victim).and_then(|os| os.iter_mut().find(|o| o.node == node)) {
+                o.loaded = false;
+            }
+        }
+        view
+    });
+}
+
+/// Undoes [`started`]'s in-flight count when the request ended.
+fn finished(view: &ArcSwap<FleetView>, node: usize, model: &ModelName) {
+    view.rcu(|view| {
+        let mut view = FleetView::clone(view);
+        if let Some(o) = view.offers.get_mut(model).and_then(|os| os.iter_mut().find(|o| o.node == node)) {
+            o.in_flight = o.in_flight.saturating_sub(1);
+        }
+        view
+    });
+}
+
+impl Fleet {
+    pub(crate) fn new(configs: &[BackendConfig]) -> Self {
+        let nodes: Vec<Arc<Node>> = configs
+            .iter()
+            .filter(|c| c.kind == BackendKind::Switchyard)
+            .enumerate()
+            .map(|(i, c)| Arc::new(Node::new(i, c.clone())))
+            .collect();
+        Self { nodes, ..Self::default() }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The offers the scorer reads.
+    pub(crate) fn view(&self) -> Arc<FleetView> {
+        self.view.load_full()
+    }
+
+    /// The fleet's models, as catalog entries.
+    pub(crate) fn specs(&self) -> Vec<ModelSpec> {
+        self.specs.load().as_ref().clone()
+    }
+
+    /// Whether any node is healthy.
+    pub(crate) fn any_healthy(&self) -> bool {
+        self.nodes.iter().any(|n| n.healthy())
+    }
+
+    /// `/admin/backends` rows, one per node.
+    pub(crate) fn views(&self) -> Vec<BackendView> {
+        self.nodes.iter().map(|n| n.view()).collect()
+    }
+
+    /// The nodes (each is read on its own).
+    pub(crate) fn nodes(&self) -> &[Arc<Node>] {
+        &self.nodes
+    }
+
+    /// Reads one node and rebuilds the view; true when the fleet's models changed (the catalog must follow).
+    pub(crate) async fn poll(&self, node: &Node) -> bool {
+        if !node.poll().await {
+            return false;
+        }
+        let before: Vec<(ModelName, String)> = self.specs.load().iter().map(|s| (s.name.clone(), s.digest.clone())).collect();
+        self.rebuild();
+        let after: Vec<(ModelName, String)> = self.specs.load().iter().map(|s| (s.name.clone(), s.digest.clone())).collect();
+        before != after
+    }
+
+    /// Reads every node at once; true when the fleet's models changed.
+    pub(crate) async fn poll_all(&self) -> bool {
+        let changed = futures_util::future::join_all(self.nodes.iter().map(|n| n.poll())).await;
+        if !changed.iter().any(|c| *c) {
+            return false;
+        }
+        let before = self.specs.load_full();
+        self.rebuild();
+        *before != *self.specs.load_full()
+    }
+
+    /// Rebuilds the offers and the catalog entries from the nodes' last readings.
+    fn rebuild(&self) {
+        let mut offers: BTreeMap<ModelName, Vec<NodeOffer>> = BTreeMap::new();
+        let mut specs: BTreeMap<ModelName, ModelSpec> = BTreeMap::new();
+        for node in &self.nodes {
+            let Ok(status) = node.status.lock() else { continue };
+            let Some(state) = status.state.as_ref().filter(|_| status.healthy) else { continue };
+            let node_name: Arc<str> = Arc::from(node.name());
+            for m in &state.models {
+                let Some(spec) = m.spec() else { continue };
+                offers.entry(spec.name.clone()).or_default().push(NodeOffer {
+                    node: node.index,
+                    node_name: Arc::clone(&node_name),
+                    loaded: m.loaded,
+                    in_flight: m.in_flight + m.queued,
+                    parallel: state.num_parallel.max(1),
+                    load_seconds: m.load_seconds,
+                    eviction_seconds: m.eviction_seconds,
+                    evicts: m.evicts.iter().filter_map(|e| ModelName::parse(e).ok()).collect(),
+                    refused: m.refused.clone(),
+                    prefill_tps: m.prefill_tps,
+                    decode_tps: m.decode_tps,
+                });
+                specs.entry(spec.name.clone()).or_insert(spec);
+            }
+        }
+        self.view.store(Arc::new(FleetView { offers }));
+        self.specs.store(Arc::new(specs.into_values().collect()));
+    }
+
+    /// An empty-prompt load or unload of a fleet model: a load goes to the node that would serve it best, an unload
+    /// to every node holding it.
+    pub(crate) async fn control(&self, prepared: &Prepared, model: &ModelName, control: Control) -> Result<(), RouterError> {
+        let view = self.view.load_full();
+        let targets: Vec<usize> = match control {
+            Control::Load => view
+                .ranked(model, 0, 0, PRIOR_PREFILL_TPS, PRIOR_DECODE_TPS)
+                .into_iter()
+                .map(|(o, _)| o.node)
+                .filter(|i| self.nodes.get(*i).is_some_and(|n| n.healthy()))
+                .take(1)
+                .collect(),
+            Control::Unload => {
+                view.offers.get(model).into_iter().flatten().filter(|o| o.loaded).map(|o| o.node).collect()
+            }
+        };
+        if targets.is_empty() && control == Control::Load {
+            return Err(RouterError::Busy {
+                message: format!("no fleet node can load {model} now; retry shortly"),
+                retry_after_secs: 1,
+            });
+        }
+        let body = prepared.node_body(model.as_str())?;
+        for i in targets {
+            let Some(node) = self.nodes.get(i) else { continue };
+            match node.forwarder.send(prepared.endpoint.path(), body.clone(), false).await {
+                Ok(_) => {
+                    if control == Control::Load {
+                        drop(Serving::start(node, &self.view, model));
+                    }
+                }
+                Err(e) => {
+                    return Err(RouterError::UpstreamFailed(format!(
+                        "fleet node {} could not {} {model}: {}",
+                        node.name(),
+                        if control == Control::Load { "load" } else { "unload" },
+                        describe(&e)
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A failure in words.
+fn describe(failure: &ForwardFailure) -> String {
+    match failure {
+        ForwardFailure::Connect(m) | ForwardFailure::Broken(m) => m.clone(),
+        ForwardFailure::Status { status, message } => format!("{status} {message}"),
+        ForwardFailure::Timeout(d) => format!("no answer within {} s", d.as_secs()),
+    }
+}
+
+/// The prompt and output tokens the scorer assumes for `prepared`.
+fn sizes(prepared: &Prepared) -> (u64, u64) {
+    let c = &prepared.classification;
+    let output = prepared.max_output_tokens.unwrap_or_else(|| crate::classify::expected_output_tokens(c.category));
+    (c.needs.context_tokens.saturating_sub(output).max(1), output)
+}
+
+#[async_trait::async_trait]
+impl Backend for Fleet {
+    async fn admit(&self, model: &ModelName, prepared: &Prepared, _wait: Duration) -> Result<Hold, Admission> {
+        let (prompt, output) = sizes(prepared);
+        let view = self.view.load_full();
+        let order: Vec<usize> = view
+            .ranked(model, prompt, output, PRIOR_PREFILL_TPS, PRIOR_DECODE_TPS)
+            .into_iter()
+            .map(|(o, _)| o.node)
+            .filter(|i| self.nodes.get(*i).is_some_and(|n| n.healthy()))
+            .collect();
+        if order.is_empty() {
+            let listed = view.offers.get(model).is_some_and(|o| !o.is_empty());
+            return Err(Admission::Busy(RouterError::Busy {
+                message: if listed {
+                    format!("no fleet node has room for {model} now; retry shortly")
+                } else {
+                    format!("no fleet node that serves {model} answers now; retry shortly")
+                },
+                retry_after_secs: 1,
+            }));
+        }
+        Ok(Hold::Fleet(FleetHold { model: model.clone(), order, serving: OnceLock::new() }))
+    }
+
+    async fn send(
+        &self,
+        prepared: &Prepared,
+        _surface: Surface,
+        id: &str,
+        _shown: &str,
+        hold: &Hold,
+    ) -> Result<Reply, ForwardFailure> {
+        let Hold::Fleet(hold) = hold else {
+            return Err(ForwardFailure::Connect("internal: a fleet request without its nodes".into()));
+        };
+        let body = prepared.node_body(id).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+        let mut last = None;
+        for &i in &hold.order {
+            let Some(node) = self.nodes.get(i) else { continue };
+            if last.is_some() && !node.healthy() {
+                continue;
+            }
+            let serving = Serving::start(node, &self.view, &hold.model);
+            let sent = node.forwarder.send(prepared.endpoint.path(), body.clone(), prepared.stream).await;
+            match sent {
+                Ok(reply) => {
+                    let _ = hold.serving.set(serving);
+                    return Ok(reply);
+                }
+                // The request itself is wrong: another node will not fix it.
+                Err(failure @ ForwardFailure::Status { status: 400..=499, .. })
+                    if !matches!(failure, ForwardFailure::Status { status: 404 | 408 | 429, .. }) =>
+                {
+                    return Err(failure);
+                }
+                Err(failure) => {
+                    node.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    match &failure {
+                        // No room there now, or it does not have the model (any more): the node is fine.
+                        ForwardFailure::Status { status: 503 | 404 | 429, .. } => {}
+                        other => node.down(&describe(other)),
+                    }
+                    tracing::debug!(node = %node.name(), model = %hold.model, error = %describe(&failure), "fleet node skipped");
+                    last = Some(failure);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ForwardFailure::Connect(format!("no fleet node could be tried for {}", hold.model))))
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        self.nodes.first().map_or(Duration::from_secs(60), |n| n.forwarder.idle_timeout)
+    }
+
+    fn remote(&self) -> bool {
+        false
+    }
+
+    fn refused_for_room(&self, failure: &ForwardFailure) -> bool {
+        matches!(failure, ForwardFailure::Status { status: 503, .. })
+    }
+
+    fn failed(&self, _failure: &ForwardFailure, _tracker: &tokio_util::task::TaskTracker) {}
+}
+
+/// This node's state, for a fleet front's `GET /admin/state`: every local model with what serving it here would take
+/// now, priced by the scorer's own VRAM costs.
+pub(crate) async fn node_state(state: &crate::state::AppState) -> NodeState {
+    use switchyard_vram::ledger::Residency;
+    let ready = state.config.ollama.enabled
+        && matches!(tokio::time::timeout(Duration::from_secs(1), state.ollama.version()).await, Ok(Ok(_)));
+    let snapshots = crate::engine::decision::Snapshots::take(state);
+    let cx = snapshots.context(state);
+    let room = cx.ledger.room(tokio::time::Instant::now());
+    let live = state.live.snapshot();
+    let models = cx
+        .catalog
+        .models
+        .values()
+        .filter(|spec| spec.backend.is_none())
+        .map(|spec| {
+            let name = &spec.name;
+            let entry = cx.ledger.entry(name);
+            let live = live.get(name).map(Arc::as_ref);
+            let profile = cx.profiles.get(name);
+            let cost = crate::score::vram_cost(spec, &cx, &room, live);
+            let mut m = NodeModel::from_spec(spec);
+            m.loading = entry.is_some_and(|e| matches!(e.residency, Residency::Loading { .. }));
+            m.loaded = cost.loaded || m.loading;
+            m.pinned = entry.is_some_and(|e| e.pinned);
+            m.in_flight = entry.map_or(0, |e| e.in_flight);
+            m.queued = entry.map_or(0, |e| e.waiting);
+            if !m.loaded {
+                m.load_seconds = cost.load;
+                m.eviction_seconds = cost.eviction;
+                m.evicts = cost.victims.iter().map(ToString::to_string).collect();
+                m.refused = cost.refused;
+            }
+            if cx.open_breakers.contains(name) {
+                m.refused = Some("circuit breaker open after repeated failures".into());
+            }
+            m.prefill_tps = live.and_then(|l| l.prefill_tps()).or(profile.and_then(|p| p.prefill_tps));
+            m.decode_tps = live.and_then(|l| l.decode_tps()).or(profile.and_then(|p| p.decode_tps));
+            m
+        })
+        .collect();
+    let gpus = cx
+        .ledger
+        .gpus()
+        .iter()
+        .map(|g| NodeGpu { index: g.index, total_bytes: g.total, free_bytes: cx.ledger.free(g.index) })
+        .collect();
+    NodeState {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        ready,
+        num_parallel: state.config.ollama.num_parallel,
+        gpus,
+        models,
+    }
+}
