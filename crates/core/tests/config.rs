@@ -282,3 +282,25 @@ fn task_rules_load_from_the_file_show_their_source_and_name_bad_keys() {
     .to_string();
     assert!(err.contains("tasks.planner.cascade") && err.contains("at least two"), "{err}");
 }
+
+#[test]
+fn a_front_names_its_fleet_nodes_and_needs_somewhere_to_send_requests() {
+    use switchyard_core::config::BackendKind;
+    let dir = tempfile::tempdir().unwrap();
+    let front = "[ollama]\nenabled = false\n\n[[backends]]\nname = \"gpu-1\"\nkind = \"switchyard\"\n\
+                 url = \"http://10.0.0.11:11435\"\napi_key_env = \"NODE_KEY\"\npoll_interval_ms = 250\n";
+    let config = load(&ConfigSources { file: Some(write_file(&dir, front)), ..Default::default() }).unwrap().config;
+    assert!(!config.ollama.enabled);
+    assert_eq!(config.backends[0].kind, BackendKind::Switchyard);
+    assert_eq!(config.backends[0].poll_interval_ms, 250);
+
+    let refused = |text: &str| {
+        load(&ConfigSources { file: Some(write_file(&dir, text)), ..Default::default() }).unwrap_err().to_string()
+    };
+    let e = refused("[ollama]\nenabled = false\n");
+    assert!(e.contains("ollama.enabled") && e.contains("[[backends]]"), "{e}");
+    let e = refused(&format!("{front}price_output_per_mtok = 2.0\n"));
+    assert!(e.contains("not priced"), "{e}");
+    let e = refused(&format!("{front}poll_interval_ms = 0\n").replace("poll_interval_ms = 250\n", ""));
+    assert!(e.contains("poll_interval_ms"), "{e}");
+}

@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 use switchyard::classify::{Classification, Classifier, ClassifyInput, Role, Turn};
 use switchyard::profiles::{CategoryQuality, LiveStats, ModelProfile, ProfileTable};
-use switchyard::score::{ScoreContext, ScoreRequest, score};
+use switchyard::score::{FleetView, ScoreContext, ScoreRequest, score};
 use switchyard_core::catalog::{Catalog, ModelSpec};
 use switchyard_core::config::{Config, Strategy, VramLimit};
 use switchyard_core::ollama::Timings;
@@ -168,6 +168,7 @@ fn decide(w: &World, classifier: &Classifier, text: &str) -> usize {
         open_breakers: &[],
         backends: &[],
         cold_remote: &[],
+        fleet: &FleetView::default(),
     };
     score(&req, &cx).eligible().count()
 }
@@ -208,6 +209,7 @@ fn bench_score(c: &mut Criterion, w: &World) {
                     open_breakers: &[],
                     backends: &[],
                     cold_remote: &[],
+                    fleet: &FleetView::default(),
                 };
                 score(black_box(&req), &cx)
             })

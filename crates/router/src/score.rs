@@ -148,7 +148,9 @@ impl FleetView {
             .flatten()
             .filter_map(|o| Some((o, o.latency(prompt_tokens, out_tokens, prefill, decode)?)))
             .collect();
-        ranked.sort_by(|a, b| a.1.total.total_cmp(&b.1.total).then(b.0.loaded.cmp(&a.0.loaded)).then(a.0.node.cmp(&b.0.node)));
+        ranked.sort_by(|a, b| {
+            a.1.total.total_cmp(&b.1.total).then(b.0.loaded.cmp(&a.0.loaded)).then(a.0.node.cmp(&b.0.node))
+        });
         ranked
     }
 }
@@ -454,12 +456,7 @@ pub struct VramCost {
 }
 
 /// Prices getting local model `spec` into VRAM from the ledger's `room`.
-pub fn vram_cost<'a>(
-    spec: &ModelSpec,
-    cx: &ScoreContext<'a>,
-    room: &Room<'a>,
-    live: Option<&LiveModel>,
-) -> VramCost {
+pub fn vram_cost<'a>(spec: &ModelSpec, cx: &ScoreContext<'a>, room: &Room<'a>, live: Option<&LiveModel>) -> VramCost {
     let name = &spec.name;
     let entry = cx.ledger.entry(name);
     let num_ctx = cx.config.num_ctx_for(name);
@@ -627,6 +624,10 @@ mod tests {
 
     /// Scores `req` against the world `w`.
     fn score_in(w: &World, req: &ScoreRequest<'_>) -> Scoring {
+        score_fleet(w, req, &FleetView::default())
+    }
+
+    fn score_fleet(w: &World, req: &ScoreRequest<'_>, fleet: &FleetView) -> Scoring {
         let cx = ScoreContext {
             config: &w.config,
             catalog: &w.catalog,
@@ -636,7 +637,7 @@ mod tests {
             open_breakers: &[],
             backends: &[],
             cold_remote: &[],
-            fleet: &FleetView::default(),
+            fleet,
         };
         score(req, &cx)
     }
@@ -693,6 +694,84 @@ mod tests {
         let same = run_blended(&w, 1.0, needs(), Some(certain));
         let q = same.candidates.iter().find(|c| c.model == ModelName::parse("small").unwrap()).unwrap().quality;
         assert!((q - small_sure).abs() < 1e-12);
+    }
+
+    fn offer(node: usize, loaded: bool, in_flight: u32, eviction_seconds: f64) -> NodeOffer {
+        NodeOffer {
+            node,
+            node_name: Arc::from(["a", "b", "c"][node]),
+            loaded,
+            in_flight,
+            parallel: 1,
+            load_seconds: 4.0,
+            eviction_seconds,
+            evicts: if eviction_seconds > 0.0 { vec![ModelName::parse("other").unwrap()] } else { Vec::new() },
+            refused: None,
+            prefill_tps: Some(2000.0),
+            decode_tps: Some(50.0),
+        }
+    }
+
+    /// `w` with its models served by the fleet instead of the local Ollama.
+    fn fleet_world() -> World {
+        let mut w = world();
+        for s in w.catalog.models.values_mut() {
+            s.backend = switchyard_core::fleet::NodeModel::from_spec(s).spec().and_then(|f| f.backend);
+        }
+        w
+    }
+
+    #[test]
+    fn a_fleet_model_is_priced_on_its_best_node() {
+        let w = fleet_world();
+        let big = ModelName::parse("big").unwrap();
+        let small = ModelName::parse("small").unwrap();
+        let mut view = FleetView::default();
+        // a: cold, evicting; b: cold, room to spare; c: cannot load it.
+        view.offers.insert(
+            big.clone(),
+            vec![
+                offer(0, false, 0, 3.0),
+                offer(1, false, 0, 0.0),
+                NodeOffer { refused: Some("too big".into()), ..offer(2, true, 0, 0.0) },
+            ],
+        );
+        let n = needs();
+        let req = ScoreRequest {
+            category: Category::Math,
+            needs: &n,
+            embedding: false,
+            preference: 1.0,
+            prompt_tokens: 50,
+            max_output_tokens: Some(100),
+            blend: None,
+            allow: None,
+            affinity: None,
+        };
+        let scoring = score_fleet(&w, &req, &view);
+        let c = scoring.candidates.iter().find(|c| c.model == big).unwrap();
+        assert_eq!(&*c.backend, "b", "the node where loading it evicts nothing");
+        assert!(!c.loaded);
+        assert!(c.evictions.is_empty());
+        assert!((c.latency.load - 4.0).abs() < 1e-9 && c.latency.eviction == 0.0);
+        assert!((c.latency.decode - 2.0).abs() < 1e-9, "the node's own decode rate: {:?}", c.latency);
+        let s = scoring.candidates.iter().find(|c| c.model == small).unwrap();
+        assert_eq!(s.excluded.as_deref(), Some("no fleet node serves it now"));
+
+        // Loaded on a with a short queue beats a cold load anywhere; a long queue does not.
+        view.offers.insert(big.clone(), vec![offer(0, true, 1, 0.0), offer(1, false, 0, 0.0)]);
+        let c = score_fleet(&w, &req, &view).candidates.into_iter().find(|c| c.model == big).unwrap();
+        assert_eq!((&*c.backend, c.loaded), ("a", true));
+        assert!(c.latency.queue > 0.0);
+        view.offers.insert(big.clone(), vec![offer(0, true, 4, 0.0), offer(1, false, 0, 0.0)]);
+        let c = score_fleet(&w, &req, &view).candidates.into_iter().find(|c| c.model == big).unwrap();
+        assert_eq!(&*c.backend, "b", "four requests queued on a take longer than a load on b");
+
+        // Every node refuses: excluded, with the reason.
+        view.offers.insert(big.clone(), vec![NodeOffer { refused: Some("x".into()), ..offer(0, false, 0, 0.0) }]);
+        let c = score_fleet(&w, &req, &view).candidates.into_iter().find(|c| c.model == big).unwrap();
+        assert_eq!(c.excluded.as_deref(), Some("no fleet node has room for it"));
+        assert!(view.ranked(&big, 50, 100, 400.0, 15.0).is_empty());
     }
 
     #[test]

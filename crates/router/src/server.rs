@@ -453,7 +453,9 @@ pub(crate) async fn build_state(
         tracker: tracker.clone(),
     });
     state.refresh_backends().await;
-    if !state.fleet.is_empty() && let Err(e) = state.reload_profiles().await {
+    if !state.fleet.is_empty()
+        && let Err(e) = state.reload_profiles().await
+    {
         tracing::warn!(error = %e, "cannot read the fleet models' profiles from the store");
     }
     preload_backend_models(&state);

@@ -230,11 +230,7 @@ impl VramManager {
         let mut warnings = options.warnings.clone();
         // A router with no Ollama of its own (a fleet front) has nothing to read or manage.
         let local = options.config.ollama.enabled;
-        let ps = if !local {
-            Ok(Default::default())
-        } else {
-            client.ps().await
-        };
+        let ps = if !local { Ok(Default::default()) } else { client.ps().await };
         let ps = match ps {
             Ok(ps) => ps.models,
             Err(e) => {

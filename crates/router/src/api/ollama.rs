@@ -47,16 +47,25 @@ pub async fn root() -> &'static str {
 
 /// `GET /api/version`: Ollama's version, so clients gate features on what the backend supports.
 pub async fn version(State(state): State<AppState>) -> Result<Json<Value>, OllamaError> {
+    if !state.config.ollama.enabled {
+        // A front: the version of the nodes' Ollama (or the router's own with no fleet).
+        if state.fleet.is_empty() {
+            return Ok(Json(json!({ "version": env!("CARGO_PKG_VERSION") })));
+        }
+        let answer = state.fleet.ask(axum::http::Method::GET, "/api/version", None, None).await?;
+        let v: Value = serde_json::from_slice(&answer.body).map_err(|e| RouterError::UpstreamFailed(e.to_string()))?;
+        return Ok(Json(v));
+    }
     let v = state.ollama.version().await?;
     Ok(Json(json!({ "version": v.version })))
 }
 
 /// `GET /api/tags`: Ollama's models, plus the virtual `auto` models.
 pub async fn tags(State(state): State<AppState>) -> Result<Json<Value>, OllamaError> {
-    let local = match state.ollama.tags().await {
+    let local = match if state.config.ollama.enabled { state.ollama.tags().await } else { Ok(Default::default()) } {
         Ok(tags) => tags.models,
         // With other backends, their models are still worth listing while Ollama is down.
-        Err(e) if state.backends.is_empty() => return Err(RouterError::from(e).into()),
+        Err(e) if state.backends.is_empty() && state.fleet.is_empty() => return Err(RouterError::from(e).into()),
         Err(e) => {
             tracing::debug!(error = %e, "listing the backends' models only: Ollama cannot be read");
             Vec::new()
@@ -80,8 +89,15 @@ pub async fn tags(State(state): State<AppState>) -> Result<Json<Value>, OllamaEr
     Ok(Json(json!({ "models": models })))
 }
 
-/// A `/api/tags` entry for a model of a `[[backends]]` entry (`format` names the backend).
+/// A `/api/tags` entry for a model of a `[[backends]]` entry (`format` names the backend), or of the fleet (its
+/// nodes' own description).
 fn backend_tag(spec: &switchyard_core::catalog::ModelSpec, now: &str) -> Value {
+    if spec.backend.as_ref().is_some_and(|b| b.fleet) {
+        return json!({
+            "name": spec.name, "model": spec.name, "modified_at": now, "size": spec.size_bytes,
+            "digest": spec.digest, "details": spec.details,
+        });
+    }
     json!({
         "name": spec.name, "model": spec.name, "modified_at": now, "size": 0,
         "digest": virtual_digest(&spec.digest),
@@ -108,6 +124,22 @@ fn switchyard_expiry(state: &AppState, name: &str) -> Option<String> {
 
 /// `GET /api/ps`: what Ollama holds, with Switchyard's own unload schedule as `expires_at`.
 pub async fn ps(State(state): State<AppState>) -> Result<Json<Value>, OllamaError> {
+    if !state.config.ollama.enabled {
+        // A front: what the fleet's nodes hold, each model once (`nodes` says where).
+        let models: Vec<Value> = state
+            .fleet
+            .loaded()
+            .into_iter()
+            .map(|(spec, nodes)| {
+                json!({
+                    "name": spec.name, "model": spec.name, "size": spec.size_bytes, "digest": spec.digest,
+                    "details": spec.details, "expires_at": "2318-01-01T00:00:00Z", "size_vram": spec.size_bytes,
+                    "nodes": nodes.iter().map(|n| n.as_ref()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        return Ok(Json(json!({ "models": models })));
+    }
     let ps = state.ollama.ps().await?;
     let mut models = Vec::with_capacity(ps.models.len());
     for mut m in ps.models {
@@ -154,6 +186,13 @@ pub async fn show(
         .into_response());
     }
     let model = switchyard_core::ModelName::parse(name)?;
+    if state.catalog.load().get(&model).is_some_and(|s| s.backend.as_ref().is_some_and(|b| b.fleet)) {
+        // A fleet model: a node that serves it answers for it (through its own Ollama).
+        let answer = state.fleet.ask(axum::http::Method::POST, "/api/show", Some(bytes), Some(&model)).await?;
+        let mut response = json_bytes(answer.body);
+        *response.status_mut() = answer.status;
+        return Ok(response);
+    }
     if let Some(spec) = state.catalog.load().get(&model).filter(|s| s.backend.is_some()) {
         let mut info = serde_json::Map::new();
         info.insert("general.architecture".into(), json!(spec.backend_name()));
@@ -244,5 +283,12 @@ pub(super) async fn infer(
             r
         }
     };
-    Ok(decorate(response, &outcome.model, outcome.category, outcome.cache, outcome.cascade.as_deref(), outcome.node.as_deref()))
+    Ok(decorate(
+        response,
+        &outcome.model,
+        outcome.category,
+        outcome.cache,
+        outcome.cascade.as_deref(),
+        outcome.node.as_deref(),
+    ))
 }

@@ -113,7 +113,14 @@ pub(super) async fn complete(
         }
         (Answer::Control(_), _) => return Err(RouterError::Internal("a completion became a load".into()).into()),
     };
-    Ok(decorate(response, &outcome.model, outcome.category, outcome.cache, outcome.cascade.as_deref(), outcome.node.as_deref()))
+    Ok(decorate(
+        response,
+        &outcome.model,
+        outcome.category,
+        outcome.cache,
+        outcome.cascade.as_deref(),
+        outcome.node.as_deref(),
+    ))
 }
 
 /// What the chat and completion translations need to know about the request.
@@ -145,7 +152,14 @@ pub(super) async fn embeddings(
         return Err(RouterError::Internal("embedding answer was not buffered".into()).into());
     };
     let out = translate::embeddings_response(&outcome.shown, &answer_json(&bytes)?, base64);
-    Ok(decorate(Json(out).into_response(), &outcome.model, outcome.category, outcome.cache, outcome.cascade.as_deref(), outcome.node.as_deref()))
+    Ok(decorate(
+        Json(out).into_response(),
+        &outcome.model,
+        outcome.category,
+        outcome.cache,
+        outcome.cascade.as_deref(),
+        outcome.node.as_deref(),
+    ))
 }
 
 fn model_object(id: &str, owned_by: &str, created: i64) -> Value {
@@ -154,9 +168,9 @@ fn model_object(id: &str, owned_by: &str, created: i64) -> Value {
 
 /// `GET /v1/models`: the pulled models and the virtual `auto` ones.
 pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OpenAiError> {
-    let local = match state.ollama.tags().await {
+    let local = match if state.config.ollama.enabled { state.ollama.tags().await } else { Ok(Default::default()) } {
         Ok(tags) => tags.models,
-        Err(e) if state.backends.is_empty() => return Err(RouterError::from(e).into()),
+        Err(e) if state.backends.is_empty() && state.fleet.is_empty() => return Err(RouterError::from(e).into()),
         Err(_) => Vec::new(),
     };
     let virtual_models = state.tasks.virtual_models();

@@ -318,9 +318,11 @@ impl Fleet {
         if !node.poll().await {
             return false;
         }
-        let before: Vec<(ModelName, String)> = self.specs.load().iter().map(|s| (s.name.clone(), s.digest.clone())).collect();
+        let before: Vec<(ModelName, String)> =
+            self.specs.load().iter().map(|s| (s.name.clone(), s.digest.clone())).collect();
         self.rebuild();
-        let after: Vec<(ModelName, String)> = self.specs.load().iter().map(|s| (s.name.clone(), s.digest.clone())).collect();
+        let after: Vec<(ModelName, String)> =
+            self.specs.load().iter().map(|s| (s.name.clone(), s.digest.clone())).collect();
         before != after
     }
 
@@ -365,9 +367,58 @@ impl Fleet {
         self.specs.store(Arc::new(specs.into_values().collect()));
     }
 
+    /// Asks a healthy node (one that serves `model`, when given) a control call (`/api/version`, `/api/show`): its
+    /// answer as it gave it.
+    pub(crate) async fn ask(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<bytes::Bytes>,
+        model: Option<&ModelName>,
+    ) -> Result<switchyard_core::http::BufferedResponse, RouterError> {
+        let view = self.view.load_full();
+        let serves = |node: &Node| {
+            model.is_none_or(|m| view.offers.get(m).is_some_and(|os| os.iter().any(|o| o.node == node.index)))
+        };
+        let Some(node) = self.nodes.iter().find(|n| n.healthy() && serves(n)) else {
+            return Err(RouterError::Unreachable("no fleet node answers; check the nodes in /admin/backends".into()));
+        };
+        let url = join_url(&node.config.url, path);
+        let request = build_request_with_key(method, &url, body, node.key.as_deref())
+            .map_err(|e| RouterError::Internal(e.to_string()))?;
+        node.http
+            .send_buffered(request, Duration::from_secs(node.config.control_timeout_secs))
+            .await
+            .map_err(RouterError::from)
+    }
+
+    /// The fleet's loaded models, as `/api/ps` entries of `specs` (each once, with the nodes holding it).
+    pub(crate) fn loaded(&self) -> Vec<(ModelSpec, Vec<Arc<str>>)> {
+        let view = self.view.load_full();
+        self.specs
+            .load()
+            .iter()
+            .filter_map(|spec| {
+                let nodes: Vec<Arc<str>> = view
+                    .offers
+                    .get(&spec.name)?
+                    .iter()
+                    .filter(|o| o.loaded)
+                    .map(|o| Arc::clone(&o.node_name))
+                    .collect();
+                (!nodes.is_empty()).then(|| (spec.clone(), nodes))
+            })
+            .collect()
+    }
+
     /// An empty-prompt load or unload of a fleet model: a load goes to the node that would serve it best, an unload
     /// to every node holding it.
-    pub(crate) async fn control(&self, prepared: &Prepared, model: &ModelName, control: Control) -> Result<(), RouterError> {
+    pub(crate) async fn control(
+        &self,
+        prepared: &Prepared,
+        model: &ModelName,
+        control: Control,
+    ) -> Result<(), RouterError> {
         let view = self.view.load_full();
         let targets: Vec<usize> = match control {
             Control::Load => view

@@ -178,8 +178,7 @@ impl Snapshots {
                 .values()
                 .filter(|s| {
                     s.backend.as_ref().is_some_and(|b| {
-                        !b.fleet
-                            && state.backends.get(b.index).and_then(|backend| backend.loaded(&b.id)) == Some(false)
+                        !b.fleet && state.backends.get(b.index).and_then(|backend| backend.loaded(&b.id)) == Some(false)
                     })
                 })
                 .map(|s| s.name.clone())

@@ -220,7 +220,10 @@ impl<'a> Engine<'a> {
                 }
                 Err(failure) if backend.refused_for_room(&failure) => {
                     let e = RouterError::Busy {
-                        message: format!("no room for {model} now: {}", RouterError::forward_failure(&failure, model, None)),
+                        message: format!(
+                            "no room for {model} now: {}",
+                            RouterError::forward_failure(&failure, model, None)
+                        ),
                         retry_after_secs: 1,
                     };
                     if explicit {

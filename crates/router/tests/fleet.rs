@@ -1,0 +1,240 @@
+//! A fleet on loopback, all real processes: three simulated GPU boxes, each with its own `switchyard serve` (the
+//! nodes), and two front routers (`ollama.enabled = false`, one `[[backends]] kind = "switchyard"` per node) on one
+//! store (Postgres when the test command started one, else one SQLite file).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Binary, eventually};
+use http::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+use switchyard_core::http::{HttpClient, build_request};
+use switchyard_sim::{SimHandle, SimOptions};
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+struct Call {
+    status: u16,
+    node: Option<String>,
+    body: Value,
+}
+
+async fn call(http: &HttpClient, method: Method, url: &str, body: Option<Value>) -> Call {
+    let request = build_request(method, url, body.map(|b| bytes::Bytes::from(b.to_string()))).unwrap();
+    let response = http.send(request).await.unwrap();
+    let status = response.status().as_u16();
+    let node = response.headers().get("x-switchyard-node").map(|v| v.to_str().unwrap().to_string());
+    let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    Call { status, node, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+}
+
+fn chat(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "Name a prime number."}], "stream": false})
+}
+
+/// Loads `model` on a node directly (an empty-prompt request to the node itself, as a user on that box would).
+async fn load_on(http: &HttpClient, node: &str, model: &str) {
+    let r =
+        call(http, Method::POST, &format!("{node}/api/generate"), Some(json!({"model": model, "prompt": ""}))).await;
+    assert_eq!(r.status, 200, "load {model} on {node}: {}", r.body);
+}
+
+/// The node's `/admin/state` entry for `model`.
+async fn state_of(http: &HttpClient, node: &str, model: &str) -> Value {
+    let state = call(http, Method::GET, &format!("{node}/admin/state"), None).await.body;
+    state["models"].as_array().unwrap().iter().find(|m| m["name"] == model).cloned().unwrap_or(Value::Null)
+}
+
+/// Whether front `front` sees `model` loaded on `node_name` (after its next reading of the node).
+async fn front_sees(http: &HttpClient, front: &str, node_name: &str, model: &str) -> bool {
+    let b = call(http, Method::GET, &format!("{front}/admin/backends"), None).await.body;
+    b["backends"].as_array().unwrap().iter().any(|n| {
+        n["name"] == node_name
+            && n["healthy"] == true
+            && n["loaded"].as_array().is_some_and(|l| l.iter().any(|m| m == model))
+    })
+}
+
+async fn sim(time_scale: f64) -> SimHandle {
+    switchyard_sim::spawn(SimOptions { gpus: vec![16 * GIB], time_scale, ..SimOptions::default() }).await.unwrap()
+}
+
+async fn start_node(sim: &SimHandle, dir: &std::path::Path, listen: &str) -> Binary {
+    Binary::start(&sim.url(), dir, &["--listen", listen], &[]).await.unwrap_or_else(|e| panic!("node: {e}"))
+}
+
+async fn start_front(dir: &std::path::Path, nodes: &[(&str, &str)], database: &str) -> Binary {
+    let mut config = String::from("[ollama]\nenabled = false\n");
+    for (name, url) in nodes {
+        config.push_str(&format!(
+            "\n[[backends]]\nname = \"{name}\"\nkind = \"switchyard\"\nurl = \"{url}\"\npoll_interval_ms = 100\n"
+        ));
+    }
+    let path = dir.join("front.toml");
+    std::fs::write(&path, config).unwrap();
+    let path = path.display().to_string();
+    Binary::start("http://127.0.0.1:9", dir, &["--config", &path], &[("SWITCHYARD_DATABASE_URL", database)])
+        .await
+        .unwrap_or_else(|e| panic!("front: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_fronts_route_across_three_nodes_and_survive_a_node_and_a_front_dying() {
+    let http = HttpClient::default();
+    // Node a's box loads slowly (time runs at 0.6), so that it can be killed in the middle of a load.
+    let sims = [sim(0.6).await, sim(0.0).await, sim(0.0).await];
+    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (sim, dir) in sims.iter().zip(&dirs) {
+        nodes.push(start_node(sim, dir.path(), "127.0.0.1:0").await);
+    }
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let named: Vec<(&str, &str)> = ["a", "b", "c"].into_iter().zip(urls.iter().map(String::as_str)).collect();
+    let database = match switchyard_core::store::testing::postgres_url().await.unwrap() {
+        Some(url) => url,
+        None => format!("sqlite://{}", dirs[3].path().join("fleet.db").display()),
+    };
+    let mut fronts = vec![
+        start_front(dirs[3].path(), &named, &database).await,
+        start_front(dirs[4].path(), &named, &database).await,
+    ];
+    let front_urls: Vec<String> = fronts.iter().map(|f| f.url.clone()).collect();
+
+    // Every front lists the fleet's models and is ready while nodes answer.
+    for front in &front_urls {
+        let ok = eventually(Duration::from_secs(20), || async {
+            let tags = call(&http, Method::GET, &format!("{front}/api/tags"), None).await.body;
+            tags["models"].as_array().is_some_and(|m| m.iter().any(|m| m["name"] == "llama3.1:8b"))
+        })
+        .await;
+        assert!(ok, "front {front} lists the fleet's models");
+        assert_eq!(call(&http, Method::GET, &format!("{front}/ready"), None).await.status, 200);
+    }
+
+    // A model loaded on node b is routed to b, from either front.
+    load_on(&http, &urls[1], "llama3.1:8b").await;
+    for front in &front_urls {
+        assert!(eventually(Duration::from_secs(10), || front_sees(&http, front, "b", "llama3.1:8b")).await);
+        for _ in 0..3 {
+            let r = call(&http, Method::POST, &format!("{front}/api/chat"), Some(chat("llama3.1:8b"))).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(r.node.as_deref(), Some("b"), "the loaded copy serves it");
+        }
+    }
+
+    // A model cold everywhere goes to the node where loading it evicts least: a and c are full of a 14b, b has room.
+    load_on(&http, &urls[0], "deepseek-r1:14b").await;
+    load_on(&http, &urls[2], "deepseek-r1:14b").await;
+    let on_a = state_of(&http, &urls[0], "qwen2.5-coder:7b").await;
+    let on_b = state_of(&http, &urls[1], "qwen2.5-coder:7b").await;
+    assert_eq!(on_a["evicts"], json!(["deepseek-r1:14b"]), "loading it on a evicts: {on_a}");
+    assert_eq!(on_b["evicts"], json!([]), "it fits on b: {on_b}");
+    assert!(on_a["eviction_seconds"].as_f64().unwrap() > 0.0);
+    for front in &front_urls {
+        assert!(eventually(Duration::from_secs(10), || front_sees(&http, front, "c", "deepseek-r1:14b")).await);
+    }
+    let r = call(&http, Method::POST, &format!("{}/api/chat", front_urls[1]), Some(chat("qwen2.5-coder:7b"))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.node.as_deref(), Some("b"), "placed where nothing is evicted");
+    assert!(state_of(&http, &urls[0], "deepseek-r1:14b").await["loaded"] == true, "a kept its model");
+    assert!(state_of(&http, &urls[2], "deepseek-r1:14b").await["loaded"] == true, "c kept its model");
+    // The other front learns of the placement from its next reading, and follows it.
+    assert!(eventually(Duration::from_secs(10), || front_sees(&http, &front_urls[0], "b", "qwen2.5-coder:7b")).await);
+    let r = call(&http, Method::POST, &format!("{}/api/chat", front_urls[0]), Some(chat("qwen2.5-coder:7b"))).await;
+    assert_eq!(r.node.as_deref(), Some("b"));
+
+    // Node a dies in the middle of a load: the request moves to another node and is answered.
+    let front = front_urls[0].clone();
+    let request = {
+        let http = http.clone();
+        let front = front.clone();
+        tokio::spawn(
+            async move { call(&http, Method::POST, &format!("{front}/api/chat"), Some(chat("llama3.2:3b"))).await },
+        )
+    };
+    let loading = eventually(Duration::from_secs(20), || async {
+        state_of(&http, &urls[0], "llama3.2:3b").await["loading"] == true
+    })
+    .await;
+    assert!(loading, "the cold model is being loaded on a, the emptiest node for it");
+    nodes[0].signal("KILL").await;
+    let r = request.await.unwrap();
+    assert_eq!(r.status, 200, "the request survived the node: {}", r.body);
+    assert!(matches!(r.node.as_deref(), Some("b" | "c")), "served by {:?}", r.node);
+    let down = eventually(Duration::from_secs(10), || async {
+        let b = call(&http, Method::GET, &format!("{front}/admin/backends"), None).await.body;
+        b["backends"].as_array().unwrap().iter().any(|n| n["name"] == "a" && n["healthy"] == false)
+    })
+    .await;
+    assert!(down, "the front marks a down");
+    for model in ["llama3.1:8b", "qwen2.5-coder:7b"] {
+        let r = call(&http, Method::POST, &format!("{front}/api/chat"), Some(chat(model))).await;
+        assert_eq!(r.status, 200, "{model} is still served while a is down: {}", r.body);
+    }
+
+    // a returns on the same address: the fronts read it again and send it what it holds.
+    let address = urls[0].trim_start_matches("http://").to_string();
+    nodes[0] = start_node(&sims[0], dirs[0].path(), &address).await;
+    load_on(&http, &urls[0], "nomic-embed-text:latest").await;
+    assert!(eventually(Duration::from_secs(10), || front_sees(&http, &front, "a", "nomic-embed-text:latest")).await);
+    let r = call(
+        &http,
+        Method::POST,
+        &format!("{front}/api/embed"),
+        Some(json!({"model": "nomic-embed-text:latest", "input": "hello"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.node.as_deref(), Some("a"), "a rejoined and serves what it holds");
+
+    // One front dies: the other serves everything, named models and auto alike.
+    fronts[0].signal("KILL").await;
+    let other = &front_urls[1];
+    for model in ["llama3.1:8b", "qwen2.5-coder:7b", "deepseek-r1:14b", "auto"] {
+        let r = call(&http, Method::POST, &format!("{other}/api/chat"), Some(chat(model))).await;
+        assert_eq!(r.status, 200, "{model} through the surviving front: {}", r.body);
+        assert!(r.node.is_some(), "a node served {model}");
+    }
+    let r = call(
+        &http,
+        Method::POST,
+        &format!("{other}/v1/chat/completions"),
+        Some(json!({"model": "llama3.1:8b", "messages": [{"role": "user", "content": "hi"}]})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "OpenAI's surface through the fleet: {}", r.body);
+    assert_eq!(r.node.as_deref(), Some("b"));
+    // A stream through the fleet arrives whole, in order, with one final chunk.
+    let request = build_request(
+        Method::POST,
+        &format!("{other}/api/chat"),
+        Some(bytes::Bytes::from(
+            json!({"model": "llama3.1:8b", "messages": [{"role": "user", "content": "Count to five."}]}).to_string(),
+        )),
+    )
+    .unwrap();
+    let response = http.send(request).await.unwrap();
+    assert_eq!(response.headers().get("x-switchyard-node").unwrap(), "b");
+    let text = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    let lines: Vec<Value> = String::from_utf8_lossy(&text).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() > 2, "streamed in chunks");
+    assert_eq!(lines.iter().filter(|l| l["done"] == true).count(), 1);
+    assert_eq!(lines.last().unwrap()["done"], true);
+    // The model listings and metadata calls of both surfaces answer from the fleet.
+    let models = call(&http, Method::GET, &format!("{other}/v1/models"), None).await.body;
+    assert!(models["data"].as_array().unwrap().iter().any(|m| m["id"] == "deepseek-r1:14b"), "{models}");
+    let ps = call(&http, Method::GET, &format!("{other}/api/ps"), None).await.body;
+    let r1 = ps["models"].as_array().unwrap().iter().find(|m| m["name"] == "deepseek-r1:14b").cloned().unwrap();
+    assert_eq!(r1["nodes"], json!(["a", "c"]), "{ps}");
+    let show = call(&http, Method::POST, &format!("{other}/api/show"), Some(json!({"model": "deepseek-r1:14b"}))).await;
+    assert_eq!(show.status, 200);
+    assert!(show.body["capabilities"].as_array().unwrap().iter().any(|c| c == "thinking"), "{}", show.body);
+    assert!(call(&http, Method::GET, &format!("{other}/api/version"), None).await.body["version"].is_string());
+    for f in &mut fronts {
+        let _ = f.child.start_kill();
+    }
+    for n in &mut nodes {
+        let _ = n.child.start_kill();
+    }
+}
