@@ -12,10 +12,12 @@
 //! `replay` (playing a trace and reading the simulated GPU's counters), `optimum` (the fewest loads any scheduler
 //! could need for a trace on one GPU), `setup` (configuration and request bodies
 //! both tools share), `machine` (what the figures were measured on), `cascade` (the split of the profiler's items,
-//! the cascade configurations and the figures of `switchyard-cascade-bench`), `nginx` (nginx as a plain reverse
+//! the cascade configurations and the figures of `switchyard-cascade-bench`), `fleet` (the replay over several
+//! boxes, each with its own node, spread by a Switchyard front or a plain load balancer's rules), `nginx` (nginx as a plain reverse
 //! proxy) and `versus` (the load tool's side-by-side comparison with it).
 
 pub mod cascade;
+pub mod fleet;
 pub mod load;
 pub mod machine;
 pub mod nginx;

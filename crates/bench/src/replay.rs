@@ -135,7 +135,7 @@ pub fn gpus_label(gpus: &[u64]) -> String {
     }
 }
 
-fn body(request: &TraceRequest, index: usize) -> (&'static str, Bytes) {
+pub(crate) fn body(request: &TraceRequest, index: usize) -> (&'static str, Bytes) {
     let text = prompt(request.prompt_words, index as u64);
     match request.kind {
         Kind::Chat => ("/api/chat", setup::chat_body(&request.model, &text, false, request.num_predict)),
@@ -143,7 +143,7 @@ fn body(request: &TraceRequest, index: usize) -> (&'static str, Bytes) {
     }
 }
 
-async fn send(client: HttpClient, url: String, body: Bytes) -> Result<Duration, String> {
+pub(crate) async fn send(client: HttpClient, url: String, body: Bytes) -> Result<Duration, String> {
     let started = Instant::now();
     let request = build_request(Method::POST, &url, Some(body)).map_err(|e| e.to_string())?;
     let answer = client.send_buffered(request, Duration::from_secs(3600)).await.map_err(|e| e.to_string())?;
@@ -157,6 +157,34 @@ async fn send(client: HttpClient, url: String, body: Bytes) -> Result<Duration, 
 /// A failure message with model names and numbers kept, cut to a readable length.
 fn shorten(message: &str) -> String {
     message.chars().take(300).collect()
+}
+
+/// The configuration of a Switchyard in front of the simulator at `sim_url` with `gpus` GPUs, its durations scaled
+/// like the simulator's.
+pub(crate) fn router_config(
+    sim_url: &str,
+    dir: &std::path::Path,
+    strategy: Strategy,
+    max_bypass_ms: u64,
+    gpus: usize,
+    options: &ReplayOptions,
+) -> Result<switchyard_core::config::Config> {
+    let mut config = setup::router_config(sim_url, dir);
+    config.vram.strategy = strategy;
+    config.vram.max_bypass_ms = (max_bypass_ms as f64 * options.time_scale).round() as u64;
+    config.vram.gpu_count = gpus as u32;
+    config.vram.poll_interval_ms = options.poll_interval_ms;
+    config.vram.idle_ttl_secs = options.idle_ttl_secs;
+    config.vram.threshold_min_idle_secs = options.threshold_min_idle_secs;
+    config.vram.cost_half_life_secs = options.cost_half_life_secs;
+    if let Some(pct) = options.unload_threshold_pct {
+        config.vram.unload_threshold_pct = pct;
+    }
+    if let Some(max) = options.max_loaded_models {
+        config.vram.max_loaded_models = max;
+    }
+    config.validate().context("the replay's router configuration")?;
+    Ok(config)
 }
 
 /// Replays `trace` on a fresh simulator with `gpus` under `scheduling`.
@@ -177,21 +205,7 @@ pub async fn run_scenario(
     let router = match scheduling {
         Scheduling::Ollama => None,
         Scheduling::Switchyard { strategy, max_bypass_ms } => {
-            let mut config = setup::router_config(&sim.url(), dir.path());
-            config.vram.strategy = strategy;
-            config.vram.max_bypass_ms = (max_bypass_ms as f64 * options.time_scale).round() as u64;
-            config.vram.gpu_count = gpus.len() as u32;
-            config.vram.poll_interval_ms = options.poll_interval_ms;
-            config.vram.idle_ttl_secs = options.idle_ttl_secs;
-            config.vram.threshold_min_idle_secs = options.threshold_min_idle_secs;
-            config.vram.cost_half_life_secs = options.cost_half_life_secs;
-            if let Some(pct) = options.unload_threshold_pct {
-                config.vram.unload_threshold_pct = pct;
-            }
-            if let Some(max) = options.max_loaded_models {
-                config.vram.max_loaded_models = max;
-            }
-            config.validate().context("the replay's router configuration")?;
+            let config = router_config(&sim.url(), dir.path(), strategy, max_bypass_ms, gpus.len(), options)?;
             Some(switchyard::server::spawn(Arc::new(config)).await.context("starting the router")?)
         }
     };
@@ -300,7 +314,7 @@ fn relative(ours: u64, theirs: u64) -> String {
 }
 
 /// `12.34`, or `failed` when the percentile is a failure.
-fn seconds_or_failed(value: Option<f64>) -> String {
+pub(crate) fn seconds_or_failed(value: Option<f64>) -> String {
     value.map_or_else(|| "failed".to_string(), |v| format!("{v:.2}"))
 }
 

@@ -78,9 +78,13 @@ struct Cli {
     /// (`vram.max_loaded_models`); default: 3 per GPU, Ollama's default.
     #[arg(long)]
     max_loaded_models: Option<u32>,
-    /// Router probe interval in real milliseconds.
+    /// Router probe interval in real milliseconds (and, in fleet mode, how often the front reads the nodes).
     #[arg(long, default_value_t = 100)]
     poll_interval_ms: u64,
+    /// Fleet mode: replay on this many boxes (comma-separated sizes, e.g. 2,4), each one GPU of the first `--gpus`
+    /// size with its own Switchyard node, spread by a Switchyard front, by round robin and by least connections.
+    #[arg(long, value_delimiter = ',')]
+    fleet: Vec<usize>,
 }
 
 fn strategy(name: &str) -> Result<Strategy> {
@@ -153,6 +157,81 @@ fn offline_optimum(
     Ok(out)
 }
 
+/// What a fleet replay wrote: the settings and each (fleet size, policy) result.
+#[derive(Debug, serde::Serialize)]
+struct FleetReport {
+    machine: Machine,
+    seed: u64,
+    requests: usize,
+    models: Vec<String>,
+    zipf_s: f64,
+    mean_gap_secs: f64,
+    time_scale: f64,
+    router_settings: Vec<String>,
+    results: Vec<replay::ScenarioResult>,
+}
+
+/// `--fleet`: the trace on each fleet size under each policy.
+fn fleet_mode(
+    cli: &Cli,
+    trace: &[trace::TraceRequest],
+    cases: &[Vec<u64>],
+    options: &ReplayOptions,
+    runtime: &tokio::runtime::Runtime,
+    machine: Machine,
+) -> Result<()> {
+    use switchyard_bench::fleet::{self, FleetPolicy};
+    let gpu = cases.first().and_then(|c| c.first()).copied().context("--gpus names no GPU size")?;
+    let mut results = Vec::new();
+    for &nodes in &cli.fleet {
+        anyhow::ensure!(nodes >= 1, "--fleet: a fleet has at least one node");
+        for policy in FleetPolicy::ALL {
+            eprintln!(
+                "replaying {} requests on {nodes} nodes of {} with {}",
+                trace.len(),
+                replay::gpus_label(&[gpu]),
+                policy.label()
+            );
+            let result = runtime.block_on(fleet::run(trace, nodes, gpu, policy, options))?;
+            eprintln!(
+                "  cold loads {}, p95 {:.2} s, OOM {}, failed {}",
+                result.cold_loads, result.latency.p95, result.oom_events, result.failed
+            );
+            results.push(result);
+        }
+    }
+    let report = FleetReport {
+        machine,
+        seed: cli.seed,
+        requests: trace.len(),
+        models: cli.models.clone(),
+        zipf_s: cli.zipf,
+        mean_gap_secs: cli.mean_gap,
+        time_scale: cli.time_scale,
+        router_settings: router_settings(options),
+        results,
+    };
+    println!("Machine: {}", report.machine.line());
+    println!(
+        "Trace: seed {}, {} requests, Zipf s = {} over {} (most popular first), Poisson arrivals every {} s on average \
+         (simulated), time scale {}. Each node: one GPU, its own Switchyard (`cost`, default bypass bound).",
+        report.seed,
+        report.requests,
+        report.zipf_s,
+        report.models.join(", "),
+        report.mean_gap_secs,
+        report.time_scale
+    );
+    println!("Router settings: {}.", report.router_settings.join(", "));
+    println!("{}", fleet::markdown(&report.results));
+    if let Some(path) = &cli.out {
+        let json = serde_json::to_string_pretty(&report).context("rendering the JSON report")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("JSON results written to {}", path.display());
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let requests = if cli.quick { 80 } else { cli.requests };
@@ -205,6 +284,9 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if !cli.fleet.is_empty() {
+        return fleet_mode(&cli, &trace, &cases, &options, &runtime, machine);
+    }
     let bounds: Vec<u64> = if cli.max_bypass_ms.is_empty() {
         vec![0, switchyard_core::config::Config::default().vram.max_bypass_ms]
     } else {
