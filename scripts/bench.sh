@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds Switchyard in release mode and runs every benchmark: the criterion micro benchmarks (routing decision,
 # translation), the load tool (added latency, throughput, memory; then side by side with nginx when it is installed),
-# the VRAM trace replay, the response cache benchmark and the task cascade benchmark. Results go to
+# the VRAM trace replay (one box, then a fleet), the response cache benchmark and the task cascade benchmark. Results go to
 # target/bench-results/ (override with BENCH_OUT); criterion's own reports stay in target/criterion/.
 #
 #   scripts/bench.sh            full run (about 20 minutes on 2 cores, plus the build)
@@ -57,6 +57,13 @@ fi
 
 echo "== VRAM trace replay"
 target/release/switchyard-replay "${replay_args[@]}" --out "$out/replay.json" | tee "$out/replay.md"
+
+echo "== fleet trace replay: a Switchyard front against round robin and least connections"
+if [[ $quick == 1 ]]; then
+    target/release/switchyard-replay --fleet 2 --requests 80 --out "$out/fleet.json" | tee "$out/fleet.md"
+else
+    target/release/switchyard-replay --fleet 2,4 --out "$out/fleet.json" | tee "$out/fleet.md"
+fi
 
 echo "== response cache: exact hits, semantic search, labelled pairs, replayed trace"
 target/release/switchyard-cache-bench "${cache_args[@]}" --out "$out/cache.json" | tee "$out/cache.md"

@@ -21,7 +21,9 @@
 #               queries is one that crates/*/src/metrics.rs registers
 #   k8s         every manifest against the Kubernetes OpenAPI schemas bundled in kubernetes-validate (strict, for
 #               Kubernetes 1.29 and 1.37); kustomization.yaml lists every manifest; the DaemonSet's probes, GPU
-#               request, service links, config mount and ports agree with the ConfigMap and the Service
+#               request, service links, config mount and ports agree with the ConfigMap and the Service; the fleet
+#               overlay (k8s/fleet): the node StatefulSet and its headless Service, the fronts' Deployment, their
+#               ConfigMap's nodes against the StatefulSet's pod names, the PodDisruptionBudget, the Service patch
 # The ConfigMap's switchyard.toml and every SWITCHYARD_* variable in deploy/ are checked against the real
 # configuration loader by `cargo nextest run -p switchyard --test docs`.
 set -euo pipefail
@@ -456,6 +458,84 @@ def check_k8s():
     assert f"@{pg['spec']['serviceName']}.switchyard.svc:5432/" in url, "the database URL must name the postgres Service"
 
 
+def check_k8s_fleet():
+    base = DEPLOY / "k8s"
+    fleet = base / "fleet"
+    kustomization = load_yaml_docs(fleet / "kustomization.yaml")[0]
+    assert kustomization["resources"][0] == "../", "the fleet builds on the one-box layout (resources: ../)"
+    files = sorted(p.name for p in fleet.glob("*.yaml") if p.name != "kustomization.yaml")
+    listed = sorted(r for r in kustomization["resources"][1:]) + sorted(
+        p["path"] for p in kustomization.get("patches", []) if "path" in p)
+    assert sorted(listed) == files, f"fleet/kustomization.yaml lists {sorted(listed)}, the directory has {files}"
+    deleted = [p for p in kustomization["patches"] if "$patch: delete" in p.get("patch", "")]
+    assert any(p["target"] == {"kind": "DaemonSet", "name": "switchyard"} for p in deleted), \
+        "the fleet must delete the one-box DaemonSet"
+    objects = [o for f in files for o in load_yaml_docs(fleet / f)]
+    by_kind = {}
+    for o in objects:
+        by_kind.setdefault(o["kind"], []).append(o)
+        assert o["metadata"].get("namespace") == "switchyard", f"{o['kind']}/{o['metadata']['name']}: namespace"
+    base_objects = [o for os_ in k8s_docs().values() for o in os_]
+    secrets = {s["metadata"]["name"]: s for s in base_objects if s["kind"] == "Secret"}
+
+    nodes = next(s for s in by_kind["StatefulSet"] if s["metadata"]["name"] == "switchyard-node")
+    headless = next(s for s in by_kind["Service"] if s["metadata"]["name"] == nodes["spec"]["serviceName"])
+    assert headless["spec"].get("clusterIP") == "None", "the nodes' Service must be headless (a DNS name per pod)"
+    node_labels = nodes["spec"]["template"]["metadata"]["labels"]
+    assert all(node_labels.get(k) == v for k, v in headless["spec"]["selector"].items()), \
+        "the headless Service does not select the node pods"
+    pod = nodes["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"ollama", "switchyard"}, "a node pod runs exactly ollama and switchyard"
+    assert containers["ollama"]["resources"]["limits"].get("nvidia.com/gpu"), "ollama must request nvidia.com/gpu"
+    assert containers["switchyard"]["readinessProbe"]["httpGet"]["path"] == "/ready", "node readiness: /ready"
+    anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert anti["topologyKey"] == "kubernetes.io/hostname", "one node pod per machine"
+    node_cm = {v["name"]: v for v in pod["volumes"]}["config"]["configMap"]["name"]
+    assert any(o["kind"] == "ConfigMap" and o["metadata"]["name"] == node_cm for o in base_objects), \
+        f"the nodes mount ConfigMap {node_cm}, which the one-box layout does not define"
+
+    front = next(d for d in by_kind["Deployment"] if d["metadata"]["name"] == "switchyard-front")
+    assert front["spec"]["replicas"] >= 2, "at least two fronts"
+    fpod = front["spec"]["template"]["spec"]
+    sy = fpod["containers"][0]
+    assert "nvidia.com/gpu" not in sy["resources"].get("limits", {}), "a front needs no GPU"
+    assert sy["readinessProbe"]["httpGet"]["path"] == "/ready", "front readiness: /ready"
+    assert sy["livenessProbe"]["httpGet"]["path"] == "/health", "front liveness: /health"
+    args = sy["args"]
+    config_path = args[args.index("--config") + 1]
+    mounts = {m["name"]: m["mountPath"] for m in sy["volumeMounts"]}
+    volumes = {v["name"]: v for v in fpod["volumes"]}
+    cm_name, key = None, None
+    for name, mount in mounts.items():
+        if config_path.startswith(mount.rstrip("/") + "/"):
+            cm_name = volumes[name]["configMap"]["name"]
+            key = config_path[len(mount.rstrip("/")) + 1:]
+    cms = {c["metadata"]["name"]: c for c in by_kind["ConfigMap"]}
+    assert cm_name in cms and key in cms[cm_name]["data"], f"ConfigMap {cm_name} has no key {key}"
+    config = tomllib.loads(cms[cm_name]["data"][key])
+    assert config["ollama"]["enabled"] is False, "a front has no Ollama of its own"
+    backends = config["backends"]
+    assert len(backends) == nodes["spec"]["replicas"], \
+        f"the front lists {len(backends)} nodes, the StatefulSet runs {nodes['spec']['replicas']}"
+    env_names = set()
+    for source in sy.get("envFrom", []):
+        env_names |= set(secrets[source["secretRef"]["name"]].get("stringData", {}))
+    for i, b in enumerate(backends):
+        assert b["kind"] == "switchyard", f"backends[{i}] must be kind = \"switchyard\""
+        wanted = f"http://{nodes['metadata']['name']}-{i}.{headless['metadata']['name']}.switchyard.svc:11435"
+        assert b["url"] == wanted, f"backends[{i}].url is {b['url']}, the StatefulSet's pod {i} is {wanted}"
+        assert b["api_key_env"] in env_names, f"backends[{i}].api_key_env {b['api_key_env']} is not in the Secret"
+    front_labels = front["spec"]["template"]["metadata"]["labels"]
+    pdb = by_kind["PodDisruptionBudget"][0]
+    assert pdb["spec"]["minAvailable"] >= 1, "the PodDisruptionBudget must keep a front"
+    assert all(front_labels.get(k) == v for k, v in pdb["spec"]["selector"]["matchLabels"].items()), \
+        "the PodDisruptionBudget does not select the fronts"
+    patched = next(s for s in by_kind["Service"] if s["metadata"]["name"] == "switchyard")
+    assert all(front_labels.get(k) == v for k, v in patched["spec"]["selector"].items()), \
+        "the Service switchyard must select the fronts in a fleet"
+
+
 CHECKS = {
     "systemd": check_systemd_policy,
     "docker": check_dockerfile,
@@ -463,6 +543,7 @@ CHECKS = {
     "prometheus": check_prometheus,
     "grafana": check_grafana,
     "k8s": check_k8s,
+    "k8s-fleet": check_k8s_fleet,
 }
 
 if __name__ == "__main__":
@@ -492,6 +573,8 @@ for version in 1.29.0 1.37.0; do
     "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "${MANIFESTS[@]}"
 done
 check "deploy/k8s: kustomization, DaemonSet, probes, GPU, ConfigMap, Service, Postgres" py_check k8s
+check "deploy/k8s/fleet: nodes StatefulSet, headless Service, fronts, their ConfigMap, PodDisruptionBudget" \
+  py_check k8s-fleet
 
 echo "deploy: $PASSED passed, $FAILED failed"
 [[ "$FAILED" == 0 ]]

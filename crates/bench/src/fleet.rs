@@ -210,7 +210,7 @@ pub fn markdown(results: &[ScenarioResult]) -> String {
         let _ = writeln!(out, "\n### Fleet: {case}\n");
         let _ = writeln!(
             out,
-            "| spread by | cold loads | evictions | p50 s | p95 s | p99 s | p95 s, failures counted | OOM events | failed | wall s |"
+            "| spread by | cold loads | unloads | p50 s | p95 s | p99 s | p95 s, failures counted | OOM events | failed | wall s |"
         );
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in &rows {
@@ -219,7 +219,7 @@ pub fn markdown(results: &[ScenarioResult]) -> String {
                 "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.1} |",
                 r.scheduling,
                 r.cold_loads,
-                r.evictions,
+                r.unloads,
                 r.latency.p50,
                 r.latency.p95,
                 r.latency.p99,

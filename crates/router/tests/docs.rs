@@ -220,9 +220,9 @@ fn every_named_environment_variable_is_one_the_loader_accepts() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn the_kubernetes_configmap_loads() -> Result<()> {
-    let manifest = read("deploy/k8s/configmap.yaml")?;
+/// The `switchyard.toml` of a ConfigMap manifest, loaded by the real configuration loader with the Secret's admin key.
+fn configmap_config(path: &str) -> Result<switchyard_core::config::Config> {
+    let manifest = read(path)?;
     let mut lines = manifest.lines().skip_while(|l| l.trim() != "switchyard.toml: |").skip(1).peekable();
     let indent = lines.peek().map(|l| l.len() - l.trim_start().len()).context("switchyard.toml is empty")?;
     let toml: String = lines
@@ -237,8 +237,20 @@ fn the_kubernetes_configmap_loads() -> Result<()> {
         env: vec![("SWITCHYARD_ADMIN_KEY".to_string(), "from-the-secret".to_string())],
         ..ConfigSources::default()
     };
-    let loaded = load(&sources).map_err(|e| anyhow::anyhow!("deploy/k8s/configmap.yaml switchyard.toml: {e}"))?;
-    ensure!(loaded.config.ollama.url == "http://127.0.0.1:11434", "Switchyard must reach Ollama on loopback");
-    ensure!(loaded.config.server.listen.port() == 11435, "the pods listen on 11435");
+    Ok(load(&sources).map_err(|e| anyhow::anyhow!("{path} switchyard.toml: {e}"))?.config)
+}
+
+#[test]
+fn the_kubernetes_configmap_loads() -> Result<()> {
+    let config = configmap_config("deploy/k8s/configmap.yaml")?;
+    ensure!(config.ollama.url == "http://127.0.0.1:11434", "Switchyard must reach Ollama on loopback");
+    ensure!(config.server.listen.port() == 11435, "the pods listen on 11435");
+    let front = configmap_config("deploy/k8s/fleet/front.yaml")?;
+    ensure!(!front.ollama.enabled, "a fleet front has no Ollama of its own");
+    ensure!(
+        !front.backends.is_empty()
+            && front.backends.iter().all(|b| b.kind == switchyard_core::config::BackendKind::Switchyard),
+        "the fleet front's backends are its nodes"
+    );
     Ok(())
 }
