@@ -489,6 +489,10 @@ def check_k8s_fleet():
     assert set(containers) == {"ollama", "switchyard"}, "a node pod runs exactly ollama and switchyard"
     assert containers["ollama"]["resources"]["limits"].get("nvidia.com/gpu"), "ollama must request nvidia.com/gpu"
     assert containers["switchyard"]["readinessProbe"]["httpGet"]["path"] == "/ready", "node readiness: /ready"
+    node_env = {e["name"]: e for e in containers["switchyard"].get("env", [])}
+    field = node_env.get("SWITCHYARD_SERVER_NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {})
+    assert field.get("fieldPath") == "metadata.name", \
+        "each node must name itself after its pod (SWITCHYARD_SERVER_NODE_NAME from metadata.name): they share a store"
     anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
     assert anti["topologyKey"] == "kubernetes.io/hostname", "one node pod per machine"
     node_cm = {v["name"]: v for v in pod["volumes"]}["config"]["configMap"]["name"]

@@ -303,4 +303,13 @@ fn a_front_names_its_fleet_nodes_and_needs_somewhere_to_send_requests() {
     assert!(e.contains("not priced"), "{e}");
     let e = refused(&format!("{front}poll_interval_ms = 0\n").replace("poll_interval_ms = 250\n", ""));
     assert!(e.contains("poll_interval_ms"), "{e}");
+    let pinned = format!("{front}pin = [\"llama3.1:8b\"]\npreload = [\"qwen2.5-coder:7b\"]\n");
+    let config = load(&ConfigSources { file: Some(write_file(&dir, &pinned)), ..Default::default() }).unwrap().config;
+    assert_eq!((config.backends[0].pin.len(), config.backends[0].preload.len()), (1, 1));
+    let e = refused("[[backends]]\nname = \"x\"\nurl = \"http://127.0.0.1:8080\"\npin = [\"m\"]\n");
+    assert!(e.contains("backends[0].pin") && e.contains("fleet nodes"), "{e}");
+    let e = refused(&format!("{front}preload = [\"not a name!\"]\n"));
+    assert!(e.contains("backends[0].preload[0]"), "{e}");
+    let e = refused("[server]\nnode_name = \"has space\"\n");
+    assert!(e.contains("server.node_name"), "{e}");
 }

@@ -288,3 +288,65 @@ async fn cached_answers_are_read_replaced_expired_deleted_and_pruned() {
         assert_eq!(s.cache_delete(None, None).await.unwrap(), 3);
     }
 }
+
+#[tokio::test]
+async fn fleet_nodes_on_one_store_share_quality_and_keep_their_own_speeds_and_pins() {
+    use switchyard_core::store::Store;
+    for t in engines().await {
+        let a = SqlStore::connect(&t.url, 2).await.unwrap().with_node("gpu-a");
+        let b = SqlStore::connect(&t.url, 2).await.unwrap().with_node("gpu-b");
+        let plain = &t.store;
+        // A box on its own pinned a model before the fleet existed: its pin stays its own.
+        plain.set_pinned("old:latest", true).await.unwrap();
+        a.set_pinned("m:latest", true).await.unwrap();
+        b.set_pinned("n:latest", true).await.unwrap();
+        assert_eq!(a.pins().await.unwrap(), vec!["m:latest".to_string()], "{}", t.engine);
+        assert_eq!(b.pins().await.unwrap(), vec!["n:latest".to_string()], "{}", t.engine);
+        assert_eq!(plain.pins().await.unwrap(), vec!["old:latest".to_string()], "{}", t.engine);
+        b.set_pinned("m:latest", false).await.unwrap();
+        assert_eq!(a.pins().await.unwrap(), vec!["m:latest".to_string()], "b's unpin leaves a's pin: {}", t.engine);
+
+        // Node a profiles the model: everyone sees its quality; only a sees its speeds and load time.
+        a.upsert_model(&model("m:latest")).await.unwrap();
+        a.record_model_measurement("m:latest", Some(4.5), Some(6_000_000_000), Some(4096)).await.unwrap();
+        let score = ScoreRecord {
+            model: "m:latest".into(),
+            category: "coding".into(),
+            digest: "d1".into(),
+            suite_version: "1".into(),
+            n: 10,
+            successes: 7,
+            mean: 0.7,
+            ci_low: 0.4,
+            ci_high: 0.9,
+            ttft_p50_ms: Some(80.0),
+            ttft_p95_ms: Some(120.0),
+            latency_p50_ms: Some(900.0),
+            latency_p95_ms: Some(1500.0),
+            prefill_tps: Some(2000.0),
+            decode_tps: Some(60.0),
+            mean_output_tokens: Some(30.0),
+            updated_at: 5,
+        };
+        a.upsert_score(&score).await.unwrap();
+        let seen_by_a = a.scores().await.unwrap();
+        let seen_by_b = b.scores().await.unwrap();
+        assert_eq!((seen_by_a[0].successes, seen_by_b[0].successes), (7, 7), "quality is shared: {}", t.engine);
+        assert_eq!(seen_by_a[0].decode_tps, Some(60.0), "{}", t.engine);
+        assert_eq!(seen_by_b[0].decode_tps, None, "b has not measured its own speed: {}", t.engine);
+        assert_eq!(seen_by_b[0].prefill_tps, None, "{}", t.engine);
+        let m_a = a.models().await.unwrap().into_iter().find(|m| m.name == "m:latest").unwrap();
+        let m_b = b.models().await.unwrap().into_iter().find(|m| m.name == "m:latest").unwrap();
+        assert_eq!((m_a.load_seconds, m_a.vram_bytes), (Some(4.5), Some(6_000_000_000)), "{}", t.engine);
+        assert_eq!((m_b.load_seconds, m_b.vram_bytes), (None, None), "{}", t.engine);
+
+        // b measures its own, slower GPU: each keeps its figure.
+        b.upsert_score(&ScoreRecord { decode_tps: Some(20.0), ..score.clone() }).await.unwrap();
+        b.record_model_measurement("m:latest", Some(9.0), None, None).await.unwrap();
+        assert_eq!(a.scores().await.unwrap()[0].decode_tps, Some(60.0), "{}", t.engine);
+        assert_eq!(b.scores().await.unwrap()[0].decode_tps, Some(20.0), "{}", t.engine);
+        let m_a = a.models().await.unwrap().into_iter().find(|m| m.name == "m:latest").unwrap();
+        let m_b = b.models().await.unwrap().into_iter().find(|m| m.name == "m:latest").unwrap();
+        assert_eq!((m_a.load_seconds, m_b.load_seconds), (Some(4.5), Some(9.0)), "{}", t.engine);
+    }
+}

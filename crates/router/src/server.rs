@@ -356,9 +356,14 @@ pub(crate) async fn build_base(
 ) -> Result<BaseState, RouterError> {
     let metrics = Metrics::new().map_err(|e| RouterError::Startup(format!("metrics: {e}")))?;
     let url = config.database.resolved_url();
-    let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url, config.database.max_connections).await.map_err(|e| {
-        RouterError::Startup(format!("{e} (database.url = {})", switchyard_core::store::redact_url(&url)))
-    })?);
+    let store: Arc<dyn Store> = Arc::new(
+        SqlStore::open(&url, config.database.max_connections)
+            .await
+            .map_err(|e| {
+                RouterError::Startup(format!("{e} (database.url = {})", switchyard_core::store::redact_url(&url)))
+            })?
+            .with_node(&config.server.node_name),
+    );
     let http = HttpClient::new(&HttpClientOptions {
         connect_timeout: Duration::from_millis(config.ollama.connect_timeout_ms),
         ..HttpClientOptions::default()

@@ -73,7 +73,7 @@ fn migrate_applies_the_migrations_once() {
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
     let (ok, out, err) = switchyard(&["migrate"], &[("SWITCHYARD_DATABASE_URL", &url)]);
     assert!(ok, "{err}");
-    assert!(out.starts_with("3 migration(s) applied"), "{out}");
+    assert!(out.starts_with("4 migration(s) applied"), "{out}");
     let (ok, out, _) = switchyard(&["migrate"], &[("SWITCHYARD_DATABASE_URL", &url)]);
     assert!(ok);
     assert!(out.starts_with("0 migration(s) applied"), "{out}");

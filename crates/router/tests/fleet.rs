@@ -70,6 +70,10 @@ async fn start_front(dir: &std::path::Path, nodes: &[(&str, &str)], database: &s
         config.push_str(&format!(
             "\n[[backends]]\nname = \"{name}\"\nkind = \"switchyard\"\nurl = \"{url}\"\npoll_interval_ms = 100\n"
         ));
+        if *name == "b" {
+            // Named for node b in the fronts' configuration: pinned there, and so loaded, whenever b joins.
+            config.push_str("pin = [\"llama3.1:8b\"]\n");
+        }
     }
     let path = dir.join("front.toml");
     std::fs::write(&path, config).unwrap();
@@ -112,8 +116,13 @@ async fn two_fronts_route_across_three_nodes_and_survive_a_node_and_a_front_dyin
         assert_eq!(call(&http, Method::GET, &format!("{front}/ready"), None).await.status, 200);
     }
 
-    // A model loaded on node b is routed to b, from either front.
-    load_on(&http, &urls[1], "llama3.1:8b").await;
+    // The fronts pinned llama3.1:8b on node b, as configured; a model loaded on b is routed to b, from either front.
+    let pinned = eventually(Duration::from_secs(20), || async {
+        let m = state_of(&http, &urls[1], "llama3.1:8b").await;
+        m["pinned"] == true && m["loaded"] == true
+    })
+    .await;
+    assert!(pinned, "the fronts pin llama3.1:8b on node b when it joins");
     for front in &front_urls {
         assert!(eventually(Duration::from_secs(10), || front_sees(&http, front, "b", "llama3.1:8b")).await);
         for _ in 0..3 {
@@ -196,6 +205,38 @@ async fn two_fronts_route_across_three_nodes_and_survive_a_node_and_a_front_dyin
         assert_eq!(r.status, 200, "{model} through the surviving front: {}", r.body);
         assert!(r.node.is_some(), "a node served {model}");
     }
+    // Pins and loads through the front name a node; a pin without one is refused, a load without one is placed.
+    let pin = json!({"model": "llama3.2:3b", "node": "c"});
+    let r = call(&http, Method::POST, &format!("{other}/admin/vram/pin"), Some(pin)).await;
+    assert_eq!((r.status, r.body["node"].as_str()), (200, Some("c")), "{}", r.body);
+    assert_eq!(state_of(&http, &urls[2], "llama3.2:3b").await["pinned"], true);
+    assert!(state_of(&http, &urls[1], "llama3.2:3b").await["pinned"] != true, "pinned on c only");
+    let r = call(&http, Method::POST, &format!("{other}/admin/vram/pin"), Some(json!({"model": "llama3.2:3b"}))).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body["error"].as_str().unwrap().contains("node"), "{}", r.body);
+    let r = call(
+        &http,
+        Method::POST,
+        &format!("{other}/admin/vram/pin"),
+        Some(json!({"model": "llama3.2:3b", "node": "z"})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = call(
+        &http,
+        Method::POST,
+        &format!("{other}/admin/vram/unpin"),
+        Some(json!({"model": "llama3.2:3b", "node": "c"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(state_of(&http, &urls[2], "llama3.2:3b").await["pinned"], false);
+    let r = call(&http, Method::POST, &format!("{other}/admin/vram/load"), Some(json!({"model": "llava:7b"}))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let placed = r.body["node"].as_str().unwrap().to_string();
+    let index = ["a", "b", "c"].iter().position(|n| *n == placed).unwrap();
+    assert_eq!(state_of(&http, &urls[index], "llava:7b").await["loaded"], true, "loaded on {placed}");
+
     let r = call(
         &http,
         Method::POST,

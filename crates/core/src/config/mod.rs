@@ -87,6 +87,10 @@ pub struct BackendConfig {
     pub control_timeout_secs: u64,
     /// For a fleet node (`kind = "switchyard"`): how often its `/admin/state` is read, in milliseconds.
     pub poll_interval_ms: u64,
+    /// For a fleet node: models to pin there, asked of the node whenever it joins (at start, and when it returns).
+    pub pin: Vec<String>,
+    /// For a fleet node: models to load there whenever it joins.
+    pub preload: Vec<String>,
     /// Price of a million input tokens (any currency, used consistently); with the output price, makes the
     /// backend priced (remote): see `routing.remote`.
     pub price_input_per_mtok: f64,
@@ -109,6 +113,8 @@ impl Default for BackendConfig {
             idle_timeout_secs: 60,
             control_timeout_secs: 10,
             poll_interval_ms: 500,
+            pin: Vec::new(),
+            preload: Vec::new(),
             price_input_per_mtok: 0.0,
             price_output_per_mtok: 0.0,
         }
@@ -201,6 +207,9 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// Log prompts and responses at debug level. Off by default: prompts are users' data.
     pub log_prompts: bool,
+    /// This router's name as a node of a fleet whose nodes share one store: its speeds, load measurements and pins
+    /// are kept in rows of its own there (quality stays shared). Empty: a router on its own.
+    pub node_name: String,
 }
 
 impl Default for ServerConfig {
@@ -215,6 +224,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             log_format: LogFormat::Pretty,
             log_prompts: false,
+            node_name: String::new(),
         }
     }
 }
@@ -655,6 +665,14 @@ impl Config {
                 ),
             ));
         }
+        if self.server.node_name.len() > 63
+            || !self.server.node_name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        {
+            return Err(CoreError::config(
+                "server.node_name",
+                "must be at most 63 letters, digits, '-', '_' or '.' (a host or pod name)",
+            ));
+        }
         if self.server.max_body.0 < 1024 {
             return Err(CoreError::config("server.max_body", "must be at least 1KiB"));
         }
@@ -877,6 +895,19 @@ impl Config {
             {
                 if !(v.is_finite() && v >= 0.0) {
                     return Err(CoreError::config(key(field), "must be 0 (free) or a positive price"));
+                }
+            }
+            if b.kind != BackendKind::Switchyard && !(b.pin.is_empty() && b.preload.is_empty()) {
+                return Err(CoreError::config(
+                    key(if b.pin.is_empty() { "preload" } else { "pin" }),
+                    "applies to fleet nodes (kind = \"switchyard\") only; for a llama.cpp router-mode server use \
+                     vram.preload",
+                ));
+            }
+            for (field, list) in [("pin", &b.pin), ("preload", &b.preload)] {
+                for (j, m) in list.iter().enumerate() {
+                    ModelName::parse(m)
+                        .map_err(|e| CoreError::config(format!("backends[{i}].{field}[{j}]"), e.to_string()))?;
                 }
             }
             for (j, m) in b.models.iter().enumerate() {

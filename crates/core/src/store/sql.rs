@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Once;
 use std::time::Duration;
@@ -52,6 +53,9 @@ impl Engine {
 pub struct SqlStore {
     pool: AnyPool,
     engine: Engine,
+    /// This node's name in a fleet sharing the store (`server.node_name`); empty for a router on its own. A named
+    /// node keeps its speeds, load measurements and pins in rows of its own, and shares quality.
+    node: String,
 }
 
 static DRIVERS: Once = Once::new();
@@ -89,7 +93,57 @@ impl SqlStore {
             .connect(&url)
             .await
             .map_err(|e| CoreError::Store(format!("cannot open {}: {e}", redact_url(&url))))?;
-        Ok(Self { pool, engine })
+        Ok(Self { pool, engine, node: String::new() })
+    }
+
+    /// Makes this store a fleet node's view: speeds, load measurements and pins are written to and read from `node`'s
+    /// own rows (over the shared ones); quality stays shared. An empty name keeps the shared rows only.
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = node.to_string();
+        self
+    }
+
+    /// The node's own load measurements, by model.
+    async fn node_measurements(&self) -> Result<HashMap<String, (Option<f64>, Option<u64>, Option<u64>)>, CoreError> {
+        let rows = sqlx::query("SELECT * FROM node_measurements WHERE node = $1")
+            .bind(&self.node)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = HashMap::new();
+        for row in &rows {
+            out.insert(
+                row.try_get::<String, _>("model")?,
+                (row.try_get("load_seconds")?, opt_u64(row, "vram_bytes")?, opt_u64(row, "vram_num_ctx")?),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Records a measured load in the node's own row, keeping what `load_seconds` or `vram_bytes` leave unset.
+    async fn put_node_measurement(
+        &self,
+        model: &str,
+        load_seconds: Option<f64>,
+        vram_bytes: Option<u64>,
+        num_ctx: Option<u64>,
+    ) -> Result<(), CoreError> {
+        sqlx::query(
+            "INSERT INTO node_measurements (node, model, load_seconds, vram_bytes, vram_num_ctx, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (node, model) DO UPDATE SET \
+             load_seconds = COALESCE(excluded.load_seconds, node_measurements.load_seconds), \
+             vram_bytes = COALESCE(excluded.vram_bytes, node_measurements.vram_bytes), \
+             vram_num_ctx = COALESCE(excluded.vram_num_ctx, node_measurements.vram_num_ctx), \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&self.node)
+        .bind(model)
+        .bind(load_seconds)
+        .bind(opt_i64(vram_bytes))
+        .bind(opt_i64(num_ctx))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Runs pending migrations; returns how many were applied.
@@ -319,12 +373,26 @@ impl Store for SqlStore {
         .bind(if m.updated_at == 0 { now_ms() } else { m.updated_at })
         .execute(&self.pool)
         .await?;
+        if !self.node.is_empty() && (m.load_seconds.is_some() || m.vram_bytes.is_some()) {
+            self.put_node_measurement(&m.name, m.load_seconds, m.vram_bytes, m.vram_num_ctx).await?;
+        }
         Ok(())
     }
 
     async fn models(&self) -> Result<Vec<ModelRecord>, CoreError> {
         let rows = sqlx::query("SELECT * FROM models ORDER BY name").fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(model_from_row).collect::<Result<_, _>>()?)
+        let mut models: Vec<ModelRecord> = rows.iter().map(model_from_row).collect::<Result<_, _>>()?;
+        if !self.node.is_empty() {
+            // A node's own measurements, and nothing measured elsewhere: another box's GPU loads differently.
+            let own = self.node_measurements().await?;
+            for m in &mut models {
+                let (load_seconds, vram_bytes, vram_num_ctx) = own.get(&m.name).copied().unwrap_or_default();
+                m.load_seconds = load_seconds;
+                m.vram_bytes = vram_bytes;
+                m.vram_num_ctx = vram_num_ctx;
+            }
+        }
+        Ok(models)
     }
 
     async fn record_model_measurement(
@@ -347,6 +415,9 @@ impl Store for SqlStore {
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
+        if !self.node.is_empty() {
+            self.put_node_measurement(name, load_seconds, vram_bytes, num_ctx).await?;
+        }
         Ok(())
     }
 
@@ -509,12 +580,56 @@ impl Store for SqlStore {
         .bind(s.updated_at)
         .execute(&self.pool)
         .await?;
+        if !self.node.is_empty() {
+            sqlx::query(
+                "INSERT INTO node_speeds (node, model, category, ttft_p50_ms, ttft_p95_ms, latency_p50_ms, \
+                 latency_p95_ms, prefill_tps, decode_tps, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (node, model, category) DO UPDATE SET ttft_p50_ms = excluded.ttft_p50_ms, \
+                 ttft_p95_ms = excluded.ttft_p95_ms, latency_p50_ms = excluded.latency_p50_ms, \
+                 latency_p95_ms = excluded.latency_p95_ms, prefill_tps = excluded.prefill_tps, \
+                 decode_tps = excluded.decode_tps, updated_at = excluded.updated_at",
+            )
+            .bind(&self.node)
+            .bind(&s.model)
+            .bind(&s.category)
+            .bind(s.ttft_p50_ms)
+            .bind(s.ttft_p95_ms)
+            .bind(s.latency_p50_ms)
+            .bind(s.latency_p95_ms)
+            .bind(s.prefill_tps)
+            .bind(s.decode_tps)
+            .bind(s.updated_at)
+            .execute(&self.pool)
+            .await?;
+        }
         Ok(())
     }
 
     async fn scores(&self) -> Result<Vec<ScoreRecord>, CoreError> {
         let rows = sqlx::query("SELECT * FROM profile_scores ORDER BY model, category").fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(score_from_row).collect::<Result<_, _>>()?)
+        let mut scores: Vec<ScoreRecord> = rows.iter().map(score_from_row).collect::<Result<_, _>>()?;
+        if !self.node.is_empty() {
+            // Quality is the model's, wherever it was measured; speeds are this node's own, or unknown.
+            let rows =
+                sqlx::query("SELECT * FROM node_speeds WHERE node = $1").bind(&self.node).fetch_all(&self.pool).await?;
+            let mut own: HashMap<(String, String), AnyRow> = HashMap::new();
+            for row in rows {
+                own.insert((row.try_get("model")?, row.try_get("category")?), row);
+            }
+            for s in &mut scores {
+                let row = own.get(&(s.model.clone(), s.category.clone()));
+                let get = |column: &str| -> Result<Option<f64>, sqlx::Error> {
+                    row.map_or(Ok(None), |r| r.try_get::<Option<f64>, _>(column))
+                };
+                s.ttft_p50_ms = get("ttft_p50_ms")?;
+                s.ttft_p95_ms = get("ttft_p95_ms")?;
+                s.latency_p50_ms = get("latency_p50_ms")?;
+                s.latency_p95_ms = get("latency_p95_ms")?;
+                s.prefill_tps = get("prefill_tps")?;
+                s.decode_tps = get("decode_tps")?;
+            }
+        }
+        Ok(scores)
     }
 
     async fn scores_version(&self) -> Result<(i64, i64), CoreError> {
@@ -590,19 +705,29 @@ impl Store for SqlStore {
     }
 
     async fn pins(&self) -> Result<Vec<String>, CoreError> {
-        let rows = sqlx::query("SELECT model FROM pins ORDER BY model").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT model FROM pins WHERE node = $1 ORDER BY model")
+            .bind(&self.node)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(|r| r.try_get::<String, _>("model")).collect::<Result<_, _>>()?)
     }
 
     async fn set_pinned(&self, model: &str, pinned: bool) -> Result<(), CoreError> {
         if pinned {
-            sqlx::query("INSERT INTO pins (model, pinned_at) VALUES ($1, $2) ON CONFLICT (model) DO NOTHING")
+            sqlx::query(
+                "INSERT INTO pins (node, model, pinned_at) VALUES ($1, $2, $3) ON CONFLICT (node, model) DO NOTHING",
+            )
+            .bind(&self.node)
+            .bind(model)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        } else {
+            sqlx::query("DELETE FROM pins WHERE node = $1 AND model = $2")
+                .bind(&self.node)
                 .bind(model)
-                .bind(now_ms())
                 .execute(&self.pool)
                 .await?;
-        } else {
-            sqlx::query("DELETE FROM pins WHERE model = $1").bind(model).execute(&self.pool).await?;
         }
         Ok(())
     }

@@ -55,8 +55,26 @@ pub async fn vram_op(
         .into());
     }
     let model = ModelName::parse(name)?;
+    let node = match map.get("node") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) => Some(n.as_str()),
+        Some(_) => return Err(RouterError::bad("node must be a fleet node's name", Some("node".into())).into()),
+    };
     if state.catalog.load().get(&model).is_none() {
         state.refresh_catalog_for_unknown().await?;
+    }
+    if !state.fleet.is_empty()
+        && state.catalog.load().get(&model).is_some_and(|s| s.backend.as_ref().is_some_and(|b| b.fleet))
+    {
+        let op = path.as_str().trim_start_matches("/admin/vram/");
+        return Ok(Json(state.fleet.vram_op(op, &model, node).await?));
+    }
+    if node.is_some() {
+        return Err(RouterError::bad(
+            format!("{model} is not served by a fleet node here; \"node\" names a node of a fleet front"),
+            Some("node".into()),
+        )
+        .into());
     }
     if let Some(target) = state.catalog.load().get(&model).and_then(|s| s.backend.clone()) {
         let Some(backend) = state.backends.get(target.index) else {

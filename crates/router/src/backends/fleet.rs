@@ -115,9 +115,17 @@ impl Node {
         serde_json::from_slice(&resp.body).map_err(|e| format!("{url} is not a Switchyard node's state: {e}"))
     }
 
-    /// Reads the node and keeps what it said; true when what it serves or holds changed.
+    /// Reads the node and keeps what it said; true when what it serves or holds changed. A node that answers
+    /// after not answering (or for the first time) is given its configured pins and preloads.
     async fn poll(&self) -> bool {
         let read = self.read().await;
+        let joined = {
+            let Ok(status) = self.status.lock() else { return false };
+            !status.healthy && read.as_ref().is_ok_and(|s| s.ready)
+        };
+        if joined {
+            self.join().await;
+        }
         let Ok(mut status) = self.status.lock() else { return false };
         match read {
             Ok(state) => {
@@ -138,6 +146,39 @@ impl Node {
                 status.state = None;
                 changed
             }
+        }
+    }
+
+    /// Asks the node for its configured pins and preloads (`pin`, `preload` of its entry).
+    async fn join(&self) {
+        let ops = self.config.pin.iter().map(|m| ("pin", m)).chain(self.config.preload.iter().map(|m| ("load", m)));
+        for (op, model) in ops {
+            match self.vram_op(op, model).await {
+                Ok(_) => tracing::info!(node = %self.config.name, model = %model, op, "asked of the fleet node"),
+                Err(e) => {
+                    tracing::warn!(node = %self.config.name, model = %model, op, error = %e, "the fleet node refused")
+                }
+            }
+        }
+    }
+
+    /// Asks the node's own `POST /admin/vram/{op}` for `model`: its answer, or its error.
+    async fn vram_op(&self, op: &str, model: &str) -> Result<serde_json::Value, RouterError> {
+        let url = join_url(&self.config.url, &format!("/admin/vram/{op}"));
+        let body = bytes::Bytes::from(serde_json::json!({ "model": model }).to_string());
+        let request = build_request_with_key(Method::POST, &url, Some(body), self.key.as_deref())
+            .map_err(|e| RouterError::Internal(e.to_string()))?;
+        let resp = self
+            .http
+            .send_buffered(request, Duration::from_secs(self.config.first_byte_timeout_secs))
+            .await
+            .map_err(RouterError::from)?;
+        let message = || format!("fleet node {}: {}", self.config.name, error_message(&resp.body));
+        match resp.status.as_u16() {
+            200..=299 => serde_json::from_slice(&resp.body).map_err(|e| RouterError::UpstreamFailed(e.to_string())),
+            status @ 400..=499 => Err(RouterError::UpstreamRejected { status, message: message() }),
+            503 => Err(RouterError::Busy { message: message(), retry_after_secs: 1 }),
+            _ => Err(RouterError::UpstreamFailed(message())),
         }
     }
 
@@ -409,6 +450,70 @@ impl Fleet {
                 (!nodes.is_empty()).then(|| (spec.clone(), nodes))
             })
             .collect()
+    }
+
+    /// A VRAM operation (`load`, `unload`, `pin`, `unpin`) through the front: on the node named `node`, or, without
+    /// one, a load on the node that would serve the model best and an unload on every node holding it (a pin
+    /// belongs to a node, so it must name one).
+    pub(crate) async fn vram_op(
+        &self,
+        op: &str,
+        model: &ModelName,
+        node: Option<&str>,
+    ) -> Result<serde_json::Value, RouterError> {
+        let targets: Vec<&Arc<Node>> = match node {
+            Some(name) => match self.nodes.iter().find(|n| n.name() == name) {
+                Some(n) => vec![n],
+                None => {
+                    let known: Vec<&str> = self.nodes.iter().map(|n| n.name()).collect();
+                    return Err(RouterError::bad(
+                        format!("no fleet node is called {name:?}; the nodes are {}", known.join(", ")),
+                        Some("node".into()),
+                    ));
+                }
+            },
+            None => {
+                let view = self.view.load_full();
+                let chosen: Vec<usize> = match op {
+                    "load" => view
+                        .ranked(model, 0, 0, PRIOR_PREFILL_TPS, PRIOR_DECODE_TPS)
+                        .into_iter()
+                        .map(|(o, _)| o.node)
+                        .filter(|i| self.nodes.get(*i).is_some_and(|n| n.healthy()))
+                        .take(1)
+                        .collect(),
+                    "unload" => {
+                        view.offers.get(model).into_iter().flatten().filter(|o| o.loaded).map(|o| o.node).collect()
+                    }
+                    _ => {
+                        return Err(RouterError::bad(
+                            format!("a pin belongs to a node: name one with \"node\" ({op} {model})"),
+                            Some("node".into()),
+                        ));
+                    }
+                };
+                if chosen.is_empty() && op == "load" {
+                    return Err(RouterError::Busy {
+                        message: format!("no fleet node can load {model} now; retry shortly"),
+                        retry_after_secs: 1,
+                    });
+                }
+                chosen.into_iter().filter_map(|i| self.nodes.get(i)).collect()
+            }
+        };
+        let mut answers = Vec::new();
+        for n in targets {
+            let mut answer = n.vram_op(op, model.as_str()).await?;
+            if let Some(obj) = answer.as_object_mut() {
+                obj.insert("node".into(), serde_json::Value::String(n.name().to_string()));
+            }
+            answers.push(answer);
+        }
+        let _ = self.poll_all().await;
+        Ok(match answers.len() {
+            1 => answers.swap_remove(0),
+            _ => serde_json::json!({ "model": model, "nodes": answers }),
+        })
     }
 
     /// An empty-prompt load or unload of a fleet model: a load goes to the node that would serve it best, an unload
