@@ -279,3 +279,107 @@ async fn two_fronts_route_across_three_nodes_and_survive_a_node_and_a_front_dyin
         let _ = n.child.start_kill();
     }
 }
+
+/// A stand-in node: its `/admin/state` offers `model` (loaded), and its `/api/chat` answers `status` with a one-line
+/// answer naming `name`. Counts the chats it was sent.
+async fn stub_node(
+    name: &'static str,
+    status: u16,
+    model: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    use axum::routing::{get, post};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let chats = std::sync::Arc::new(AtomicU32::new(0));
+    let counter = std::sync::Arc::clone(&chats);
+    let state = switchyard_core::fleet::NodeState {
+        version: "test".into(),
+        ready: true,
+        num_parallel: 1,
+        gpus: Vec::new(),
+        models: vec![switchyard_core::fleet::NodeModel {
+            name: model.into(),
+            digest: "d".into(),
+            capabilities: switchyard_core::Capabilities { completion: true, ..Default::default() },
+            loaded: true,
+            ..Default::default()
+        }],
+    };
+    let app = axum::Router::new().route("/admin/state", get(move || async move { axum::Json(state.clone()) })).route(
+        "/api/chat",
+        post(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let code = http::StatusCode::from_u16(status).unwrap();
+                let body = if status == 200 {
+                    json!({"model": model, "message": {"role": "assistant", "content": name}, "done": true,
+                               "done_reason": "stop"})
+                } else {
+                    json!({"error": format!("{name} has no room")})
+                };
+                (code, axum::Json(body))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, chats)
+}
+
+#[tokio::test]
+async fn a_node_refusing_for_room_is_skipped_and_a_fleet_with_no_room_answers_503() {
+    use std::sync::atomic::Ordering;
+    let (full, full_chats) = stub_node("full", 503, "m:latest").await;
+    let (free, free_chats) = stub_node("free", 200, "m:latest").await;
+    let dir = tempfile::tempdir().unwrap();
+    let front_for = |nodes: Vec<(&str, String)>| {
+        let mut config = switchyard_core::config::Config::default();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.ollama.enabled = false;
+        config.database.url = format!("sqlite://{}", dir.path().join("front.db").display());
+        config.backends = nodes
+            .into_iter()
+            .map(|(name, url)| switchyard_core::config::BackendConfig {
+                name: name.into(),
+                kind: switchyard_core::config::BackendKind::Switchyard,
+                url,
+                poll_interval_ms: 50,
+                ..Default::default()
+            })
+            .collect();
+        config.validate().unwrap();
+        std::sync::Arc::new(config)
+    };
+    let http = HttpClient::default();
+    // Both nodes hold the model; the first in order refuses for room.
+    let front =
+        switchyard::server::spawn(front_for(vec![("full", full.clone()), ("free", free.clone())])).await.unwrap();
+    let r = call(&http, Method::POST, &format!("{}/api/chat", front.url()), Some(chat("m:latest"))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.node.as_deref(), Some("free"));
+    assert_eq!(r.body["message"]["content"], "free");
+    assert_eq!((full_chats.load(Ordering::SeqCst), free_chats.load(Ordering::SeqCst)), (1, 1), "tried in order");
+    let backends = call(&http, Method::GET, &format!("{}/admin/backends", front.url()), None).await.body;
+    let full_row = backends["backends"].as_array().unwrap().iter().find(|b| b["name"] == "full").cloned().unwrap();
+    assert_eq!(full_row["healthy"], true, "a node without room is not down: {full_row}");
+    front.stop().await;
+
+    // Every node refuses: the client gets a 503 with Retry-After, and the model is not held against (no breaker).
+    let front = switchyard::server::spawn(front_for(vec![("full", full)])).await.unwrap();
+    for _ in 0..6 {
+        let request = build_request(
+            Method::POST,
+            &format!("{}/api/chat", front.url()),
+            Some(bytes::Bytes::from(chat("m:latest").to_string())),
+        )
+        .unwrap();
+        let response = http.send(request).await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().get("retry-after").is_some());
+        let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("no room"), "{text}");
+    }
+    assert_eq!(full_chats.load(Ordering::SeqCst), 7, "still asked each time: no circuit breaker opened");
+    front.stop().await;
+}
