@@ -132,17 +132,7 @@ pub async fn run(
             answer
         });
     }
-    let mut latencies = Vec::with_capacity(trace.len());
-    let mut failures: Vec<(String, usize)> = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined.context("a replay request panicked")? {
-            Ok(latency) => latencies.push(latency.as_secs_f64() / scale.max(1e-9)),
-            Err(message) => match failures.iter_mut().find(|(m, _)| *m == message) {
-                Some((_, n)) => *n += 1,
-                None => failures.push((message, 1)),
-            },
-        }
-    }
+    let (latencies, mut failures) = replay::collect(tasks, scale).await?;
     let wall_secs = started.elapsed().as_secs_f64();
     let after: Vec<switchyard_sim::Counters> = sims.iter().map(|s| s.state().counters()).collect();
     let delta = |f: fn(&switchyard_sim::Counters) -> u64| -> u64 {
@@ -157,7 +147,6 @@ pub async fn run(
     for sim in sims {
         sim.stop().await;
     }
-    failures.sort_by_key(|f| std::cmp::Reverse(f.1));
     let failed = failures.iter().map(|(_, n)| n).sum();
     failures.truncate(4);
     Ok(ScenarioResult {

@@ -159,6 +159,27 @@ fn shorten(message: &str) -> String {
     message.chars().take(300).collect()
 }
 
+/// Waits for every request of a replay: the latencies of the answered ones in simulated seconds (wall time over
+/// `scale`), and the failures by message, most common first.
+pub(crate) async fn collect(
+    mut tasks: JoinSet<Result<Duration, String>>,
+    scale: f64,
+) -> Result<(Vec<f64>, Vec<(String, usize)>)> {
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut failures: Vec<(String, usize)> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined.context("a replay request panicked")? {
+            Ok(latency) => latencies.push(latency.as_secs_f64() / scale.max(1e-9)),
+            Err(message) => match failures.iter_mut().find(|(m, _)| *m == message) {
+                Some((_, n)) => *n += 1,
+                None => failures.push((message, 1)),
+            },
+        }
+    }
+    failures.sort_by_key(|f| std::cmp::Reverse(f.1));
+    Ok((latencies, failures))
+}
+
 /// The configuration of a Switchyard in front of the simulator at `sim_url` with `gpus` GPUs, its durations scaled
 /// like the simulator's.
 pub(crate) fn router_config(
@@ -241,17 +262,7 @@ pub async fn run_scenario(
         let (path, body) = body(request, index);
         in_flight.spawn(send(client.clone(), format!("{target}{path}"), body));
     }
-    let mut latencies = Vec::with_capacity(trace.len());
-    let mut failures: Vec<(String, usize)> = Vec::new();
-    while let Some(joined) = in_flight.join_next().await {
-        match joined.context("a replay request panicked")? {
-            Ok(latency) => latencies.push(latency.as_secs_f64() / scale.max(1e-9)),
-            Err(message) => match failures.iter_mut().find(|(m, _)| *m == message) {
-                Some((_, n)) => *n += 1,
-                None => failures.push((message, 1)),
-            },
-        }
-    }
+    let (latencies, failures) = collect(in_flight, scale).await?;
     let wall_secs = started.elapsed().as_secs_f64();
     let after = sim.state().counters();
     let mut bound = None;
@@ -278,7 +289,7 @@ pub async fn run_scenario(
         router.stop().await;
     }
     sim.stop().await;
-    failures.sort_by_key(|f| std::cmp::Reverse(f.1));
+    let mut failures = failures;
     let failed = failures.iter().map(|(_, n)| n).sum();
     failures.truncate(4);
     Ok(ScenarioResult {

@@ -452,6 +452,15 @@ impl Fleet {
             .collect()
     }
 
+    /// The healthy nodes that can serve `model`, best first for a request of these sizes.
+    fn order(&self, view: &FleetView, model: &ModelName, prompt: u64, output: u64) -> Vec<usize> {
+        view.ranked(model, prompt, output, PRIOR_PREFILL_TPS, PRIOR_DECODE_TPS)
+            .into_iter()
+            .map(|(o, _)| o.node)
+            .filter(|i| self.nodes.get(*i).is_some_and(|n| n.healthy()))
+            .collect()
+    }
+
     /// A VRAM operation (`load`, `unload`, `pin`, `unpin`) through the front: on the node named `node`, or, without
     /// one, a load on the node that would serve the model best and an unload on every node holding it (a pin
     /// belongs to a node, so it must name one).
@@ -475,13 +484,7 @@ impl Fleet {
             None => {
                 let view = self.view.load_full();
                 let chosen: Vec<usize> = match op {
-                    "load" => view
-                        .ranked(model, 0, 0, PRIOR_PREFILL_TPS, PRIOR_DECODE_TPS)
-                        .into_iter()
-                        .map(|(o, _)| o.node)
-                        .filter(|i| self.nodes.get(*i).is_some_and(|n| n.healthy()))
-                        .take(1)
-                        .collect(),
+                    "load" => self.order(&view, model, 0, 0).into_iter().take(1).collect(),
                     "unload" => {
                         view.offers.get(model).into_iter().flatten().filter(|o| o.loaded).map(|o| o.node).collect()
                     }
@@ -516,53 +519,11 @@ impl Fleet {
         })
     }
 
-    /// An empty-prompt load or unload of a fleet model: a load goes to the node that would serve it best, an unload
-    /// to every node holding it.
-    pub(crate) async fn control(
-        &self,
-        prepared: &Prepared,
-        model: &ModelName,
-        control: Control,
-    ) -> Result<(), RouterError> {
-        let view = self.view.load_full();
-        let targets: Vec<usize> = match control {
-            Control::Load => view
-                .ranked(model, 0, 0, PRIOR_PREFILL_TPS, PRIOR_DECODE_TPS)
-                .into_iter()
-                .map(|(o, _)| o.node)
-                .filter(|i| self.nodes.get(*i).is_some_and(|n| n.healthy()))
-                .take(1)
-                .collect(),
-            Control::Unload => {
-                view.offers.get(model).into_iter().flatten().filter(|o| o.loaded).map(|o| o.node).collect()
-            }
-        };
-        if targets.is_empty() && control == Control::Load {
-            return Err(RouterError::Busy {
-                message: format!("no fleet node can load {model} now; retry shortly"),
-                retry_after_secs: 1,
-            });
-        }
-        let body = prepared.node_body(model.as_str())?;
-        for i in targets {
-            let Some(node) = self.nodes.get(i) else { continue };
-            match node.forwarder.send(prepared.endpoint.path(), body.clone(), false).await {
-                Ok(_) => {
-                    if control == Control::Load {
-                        drop(Serving::start(node, &self.view, model));
-                    }
-                }
-                Err(e) => {
-                    return Err(RouterError::UpstreamFailed(format!(
-                        "fleet node {} could not {} {model}: {}",
-                        node.name(),
-                        if control == Control::Load { "load" } else { "unload" },
-                        describe(&e)
-                    )));
-                }
-            }
-        }
-        Ok(())
+    /// An empty-prompt load or unload of a fleet model: a load on the node that would serve it best, an unload on
+    /// every node holding it.
+    pub(crate) async fn control(&self, model: &ModelName, control: Control) -> Result<(), RouterError> {
+        let op = if control == Control::Load { "load" } else { "unload" };
+        self.vram_op(op, model, None).await.map(|_| ())
     }
 }
 
@@ -587,12 +548,7 @@ impl Backend for Fleet {
     async fn admit(&self, model: &ModelName, prepared: &Prepared, _wait: Duration) -> Result<Hold, Admission> {
         let (prompt, output) = sizes(prepared);
         let view = self.view.load_full();
-        let order: Vec<usize> = view
-            .ranked(model, prompt, output, PRIOR_PREFILL_TPS, PRIOR_DECODE_TPS)
-            .into_iter()
-            .map(|(o, _)| o.node)
-            .filter(|i| self.nodes.get(*i).is_some_and(|n| n.healthy()))
-            .collect();
+        let order = self.order(&view, model, prompt, output);
         if order.is_empty() {
             let listed = view.offers.get(model).is_some_and(|o| !o.is_empty());
             return Err(Admission::Busy(RouterError::Busy {

@@ -272,7 +272,7 @@ impl<'a> Engine<'a> {
         }
         if let Some(target) = state.catalog.load().get(model).and_then(|s| s.backend.clone()) {
             if target.fleet {
-                state.fleet.control(prepared, model, control).await?;
+                state.fleet.control(model, control).await?;
             }
             // A router-mode server (llama.cpp's) loads and unloads on request; others hold their models themselves.
             if let Some(backend) = state.backends.get(target.index).filter(|_| !target.fleet)
