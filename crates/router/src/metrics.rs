@@ -50,6 +50,8 @@ pub struct Metrics {
     pub backend_spend: prometheus::CounterVec,
     /// Requests in flight per backend.
     pub backend_in_flight: IntGaugeVec,
+    /// Fleet nodes answering their state readings (1) or not (0), by node name (configured names only).
+    pub fleet_node_up: IntGaugeVec,
     /// Response cache lookups by result (hit, semantic_hit, miss, bypass).
     pub cache_requests: IntCounterVec,
     /// Time of a cache lookup (memory, store, and the embedding for the semantic cache).
@@ -167,6 +169,10 @@ impl Metrics {
                 Opts::new("switchyard_backend_in_flight", "Requests in flight per [[backends]] entry"),
                 &["backend"],
             )?,
+            fleet_node_up: IntGaugeVec::new(
+                Opts::new("switchyard_fleet_node_up", "A fleet node answers its state readings (1) or not (0)"),
+                &["node"],
+            )?,
             cache_requests: IntCounterVec::new(
                 Opts::new("switchyard_cache_requests_total", "Response cache lookups by result"),
                 &["result"],
@@ -226,6 +232,7 @@ impl Metrics {
             Box::new(m.backend_tokens.clone()),
             Box::new(m.backend_spend.clone()),
             Box::new(m.backend_in_flight.clone()),
+            Box::new(m.fleet_node_up.clone()),
             Box::new(m.store_writes_dropped.clone()),
             Box::new(m.store_write_errors.clone()),
             Box::new(m.rate_limited.clone()),

@@ -139,7 +139,7 @@ impl AppState {
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let backends = Backends::new(&config.backends, config.limits.queue_per_model, &p.metrics);
-        let fleet = crate::backends::fleet::Fleet::new(&config.backends);
+        let fleet = crate::backends::fleet::Fleet::new(&config.backends, &p.metrics);
         let local = OllamaBackend { vram: p.vram.clone(), forwarder: p.forwarder.clone() };
         Self(Arc::new(Inner {
             local,

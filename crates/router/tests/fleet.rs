@@ -362,6 +362,17 @@ async fn a_node_refusing_for_room_is_skipped_and_a_fleet_with_no_room_answers_50
     let backends = call(&http, Method::GET, &format!("{}/admin/backends", front.url()), None).await.body;
     let full_row = backends["backends"].as_array().unwrap().iter().find(|b| b["name"] == "full").cloned().unwrap();
     assert_eq!(full_row["healthy"], true, "a node without room is not down: {full_row}");
+    let request = build_request(Method::GET, &format!("{}/metrics", front.url()), None).unwrap();
+    let metrics = http.send_buffered(request, Duration::from_secs(10)).await.unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    for line in [
+        "switchyard_backend_requests_total{backend=\"full\",outcome=\"no_room\"} 1",
+        "switchyard_backend_requests_total{backend=\"free\",outcome=\"ok\"} 1",
+        "switchyard_fleet_node_up{node=\"full\"} 1",
+        "switchyard_backend_in_flight{backend=\"free\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
+    }
     front.stop().await;
 
     // Every node refuses: the client gets a 503 with Retry-After, and the model is not held against (no breaker).

@@ -52,10 +52,36 @@ pub(crate) struct Node {
     forwarder: Forwarder,
     status: Mutex<NodeStatus>,
     stats: BackendStats,
+    metrics: NodeMetrics,
+}
+
+/// A node's series: `switchyard_backend_requests_total{backend=NODE, outcome}`, `switchyard_backend_in_flight` and
+/// `switchyard_fleet_node_up`.
+#[derive(Debug)]
+struct NodeMetrics {
+    ok: prometheus::IntCounter,
+    error: prometheus::IntCounter,
+    no_room: prometheus::IntCounter,
+    in_flight: prometheus::IntGauge,
+    up: prometheus::IntGauge,
+}
+
+impl NodeMetrics {
+    fn new(metrics: &crate::metrics::Metrics, node: &str) -> Self {
+        let requests = |outcome: &str| metrics.backend_requests.with_label_values(&[node, outcome]);
+        Self {
+            ok: requests("ok"),
+            error: requests("error"),
+            no_room: requests("no_room"),
+            in_flight: metrics.backend_in_flight.with_label_values(&[node]),
+            up: metrics.fleet_node_up.with_label_values(&[node]),
+        }
+    }
 }
 
 impl Node {
-    fn new(index: usize, config: BackendConfig) -> Self {
+    fn new(index: usize, config: BackendConfig, metrics: &crate::metrics::Metrics) -> Self {
+        let metrics = NodeMetrics::new(metrics, &config.name);
         let key = (!config.api_key_env.is_empty())
             .then(|| std::env::var(&config.api_key_env).ok())
             .flatten()
@@ -83,6 +109,7 @@ impl Node {
             forwarder,
             status: Mutex::new(NodeStatus::default()),
             stats: BackendStats::default(),
+            metrics,
         }
     }
 
@@ -130,6 +157,7 @@ impl Node {
         match read {
             Ok(state) => {
                 status.healthy = state.ready;
+                self.metrics.up.set(i64::from(state.ready));
                 status.error = (!state.ready).then(|| "the node's Ollama does not answer".to_string());
                 let changed = status.state.as_ref() != Some(&state);
                 status.state = Some(state);
@@ -141,6 +169,7 @@ impl Node {
                 }
                 let changed = status.healthy || status.state.is_some();
                 status.healthy = false;
+                self.metrics.up.set(0);
                 status.error = Some(e);
                 // What a node that cannot be read holds is unknown: none of it is offered until it answers again.
                 status.state = None;
@@ -190,6 +219,7 @@ impl Node {
             }
             status.healthy = false;
             status.error = Some(why.to_string());
+            self.metrics.up.set(0);
         }
     }
 
@@ -265,6 +295,7 @@ impl Serving {
     fn start(node: &Arc<Node>, view: &Arc<ArcSwap<FleetView>>, model: &ModelName) -> Self {
         node.stats.requests.fetch_add(1, Ordering::Relaxed);
         node.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        node.metrics.in_flight.inc();
         started(view, node.index, model);
         Self { node: Arc::clone(node), view: Arc::clone(view), model: model.clone() }
     }
@@ -273,6 +304,7 @@ impl Serving {
 impl Drop for Serving {
     fn drop(&mut self) {
         self.node.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.node.metrics.in_flight.dec();
         finished(&self.view, self.node.index, &self.model);
     }
 }
@@ -315,12 +347,12 @@ fn finished(view: &ArcSwap<FleetView>, node: usize, model: &ModelName) {
 }
 
 impl Fleet {
-    pub(crate) fn new(configs: &[BackendConfig]) -> Self {
+    pub(crate) fn new(configs: &[BackendConfig], metrics: &crate::metrics::Metrics) -> Self {
         let nodes: Vec<Arc<Node>> = configs
             .iter()
             .filter(|c| c.kind == BackendKind::Switchyard)
             .enumerate()
-            .map(|(i, c)| Arc::new(Node::new(i, c.clone())))
+            .map(|(i, c)| Arc::new(Node::new(i, c.clone(), metrics)))
             .collect();
         Self { nodes, ..Self::default() }
     }
@@ -585,6 +617,7 @@ impl Backend for Fleet {
             let sent = node.forwarder.send(prepared.endpoint.path(), body.clone(), prepared.stream).await;
             match sent {
                 Ok(reply) => {
+                    node.metrics.ok.inc();
                     let _ = hold.serving.set(serving);
                     return Ok(reply);
                 }
@@ -592,14 +625,19 @@ impl Backend for Fleet {
                 Err(failure @ ForwardFailure::Status { status: 400..=499, .. })
                     if !matches!(failure, ForwardFailure::Status { status: 404 | 408 | 429, .. }) =>
                 {
+                    node.metrics.error.inc();
                     return Err(failure);
                 }
                 Err(failure) => {
                     node.stats.failures.fetch_add(1, Ordering::Relaxed);
                     match &failure {
                         // No room there now, or it does not have the model (any more): the node is fine.
-                        ForwardFailure::Status { status: 503 | 404 | 429, .. } => {}
-                        other => node.down(&describe(other)),
+                        ForwardFailure::Status { status: 503 | 429, .. } => node.metrics.no_room.inc(),
+                        ForwardFailure::Status { status: 404, .. } => node.metrics.error.inc(),
+                        other => {
+                            node.metrics.error.inc();
+                            node.down(&describe(other));
+                        }
                     }
                     tracing::debug!(node = %node.name(), model = %hold.model, error = %describe(&failure), "fleet node skipped");
                     last = Some(failure);
