@@ -347,7 +347,7 @@ pub async fn backends(config: &Config, args: ServerArgs) -> Result<(), RouterErr
 /// The `backends` table: one row per backend.
 pub fn render_backends(value: &Value) -> String {
     let mut out = format!(
-        "{:<14} {:<7} {:<8} {:>6} {:>9} {:>9} {:>10} {:>10} {:>9}  {}\n",
+        "{:<14} {:<10} {:<8} {:>6} {:>9} {:>9} {:>10} {:>10} {:>9}  {}\n",
         "BACKEND", "KIND", "HEALTH", "MODELS", "IN FLIGHT", "LATENCY", "TOKENS IN", "TOKENS OUT", "SPEND", "URL"
     );
     let list = value.get("backends").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -361,7 +361,8 @@ pub fn render_backends(value: &Value) -> String {
             None => "-",
         };
         let models = b.get("models").and_then(Value::as_array).map_or(0, Vec::len);
-        let in_flight = match b.get("max_concurrency").and_then(Value::as_u64) {
+        // A fleet node has no slot limit of the front's (its own VRAM manager admits).
+        let in_flight = match b.get("max_concurrency").and_then(Value::as_u64).filter(|m| *m > 0) {
             Some(max) => format!("{}/{max}", num("in_flight")),
             None => num("in_flight"),
         };
@@ -373,7 +374,7 @@ pub fn render_backends(value: &Value) -> String {
             "free".to_string()
         };
         out.push_str(&format!(
-            "{:<14} {:<7} {:<8} {:>6} {:>9} {:>9} {:>10} {:>10} {:>9}  {}\n",
+            "{:<14} {:<10} {:<8} {:>6} {:>9} {:>9} {:>10} {:>10} {:>9}  {}\n",
             text("name"),
             text("kind"),
             health,
