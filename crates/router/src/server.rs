@@ -590,6 +590,17 @@ fn spawn_fleet_pollers(state: &AppState) {
                         tracing::warn!(error = %e, "cannot reload profiles from the store; keeping the ones in memory");
                     }
                 }
+                if node.take_joined() {
+                    // Its pins and preloads may take a load each: asked beside the readings, not in their way.
+                    let node = std::sync::Arc::clone(&node);
+                    let shutdown = state.shutdown.clone();
+                    state.tracker.spawn(async move {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {}
+                            _ = node.join() => {}
+                        }
+                    });
+                }
             }
         });
     }

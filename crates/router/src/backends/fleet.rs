@@ -53,6 +53,8 @@ pub(crate) struct Node {
     status: Mutex<NodeStatus>,
     stats: BackendStats,
     metrics: NodeMetrics,
+    /// The node answered after not answering; cleared by `take_joined`.
+    joined: std::sync::atomic::AtomicBool,
 }
 
 /// A node's series: `switchyard_backend_requests_total{backend=NODE, outcome}`, `switchyard_backend_in_flight` and
@@ -110,6 +112,7 @@ impl Node {
             status: Mutex::new(NodeStatus::default()),
             stats: BackendStats::default(),
             metrics,
+            joined: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -143,17 +146,13 @@ impl Node {
     }
 
     /// Reads the node and keeps what it said; true when what it serves or holds changed. A node that answers
-    /// after not answering (or for the first time) is given its configured pins and preloads.
+    /// after not answering (or for the first time) is marked as joined, for [`Node::take_joined`].
     async fn poll(&self) -> bool {
         let read = self.read().await;
-        let joined = {
-            let Ok(status) = self.status.lock() else { return false };
-            !status.healthy && read.as_ref().is_ok_and(|s| s.ready)
-        };
-        if joined {
-            self.join().await;
-        }
         let Ok(mut status) = self.status.lock() else { return false };
+        if !status.healthy && read.as_ref().is_ok_and(|s| s.ready) {
+            self.joined.store(true, Ordering::Relaxed);
+        }
         match read {
             Ok(state) => {
                 status.healthy = state.ready;
@@ -178,8 +177,13 @@ impl Node {
         }
     }
 
+    /// True once after the node joined (answered after not answering): its pins and preloads are then due.
+    pub(crate) fn take_joined(&self) -> bool {
+        self.joined.swap(false, Ordering::Relaxed)
+    }
+
     /// Asks the node for its configured pins and preloads (`pin`, `preload` of its entry).
-    async fn join(&self) {
+    pub(crate) async fn join(&self) {
         let ops = self.config.pin.iter().map(|m| ("pin", m)).chain(self.config.preload.iter().map(|m| ("load", m)));
         for (op, model) in ops {
             match self.vram_op(op, model).await {
