@@ -11,6 +11,10 @@ Fixtures:
 - `start_router(**settings)`: starts `switchyard serve` in front of a fresh simulator, with its store in a temporary
   directory and `SWITCHYARD_*` settings from the keyword arguments, and returns its base URL.
 - `router_url`, `cached_router_url`: such a router with the default settings, and with the response cache on.
+- `any_router_url`: parametrized: `router_url` (`box`), then a front over two such routers (`fleet`), so that a test
+  runs against both and shows a client cannot tell them apart.
+- `start_front(nodes)`: a fleet: `nodes` routers as above (each in front of its own simulator), and a front router
+  over them (`ollama.enabled = false`, one `kind = "switchyard"` backend per node); returns the front's base URL.
 """
 
 from __future__ import annotations
@@ -143,3 +147,35 @@ def router_url(start_router: Callable[..., str]) -> str:
 def cached_router_url(start_router: Callable[..., str]) -> str:
     """`router_url` with the response cache on."""
     return start_router(cache_enabled="true")
+
+
+@pytest.fixture
+def start_front(start_router: Callable[..., str], tmp_path: Path) -> Iterator[Callable[[int], str]]:
+    """Starts a fleet on demand: `nodes` routers with their simulators, and a front over them; returns its URL."""
+    started: list[subprocess.Popen] = []
+    router = binary("SY_ROUTER_BIN", "switchyard")
+
+    def start(nodes: int) -> str:
+        lines = ["[ollama]", "enabled = false", ""]
+        for i in range(nodes):
+            lines += ["[[backends]]", f'name = "node-{i}"', 'kind = "switchyard"', f'url = "{start_router()}"',
+                      "poll_interval_ms = 100", ""]
+        config = tmp_path / f"front-{len(started)}.toml"
+        config.write_text("\n".join(lines))
+        env = {"SWITCHYARD_DATABASE_URL": f"sqlite://{tmp_path / f'front-{len(started)}.db'}", "RUST_LOG": "warn"}
+        command = [str(router), "serve", "--listen", "127.0.0.1:0", "--config", str(config)]
+        proc, url = start_server(command, ROUTER_ANNOUNCEMENT, env)
+        started.append(proc)
+        return url
+
+    yield start
+    for proc in started:
+        stop_server(proc)
+
+
+@pytest.fixture(params=["box", "fleet"])
+def any_router_url(request: pytest.FixtureRequest) -> str:
+    """One router beside its simulator (`box`), or a fleet front over two of them (`fleet`)."""
+    if request.param == "box":
+        return request.getfixturevalue("start_router")()
+    return request.getfixturevalue("start_front")(2)

@@ -1,7 +1,8 @@
 """The frameworks people put in front of Ollama, unchanged, against `switchyard serve` in front of the simulator:
 LangChain (`langchain-ollama`, `langchain-openai`), LlamaIndex (`llama-index-llms-ollama`,
 `llama-index-embeddings-ollama`) with their default settings, LiteLLM (`ollama_chat/`, `ollama/`, `openai/`) and the
-`llm` command line with `llm-ollama`.
+`llm` command line with `llm-ollama`. Each test runs against one router (`box`) and against a fleet front over two
+routers (`fleet`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 TOOLS_MODELS = {"llama3.2:3b", "llama3.1:8b", "qwen2.5-coder:7b", "llama3.3:70b"}
 VIRTUAL = {"auto", "auto:fast", "auto:quality"}
+
+
+@pytest.fixture
+def router_url(any_router_url: str) -> str:
+    """This module's tests run against a box and against a fleet front."""
+    return any_router_url
 
 
 def last_decision(router_url: str) -> dict:

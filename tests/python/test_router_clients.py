@@ -1,4 +1,5 @@
-"""The official `ollama` and `openai` Python clients, unchanged, against `switchyard serve` in front of the simulator.
+"""The official `ollama` and `openai` Python clients, unchanged, against `switchyard serve` in front of the simulator,
+and against a fleet front over two such routers (each test runs against both).
 
 Every route the router serves is driven through the libraries: listing (with the virtual `auto` models), show, ps,
 generate and chat (streaming and not, explicit models and `auto`), tools, embeddings, errors, load/pin/unload through
@@ -31,13 +32,13 @@ TOOLS_MODELS = {"llama3.2:3b", "llama3.1:8b", "qwen2.5-coder:7b", "llama3.3:70b"
 
 
 @pytest.fixture
-def client(router_url: str) -> ollama.Client:
-    return ollama.Client(host=router_url)
+def client(any_router_url: str) -> ollama.Client:
+    return ollama.Client(host=any_router_url)
 
 
 @pytest.fixture
-def oai(router_url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{router_url}/v1", api_key="unused")
+def oai(any_router_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{any_router_url}/v1", api_key="unused")
 
 
 def wait_until(condition, what: str, timeout: float = 20.0) -> None:

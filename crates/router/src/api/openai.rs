@@ -200,6 +200,9 @@ pub async fn model(State(state): State<AppState>, Path(id): Path<String>) -> Res
     if let Some(b) = state.catalog.load().get(&wanted).and_then(|s| s.backend.clone()) {
         return Ok(Json(model_object(wanted.as_str(), &b.name, chrono::Utc::now().timestamp())));
     }
+    if !state.config.ollama.enabled {
+        return Err(RouterError::ModelNotFound(id).into());
+    }
     let tags = state.ollama.tags().await?;
     let found = tags.models.iter().find(|m| switchyard_core::ModelName::parse(&m.name).is_ok_and(|n| n == wanted));
     match found {

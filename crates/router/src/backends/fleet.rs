@@ -177,6 +177,19 @@ impl Node {
         }
     }
 
+    /// Sends `body` to the node's `path` as it came (model management), with the node's key: the node's answer.
+    pub(crate) async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: bytes::Bytes,
+    ) -> Result<http::Response<hyper::body::Incoming>, RouterError> {
+        let url = join_url(&self.config.url, path);
+        let request = build_request_with_key(method, &url, Some(body), self.key.as_deref())
+            .map_err(|e| RouterError::Internal(e.to_string()))?;
+        self.http.send(request).await.map_err(RouterError::from)
+    }
+
     /// True once after the node joined (answered after not answering): its pins and preloads are then due.
     pub(crate) fn take_joined(&self) -> bool {
         self.joined.swap(false, Ordering::Relaxed)
@@ -373,6 +386,11 @@ impl Fleet {
     /// The fleet's models, as catalog entries.
     pub(crate) fn specs(&self) -> Vec<ModelSpec> {
         self.specs.load().as_ref().clone()
+    }
+
+    /// The nodes that answer now, in configuration order.
+    pub(crate) fn healthy_nodes(&self) -> Vec<Arc<Node>> {
+        self.nodes.iter().filter(|n| n.healthy()).cloned().collect()
     }
 
     /// Whether any node is healthy.
