@@ -272,6 +272,20 @@ async fn two_fronts_route_across_three_nodes_and_survive_a_node_and_a_front_dyin
     assert_eq!(show.status, 200);
     assert!(show.body["capabilities"].as_array().unwrap().iter().any(|c| c == "thinking"), "{}", show.body);
     assert!(call(&http, Method::GET, &format!("{other}/api/version"), None).await.body["version"].is_string());
+    // A model deleted through the front is deleted on every node, also when one of them no longer had it.
+    let delete = |url: String| {
+        let http = http.clone();
+        async move { call(&http, Method::DELETE, &url, Some(json!({"model": "llama3.3:70b"}))).await.status }
+    };
+    assert_eq!(delete(format!("{}/api/delete", urls[0])).await, 200, "deleted on a directly");
+    assert_eq!(delete(format!("{other}/api/delete")).await, 200, "a's 404 leaves it to b and c");
+    for node in &urls {
+        assert_eq!(state_of(&http, node, "llama3.3:70b").await, Value::Null, "gone from {node}");
+    }
+    let tags = call(&http, Method::GET, &format!("{other}/api/tags"), None).await.body;
+    assert!(!tags["models"].as_array().unwrap().iter().any(|m| m["name"] == "llama3.3:70b"), "{tags}");
+    assert_eq!(delete(format!("{other}/api/delete")).await, 404, "no node has it any more");
+
     for f in &mut fronts {
         let _ = f.child.start_kill();
     }

@@ -10,7 +10,7 @@ use crate::request::parse_object;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, Response, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri, header};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -136,14 +136,20 @@ async fn fleet_forward(
         let all = upstream.into_body().into_data_stream().map(|chunk| chunk.map_err(|e| e.to_string())).chain(more);
         Body::from_stream(all)
     } else {
-        let mut answer = (status, collect(upstream, path).await?);
+        // A node that does not have the model (404) leaves it to the others; any other refusal stops the round and
+        // answers for all; otherwise a node's success answers.
+        let mut answers = vec![(status, collect(upstream, path).await?)];
         for node in rest {
-            if !answer.0.is_success() {
+            if answers.last().is_some_and(|(s, _)| !s.is_success() && *s != StatusCode::NOT_FOUND) {
                 break;
             }
             let r = node.send_raw(method.clone(), path, bytes.clone()).await?;
-            answer = (r.status(), collect(r, path).await?);
+            answers.push((r.status(), collect(r, path).await?));
         }
+        let refused = answers.iter().position(|(s, _)| !s.is_success() && *s != StatusCode::NOT_FOUND);
+        let done = answers.iter().rposition(|(s, _)| s.is_success());
+        let chosen = refused.or(done).unwrap_or(answers.len() - 1);
+        let answer = answers.swap_remove(chosen);
         if answer.0.is_success() && path != "/api/push" {
             let _ = state.refresh_catalog().await;
         }
