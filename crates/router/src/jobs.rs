@@ -129,6 +129,14 @@ impl ProgressSink for JobProgress {
 
 /// Starts a profiling job; `Conflict` when one is running.
 pub fn start(state: &AppState, request: JobRequest) -> Result<JobStatus, RouterError> {
+    if !state.config.ollama.enabled {
+        // Its models are the nodes': profiled here they would all fail and write zero scores into a shared store.
+        return Err(RouterError::bad(
+            "this router has no Ollama of its own (ollama.enabled = false): profile on the nodes (switchyard profile \
+             there, or POST /admin/profile to a node), whose scores every front reads from the shared store",
+            None,
+        ));
+    }
     let mut config = switchyard_core::config::Config::clone(&state.config);
     if let Some(n) = request.items_per_category {
         config.profiler.items_per_category = n;

@@ -456,9 +456,6 @@ fn load_or_unload(keep_alive: Option<KeepAlive>) -> Control {
 }
 
 impl Prepared {
-    /// The upstream body for `model`: the model name, the load-time options of the model's instance (the client's
-    /// own are dropped, so different clients never force a reload), and Switchyard's keep-alive (models stay loaded
-    /// until Switchyard unloads them). `echo` is the name Ollama will echo in its answer.
     /// The native body for a fleet node: the client's request for model `model`, whose load-time options the node
     /// sets itself.
     pub fn node_body(&self, model: &str) -> Result<bytes::Bytes, RouterError> {
@@ -468,6 +465,9 @@ impl Prepared {
         serde_json::to_vec(&body).map(bytes::Bytes::from).map_err(|e| RouterError::Internal(e.to_string()))
     }
 
+    /// The upstream body for `model`: the model name, the load-time options of the model's instance (the client's
+    /// own are dropped, so different clients never force a reload), and Switchyard's keep-alive (models stay loaded
+    /// until Switchyard unloads them). `echo` is the name Ollama will echo in its answer.
     pub fn upstream_body(&self, echo: &str, load: &LoadOptions) -> Result<bytes::Bytes, RouterError> {
         let mut body = self.body.clone();
         body.insert("model".into(), Value::String(echo.to_string()));

@@ -87,19 +87,25 @@ pub struct ScoreContext<'a> {
 pub struct NodeOffer {
     /// The node's position in the fleet.
     pub node: usize,
+    /// The node's configured name (shown as the candidate's backend).
     pub node_name: Arc<str>,
     /// Loaded there, or a load is under way (a request joins it).
     pub loaded: bool,
+    /// Requests being served or waiting there for it.
     pub in_flight: u32,
     /// Requests the node serves at once per model.
     pub parallel: u32,
+    /// Seconds a cold load takes there.
     pub load_seconds: f64,
     /// The node's price of making room (the reload cost of what it would evict).
     pub eviction_seconds: f64,
+    /// What loading it there would unload.
     pub evicts: Vec<ModelName>,
     /// The node cannot load it now.
     pub refused: Option<String>,
+    /// The node's measured prompt rate, once measured.
     pub prefill_tps: Option<f64>,
+    /// The node's measured output rate, once measured.
     pub decode_tps: Option<f64>,
 }
 
@@ -128,6 +134,7 @@ impl NodeOffer {
 /// Every fleet model's offers, by model.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FleetView {
+    /// Each model's offers, one per healthy node that has it.
     pub offers: std::collections::BTreeMap<ModelName, Vec<NodeOffer>>,
 }
 

@@ -490,7 +490,10 @@ pub(crate) async fn build_state(
 fn preload_backend_models(state: &AppState) {
     let catalog = state.catalog.load_full();
     for name in &state.config.vram.preload {
-        let Some(target) = ModelName::parse(name).ok().and_then(|m| catalog.get(&m).and_then(|s| s.backend.clone()))
+        let Some(target) = ModelName::parse(name)
+            .ok()
+            .and_then(|m| catalog.get(&m).and_then(|s| s.backend.clone()))
+            .filter(|b| !b.fleet)
         else {
             continue;
         };

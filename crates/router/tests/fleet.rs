@@ -376,6 +376,12 @@ async fn a_node_refusing_for_room_is_skipped_and_a_fleet_with_no_room_answers_50
     let backends = call(&http, Method::GET, &format!("{}/admin/backends", front.url()), None).await.body;
     let full_row = backends["backends"].as_array().unwrap().iter().find(|b| b["name"] == "full").cloned().unwrap();
     assert_eq!(full_row["healthy"], true, "a node without room is not down: {full_row}");
+    // A front has nothing of its own to profile (its profiles are the nodes'), and knows only the nodes' models.
+    let r = call(&http, Method::POST, &format!("{}/admin/profile", front.url()), Some(json!({}))).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body["error"].as_str().unwrap().contains("profile on the nodes"), "{}", r.body);
+    let r = call(&http, Method::POST, &format!("{}/api/show", front.url()), Some(json!({"model": "nope:1b"}))).await;
+    assert_eq!(r.status, 404, "{}", r.body);
     let request = build_request(Method::GET, &format!("{}/metrics", front.url()), None).unwrap();
     let metrics = http.send_buffered(request, Duration::from_secs(10)).await.unwrap();
     let metrics = String::from_utf8_lossy(&metrics.body);
@@ -387,6 +393,17 @@ async fn a_node_refusing_for_room_is_skipped_and_a_fleet_with_no_room_answers_50
     ] {
         assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
     }
+    front.stop().await;
+
+    // A node that answers with an error (a failed load there) is skipped for this request, and is not down.
+    let (broken, broken_chats) = stub_node("broken", 500, "m:latest").await;
+    let front = switchyard::server::spawn(front_for(vec![("broken", broken), ("free", free.clone())])).await.unwrap();
+    let r = call(&http, Method::POST, &format!("{}/api/chat", front.url()), Some(chat("m:latest"))).await;
+    assert_eq!((r.status, r.node.as_deref()), (200, Some("free")), "{}", r.body);
+    assert_eq!(broken_chats.load(Ordering::SeqCst), 1);
+    let backends = call(&http, Method::GET, &format!("{}/admin/backends", front.url()), None).await.body;
+    let row = backends["backends"].as_array().unwrap().iter().find(|b| b["name"] == "broken").cloned().unwrap();
+    assert_eq!(row["healthy"], true, "an error answer is not a node gone: {row}");
     front.stop().await;
 
     // Every node refuses: the client gets a 503 with Retry-After, and the model is not held against (no breaker).

@@ -154,7 +154,7 @@ fn backend_breakers(state: &AppState, index: usize) -> Vec<String> {
         .into_iter()
         .filter(|(m, phase)| {
             *phase == crate::breaker::Phase::Open
-                && catalog.get(m).and_then(|s| s.backend.as_ref()).is_some_and(|b| b.index == index)
+                && catalog.get(m).and_then(|s| s.backend.as_ref()).is_some_and(|b| !b.fleet && b.index == index)
         })
         .map(|(m, _)| m.to_string())
         .collect()
@@ -425,8 +425,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     for entry in ledger.entries() {
         state.metrics.in_flight.with_label_values(&[entry.name.as_str()]).set(i64::from(entry.in_flight));
     }
-    let upstream_down = ledger.warnings().iter().any(|w| w.starts_with("cannot read Ollama"));
-    state.metrics.upstream_up.set(i64::from(!upstream_down));
+    let upstream_up = if state.config.ollama.enabled {
+        !ledger.warnings().iter().any(|w| w.starts_with("cannot read Ollama"))
+    } else {
+        // A front's upstream is its fleet.
+        state.fleet.is_empty() || state.fleet.any_healthy()
+    };
+    state.metrics.upstream_up.set(i64::from(upstream_up));
     state.metrics.breaker_state.reset();
     for (model, phase) in state.breaker.snapshot() {
         state.metrics.breaker_state.with_label_values(&[model.as_str()]).set(phase.as_gauge());

@@ -210,6 +210,9 @@ pub async fn show(
         }))
         .into_response());
     }
+    if !state.config.ollama.enabled {
+        return Err(RouterError::ModelNotFound(model.to_string()).into());
+    }
     let url = state.ollama.url("/api/show");
     let answer = state
         .ollama

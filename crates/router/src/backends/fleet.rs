@@ -34,10 +34,15 @@ use switchyard_core::http::{HttpClient, HttpClientOptions, build_request_with_ke
 /// What the front last read from a node.
 #[derive(Debug, Default)]
 struct NodeStatus {
-    /// The last reading succeeded and the node's Ollama answers.
+    /// The last reading succeeded and the node's Ollama answers, and no forward failed since.
     healthy: bool,
-    /// Why the last reading failed, or why the node is not ready.
+    /// The last reading succeeded (a forward that failed since does not change it): a node whose reading
+    /// succeeds after one failed has joined again.
+    read_ok: bool,
+    /// Why the last reading failed, why the node is not ready, or how the last forward failed.
     error: Option<String>,
+    /// The last successful reading: its models stay in the catalog while the node is down (requests for them get a
+    /// 503, not a 404), but nothing is offered from it.
     state: Option<NodeState>,
 }
 
@@ -46,11 +51,17 @@ struct NodeStatus {
 pub(crate) struct Node {
     /// Position in the fleet.
     index: usize,
+    /// Its `[[backends]]` entry: name, URL, timeouts, reading interval, pins and preloads.
     config: BackendConfig,
+    /// The key its admin routes need (from `api_key_env`), sent as a bearer token; never shown.
     key: Option<String>,
+    /// For readings, control calls and model management.
     http: HttpClient,
+    /// For requests: the native body to the node's surface, awaiting the first chunk.
     forwarder: Forwarder,
+    /// What its last reading said.
     status: Mutex<NodeStatus>,
+    /// This front's counters of it, for `/admin/backends`.
     stats: BackendStats,
     metrics: NodeMetrics,
     /// The node answered after not answering; cleared by `take_joined`.
@@ -150,15 +161,16 @@ impl Node {
     async fn poll(&self) -> bool {
         let read = self.read().await;
         let Ok(mut status) = self.status.lock() else { return false };
-        if !status.healthy && read.as_ref().is_ok_and(|s| s.ready) {
+        if !(status.read_ok && status.state.as_ref().is_some_and(|s| s.ready)) && read.as_ref().is_ok_and(|s| s.ready) {
             self.joined.store(true, Ordering::Relaxed);
         }
         match read {
             Ok(state) => {
+                let changed = status.state.as_ref() != Some(&state) || !status.healthy;
                 status.healthy = state.ready;
+                status.read_ok = true;
                 self.metrics.up.set(i64::from(state.ready));
                 status.error = (!state.ready).then(|| "the node's Ollama does not answer".to_string());
-                let changed = status.state.as_ref() != Some(&state);
                 status.state = Some(state);
                 changed
             }
@@ -166,12 +178,11 @@ impl Node {
                 if status.healthy {
                     tracing::warn!(node = %self.config.name, error = %e, "fleet node went away");
                 }
-                let changed = status.healthy || status.state.is_some();
+                let changed = status.healthy;
                 status.healthy = false;
+                status.read_ok = false;
                 self.metrics.up.set(0);
                 status.error = Some(e);
-                // What a node that cannot be read holds is unknown: none of it is offered until it answers again.
-                status.state = None;
                 changed
             }
         }
@@ -288,8 +299,11 @@ pub(crate) struct Fleet {
 /// What a fleet request holds: the nodes to try, best first, and the one serving it once it answered.
 #[derive(Debug)]
 pub(crate) struct FleetHold {
+    /// The model asked for.
     model: ModelName,
+    /// The healthy nodes that can serve it, best first (positions in the fleet).
     order: Vec<usize>,
+    /// The node that answered, counted in flight until the request ends.
     serving: OnceLock<Serving>,
 }
 
@@ -303,8 +317,11 @@ impl FleetHold {
 /// A request sent to a node: counted in the node's in-flight, and in the front's view of it, until dropped.
 #[derive(Debug)]
 struct Serving {
+    /// The node serving it.
     node: Arc<Node>,
+    /// The view whose in-flight count it holds.
     view: Arc<ArcSwap<FleetView>>,
+    /// The model it serves.
     model: ModelName,
 }
 
@@ -438,10 +455,15 @@ impl Fleet {
         let mut specs: BTreeMap<ModelName, ModelSpec> = BTreeMap::new();
         for node in &self.nodes {
             let Ok(status) = node.status.lock() else { continue };
-            let Some(state) = status.state.as_ref().filter(|_| status.healthy) else { continue };
+            let Some(state) = status.state.as_ref() else { continue };
             let node_name: Arc<str> = Arc::from(node.name());
             for m in &state.models {
                 let Some(spec) = m.spec() else { continue };
+                if !status.healthy {
+                    // Still in the catalog (a request for it gets a 503 while its nodes are down), not offered.
+                    specs.entry(spec.name.clone()).or_insert(spec);
+                    continue;
+                }
                 offers.entry(spec.name.clone()).or_default().push(NodeOffer {
                     node: node.index,
                     node_name: Arc::clone(&node_name),
@@ -573,12 +595,101 @@ impl Fleet {
         })
     }
 
+    /// Model management through a front (`/api/pull`, `/api/push`, `/api/create`, `/api/copy`, `/api/delete`): done
+    /// on every node that answers, one after the other, so that a model pulled, copied, created or deleted through
+    /// the front is so on every box. A streamed pull relays each node's progress in turn (a node that fails adds an
+    /// error line). Otherwise a node without the model (404) leaves it to the others, any other refusal answers for
+    /// all, and else a node's success answers. Also says whether a whole answer changed the nodes' models (the
+    /// catalog should be read again before answering; after a stream, the nodes' readings show the change).
+    pub(crate) async fn manage(
+        &self,
+        method: Method,
+        path: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<(http::Response<axum::body::Body>, bool), RouterError> {
+        use axum::body::Body;
+        use bytes::Bytes;
+        use futures_util::StreamExt;
+        use http::{HeaderValue, StatusCode, header};
+        use http_body_util::BodyExt;
+        let nodes = self.healthy_nodes();
+        let Some((first, rest)) = nodes.split_first() else {
+            return Err(RouterError::Unreachable(
+                "no fleet node answers, and models are managed on the nodes: check `switchyard backends`".into(),
+            ));
+        };
+        let upstream = first.send_raw(method.clone(), path, bytes.clone()).await?;
+        let status = upstream.status();
+        let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
+        let streamed = content_type.as_ref().and_then(|v| v.to_str().ok()).is_some_and(|t| t.contains("ndjson"));
+        let body = if streamed && status.is_success() {
+            let (path, rest) = (path.to_string(), rest.to_vec());
+            let more = futures_util::stream::iter(rest)
+                .then(move |node| {
+                    let (method, path, bytes) = (method.clone(), path.clone(), bytes.clone());
+                    async move {
+                        let failed = |message: String| {
+                            let line = format!("{}\n", serde_json::json!({ "error": message }));
+                            futures_util::stream::once(async move { Ok::<Bytes, String>(Bytes::from(line)) }).boxed()
+                        };
+                        match node.send_raw(method, &path, bytes).await {
+                            Ok(r) if r.status().is_success() => {
+                                r.into_body().into_data_stream().map(|chunk| chunk.map_err(|e| e.to_string())).boxed()
+                            }
+                            Ok(r) => failed(format!("fleet node {} answered {}", node.name(), r.status().as_u16())),
+                            Err(e) => failed(format!("fleet node {}: {e}", node.name())),
+                        }
+                    }
+                })
+                .flatten();
+            let all = upstream.into_body().into_data_stream().map(|chunk| chunk.map_err(|e| e.to_string())).chain(more);
+            Body::from_stream(all)
+        } else {
+            // A node that does not have the model (404) leaves it to the others; any other refusal stops the round and
+            // answers for all; otherwise a node's success answers.
+            let mut answers = vec![(status, collect(upstream, path).await?)];
+            for node in rest {
+                if answers.last().is_some_and(|(s, _)| !s.is_success() && *s != StatusCode::NOT_FOUND) {
+                    break;
+                }
+                let r = node.send_raw(method.clone(), path, bytes.clone()).await?;
+                answers.push((r.status(), collect(r, path).await?));
+            }
+            let refused = answers.iter().position(|(s, _)| !s.is_success() && *s != StatusCode::NOT_FOUND);
+            let done = answers.iter().rposition(|(s, _)| s.is_success());
+            let chosen = refused.or(done).unwrap_or(answers.len() - 1);
+            let answer = answers.swap_remove(chosen);
+            let changed = answer.0.is_success() && path != "/api/push";
+            let mut response = http::Response::new(Body::from(answer.1));
+            *response.status_mut() = answer.0;
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return Ok((response, changed));
+        };
+        let mut response = http::Response::new(body);
+        *response.status_mut() = status;
+        if let Some(v) = content_type {
+            response.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        Ok((response, false))
+    }
+
     /// An empty-prompt load or unload of a fleet model: a load on the node that would serve it best, an unload on
     /// every node holding it.
     pub(crate) async fn control(&self, model: &ModelName, control: Control) -> Result<(), RouterError> {
         let op = if control == Control::Load { "load" } else { "unload" };
         self.vram_op(op, model, None).await.map(|_| ())
     }
+}
+
+/// The whole body of a node's answer to `path`.
+async fn collect(response: http::Response<hyper::body::Incoming>, path: &str) -> Result<bytes::Bytes, RouterError> {
+    use http_body_util::BodyExt;
+    Ok(response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| RouterError::UpstreamFailed(format!("a fleet node broke off its answer to {path}: {e}")))?
+        .to_bytes())
 }
 
 /// A failure in words.
@@ -622,14 +733,17 @@ impl Backend for Fleet {
         prepared: &Prepared,
         _surface: Surface,
         id: &str,
-        _shown: &str,
+        shown: &str,
         hold: &Hold,
     ) -> Result<Reply, ForwardFailure> {
         let Hold::Fleet(hold) = hold else {
             return Err(ForwardFailure::Connect("internal: a fleet request without its nodes".into()));
         };
-        let body = prepared.node_body(id).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+        // The node resolves the name the client wrote (or the chosen model) and echoes it in its answer.
+        let name = if shown.is_empty() { id } else { shown };
+        let body = prepared.node_body(name).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
         let mut last = None;
+        let mut no_room = None;
         for &i in &hold.order {
             let Some(node) = self.nodes.get(i) else { continue };
             if last.is_some() && !node.healthy() {
@@ -637,36 +751,48 @@ impl Backend for Fleet {
             }
             let serving = Serving::start(node, &self.view, &hold.model);
             let sent = node.forwarder.send(prepared.endpoint.path(), body.clone(), prepared.stream).await;
-            match sent {
+            let failure = match sent {
                 Ok(reply) => {
                     node.metrics.ok.inc();
                     let _ = hold.serving.set(serving);
                     return Ok(reply);
                 }
+                Err(failure) => failure,
+            };
+            drop(serving);
+            node.stats.failures.fetch_add(1, Ordering::Relaxed);
+            match &failure {
+                // No room there now: the node is fine, and another may have room.
+                ForwardFailure::Status { status: 503 | 429, .. } => {
+                    node.metrics.no_room.inc();
+                    no_room = Some(failure.clone());
+                }
+                // It does not have the model (any more), or refuses this front's key or the body's size: a node's
+                // own matter, another node may serve it.
+                ForwardFailure::Status { status: 401 | 403 | 404 | 408 | 413, .. } => node.metrics.error.inc(),
                 // The request itself is wrong: another node will not fix it.
-                Err(failure @ ForwardFailure::Status { status: 400..=499, .. })
-                    if !matches!(failure, ForwardFailure::Status { status: 404 | 408 | 429, .. }) =>
-                {
+                ForwardFailure::Status { status: 400..=499, .. } => {
                     node.metrics.error.inc();
+                    self.rebuild();
                     return Err(failure);
                 }
-                Err(failure) => {
-                    node.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    match &failure {
-                        // No room there now, or it does not have the model (any more): the node is fine.
-                        ForwardFailure::Status { status: 503 | 429, .. } => node.metrics.no_room.inc(),
-                        ForwardFailure::Status { status: 404, .. } => node.metrics.error.inc(),
-                        other => {
-                            node.metrics.error.inc();
-                            node.down(&describe(other));
-                        }
-                    }
-                    tracing::debug!(node = %node.name(), model = %hold.model, error = %describe(&failure), "fleet node skipped");
-                    last = Some(failure);
+                // Answered with an error (a failed load there): reachable, but not for this request.
+                ForwardFailure::Status { .. } => node.metrics.error.inc(),
+                ForwardFailure::Connect(_) | ForwardFailure::Timeout(_) | ForwardFailure::Broken(_) => {
+                    node.metrics.error.inc();
+                    node.down(&describe(&failure));
                 }
             }
+            tracing::debug!(node = %node.name(), model = %hold.model, error = %describe(&failure), "fleet node skipped");
+            last = Some(failure);
         }
-        Err(last.unwrap_or_else(|| ForwardFailure::Connect(format!("no fleet node could be tried for {}", hold.model))))
+        // What the front assumed about the nodes it tried (a load started, in flight) did not happen: back to what
+        // they last said.
+        self.rebuild();
+        // Any node without room makes it a matter of room (a 503 for the client), not of the model.
+        let failure = no_room.or(last);
+        Err(failure
+            .unwrap_or_else(|| ForwardFailure::Connect(format!("no fleet node could be tried for {}", hold.model))))
     }
 
     fn idle_timeout(&self) -> Duration {
@@ -678,7 +804,7 @@ impl Backend for Fleet {
     }
 
     fn refused_for_room(&self, failure: &ForwardFailure) -> bool {
-        matches!(failure, ForwardFailure::Status { status: 503, .. })
+        matches!(failure, ForwardFailure::Status { status: 503 | 429, .. })
     }
 
     fn failed(&self, _failure: &ForwardFailure, _tracker: &tokio_util::task::TaskTracker) {}

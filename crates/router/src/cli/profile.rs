@@ -171,6 +171,13 @@ impl ProgressSink for Lines {
 
 /// Runs `switchyard profile`.
 pub async fn run(config: Arc<Config>, args: ProfileArgs) -> Result<(), RouterError> {
+    if !config.ollama.enabled && args.backend.is_none() {
+        return Err(RouterError::bad(
+            "ollama.enabled = false: there are no local models to profile; run `switchyard profile` on the nodes \
+             (against the shared store), or name an OpenAI-compatible backend with --backend",
+            None,
+        ));
+    }
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     super::cancel_on_signal(shutdown.clone());
@@ -245,11 +252,14 @@ async fn backend_target(
     config: &Arc<Config>,
     name: &str,
 ) -> Result<(server::Running, switchyard_core::catalog::Catalog), RouterError> {
-    let Some(index) = config.backends.iter().position(|b| b.name == name) else {
-        let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
+    // Models name their backend by its position among the `openai` entries (fleet nodes are the fleet's).
+    let openai = || config.backends.iter().filter(|b| b.kind != switchyard_core::config::BackendKind::Switchyard);
+    let Some(index) = openai().position(|b| b.name == name) else {
+        let names: Vec<&str> = openai().map(|b| b.name.as_str()).collect();
         return Err(RouterError::bad(
             format!(
-                "no [[backends]] entry is named {name:?} (configured: {})",
+                "no OpenAI-compatible [[backends]] entry is named {name:?} (configured: {}); a fleet node is \
+                 profiled on the node itself",
                 if names.is_empty() { "none".to_string() } else { names.join(", ") }
             ),
             Some("backend".into()),
@@ -270,7 +280,7 @@ async fn backend_target(
     let models = catalog
         .models
         .iter()
-        .filter(|(_, s)| s.backend.as_ref().is_some_and(|b| b.index == index) && s.capabilities.completion)
+        .filter(|(_, s)| s.backend.as_ref().is_some_and(|b| !b.fleet && b.index == index) && s.capabilities.completion)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Ok((router, switchyard_core::catalog::Catalog { models }))

@@ -209,15 +209,6 @@ impl<'a> Engine<'a> {
                     span.record("upstream_ms", forwarded_at.elapsed().as_secs_f64() * 1000.0);
                     return Ok(Admitted { model: model.clone(), upstream_name, reply, hold, idle, forwarded_at });
                 }
-                // A backend refusing its key or rate-limiting is that backend's failure, not the request's.
-                Err(ForwardFailure::Status { status, message })
-                    if (400..500).contains(&status)
-                        && status != 404
-                        && !(backend.remote() && matches!(status, 401 | 403 | 408 | 429)) =>
-                {
-                    // The request itself is wrong for this model: another model will not fix it.
-                    return Err(RouterError::UpstreamRejected { status, message });
-                }
                 Err(failure) if backend.refused_for_room(&failure) => {
                     let e = RouterError::Busy {
                         message: format!(
@@ -230,6 +221,15 @@ impl<'a> Engine<'a> {
                         return Err(e);
                     }
                     last = Some(e);
+                }
+                // A backend refusing its key or rate-limiting is that backend's failure, not the request's.
+                Err(ForwardFailure::Status { status, message })
+                    if (400..500).contains(&status)
+                        && status != 404
+                        && !(backend.remote() && matches!(status, 401 | 403 | 408 | 429)) =>
+                {
+                    // The request itself is wrong for this model: another model will not fix it.
+                    return Err(RouterError::UpstreamRejected { status, message });
                 }
                 Err(ForwardFailure::Status { status: 404, message }) => {
                     if explicit {
