@@ -218,11 +218,7 @@ pub fn markdown(results: &[ScenarioResult]) -> String {
                 r.wall_secs
             );
         }
-        for r in rows.iter().filter(|r| r.failed > 0) {
-            for (message, n) in &r.failures {
-                let _ = writeln!(out, "\n- {}: {n} x `{message}`", r.scheduling);
-            }
-        }
+        replay::write_failures(&mut out, &rows);
         let front = rows.iter().find(|r| r.scheduling == FleetPolicy::Front.label());
         let round_robin = rows.iter().find(|r| r.scheduling == FleetPolicy::RoundRobin.label());
         let least = rows.iter().find(|r| r.scheduling == FleetPolicy::LeastConnections.label());

@@ -324,6 +324,16 @@ fn relative(ours: u64, theirs: u64) -> String {
     if change <= 0.0 { format!("{:.0}% fewer", -change * 100.0) } else { format!("{:.0}% more", change * 100.0) }
 }
 
+/// The failures of each row that had any, as a list under its table.
+pub(crate) fn write_failures(out: &mut String, rows: &[&ScenarioResult]) {
+    use std::fmt::Write as _;
+    for r in rows.iter().filter(|r| r.failed > 0) {
+        for (message, n) in &r.failures {
+            let _ = writeln!(out, "\n- {}: {n} x `{message}`", r.scheduling);
+        }
+    }
+}
+
 /// `12.34`, or `failed` when the percentile is a failure.
 pub(crate) fn seconds_or_failed(value: Option<f64>) -> String {
     value.map_or_else(|| "failed".to_string(), |v| format!("{v:.2}"))
@@ -417,11 +427,7 @@ pub fn markdown(report: &ReplayReport) -> String {
                 r.wall_secs
             );
         }
-        for r in rows.iter().filter(|r| r.failed > 0) {
-            for (message, n) in &r.failures {
-                let _ = writeln!(out, "\n- {}: {n} x `{message}`", r.scheduling);
-            }
-        }
+        write_failures(&mut out, &rows);
         let in_order = report.optimum.iter().find(|o| o.gpus == case && o.max_bypass_ms == 0);
         if let Some(row) = in_order {
             let best = row.optimum;
