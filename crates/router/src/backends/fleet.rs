@@ -13,7 +13,7 @@
 //! or fails before the first byte is skipped for the next. Until the next poll, the front counts its own forwards in
 //! the view (a request in flight, a load it started), so a burst does not pile onto one node between two readings.
 
-use super::{Admission, Backend, BackendStats, BackendView, Hold};
+use super::{Admission, Backend, BackendStats, BackendView, Hold, read_key};
 use crate::engine::Surface;
 use crate::error::RouterError;
 use crate::forward::{ForwardFailure, Forwarder, Reply};
@@ -95,14 +95,7 @@ impl NodeMetrics {
 impl Node {
     fn new(index: usize, config: BackendConfig, metrics: &crate::metrics::Metrics) -> Self {
         let metrics = NodeMetrics::new(metrics, &config.name);
-        let key = (!config.api_key_env.is_empty())
-            .then(|| std::env::var(&config.api_key_env).ok())
-            .flatten()
-            .map(|k| k.trim().to_string())
-            .filter(|k| !k.is_empty());
-        if !config.api_key_env.is_empty() && key.is_none() {
-            tracing::warn!(node = %config.name, variable = %config.api_key_env, "the node's key variable is not set");
-        }
+        let key = read_key(&config);
         let http = HttpClient::new(&HttpClientOptions {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             ..HttpClientOptions::default()
@@ -140,16 +133,25 @@ impl Node {
         self.status.lock().is_ok_and(|s| s.healthy)
     }
 
+    /// A buffered call to the node's `path` with its key, answered within `timeout`.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<bytes::Bytes>,
+        timeout: Duration,
+    ) -> Result<switchyard_core::http::BufferedResponse, RouterError> {
+        let url = join_url(&self.config.url, path);
+        let request = build_request_with_key(method, &url, body, self.key.as_deref())
+            .map_err(|e| RouterError::Internal(e.to_string()))?;
+        self.http.send_buffered(request, timeout).await.map_err(RouterError::from)
+    }
+
     /// Reads the node's `/admin/state`.
     async fn read(&self) -> Result<NodeState, String> {
         let url = join_url(&self.config.url, "/admin/state");
-        let request =
-            build_request_with_key(Method::GET, &url, None, self.key.as_deref()).map_err(|e| e.to_string())?;
-        let resp = self
-            .http
-            .send_buffered(request, Duration::from_secs(self.config.control_timeout_secs))
-            .await
-            .map_err(|e| e.to_string())?;
+        let timeout = Duration::from_secs(self.config.control_timeout_secs);
+        let resp = self.call(Method::GET, "/admin/state", None, timeout).await.map_err(|e| e.to_string())?;
         if !resp.status.is_success() {
             return Err(format!("{url} answered {}: {}", resp.status.as_u16(), error_message(&resp.body)));
         }
@@ -221,15 +223,9 @@ impl Node {
 
     /// Asks the node's own `POST /admin/vram/{op}` for `model`: its answer, or its error.
     async fn vram_op(&self, op: &str, model: &str) -> Result<serde_json::Value, RouterError> {
-        let url = join_url(&self.config.url, &format!("/admin/vram/{op}"));
         let body = bytes::Bytes::from(serde_json::json!({ "model": model }).to_string());
-        let request = build_request_with_key(Method::POST, &url, Some(body), self.key.as_deref())
-            .map_err(|e| RouterError::Internal(e.to_string()))?;
-        let resp = self
-            .http
-            .send_buffered(request, Duration::from_secs(self.config.first_byte_timeout_secs))
-            .await
-            .map_err(RouterError::from)?;
+        let timeout = Duration::from_secs(self.config.first_byte_timeout_secs);
+        let resp = self.call(Method::POST, &format!("/admin/vram/{op}"), Some(body), timeout).await?;
         let message = || format!("fleet node {}: {}", self.config.name, error_message(&resp.body));
         match resp.status.as_u16() {
             200..=299 => serde_json::from_slice(&resp.body).map_err(|e| RouterError::UpstreamFailed(e.to_string())),
@@ -500,13 +496,7 @@ impl Fleet {
         let Some(node) = self.nodes.iter().find(|n| n.healthy() && serves(n)) else {
             return Err(RouterError::Unreachable("no fleet node answers; check the nodes in /admin/backends".into()));
         };
-        let url = join_url(&node.config.url, path);
-        let request = build_request_with_key(method, &url, body, node.key.as_deref())
-            .map_err(|e| RouterError::Internal(e.to_string()))?;
-        node.http
-            .send_buffered(request, Duration::from_secs(node.config.control_timeout_secs))
-            .await
-            .map_err(RouterError::from)
+        node.call(method, path, body, Duration::from_secs(node.config.control_timeout_secs)).await
     }
 
     /// The fleet's loaded models, as `/api/ps` entries of `specs` (each once, with the nodes holding it).

@@ -48,6 +48,24 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
+/// The key a `[[backends]]` entry names (`api_key_env`), read once from the environment; a warning when the variable
+/// is named but not set.
+fn read_key(config: &BackendConfig) -> Option<String> {
+    if config.api_key_env.is_empty() {
+        return None;
+    }
+    // A key from a mounted secret file often ends in a newline, which no header may carry.
+    let key = std::env::var(&config.api_key_env).ok().map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
+    if key.is_none() {
+        tracing::warn!(
+            backend = %config.name,
+            variable = %config.api_key_env,
+            "the key variable is not set; requests go without a key"
+        );
+    }
+    key
+}
+
 /// Counters of one backend, for `/admin/backends`.
 #[derive(Debug, Default)]
 pub struct BackendStats {
@@ -204,20 +222,7 @@ pub struct OpenAiBackend {
 
 impl OpenAiBackend {
     fn new(index: usize, config: BackendConfig, queue_limit: u32, metrics: Metrics) -> Self {
-        let key = (!config.api_key_env.is_empty())
-            .then(|| std::env::var(&config.api_key_env).ok())
-            .flatten()
-            // A key from a mounted secret file often ends in a newline, which no header may carry.
-            .map(|k| k.trim().to_string())
-            .filter(|k| !k.is_empty())
-            .map(|k| ApiKey(Arc::from(k)));
-        if !config.api_key_env.is_empty() && key.is_none() {
-            tracing::warn!(
-                backend = %config.name,
-                variable = %config.api_key_env,
-                "the API key variable is not set; requests go without a key"
-            );
-        }
+        let key = read_key(&config).map(|k| ApiKey(Arc::from(k)));
         let http = HttpClient::new(&HttpClientOptions {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             // Below the keep-alive timeout servers commonly use (llama.cpp's is 5 s), so that an idle pooled
