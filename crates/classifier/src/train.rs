@@ -180,6 +180,77 @@ pub fn run(examples: &[Example], settings: &Settings) -> Result<Outcome, Classif
     Ok(Outcome { model, report, learned, rules, validation })
 }
 
+/// Cross-validation by source over the training and validation sources (never the test sources): the sources are
+/// dealt into `folds` groups, round-robin within each source's main category in a seeded order, and each group is
+/// predicted by a model trained on the others. It asks what the held-out split asks (how well does the model read a
+/// source it has never seen?) over many more sources, so data and settings can be chosen on it.
+pub struct CrossValidation {
+    /// Accuracy of each source's prompts of each category when its group was held out: (source, category, right,
+    /// prompts).
+    pub per_source: Vec<(String, Category, u32, u32)>,
+    /// The pooled confusion matrix (its reliability bins and log loss are left empty).
+    pub pooled: Evaluation,
+}
+
+impl CrossValidation {
+    /// Per category: the mean over its sources of their accuracy (each source weighs the same), and how many.
+    pub fn source_mean(&self, category: Category) -> Option<(f64, usize)> {
+        let accuracies: Vec<f64> = self
+            .per_source
+            .iter()
+            .filter(|(_, c, _, n)| *c == category && *n > 0)
+            .map(|(_, _, k, n)| f64::from(*k) / f64::from(*n))
+            .collect();
+        (!accuracies.is_empty()).then(|| (accuracies.iter().sum::<f64>() / accuracies.len() as f64, accuracies.len()))
+    }
+}
+
+/// Runs the cross-validation by source (see [`CrossValidation`]).
+pub fn cross_validate(examples: &[Example], settings: &Settings, folds: usize) -> CrossValidation {
+    let sampled = sample_per_source(examples, settings);
+    let pool: Vec<&Example> = sampled.into_iter().filter(|e| e.split != Split::Test).collect();
+    let mut counts: BTreeMap<&str, [usize; CLASSES]> = BTreeMap::new();
+    for e in &pool {
+        counts.entry(e.source.as_str()).or_insert([0; CLASSES])[e.category.index()] += 1;
+    }
+    let mut by_category: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+    for (source, n) in &counts {
+        let main = (0..CLASSES).max_by_key(|c| (n[*c], CLASSES - c)).unwrap_or(0);
+        by_category.entry(main).or_default().push(source);
+    }
+    let folds = folds.max(2);
+    let mut fold_of: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut next = 0;
+    for sources in by_category.values_mut() {
+        sources.sort_by_key(|s| text_hash(s, settings.seed));
+        for source in sources.iter() {
+            fold_of.insert(source, next % folds);
+            next += 1;
+        }
+    }
+    let mut pooled = evaluate(&[], |_| [0.0; CLASSES]);
+    let mut tally: BTreeMap<(String, usize), (u32, u32)> = BTreeMap::new();
+    for fold in 0..folds {
+        let held: Vec<&Example> =
+            pool.iter().copied().filter(|e| fold_of.get(e.source.as_str()) == Some(&fold)).collect();
+        if held.is_empty() {
+            continue;
+        }
+        let train: Vec<&Example> =
+            pool.iter().copied().filter(|e| fold_of.get(e.source.as_str()) != Some(&fold)).collect();
+        let classifier = Classifier::with_model(fit_model(&train, settings));
+        for e in &held {
+            let predicted = crate::model::argmax(&classifier.probabilities(&e.text));
+            pooled.confusion[e.category.index()][predicted] += 1;
+            let entry = tally.entry((e.source.clone(), e.category.index())).or_default();
+            entry.0 += u32::from(predicted == e.category.index());
+            entry.1 += 1;
+        }
+    }
+    let per_source = tally.into_iter().map(|((s, c), (k, n))| (s, Category::ALL[c], k, n)).collect();
+    CrossValidation { per_source, pooled }
+}
+
 /// Logits a classifier gives one text before its temperature (temperature 1 is applied by a unit-temperature copy).
 fn raw_logits(classifier: &Classifier, text: &str) -> [f32; CLASSES] {
     let p = classifier.probabilities(text);
@@ -205,7 +276,8 @@ fn best_temperature(scored: &[([f32; CLASSES], usize)]) -> f32 {
     best.0
 }
 
-/// At most `max_per_source` examples of each source, chosen by a seeded hash of the text (stable under reordering).
+/// At most `max_per_source` examples of each training or validation source, chosen by a seeded hash of the text
+/// (stable under reordering); test sources are kept whole.
 fn sample_per_source<'a>(examples: &'a [Example], settings: &Settings) -> Vec<&'a Example> {
     let mut by_source: BTreeMap<&str, Vec<&Example>> = BTreeMap::new();
     for e in examples {
@@ -214,7 +286,10 @@ fn sample_per_source<'a>(examples: &'a [Example], settings: &Settings) -> Vec<&'
     let mut out = Vec::new();
     for (_, mut list) in by_source {
         list.sort_by_key(|e| (text_hash(&e.text, settings.seed), e.text.len()));
-        list.truncate(settings.max_per_source);
+        // The cap shapes training; the held-out figures are always on the whole test sources.
+        if list.iter().any(|e| e.split != Split::Test) {
+            list.truncate(settings.max_per_source);
+        }
         out.extend(list);
     }
     out
@@ -630,19 +705,21 @@ mod tests {
         assert!(err.to_string().contains("line 1"), "{err}");
     }
 
+    /// Five words per category, for tiny corpora a model can learn.
+    const WORDS: [(Category, &str); 7] = [
+        (Category::Coding, "python function code bug compile"),
+        (Category::Math, "solve equation integral number sum"),
+        (Category::Reasoning, "puzzle logic deduce who sits left"),
+        (Category::Factual, "capital country who invented year"),
+        (Category::Creative, "poem story haiku lyrics verse"),
+        (Category::Extraction, "passage context extract span answer"),
+        (Category::General, "hello thanks advice recommend chat"),
+    ];
+
     #[test]
     fn a_tiny_corpus_trains_a_model_that_learns_it() {
-        let words = [
-            (Category::Coding, "python function code bug compile"),
-            (Category::Math, "solve equation integral number sum"),
-            (Category::Reasoning, "puzzle logic deduce who sits left"),
-            (Category::Factual, "capital country who invented year"),
-            (Category::Creative, "poem story haiku lyrics verse"),
-            (Category::Extraction, "passage context extract span answer"),
-            (Category::General, "hello thanks advice recommend chat"),
-        ];
         let mut corpus = Vec::new();
-        for (c, vocab) in words {
+        for (c, vocab) in WORDS {
             let vocab: Vec<&str> = vocab.split(' ').collect();
             for i in 0..40 {
                 let text = format!("{} {} {}", vocab[i % 5], vocab[(i / 5) % 5], vocab[(i + 2) % 5]);
@@ -662,6 +739,32 @@ mod tests {
         assert!(outcome.report.contains("| **all** |"));
         let again = run(&corpus, &settings).unwrap();
         assert_eq!(outcome.model.to_bytes(), again.model.to_bytes(), "training is deterministic");
+    }
+
+    #[test]
+    fn cross_validation_predicts_each_source_by_a_model_that_never_saw_it() {
+        let mut corpus = Vec::new();
+        for (c, vocab) in WORDS {
+            let vocab: Vec<&str> = vocab.split(' ').collect();
+            for i in 0..60 {
+                let text = format!("{} {} {} {i}", vocab[i % 5], vocab[(i / 5) % 5], vocab[(i + 2) % 5]);
+                let split = if i % 6 == 5 { Split::Test } else { Split::Train };
+                corpus.push(example(&text, c, &format!("{}-{}", c.as_str(), i % 3), split));
+            }
+        }
+        // A source that calls math's words `general`: a model that saw it would learn some of its labels; one that
+        // did not reads its prompts as math.
+        for i in 0..30 {
+            corpus.push(example(&format!("solve equation sum number odd {i}"), Category::General, "odd", Split::Train));
+        }
+        let cv = cross_validate(&corpus, &Settings { bits: 12, epochs: 4, ..Settings::default() }, 3);
+        let predicted: u32 = cv.per_source.iter().map(|(_, _, _, n)| n).sum();
+        let pool = corpus.iter().filter(|e| e.split != Split::Test).count();
+        assert_eq!(predicted as usize, pool, "every training prompt is predicted once, no test prompt");
+        let odd = cv.per_source.iter().find(|(s, ..)| s == "odd").map(|(_, _, k, n)| (*k, *n));
+        assert_eq!(odd, Some((0, 30)), "the odd source was held out of the model that predicted it");
+        let (mean, sources) = cv.source_mean(Category::Coding).unwrap();
+        assert!(mean > 0.9 && sources == 3, "{mean} over {sources}");
     }
 
     #[test]

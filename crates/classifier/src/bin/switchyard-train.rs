@@ -43,6 +43,10 @@ struct Args {
     /// Seed of shuffles and samples.
     #[arg(long, default_value_t = Settings::default().seed)]
     seed: u64,
+    /// Instead of training: cross-validate by source over the training and validation sources in this many groups
+    /// (each predicted by a model trained on the others) and print per-source and per-category accuracy.
+    #[arg(long, value_name = "GROUPS")]
+    cross_validate: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +61,10 @@ fn main() -> anyhow::Result<()> {
         seed: args.seed,
         ..Settings::default()
     };
+    if let Some(groups) = args.cross_validate {
+        print_cross_validation(&train::cross_validate(&corpus, &settings, groups));
+        return Ok(());
+    }
     eprintln!("training on {} examples ...", corpus.len());
     let outcome = train::run(&corpus, &settings)?;
     std::fs::write(&args.out, outcome.model.to_bytes()).with_context(|| format!("writing {}", args.out.display()))?;
@@ -90,4 +98,29 @@ fn main() -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// The cross-validation's figures: per source, then per category (pooled, and the mean over sources).
+fn print_cross_validation(cv: &train::CrossValidation) {
+    println!("| source | category | prompts | accuracy |\n|---|---|---:|---:|");
+    for (source, category, right, n) in &cv.per_source {
+        println!("| {source} | {category} | {n} | {:.1}% |", f64::from(*right) * 100.0 / f64::from((*n).max(1)));
+    }
+    println!("\n| category | prompts | pooled | mean over sources (sources) |\n|---|---:|---:|---:|");
+    let mut means = Vec::new();
+    for c in switchyard_core::Category::ALL {
+        let (k, n) = cv.pooled.category(c);
+        let mean = cv.source_mean(c);
+        if let Some((m, _)) = mean {
+            means.push(m);
+        }
+        let mean = mean.map_or_else(|| "-".to_string(), |(m, s)| format!("{:.1}% ({s})", m * 100.0));
+        println!("| {c} | {n} | {:.1}% | {mean} |", f64::from(k) * 100.0 / f64::from(n.max(1)));
+    }
+    let overall = means.iter().sum::<f64>() / means.len().max(1) as f64;
+    println!(
+        "\npooled {:.1}%, mean over categories of the source means {:.1}%",
+        cv.pooled.accuracy() * 100.0,
+        overall * 100.0
+    );
 }
