@@ -192,6 +192,29 @@ async fn decisions_and_load_events_newest_first() {
             "{}",
             t.engine
         );
+        // A batch longer than one statement's rows goes in whole and in order, each row with its own values.
+        let batch: Vec<DecisionRecord> = (0..150)
+            .map(|i| DecisionRecord {
+                id: None,
+                request_id: format!("batch-{i}"),
+                at: 100 + i,
+                surface: if i % 2 == 0 { "ollama" } else { "openai" }.into(),
+                category: "math".into(),
+                requested: "auto".into(),
+                chosen: format!("model-{i}"),
+                quality_preference: i as f64 / 150.0,
+                decision_us: i as f64,
+                candidates_json: format!("[{i}]"),
+            })
+            .collect();
+        s.insert_decisions(&batch).await.unwrap();
+        let mut stored = s.decisions(200).await.unwrap();
+        assert_eq!(stored.len(), 155, "{}", t.engine);
+        stored.truncate(150);
+        stored.reverse();
+        for (got, want) in stored.iter().zip(&batch) {
+            assert_eq!(DecisionRecord { id: None, ..got.clone() }, *want, "{}", t.engine);
+        }
 
         for (model, kind) in [("a:latest", "load"), ("b:latest", "load"), ("a:latest", "evict")] {
             s.insert_load_event(&LoadEvent {

@@ -1,6 +1,7 @@
 //! Background store writes: routing decisions, load events and measurements go through a bounded queue to one
-//! task, so a slow or unavailable store never blocks a request. When the queue is full a write is dropped and
-//! counted; a failed write is retried a few times, then dropped and counted.
+//! task, so a slow or unavailable store never blocks a request. Decisions that come within 50 ms of each other
+//! (with nothing else queued between them) are written together, in one statement per 64. When the queue is full a
+//! write is dropped and counted; a failed write is retried a few times, then dropped and counted.
 
 use prometheus::IntCounter;
 use prometheus::IntCounterVec;
@@ -47,6 +48,35 @@ pub struct StoreWriter {
 /// Attempts per write before it is dropped.
 const ATTEMPTS: u32 = 3;
 
+/// Decisions are written together, this many at most: under load a sampled decision then costs a share of one
+/// statement and one commit instead of its own.
+const DECISION_BATCH: usize = 256;
+
+/// How long the writer gathers decisions after the first before writing them (at once when shutting down): a
+/// moment next to the store's readers (`/admin/decisions?source=store`), long enough to batch a busy router's
+/// decisions.
+const DECISION_LINGER: Duration = Duration::from_millis(50);
+
+/// What the writer does next: the decisions queued one after another, or one other write.
+enum Job {
+    Decisions(Vec<DecisionRecord>),
+    One(Write),
+}
+
+impl Job {
+    /// The writes it stands for (each counts when dropped).
+    fn len(&self) -> u64 {
+        match self {
+            Job::Decisions(batch) => batch.len() as u64,
+            Job::One(_) => 1,
+        }
+    }
+
+    fn is_cache_put(&self) -> bool {
+        matches!(self, Job::One(Write::CachePut(_)))
+    }
+}
+
 impl StoreWriter {
     /// Starts the writer task (owned by `tracker`; it drains what is queued, then stops, at shutdown).
     pub fn start(
@@ -60,31 +90,67 @@ impl StoreWriter {
     ) -> Self {
         let (tx, mut rx) = mpsc::channel::<Write>(capacity.max(1));
         tracker.spawn(async move {
+            // A write taken from the queue while gathering decisions, done next.
+            let mut carried: Option<Write> = None;
             loop {
-                let write = tokio::select! {
-                    w = rx.recv() => w,
-                    _ = shutdown.cancelled() => {
-                        rx.close();
-                        rx.recv().await
-                    }
+                let write = match carried.take() {
+                    Some(w) => Some(w),
+                    None => tokio::select! {
+                        w = rx.recv() => w,
+                        _ = shutdown.cancelled() => {
+                            rx.close();
+                            rx.recv().await
+                        }
+                    },
                 };
                 let Some(write) = write else { break };
+                let job = match write {
+                    Write::Decision(first) => {
+                        let mut batch = vec![first];
+                        let until = tokio::time::Instant::now() + DECISION_LINGER;
+                        while batch.len() < DECISION_BATCH {
+                            let next = if shutdown.is_cancelled() {
+                                rx.try_recv().ok()
+                            } else {
+                                tokio::select! {
+                                    w = rx.recv() => w,
+                                    _ = tokio::time::sleep_until(until) => None,
+                                    _ = shutdown.cancelled() => rx.try_recv().ok(),
+                                }
+                            };
+                            match next {
+                                Some(Write::Decision(d)) => batch.push(d),
+                                // Anything else is written after this batch, in its place in the queue.
+                                Some(other) => {
+                                    carried = Some(other);
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                        Job::Decisions(batch)
+                    }
+                    other => Job::One(other),
+                };
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
-                    let result = match &write {
-                        Write::Decision(d) => store.insert_decision(d).await,
-                        Write::LoadEvent(e) => store.insert_load_event(e).await,
-                        Write::Measurement { model, load_seconds, vram_bytes, num_ctx } => {
+                    let result = match &job {
+                        Job::Decisions(batch) => store.insert_decisions(batch).await,
+                        Job::One(Write::Decision(d)) => store.insert_decision(d).await,
+                        Job::One(Write::LoadEvent(e)) => store.insert_load_event(e).await,
+                        Job::One(Write::Measurement { model, load_seconds, vram_bytes, num_ctx }) => {
                             store.record_model_measurement(model, *load_seconds, *vram_bytes, Some(*num_ctx)).await
                         }
-                        Write::CachePut(record) => store.cache_put(record).await,
-                        Write::CachePrune { keep, before } => store.cache_prune(*keep, *before).await.map(drop),
-                        Write::CacheDelete { model } => store.cache_delete(Some(model), None).await.map(drop),
+                        Job::One(Write::CachePut(record)) => store.cache_put(record).await,
+                        Job::One(Write::CachePrune { keep, before }) => {
+                            store.cache_prune(*keep, *before).await.map(drop)
+                        }
+                        Job::One(Write::CacheDelete { model }) => store.cache_delete(Some(model), None).await.map(drop),
                     };
                     match result {
                         Ok(()) => {
-                            if matches!(write, Write::CachePut(_)) {
+                            if job.is_cache_put() {
                                 cache_writes.with_label_values(&["ok"]).inc();
                             }
                             break;
@@ -94,9 +160,9 @@ impl StoreWriter {
                             tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "store write dropped after retries");
-                            failed.inc();
-                            if matches!(write, Write::CachePut(_)) {
+                            tracing::warn!(error = %e, writes = job.len(), "store write dropped after retries");
+                            failed.inc_by(job.len());
+                            if job.is_cache_put() {
                                 cache_writes.with_label_values(&["error"]).inc();
                             }
                             break;
@@ -123,5 +189,101 @@ impl VramEventSink for StoreWriter {
 
     fn measured(&self, model: &ModelName, load_seconds: Option<f64>, vram_bytes: Option<u64>, num_ctx: u64) {
         self.write(Write::Measurement { model: model.to_string(), load_seconds, vram_bytes, num_ctx });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use prometheus::Opts;
+    use switchyard_core::store::SqlStore;
+
+    fn decision(i: usize) -> DecisionRecord {
+        DecisionRecord {
+            id: None,
+            request_id: format!("req-{i}"),
+            at: i as i64,
+            surface: "ollama".into(),
+            category: "coding".into(),
+            requested: "auto".into(),
+            chosen: "m:1b".into(),
+            quality_preference: 0.5,
+            decision_us: 1.0,
+            candidates_json: "[]".into(),
+        }
+    }
+
+    async fn writer(dir: &tempfile::TempDir) -> (Arc<dyn Store>, StoreWriter, CancellationToken, TaskTracker) {
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url, 1).await.unwrap());
+        let counter = |name: &str| IntCounter::new(name, "test").unwrap();
+        let cache_writes = IntCounterVec::new(Opts::new("cache_writes", "test"), &["result"]).unwrap();
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let writer = StoreWriter::start(
+            Arc::clone(&store),
+            1024,
+            counter("dropped"),
+            counter("failed"),
+            cache_writes,
+            shutdown.clone(),
+            &tracker,
+        );
+        (store, writer, shutdown, tracker)
+    }
+
+    #[tokio::test]
+    async fn decisions_are_written_a_moment_after_they_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, writer, shutdown, tracker) = writer(&dir).await;
+        for i in 0..5 {
+            writer.write(Write::Decision(decision(i)));
+        }
+        // No shutdown to flush them: the batch goes out when the linger ends.
+        let end = tokio::time::Instant::now() + Duration::from_secs(10);
+        while store.decisions(10).await.unwrap().len() < 5 && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.decisions(10).await.unwrap().len(), 5);
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    #[tokio::test]
+    async fn decisions_written_together_keep_their_order_and_the_writes_between_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, writer, shutdown, tracker) = writer(&dir).await;
+        // Queued before the writer runs (this test's runtime has one thread): the decisions are gathered into
+        // batches around the load event, which must still be written, and in its place.
+        for i in 0..600 {
+            writer.write(Write::Decision(decision(i)));
+            if i == 300 {
+                writer.load_event(LoadEvent {
+                    id: None,
+                    at: 300,
+                    model: "m:1b".into(),
+                    kind: "load".into(),
+                    reason: "request".into(),
+                    strategy: None,
+                    duration_ms: Some(1.0),
+                    bytes: None,
+                    ok: true,
+                    error: None,
+                });
+            }
+        }
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        let stored = store.decisions(1000).await.unwrap();
+        let ids: Vec<String> = stored.iter().rev().map(|d| d.request_id.clone()).collect();
+        assert_eq!(ids, (0..600).map(|i| format!("req-{i}")).collect::<Vec<_>>());
+        // The load event taken from the queue while decisions were gathered is written too.
+        let events = store.load_events(None, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(writer.dropped.get(), 0);
     }
 }

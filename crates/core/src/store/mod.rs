@@ -84,8 +84,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// written.
     async fn scores_version(&self) -> Result<(i64, i64), CoreError>;
 
+    /// Appends routing decisions, in order, all or none.
+    async fn insert_decisions(&self, decisions: &[DecisionRecord]) -> Result<(), CoreError>;
+
     /// Appends a routing decision.
-    async fn insert_decision(&self, decision: &DecisionRecord) -> Result<(), CoreError>;
+    async fn insert_decision(&self, decision: &DecisionRecord) -> Result<(), CoreError> {
+        self.insert_decisions(std::slice::from_ref(decision)).await
+    }
 
     /// The newest `limit` decisions, newest first.
     async fn decisions(&self, limit: u32) -> Result<Vec<DecisionRecord>, CoreError>;

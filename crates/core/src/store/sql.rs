@@ -333,6 +333,28 @@ fn load_event_from_row(row: &AnyRow) -> Result<LoadEvent, sqlx::Error> {
     })
 }
 
+/// Rows per multi-row `INSERT` of decisions: 9 parameters each stays far below SQLite's oldest limit of 999
+/// parameters per statement.
+const DECISIONS_PER_STATEMENT: usize = 64;
+
+/// `head` followed by `rows` groups of `columns` numbered placeholders: `($1, $2), ($3, $4)`.
+fn multi_row_insert(head: &str, columns: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * columns * 5);
+    sql.push_str(head);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 #[async_trait]
 impl Store for SqlStore {
     fn engine(&self) -> Engine {
@@ -639,22 +661,41 @@ impl Store for SqlStore {
         Ok((row.try_get::<i64, _>("n")?, row.try_get::<i64, _>("latest")?))
     }
 
-    async fn insert_decision(&self, d: &DecisionRecord) -> Result<(), CoreError> {
-        sqlx::query(
-            "INSERT INTO routing_decisions (request_id, at, surface, category, requested, chosen, quality_preference, \
-             decision_us, candidates_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&d.request_id)
-        .bind(d.at)
-        .bind(&d.surface)
-        .bind(&d.category)
-        .bind(&d.requested)
-        .bind(&d.chosen)
-        .bind(d.quality_preference)
-        .bind(d.decision_us)
-        .bind(&d.candidates_json)
-        .execute(&self.pool)
-        .await?;
+    async fn insert_decisions(&self, decisions: &[DecisionRecord]) -> Result<(), CoreError> {
+        // One multi-row statement per chunk: a batch costs a few round trips to the database and one commit instead
+        // of one of each per row. A single statement commits on its own; more are wrapped in one transaction.
+        let statements = decisions.chunks(DECISIONS_PER_STATEMENT).map(|chunk| {
+            let sql = multi_row_insert(
+                "INSERT INTO routing_decisions (request_id, at, surface, category, requested, chosen, \
+                 quality_preference, decision_us, candidates_json) VALUES ",
+                9,
+                chunk.len(),
+            );
+            // Only the statement's own text and numbered placeholders: every value is bound.
+            chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, d| {
+                query
+                    .bind(&d.request_id)
+                    .bind(d.at)
+                    .bind(&d.surface)
+                    .bind(&d.category)
+                    .bind(&d.requested)
+                    .bind(&d.chosen)
+                    .bind(d.quality_preference)
+                    .bind(d.decision_us)
+                    .bind(&d.candidates_json)
+            })
+        });
+        if decisions.len() <= DECISIONS_PER_STATEMENT {
+            for query in statements {
+                query.execute(&self.pool).await?;
+            }
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for query in statements {
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
