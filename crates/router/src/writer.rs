@@ -1,7 +1,8 @@
 //! Background store writes: routing decisions, load events and measurements go through a bounded queue to one
-//! task, so a slow or unavailable store never blocks a request. Decisions that come within 50 ms of each other
-//! (with nothing else queued between them) are written together, in one statement per 64. When the queue is full a
-//! write is dropped and counted; a failed write is retried a few times, then dropped and counted.
+//! task, so a slow or unavailable store never blocks a request. Decisions that come within 50 ms of the first one
+//! (with nothing else queued between them) are written together, in one statement per 64 rows. When the queue is
+//! full a write is dropped and counted; a failed write is retried a few times, then dropped and counted (a batch of
+//! decisions as a whole).
 
 use prometheus::IntCounter;
 use prometheus::IntCounterVec;
@@ -106,28 +107,9 @@ impl StoreWriter {
                 let Some(write) = write else { break };
                 let job = match write {
                     Write::Decision(first) => {
-                        let mut batch = vec![first];
-                        let until = tokio::time::Instant::now() + DECISION_LINGER;
-                        while batch.len() < DECISION_BATCH {
-                            let next = if shutdown.is_cancelled() {
-                                rx.try_recv().ok()
-                            } else {
-                                tokio::select! {
-                                    w = rx.recv() => w,
-                                    _ = tokio::time::sleep_until(until) => None,
-                                    _ = shutdown.cancelled() => rx.try_recv().ok(),
-                                }
-                            };
-                            match next {
-                                Some(Write::Decision(d)) => batch.push(d),
-                                // Anything else is written after this batch, in its place in the queue.
-                                Some(other) => {
-                                    carried = Some(other);
-                                    break;
-                                }
-                                None => break,
-                            }
-                        }
+                        let (batch, next) = gather(first, &mut rx, &shutdown).await;
+                        // Anything else is written after this batch, in its place in the queue.
+                        carried = next;
                         Job::Decisions(batch)
                     }
                     other => Job::One(other),
@@ -182,6 +164,34 @@ impl StoreWriter {
     }
 }
 
+/// The decisions that follow `first` in the queue within `DECISION_LINGER` of it (up to `DECISION_BATCH` in all;
+/// what is already queued, without waiting, once shutting down), and the other write that ended the run, if one did.
+async fn gather(
+    first: DecisionRecord,
+    rx: &mut mpsc::Receiver<Write>,
+    shutdown: &CancellationToken,
+) -> (Vec<DecisionRecord>, Option<Write>) {
+    let mut batch = vec![first];
+    let until = tokio::time::Instant::now() + DECISION_LINGER;
+    while batch.len() < DECISION_BATCH {
+        let next = if shutdown.is_cancelled() {
+            rx.try_recv().ok()
+        } else {
+            tokio::select! {
+                w = rx.recv() => w,
+                _ = tokio::time::sleep_until(until) => None,
+                _ = shutdown.cancelled() => rx.try_recv().ok(),
+            }
+        };
+        match next {
+            Some(Write::Decision(d)) => batch.push(d),
+            Some(other) => return (batch, Some(other)),
+            None => break,
+        }
+    }
+    (batch, None)
+}
+
 impl VramEventSink for StoreWriter {
     fn load_event(&self, event: LoadEvent) {
         self.write(Write::LoadEvent(event));
@@ -234,22 +244,76 @@ mod tests {
         (store, writer, shutdown, tracker)
     }
 
-    #[tokio::test]
-    async fn decisions_are_written_a_moment_after_they_come() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, writer, shutdown, tracker) = writer(&dir).await;
-        for i in 0..5 {
-            writer.write(Write::Decision(decision(i)));
+    fn load_event() -> LoadEvent {
+        LoadEvent {
+            id: None,
+            at: 300,
+            model: "m:1b".into(),
+            kind: "load".into(),
+            reason: "request".into(),
+            strategy: None,
+            duration_ms: Some(1.0),
+            bytes: None,
+            ok: true,
+            error: None,
         }
-        // No shutdown to flush them: the batch goes out when the linger ends.
-        let end = tokio::time::Instant::now() + Duration::from_secs(10);
-        while store.decisions(10).await.unwrap().len() < 5 && tokio::time::Instant::now() < end {
+    }
+
+    fn queued_decision(rx: &mut mpsc::Receiver<Write>) -> DecisionRecord {
+        match rx.try_recv() {
+            Ok(Write::Decision(d)) => d,
+            _ => panic!("a decision is next in the queue"),
+        }
+    }
+
+    fn ids(batch: &[DecisionRecord]) -> Vec<i64> {
+        batch.iter().map(|d| d.at).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn decisions_are_gathered_up_to_a_batch_until_another_write_or_the_linger() {
+        let (tx, mut rx) = mpsc::channel(1024);
+        for i in 0..300 {
+            tx.try_send(Write::Decision(decision(i))).unwrap();
+        }
+        tx.try_send(Write::LoadEvent(load_event())).unwrap();
+        tx.try_send(Write::Decision(decision(300))).unwrap();
+        let shutdown = CancellationToken::new();
+        let (batch, rest) = gather(queued_decision(&mut rx), &mut rx, &shutdown).await;
+        assert_eq!(ids(&batch), (0..256).collect::<Vec<_>>(), "a full batch");
+        assert!(rest.is_none());
+        let first = queued_decision(&mut rx);
+        let (batch, rest) = gather(first, &mut rx, &shutdown).await;
+        assert_eq!(ids(&batch), (256..300).collect::<Vec<_>>(), "up to the load event");
+        assert!(matches!(rest, Some(Write::LoadEvent(_))), "the load event comes next");
+        // A lone decision waits out the linger for company, then goes alone.
+        let first = queued_decision(&mut rx);
+        let started = tokio::time::Instant::now();
+        let (batch, rest) = gather(first, &mut rx, &shutdown).await;
+        assert_eq!(ids(&batch), [300]);
+        assert!(rest.is_none());
+        assert_eq!(started.elapsed(), DECISION_LINGER);
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_ends_the_linger_at_once_and_takes_what_is_queued() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let late = tx.clone();
+        tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(store.decisions(10).await.unwrap().len(), 5);
-        shutdown.cancel();
-        tracker.close();
-        tracker.wait().await;
+            late.try_send(Write::Decision(decision(1))).unwrap();
+            late.try_send(Write::Decision(decision(2))).unwrap();
+            stop.cancel();
+        });
+        let started = tokio::time::Instant::now();
+        let (batch, rest) = gather(decision(0), &mut rx, &shutdown).await;
+        assert_eq!(ids(&batch), [0, 1, 2]);
+        assert!(rest.is_none());
+        assert_eq!(started.elapsed(), Duration::from_millis(10), "no wait for the rest of the linger");
+        drop(tx);
     }
 
     #[tokio::test]
@@ -257,22 +321,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, writer, shutdown, tracker) = writer(&dir).await;
         // Queued before the writer runs (this test's runtime has one thread): the decisions are gathered into
-        // batches around the load event, which must still be written, and in its place.
+        // batches around the load event, which must still be written; shutting down flushes them all.
         for i in 0..600 {
             writer.write(Write::Decision(decision(i)));
             if i == 300 {
-                writer.load_event(LoadEvent {
-                    id: None,
-                    at: 300,
-                    model: "m:1b".into(),
-                    kind: "load".into(),
-                    reason: "request".into(),
-                    strategy: None,
-                    duration_ms: Some(1.0),
-                    bytes: None,
-                    ok: true,
-                    error: None,
-                });
+                writer.load_event(load_event());
             }
         }
         shutdown.cancel();

@@ -9,13 +9,12 @@
 //! A poll task reads `/api/ps` and the GPU probe every `vram.poll_interval_ms` and the ledger reconciles: models
 //! Ollama dropped or loaded behind Switchyard's back are noticed, pinned models it dropped are loaded again, the
 //! unload threshold and idle TTLs are enforced. The ledger is published after every batch of commands through an
-//! `ArcSwap`, so readers (the scorer, `/admin/vram`) never wait on the actor; a batch that only admits requests to
-//! loaded models already serving and releases leases of models that stay busy (nobody waiting, nothing loading) is
-//! published with the next batch or 2 ms later.
+//! `ArcSwap`, so readers (the scorer, `/admin/vram`) never wait on the actor; a batch of releases alone that leaves
+//! every model it touched busy (nobody waiting, nothing loading) is published with the next batch or 2 ms later.
 
 use crate::error::VramError;
 use crate::events::VramEventSink;
-use crate::ledger::{Ledger, LedgerConfig, Observed, Plan, Residency};
+use crate::ledger::{Ledger, LedgerConfig, Observed, Plan};
 use crate::metrics::VramMetrics;
 use crate::probe::GpuProbe;
 use crate::shares::Shares;
@@ -43,10 +42,10 @@ const QUIET_GAPS: f64 = 3.0;
 /// How long the reading just before a load may take; past it the load goes ahead on the last poll's reading.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The longest a ledger changed only in the lease counts of busy models waits to be published (it goes out with the
-/// next batch of commands when one comes sooner): under load this saves a ledger copy per request without letting
-/// `/admin/vram` or the scorer miss a started or finished request for more than a moment.
-const COUNT_PUBLISH_DELAY: Duration = Duration::from_millis(2);
+/// The longest a ledger changed only by releases that leave their models busy waits to be published (it goes out
+/// with the next batch of commands when one comes sooner): under load this saves a ledger copy per request without
+/// letting `/admin/vram` or the scorer count a finished request for more than a moment.
+const RELEASE_PUBLISH_DELAY: Duration = Duration::from_millis(2);
 
 /// How long an unload may take to show in `/api/ps` before the manager reads the truth from the next poll.
 const UNLOAD_CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -420,15 +419,15 @@ impl Actor {
                 _ = sleep_until_opt(next_deadline) => None,
             };
             let epoch = self.epoch;
-            let mut only_counts = command.is_some();
+            let mut only_releases = command.is_some();
             if let Some(command) = command {
-                only_counts &= self.only_counts_of_busy_model(&command);
+                only_releases &= self.leaves_model_busy(&command);
                 self.handle(command);
                 // Take whatever else is queued before publishing once.
                 for _ in 0..256 {
                     match rx.try_recv() {
                         Ok(c) => {
-                            only_counts &= self.only_counts_of_busy_model(&c);
+                            only_releases &= self.leaves_model_busy(&c);
                             self.handle(c);
                         }
                         Err(_) => break,
@@ -436,12 +435,11 @@ impl Actor {
                 }
             }
             self.pass();
-            if only_counts && self.pending.is_empty() && self.epoch == epoch {
-                // Requests admitted on a model already serving and releases that leave their models busy, with
-                // nobody left waiting, change only a lease count: they are published with the next batch, or after
-                // COUNT_PUBLISH_DELAY at the latest. A model going busy or idle is published at once (plans treat
-                // busy and idle models differently).
-                publish_at.get_or_insert_with(|| Instant::now() + COUNT_PUBLISH_DELAY);
+            if only_releases && self.pending.is_empty() && self.epoch == epoch {
+                // Releases that leave their models busy, with nobody waiting, change only a lease count: they are
+                // published with the next batch, or after RELEASE_PUBLISH_DELAY at the latest. A model going idle
+                // is published at once (plans treat busy and idle models differently).
+                publish_at.get_or_insert_with(|| Instant::now() + RELEASE_PUBLISH_DELAY);
             } else {
                 self.publish();
                 publish_at = None;
@@ -452,18 +450,9 @@ impl Actor {
         }
     }
 
-    /// A command that changes no more than a lease count of a model that stays busy: a release after which the model
-    /// still has leases, or a request for a loaded model that already has one (admitted at once unless someone
-    /// waits, which `run` checks). Its publication may wait (see `run`).
-    fn only_counts_of_busy_model(&self, command: &Command) -> bool {
-        match command {
-            Command::Release(model) => self.ledger.entry(model).is_some_and(|e| e.in_flight > 1),
-            Command::Acquire { model, .. } => self
-                .ledger
-                .entry(model)
-                .is_some_and(|e| e.in_flight > 0 && matches!(e.residency, Residency::Loaded { .. })),
-            _ => false,
-        }
+    /// A release after which its model still has leases: its publication may wait (see `run`).
+    fn leaves_model_busy(&self, command: &Command) -> bool {
+        matches!(command, Command::Release(model) if self.ledger.entry(model).is_some_and(|e| e.in_flight > 1))
     }
 
     fn publish(&mut self) {
