@@ -225,25 +225,6 @@ mod tests {
         }
     }
 
-    async fn writer(dir: &tempfile::TempDir) -> (Arc<dyn Store>, StoreWriter, CancellationToken, TaskTracker) {
-        let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url, 1).await.unwrap());
-        let counter = |name: &str| IntCounter::new(name, "test").unwrap();
-        let cache_writes = IntCounterVec::new(Opts::new("cache_writes", "test"), &["result"]).unwrap();
-        let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let writer = StoreWriter::start(
-            Arc::clone(&store),
-            1024,
-            counter("dropped"),
-            counter("failed"),
-            cache_writes,
-            shutdown.clone(),
-            &tracker,
-        );
-        (store, writer, shutdown, tracker)
-    }
-
     fn load_event() -> LoadEvent {
         LoadEvent {
             id: None,
@@ -319,7 +300,21 @@ mod tests {
     #[tokio::test]
     async fn decisions_written_together_keep_their_order_and_the_writes_between_them() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, writer, shutdown, tracker) = writer(&dir).await;
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqlStore::open(&url, 1).await.unwrap());
+        let counter = |name: &str| IntCounter::new(name, "test").unwrap();
+        let cache_writes = IntCounterVec::new(Opts::new("cache_writes", "test"), &["result"]).unwrap();
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let writer = StoreWriter::start(
+            Arc::clone(&store),
+            1024,
+            counter("dropped"),
+            counter("failed"),
+            cache_writes,
+            shutdown.clone(),
+            &tracker,
+        );
         // Queued before the writer runs (this test's runtime has one thread): the decisions are gathered into
         // batches around the load event, which must still be written; shutting down flushes them all.
         for i in 0..600 {
