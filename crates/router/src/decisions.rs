@@ -2,22 +2,25 @@
 //! (`routing.decision_sample_rate`) is written to the store in the background.
 
 use crate::score::Scoring;
-use serde::Serialize;
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use switchyard_core::ModelName;
 
 /// One decision as `/admin/decisions` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DecisionEntry {
     pub request_id: String,
-    /// RFC 3339.
-    pub at: String,
+    /// When it was decided; shown in RFC 3339 (formatted when shown, not on the request path).
+    #[serde(serialize_with = "rfc3339")]
+    pub at: DateTime<Utc>,
     /// `ollama` or `openai`.
     pub surface: &'static str,
     /// What the client asked for.
     pub requested: String,
     /// The model that was tried first.
-    pub chosen: Option<String>,
+    pub chosen: Option<ModelName>,
     /// Microseconds spent classifying and scoring.
     pub decision_us: f64,
     pub confidence: f32,
@@ -26,8 +29,12 @@ pub struct DecisionEntry {
     pub task: Option<String>,
     /// The cascade's steps, in order, when the request was served by one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cascade: Option<Vec<String>>,
+    pub cascade: Option<Vec<ModelName>>,
     pub scoring: Scoring,
+}
+
+fn rfc3339<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&switchyard_core::ollama::types::rfc3339_nanos(*at))
 }
 
 /// What happened after a decision: the model that answered (the chosen one, or a fallback) and how long the whole
@@ -61,12 +68,13 @@ impl Decisions {
 
     /// Remembers a decision, forgetting the oldest beyond capacity.
     pub fn push(&self, entry: Arc<DecisionEntry>) {
-        if let Ok(mut ring) = self.ring.lock() {
-            if ring.len() == self.capacity {
-                ring.pop_front();
-            }
+        let oldest = self.ring.lock().ok().and_then(|mut ring| {
+            let oldest = if ring.len() == self.capacity { ring.pop_front() } else { None };
             ring.push_back((entry, None));
-        }
+            oldest
+        });
+        // Freed after the lock is released: other requests' decisions need not wait for it.
+        drop(oldest);
     }
 
     /// Records what the request of decision `request_id` measured, while the decision is still kept.
@@ -90,5 +98,51 @@ impl Decisions {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use switchyard_core::Category;
+
+    fn entry(request_id: &str) -> Arc<DecisionEntry> {
+        Arc::new(DecisionEntry {
+            request_id: request_id.into(),
+            at: Utc.timestamp_opt(1_700_000_000, 123_456_789).single().unwrap(),
+            surface: "ollama",
+            requested: "auto".into(),
+            chosen: Some(ModelName::parse("llama3.2:3b").unwrap()),
+            decision_us: 12.5,
+            confidence: 0.9,
+            task: None,
+            cascade: None,
+            scoring: Scoring {
+                category: Category::Coding,
+                blended: false,
+                preference: 0.5,
+                prompt_tokens: 10,
+                expected_output_tokens: 20,
+                candidates: Vec::new(),
+            },
+        })
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_and_shows_times_and_models_as_text() {
+        let ring = Decisions::new(2);
+        for id in ["a", "b", "c"] {
+            ring.push(entry(id));
+        }
+        ring.measured("b", "llama3.2:3b", 0.25);
+        let recent = ring.recent(10);
+        let ids: Vec<&str> = recent.iter().map(|v| v.entry.request_id.as_str()).collect();
+        assert_eq!(ids, ["c", "b"]);
+        let shown = serde_json::to_value(&recent[1]).unwrap();
+        assert_eq!(shown["at"], "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(shown["chosen"], "llama3.2:3b");
+        assert_eq!(shown["measured_ms"], 250.0);
+        assert!(serde_json::to_value(&recent[0]).unwrap().get("measured_ms").is_none());
     }
 }

@@ -16,7 +16,8 @@
 use crate::classify::{Needs, expected_output_tokens};
 use crate::profiles::{LiveModel, LiveStats, ProfileTable};
 use serde::Serialize;
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::{Arc, LazyLock};
 use switchyard_core::catalog::{Catalog, ModelSpec};
 use switchyard_core::config::{Config, RemotePolicy};
 use switchyard_core::{Category, ModelName};
@@ -40,6 +41,9 @@ const WAIT_PENALTY_SECONDS: f64 = 5.0;
 /// How much slower decoding and prompt processing run with part of a model on the CPU than with all of it on the GPU.
 const OFFLOAD_DECODE_SLOWDOWN: f64 = 10.0;
 const OFFLOAD_PREFILL_SLOWDOWN: f64 = 3.0;
+
+/// The backend name of a model served by the local Ollama, shared by every candidate that names it.
+static LOCAL_BACKEND: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("ollama"));
 
 /// What is being scored.
 #[derive(Debug, Clone, Copy)]
@@ -218,7 +222,7 @@ pub struct Candidate {
     pub speed_term: f64,
     pub utility: f64,
     /// Why the model cannot serve this request; `None` for eligible candidates.
-    pub excluded: Option<String>,
+    pub excluded: Option<Cow<'static, str>>,
     /// Prompt tokens this model already holds processed (it answered the conversation's previous turn and is
     /// still loaded); they are left out of its prefill.
     #[serde(skip_serializing_if = "is_zero")]
@@ -359,7 +363,7 @@ fn evaluate<'a>(
             quality = Category::ALL.iter().map(|c| f64::from(blend[c.index()]) * posterior(*c).1).sum::<f64>() / total;
         }
     }
-    let backend = spec.backend.as_ref().map_or_else(|| Arc::from("ollama"), |b| Arc::clone(&b.name));
+    let backend = spec.backend.as_ref().map_or_else(|| Arc::clone(&LOCAL_BACKEND), |b| Arc::clone(&b.name));
     let mut c = Candidate {
         fallback_only: spec.priced() && cx.config.routing.remote == RemotePolicy::Fallback,
         quality,
@@ -430,7 +434,7 @@ fn evaluate<'a>(
     c.latency.eviction = cost.eviction;
     c.evictions = cost.victims;
     if let Some(reason) = cost.refused {
-        c.excluded = Some(format!("no VRAM: {reason}"));
+        c.excluded = Some(format!("no VRAM: {reason}").into());
     }
     if c.loaded
         && let Some((model, prefix)) = req.affinity
@@ -505,7 +509,7 @@ pub fn vram_cost<'a>(spec: &ModelSpec, cx: &ScoreContext<'a>, room: &Room<'a>, l
 }
 
 /// Why `spec` cannot serve the request, if it cannot.
-fn exclusion(spec: &ModelSpec, req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Option<String> {
+fn exclusion(spec: &ModelSpec, req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Option<Cow<'static, str>> {
     if req.allow.is_some_and(|allow| !allow.contains(&spec.name)) {
         return Some("not among the task's models".into());
     }
@@ -546,7 +550,9 @@ fn exclusion(spec: &ModelSpec, req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) ->
             spec.effective_ctx(cx.config.num_ctx_for(&spec.name))
         };
         if req.needs.context_tokens > ctx {
-            return Some(format!("context too small ({} tokens needed, {ctx} loaded)", req.needs.context_tokens));
+            return Some(
+                format!("context too small ({} tokens needed, {ctx} loaded)", req.needs.context_tokens).into(),
+            );
         }
     }
     None

@@ -225,22 +225,9 @@ pub(crate) fn record(
     let category = category_label(prepared);
     tracing::Span::current().record("decision_us", decision.decision_us);
     state.metrics.decision_duration.observe(decision.decision_us / 1e6);
-    let chosen = decision.candidates.first().map(ToString::to_string);
-    state.metrics.decisions.with_label_values(&[category, chosen.as_deref().unwrap_or("none")]).inc();
-    let entry = Arc::new(DecisionEntry {
-        request_id: request_id.to_string(),
-        at: switchyard_core::ollama::types::rfc3339_nanos(chrono::Utc::now()),
-        surface,
-        requested: prepared.requested.clone(),
-        chosen: chosen.clone(),
-        decision_us: decision.decision_us,
-        confidence: prepared.classification.confidence,
-        task: prepared.task.as_ref().map(|t| t.name.to_string()),
-        cascade: cascade.then(|| decision.candidates.iter().map(ToString::to_string).collect()),
-        scoring: decision.scoring,
-    });
+    let chosen = decision.candidates.first().cloned();
+    state.metrics.decisions.with_label_values(&[category, chosen.as_ref().map_or("none", ModelName::as_str)]).inc();
     if rand::random::<f64>() < state.config.routing.decision_sample_rate {
-        let candidates_json = serde_json::to_string(&entry.scoring.candidates).unwrap_or_default();
         state.writer.write(Write::Decision(DecisionRecord {
             id: None,
             request_id: request_id.to_string(),
@@ -248,19 +235,31 @@ pub(crate) fn record(
             surface: surface.to_string(),
             category: category.to_string(),
             requested: prepared.requested.clone(),
-            chosen: chosen.unwrap_or_default(),
+            chosen: chosen.as_ref().map(ToString::to_string).unwrap_or_default(),
             quality_preference: preference,
             decision_us: decision.decision_us,
-            candidates_json,
+            candidates_json: serde_json::to_string(&decision.scoring.candidates).unwrap_or_default(),
         }));
     }
     tracing::debug!(
         request_id,
         category,
-        chosen = entry.chosen.as_deref().unwrap_or("none"),
+        chosen = chosen.as_ref().map_or("none", ModelName::as_str),
         decision_us = decision.decision_us,
         "routing decision"
     );
+    let entry = Arc::new(DecisionEntry {
+        request_id: request_id.to_string(),
+        at: chrono::Utc::now(),
+        surface,
+        requested: prepared.requested.clone(),
+        chosen,
+        decision_us: decision.decision_us,
+        confidence: prepared.classification.confidence,
+        task: prepared.task.as_ref().map(|t| t.name.to_string()),
+        cascade: cascade.then(|| decision.candidates.clone()),
+        scoring: decision.scoring,
+    });
     state.decisions.push(entry);
     decision.candidates
 }

@@ -360,18 +360,26 @@ impl Ledger {
     /// spread the offloaded layers over all of them, which Switchyard does not place.
     fn plan_offload<'a>(&'a self, room: &Room<'a>, name: &ModelName, need: u64, total_budget: u64) -> Plan {
         let foreign: u64 = self.gpus.iter().map(|g| g.foreign).sum();
-        let why = format!(
-            "{name} needs {} but the GPU budget is {}{}{}, so it could only run partly offloaded to the CPU",
-            Bytes(need),
-            Bytes(total_budget),
-            if self.gpus.len() > 1 { " over all GPUs" } else { "" },
-            if foreign > 0 { format!(" ({} of it used by other processes)", Bytes(foreign)) } else { String::new() }
-        );
+        // Formatted only for a refusal or a wait: the scorer plans every model for every decision.
+        let why = || {
+            format!(
+                "{name} needs {} but the GPU budget is {}{}{}, so it could only run partly offloaded to the CPU",
+                Bytes(need),
+                Bytes(total_budget),
+                if self.gpus.len() > 1 { " over all GPUs" } else { "" },
+                if foreign > 0 {
+                    format!(" ({} of it used by other processes)", Bytes(foreign))
+                } else {
+                    String::new()
+                }
+            )
+        };
         if self.gpus.len() != 1 {
             return Plan::Refuse {
                 reason: format!(
-                    "{why}; Switchyard places offloaded models on single-GPU machines only (Ollama would spread the \
-                     offload over every GPU). Use a smaller quantization or context"
+                    "{}; Switchyard places offloaded models on single-GPU machines only (Ollama would spread the \
+                     offload over every GPU). Use a smaller quantization or context",
+                    why()
                 ),
             };
         }
@@ -379,9 +387,10 @@ impl Ledger {
         if foreign > OFFLOAD_FOREIGN_TOLERANCE && !layers_known {
             return Plan::Refuse {
                 reason: format!(
-                    "{why}; its layer count is unknown, so Switchyard cannot size the GPU part around the other \
+                    "{}; its layer count is unknown, so Switchyard cannot size the GPU part around the other \
                      processes, and Ollama sizes an offload without counting them: the load would run the GPU out of \
-                     memory"
+                     memory",
+                    why()
                 ),
             };
         }
@@ -414,9 +423,9 @@ impl Ledger {
         }
         if waitable {
             let blockers = self.busy_on(None);
-            Plan::Wait { reason: format!("{why}; waiting for busy models to finish"), blockers, recheck: None }
+            Plan::Wait { reason: format!("{}; waiting for busy models to finish", why()), blockers, recheck: None }
         } else {
-            Plan::Refuse { reason: format!("{why}, and pinned models occupy the GPU") }
+            Plan::Refuse { reason: format!("{}, and pinned models occupy the GPU", why()) }
         }
     }
 
