@@ -327,8 +327,7 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
             .then(b.quality.total_cmp(&a.quality))
             .then(a.model.cmp(&b.model))
     });
-    let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
-    let candidates: Vec<Candidate> = order.into_iter().filter_map(|i| slots[i].take()).collect();
+    permute(&mut candidates, &mut order);
     Scoring {
         category: req.category,
         blended: req.blend.is_some(),
@@ -336,6 +335,22 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
         prompt_tokens: req.prompt_tokens,
         expected_output_tokens: out_tokens,
         candidates,
+    }
+}
+
+/// Puts `items[order[k]]` at position `k`, in place, by following the permutation's cycles (one swap per item out
+/// of place, and no second vector of the large candidates). Leaves `order` as the identity.
+fn permute<T>(items: &mut [T], order: &mut [usize]) {
+    debug_assert_eq!(items.len(), order.len());
+    for start in 0..order.len() {
+        let mut k = start;
+        while order[k] != start {
+            let from = order[k];
+            items.swap(k, from);
+            order[k] = k;
+            k = from;
+        }
+        order[k] = k;
     }
 }
 
@@ -785,6 +800,18 @@ mod tests {
         let c = score_fleet(&w, &req, &view).candidates.into_iter().find(|c| c.model == big).unwrap();
         assert_eq!(c.excluded.as_deref(), Some("no fleet node has room for it"));
         assert!(view.ranked(&big, 50, 100, 400.0, 15.0).is_empty());
+    }
+
+    #[test]
+    fn permuting_in_place_puts_each_item_where_the_order_says() {
+        let orders: [&[usize]; 5] = [&[], &[0], &[1, 0], &[2, 0, 1], &[3, 1, 4, 0, 2]];
+        for order in orders {
+            let mut items: Vec<usize> = (0..order.len()).map(|i| i * 10).collect();
+            let mut order = order.to_vec();
+            let expected: Vec<usize> = order.iter().map(|&i| i * 10).collect();
+            permute(&mut items, &mut order);
+            assert_eq!(items, expected);
+        }
     }
 
     #[test]

@@ -20,7 +20,10 @@ use tokio::time::Instant;
 
 mod plan;
 
-pub use plan::{ESTIMATE_TOLERANCE, OFFLOAD_FOREIGN_TOLERANCE, OFFLOAD_RESERVE, OLLAMA_FIT_FRACTION, Plan, Room};
+pub use plan::{
+    ESTIMATE_TOLERANCE, OFFLOAD_FOREIGN_TOLERANCE, OFFLOAD_RESERVE, OLLAMA_FIT_FRACTION, Offload, Plan, Room,
+    WaitReason,
+};
 
 /// The policy knobs the ledger applies.
 #[derive(Debug, Clone, PartialEq)]

@@ -714,7 +714,7 @@ impl Actor {
                 Some(waiter)
             }
             Plan::Wait { reason, blockers, recheck } => {
-                waiter.reason = reason;
+                waiter.reason = reason.to_string();
                 waiter.blockers = blockers;
                 waiter.recheck_at = recheck.map(|d| now + d);
                 Some(waiter)

@@ -49,9 +49,69 @@ pub enum Plan {
     /// must finish first: new requests for them should queue behind this one, or they would never drain.
     /// `recheck`: the wait is a choice, not a necessity (a model the strategy would rather evict is busy, and an
     /// idle one that is worth more could go now); plan again after this long at the latest.
-    Wait { reason: String, blockers: Vec<ModelName>, recheck: Option<Duration> },
+    Wait { reason: WaitReason, blockers: Vec<ModelName>, recheck: Option<Duration> },
     /// No room can be made: pinned models hold it.
     Refuse { reason: String },
+}
+
+/// Why a request must wait, kept as data and put into words only when shown: scoring plans every model for every
+/// decision and reads none of it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaitReason {
+    /// The model itself is being unloaded.
+    Unloading(ModelName),
+    /// Another model (`other`) is loading or unloading (`state`); nothing is placed until that settles.
+    Settling { model: ModelName, other: ModelName, state: &'static str },
+    /// Busy models must finish before there is room for the model.
+    Busy(ModelName),
+    /// The strategy would rather evict the `busy` models than the idle `spared` ones.
+    Preferred { busy: Vec<ModelName>, spared: Vec<ModelName>, strategy: &'static str },
+    /// Too large for the budget: it can run partly offloaded, alone, once busy models finish.
+    Offload(Offload),
+}
+
+impl std::fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |list: &[ModelName]| list.iter().map(ModelName::as_str).collect::<Vec<_>>().join(", ");
+        match self {
+            WaitReason::Unloading(model) => write!(f, "{model} is being unloaded"),
+            WaitReason::Settling { model, other, state } => {
+                write!(f, "waiting for {other} ({state}) before placing {model}")
+            }
+            WaitReason::Busy(model) => write!(f, "waiting for busy models to finish before loading {model}"),
+            WaitReason::Preferred { busy, spared, strategy } => write!(
+                f,
+                "waiting for {} to finish rather than evict {} (worth more by the {strategy} strategy)",
+                names(busy),
+                names(spared)
+            ),
+            WaitReason::Offload(offload) => write!(f, "{offload}; waiting for busy models to finish"),
+        }
+    }
+}
+
+/// A model too large for the GPU budget, as its refusal or wait explains it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offload {
+    model: ModelName,
+    need: u64,
+    budget: u64,
+    several_gpus: bool,
+    /// Other processes' memory on the GPUs.
+    foreign: u64,
+}
+
+impl std::fmt::Display for Offload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} needs {} but the GPU budget is {}", self.model, Bytes(self.need), Bytes(self.budget))?;
+        if self.several_gpus {
+            f.write_str(" over all GPUs")?;
+        }
+        if self.foreign > 0 {
+            write!(f, " ({} of it used by other processes)", Bytes(self.foreign))?;
+        }
+        f.write_str(", so it could only run partly offloaded to the CPU")
+    }
 }
 
 /// The ledger's state as planning sees it at one instant (`Ledger::room`).
@@ -238,7 +298,7 @@ impl Ledger {
             Some(Residency::Loaded { .. }) => return Plan::Ready,
             Some(Residency::Loading { .. }) => return Plan::Join,
             Some(Residency::Unloading { .. }) => {
-                return Plan::Wait { reason: format!("{name} is being unloaded"), blockers: Vec::new(), recheck: None };
+                return Plan::Wait { reason: WaitReason::Unloading(name.clone()), blockers: Vec::new(), recheck: None };
             }
             Some(Residency::Absent) | None => {}
         }
@@ -247,7 +307,11 @@ impl Ledger {
         // another GPU than predicted. Ollama loads one model at a time anyway.
         if let Some(busy) = room.changing {
             return Plan::Wait {
-                reason: format!("waiting for {} ({}) before placing {name}", busy.name, busy.residency.as_str()),
+                reason: WaitReason::Settling {
+                    model: name.clone(),
+                    other: busy.name.clone(),
+                    state: busy.residency.as_str(),
+                },
                 blockers: Vec::new(),
                 recheck: None,
             };
@@ -291,22 +355,20 @@ impl Ledger {
                 if waited >= patience {
                     return now_plan.into_plan();
                 }
-                let names = |list: &[&Entry]| list.iter().map(|e| e.name.to_string()).collect::<Vec<_>>().join(", ");
-                let busy: Vec<&Entry> = preferred.victims.iter().copied().filter(|v| v.in_flight > 0).collect();
+                let names = |list: &mut dyn Iterator<Item = &&Entry>| list.map(|e| e.name.clone()).collect();
                 Plan::Wait {
-                    reason: format!(
-                        "waiting for {} to finish rather than evict {} (worth more by the {} strategy)",
-                        names(&busy),
-                        names(&spared),
-                        self.config.strategy.as_str()
-                    ),
+                    reason: WaitReason::Preferred {
+                        busy: names(&mut preferred.victims.iter().filter(|v| v.in_flight > 0)),
+                        spared: names(&mut spared.iter()),
+                        strategy: self.config.strategy.as_str(),
+                    },
                     blockers: Vec::new(),
                     recheck: Some(patience - waited),
                 }
             }
             (Some(now_plan), _) => now_plan.into_plan(),
             (None, Some(preferred)) => Plan::Wait {
-                reason: format!("waiting for busy models to finish before loading {name}"),
+                reason: WaitReason::Busy(name.clone()),
                 blockers: preferred.victims.iter().filter(|v| v.in_flight > 0).map(|v| v.name.clone()).collect(),
                 recheck: None,
             },
@@ -360,20 +422,8 @@ impl Ledger {
     /// spread the offloaded layers over all of them, which Switchyard does not place.
     fn plan_offload<'a>(&'a self, room: &Room<'a>, name: &ModelName, need: u64, total_budget: u64) -> Plan {
         let foreign: u64 = self.gpus.iter().map(|g| g.foreign).sum();
-        // Formatted only for a refusal or a wait: the scorer plans every model for every decision.
-        let why = || {
-            format!(
-                "{name} needs {} but the GPU budget is {}{}{}, so it could only run partly offloaded to the CPU",
-                Bytes(need),
-                Bytes(total_budget),
-                if self.gpus.len() > 1 { " over all GPUs" } else { "" },
-                if foreign > 0 {
-                    format!(" ({} of it used by other processes)", Bytes(foreign))
-                } else {
-                    String::new()
-                }
-            )
-        };
+        let why =
+            || Offload { model: name.clone(), need, budget: total_budget, several_gpus: self.gpus.len() > 1, foreign };
         if self.gpus.len() != 1 {
             return Plan::Refuse {
                 reason: format!(
@@ -423,7 +473,7 @@ impl Ledger {
         }
         if waitable {
             let blockers = self.busy_on(None);
-            Plan::Wait { reason: format!("{}; waiting for busy models to finish", why()), blockers, recheck: None }
+            Plan::Wait { reason: WaitReason::Offload(why()), blockers, recheck: None }
         } else {
             Plan::Refuse { reason: format!("{}, and pinned models occupy the GPU", why()) }
         }
@@ -446,7 +496,7 @@ impl Ledger {
             self.entries.values().filter(|e| !e.pinned && e.residency.held().is_some()).collect();
         if let Some(target) = self.admissible(room, need, &releasable, measured) {
             return Plan::Wait {
-                reason: format!("waiting for busy models to finish before loading {name}"),
+                reason: WaitReason::Busy(name.clone()),
                 blockers: self.busy_on(Some(&target)),
                 recheck: None,
             };
@@ -547,11 +597,7 @@ mod tests {
         l.acquire(&name("b"), now);
         assert_eq!(
             l.plan(&name("big"), 40 * GIB, now),
-            Plan::Wait {
-                reason: "waiting for busy models to finish before loading big:latest".into(),
-                blockers: vec![name("b")],
-                recheck: None,
-            }
+            Plan::Wait { reason: WaitReason::Busy(name("big")), blockers: vec![name("b")], recheck: None }
         );
         l.release(&name("b"), now);
 
@@ -651,6 +697,7 @@ mod tests {
         // lose "rare": wait for it, as long as reloading "hot" would take, without holding back its requests.
         match l.plan_waited(&name("new"), 4 * GIB, loaded_at, Duration::ZERO) {
             Plan::Wait { reason, blockers, recheck } => {
+                let reason = reason.to_string();
                 assert!(reason.contains("rare") && reason.contains("hot") && reason.contains("cost"), "{reason}");
                 assert!(blockers.is_empty(), "a model waited for by choice is not drained: {blockers:?}");
                 assert_eq!(recheck, Some(Duration::from_secs(4)));
@@ -685,6 +732,43 @@ mod tests {
             Plan::Wait { blockers, recheck: None, .. } => assert_eq!(blockers, vec![name("rare")]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn wait_reasons_are_put_into_words_when_shown() {
+        let offload = |several_gpus, foreign| Offload {
+            model: name("big"),
+            need: 45 * GIB,
+            budget: 24 * GIB,
+            several_gpus,
+            foreign,
+        };
+        assert_eq!(
+            WaitReason::Offload(offload(false, 0)).to_string(),
+            "big:latest needs 45.0 GiB but the GPU budget is 24.0 GiB, so it could only run partly offloaded to the \
+             CPU; waiting for busy models to finish"
+        );
+        assert_eq!(
+            offload(true, 6 * GIB).to_string(),
+            "big:latest needs 45.0 GiB but the GPU budget is 24.0 GiB over all GPUs (6.0 GiB of it used by other \
+             processes), so it could only run partly offloaded to the CPU"
+        );
+        let preferred = WaitReason::Preferred {
+            busy: vec![name("a"), name("b")],
+            spared: vec![name("c")],
+            strategy: Strategy::Cost.as_str(),
+        };
+        assert_eq!(
+            preferred.to_string(),
+            "waiting for a:latest, b:latest to finish rather than evict c:latest (worth more by the cost strategy)"
+        );
+        let settling = WaitReason::Settling { model: name("m"), other: name("o"), state: "loading" };
+        assert_eq!(settling.to_string(), "waiting for o:latest (loading) before placing m:latest");
+        assert_eq!(WaitReason::Unloading(name("m")).to_string(), "m:latest is being unloaded");
+        assert_eq!(
+            WaitReason::Busy(name("m")).to_string(),
+            "waiting for busy models to finish before loading m:latest"
+        );
     }
 
     #[test]
