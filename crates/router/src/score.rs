@@ -314,7 +314,7 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
         c.speed_term = (1.0 - quality_weight) * if c.latency.total > 0.0 { fastest / c.latency.total } else { 1.0 };
         c.utility = c.quality_term + c.speed_term - cost_weight * c.cost.unwrap_or(0.0);
     }
-    // Sort positions rather than the (large) candidates themselves, then move each candidate once.
+    // Sort positions rather than the (large) candidates themselves, then put the candidates in that order in place.
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     order.sort_by(|&i, &j| {
         let (a, b) = (&candidates[i], &candidates[j]);
@@ -338,8 +338,8 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
     }
 }
 
-/// Puts `items[order[k]]` at position `k`, in place, by following the permutation's cycles (one swap per item out
-/// of place, and no second vector of the large candidates). Leaves `order` as the identity.
+/// Puts `items[order[k]]` at position `k`, in place, by following the permutation's cycles (at most one swap per
+/// item, and no second vector of the large candidates). Leaves `order` as the identity.
 fn permute<T>(items: &mut [T], order: &mut [usize]) {
     debug_assert_eq!(items.len(), order.len());
     for start in 0..order.len() {
