@@ -1,12 +1,15 @@
 //! Micro benchmarks of OpenAI <-> Ollama translation, which runs on every `/v1/*` request: a typical chat request
-//! into an Ollama `/api/chat` body, a non-streamed answer back into a `chat.completion`, and one streamed NDJSON
-//! line into an SSE `chat.completion.chunk`.
+//! into an Ollama `/api/chat` body, a non-streamed answer's bytes into a `chat.completion`'s bytes (as the router
+//! does it, and through a `Value` tree as it did before), and one streamed NDJSON line into an SSE
+//! `chat.completion.chunk`.
 
 use bytes::BytesMut;
 use criterion::Criterion;
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
-use switchyard::translate::{OpenAiContext, OpenAiKind, SseEvents, SseTranslator, chat_request, openai_response};
+use switchyard::translate::{
+    OpenAiContext, OpenAiKind, SseEvents, SseTranslator, chat_request, openai_response, openai_response_bytes,
+};
 
 /// A chat request as clients send it: system prompt, a short history, sampling parameters.
 fn chat_body() -> anyhow::Result<Map<String, Value>> {
@@ -67,13 +70,19 @@ fn context() -> OpenAiContext {
 
 fn main() -> anyhow::Result<()> {
     let request = chat_body()?;
-    let answer = ollama_answer();
+    let answer = serde_json::to_vec(&ollama_answer())?;
     let cx = context();
     let mut criterion = Criterion::default().configure_from_args();
     let mut group = criterion.benchmark_group("translate");
     group.bench_function("chat_request", |b| b.iter(|| chat_request(black_box(&request))));
     group.bench_function("openai_response", |b| {
-        b.iter(|| openai_response(black_box(&cx), "llama3.1:8b", black_box(&answer)))
+        b.iter(|| openai_response_bytes(black_box(&cx), "llama3.1:8b", black_box(&answer)).map(|out| out.len()))
+    });
+    group.bench_function("openai_response_via_value", |b| {
+        b.iter(|| {
+            let value: Value = serde_json::from_slice(black_box(&answer))?;
+            serde_json::to_vec(&openai_response(black_box(&cx), "llama3.1:8b", &value)).map(|out| out.len())
+        })
     });
     group.bench_function("sse_chunk", |b| {
         let mut translator = SseTranslator::new(cx.clone(), "llama3.1:8b");

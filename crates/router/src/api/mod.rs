@@ -139,7 +139,12 @@ pub(crate) fn json_bytes(bytes: Bytes) -> Response<Body> {
 
 /// Parses a buffered upstream answer.
 pub(crate) fn answer_json(bytes: &[u8]) -> Result<Value, RouterError> {
-    serde_json::from_slice(bytes).map_err(|e| RouterError::UpstreamFailed(format!("Ollama sent invalid JSON: {e}")))
+    serde_json::from_slice(bytes).map_err(invalid_answer)
+}
+
+/// The error for a buffered upstream answer that is not JSON.
+pub(crate) fn invalid_answer(e: serde_json::Error) -> RouterError {
+    RouterError::UpstreamFailed(format!("Ollama sent invalid JSON: {e}"))
 }
 
 /// Parses `x-switchyard-quality`.

@@ -2,7 +2,7 @@
 //! `keep_alive` and load-time options stay under Switchyard's control. Streams are SSE with `[DONE]`; errors are
 //! OpenAI error objects.
 
-use super::{RequestCtx, answer_json, decorate, read_request};
+use super::{RequestCtx, answer_json, decorate, invalid_answer, read_request};
 use crate::engine::{Answer, Engine, Surface};
 use crate::error::{OpenAiError, RouterError};
 use crate::forward::{LineSplitter, RelayBody, Transform};
@@ -97,7 +97,10 @@ pub(super) async fn complete(
     let response = match (outcome.answer, generation) {
         (Answer::Buffered(bytes), Generation::Classic(kind)) => {
             let cx = classic_context(kind, &ctx, created, meta.include_usage);
-            Json(translate::openai_response(&cx, &shown, &answer_json(&bytes)?)).into_response()
+            let json = translate::openai_response_bytes(&cx, &shown, &bytes).map_err(invalid_answer)?;
+            let mut response = Response::new(Body::from(json));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
         }
         (Answer::Buffered(bytes), Generation::Responses) => {
             let cx = ResponsesContext { id: format!("resp_{}", ctx.request_id), created };

@@ -360,7 +360,7 @@ fn finish_reason(chunk: &Value, had_tool_calls: bool) -> &'static str {
 fn usage(chunk: &Value) -> Value {
     let prompt = chunk.get("prompt_eval_count").and_then(Value::as_u64).unwrap_or(0);
     let completion = chunk.get("eval_count").and_then(Value::as_u64).unwrap_or(0);
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt.saturating_add(completion)})
 }
 
 pub(crate) fn openai_tool_calls(calls: &[Value], id_seed: &str, offset: usize) -> Vec<Value> {
@@ -413,6 +413,150 @@ pub fn openai_response(cx: &OpenAiContext, model: &str, answer: &Value) -> Value
                          "finish_reason": finish_reason(answer, false), "logprobs": null}],
             "usage": usage(answer)
         }),
+    }
+}
+
+/// A buffered chat or completion answer from Ollama as the bytes of an OpenAI response: the same JSON as
+/// [`openai_response`] writes, read from the answer's bytes without building a `Value` in the common case (text,
+/// thinking and counts); an answer with tool calls or unusual fields goes through [`openai_response`]. Fails when
+/// the answer is not JSON.
+pub fn openai_response_bytes(cx: &OpenAiContext, model: &str, answer: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    if let Some(bytes) = plain_response(cx, model, answer) {
+        return Ok(bytes);
+    }
+    let answer: Value = serde_json::from_slice(answer)?;
+    serde_json::to_vec(&openai_response(cx, model, &answer))
+}
+
+/// [`openai_response_bytes`] for an answer that carries only text, thinking, a done reason and counts.
+fn plain_response(cx: &OpenAiContext, model: &str, answer: &[u8]) -> Option<Vec<u8>> {
+    let answer = serde_json::from_slice::<PlainAnswer<'_>>(answer).ok()?;
+    let usage = PlainUsage::of(answer.prompt_eval_count.as_u64(), answer.eval_count.as_u64());
+    let finish_reason = match answer.done_reason.as_deref() {
+        Some("length") => "length",
+        _ => "stop",
+    };
+    let out = match cx.kind {
+        OpenAiKind::Chat => {
+            let message = answer.message.unwrap_or_default();
+            if message.tool_calls.is_some() {
+                return None;
+            }
+            let thinking = message.thinking.as_deref().filter(|t| !t.is_empty());
+            serde_json::to_vec(&PlainCompletion {
+                choices: [PlainChoice {
+                    finish_reason,
+                    index: 0,
+                    logprobs: None,
+                    message: Some(PlainMessage {
+                        content: message.content.as_deref().unwrap_or(""),
+                        reasoning: thinking,
+                        role: "assistant",
+                    }),
+                    text: None,
+                }],
+                created: cx.created,
+                id: &cx.id,
+                model,
+                object: "chat.completion",
+                system_fingerprint: "fp_switchyard",
+                usage,
+            })
+        }
+        OpenAiKind::Completion => serde_json::to_vec(&PlainCompletion {
+            choices: [PlainChoice {
+                finish_reason,
+                index: 0,
+                logprobs: None,
+                message: None,
+                text: Some(answer.response.as_deref().unwrap_or("")),
+            }],
+            created: cx.created,
+            id: &cx.id,
+            model,
+            object: "text_completion",
+            system_fingerprint: "fp_switchyard",
+            usage,
+        }),
+    };
+    out.ok()
+}
+
+/// The fields of a buffered answer that an OpenAI response shows, borrowed from its bytes where they hold no
+/// escapes. A field of another type than Ollama sends (a number for text, say) fails the parse, and the answer
+/// takes the general path, which reads such a field as missing.
+#[derive(Deserialize)]
+struct PlainAnswer<'a> {
+    #[serde(borrow, default)]
+    message: Option<PlainAnswerMessage<'a>>,
+    #[serde(borrow, default)]
+    response: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    done_reason: Option<Cow<'a, str>>,
+    /// Counts as the general path reads them: anything but an unsigned integer is 0.
+    #[serde(default)]
+    prompt_eval_count: Value,
+    #[serde(default)]
+    eval_count: Value,
+}
+
+#[derive(Deserialize, Default)]
+struct PlainAnswerMessage<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a serde_json::value::RawValue>,
+}
+
+/// A `chat.completion` or `text_completion` object. Fields are in the order `openai_response`'s `Value` writes
+/// them (sorted), so both paths write the same bytes.
+#[derive(Serialize)]
+struct PlainCompletion<'a> {
+    choices: [PlainChoice<'a>; 1],
+    created: i64,
+    id: &'a str,
+    model: &'a str,
+    object: &'static str,
+    system_fingerprint: &'static str,
+    usage: PlainUsage,
+}
+
+#[derive(Serialize)]
+struct PlainChoice<'a> {
+    finish_reason: &'static str,
+    index: u32,
+    logprobs: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<PlainMessage<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PlainMessage<'a> {
+    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning: Option<&'a str>,
+    role: &'static str,
+}
+
+#[derive(Serialize)]
+struct PlainUsage {
+    completion_tokens: u64,
+    prompt_tokens: u64,
+    total_tokens: u64,
+}
+
+impl PlainUsage {
+    fn of(prompt: Option<u64>, completion: Option<u64>) -> Self {
+        let (prompt, completion) = (prompt.unwrap_or(0), completion.unwrap_or(0));
+        PlainUsage {
+            completion_tokens: completion,
+            prompt_tokens: prompt,
+            total_tokens: prompt.saturating_add(completion),
+        }
     }
 }
 
@@ -746,6 +890,46 @@ mod tests {
         assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
         assert_eq!(out["usage"]["total_tokens"], 15);
+    }
+
+    #[test]
+    fn buffered_answers_are_written_as_the_general_path_writes_them() {
+        let general = |cx: &OpenAiContext, answer: &[u8]| {
+            serde_json::to_vec(&openai_response(cx, "m", &serde_json::from_slice(answer).unwrap())).unwrap()
+        };
+        let chat = OpenAiContext { kind: OpenAiKind::Chat, id: "chatcmpl-1".into(), created: 7, include_usage: false };
+        let completion = OpenAiContext { kind: OpenAiKind::Completion, ..chat.clone() };
+        // Taken by the plain path: text, escapes, thinking, a length stop, counts missing, odd or huge.
+        let plain: [&[u8]; 8] = [
+            br#"{"model":"m","message":{"role":"assistant","content":"Hello"},"done":true,"done_reason":"stop","prompt_eval_count":10,"eval_count":5}"#,
+            br#"{"model":"m","message":{"role":"assistant","content":"Say \"hi\"\n\u00e9 \ud83d\ude00"},"done":true}"#,
+            br#"{"model":"m","message":{"role":"assistant","content":"","thinking":"hmm"},"done_reason":"length","eval_count":3}"#,
+            br#"{"model":"m","message":{"role":"assistant","content":"x","thinking":""},"prompt_eval_count":"12","eval_count":-1}"#,
+            br#"{"model":"m","message":null,"done":true,"prompt_eval_count":1.5}"#,
+            br#"{"model":"m","done":true,"prompt_eval_count":18446744073709551615,"eval_count":2}"#,
+            br#"{"model":"m","response":"Once upon","done_reason":"length","prompt_eval_count":4,"eval_count":2}"#,
+            br#"{}"#,
+        ];
+        for answer in plain {
+            for cx in [&chat, &completion] {
+                let fast = plain_response(cx, "m", answer);
+                assert!(fast.is_some(), "{}", String::from_utf8_lossy(answer));
+                assert_eq!(fast, Some(general(cx, answer)), "{}", String::from_utf8_lossy(answer));
+                assert_eq!(openai_response_bytes(cx, "m", answer).ok(), fast);
+            }
+        }
+        // Sent down the general path: tool calls, and fields of another type than Ollama sends.
+        let other: [&[u8]; 4] = [
+            br#"{"model":"m","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"a":1}}}]},"done":true}"#,
+            br#"{"model":"m","message":{"role":"assistant","content":42},"done":true}"#,
+            br#"{"model":"m","message":{"content":"x"},"done_reason":7}"#,
+            br#"{"model":"m","message":"text","response":["x"]}"#,
+        ];
+        for answer in other {
+            assert!(plain_response(&chat, "m", answer).is_none(), "{}", String::from_utf8_lossy(answer));
+            assert_eq!(openai_response_bytes(&chat, "m", answer).unwrap(), general(&chat, answer));
+        }
+        assert!(openai_response_bytes(&chat, "m", b"{not json").is_err());
     }
 
     #[test]
