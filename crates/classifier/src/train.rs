@@ -78,11 +78,14 @@ pub struct Settings {
     pub max_per_source: usize,
     /// Seed of the shuffles and samples.
     pub seed: u64,
+    /// Within a category, an example weighs `1 / n^source_power`, `n` its source's examples of that category: 0
+    /// weighs every example the same (a large source dominates), 1 every source the same.
+    pub source_power: f32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { bits: 18, epochs: 6, learning_rate: 0.3, l2: 1e-6, max_per_source: 3000, seed: 7 }
+        Settings { bits: 18, epochs: 6, learning_rate: 0.3, l2: 1e-6, max_per_source: 3000, seed: 7, source_power: 0.5 }
     }
 }
 
@@ -91,6 +94,8 @@ struct Row {
     ids: Vec<u32>,
     structure: Vec<u32>,
     label: usize,
+    /// The example's weight: its category's and its source's.
+    weight: f32,
 }
 
 /// What a run produces.
@@ -373,23 +378,38 @@ impl Rng {
     }
 }
 
-/// Trains a model on `examples` (class-balanced: each category weighs the same in total) and quantises it.
+/// Each example's weight in training: within its category `1 / n^power`, `n` its source's examples of that category;
+/// scaled so that every category present weighs the same in total and the weights average 1.
+fn example_weights(examples: &[&Example], power: f32) -> Vec<f32> {
+    let mut per_source: BTreeMap<(&str, usize), usize> = BTreeMap::new();
+    for e in examples {
+        *per_source.entry((e.source.as_str(), e.category.index())).or_default() += 1;
+    }
+    let own = |e: &Example| {
+        let n = per_source.get(&(e.source.as_str(), e.category.index())).copied().unwrap_or(1);
+        (n as f32).powf(-power)
+    };
+    let mut totals = [0.0f32; CLASSES];
+    for e in examples {
+        totals[e.category.index()] += own(e);
+    }
+    let present = totals.iter().filter(|t| **t > 0.0).count().max(1) as f32;
+    examples.iter().map(|e| examples.len() as f32 * own(e) / (present * totals[e.category.index()])).collect()
+}
+
+/// Trains a model on `examples` (each category weighs the same in total, its sources as `example_weights` says) and
+/// quantises it.
 pub fn fit_model(examples: &[&Example], settings: &Settings) -> LinearModel<'static> {
+    let weights = example_weights(examples, settings.source_power);
     let mut buf = Features::new();
     let rows: Vec<Row> = examples
         .iter()
-        .map(|e| {
+        .zip(weights)
+        .map(|(e, weight)| {
             features::extract(&e.text, settings.bits, &mut buf);
-            Row { ids: buf.ids.clone(), structure: buf.structure.clone(), label: e.category.index() }
+            Row { ids: buf.ids.clone(), structure: buf.structure.clone(), label: e.category.index(), weight }
         })
         .collect();
-    let mut counts = [0usize; CLASSES];
-    for r in &rows {
-        counts[r.label] += 1;
-    }
-    let present = counts.iter().filter(|n| **n > 0).count().max(1);
-    let class_weight: Vec<f32> =
-        counts.iter().map(|n| if *n == 0 { 0.0 } else { rows.len() as f32 / (present as f32 * *n as f32) }).collect();
 
     let size = (1usize << settings.bits) * ROW;
     let mut w = vec![0.0f32; size];
@@ -418,7 +438,7 @@ pub fn fit_model(examples: &[&Example], settings: &Settings) -> LinearModel<'sta
             let mut grad = [0.0f32; CLASSES];
             for (c, g) in grad.iter_mut().enumerate() {
                 let y = if c == row.label { 1.0 } else { 0.0 };
-                *g = class_weight[row.label] * (p[c] - y);
+                *g = row.weight * (p[c] - y);
             }
             for ((b, b2), g) in bias.iter_mut().zip(bias_g2.iter_mut()).zip(grad) {
                 *b2 += g * g;
@@ -771,6 +791,35 @@ mod tests {
         assert_eq!(odd, Some((0, 30)), "the odd source was held out of the model that predicted it");
         let (mean, sources) = cv.source_mean(Category::Coding).unwrap();
         assert!(mean > 0.9 && sources == 2, "{mean} over {sources}");
+    }
+
+    #[test]
+    fn categories_weigh_the_same_and_sources_by_the_power() {
+        let mut corpus = Vec::new();
+        for i in 0..90 {
+            corpus.push(example(&format!("big {i}"), Category::Coding, "big", Split::Train));
+        }
+        for i in 0..10 {
+            corpus.push(example(&format!("small {i}"), Category::Coding, "small", Split::Train));
+        }
+        for i in 0..25 {
+            corpus.push(example(&format!("math {i}"), Category::Math, "math", Split::Train));
+        }
+        let refs: Vec<&Example> = corpus.iter().collect();
+        let total = |w: &[f32], pick: &dyn Fn(&Example) -> bool| -> f32 {
+            refs.iter().zip(w).filter(|(e, _)| pick(e)).map(|(_, w)| *w).sum()
+        };
+        for power in [0.0, 0.5, 1.0] {
+            let w = example_weights(&refs, power);
+            let coding = total(&w, &|e| e.category == Category::Coding);
+            let math = total(&w, &|e| e.category == Category::Math);
+            assert!((coding - math).abs() < 1e-3, "power {power}: {coding} against {math}");
+            assert!((coding + math - refs.len() as f32).abs() < 1e-2, "power {power}");
+            let (big, small) = (total(&w, &|e| e.source == "big"), total(&w, &|e| e.source == "small"));
+            // A source's share of its category: n^(1 - power) against the other's.
+            let expected = (90f32 / 10f32).powf(1.0 - power);
+            assert!((big / small - expected).abs() < 1e-3 * expected, "power {power}: {big} / {small}");
+        }
     }
 
     #[test]

@@ -43,6 +43,10 @@ struct Args {
     /// Seed of shuffles and samples.
     #[arg(long, default_value_t = Settings::default().seed)]
     seed: u64,
+    /// Within a category, an example weighs 1 / n^P, n its source's examples of that category (0: every example
+    /// the same, so a large source dominates; 1: every source the same).
+    #[arg(long, value_name = "P", default_value_t = Settings::default().source_power)]
+    source_power: f32,
     /// Instead of training: cross-validate by source over the training and validation sources in this many groups
     /// (each predicted by a model trained on the others) and print per-source and per-category accuracy; nothing
     /// else is written.
@@ -61,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         learning_rate: args.learning_rate,
         max_per_source: args.max_per_source,
         seed: args.seed,
+        source_power: args.source_power,
         ..Settings::default()
     };
     let Some(out) = &args.out else {
