@@ -488,7 +488,7 @@ fn plain_response(cx: &OpenAiContext, model: &str, answer: &[u8]) -> Option<Vec<
 #[derive(Deserialize)]
 struct PlainAnswer<'a> {
     #[serde(borrow, default)]
-    message: Option<PlainAnswerMessage<'a>>,
+    message: Option<TokenMessage<'a>>,
     #[serde(borrow, default)]
     response: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -498,16 +498,6 @@ struct PlainAnswer<'a> {
     prompt_eval_count: Value,
     #[serde(default)]
     eval_count: Value,
-}
-
-#[derive(Deserialize, Default)]
-struct PlainAnswerMessage<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    thinking: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<&'a serde_json::value::RawValue>,
 }
 
 /// A `chat.completion` or `text_completion` object. Fields are in the order `openai_response`'s `Value` writes
@@ -720,7 +710,8 @@ struct TokenChunk<'a> {
     error: Option<&'a serde_json::value::RawValue>,
 }
 
-#[derive(Deserialize)]
+/// A native answer's message: text and thinking borrowed where they hold no escapes, and whether it has tool calls.
+#[derive(Deserialize, Default)]
 struct TokenMessage<'a> {
     #[serde(borrow, default)]
     content: Option<Cow<'a, str>>,
