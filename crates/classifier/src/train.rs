@@ -591,12 +591,13 @@ fn render_report(
     }
     let _ = writeln!(
         out,
-        "\nSettings: {} buckets (2^{}), {} epochs, learning rate {}, L2 {}, seed {}; temperature {:.3}.\n",
+        "\nSettings: {} buckets (2^{}), {} epochs, learning rate {}, L2 {}, source power {}, seed {}; temperature {:.3}.\n",
         1u64 << settings.bits,
         settings.bits,
         settings.epochs,
         settings.learning_rate,
         settings.l2,
+        settings.source_power,
         settings.seed,
         temperature
     );

@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
     let mut criterion = Criterion::default().configure_from_args();
     let mut group = criterion.benchmark_group("translate");
     group.bench_function("chat_request", |b| b.iter(|| chat_request(black_box(&request))));
-    group.bench_function("openai_response", |b| {
+    group.bench_function("openai_response_bytes", |b| {
         b.iter(|| openai_response_bytes(black_box(&cx), "llama3.1:8b", black_box(&answer)).map(|out| out.len()))
     });
     group.bench_function("openai_response_via_value", |b| {

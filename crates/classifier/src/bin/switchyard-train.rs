@@ -43,9 +43,9 @@ struct Args {
     /// Seed of shuffles and samples.
     #[arg(long, default_value_t = Settings::default().seed)]
     seed: u64,
-    /// Within a category, an example weighs 1 / n^P, n its source's examples of that category (0: every example
-    /// the same, so a large source dominates; 1: every source the same).
-    #[arg(long, value_name = "P", default_value_t = Settings::default().source_power)]
+    /// Within a category, an example weighs 1 / n^P, n its source's examples of that category (0 to 1; 0: every
+    /// example the same, so a large source dominates; 1: every source the same).
+    #[arg(long, value_name = "P", default_value_t = Settings::default().source_power, value_parser = power)]
     source_power: f32,
     /// Instead of training: cross-validate by source over the training and validation sources in this many groups
     /// (each predicted by a model trained on the others) and print per-source and per-category accuracy; nothing
@@ -131,4 +131,12 @@ fn print_cross_validation(cv: &train::CrossValidation) {
         cv.pooled.accuracy() * 100.0,
         overall * 100.0
     );
+}
+
+/// `--source-power`: a number from 0 to 1.
+fn power(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{text} is not a number from 0 to 1")),
+    }
 }

@@ -430,6 +430,9 @@ pub fn openai_response_bytes(cx: &OpenAiContext, model: &str, answer: &[u8]) -> 
 
 /// [`openai_response_bytes`] for an answer that carries only text, thinking, a done reason and counts.
 fn plain_response(cx: &OpenAiContext, model: &str, answer: &[u8]) -> Option<Vec<u8>> {
+    if !is_object(answer) {
+        return None;
+    }
     let answer = serde_json::from_slice::<PlainAnswer<'_>>(answer).ok()?;
     let usage = PlainUsage::of(answer.prompt_eval_count.as_u64(), answer.eval_count.as_u64());
     let finish_reason = match answer.done_reason.as_deref() {
@@ -487,7 +490,7 @@ fn plain_response(cx: &OpenAiContext, model: &str, answer: &[u8]) -> Option<Vec<
 /// takes the general path, which reads such a field as missing.
 #[derive(Deserialize)]
 struct PlainAnswer<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "message_object")]
     message: Option<TokenMessage<'a>>,
     #[serde(borrow, default)]
     response: Option<Cow<'a, str>>,
@@ -704,10 +707,29 @@ impl SseTranslator {
 struct TokenChunk<'a> {
     #[serde(default)]
     done: bool,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "message_object")]
     message: Option<TokenMessage<'a>>,
     #[serde(borrow, default)]
     error: Option<&'a serde_json::value::RawValue>,
+}
+
+/// True when `json` is an object. Serde fills a struct from an array too (field by field), which the general path
+/// reads as an answer without fields: only objects take the borrowed paths.
+fn is_object(json: &[u8]) -> bool {
+    json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// A message field read only from an object or `null` (see [`is_object`]); anything else fails the parse, and the
+/// line or answer takes the general path.
+fn message_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TokenMessage<'de>>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<&'de serde_json::value::RawValue>::deserialize(d)? {
+        None => Ok(None),
+        Some(raw) if is_object(raw.get().as_bytes()) => {
+            serde_json::from_str(raw.get()).map(Some).map_err(D::Error::custom)
+        }
+        Some(_) => Err(D::Error::custom("the message is not an object")),
+    }
 }
 
 /// A native answer's message: text and thinking borrowed where they hold no escapes, and whether it has tool calls.
@@ -753,6 +775,9 @@ impl SseTranslator {
     /// Translates a chat chunk that only carries text or thinking; `false` when the line needs the general path.
     fn token_line(&mut self, line: &[u8], out: &mut BytesMut) -> bool {
         if self.cx.kind != OpenAiKind::Chat {
+            return false;
+        }
+        if !is_object(line) {
             return false;
         }
         let Ok(chunk) = serde_json::from_slice::<TokenChunk<'_>>(line) else { return false };
@@ -910,11 +935,13 @@ mod tests {
             }
         }
         // Sent down the general path: tool calls, and fields of another type than Ollama sends.
-        let other: [&[u8]; 4] = [
+        let other: [&[u8]; 6] = [
             br#"{"model":"m","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"a":1}}}]},"done":true}"#,
             br#"{"model":"m","message":{"role":"assistant","content":42},"done":true}"#,
             br#"{"model":"m","message":{"content":"x"},"done_reason":7}"#,
             br#"{"model":"m","message":"text","response":["x"]}"#,
+            br#"{"model":"m","message":["hi", "hmm"],"done":true}"#,
+            br#" [{"content":"hi"}, "x", "stop"]"#,
         ];
         for answer in other {
             assert!(plain_response(&chat, "m", answer).is_none(), "{}", String::from_utf8_lossy(answer));
@@ -948,8 +975,10 @@ mod tests {
 
     #[test]
     fn the_token_fast_path_writes_what_the_general_path_writes() {
-        let lines: [&[u8]; 8] = [
+        let lines: [&[u8]; 10] = [
             br#"{"model":"m","message":{"role":"assistant","content":""},"done":false}"#,
+            br#"{"model":"m","message":["assistant","in an array"],"done":false}"#,
+            br#"[{"role":"assistant","content":"a chunk that is an array"},false]"#,
             br#"{"model":"m","message":{"role":"assistant","content":"Say \"hi\"\n\u00e9"},"done":false}"#,
             br#"{"model":"m","message":{"role":"assistant","content":"","thinking":"hmm"},"done":false}"#,
             br#"{"model":"m","message":{"role":"assistant","content":""},"done":false}"#,

@@ -174,7 +174,7 @@ fn usage(answer: &Value) -> Value {
     let input = answer.get("prompt_eval_count").and_then(Value::as_u64).unwrap_or(0);
     let output = answer.get("eval_count").and_then(Value::as_u64).unwrap_or(0);
     json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": output,
-           "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input + output})
+           "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input.saturating_add(output)})
 }
 
 /// A `response` object.
