@@ -439,50 +439,31 @@ fn plain_response(cx: &OpenAiContext, model: &str, answer: &[u8]) -> Option<Vec<
         Some("length") => "length",
         _ => "stop",
     };
-    let out = match cx.kind {
+    let (object, message, text) = match cx.kind {
         OpenAiKind::Chat => {
-            let message = answer.message.unwrap_or_default();
-            if message.tool_calls.is_some() {
+            let message = answer.message.as_ref();
+            if message.is_some_and(|m| m.tool_calls.is_some()) {
                 return None;
             }
-            let thinking = message.thinking.as_deref().filter(|t| !t.is_empty());
-            serde_json::to_vec(&PlainCompletion {
-                choices: [PlainChoice {
-                    finish_reason,
-                    index: 0,
-                    logprobs: None,
-                    message: Some(PlainMessage {
-                        content: message.content.as_deref().unwrap_or(""),
-                        reasoning: thinking,
-                        role: "assistant",
-                    }),
-                    text: None,
-                }],
-                created: cx.created,
-                id: &cx.id,
-                model,
-                object: "chat.completion",
-                system_fingerprint: "fp_switchyard",
-                usage,
-            })
+            let message = PlainMessage {
+                content: message.and_then(|m| m.content.as_deref()).unwrap_or(""),
+                reasoning: message.and_then(|m| m.thinking.as_deref()).filter(|t| !t.is_empty()),
+                role: "assistant",
+            };
+            ("chat.completion", Some(message), None)
         }
-        OpenAiKind::Completion => serde_json::to_vec(&PlainCompletion {
-            choices: [PlainChoice {
-                finish_reason,
-                index: 0,
-                logprobs: None,
-                message: None,
-                text: Some(answer.response.as_deref().unwrap_or("")),
-            }],
-            created: cx.created,
-            id: &cx.id,
-            model,
-            object: "text_completion",
-            system_fingerprint: "fp_switchyard",
-            usage,
-        }),
+        OpenAiKind::Completion => ("text_completion", None, Some(answer.response.as_deref().unwrap_or(""))),
     };
-    out.ok()
+    serde_json::to_vec(&PlainCompletion {
+        choices: [PlainChoice { finish_reason, index: 0, logprobs: None, message, text }],
+        created: cx.created,
+        id: &cx.id,
+        model,
+        object,
+        system_fingerprint: "fp_switchyard",
+        usage,
+    })
+    .ok()
 }
 
 /// The fields of a buffered answer that an OpenAI response shows, borrowed from its bytes where they hold no
@@ -733,7 +714,7 @@ fn message_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Token
 }
 
 /// A native answer's message: text and thinking borrowed where they hold no escapes, and whether it has tool calls.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 struct TokenMessage<'a> {
     #[serde(borrow, default)]
     content: Option<Cow<'a, str>>,
