@@ -316,7 +316,8 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
     }
     // Sort positions rather than the (large) candidates themselves, then put the candidates in that order in place.
     let mut order: Vec<usize> = (0..candidates.len()).collect();
-    order.sort_by(|&i, &j| {
+    // A total order (names are unique), so an unstable sort gives the same order as a stable one.
+    order.sort_unstable_by(|&i, &j| {
         let (a, b) = (&candidates[i], &candidates[j]);
         a.excluded
             .is_some()
@@ -325,7 +326,8 @@ pub fn score(req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) -> Scoring {
             .then(b.utility.total_cmp(&a.utility))
             .then(b.loaded.cmp(&a.loaded))
             .then(b.quality.total_cmp(&a.quality))
-            .then(a.model.cmp(&b.model))
+            // Names are compared only on a tie (`then` would compare them for every pair).
+            .then_with(|| a.model.cmp(&b.model))
     });
     permute(&mut candidates, &mut order);
     Scoring {
