@@ -74,11 +74,36 @@ pub async fn open(
 
 /// Reads a whole answer, until `deadline`.
 pub async fn read_whole(body: Incoming, deadline: Instant, timeout: Duration) -> Result<Bytes, ForwardFailure> {
-    Ok(tokio::time::timeout_at(deadline, body.collect())
+    read_whole_within(body, deadline, timeout, MAX_ANSWER_BYTES).await
+}
+
+/// Most bytes of a buffered answer held in memory (a chat answer is a few kilobytes; an `/api/embed` answer of
+/// tens of thousands of vectors is hundreds of megabytes). Above it the request fails with a message that says so,
+/// instead of the router running out of memory.
+pub const MAX_ANSWER_BYTES: usize = 1 << 30;
+
+async fn read_whole_within<B>(
+    body: B,
+    deadline: Instant,
+    timeout: Duration,
+    limit: usize,
+) -> Result<Bytes, ForwardFailure>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let collected = tokio::time::timeout_at(deadline, http_body_util::Limited::new(body, limit).collect())
         .await
-        .map_err(|_| ForwardFailure::Timeout(timeout))?
-        .map_err(|e| ForwardFailure::Broken(e.to_string()))?
-        .to_bytes())
+        .map_err(|_| ForwardFailure::Timeout(timeout))?;
+    match collected {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ForwardFailure::Broken(format!(
+            "the answer is larger than {} MiB, more than Switchyard holds in memory: ask for less in one request \
+             (for embeddings, fewer inputs)",
+            limit >> 20
+        ))),
+        Err(e) => Err(ForwardFailure::Broken(e.to_string())),
+    }
 }
 
 /// Waits (until `deadline`) for the first non-empty chunk of `body`.
@@ -477,6 +502,18 @@ mod tests {
         assert!(matches!(end, StreamEnd::Failed(ref m) if m.contains("idle_timeout_secs")), "{end:?}");
         // Ended one idle limit after the last line (at 12 s), not earlier and not much later.
         assert!(elapsed >= Duration::from_secs(22) && elapsed < Duration::from_secs(23), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_buffered_answer_past_the_limit_fails_with_a_message_that_says_so() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let body = || http_body_util::Full::new(Bytes::from_static(b"0123456789"));
+        let whole = read_whole_within(body(), deadline, Duration::from_secs(5), 10).await.unwrap();
+        assert_eq!(&whole[..], b"0123456789");
+        match read_whole_within(body(), deadline, Duration::from_secs(5), 9).await {
+            Err(ForwardFailure::Broken(message)) => assert!(message.contains("larger than"), "{message}"),
+            other => panic!("expected the limit to fail the answer, got {other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -15,7 +15,6 @@ use axum::http::{HeaderValue, Response};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use futures_util::FutureExt;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -111,7 +110,7 @@ enum Area {
 }
 
 fn area(path: &str) -> Area {
-    if path.starts_with("/v1/") {
+    if path == "/v1" || path.starts_with("/v1/") {
         Area::OpenAi
     } else if path.starts_with("/admin") {
         Area::Admin
@@ -680,34 +679,70 @@ fn spawn_profile_refresher(state: &AppState) {
 }
 
 /// Serves `app` on `listener` until `shutdown`, then lets in-flight requests and streams finish for up to `grace`.
+///
+/// Each connection is served by hyper's HTTP/1 server with keep-alive and `TCP_NODELAY`, and closed when it takes
+/// longer than `server.header_timeout_secs` to send a request's headers (a connection that sends nothing, stops
+/// halfway through its headers, or sits idle after a keep-alive request). Without that, idle or half-open
+/// connections would pile up until they held every file descriptor and no client was served. The client's address
+/// reaches handlers as axum's `ConnectInfo`.
 pub(crate) async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    // Streamed tokens are small writes: without TCP_NODELAY the second one waits for the client's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
+    let header_timeout = Duration::from_secs(state.config.server.header_timeout_secs.max(1));
+    let app = app(state);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            () = shutdown.cancelled() => break,
+        };
+        // Streamed tokens are small writes: without TCP_NODELAY the second one waits for the client's delayed ACK.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
         }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let mut task = tokio::spawn(async move { server.await });
-    tokio::select! {
-        result = &mut task => return result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
-        _ = shutdown.cancelled() => {}
+        let router = app.clone();
+        let service = hyper::service::service_fn(move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(remote));
+            tower::ServiceExt::oneshot(router.clone(), request)
+        });
+        let connection = graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service));
+        connections.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a client connection ended with an error");
+            }
+        });
     }
+    drop(listener);
     tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections; waiting for in-flight requests");
-    match tokio::time::timeout(grace, &mut task).await {
-        Ok(result) => result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
-        Err(_) => {
-            tracing::warn!("grace period over; closing the remaining connections");
-            task.abort();
-            Ok(())
-        }
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("grace period over; closing the remaining connections");
     }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// After a failed accept: a connection that failed before it was accepted is nothing to wait for; anything else
+/// (out of file descriptors) gets a pause before the next accept instead of a busy loop.
+async fn accept_failed(e: &std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+        return;
+    }
+    tracing::warn!(error = %e, "cannot accept a connection; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// A server running in this process (tests, the demo).

@@ -380,3 +380,33 @@ async fn auto_routes_as_soon_as_a_backend_that_was_down_at_start_comes_up() {
     assert!(a.header("x-switchyard-model").is_some());
     h.stop().await;
 }
+
+#[tokio::test]
+async fn ollama_going_down_does_not_pause_its_models_once_it_is_back() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut h = start_with(SimOptions { listen: addr, ..SimOptions::default() }, |c| {
+        c.breaker.failure_threshold = 2;
+        c.breaker.cooldown_secs = 3600;
+    })
+    .await;
+    preload(&h, "llama3.2:3b").await;
+    assert_eq!(h.post("/api/chat", chat("llama3.2:3b", false)).await.status, 200);
+    let sim = std::mem::replace(&mut h.sim, switchyard_sim::spawn(SimOptions::default()).await.unwrap());
+    sim.shutdown().await;
+    // Ollama is down: every request is "cannot reach Ollama", well past the breaker's threshold, never a pause.
+    for i in 0..5 {
+        let a = h.post("/api/chat", chat("llama3.2:3b", false)).await;
+        assert_eq!(a.status, 502, "#{i}: {}", a.text());
+        assert!(a.text().contains("cannot reach Ollama"), "#{i}: {}", a.text());
+        assert_eq!(a.header("retry-after"), Some("2"), "#{i}");
+    }
+    // Back on the same address: the model is served again at once, not after the breaker's hour.
+    let back = std::mem::replace(
+        &mut h.sim,
+        switchyard_sim::spawn(SimOptions { listen: addr, ..SimOptions::default() }).await.unwrap(),
+    );
+    back.shutdown().await;
+    let a = h.post("/api/chat", chat("llama3.2:3b", false)).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    h.stop().await;
+}

@@ -295,3 +295,92 @@ async fn the_command_line_names_what_to_fix() {
     assert!(err.contains("auto is not a model") && !err.contains("auto:latest"), "{err}");
     h.stop().await;
 }
+
+/// Reads from `stream` until the router closes it (end of file), or fails at `deadline`; returns what was read.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, deadline: std::time::Duration) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(deadline, stream.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the router kept the connection open for {deadline:?}; read so far: {got:?}");
+    got
+}
+
+#[tokio::test]
+async fn idle_and_half_sent_connections_are_closed_and_a_stalled_body_gets_an_answer() {
+    use tokio::io::AsyncWriteExt;
+    let h = start_with(SimOptions::default(), |c| {
+        c.server.header_timeout_secs = 1;
+        c.server.body_timeout_secs = 1;
+    })
+    .await;
+    let addr = h.router.url().trim_start_matches("http://").to_string();
+    let deadline = std::time::Duration::from_secs(15);
+    // Connects and sends nothing.
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Sends half a request head.
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"POST /api/chat HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    // A whole request, then nothing more on the kept-alive connection.
+    let mut kept = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    kept.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    // Declares a body of 100 bytes and sends 4.
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /api/chat HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"mo",
+        )
+        .await
+        .unwrap();
+    assert!(read_until_closed(&mut silent, deadline).await.is_empty());
+    let half_answer = read_until_closed(&mut half, deadline).await;
+    assert!(!String::from_utf8_lossy(&half_answer).starts_with("HTTP/1.1 2"), "{half_answer:?}");
+    let kept_answer = String::from_utf8_lossy(&read_until_closed(&mut kept, deadline).await).into_owned();
+    assert!(kept_answer.starts_with("HTTP/1.1 200"), "the request on it was answered first: {kept_answer}");
+    let stalled_answer = String::from_utf8_lossy(&read_until_closed(&mut stalled, deadline).await).into_owned();
+    assert!(stalled_answer.starts_with("HTTP/1.1 400"), "{stalled_answer}");
+    assert!(stalled_answer.contains("server.body_timeout_secs"), "{stalled_answer}");
+    // The router still serves.
+    assert_eq!(h.get("/health").await.status, 200);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn bad_paths_and_query_strings_are_answered_in_the_surfaces_shape() {
+    let h = start().await;
+    for path in ["/v1/models/%ff", "/v1"] {
+        let a = h.get(path).await;
+        assert!(a.status.is_client_error(), "{path}: {}", a.status);
+        let v: Value = serde_json::from_slice(&a.body).unwrap_or_else(|_| panic!("{path}: not JSON: {}", a.text()));
+        assert!(v["error"]["message"].is_string() && v["error"]["type"].is_string(), "{path}: {v}");
+    }
+    for path in [
+        "/admin/profile/%ff",
+        "/admin/vram/events?limit=abc",
+        "/admin/vram/events?limit=-1",
+        "/admin/decisions?limit=-5",
+        "/admin/decisions?limit=1e3",
+    ] {
+        let a = h.get(path).await;
+        assert_eq!(a.status, 400, "{path}: {}", a.text());
+        let v: Value = serde_json::from_slice(&a.body).unwrap_or_else(|_| panic!("{path}: not JSON: {}", a.text()));
+        assert!(v["error"].is_string(), "{path}: {v}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn openai_embeddings_take_at_most_openais_own_limit_of_inputs() {
+    let h = start().await;
+    let inputs = vec!["hi"; switchyard::translate::OPENAI_MAX_EMBEDDING_INPUTS + 1];
+    let a = h.post("/v1/embeddings", json!({"model": "nomic-embed-text", "input": inputs})).await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert!(a.json()["error"]["message"].as_str().unwrap().contains("at most 2048"), "{}", a.text());
+    let a = h.post("/v1/embeddings", json!({"model": "nomic-embed-text", "input": ["hi", "there"]})).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v = a.json();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(v["data"][1]["index"], 1);
+    assert!(v["data"][0]["embedding"].as_array().is_some_and(|e| !e.is_empty()), "{v}");
+    h.stop().await;
+}

@@ -203,6 +203,11 @@ pub struct ServerConfig {
     pub max_json_depth: u32,
     /// How long SIGTERM waits for in-flight requests and streams before exiting.
     pub shutdown_grace_secs: u64,
+    /// How long a client connection may take to send a request's headers, counted from when the router waits for
+    /// them (so also how long a keep-alive connection may sit idle); then it is closed.
+    pub header_timeout_secs: u64,
+    /// How long a request's body may take to arrive once its headers have; then the request gets 400.
+    pub body_timeout_secs: u64,
     /// `pretty` (humans) or `json` (log shippers).
     pub log_format: LogFormat,
     /// Log prompts and responses at debug level. Off by default: prompts are users' data.
@@ -210,6 +215,13 @@ pub struct ServerConfig {
     /// This router's name as a node of a fleet whose nodes share one store: its speeds, load measurements and pins
     /// are kept in rows of its own there (quality stays shared). Empty: a router on its own.
     pub node_name: String,
+}
+
+impl ServerConfig {
+    /// `body_timeout_secs` as a duration.
+    pub fn body_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.body_timeout_secs)
+    }
 }
 
 impl Default for ServerConfig {
@@ -222,6 +234,8 @@ impl Default for ServerConfig {
             max_body: ByteSize::mib(32),
             max_json_depth: 64,
             shutdown_grace_secs: 30,
+            header_timeout_secs: 30,
+            body_timeout_secs: 60,
             log_format: LogFormat::Pretty,
             log_prompts: false,
             node_name: String::new(),
@@ -675,6 +689,12 @@ impl Config {
         }
         if self.server.max_body.0 < 1024 {
             return Err(CoreError::config("server.max_body", "must be at least 1KiB"));
+        }
+        if self.server.header_timeout_secs == 0 {
+            return Err(CoreError::config("server.header_timeout_secs", "must be at least 1"));
+        }
+        if self.server.body_timeout_secs == 0 {
+            return Err(CoreError::config("server.body_timeout_secs", "must be at least 1"));
         }
         if !(2..=1024).contains(&self.server.max_json_depth) {
             return Err(CoreError::config("server.max_json_depth", "must be between 2 and 1024"));

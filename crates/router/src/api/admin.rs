@@ -8,6 +8,7 @@ use crate::request::{Endpoint, PrepareContext, Target, parse_object, prepare_nat
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{MatchedPath, Path, Query, State};
 use axum::http::Uri;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -39,7 +40,7 @@ pub async fn vram_op(
         "/admin/vram/unpin" => AdminOp::Unpin,
         other => return Err(RouterError::NotFound(format!("no VRAM operation at {other}")).into()),
     };
-    let bytes = super::read_body(&headers, body, 64 * 1024).await?;
+    let bytes = super::read_body(&headers, body, 64 * 1024, state.config.server.body_timeout()).await?;
     let map = parse_object(&bytes, 8)?;
     let name = map
         .get("model")
@@ -304,7 +305,8 @@ pub async fn explain_post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, OllamaError> {
-    let bytes = super::read_body(&headers, body, state.config.server.max_body.0).await?;
+    let bytes =
+        super::read_body(&headers, body, state.config.server.max_body.0, state.config.server.body_timeout()).await?;
     let q: ExplainQuery =
         serde_json::from_slice(&bytes).map_err(|e| RouterError::bad(format!("invalid explain request: {e}"), None))?;
     Ok(Json(explanation(&state, &q).await?))
@@ -403,8 +405,9 @@ pub struct DecisionsQuery {
 /// `GET /admin/decisions`.
 pub async fn decisions(
     State(state): State<AppState>,
-    Query(q): Query<DecisionsQuery>,
+    q: Result<Query<DecisionsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, OllamaError> {
+    let q = super::query(q)?;
     let limit = q.limit.unwrap_or(50).min(1000);
     match q.source.as_deref() {
         None | Some("memory") => Ok(Json(json!({ "decisions": state.decisions.recent(limit) }))),
@@ -493,7 +496,7 @@ pub async fn start_profile(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OllamaError> {
-    let bytes = super::read_body(&headers, body, 64 * 1024).await?;
+    let bytes = super::read_body(&headers, body, 64 * 1024, state.config.server.body_timeout()).await?;
     let request: JobRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         JobRequest::default()
     } else {
@@ -528,8 +531,9 @@ pub async fn start_profile(
 /// `GET /admin/profile/{id}`: a job's progress.
 pub async fn profile_status(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<jobs::JobStatus>, OllamaError> {
+    let id = super::path(id)?;
     state.jobs.status(&id).map(Json).ok_or_else(|| RouterError::NotFound(format!("no profiling job {id}")).into())
 }
 
@@ -554,7 +558,7 @@ pub async fn cache_invalidate(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, OllamaError> {
-    let bytes = super::read_body(&headers, body, 64 * 1024).await?;
+    let bytes = super::read_body(&headers, body, 64 * 1024, state.config.server.body_timeout()).await?;
     let q: InvalidateBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         InvalidateBody::default()
     } else {
@@ -594,8 +598,9 @@ pub struct EventsQuery {
 /// `GET /admin/vram/events`: the newest loads, unloads and evictions (of `model` when given), from the store.
 pub async fn vram_events(
     State(state): State<AppState>,
-    Query(q): Query<EventsQuery>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, OllamaError> {
+    let q = super::query(q)?;
     let limit = q.limit.unwrap_or(100).min(1000);
     let model = match q.model.as_deref() {
         Some(m) => Some(ModelName::parse(m).map_err(|e| RouterError::bad(e.to_string(), Some("model".into())))?),

@@ -44,7 +44,7 @@ pub async fn forward(
     body: Body,
 ) -> Result<Response<Body>, OllamaError> {
     let path = uri.path();
-    let bytes = read_body(&headers, body, state.config.server.max_body.0).await?;
+    let bytes = read_body(&headers, body, state.config.server.max_body.0, state.config.server.body_timeout()).await?;
     // A clear 400 here for what is not a JSON object, rather than whatever Ollama makes of it.
     parse_object(&bytes, state.config.server.max_json_depth as usize)?;
     if !state.config.ollama.enabled {

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use openai::Generation;
 use serde_json::{Map, Value};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use switchyard_core::ModelName;
 
 /// Set by the request middleware for every request.
@@ -70,15 +70,22 @@ pub(crate) async fn inference(
     ollama::infer(state, ctx, headers, body, native).await.into_response()
 }
 
-/// Reads a request body up to `limit` bytes.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, RouterError> {
+/// Reads a request body up to `limit` bytes, within `timeout` (a client that declares a body and stops sending it
+/// gets a 400 and its connection back, instead of holding a task and a descriptor for ever).
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64, timeout: Duration) -> Result<Bytes, RouterError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(RouterError::PayloadTooLarge { limit });
     }
     let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
+    let Ok(collected) = tokio::time::timeout(timeout, limited.collect()).await else {
+        return Err(RouterError::bad(
+            format!("the request body did not arrive within {} s (server.body_timeout_secs)", timeout.as_secs()),
+            None,
+        ));
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(RouterError::PayloadTooLarge { limit })
@@ -99,7 +106,7 @@ pub(crate) async fn read_request<T>(
     (surface, endpoint, route): (Surface, Endpoint, &'static str),
     native: impl FnOnce(Map<String, Value>) -> Result<(Map<String, Value>, T), RouterError>,
 ) -> Result<(Request, T), RouterError> {
-    let bytes = read_body(headers, body, state.config.server.max_body.0).await?;
+    let bytes = read_body(headers, body, state.config.server.max_body.0, state.config.server.body_timeout()).await?;
     let (mut native, extra) = native(parse_object(&bytes, state.config.server.max_json_depth as usize)?)?;
     let quality = quality_header(headers)?;
     let task = state.tasks.find(&mut native, headers)?;
@@ -140,6 +147,21 @@ pub(crate) fn json_bytes(bytes: Bytes) -> Response<Body> {
 /// Parses a buffered upstream answer.
 pub(crate) fn answer_json(bytes: &[u8]) -> Result<Value, RouterError> {
     serde_json::from_slice(bytes).map_err(invalid_answer)
+}
+
+/// A query string, or a 400 in the surface's shape saying what is wrong with it (axum's own rejection is plain
+/// text).
+pub(crate) fn query<T>(
+    query: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, RouterError> {
+    query.map(|axum::extract::Query(q)| q).map_err(|e| RouterError::bad(e.body_text(), None))
+}
+
+/// A path parameter, or a 400 in the surface's shape (axum's own rejection is plain text).
+pub(crate) fn path<T>(
+    path: Result<axum::extract::Path<T>, axum::extract::rejection::PathRejection>,
+) -> Result<T, RouterError> {
+    path.map(|axum::extract::Path(p)| p).map_err(|e| RouterError::bad(e.body_text(), None))
 }
 
 /// The error for a buffered upstream answer that is not JSON.

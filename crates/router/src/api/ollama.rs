@@ -157,7 +157,7 @@ pub async fn show(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response<Body>, OllamaError> {
-    let bytes = read_body(&headers, body, state.config.server.max_body.0).await?;
+    let bytes = read_body(&headers, body, state.config.server.max_body.0, state.config.server.body_timeout()).await?;
     let map = parse_object(&bytes, state.config.server.max_json_depth as usize)?;
     let name = map
         .get("model")

@@ -13,6 +13,7 @@ use crate::translate::{
 };
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Response, header};
 use axum::response::IntoResponse;
@@ -154,9 +155,11 @@ pub(super) async fn embeddings(
     let Answer::Buffered(bytes) = outcome.answer else {
         return Err(RouterError::Internal("embedding answer was not buffered".into()).into());
     };
-    let out = translate::embeddings_response(&outcome.shown, &answer_json(&bytes)?, base64);
+    let out = translate::embeddings_response(&outcome.shown, &bytes, base64).map_err(invalid_answer)?;
+    let mut response = Response::new(Body::from(out));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(decorate(
-        Json(out).into_response(),
+        response,
         &outcome.model,
         outcome.category,
         outcome.cache,
@@ -195,7 +198,11 @@ pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OpenAi
 }
 
 /// `GET /v1/models/{model}`.
-pub async fn model(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, OpenAiError> {
+pub async fn model(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, OpenAiError> {
+    let id = super::path(id)?;
     if state.tasks.virtual_models().iter().any(|(v, _)| *v == id) {
         return Ok(Json(model_object(&id, "switchyard", chrono::Utc::now().timestamp())));
     }

@@ -12,6 +12,7 @@
 use crate::error::{OllamaError, RouterError};
 use crate::state::AppState;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, Response, StatusCode, header};
 use serde::Deserialize;
@@ -42,7 +43,11 @@ pub struct UiQuery {
 
 /// `GET /ui`: the dashboard; with `?key=` (already checked by the gate), a cookie holding the key and a redirect to
 /// the same page without the key in its address.
-pub async fn dashboard(State(state): State<AppState>, Query(q): Query<UiQuery>) -> Result<Response<Body>, OllamaError> {
+pub async fn dashboard(
+    State(state): State<AppState>,
+    q: Result<Query<UiQuery>, QueryRejection>,
+) -> Result<Response<Body>, OllamaError> {
+    let q = super::query(q)?;
     let mut response = match q.key.filter(|k| !k.is_empty()) {
         Some(key) => {
             // The key was checked by the gate (it matched the configured key).

@@ -185,7 +185,11 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 Err(Admission::Failed(e)) => {
-                    state.breaker.failure(model);
+                    // Ollama itself unreachable is no fault of this model: pausing the model would keep it refused
+                    // after Ollama is back.
+                    if !(target.is_none() && matches!(e, RouterError::Unreachable(_))) {
+                        state.breaker.failure(model);
+                    }
                     last = Some(e);
                     if explicit {
                         break;
@@ -245,7 +249,9 @@ impl<'a> Engine<'a> {
                     last = Some(RouterError::UpstreamFailed(message));
                 }
                 Err(failure) => {
-                    if state.breaker.failure(model) {
+                    // As above: the local Ollama refusing connections says nothing of this model.
+                    let ollama_down = target.is_none() && matches!(failure, ForwardFailure::Connect(_));
+                    if !ollama_down && state.breaker.failure(model) {
                         tracing::warn!(model = %model, "circuit breaker opened");
                     }
                     backend.failed(&failure, &state.tracker);

@@ -10,6 +10,7 @@ use crate::error::RouterError;
 use base64::Engine as _;
 use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 
@@ -293,6 +294,10 @@ pub fn completion_request(req: &Map<String, Value>) -> Result<(Map<String, Value
     Ok((body, meta))
 }
 
+/// Most strings one OpenAI embeddings request may hold (OpenAI's own limit; its clients and the frameworks batch
+/// below it).
+pub const OPENAI_MAX_EMBEDDING_INPUTS: usize = 2048;
+
 /// Translates an OpenAI embeddings request into an Ollama `/api/embed` body; returns whether base64 was asked.
 pub fn embeddings_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, bool), RouterError> {
     let model = req
@@ -302,6 +307,16 @@ pub fn embeddings_request(req: &Map<String, Value>) -> Result<(Map<String, Value
         .ok_or_else(|| bad("model is required", "model"))?;
     let input = match req.get("input") {
         Some(Value::String(s)) => json!(s),
+        Some(Value::Array(items)) if items.len() > OPENAI_MAX_EMBEDDING_INPUTS => {
+            return Err(bad(
+                format!(
+                    "input holds {} strings; OpenAI's API takes at most {OPENAI_MAX_EMBEDDING_INPUTS} per request: \
+                     send them in batches",
+                    items.len()
+                ),
+                "input",
+            ));
+        }
         Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => {
             Value::Array(items.clone())
         }
@@ -534,31 +549,45 @@ impl PlainUsage {
     }
 }
 
-/// An embeddings answer from Ollama as an OpenAI list.
-pub fn embeddings_response(model: &str, answer: &Value, base64: bool) -> Value {
-    let data: Vec<Value> = answer
-        .get("embeddings")
-        .and_then(Value::as_array)
-        .map(|rows| {
-            rows.iter()
-                .enumerate()
-                .map(|(i, row)| {
-                    let embedding = if base64 {
-                        let mut bytes = Vec::new();
-                        for v in row.as_array().map(Vec::as_slice).unwrap_or(&[]) {
-                            bytes.extend_from_slice(&(v.as_f64().unwrap_or(0.0) as f32).to_le_bytes());
-                        }
-                        json!(base64::engine::general_purpose::STANDARD.encode(bytes))
-                    } else {
-                        row.clone()
-                    };
-                    json!({"object": "embedding", "embedding": embedding, "index": i})
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let tokens = answer.get("prompt_eval_count").and_then(Value::as_u64).unwrap_or(0);
-    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+/// The parts of Ollama's `/api/embed` answer an OpenAI list is made of; each vector is kept as the text Ollama
+/// wrote, so a large answer is copied, not parsed into a tree of numbers.
+#[derive(Deserialize)]
+struct EmbedAnswer<'a> {
+    #[serde(borrow, default)]
+    embeddings: Vec<&'a RawValue>,
+    #[serde(default)]
+    prompt_eval_count: Option<u64>,
+}
+
+/// An embeddings answer from Ollama (`/api/embed`'s bytes) as an OpenAI list, written straight into bytes (keys in
+/// the order the general JSON writer puts them). Vectors are copied as Ollama wrote them, or encoded as base64 of
+/// little-endian `f32`s.
+pub fn embeddings_response(model: &str, answer: &[u8], base64: bool) -> Result<Vec<u8>, serde_json::Error> {
+    let answer: EmbedAnswer<'_> = serde_json::from_slice(answer)?;
+    let vectors: usize = answer.embeddings.iter().map(|v| v.get().len()).sum();
+    let mut out = Vec::with_capacity(vectors + answer.embeddings.len() * 48 + model.len() + 96);
+    out.extend_from_slice(b"{\"data\":[");
+    for (i, row) in answer.embeddings.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"embedding\":");
+        if base64 {
+            let values: Vec<f64> = serde_json::from_str(row.get())?;
+            let bytes: Vec<u8> = values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect();
+            serde_json::to_writer(&mut out, &base64::engine::general_purpose::STANDARD.encode(bytes))?;
+        } else {
+            out.extend_from_slice(row.get().as_bytes());
+        }
+        out.extend_from_slice(format!(",\"index\":{i},\"object\":\"embedding\"}}").as_bytes());
+    }
+    out.extend_from_slice(b"],\"model\":");
+    serde_json::to_writer(&mut out, model)?;
+    let tokens = answer.prompt_eval_count.unwrap_or(0);
+    out.extend_from_slice(
+        format!(",\"object\":\"list\",\"usage\":{{\"prompt_tokens\":{tokens},\"total_tokens\":{tokens}}}}}").as_bytes(),
+    );
+    Ok(out)
 }
 
 /// Writes an OpenAI stream's events for Ollama NDJSON lines: chat and completion chunks, or Responses events.
@@ -992,10 +1021,34 @@ mod tests {
 
     #[test]
     fn embeddings_can_be_base64() {
-        let answer = json!({"embeddings": [[1.0, 0.0]], "prompt_eval_count": 2});
-        let out = embeddings_response("e", &answer, true);
+        let answer = br#"{"embeddings": [[1.0, 0.0]], "prompt_eval_count": 2}"#;
+        let out: Value = serde_json::from_slice(&embeddings_response("e", answer, true).unwrap()).unwrap();
         let encoded = out["data"][0]["embedding"].as_str().unwrap();
         let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
         assert_eq!(bytes, [1.0f32.to_le_bytes(), 0.0f32.to_le_bytes()].concat());
+    }
+
+    #[test]
+    fn embeddings_are_an_openai_list_with_the_vectors_as_ollama_wrote_them() {
+        let answer = br#"{"model":"e","embeddings":[[0.5,-0.00125],[2,3]],"total_duration":9,"prompt_eval_count":4}"#;
+        let bytes = embeddings_response("nomic \"x\"", answer, false).unwrap();
+        let out: Value = serde_json::from_slice(&bytes).unwrap();
+        let expected = json!({
+            "object": "list",
+            "data": [
+                {"object": "embedding", "embedding": [0.5, -0.00125], "index": 0},
+                {"object": "embedding", "embedding": [2, 3], "index": 1},
+            ],
+            "model": "nomic \"x\"",
+            "usage": {"prompt_tokens": 4, "total_tokens": 4},
+        });
+        assert_eq!(out, expected);
+        // The same bytes the general JSON writer would give.
+        assert_eq!(bytes, serde_json::to_vec(&expected).unwrap());
+        // No vectors is an empty list; an answer that is not Ollama's shape is an error, not an empty list.
+        let empty: Value = serde_json::from_slice(&embeddings_response("e", b"{}", false).unwrap()).unwrap();
+        assert_eq!(empty["data"], json!([]));
+        assert!(embeddings_response("e", br#"{"embeddings": "no"}"#, false).is_err());
+        assert!(embeddings_response("e", br#"{"embeddings": [["x"]]}"#, true).is_err());
     }
 }
