@@ -72,6 +72,10 @@ pub enum RouterError {
     #[error("{0}")]
     MethodNotAllowed(String),
 
+    /// A browser request from a web origin that is not allowed (`server.cors_origins`).
+    #[error("{0}")]
+    Forbidden(String),
+
     /// The server is stopping.
     #[error("Switchyard is shutting down; retry against another instance or in a moment")]
     ShuttingDown,
@@ -97,6 +101,7 @@ impl RouterError {
             RouterError::BadRequest { .. } | RouterError::NoCapableModel(_) => StatusCode::BAD_REQUEST,
             RouterError::ModelNotFound(_) | RouterError::NotFound(_) => StatusCode::NOT_FOUND,
             RouterError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            RouterError::Forbidden(_) => StatusCode::FORBIDDEN,
             RouterError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RouterError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             RouterError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -150,6 +155,7 @@ impl RouterError {
             RouterError::Conflict(_) => "conflict",
             RouterError::NotFound(_) => "not_found",
             RouterError::MethodNotAllowed(_) => "method_not_allowed",
+            RouterError::Forbidden(_) => "forbidden",
             RouterError::ShuttingDown => "shutting_down",
             RouterError::Internal(_) => "internal",
             RouterError::Startup(_) => "startup",
@@ -323,6 +329,7 @@ impl IntoResponse for OpenAiError {
             RouterError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
             RouterError::NotFound(_) => ("not_found_error", None),
             RouterError::MethodNotAllowed(_) => ("invalid_request_error", None),
+            RouterError::Forbidden(_) => ("permission_error", None),
             RouterError::Unauthorized(_) => ("authentication_error", Some("invalid_api_key")),
             RouterError::RateLimited { .. } => ("rate_limit_error", Some("rate_limit_exceeded")),
             RouterError::Conflict(_) => ("invalid_request_error", None),

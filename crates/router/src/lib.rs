@@ -20,6 +20,7 @@ pub mod cache;
 mod cascade;
 pub mod classify;
 pub mod cli;
+mod cors;
 mod decisions;
 mod engine;
 mod error;

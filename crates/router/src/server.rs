@@ -76,7 +76,37 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/health", get(api::admin::health))
         .route("/ready", get(api::admin::ready))
         .route_layer(middleware::from_fn_with_state(state.clone(), gate));
-    routes.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state)
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), cross_origin))
+        .with_state(state)
+}
+
+/// Browser requests from other origins (`crate::cors`): answers preflights, refuses origins that are not allowed, and
+/// lets allowed pages read the answer. Requests without an `Origin` header pass untouched.
+async fn cross_origin(State(state): State<AppState>, request: Request, next: Next) -> Response<Body> {
+    let Some(origin) = request.headers().get(axum::http::header::ORIGIN).cloned() else {
+        return next.run(request).await;
+    };
+    let host = request.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+    let allowed = origin.to_str().is_ok_and(|o| crate::cors::allowed(o, host, &state.config.server.cors_origins));
+    if !allowed {
+        let shown = origin.to_str().map_or_else(|_| "that is not text".to_string(), |o| o.chars().take(200).collect());
+        let error = RouterError::Forbidden(format!(
+            "requests from the web origin {shown} are not allowed: add it to server.cors_origins to allow it"
+        ));
+        return unrouted(&state, &request, error);
+    }
+    if crate::cors::is_preflight(request.method(), request.headers()) {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
+        crate::cors::preflight_headers(&origin, request.headers(), response.headers_mut());
+        return response;
+    }
+    let mut response = next.run(request).await;
+    crate::cors::allow_origin(&origin, response.headers_mut());
+    response
 }
 
 /// An error for a request no route took, in the shape of the surface its path belongs to, with a request id.

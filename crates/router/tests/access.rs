@@ -1,5 +1,5 @@
 //! Access control: loopback by default, the admin key on admin routes, client keys on inference routes, refusal to
-//! listen on the network without a key, and prompts kept out of the logs unless asked for.
+//! listen on the network without a key, prompts kept out of the logs unless asked for, and browser origins.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -110,4 +110,63 @@ async fn prompts_are_not_logged_unless_turned_on() {
         assert_eq!(logs.contains(&marker), expected, "log_prompts = {log_prompts}:\n{logs}");
     }
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn browsers_on_local_and_configured_origins_may_call_and_other_web_origins_get_403() {
+    let h =
+        start_with(SimOptions::default(), |c| c.server.cors_origins = vec!["https://chat.example.com".into()]).await;
+    let chat = json!({"model": "llama3.2:3b", "stream": false, "messages": [{"role": "user", "content": "hi"}]});
+    let body = Some(bytes::Bytes::from(chat.to_string()));
+    // A preflight from a local page is answered by Switchyard itself.
+    let pre = h
+        .call(
+            http::Method::OPTIONS,
+            &h.url("/v1/chat/completions"),
+            None,
+            &[
+                ("origin", "http://localhost:3000"),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "content-type, authorization"),
+            ],
+        )
+        .await;
+    assert_eq!(pre.status, 204, "{}", pre.text());
+    assert_eq!(pre.header("access-control-allow-origin"), Some("http://localhost:3000"));
+    assert!(pre.header("access-control-allow-methods").unwrap().contains("POST"));
+    assert_eq!(pre.header("access-control-allow-headers"), Some("content-type, authorization"));
+    // The request itself is served, and the page may read the answer and the routing headers.
+    for origin in ["http://localhost:3000", "https://chat.example.com", "chrome-extension://abcdefghijklmnop"] {
+        let a = h.call(http::Method::POST, &h.url("/api/chat"), body.clone(), &[("origin", origin)]).await;
+        assert_eq!(a.status, 200, "{origin}: {}", a.text());
+        assert_eq!(a.header("access-control-allow-origin"), Some(origin));
+        assert!(a.header("access-control-expose-headers").unwrap().contains("x-switchyard-model"));
+    }
+    // Any other web origin is refused, in each surface's shape, before anything runs.
+    let evil = [("origin", "https://evil.example")];
+    let a = h.call(http::Method::POST, &h.url("/api/chat"), body.clone(), &evil).await;
+    assert_eq!(a.status, 403);
+    assert!(a.json()["error"].as_str().unwrap().contains("server.cors_origins"), "{}", a.text());
+    assert!(a.header("access-control-allow-origin").is_none());
+    let a = h.call(http::Method::POST, &h.url("/v1/chat/completions"), body.clone(), &evil).await;
+    assert_eq!(a.status, 403);
+    assert_eq!(a.json()["error"]["type"], "permission_error", "{}", a.text());
+    let a = h
+        .call(http::Method::POST, &h.url("/admin/vram/unload"), Some(r#"{"model":"llama3.2:3b"}"#.into()), &evil)
+        .await;
+    assert_eq!(a.status, 403, "a web page cannot unload models through a browser");
+    let pre = h
+        .call(
+            http::Method::OPTIONS,
+            &h.url("/api/chat"),
+            None,
+            &[("origin", "https://evil.example"), ("access-control-request-method", "POST")],
+        )
+        .await;
+    assert_eq!(pre.status, 403);
+    // Clients that are not browsers send no origin and see no change.
+    let a = h.call(http::Method::POST, &h.url("/api/chat"), body, &[]).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(a.header("access-control-allow-origin").is_none());
+    h.stop().await;
 }

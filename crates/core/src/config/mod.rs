@@ -208,6 +208,10 @@ pub struct ServerConfig {
     pub header_timeout_secs: u64,
     /// How long a request's body may take to arrive once its headers have; then the request gets 400.
     pub body_timeout_secs: u64,
+    /// Web origins allowed to call Switchyard from a browser, besides the local ones Ollama allows by default
+    /// (`http(s)://localhost`, `127.0.0.1` and `0.0.0.0` on any port, `app://`, `file://`, `tauri://`, VS Code
+    /// webviews and browser extensions). A `*` stands for any host or port; `"*"` alone allows every origin.
+    pub cors_origins: Vec<String>,
     /// `pretty` (humans) or `json` (log shippers).
     pub log_format: LogFormat,
     /// Log prompts and responses at debug level. Off by default: prompts are users' data.
@@ -236,6 +240,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             header_timeout_secs: 30,
             body_timeout_secs: 60,
+            cors_origins: Vec::new(),
             log_format: LogFormat::Pretty,
             log_prompts: false,
             node_name: String::new(),
