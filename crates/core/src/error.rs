@@ -30,6 +30,11 @@ pub enum CoreError {
     #[error("cannot reach {url}: {message}")]
     Unreachable { url: String, message: String },
 
+    /// No connection to the upstream could be made (refused, no route): the request never reached it. Unlike
+    /// [`CoreError::Unreachable`] it says nothing about what the upstream did with a request.
+    #[error("cannot reach {url}: {message}")]
+    Refused { url: String, message: String },
+
     /// The upstream answered with an error status. `message` is its own error text when it gave one.
     #[error("{url} answered {status}: {message}")]
     Upstream { url: String, status: u16, message: String },
@@ -55,7 +60,7 @@ impl CoreError {
 
     /// True when the upstream could not be reached or timed out, as opposed to answering with an error.
     pub fn is_connectivity(&self) -> bool {
-        matches!(self, Self::Unreachable { .. } | Self::Timeout { .. })
+        matches!(self, Self::Unreachable { .. } | Self::Refused { .. } | Self::Timeout { .. })
     }
 }
 

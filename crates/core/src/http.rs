@@ -122,12 +122,9 @@ impl HttpClient {
                 tracing::debug!(%url, error = %describe_client_error(&e), "a pooled connection was closed; sending again");
                 let again = again
                     .ok_or_else(|| CoreError::Unreachable { url: url.clone(), message: describe_client_error(&e) })?;
-                self.inner
-                    .request(again)
-                    .await
-                    .map_err(|e| CoreError::Unreachable { url, message: describe_client_error(&e) })
+                self.inner.request(again).await.map_err(|e| client_error(url, &e))
             }
-            Err(e) => Err(CoreError::Unreachable { url, message: describe_client_error(&e) }),
+            Err(e) => Err(client_error(url, &e)),
         }
     }
 
@@ -276,6 +273,12 @@ fn stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
         source = inner.source();
     }
     false
+}
+
+/// A failed request as a [`CoreError`]: `Refused` when no connection was made, `Unreachable` otherwise.
+fn client_error(url: String, e: &hyper_util::client::legacy::Error) -> CoreError {
+    let message = describe_client_error(e);
+    if e.is_connect() { CoreError::Refused { url, message } } else { CoreError::Unreachable { url, message } }
 }
 
 fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {

@@ -136,6 +136,10 @@ fn bad_values_name_the_key_and_what_is_allowed() {
         ("[server]\nlisten = \"not-an-address\"\n", "server.listen", "address"),
         ("[vram]\npins = [\"../etc/passwd\"]\n", "vram.pins", "path-like"),
         ("[routing]\nclassifier = \"embedding\"\n", "routing.embedding_model", "embedding model"),
+        ("[server]\ncors_origins = [\"https://chat.example.com/\"]\n", "server.cors_origins", "trailing slash"),
+        ("[server]\ncors_origins = [\"chat.example.com\"]\n", "server.cors_origins", "scheme://host"),
+        ("[server]\nheader_timeout_secs = 0\n", "server.header_timeout_secs", "at least 1"),
+        ("[server]\nbody_timeout_secs = 0\n", "server.body_timeout_secs", "at least 1"),
     ];
     for (text, key, hint) in cases {
         let file = write_file(&dir, text);

@@ -1,8 +1,12 @@
 //! Cross-origin requests from browsers, as Ollama answers them: web pages and apps on this machine (localhost,
 //! desktop apps, VS Code webviews, browser extensions) and the origins in `server.cors_origins` may call the API;
 //! a browser request from any other web origin gets 403, so a page on the internet cannot make the GPU work or unload
-//! models through a user's browser. Requests without an `Origin` header (every non-browser client) and same-origin
-//! requests (the dashboard) are not affected.
+//! models through a user's browser. Requests without an `Origin` header (every non-browser client) are not affected.
+//!
+//! Switchyard's own pages (the dashboard) are same-origin. On a loopback address they are reached as `localhost` or
+//! `127.0.0.1`, which are allowed anyway; only on a network address is an origin that names the request's own `Host`
+//! allowed as well. Not on loopback, because both headers come from the page in a DNS-rebinding attack (a page at
+//! `http://evil.example:11435` whose name is made to point at 127.0.0.1).
 
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 
@@ -63,8 +67,8 @@ fn matches(pattern: &str, origin: &str) -> bool {
     }
 }
 
-/// Whether a request from `origin` (its `Origin` header) may be served, given the request's `Host` header and the
-/// configured extra origins. A page served by Switchyard itself (the dashboard) is same-origin.
+/// Whether a request from `origin` (its `Origin` header) may be served, given the configured extra origins and, on a
+/// network address only, the request's `Host` header (a page served by Switchyard itself is same-origin).
 pub fn allowed(origin: &str, host: Option<&str>, extra: &[String]) -> bool {
     let same_origin = host.is_some_and(|host| {
         origin

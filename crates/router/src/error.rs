@@ -205,10 +205,14 @@ impl RouterError {
             None => ("Ollama".to_string(), "ollama.first_byte_timeout_secs".to_string()),
         };
         match failure {
-            ForwardFailure::Connect(message) if backend.is_some() => RouterError::Unreachable(format!(
-                "cannot reach {who} ({message}); check that it is running and that its url is right"
-            )),
-            ForwardFailure::Connect(message) => unreachable(&format!(" ({message})")),
+            ForwardFailure::Connect(message) | ForwardFailure::Refused(message) if backend.is_some() => {
+                RouterError::Unreachable(format!(
+                    "cannot reach {who} ({message}); check that it is running and that its url is right"
+                ))
+            }
+            ForwardFailure::Connect(message) | ForwardFailure::Refused(message) => {
+                unreachable(&format!(" ({message})"))
+            }
             ForwardFailure::Status { status: 503, message } => {
                 RouterError::Busy { message: format!("{who} is busy: {message}"), retry_after_secs: 2 }
             }
@@ -226,6 +230,7 @@ impl RouterError {
             ForwardFailure::Broken(message) => {
                 RouterError::UpstreamFailed(format!("{model} broke off its answer: {message}"))
             }
+            ForwardFailure::TooLarge(message) => RouterError::UpstreamFailed(format!("{model}: {message}")),
         }
     }
 }
@@ -233,7 +238,9 @@ impl RouterError {
 impl From<CoreError> for RouterError {
     fn from(e: CoreError) -> Self {
         match e {
-            CoreError::Unreachable { url, .. } => unreachable(&format!(" at {}", origin(&url))),
+            CoreError::Unreachable { url, .. } | CoreError::Refused { url, .. } => {
+                unreachable(&format!(" at {}", origin(&url)))
+            }
             CoreError::Timeout { url, seconds } => {
                 RouterError::Timeout(format!("Ollama at {} did not answer within {seconds:.0} s", origin(&url)))
             }

@@ -23,7 +23,9 @@ use tokio::time::{Instant, Sleep};
 /// Why forwarding failed before anything reached the client.
 #[derive(Debug, Clone)]
 pub enum ForwardFailure {
-    /// Connection refused or reset before an answer.
+    /// No connection could be made (refused, no route): the request never reached the server.
+    Refused(String),
+    /// The connection failed or was reset before an answer (the server may have seen the request).
     Connect(String),
     /// Ollama answered an error status.
     Status { status: u16, message: String },
@@ -31,6 +33,9 @@ pub enum ForwardFailure {
     Timeout(Duration),
     /// The answer started but broke before the first chunk.
     Broken(String),
+    /// A buffered answer larger than Switchyard holds in memory ([`MAX_ANSWER_BYTES`]): the request's doing, not the
+    /// model's, so it neither counts against the model nor goes to another one.
+    TooLarge(String),
 }
 
 /// The rest of an upstream stream, in Ollama's native NDJSON: Ollama's own body, or an `openai` backend's SSE
@@ -57,7 +62,10 @@ pub async fn open(
     let response = tokio::time::timeout_at(deadline, http.send(request))
         .await
         .map_err(|_| ForwardFailure::Timeout(timeout))?
-        .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+        .map_err(|e| match e {
+            switchyard_core::CoreError::Refused { .. } => ForwardFailure::Refused(e.to_string()),
+            other => ForwardFailure::Connect(other.to_string()),
+        })?;
     let status = response.status();
     let body = response.into_body();
     if status == StatusCode::OK {
@@ -97,7 +105,7 @@ where
         .map_err(|_| ForwardFailure::Timeout(timeout))?;
     match collected {
         Ok(body) => Ok(body.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ForwardFailure::Broken(format!(
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ForwardFailure::TooLarge(format!(
             "the answer is larger than {} MiB, more than Switchyard holds in memory: ask for less in one request \
              (for embeddings, fewer inputs)",
             limit >> 20
@@ -511,7 +519,7 @@ mod tests {
         let whole = read_whole_within(body(), deadline, Duration::from_secs(5), 10).await.unwrap();
         assert_eq!(&whole[..], b"0123456789");
         match read_whole_within(body(), deadline, Duration::from_secs(5), 9).await {
-            Err(ForwardFailure::Broken(message)) => assert!(message.contains("larger than"), "{message}"),
+            Err(ForwardFailure::TooLarge(message)) => assert!(message.contains("larger than"), "{message}"),
             other => panic!("expected the limit to fail the answer, got {other:?}"),
         }
     }

@@ -89,7 +89,10 @@ async fn cross_origin(State(state): State<AppState>, request: Request, next: Nex
     let Some(origin) = request.headers().get(axum::http::header::ORIGIN).cloned() else {
         return next.run(request).await;
     };
-    let host = request.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+    // Same-origin by the `Host` header only on a network address (see `crate::cors`).
+    let host = (!state.config.server.listen.ip().is_loopback())
+        .then(|| request.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()))
+        .flatten();
     let allowed = origin.to_str().is_ok_and(|o| crate::cors::allowed(o, host, &state.config.server.cors_origins));
     if !allowed {
         let shown = origin.to_str().map_or_else(|_| "that is not text".to_string(), |o| o.chars().take(200).collect());
@@ -732,13 +735,17 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    accept_failed(&e).await;
-                    continue;
+                    tokio::select! {
+                        () = accept_failed(&e) => continue,
+                        () = shutdown.cancelled() => break,
+                    }
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             () = shutdown.cancelled() => break,
         };
+        // Finished connections are reaped here too, so the set never holds more than the open ones for long.
+        while connections.try_join_next().is_some() {}
         // Streamed tokens are small writes: without TCP_NODELAY the second one waits for the client's delayed ACK.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");

@@ -164,6 +164,13 @@ async fn browsers_on_local_and_configured_origins_may_call_and_other_web_origins
         )
         .await;
     assert_eq!(pre.status, 403);
+    // On loopback an origin naming the request's own host is not trusted: a DNS-rebinding page sets both.
+    let port = h.router.url().rsplit(':').next().unwrap().to_string();
+    let rebound = format!("http://rebound.example:{port}");
+    let host = format!("rebound.example:{port}");
+    let a =
+        h.call(http::Method::POST, &h.url("/api/chat"), body.clone(), &[("origin", &rebound), ("host", &host)]).await;
+    assert_eq!(a.status, 403, "{}", a.text());
     // Clients that are not browsers send no origin and see no change.
     let a = h.call(http::Method::POST, &h.url("/api/chat"), body, &[]).await;
     assert_eq!(a.status, 200, "{}", a.text());

@@ -867,7 +867,10 @@ impl Actor {
                     Ok(LoadReport { seconds: seconds.as_secs_f64(), ps })
                 }
                 Err(e) => Err(LoadFailure {
-                    unreachable: matches!(e, switchyard_core::CoreError::Unreachable { .. }),
+                    unreachable: matches!(
+                        e,
+                        switchyard_core::CoreError::Unreachable { .. } | switchyard_core::CoreError::Refused { .. }
+                    ),
                     message: e.to_string(),
                     preflight: false,
                 }),

@@ -695,6 +695,20 @@ impl Config {
         if self.server.max_body.0 < 1024 {
             return Err(CoreError::config("server.max_body", "must be at least 1KiB"));
         }
+        for origin in &self.server.cors_origins {
+            let origin = origin.trim();
+            let shaped =
+                origin == "*" || (origin.contains("://") && !origin.ends_with('/') && origin.matches('*').count() <= 1);
+            if !shaped {
+                return Err(CoreError::config(
+                    "server.cors_origins",
+                    format!(
+                        "{origin:?} is not an origin: write it as the browser sends it, scheme://host[:port] with no \
+                         path or trailing slash (at most one `*`, or \"*\" alone for every origin)"
+                    ),
+                ));
+            }
+        }
         if self.server.header_timeout_secs == 0 {
             return Err(CoreError::config("server.header_timeout_secs", "must be at least 1"));
         }

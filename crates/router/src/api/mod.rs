@@ -70,27 +70,44 @@ pub(crate) async fn inference(
     ollama::infer(state, ctx, headers, body, native).await.into_response()
 }
 
-/// Reads a request body up to `limit` bytes, within `timeout` (a client that declares a body and stops sending it
-/// gets a 400 and its connection back, instead of holding a task and a descriptor for ever).
+/// Reads a request body up to `limit` bytes. A body that stops arriving for `timeout` (a client that declares a body
+/// and stops sending it) gets a 400 and its connection back, instead of holding a task and a descriptor for ever; a
+/// large body on a slow link is fine as long as it keeps coming.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64, timeout: Duration) -> Result<Bytes, RouterError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(RouterError::PayloadTooLarge { limit });
     }
-    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    let Ok(collected) = tokio::time::timeout(timeout, limited.collect()).await else {
-        return Err(RouterError::bad(
-            format!("the request body did not arrive within {} s (server.body_timeout_secs)", timeout.as_secs()),
-            None,
-        ));
-    };
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(RouterError::PayloadTooLarge { limit })
+    let mut limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    // Most bodies come as one frame, kept as it is; more are gathered.
+    let mut first: Option<Bytes> = None;
+    let mut whole = bytes::BytesMut::new();
+    loop {
+        let Ok(frame) = tokio::time::timeout(timeout, limited.frame()).await else {
+            return Err(RouterError::bad(
+                format!("the request body stopped arriving for {} s (server.body_timeout_secs)", timeout.as_secs()),
+                None,
+            ));
+        };
+        match frame {
+            None if whole.is_empty() => return Ok(first.unwrap_or_default()),
+            None => return Ok(whole.freeze()),
+            Some(Ok(frame)) => match (frame.into_data(), first.take()) {
+                (Ok(data), None) if whole.is_empty() => first = Some(data),
+                (Ok(data), earlier) => {
+                    if let Some(earlier) = earlier {
+                        whole.extend_from_slice(&earlier);
+                    }
+                    whole.extend_from_slice(&data);
+                }
+                (Err(_), earlier) => first = earlier,
+            },
+            Some(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return Err(RouterError::PayloadTooLarge { limit });
+            }
+            Some(Err(e)) => return Err(RouterError::bad(format!("could not read the request body: {e}"), None)),
         }
-        Err(e) => Err(RouterError::bad(format!("could not read the request body: {e}"), None)),
     }
 }
 

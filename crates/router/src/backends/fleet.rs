@@ -685,7 +685,10 @@ async fn collect(response: http::Response<hyper::body::Incoming>, path: &str) ->
 /// A failure in words.
 fn describe(failure: &ForwardFailure) -> String {
     match failure {
-        ForwardFailure::Connect(m) | ForwardFailure::Broken(m) => m.clone(),
+        ForwardFailure::Connect(m)
+        | ForwardFailure::Refused(m)
+        | ForwardFailure::Broken(m)
+        | ForwardFailure::TooLarge(m) => m.clone(),
         ForwardFailure::Status { status, message } => format!("{status} {message}"),
         ForwardFailure::Timeout(d) => format!("no answer within {} s", d.as_secs()),
     }
@@ -768,7 +771,15 @@ impl Backend for Fleet {
                 }
                 // Answered with an error (a failed load there): reachable, but not for this request.
                 ForwardFailure::Status { .. } => node.metrics.error.inc(),
-                ForwardFailure::Connect(_) | ForwardFailure::Timeout(_) | ForwardFailure::Broken(_) => {
+                // An answer too large to hold: another node's would be as large.
+                ForwardFailure::TooLarge(_) => {
+                    self.rebuild();
+                    return Err(failure);
+                }
+                ForwardFailure::Connect(_)
+                | ForwardFailure::Refused(_)
+                | ForwardFailure::Timeout(_)
+                | ForwardFailure::Broken(_) => {
                     node.metrics.error.inc();
                     node.down(&describe(&failure));
                 }

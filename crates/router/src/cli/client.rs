@@ -133,9 +133,11 @@ async fn call(
         request.headers_mut().insert(header::AUTHORIZATION, value);
     }
     let answer = HttpClient::default().send_buffered(request, Duration::from_secs(600)).await.map_err(|e| match e {
-        switchyard_core::CoreError::Unreachable { .. } => RouterError::Unreachable(format!(
-            "cannot reach Switchyard at {base}: start it with `switchyard serve` (or pass --server URL)"
-        )),
+        switchyard_core::CoreError::Unreachable { .. } | switchyard_core::CoreError::Refused { .. } => {
+            RouterError::Unreachable(format!(
+                "cannot reach Switchyard at {base}: start it with `switchyard serve` (or pass --server URL)"
+            ))
+        }
         other => other.into(),
     })?;
     if answer.status == http::StatusCode::UNAUTHORIZED {

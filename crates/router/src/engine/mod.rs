@@ -185,11 +185,7 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 Err(Admission::Failed(e)) => {
-                    // Ollama itself unreachable is no fault of this model: pausing the model would keep it refused
-                    // after Ollama is back.
-                    if !(target.is_none() && matches!(e, RouterError::Unreachable(_))) {
-                        state.breaker.failure(model);
-                    }
+                    state.breaker.failure(model);
                     last = Some(e);
                     if explicit {
                         break;
@@ -235,6 +231,10 @@ impl<'a> Engine<'a> {
                     // The request itself is wrong for this model: another model will not fix it.
                     return Err(RouterError::UpstreamRejected { status, message });
                 }
+                // The answer is larger than Switchyard holds: another model's would be as large.
+                Err(failure @ ForwardFailure::TooLarge(_)) => {
+                    return Err(RouterError::forward_failure(&failure, model, target.as_ref().map(|t| &*t.name)));
+                }
                 Err(ForwardFailure::Status { status: 404, message }) => {
                     if explicit {
                         return Err(RouterError::UpstreamRejected { status: 404, message });
@@ -249,8 +249,10 @@ impl<'a> Engine<'a> {
                     last = Some(RouterError::UpstreamFailed(message));
                 }
                 Err(failure) => {
-                    // As above: the local Ollama refusing connections says nothing of this model.
-                    let ollama_down = target.is_none() && matches!(failure, ForwardFailure::Connect(_));
+                    // The local Ollama refusing connections (it is down) says nothing of this model: pausing the model
+                    // would keep it refused after Ollama is back. A connection that broke after the request was sent
+                    // (Ollama crashed on it) does count.
+                    let ollama_down = target.is_none() && matches!(failure, ForwardFailure::Refused(_));
                     if !ollama_down && state.breaker.failure(model) {
                         tracing::warn!(model = %model, "circuit breaker opened");
                     }
