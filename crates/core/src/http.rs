@@ -104,7 +104,8 @@ impl HttpClient {
 
     /// Sends `req` and returns as soon as the response head arrives; the body streams.
     ///
-    /// Connection failures become [`CoreError::Unreachable`]. No timeout is applied here: callers own their
+    /// Connection failures become [`CoreError::Refused`] when no connection was made and [`CoreError::Unreachable`]
+    /// otherwise. No timeout is applied here: callers own their
     /// deadlines (first byte, idle between chunks) because they differ per use.
     ///
     /// A pooled connection the server closed just as it was reused (llama.cpp's server closes a keep-alive
