@@ -206,7 +206,8 @@ pub struct ServerConfig {
     /// How long a client connection may take to send a request's headers, counted from when the router waits for
     /// them (so also how long a keep-alive connection may sit idle); then it is closed.
     pub header_timeout_secs: u64,
-    /// How long a request's body may take to arrive once its headers have; then the request gets 400.
+    /// How long a request's body may stop arriving (no data for this long) once its headers have come; then the
+    /// request gets 400.
     pub body_timeout_secs: u64,
     /// Web origins allowed to call Switchyard from a browser, besides the local ones Ollama allows by default
     /// (`http(s)://localhost`, `127.0.0.1` and `0.0.0.0` on any port, `app://`, `file://`, `tauri://`, VS Code
