@@ -724,7 +724,7 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let header_timeout = Duration::from_secs(state.config.server.header_timeout_secs.max(1));
+    let header_timeout = state.config.server.header_timeout();
     let app = app(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
@@ -741,10 +741,9 @@ pub(crate) async fn serve(
                     }
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             () = shutdown.cancelled() => break,
         };
-        // Finished connections are reaped here too, so the set never holds more than the open ones for long.
+        // Finished connections are reaped at each accept, so the set holds little more than the open ones.
         while connections.try_join_next().is_some() {}
         // Streamed tokens are small writes: without TCP_NODELAY the second one waits for the client's delayed ACK.
         if let Err(e) = tcp.set_nodelay(true) {

@@ -307,6 +307,8 @@ async fn read_until_closed(stream: &mut tokio::net::TcpStream, deadline: std::ti
 
 #[tokio::test]
 async fn idle_and_half_sent_connections_are_closed_and_a_stalled_body_gets_an_answer() {
+    // The behaviour under test is the server's own timers on real sockets, so the timeouts are set to their least
+    // (1 s) and each socket is read until it closes, with a deadline; nothing sleeps.
     use tokio::io::AsyncWriteExt;
     let h = start_with(SimOptions::default(), |c| {
         c.server.header_timeout_secs = 1;

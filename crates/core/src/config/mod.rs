@@ -223,6 +223,11 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// `header_timeout_secs` as a duration.
+    pub fn header_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.header_timeout_secs)
+    }
+
     /// `body_timeout_secs` as a duration.
     pub fn body_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.body_timeout_secs)

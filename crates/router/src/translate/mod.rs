@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
+use std::io::Write as _;
 
 mod responses;
 pub use responses::{ResponsesContext, ResponsesTranslator, responses_request, responses_response};
@@ -579,14 +580,13 @@ pub fn embeddings_response(model: &str, answer: &[u8], base64: bool) -> Result<V
         } else {
             out.extend_from_slice(row.get().as_bytes());
         }
-        out.extend_from_slice(format!(",\"index\":{i},\"object\":\"embedding\"}}").as_bytes());
+        write!(out, ",\"index\":{i},\"object\":\"embedding\"}}").map_err(serde_json::Error::io)?;
     }
     out.extend_from_slice(b"],\"model\":");
     serde_json::to_writer(&mut out, model)?;
     let tokens = answer.prompt_eval_count.unwrap_or(0);
-    out.extend_from_slice(
-        format!(",\"object\":\"list\",\"usage\":{{\"prompt_tokens\":{tokens},\"total_tokens\":{tokens}}}}}").as_bytes(),
-    );
+    write!(out, ",\"object\":\"list\",\"usage\":{{\"prompt_tokens\":{tokens},\"total_tokens\":{tokens}}}}}")
+        .map_err(serde_json::Error::io)?;
     Ok(out)
 }
 
