@@ -231,6 +231,23 @@ async fn a_cascade_escalates_exactly_when_a_validator_fails_and_stops_at_the_fir
         clear_faults(&h).await;
     }
 
+    // JSON that parses but breaks the schema of OpenAI's `response_format` (translated to Ollama's `format`).
+    h.fault(json!({"model": SMALL, "bad_answer": "schema_mismatch"})).await;
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"]});
+    let mut structured = chat("auto:agent", "Alice is 31. Give her name and age.");
+    structured["response_format"] =
+        json!({"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": true}});
+    let before = sim_requests(&h).await;
+    let o = post_with(&h, "/v1/chat/completions", &structured, &[]).await;
+    assert_eq!(o.status, 200, "{}", o.text());
+    assert_eq!(o.header("x-switchyard-cascade-step"), Some("2/3"));
+    assert_eq!(o.header("x-switchyard-cascade-escalations"), Some(format!("{SMALL}=schema_mismatch").as_str()));
+    assert_eq!(sim_requests(&h).await - before, 2);
+    let content: Value = serde_json::from_str(o.json()["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(content["name"].is_string() && content["age"].is_i64(), "{content}");
+    clear_faults(&h).await;
+
     // Tool-call arguments that miss a required parameter.
     let mut tools = ask("What is the weather in Paris?");
     tools["tools"] = json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
@@ -310,10 +327,55 @@ async fn a_cascade_escalates_exactly_when_a_validator_fails_and_stops_at_the_fir
         "{metrics}"
     );
     assert_eq!(metric(&metrics, "switchyard_cascade_escalations_total", "reason=\"bad_tool_call\",step=\"2\""), 2.0);
+    assert_eq!(metric(&metrics, "switchyard_cascade_escalations_total", "reason=\"schema_mismatch\",step=\"1\""), 1.0);
     assert!(metric(&metrics, "switchyard_cascade_requests_total", "step=\"1\"") >= 1.0);
     assert!(metric(&metrics, "switchyard_cascade_model_seconds_total", "work=\"answer\"") > 0.0);
     let decisions = h.get("/admin/decisions?limit=1").await.json();
     assert_eq!(decisions["decisions"][0]["cascade"], json!([SMALL, MID, CODER]));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_auto_cascade_climbs_from_the_cheapest_adequate_model_and_a_list_stops_at_its_most_steps() {
+    let chain = TaskRule {
+        category: Some(Category::Factual),
+        cascade: Some(CascadeSteps::Auto("auto".into())),
+        ..TaskRule::default()
+    };
+    let short = TaskRule { cascade_max_steps: Some(2), ..cascade_task(&[SMALL, MID, CODER]) };
+    let h = with_tasks(vec![("chain", chain), ("short", short)], |c| c.vram.num_ctx = 16384).await;
+    for m in [SMALL, MID, CODER] {
+        assert_eq!(h.post("/api/chat", chat(m, "warm up")).await.status, 200);
+    }
+    // Quality climbs as speed falls; the other models (not loaded, slow to load) are far behind.
+    let rows = [(SMALL, 4000.0, 200.0, 1.6), (MID, 2600.0, 112.0, 3.1), (CODER, 2000.0, 60.0, 2.9)];
+    seed_profiles(&h, &rows, 100, |name, _| match name {
+        SMALL => 0.5,
+        MID => 0.7,
+        _ => 0.9,
+    })
+    .await;
+
+    // Explain lists the steps the scorer picked: cheapest adequate first, each better than the one before.
+    let explain = h.get("/admin/explain?prompt=Who%20wrote%20Hamlet%3F&task=chain").await.json();
+    assert_eq!(explain["cascade"], json!([SMALL, MID, CODER]), "{explain}");
+    let ask = |task: &str| chat(&format!("auto:{task}"), "Who wrote Hamlet?");
+    let a = h.post("/api/chat", ask("chain")).await;
+    assert_eq!(a.header("x-switchyard-cascade-step"), Some("1/3"), "{}", a.text());
+    assert_eq!(a.header("x-switchyard-model"), Some(SMALL));
+    h.fault(json!({"model": SMALL, "bad_answer": "refusal"})).await;
+    let a = h.post("/api/chat", ask("chain")).await;
+    assert_eq!(a.header("x-switchyard-cascade-step"), Some("2/3"), "{}", a.text());
+    assert_eq!(a.header("x-switchyard-model"), Some(MID));
+
+    // A listed cascade cut to two steps: the second answers for the first, and there is no third.
+    h.fault(json!({"model": MID, "bad_answer": "refusal"})).await;
+    let a = h.post("/api/chat", ask("short")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.header("x-switchyard-cascade-step"), Some("2/2"));
+    assert_eq!(a.header("x-switchyard-model"), Some(MID));
+    assert_eq!(a.header("x-switchyard-cascade-unvalidated"), Some("refusal"));
+    clear_faults(&h).await;
     h.stop().await;
 }
 

@@ -8,7 +8,8 @@
 //! A `bad_answer` fault (see `faults::BadAnswer`) spoils the plan: no content (`empty`); the first few tokens and
 //! `done_reason` length (`truncated`); the planned JSON without its last closing bracket (`invalid_json`); a fixed
 //! refusal (`refusal`) or python block that does not parse (`bad_code`); a tool call with `{}` as arguments
-//! (`bad_tool_args`); a profiling item's incorrect answer whatever the skill (`wrong`).
+//! (`bad_tool_args`); valid JSON that breaks the requested schema (`schema_mismatch`); a profiling item's incorrect
+//! answer whatever the skill (`wrong`).
 
 use crate::faults::BadAnswer;
 use crate::filler::{self, Rng};
@@ -201,6 +202,7 @@ pub(crate) fn answer(ask: &Ask<'_>, items: &ItemBook) -> Answer {
             let (text, _, _) = planned_text(ask, items, &mut rng, false);
             (invalid_json(text), true, false)
         }
+        Some(BadAnswer::SchemaMismatch) => (schema_mismatch(ask.format), true, false),
         _ => planned_text(ask, items, &mut rng, bad == Some(BadAnswer::Wrong)),
     };
 
@@ -240,8 +242,17 @@ fn effective_bad_answer(ask: &Ask<'_>) -> Option<BadAnswer> {
     match ask.bad_answer? {
         BadAnswer::InvalidJson if ask.format.is_none() => Some(BadAnswer::Wrong),
         BadAnswer::BadToolArgs if ask.tools.is_empty() => Some(BadAnswer::Wrong),
+        BadAnswer::SchemaMismatch if !matches!(ask.format, Some(Format::Schema(_))) => Some(BadAnswer::Wrong),
         kind => Some(kind),
     }
+}
+
+/// Valid JSON that a schema asking for anything of substance rejects: an empty array where it asks for an object,
+/// an empty object otherwise (missing whatever the schema requires, and of the wrong type for any other).
+fn schema_mismatch(format: Option<&Format>) -> String {
+    let wants_object =
+        matches!(format, Some(Format::Schema(s)) if s.get("type").and_then(Value::as_str) == Some("object"));
+    if wants_object { "[]".to_string() } else { "{}".to_string() }
 }
 
 /// The answer's text when no tool is called: `(text, fixed, graded)`. `fixed`: the text has a length of its own
@@ -547,6 +558,28 @@ mod tests {
         // Without a format: wrong, which answers non-items normally.
         let plain = answer(&Ask { bad_answer: bad(BadAnswer::InvalidJson), ..ask(&m, "hi") }, &items);
         assert_eq!(plain, answer(&ask(&m, "hi"), &items));
+    }
+
+    #[test]
+    fn bad_answers_schema_mismatch_is_valid_json_the_schema_rejects() {
+        let m = model("llama3.1:8b");
+        let items = ItemBook::default();
+        let object = Format::Schema(json!({"type": "object", "properties": {"name": {"type": "string"}},
+            "required": ["name"]}));
+        let list = Format::Schema(json!({"type": "array", "items": {"type": "integer"}, "minItems": 1}));
+        for (format, expected) in [(&object, json!([])), (&list, json!({}))] {
+            let normal = answer(&Ask { format: Some(format), ..ask(&m, "Alice is 31.") }, &items).content();
+            assert!(serde_json::from_str::<Value>(&normal).is_ok(), "{normal}");
+            let bad = answer(
+                &Ask { format: Some(format), bad_answer: bad(BadAnswer::SchemaMismatch), ..ask(&m, "Alice is 31.") },
+                &items,
+            );
+            assert_eq!(serde_json::from_str::<Value>(&bad.content()).ok(), Some(expected));
+            assert_eq!(bad.done_reason, DoneReason::Stop);
+        }
+        // Without a schema: wrong, which answers non-items normally.
+        let plain = Ask { format: Some(&Format::Json), bad_answer: bad(BadAnswer::SchemaMismatch), ..ask(&m, "hi") };
+        assert_eq!(answer(&plain, &items), answer(&Ask { format: Some(&Format::Json), ..ask(&m, "hi") }, &items));
     }
 
     #[test]
