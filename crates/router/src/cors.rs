@@ -35,8 +35,9 @@ const LOCAL_ORIGINS: [&str; 20] = [
 ];
 
 /// Response headers a browser script may read (the routing decision and the request id).
-const EXPOSED: &str = "x-switchyard-model, x-switchyard-category, x-switchyard-cache, x-switchyard-cascade, \
-                       x-switchyard-node, x-request-id, retry-after";
+const EXPOSED: &str = "x-switchyard-model, x-switchyard-category, x-switchyard-cache, x-switchyard-cascade-step, \
+                       x-switchyard-cascade-escalations, x-switchyard-cascade-unvalidated, x-switchyard-node, \
+                       x-request-id, retry-after";
 
 /// Request headers a preflight allows when the browser does not list its own.
 const ALLOWED_HEADERS: &str = "authorization, content-type, accept, user-agent, x-requested-with, x-api-key, \
@@ -102,6 +103,24 @@ pub fn allow_origin(origin: &HeaderValue, out: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_response_header_of_the_api_reference_is_exposed_to_scripts() {
+        // The rows of docs/api.md's response header table: a browser script may read each of them.
+        let api = include_str!("../../../docs/api.md");
+        let table = api.split("## Response headers").nth(1).and_then(|t| t.split("\n## ").next()).unwrap();
+        let documented: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .filter(|h| h.starts_with("x-") || *h == "retry-after")
+            .collect();
+        assert!(documented.len() >= 8, "{documented:?}");
+        let exposed: Vec<&str> = EXPOSED.split(',').map(str::trim).collect();
+        for header in documented {
+            assert!(exposed.contains(&header), "{header} is not in Access-Control-Expose-Headers");
+        }
+    }
 
     #[test]
     fn local_pages_apps_and_extensions_are_allowed_and_other_web_origins_are_not() {

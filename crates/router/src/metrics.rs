@@ -40,7 +40,7 @@ pub struct Metrics {
     /// Profiler: items done by result (correct, incorrect, error, skipped), and the running job's progress in [0, 1].
     pub profiler_items: IntCounterVec,
     pub profiler_progress: prometheus::Gauge,
-    /// Ollama reachable (1) or not (0), from the readiness check.
+    /// Ollama reachable (1) or not (0), from the last VRAM poll or readiness check.
     pub upstream_up: IntGauge,
     /// Requests sent to `[[backends]]` by backend name (configured names only) and outcome (ok, error).
     pub backend_requests: IntCounterVec,

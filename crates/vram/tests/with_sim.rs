@@ -17,7 +17,7 @@ use switchyard_core::ollama::types::PsModel;
 use switchyard_sim::{SimHandle, SimOptions};
 use switchyard_vram::ledger::Residency;
 use switchyard_vram::probe::{GpuProbe, SimProbe};
-use switchyard_vram::{AdminOp, Ledger, ManagerIo, ManagerOptions, NoopSink, VramError, VramManager};
+use switchyard_vram::{AdminOp, Ledger, ManagerIo, ManagerOptions, NoopSink, VramError, VramManager, VramMetrics};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,6 +29,8 @@ struct World {
     client: OllamaClient,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// The manager's metrics, registered here.
+    registry: prometheus::Registry,
 }
 
 fn name(s: &str) -> ModelName {
@@ -62,18 +64,26 @@ async fn world_with(
     let tracker = TaskTracker::new();
     let mut options = ManagerOptions::from_config(Arc::clone(&config), gpus.len());
     options.known = known;
+    let registry = prometheus::Registry::new();
     let io = ManagerIo {
         client: client.clone(),
         probe: probe(client.clone()),
         catalog,
         sink: Arc::new(NoopSink),
-        metrics: None,
+        metrics: Some(VramMetrics::register(&registry).unwrap()),
     };
     let manager = VramManager::start(options, io, shutdown.clone(), &tracker).await.unwrap();
-    World { sim, manager, client, shutdown, tracker }
+    World { sim, manager, client, shutdown, tracker, registry }
 }
 
 impl World {
+    /// The value of an unlabelled counter of the manager's metrics.
+    fn counter(&self, name: &str) -> f64 {
+        let families = self.registry.gather();
+        let family = families.iter().find(|f| f.name() == name).unwrap_or_else(|| panic!("no metric {name}"));
+        family.get_metric()[0].get_counter().get_value()
+    }
+
     async fn counters(&self) -> Value {
         self.client.http().get_json::<Value>(&self.client.url("/sim/gpu"), Duration::from_secs(5)).await.unwrap()["counters"].clone()
     }
@@ -437,6 +447,9 @@ async fn requests_for_a_busy_model_go_ahead_of_one_waiting_for_room_only_within_
     assert_eq!(status.bypass.bypasses, 1, "{:?}", status.bypass);
     assert!(status.bypass.deferred >= 1, "{:?}", status.bypass);
     assert!(status.bypass.longest_passed_over_ms <= 1_500.0, "{:?}", status.bypass);
+    // The metrics count the same.
+    assert_eq!(w.counter("switchyard_admission_bypasses_total"), 1.0);
+    assert_eq!(w.counter("switchyard_admission_deferred_total"), status.bypass.deferred as f64);
     w.stop().await;
 }
 

@@ -215,7 +215,8 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// `pretty` (humans) or `json` (log shippers).
     pub log_format: LogFormat,
-    /// Log prompts and responses at debug level. Off by default: prompts are users' data.
+    /// Log the bodies of inference requests (the prompts) at debug level; answers are not logged. Off by default:
+    /// prompts are users' data.
     pub log_prompts: bool,
     /// This router's name as a node of a fleet whose nodes share one store: its speeds, load measurements and pins
     /// are kept in rows of its own there (quality stays shared). Empty: a router on its own.
