@@ -509,12 +509,18 @@ async fn time_passed_over_is_added_to_the_wait_for_room() {
     assert!(w.ledger_shows(|l| l.entry(&name("llava:7b")).is_some_and(|e| e.waiting == 1)).await);
     let m = w.manager.clone();
     let follower = tokio::spawn(async move { m.acquire(&name("llava:7b")).await });
+    assert!(w.ledger_shows(|l| l.entry(&name("llava:7b")).is_some_and(|e| e.waiting == 2)).await);
+    let loads = w.counters().await["loads"].as_u64().unwrap();
     // deepseek's request takes 1.5 s: longer than the 1 s wait for room, well within the wait plus the 2 s bound.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     drop(busy);
     let lease = waiting.await.unwrap();
     assert!(lease.is_ok(), "the time passed over was taken from the wait for room: {:?}", lease.err());
-    assert!(follower.await.unwrap().is_ok());
+    // The follower is served by the same load.
+    let follower = follower.await.unwrap().unwrap();
+    assert!(lease.unwrap().cold);
+    assert_eq!(w.counters().await["loads"].as_u64().unwrap(), loads + 1, "one load for both requests");
+    drop(follower);
     w.stop().await;
 }
 
