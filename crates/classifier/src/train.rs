@@ -43,6 +43,18 @@ pub struct Example {
     pub source: String,
     /// Train or test.
     pub split: Split,
+    /// For a derived example (a prompt of another source rewritten, e.g. with material attached), that source: the
+    /// cross-validation holds it out together with that source, so that no fold is predicted by a model trained on
+    /// its own prompts in another form.
+    #[serde(default)]
+    pub derived_from: Option<String>,
+}
+
+impl Example {
+    /// The source whose fold of the cross-validation this example belongs to.
+    fn fold_source(&self) -> &str {
+        self.derived_from.as_deref().unwrap_or(&self.source)
+    }
 }
 
 /// Reads a JSON-lines corpus; duplicate texts keep their first line.
@@ -220,8 +232,9 @@ pub const MIN_SOURCE_PROMPTS: u32 = 20;
 pub fn cross_validate(examples: &[Example], settings: &Settings, folds: usize) -> CrossValidation {
     let sampled = sample_per_source(examples, settings);
     let pool: Vec<&Example> = sampled.into_iter().filter(|e| e.split != Split::Test).collect();
+    // Sources are dealt by their own prompts; derived ones follow the source they were made from.
     let mut counts: BTreeMap<&str, [usize; CLASSES]> = BTreeMap::new();
-    for e in &pool {
+    for e in pool.iter().filter(|e| e.derived_from.is_none()) {
         counts.entry(e.source.as_str()).or_insert([0; CLASSES])[e.category.index()] += 1;
     }
     let mut by_category: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
@@ -243,12 +256,12 @@ pub fn cross_validate(examples: &[Example], settings: &Settings, folds: usize) -
     let mut tally: BTreeMap<(String, usize), (u32, u32)> = BTreeMap::new();
     for fold in 0..folds {
         let held: Vec<&Example> =
-            pool.iter().copied().filter(|e| fold_of.get(e.source.as_str()) == Some(&fold)).collect();
+            pool.iter().copied().filter(|e| fold_of.get(e.fold_source()) == Some(&fold)).collect();
         if held.is_empty() {
             continue;
         }
         let train: Vec<&Example> =
-            pool.iter().copied().filter(|e| fold_of.get(e.source.as_str()) != Some(&fold)).collect();
+            pool.iter().copied().filter(|e| fold_of.get(e.fold_source()) != Some(&fold)).collect();
         let classifier = Classifier::with_model(fit_model(&train, settings));
         for e in &held {
             let predicted = crate::model::argmax(&classifier.probabilities(&e.text));
@@ -327,13 +340,13 @@ fn text_hash(text: &str, seed: u64) -> u64 {
 }
 
 /// Labelled examples for the embedding classifier: up to `per_category` short prompts of each category from the
-/// training and validation sources (never the test sources), taken round-robin over sources so every source is
-/// represented, in a seeded order. Lines of `{"category", "prompt"}`.
+/// training and validation sources (never the test sources, nor derived examples), taken round-robin over sources so
+/// every source is represented, in a seeded order. Lines of `{"category", "prompt"}`.
 pub fn embedding_examples(examples: &[Example], per_category: usize, seed: u64) -> String {
     let mut out = String::new();
     for c in Category::ALL {
         let mut by_source: BTreeMap<&str, Vec<&Example>> = BTreeMap::new();
-        for e in examples.iter().filter(|e| e.category == c && e.split != Split::Test) {
+        for e in examples.iter().filter(|e| e.category == c && e.split != Split::Test && e.derived_from.is_none()) {
             if e.text.len() <= 600 && !e.text.trim().is_empty() {
                 by_source.entry(e.source.as_str()).or_default().push(e);
             }
@@ -710,7 +723,7 @@ mod tests {
     use super::*;
 
     fn example(text: &str, category: Category, source: &str, split: Split) -> Example {
-        Example { text: text.to_string(), category, source: source.to_string(), split }
+        Example { text: text.to_string(), category, source: source.to_string(), split, derived_from: None }
     }
 
     #[test]
@@ -784,12 +797,21 @@ mod tests {
         for i in 0..30 {
             corpus.push(example(&format!("solve equation sum number odd {i}"), Category::General, "odd", Split::Train));
         }
+        // Its prompts rewritten (a derived source): held out with it, or the model would have seen them.
+        for i in 0..30 {
+            let mut e =
+                example(&format!("notes: solve equation sum number odd {i}"), Category::General, "re", Split::Train);
+            e.derived_from = Some("odd".to_string());
+            corpus.push(e);
+        }
         let cv = cross_validate(&corpus, &Settings { bits: 12, epochs: 4, ..Settings::default() }, 3);
         let predicted: u32 = cv.per_source.iter().map(|(_, _, _, n)| n).sum();
         let pool = corpus.iter().filter(|e| e.split != Split::Test).count();
         assert_eq!(predicted as usize, pool, "every training prompt is predicted once, no test prompt");
         let odd = cv.per_source.iter().find(|(s, ..)| s == "odd").map(|(_, _, k, n)| (*k, *n));
-        assert_eq!(odd, Some((0, 30)), "the odd source was held out of the model that predicted it");
+        assert_eq!(odd, Some((0, 30)), "the odd source and what was derived from it were held out together");
+        let derived = cv.per_source.iter().find(|(s, ..)| s == "re").map(|(_, _, k, n)| (*k, *n));
+        assert_eq!(derived, Some((0, 30)), "the derived prompts are predicted with the source they came from");
         let (mean, sources) = cv.source_mean(Category::Coding).unwrap();
         assert!(mean > 0.9 && sources == 2, "{mean} over {sources}");
     }
