@@ -370,8 +370,10 @@ async fn an_auto_cascade_climbs_from_the_cheapest_adequate_model_and_a_list_stop
 
     // A listed cascade cut to two steps: the second answers for the first, and there is no third.
     h.fault(json!({"model": MID, "bad_answer": "refusal"})).await;
+    let before = sim_requests(&h).await;
     let a = h.post("/api/chat", ask("short")).await;
     assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(sim_requests(&h).await - before, 2, "two steps asked, not three");
     assert_eq!(a.header("x-switchyard-cascade-step"), Some("2/2"));
     assert_eq!(a.header("x-switchyard-model"), Some(MID));
     assert_eq!(a.header("x-switchyard-cascade-unvalidated"), Some("refusal"));

@@ -63,8 +63,9 @@ pub enum BadAnswer {
     /// With tools offered: the tool call's arguments are `{}` (required parameters missing). Without, the same as
     /// `wrong`.
     BadToolArgs,
-    /// With a JSON schema as `format` (or `response_format`'s `json_schema`): content that is valid JSON but breaks
-    /// the schema (`{}`, or `[]` when the schema asks for an object). Without a schema, the same as `wrong`.
+    /// With a JSON schema as `format` (or `response_format`'s `json_schema`): content that is valid JSON of the wrong
+    /// type (`[]` when the schema asks for an object, `{}` otherwise), which breaks any schema naming a top-level
+    /// `type`. Without a schema, the same as `wrong`.
     SchemaMismatch,
     /// A profiling item gets its incorrect answer whatever the model's skill; other prompts are answered normally.
     Wrong,
