@@ -410,3 +410,33 @@ async fn ollama_going_down_does_not_pause_its_models_once_it_is_back() {
     assert_eq!(a.status, 200, "{}", a.text());
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_model_that_needs_another_unloaded_while_ollama_is_down_is_a_502_at_once() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut h = start_with(SimOptions { listen: addr, ..SimOptions::default() }, |c| {
+        // One model at a time: the second needs the first unloaded. A wait for room would last 5 s.
+        c.vram.max_loaded_models = 1;
+        c.vram.admission_wait_ms = 5_000;
+    })
+    .await;
+    preload(&h, "llama3.2:3b").await;
+    let sim = std::mem::replace(&mut h.sim, switchyard_sim::spawn(SimOptions::default()).await.unwrap());
+    sim.shutdown().await;
+    // The unload finds nothing listening, so no process holds the model: the load is tried and cannot reach Ollama,
+    // instead of waiting for an unload no one will confirm and answering 503 for want of room.
+    let started = std::time::Instant::now();
+    let a = h.post("/api/chat", chat("llama3.1:8b", false)).await;
+    assert_eq!(a.status, 502, "{}", a.text());
+    assert!(a.text().contains("cannot reach Ollama"), "{}", a.text());
+    assert!(started.elapsed() < Duration::from_secs(5), "answered only after the wait for room");
+    // Back on the same address, with nothing loaded: the model loads and answers.
+    let back = std::mem::replace(
+        &mut h.sim,
+        switchyard_sim::spawn(SimOptions { listen: addr, ..SimOptions::default() }).await.unwrap(),
+    );
+    back.shutdown().await;
+    let a = h.post("/api/chat", chat("llama3.1:8b", false)).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    h.stop().await;
+}

@@ -25,6 +25,7 @@ use std::time::Duration;
 use switchyard_core::ModelName;
 use switchyard_core::catalog::Catalog;
 use switchyard_core::config::Config;
+use switchyard_core::error::CoreError;
 use switchyard_core::gpu::GpuSnapshot;
 use switchyard_core::ollama::types::PsModel;
 use switchyard_core::ollama::{KeepAlive, LoadOptions, OllamaClient};
@@ -973,7 +974,14 @@ impl Actor {
         let shutdown = self.shutdown.clone();
         self.tracker.spawn(async move {
             let confirm = async {
-                client.unload(&model, embedding_only).await.map_err(|e| e.to_string())?;
+                match client.unload(&model, embedding_only).await {
+                    Ok(()) => {}
+                    // Nothing listens where Ollama should: no Ollama process, so none holds the model in GPU memory
+                    // (a restarted Ollama starts empty). Waiting for a confirmation would only hold up the requests
+                    // that need the room until they time out; they go on to load, which says Ollama is down.
+                    Err(CoreError::Refused { .. }) => return Ok(()),
+                    Err(e) => return Err(e.to_string()),
+                }
                 let deadline = Instant::now() + UNLOAD_CONFIRM_TIMEOUT;
                 while Instant::now() < deadline {
                     let ps = client.ps().await.map_err(|e| e.to_string())?;
