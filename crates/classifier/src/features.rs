@@ -46,7 +46,6 @@ enum Space {
     Shape = 0x85eb_ca77_c2b2_ae63,
     Cue = 0xd6e8_feb8_6659_fd93,
     Verdict = 0x2545_f491_4f6c_dd1d,
-    Char = 0x94d0_49bb_1331_11eb,
 }
 
 /// A part of a text that the view reads.
@@ -89,8 +88,6 @@ pub struct Features {
     pub ids: Vec<u32>,
     /// Bucket indices of the structure features (shape and cue buckets).
     pub structure: Vec<u32>,
-    /// Bucket indices of the character n-grams of words.
-    pub chars: Vec<u32>,
     /// Token hashes of the current part, kept to form bigrams and the position tags.
     tokens: Vec<u64>,
     /// One bit per bucket: the word ids already in `ids` (cleared again before `extract` returns).
@@ -113,65 +110,12 @@ impl Features {
             self.ids.push(id);
         }
     }
-
-    /// Adds a character n-gram id unless it is already there.
-    fn add_char(&mut self, id: u32) {
-        let (word, bit) = ((id >> 6) as usize, 1u64 << (id & 63));
-        if let Some(w) = self.seen.get_mut(word)
-            && *w & bit == 0
-        {
-            *w |= bit;
-            self.chars.push(id);
-        }
-    }
-}
-
-pub fn char_weight() -> f32 {
-    static W: std::sync::OnceLock<f32> = std::sync::OnceLock::new();
-    *W.get_or_init(|| std::env::var("SY_CHARW").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0))
-}
-
-fn chargrams_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("SY_CHARGRAMS").is_some())
-}
-
-/// Character 4-grams of each run of ASCII letters (lower-cased, with its two ends marked).
-fn char_grams(bytes: &[u8], bits: u32, out: &mut Features) {
-    let mut i = 0;
-    let n = bytes.len();
-    let mut word = [0u8; MAX_TOKEN + 2];
-    while i < n {
-        if !bytes[i].is_ascii_alphabetic() {
-            i += 1;
-            continue;
-        }
-        let mut len = 1;
-        word[0] = b'<';
-        while i < n && bytes[i].is_ascii_alphabetic() {
-            if len <= MAX_TOKEN {
-                word[len] = bytes[i].to_ascii_lowercase();
-                len += 1;
-            }
-            i += 1;
-        }
-        word[len] = b'>';
-        len += 1;
-        if len < 6 {
-            continue;
-        }
-        for gram in word[..len].windows(4) {
-            let h = gram.iter().fold(FNV, |h, b| step(h, *b));
-            out.add_char(bucket(mix(Space::Char as u64, h), bits));
-        }
-    }
 }
 
 /// Fills `out` with the features of `text` for a model of `2^bits` buckets.
 pub fn extract(text: &str, bits: u32, out: &mut Features) {
     out.ids.clear();
     out.structure.clear();
-    out.chars.clear();
     let words = (1usize << bits).div_ceil(64);
     if out.seen.len() != words {
         out.seen = vec![0; words];
@@ -191,9 +135,6 @@ pub fn extract(text: &str, bits: u32, out: &mut Features) {
         }
         tokens.clear();
         tokenize(bytes, &mut tokens);
-        if chargrams_enabled() {
-            char_grams(bytes, bits, out);
-        }
         let mut previous = None;
         for t in &tokens {
             out.add(bucket(mix(Space::Word as u64, *t), bits));
@@ -215,7 +156,7 @@ pub fn extract(text: &str, bits: u32, out: &mut Features) {
         }
     }
     out.tokens = tokens;
-    for id in out.ids.iter().chain(&out.chars) {
+    for id in &out.ids {
         if let Some(w) = out.seen.get_mut((id >> 6) as usize) {
             *w = 0;
         }

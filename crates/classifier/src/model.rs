@@ -123,10 +123,9 @@ impl<'a> LinearModel<'a> {
     /// the square root of the block's size; an empty set gives the bias.
     pub fn logits(&self, features: &Features) -> [f32; CLASSES] {
         let mut logits = self.bias;
-        for (k, block) in [&features.ids, &features.structure, &features.chars].into_iter().enumerate() {
+        for block in [&features.ids, &features.structure] {
             let acc = self.block_sum(block);
-            let cw = if k == 2 { crate::features::char_weight() } else { 1.0 };
-            let norm = if block.is_empty() { 0.0 } else { cw * self.scale / (block.len() as f32).sqrt() };
+            let norm = if block.is_empty() { 0.0 } else { self.scale / (block.len() as f32).sqrt() };
             for (l, a) in logits.iter_mut().zip(acc) {
                 *l += norm * a as f32;
             }

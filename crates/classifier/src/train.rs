@@ -93,27 +93,11 @@ pub struct Settings {
     /// Within a category, an example weighs `1 / n^source_power`, `n` its source's examples of that category: 0
     /// weighs every example the same (a large source dominates), 1 every source the same.
     pub source_power: f32,
-    /// Models trained on the same examples in different orders whose weights are averaged into the one shipped
-    /// (1: a single model).
-    pub members: u32,
-    /// The share of an example's word features left out, drawn anew each time it is seen, so that no few words
-    /// of a source's template carry its category alone (0: none).
-    pub dropout: f32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            bits: 18,
-            epochs: 6,
-            learning_rate: 0.3,
-            l2: 1e-6,
-            max_per_source: 3000,
-            seed: 7,
-            source_power: 0.5,
-            members: 1,
-            dropout: 0.0,
-        }
+        Settings { bits: 18, epochs: 6, learning_rate: 0.3, l2: 1e-6, max_per_source: 3000, seed: 7, source_power: 0.5 }
     }
 }
 
@@ -121,7 +105,6 @@ impl Default for Settings {
 struct Row {
     ids: Vec<u32>,
     structure: Vec<u32>,
-    chars: Vec<u32>,
     label: usize,
     /// The example's weight: its category's and its source's.
     weight: f32,
@@ -437,61 +420,24 @@ pub fn fit_model(examples: &[&Example], settings: &Settings) -> LinearModel<'sta
         .zip(weights)
         .map(|(e, weight)| {
             features::extract(&e.text, settings.bits, &mut buf);
-            Row {
-                ids: buf.ids.clone(),
-                structure: buf.structure.clone(),
-                chars: buf.chars.clone(),
-                label: e.category.index(),
-                weight,
-            }
+            Row { ids: buf.ids.clone(), structure: buf.structure.clone(), label: e.category.index(), weight }
         })
         .collect();
 
     let size = (1usize << settings.bits) * ROW;
-    let members = settings.members.max(1);
-    let mut sum = vec![0.0f32; size];
-    let mut bias_sum = [0.0f32; CLASSES];
-    for member in 0..members {
-        // Member 0 is the single model's run; the others differ only in the order the examples are seen.
-        let seed = settings.seed ^ u64::from(member).wrapping_mul(0xd6e8_feb8_6659_fd93);
-        let (w, bias) = fit_member(&rows, size, seed, settings);
-        for (s, x) in sum.iter_mut().zip(&w) {
-            *s += x / members as f32;
-        }
-        for (s, x) in bias_sum.iter_mut().zip(bias) {
-            *s += x / members as f32;
-        }
-    }
-    quantise(settings.bits, &sum, bias_sum)
-}
-
-/// One AdaGrad logistic regression over `rows`, seen in an order drawn from `seed`.
-fn fit_member(rows: &[Row], size: usize, seed: u64, settings: &Settings) -> (Vec<f32>, [f32; CLASSES]) {
     let mut w = vec![0.0f32; size];
     let mut g2 = vec![0.0f32; size];
     let mut bias = [0.0f32; CLASSES];
     let mut bias_g2 = [0.0f32; CLASSES];
     let mut order: Vec<usize> = (0..rows.len()).collect();
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng(settings.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let lr = settings.learning_rate;
-    // A stream of its own, so that the order is the same with or without dropout.
-    let mut drop_rng = Rng(seed.wrapping_mul(0xbf58_476d_1ce4_e5b9) | 1);
-    let keep_below = ((1.0 - f64::from(settings.dropout.clamp(0.0, 1.0))) * u64::MAX as f64) as u64;
-    let mut kept: Vec<u32> = Vec::new();
     for _ in 0..settings.epochs {
         rng.shuffle(&mut order);
         for &i in &order {
             let row = &rows[i];
-            let words = if settings.dropout > 0.0 {
-                kept.clear();
-                kept.extend(row.ids.iter().copied().filter(|_| drop_rng.next() < keep_below));
-                &kept
-            } else {
-                &row.ids
-            };
-            let blocks = [words, &row.structure, &row.chars];
-            let mut values = blocks.map(|b| if b.is_empty() { 0.0 } else { 1.0 / (b.len() as f32).sqrt() });
-            values[2] *= crate::features::char_weight();
+            let blocks = [&row.ids, &row.structure];
+            let values = blocks.map(|b| if b.is_empty() { 0.0 } else { 1.0 / (b.len() as f32).sqrt() });
             let mut z = bias;
             for (block, v) in blocks.iter().zip(values) {
                 for id in block.iter() {
@@ -524,7 +470,7 @@ fn fit_member(rows: &[Row], size: usize, seed: u64, settings: &Settings) -> (Vec
             }
         }
     }
-    (w, bias)
+    quantise(settings.bits, &w, bias)
 }
 
 /// 8-bit weights with one scale for the whole table.

@@ -47,15 +47,6 @@ struct Args {
     /// example the same, so a large source dominates; 1: every source the same).
     #[arg(long, value_name = "P", default_value_t = Settings::default().source_power, value_parser = power)]
     source_power: f32,
-    /// Models trained on the same examples in different orders, their weights averaged into one.
-    #[arg(long, default_value_t = Settings::default().members, value_parser = clap::value_parser!(u32).range(1..=32))]
-    members: u32,
-    /// The share of an example's word features left out each time it is seen in training (0 to 1).
-    #[arg(long, value_name = "P", default_value_t = Settings::default().dropout, value_parser = power)]
-    dropout: f32,
-    /// L2 penalty per update on the rows an example touches.
-    #[arg(long, default_value_t = Settings::default().l2)]
-    l2: f32,
     /// Instead of training: cross-validate by source over the training and validation sources in this many groups
     /// (each predicted by a model trained on the others) and print per-source and per-category accuracy; nothing
     /// else is written.
@@ -75,9 +66,6 @@ fn main() -> anyhow::Result<()> {
         max_per_source: args.max_per_source,
         seed: args.seed,
         source_power: args.source_power,
-        members: args.members,
-        dropout: args.dropout,
-        l2: args.l2,
         ..Settings::default()
     };
     let Some(out) = &args.out else {
