@@ -88,10 +88,6 @@ pub struct Features {
     pub ids: Vec<u32>,
     /// Bucket indices of the structure features (shape and cue buckets).
     pub structure: Vec<u32>,
-    /// When set (training only), `hashes[i]` is the full hash of the feature that first filled `ids[i]`.
-    pub record_hashes: bool,
-    /// The full hashes of the word features, in the order of `ids` (filled only with `record_hashes`).
-    pub hashes: Vec<u64>,
     /// Token hashes of the current part, kept to form bigrams and the position tags.
     tokens: Vec<u64>,
     /// One bit per bucket: the word ids already in `ids` (cleared again before `extract` returns).
@@ -104,18 +100,14 @@ impl Features {
         Self::default()
     }
 
-    /// Adds the word feature of hash `h` unless its bucket is already there.
-    fn add(&mut self, h: u64, bits: u32) {
-        let id = bucket(h, bits);
+    /// Adds a word id unless it is already there.
+    fn add(&mut self, id: u32) {
         let (word, bit) = ((id >> 6) as usize, 1u64 << (id & 63));
         if let Some(w) = self.seen.get_mut(word)
             && *w & bit == 0
         {
             *w |= bit;
             self.ids.push(id);
-            if self.record_hashes {
-                self.hashes.push(h);
-            }
         }
     }
 }
@@ -124,7 +116,6 @@ impl Features {
 pub fn extract(text: &str, bits: u32, out: &mut Features) {
     out.ids.clear();
     out.structure.clear();
-    out.hashes.clear();
     let words = (1usize << bits).div_ceil(64);
     if out.seen.len() != words {
         out.seen = vec![0; words];
@@ -146,21 +137,21 @@ pub fn extract(text: &str, bits: u32, out: &mut Features) {
         tokenize(bytes, &mut tokens);
         let mut previous = None;
         for t in &tokens {
-            out.add(mix(Space::Word as u64, *t), bits);
+            out.add(bucket(mix(Space::Word as u64, *t), bits));
             if let Some(p) = previous {
-                out.add(mix(Space::Pair as u64 ^ u64::rotate_left(p, 17), *t), bits);
+                out.add(bucket(mix(Space::Pair as u64 ^ u64::rotate_left(p, 17), *t), bits));
             }
             previous = Some(*t);
         }
         if first {
             for t in tokens.iter().take(HEAD_TOKENS) {
-                out.add(mix(Space::Head as u64, *t), bits);
+                out.add(bucket(mix(Space::Head as u64, *t), bits));
             }
             first = false;
         }
         if last {
             for t in tokens.iter().rev().take(TAIL_TOKENS) {
-                out.add(mix(Space::Tail as u64, *t), bits);
+                out.add(bucket(mix(Space::Tail as u64, *t), bits));
             }
         }
     }

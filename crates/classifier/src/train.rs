@@ -93,32 +93,17 @@ pub struct Settings {
     /// Within a category, an example weighs `1 / n^source_power`, `n` its source's examples of that category: 0
     /// weighs every example the same (a large source dominates), 1 every source the same.
     pub source_power: f32,
-    /// Word features seen in one training source only are left out of training (they carry that source's
-    /// template, which a source the model has not seen does not share).
-    pub shared_only: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            bits: 18,
-            epochs: 6,
-            learning_rate: 0.3,
-            l2: 1e-6,
-            max_per_source: 3000,
-            seed: 7,
-            source_power: 0.5,
-            shared_only: false,
-        }
+        Settings { bits: 18, epochs: 6, learning_rate: 0.3, l2: 1e-6, max_per_source: 3000, seed: 7, source_power: 0.5 }
     }
 }
 
 /// A featurised example.
 struct Row {
     ids: Vec<u32>,
-    /// Word features of the example, those left out of `ids` included (the block's norm counts them all, as
-    /// inference does).
-    words: usize,
     structure: Vec<u32>,
     label: usize,
     /// The example's weight: its category's and its source's.
@@ -430,26 +415,14 @@ fn example_weights(examples: &[&Example], power: f32) -> Vec<f32> {
 pub fn fit_model(examples: &[&Example], settings: &Settings) -> LinearModel<'static> {
     let weights = example_weights(examples, settings.source_power);
     let mut buf = Features::new();
-    buf.record_hashes = settings.shared_only;
-    let mut rows: Vec<Row> = Vec::with_capacity(examples.len());
-    let mut hashes: Vec<Vec<u64>> = Vec::new();
-    for (e, weight) in examples.iter().zip(weights) {
-        features::extract(&e.text, settings.bits, &mut buf);
-        let words = buf.ids.len();
-        rows.push(Row {
-            ids: buf.ids.clone(),
-            words,
-            structure: buf.structure.clone(),
-            label: e.category.index(),
-            weight,
-        });
-        if settings.shared_only {
-            hashes.push(std::mem::take(&mut buf.hashes));
-        }
-    }
-    if settings.shared_only {
-        keep_shared_features(examples, &mut rows, &hashes);
-    }
+    let rows: Vec<Row> = examples
+        .iter()
+        .zip(weights)
+        .map(|(e, weight)| {
+            features::extract(&e.text, settings.bits, &mut buf);
+            Row { ids: buf.ids.clone(), structure: buf.structure.clone(), label: e.category.index(), weight }
+        })
+        .collect();
 
     let size = (1usize << settings.bits) * ROW;
     let mut w = vec![0.0f32; size];
@@ -464,8 +437,7 @@ pub fn fit_model(examples: &[&Example], settings: &Settings) -> LinearModel<'sta
         for &i in &order {
             let row = &rows[i];
             let blocks = [&row.ids, &row.structure];
-            let sizes = [row.words, row.structure.len()];
-            let values = sizes.map(|n| if n == 0 { 0.0 } else { 1.0 / (n as f32).sqrt() });
+            let values = blocks.map(|b| if b.is_empty() { 0.0 } else { 1.0 / (b.len() as f32).sqrt() });
             let mut z = bias;
             for (block, v) in blocks.iter().zip(values) {
                 for id in block.iter() {
@@ -499,30 +471,6 @@ pub fn fit_model(examples: &[&Example], settings: &Settings) -> LinearModel<'sta
         }
     }
     quantise(settings.bits, &w, bias)
-}
-
-/// Leaves out of each row the word features whose full hash appears in one source only (a derived example counts
-/// as its parent source).
-fn keep_shared_features(examples: &[&Example], rows: &mut [Row], hashes: &[Vec<u64>]) {
-    let mut sources: BTreeMap<&str, u32> = BTreeMap::new();
-    for e in examples {
-        let next = sources.len() as u32;
-        sources.entry(e.fold_source()).or_insert(next);
-    }
-    // The first source a hash was seen in, and whether another one has it too.
-    let mut seen: std::collections::HashMap<u64, (u32, bool)> = std::collections::HashMap::new();
-    for (e, list) in examples.iter().zip(hashes) {
-        let source = sources[e.fold_source()];
-        for h in list {
-            let entry = seen.entry(*h).or_insert((source, false));
-            if entry.0 != source {
-                entry.1 = true;
-            }
-        }
-    }
-    for (row, list) in rows.iter_mut().zip(hashes) {
-        row.ids = row.ids.iter().zip(list).filter(|(_, h)| seen[*h].1).map(|(id, _)| *id).collect();
-    }
 }
 
 /// 8-bit weights with one scale for the whole table.

@@ -47,9 +47,6 @@ struct Args {
     /// example the same, so a large source dominates; 1: every source the same).
     #[arg(long, value_name = "P", default_value_t = Settings::default().source_power, value_parser = power)]
     source_power: f32,
-    /// Leave out of training the word features that only one training source has.
-    #[arg(long)]
-    shared_only: bool,
     /// Instead of training: cross-validate by source over the training and validation sources in this many groups
     /// (each predicted by a model trained on the others) and print per-source and per-category accuracy; nothing
     /// else is written.
@@ -69,7 +66,6 @@ fn main() -> anyhow::Result<()> {
         max_per_source: args.max_per_source,
         seed: args.seed,
         source_power: args.source_power,
-        shared_only: args.shared_only,
         ..Settings::default()
     };
     let Some(out) = &args.out else {
