@@ -97,7 +97,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { bits: 18, epochs: 6, learning_rate: 0.3, l2: 1e-6, max_per_source: 3000, seed: 7, source_power: 0.5 }
+        Settings { bits: 19, epochs: 6, learning_rate: 0.3, l2: 1e-6, max_per_source: 3000, seed: 7, source_power: 0.5 }
     }
 }
 
