@@ -5,9 +5,10 @@ For one seed, the criterion is the mean of two figures: the test split's accurac
 (from `switchyard-train --report`), and the cross-validation by source averaged over the categories, where each
 category's figure is the mean over its sources with at least 20 prompts (from `switchyard-train --cross-validate
 5`). When variants are compared, only the (source, category) pairs that every run being reported has count, so
-that a variant with an extra source is not scored on it. A variant's criterion is the mean over its seeds.
+that a variant with an extra source is not scored on it. A variant's criterion is the mean over its seeds. The
+figures are read as the trainer prints them (to 0.1%), so differences under about 0.05 mean nothing.
 
-    # train and cross-validate one variant for each seed (extra switchyard-train flags after --)
+    # train and cross-validate one variant with each seed (extra switchyard-train flags after --)
     scripts/classifier/criterion.py run --corpus target/classifier/corpus.jsonl \\
         --out target/classifier/criterion/buckets-18 -- --bits 18
     scripts/classifier/criterion.py run --corpus target/classifier/corpus.jsonl \\
@@ -30,8 +31,10 @@ DEFAULT_SEEDS = "7,1,2,3"
 MIN_PROMPTS = 20
 
 
-def test_figures(report: str) -> dict[str, float]:
+def held_out_figures(report: str) -> dict[str, float]:
     """Per-category held-out accuracy (percent) from a `--report` file, with "all" and "mean of the categories"."""
+    if "### Held-out accuracy" not in report:
+        raise ValueError("no \"### Held-out accuracy\" section")
     section = report.split("### Held-out accuracy", 1)[1].split("###", 1)[0]
     figures: dict[str, float] = {}
     for line in section.splitlines():
@@ -60,47 +63,82 @@ def cv_mean(rows: dict[tuple[str, str], tuple[int, float]], shared: set[tuple[st
         values = [rows[key][1] for key in sorted(shared) if key[1] == category and key in rows]
         if values:
             means[category] = sum(values) / len(values)
-    means["mean"] = sum(means[c] for c in CATEGORIES if c in means) / max(1, sum(c in means for c in CATEGORIES))
+    means["mean"] = sum(means[c] for c in CATEGORIES if c in means) / sum(c in means for c in CATEGORIES)
     return means
 
 
 def seeds_of(run: Path) -> list[str]:
-    return sorted({p.name.split("-", 1)[1].split(".", 1)[0] for p in run.glob("report-*.md")}, key=int)
+    """The seeds a run directory has reports of (report-SEED.md, SEED a number), in numeric order."""
+    found = (re.fullmatch(r"report-(\d+)\.md", p.name) for p in run.glob("report-*.md"))
+    return sorted((m.group(1) for m in found if m), key=int)
 
 
-def report(runs: list[Path], out=sys.stdout) -> dict[str, float]:
-    """Prints each run's per-seed figures and criterion; returns the criterion of each run."""
+def read_run(run: Path, seed: str) -> tuple[dict[str, float], dict[tuple[str, str], tuple[int, float]]]:
+    report_path, cv_path = run / f"report-{seed}.md", run / f"cv-{seed}.md"
+    if not cv_path.exists():
+        raise SystemExit(f"{cv_path} is missing (an interrupted run?): run `criterion.py run` for {run} again")
+    try:
+        tests = held_out_figures(report_path.read_text())
+    except ValueError as e:
+        raise SystemExit(f"{report_path}: {e}") from e
+    return tests, cv_figures(cv_path.read_text())
+
+
+def report(runs: list[Path], out=sys.stdout, seeds: list[str] | None = None) -> dict[str, float]:
+    """Prints each run's figures per seed, their averages and the criterion; returns the criterion of each run.
+
+    `seeds` limits every run to those seeds (default: every seed each run has)."""
     loaded = {}
+    run_seeds = {}
     shared: set[tuple[str, str]] | None = None
     for run in runs:
-        seeds = seeds_of(run)
-        if not seeds:
+        run_seeds[run] = seeds if seeds is not None else seeds_of(run)
+        if not run_seeds[run]:
             raise SystemExit(f"{run}: no report-SEED.md files (run `criterion.py run` first)")
-        for seed in seeds:
-            rows = cv_figures((run / f"cv-{seed}.md").read_text())
-            tests = test_figures((run / f"report-{seed}.md").read_text())
+        for seed in run_seeds[run]:
+            tests, rows = read_run(run, seed)
             loaded[(run, seed)] = (tests, rows)
             keys = {key for key, (n, _) in rows.items() if n >= MIN_PROMPTS}
             shared = keys if shared is None else shared & keys
-    assert shared is not None
+    if not shared:
+        raise SystemExit(f"no (source, category) with at least {MIN_PROMPTS} prompts is shared by every run and seed")
+    if len({tuple(s) for s in run_seeds.values()}) > 1:
+        print("warning: the runs have different seeds; their criteria do not compare", file=sys.stderr)
+    missing = [c for c in CATEGORIES if not any(key[1] == c for key in shared)]
+    if missing:
+        print(f"warning: no shared source of {', '.join(missing)}: left out of the cross-validation mean",
+              file=sys.stderr)
     criteria = {}
     for run in runs:
-        values = []
         print(f"{run}:", file=out)
-        for seed in seeds_of(run):
+        per_seed = []
+        for seed in run_seeds[run]:
             tests, rows = loaded[(run, seed)]
             cv = cv_mean(rows, shared)
-            criterion = (tests["mean of the categories"] + cv["mean"]) / 2
-            values.append(criterion)
+            value = (tests["mean of the categories"] + cv["mean"]) / 2
+            per_seed.append((tests, cv, value))
             per_test = " ".join(f"{c[:4]} {tests[c]:.1f}" for c in CATEGORIES if c in tests)
             per_cv = " ".join(f"{c[:4]} {cv[c]:.1f}" for c in CATEGORIES if c in cv)
             print(
                 f"  seed {seed}: test all {tests['all']:.1f}, mean {tests['mean of the categories']:.1f} ({per_test});"
-                f" cross-validation mean {cv['mean']:.1f} ({per_cv}); criterion {criterion:.2f}",
+                f" cross-validation mean {cv['mean']:.1f} ({per_cv}); criterion {value:.2f}",
                 file=out,
             )
-        criteria[str(run)] = sum(values) / len(values)
-        print(f"  criterion over {len(values)} seeds: {criteria[str(run)]:.2f}", file=out)
+        n = len(per_seed)
+
+        def average(figures: int, key: str) -> str:
+            values = [seed[figures][key] for seed in per_seed if key in seed[figures]]
+            return f"{sum(values) / len(values):.1f}" if len(values) == n else "-"
+
+        test_avg = " ".join(f"{c[:4]} {average(0, c)}" for c in CATEGORIES)
+        cv_avg = " ".join(f"{c[:4]} {average(1, c)}" for c in CATEGORIES)
+        criteria[str(run)] = sum(seed[2] for seed in per_seed) / n
+        print(
+            f"  average of {n} seeds: test all {average(0, 'all')}, mean {average(0, 'mean of the categories')}"
+            f" ({test_avg}); cross-validation mean {average(1, 'mean')} ({cv_avg})",
+            file=out,
+        )
+        print(f"  criterion over {n} seeds: {criteria[str(run)]:.2f}", file=out)
     return criteria
 
 
@@ -123,11 +161,12 @@ def run(corpus: Path, out: Path, seeds: list[str], train: str, extra: list[str])
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="train and cross-validate one variant for each seed")
+    r = sub.add_parser("run", help="train and cross-validate one variant with each seed")
     r.add_argument("--corpus", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True, help="directory for the reports of this variant")
     r.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated (default {DEFAULT_SEEDS})")
-    r.add_argument("--train", default="target/release/switchyard-train", help="the switchyard-train binary")
+    target = os.environ.get("CARGO_TARGET_DIR", "target")
+    r.add_argument("--train", default=f"{target}/release/switchyard-train", help="the switchyard-train binary")
     r.add_argument("extra", nargs="*", help="switchyard-train flags of the variant, after --")
     p = sub.add_parser("report", help="print the figures and criterion of runs, on the sources they all share")
     p.add_argument("runs", nargs="+", type=Path)
@@ -135,8 +174,9 @@ def main() -> None:
     if args.command == "run":
         if not Path(args.train).exists():
             raise SystemExit(f"{args.train} not found: cargo build --release -p switchyard-classifier")
-        run(args.corpus, args.out, args.seeds.split(","), args.train, args.extra)
-        report([args.out])
+        seeds = args.seeds.split(",")
+        run(args.corpus, args.out, seeds, args.train, args.extra)
+        report([args.out], seeds=seeds)
     else:
         report(args.runs)
 
