@@ -134,8 +134,9 @@ fn rules_holdout_accuracy() -> anyhow::Result<()> {
 #[test]
 fn conversation_context_does_not_hurt_the_learned_classifier() {
     // Multi-turn lines are not in the learned model's training corpus (it takes single prompts only). Reading the
-    // earlier turns must do at least as well as reading the last user turn alone. (Measured: 11 of 12 with them, 10 from the last turn alone;
-    // these natural, lower-case follow-ups are where the learned model is weakest, see docs/classifier.md.)
+    // earlier turns must do at least as well as reading the last user turn alone. (Measured: 11 of 12 with them, 10
+    // from the last turn alone; these natural, lower-case follow-ups are where the learned model is weakest, see
+    // docs/classifier.md.)
     let learned = Classifier::new();
     let mut with_context = 0;
     let mut last_alone = 0;
