@@ -106,6 +106,128 @@ pub fn fewest_loads(trace: &[TraceRequest], sizes: &[(String, u64)], gpu: &OneGp
     best.into_iter().flatten().min().map(|loads| Optimum { loads, unservable })
 }
 
+/// What the best online policy does on a trace (`best_online`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct OnlineBest {
+    /// Its loads on this trace.
+    pub loads: u64,
+    /// The loads it expects on a trace of the same length and the same shares, in steady state: its long-run loads
+    /// per request, times the requests of each stretch of the trace (before and after the other process appears).
+    pub expected: f64,
+    /// Requests no set of models could serve at their moment.
+    pub unservable: usize,
+}
+
+/// The loads of the best scheduler that does not know the future, serving in arrival order within the rules of
+/// `fewest_loads`: it knows how often each model is asked for (each model's share of `trace`, given to it in
+/// advance) but not in what order, so each request is, to it, a draw from those shares (the independent reference
+/// model of caching, which is how the replay's traces are made: Zipf shares, Poisson arrivals). Its policy
+/// minimises the expected loads per request over an unbounded run (relative value iteration over the loaded sets),
+/// so no scheduler in arrival order that knows only the shares can expect fewer; on a given trace one may be luckier.
+/// `None` for more than 10 models.
+pub fn best_online(trace: &[TraceRequest], sizes: &[(String, u64)], gpu: &OneGpu) -> Option<OnlineBest> {
+    let n = sizes.len();
+    if n > 10 {
+        return None;
+    }
+    let sets = 1usize << n;
+    let bytes = (0..sets).map(|set| (0..n).filter(|i| set & (1 << i) != 0).map(|i| sizes[i].1).sum()).collect();
+    let rules = Rules { sizes, gpu, bytes };
+    let requests: Vec<(f64, usize)> = trace
+        .iter()
+        .filter_map(|r| sizes.iter().position(|(name, _)| *name == r.model).map(|model| (r.at, model)))
+        .collect();
+    if requests.is_empty() {
+        return Some(OnlineBest { loads: 0, expected: 0.0, unservable: 0 });
+    }
+    let mut shares = vec![0.0; n];
+    for (_, model) in &requests {
+        shares[*model] += 1.0 / requests.len() as f64;
+    }
+    // One policy per amount of other processes' memory (none, then the other process's).
+    let mut policies: Vec<(u64, Policy)> = Vec::new();
+    let (mut loads, mut expected, mut unservable) = (0, 0.0, 0);
+    let mut set = 0;
+    for (at, model) in requests {
+        let foreign = rules.foreign(at);
+        if !policies.iter().any(|(f, _)| *f == foreign) {
+            policies.push((foreign, Policy::solve(&rules, &shares, foreign)));
+        }
+        let Some((_, policy)) = policies.iter().find(|(f, _)| *f == foreign) else { continue };
+        let options = rules.serve(set, model, foreign);
+        if options.is_empty() {
+            unservable += 1;
+        }
+        expected += policy.gain;
+        let (next, cost) = policy.choose(&rules, set, model, foreign);
+        loads += cost;
+        set = next;
+    }
+    Some(OnlineBest { loads, expected, unservable })
+}
+
+/// The best stationary policy for one amount of other processes' memory: the relative value of each loaded set
+/// (`bias`) and the long-run loads per request (`gain`).
+struct Policy {
+    bias: Vec<f64>,
+    gain: f64,
+}
+
+impl Policy {
+    /// Relative value iteration, made aperiodic (each step happens with probability one half), to convergence.
+    fn solve(rules: &Rules, shares: &[f64], foreign: u64) -> Policy {
+        let sets = rules.bytes.len();
+        let holding: Vec<usize> = (0..sets).filter(|s| rules.holds(*s, foreign)).collect();
+        let options: Vec<Vec<Vec<(usize, u64)>>> =
+            holding.iter().map(|s| (0..shares.len()).map(|m| rules.serve_or_skip(*s, m, foreign)).collect()).collect();
+        let mut bias = vec![0.0; sets];
+        let mut gain = 0.0;
+        for _ in 0..100_000 {
+            let mut next = bias.clone();
+            for (i, s) in holding.iter().enumerate() {
+                let step: f64 = options[i]
+                    .iter()
+                    .zip(shares)
+                    .map(|(opts, p)| p * opts.iter().map(|(a, c)| *c as f64 + bias[*a]).fold(f64::INFINITY, f64::min))
+                    .sum();
+                next[*s] = 0.5 * bias[*s] + 0.5 * step;
+            }
+            // The empty set always holds: values relative to it.
+            let offset = next[0];
+            let mut change: f64 = 0.0;
+            for s in &holding {
+                next[*s] -= offset;
+                change = change.max((next[*s] - bias[*s]).abs());
+            }
+            gain = 2.0 * offset;
+            bias = next;
+            if change < 1e-12 {
+                break;
+            }
+        }
+        Policy { bias, gain }
+    }
+
+    /// The set to serve `model` from `set` with, and its loads: the fewest loads now plus the value of what follows;
+    /// on a tie, the set with more memory in use (more kept loaded), then the lower set.
+    fn choose(&self, rules: &Rules, set: usize, model: usize, foreign: u64) -> (usize, u64) {
+        let mut best: Option<(f64, u64, usize, u64)> = None;
+        for (after, cost) in rules.serve_or_skip(set, model, foreign) {
+            let value = cost as f64 + self.bias[after];
+            let better = match best {
+                None => true,
+                Some((v, b, a, _)) => {
+                    value < v - 1e-9 || ((value - v).abs() <= 1e-9 && (rules.bytes[after], a) > (b, after))
+                }
+            };
+            if better {
+                best = Some((value, rules.bytes[after], after, cost));
+            }
+        }
+        best.map_or((0, 0), |(_, _, after, cost)| (after, cost))
+    }
+}
+
 /// No request of the model waits (in a state of `fewest_loads_bounded`).
 const NONE: usize = usize::MAX;
 
@@ -156,6 +278,49 @@ impl Rules<'_> {
 
     fn foreign(&self, at: f64) -> u64 {
         self.gpu.foreign.filter(|(from, _)| at >= *from).map_or(0, |(_, b)| b)
+    }
+
+    /// The loaded sets that serve `model` from `set` (within `set` and the model, holding beside `foreign`), each
+    /// with its loads: 0 when the model was loaded, else 1 where it may load beside the rest.
+    fn serve(&self, set: usize, model: usize, foreign: u64) -> Vec<(usize, u64)> {
+        let bit = 1usize << model;
+        let reach = set | bit;
+        let mut out = Vec::new();
+        let mut after = reach;
+        loop {
+            if after & bit != 0 && self.holds(after, foreign) {
+                if set & bit != 0 {
+                    out.push((after, 0));
+                } else if self.loadable(model, after & !bit) {
+                    out.push((after, 1));
+                }
+            }
+            if after == 0 {
+                break;
+            }
+            after = (after - 1) & reach;
+        }
+        out
+    }
+
+    /// `serve`, or when nothing can serve the request, the subsets of `set` that hold (it is skipped).
+    fn serve_or_skip(&self, set: usize, model: usize, foreign: u64) -> Vec<(usize, u64)> {
+        let served = self.serve(set, model, foreign);
+        if !served.is_empty() {
+            return served;
+        }
+        let mut out = Vec::new();
+        let mut kept = set;
+        loop {
+            if self.holds(kept, foreign) {
+                out.push((kept, 0));
+            }
+            if kept == 0 {
+                break;
+            }
+            kept = (kept - 1) & set;
+        }
+        out
     }
 
     /// Every state reachable from `states` by loading waiting models one after another (each beside any subset of
@@ -341,6 +506,119 @@ mod tests {
         let s = sizes(&[("a", 4 * GIB), ("b", 2 * GIB)]);
         let t = trace(&["a", "b", "a", "b"]);
         assert_eq!(fewest_loads(&t, &s, &crowded), Some(Optimum { loads: 2, unservable: 1 }));
+    }
+
+    #[test]
+    fn the_best_online_policy_keeps_the_model_asked_for_most() {
+        // Two slots, three models; a is more than half the requests. It keeps a and swaps b and c: a loads once,
+        // and every b and c, which the offline optimum cannot better here.
+        let s = sizes(&[("a", 4 * GIB), ("b", 4 * GIB), ("c", 4 * GIB)]);
+        let t = trace(&["a", "b", "a", "c", "a", "b", "a", "c", "a", "b", "a", "c", "a"]);
+        assert_eq!(best_online(&t, &s, &GPU).map(|o| o.loads), Some(1 + 6));
+        assert_eq!(fewest_loads(&t, &s, &GPU).map(|o| o.loads), Some(1 + 6));
+        // Where the order matters, the offline optimum knows it and the online policy does not: after a, b, c it
+        // keeps a (asked for most), while the rest of the trace never asks for a again.
+        let t = trace(&["a", "a", "a", "a", "b", "c", "b", "c", "b", "c"]);
+        assert_eq!(fewest_loads(&t, &s, &GPU).map(|o| o.loads), Some(3));
+        assert_eq!(best_online(&t, &s, &GPU).map(|o| o.loads), Some(7));
+        // With room for everything each model loads once, and it expects about nothing more per request.
+        let t = trace(&["a", "b", "c", "a", "b", "c"]);
+        let room = OneGpu { max_loaded: 3, ..GPU };
+        let best = best_online(&t, &s, &room);
+        assert_eq!(best.map(|o| o.loads), Some(3));
+        assert!(best.is_some_and(|o| o.expected < 1e-6), "{best:?}");
+        // One slot and two models asked for alike: every request that changes model loads, and it expects half a
+        // load per request.
+        let one = OneGpu { max_loaded: 1, ..GPU };
+        let t = trace(&["a", "b", "a", "b"]);
+        let s = sizes(&[("a", 4 * GIB), ("b", 4 * GIB)]);
+        let best = best_online(&t, &s, &one);
+        assert_eq!(best.map(|o| o.loads), Some(4));
+        assert!(best.is_some_and(|o| (o.expected - 2.0).abs() < 1e-6), "{best:?}");
+    }
+
+    #[test]
+    fn the_best_online_policy_counts_what_cannot_be_served() {
+        let crowded = OneGpu { foreign: Some((2.0, 20 * GIB)), ..GPU };
+        let s = sizes(&[("a", 4 * GIB), ("b", 2 * GIB)]);
+        let t = trace(&["a", "b", "a", "b"]);
+        let best = best_online(&t, &s, &crowded);
+        assert_eq!(best.map(|o| (o.loads, o.unservable)), Some((2, 1)));
+    }
+
+    #[test]
+    fn the_best_online_policy_never_beats_the_offline_optimum() {
+        let mut rng = Rng::new(17);
+        for _ in 0..300 {
+            let (t, s, gpu) = random_case(&mut rng);
+            let (Some(online), Some(offline)) = (best_online(&t, &s, &gpu), fewest_loads(&t, &s, &gpu)) else {
+                panic!("no result: {t:?}");
+            };
+            assert!(online.loads >= offline.loads, "{online:?} below {offline:?}: {t:?} {s:?} {gpu:?}");
+            assert_eq!(online.unservable, offline.unservable, "{t:?} {s:?} {gpu:?}");
+            assert!(online.expected >= 0.0 && online.expected.is_finite(), "{online:?}");
+        }
+    }
+
+    /// `count` requests drawn independently from `shares` over models m0, m1, ..., one a second.
+    fn drawn(rng: &mut Rng, shares: &[f64], count: usize) -> Vec<TraceRequest> {
+        let names: Vec<String> = (0..shares.len()).map(|i| format!("m{i}")).collect();
+        let picks: Vec<&str> = (0..count)
+            .map(|_| {
+                let mut u = rng.unit() * shares.iter().sum::<f64>();
+                let i = shares.iter().position(|p| {
+                    u -= p;
+                    u < 0.0
+                });
+                names[i.unwrap_or(shares.len() - 1)].as_str()
+            })
+            .collect();
+        trace(&picks)
+    }
+
+    /// Loads of LRU on `t`: a missing model evicts the least recently used until it fits (the rules' `serve`).
+    fn lru_loads(t: &[TraceRequest], s: &[(String, u64)], gpu: &OneGpu) -> u64 {
+        let bytes =
+            (0..1usize << s.len()).map(|set| (0..s.len()).filter(|i| set & (1 << i) != 0).map(|i| s[i].1).sum());
+        let rules = Rules { sizes: s, gpu, bytes: bytes.collect() };
+        let (mut set, mut loads, mut used) = (0usize, 0, vec![0usize; s.len()]);
+        for (i, r) in t.iter().enumerate() {
+            let Some(model) = s.iter().position(|(n, _)| *n == r.model) else { continue };
+            let options = rules.serve(set, model, 0);
+            // Of the sets that serve it, the one keeping the most recently used models.
+            let keep = |a: usize| (0..s.len()).filter(|m| a & (1 << m) != 0).map(|m| used[m]).collect::<Vec<_>>();
+            let best = options.iter().max_by_key(|(a, c)| {
+                (std::cmp::Reverse(*c), a.count_ones(), {
+                    let mut k = keep(*a);
+                    k.sort_unstable_by(|x, y| y.cmp(x));
+                    k
+                })
+            });
+            if let Some((a, c)) = best {
+                set = *a;
+                loads += c;
+            }
+            used[model] = i + 1;
+        }
+        loads
+    }
+
+    #[test]
+    fn the_best_online_policy_loads_what_it_expects_and_less_than_lru() {
+        // Four models of different sizes on 16 GiB (two or three fit), requests drawn from skewed shares.
+        let s = sizes(&[("m0", 5 * GIB), ("m1", 7 * GIB), ("m2", 3 * GIB), ("m3", 9 * GIB)]);
+        let gpu = OneGpu { total: 16 * GIB, budget: 15 * GIB, max_loaded: 3, foreign: None };
+        let mut rng = Rng::new(23);
+        let (mut online, mut expected, mut lru) = (0, 0.0, 0);
+        for _ in 0..10 {
+            let t = drawn(&mut rng, &[0.4, 0.25, 0.2, 0.15], 2000);
+            let Some(best) = best_online(&t, &s, &gpu) else { panic!("no result") };
+            online += best.loads;
+            expected += best.expected;
+            lru += lru_loads(&t, &s, &gpu);
+        }
+        assert!((online as f64 - expected).abs() < 0.05 * expected, "{online} loads, {expected} expected");
+        assert!(online < lru, "{online} loads against LRU's {lru}");
     }
 
     #[test]

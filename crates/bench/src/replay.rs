@@ -356,6 +356,15 @@ pub struct ReplayReport {
     pub results: Vec<ScenarioResult>,
     /// The fewest loads any scheduler could need, per single-GPU case and bound (`crate::optimum`).
     pub optimum: Vec<OptimumRow>,
+    /// What the best scheduler that does not know the future would load, per single-GPU case, in arrival order.
+    pub online: Vec<OnlineRow>,
+}
+
+/// The best online policy of one single-GPU case (`crate::optimum::best_online`).
+#[derive(Debug, Clone, Serialize)]
+pub struct OnlineRow {
+    pub gpus: String,
+    pub best: crate::optimum::OnlineBest,
 }
 
 /// The offline optimum of one single-GPU case, in arrival order (`max_bypass_ms` 0) or with a bound on passing over
@@ -366,6 +375,68 @@ pub struct OptimumRow {
     /// Milliseconds of simulated time.
     pub max_bypass_ms: u64,
     pub optimum: crate::optimum::Optimum,
+}
+
+/// The references on one trace of `switchyard-replay --references`, for one single-GPU case.
+#[derive(Debug, Clone)]
+pub struct ReferenceRow {
+    pub seed: u64,
+    /// The offline optimum in arrival order.
+    pub in_order: Option<u64>,
+    /// The best online policy in arrival order.
+    pub online: crate::optimum::OnlineBest,
+    /// The offline optimum with each bound (as given to `references_markdown`).
+    pub bounded: Vec<Option<u64>>,
+}
+
+/// `--references` as markdown: per GPU case a row per trace, the means, and how far the best online policy is above
+/// the offline optimum in arrival order. `bounds` are the bounds of each row's `bounded`, in milliseconds.
+pub fn references_markdown(cases: &[(String, Vec<ReferenceRow>)], bounds: &[u64]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let cell = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
+    for (gpus, rows) in cases {
+        let _ = writeln!(out, "\n### {gpus}\n");
+        let mut header =
+            "| seed | offline optimum, arrival order | best online policy, arrival order | its expected loads |"
+                .to_string();
+        let mut rule = "|---:|---:|---:|---:|".to_string();
+        for bound in bounds {
+            let _ = write!(header, " offline optimum, passed over up to {} s |", *bound as f64 / 1000.0);
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(out, "{header}\n{rule}");
+        for r in rows {
+            let bounded: Vec<String> = r.bounded.iter().map(|b| cell(*b)).collect();
+            let _ =
+                write!(out, "| {} | {} | {} | {:.1} |", r.seed, cell(r.in_order), r.online.loads, r.online.expected);
+            for b in bounded {
+                let _ = write!(out, " {b} |");
+            }
+            let _ = writeln!(out);
+        }
+        let in_order: Vec<f64> = rows.iter().filter_map(|r| r.in_order).map(|v| v as f64).collect();
+        let online: Vec<f64> = rows.iter().map(|r| r.online.loads as f64).collect();
+        let expected: Vec<f64> = rows.iter().map(|r| r.online.expected).collect();
+        let _ = write!(out, "| mean | {:.1} | {:.1} | {:.1} |", mean(&in_order), mean(&online), mean(&expected));
+        for k in 0..bounds.len() {
+            let values: Vec<f64> =
+                rows.iter().filter_map(|r| r.bounded.get(k).copied().flatten()).map(|v| v as f64).collect();
+            let _ = write!(out, " {:.1} |", mean(&values));
+        }
+        let _ = writeln!(out);
+        let gaps: Vec<i64> = rows.iter().filter_map(|r| r.in_order.map(|o| r.online.loads as i64 - o as i64)).collect();
+        if let (Some(low), Some(high)) = (gaps.iter().min(), gaps.iter().max()) {
+            let average = gaps.iter().sum::<i64>() as f64 / gaps.len() as f64;
+            let _ = writeln!(
+                out,
+                "\nThe best online policy above the offline optimum (both in arrival order): {average:.1} loads on \
+                 average, {low} to {high}."
+            );
+        }
+    }
+    out
 }
 
 /// The report as markdown: one table per GPU case, and the targets for `cost` against Ollama's scheduling.
@@ -455,6 +526,14 @@ pub fn markdown(report: &ReplayReport) -> String {
                 }
             }
         }
+        if let Some(row) = report.online.iter().find(|o| o.gpus == case) {
+            let _ = writeln!(
+                out,
+                "\nBest online policy ({case}, served in arrival order, knowing how often each model is asked for but \
+                 not when): {} loads on this trace, {:.0} expected on a trace like it.",
+                row.best.loads, row.best.expected
+            );
+        }
         for row in report.optimum.iter().filter(|o| o.gpus == case && o.max_bypass_ms > 0) {
             let _ = writeln!(
                 out,
@@ -520,6 +599,22 @@ pub fn markdown(report: &ReplayReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_show_each_trace_their_means_and_the_online_gap() {
+        let row = |seed, in_order, online, bounded| ReferenceRow {
+            seed,
+            in_order: Some(in_order),
+            online: crate::optimum::OnlineBest { loads: online, expected: online as f64 - 0.5, unservable: 0 },
+            bounded: vec![Some(bounded)],
+        };
+        let cases = vec![("1 x 24 GiB".to_string(), vec![row(42, 75, 91, 70), row(43, 67, 84, 63)])];
+        let md = references_markdown(&cases, &[10_000]);
+        assert!(md.contains("| seed | offline optimum, arrival order | best online policy, arrival order | its expected loads | offline optimum, passed over up to 10 s |"), "{md}");
+        assert!(md.contains("| 42 | 75 | 91 | 90.5 | 70 |"), "{md}");
+        assert!(md.contains("| mean | 71.0 | 87.5 | 87.0 | 66.5 |"), "{md}");
+        assert!(md.contains("16.5 loads on average, 16 to 17."), "{md}");
+    }
 
     #[test]
     fn failures_count_as_never_answered_in_the_p95() {

@@ -85,6 +85,11 @@ struct Cli {
     /// size with its own Switchyard node, spread by a Switchyard front, by round robin and by least connections.
     #[arg(long, value_delimiter = ',')]
     fleet: Vec<usize>,
+    /// Instead of replaying: the references alone (the offline optimum in arrival order and per `--max-bypass-ms`
+    /// bound, and the best online policy in arrival order) on this many traces of the same kind, seeds `--seed`,
+    /// `--seed` + 1, ...; a row per trace and their means. Takes seconds: nothing is simulated.
+    #[arg(long, value_name = "TRACES")]
+    references: Option<u64>,
 }
 
 fn strategy(name: &str) -> Result<Strategy> {
@@ -117,15 +122,16 @@ fn router_settings(options: &ReplayOptions) -> Vec<String> {
 
 /// The fewest loads any scheduler could need, for each single-GPU case, with the built-in fleet's sizes at the
 /// replay's context and the router's default headroom: serving in arrival order, and with each bound on passing
-/// over a request (`bounds`, milliseconds of simulated time; 0 is arrival order). (Several GPUs are not covered:
-/// placement across them is more than which models are loaded.)
+/// over a request (`bounds`, milliseconds of simulated time; 0 is arrival order); and the loads of the best online
+/// policy in arrival order. (Several GPUs are not covered: placement across them is more than which models are
+/// loaded.)
 fn offline_optimum(
     trace: &[trace::TraceRequest],
     cases: &[Vec<u64>],
     cli: &Cli,
     options: &ReplayOptions,
     bounds: &[u64],
-) -> Result<Vec<replay::OptimumRow>> {
+) -> Result<(Vec<replay::OptimumRow>, Vec<replay::OnlineRow>)> {
     let fleet = switchyard_sim::Fleet::builtin();
     let mut sizes = Vec::new();
     for name in &cli.models {
@@ -136,6 +142,7 @@ fn offline_optimum(
     let headroom = switchyard_core::config::Config::default().vram.headroom.0;
     let span = trace.last().map_or(0.0, |r| r.at);
     let mut out = Vec::new();
+    let mut online = Vec::new();
     for gpus in cases.iter().filter(|g| g.len() == 1) {
         let gpu = optimum::OneGpu {
             total: gpus[0],
@@ -148,13 +155,68 @@ fn offline_optimum(
         if let Some(best) = optimum::fewest_loads(trace, &sizes, &gpu) {
             out.push(replay::OptimumRow { gpus: replay::gpus_label(gpus), max_bypass_ms: 0, optimum: best });
         }
+        if let Some(best) = optimum::best_online(trace, &sizes, &gpu) {
+            online.push(replay::OnlineRow { gpus: replay::gpus_label(gpus), best });
+        }
         for bound in bounds.iter().filter(|b| **b > 0) {
             if let Some(best) = optimum::fewest_loads_bounded(trace, &sizes, &gpu, *bound as f64 / 1000.0) {
                 out.push(replay::OptimumRow { gpus: replay::gpus_label(gpus), max_bypass_ms: *bound, optimum: best });
             }
         }
     }
-    Ok(out)
+    Ok((out, online))
+}
+
+/// `--references`: the offline optima and the best online policy on `traces` traces like `spec` (seeds from its
+/// own), each single-GPU case, printed as markdown.
+fn references(
+    spec: &TraceSpec,
+    traces: u64,
+    cases: &[Vec<u64>],
+    cli: &Cli,
+    options: &ReplayOptions,
+    bounds: &[u64],
+    foreign: u64,
+) -> Result<()> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "References on {traces} traces (seeds {} to {}), {} requests each, Zipf s = {} over {}, a request every {} s \
+         on average; {} on GPU 0 taken by another process at {:.0}% of each trace.",
+        spec.seed,
+        spec.seed + traces.saturating_sub(1),
+        spec.requests,
+        spec.zipf_s,
+        spec.models.join(", "),
+        spec.mean_gap,
+        switchyard_core::size::Bytes(foreign),
+        cli.foreign_at * 100.0
+    );
+    let bounded: Vec<u64> = bounds.iter().copied().filter(|b| *b > 0).collect();
+    let mut cases_rows: Vec<(String, Vec<replay::ReferenceRow>)> = Vec::new();
+    for i in 0..traces {
+        let trace = trace::generate(&TraceSpec { seed: spec.seed + i, ..spec.clone() });
+        let (optimum, online) = offline_optimum(&trace, cases, cli, options, bounds)?;
+        for best in online {
+            let loads = |bound: u64| {
+                optimum.iter().find(|o| o.gpus == best.gpus && o.max_bypass_ms == bound).map(|o| o.optimum.loads)
+            };
+            let row = replay::ReferenceRow {
+                seed: spec.seed + i,
+                in_order: loads(0),
+                online: best.best,
+                bounded: bounded.iter().map(|b| loads(*b)).collect(),
+            };
+            match cases_rows.iter_mut().find(|(gpus, _)| *gpus == best.gpus) {
+                Some((_, list)) => list.push(row),
+                None => cases_rows.push((best.gpus, vec![row])),
+            }
+        }
+    }
+    out.push_str(&replay::references_markdown(&cases_rows, &bounded));
+    println!("{out}");
+    Ok(())
 }
 
 /// What a fleet replay wrote: the settings and each (fleet size, policy) result.
@@ -258,6 +320,11 @@ fn main() -> Result<()> {
         mean_gap: cli.mean_gap,
         embedding: (cli.embed_share > 0.0).then(|| ("nomic-embed-text:latest".to_string(), cli.embed_share)),
     };
+    let bounds: Vec<u64> = if cli.max_bypass_ms.is_empty() {
+        vec![0, switchyard_core::config::Config::default().vram.max_bypass_ms]
+    } else {
+        cli.max_bypass_ms.clone()
+    };
     let trace = trace::generate(&spec);
     if let Some(path) = &cli.trace_out {
         let json = serde_json::to_string(&trace).context("rendering the trace")?;
@@ -275,6 +342,9 @@ fn main() -> Result<()> {
         unload_threshold_pct: cli.unload_threshold_pct,
         max_loaded_models: cli.max_loaded_models,
     };
+    if let Some(traces) = cli.references {
+        return references(&spec, traces, &cases, &cli, &options, &bounds, foreign);
+    }
     if cli.log {
         switchyard::telemetry::init(switchyard_core::config::LogFormat::Pretty, "warn");
     }
@@ -287,11 +357,6 @@ fn main() -> Result<()> {
     if !cli.fleet.is_empty() {
         return fleet_mode(&cli, &trace, &cases, &options, &runtime, machine);
     }
-    let bounds: Vec<u64> = if cli.max_bypass_ms.is_empty() {
-        vec![0, switchyard_core::config::Config::default().vram.max_bypass_ms]
-    } else {
-        cli.max_bypass_ms.clone()
-    };
     let mut results = Vec::new();
     for gpus in &cases {
         let mut schedulings = if cli.no_direct { Vec::new() } else { vec![Scheduling::Ollama] };
@@ -309,7 +374,7 @@ fn main() -> Result<()> {
             results.push(result);
         }
     }
-    let optimum = offline_optimum(&trace, &cases, &cli, &options, &bounds)?;
+    let (optimum, online) = offline_optimum(&trace, &cases, &cli, &options, &bounds)?;
     let report = ReplayReport {
         machine,
         seed: cli.seed,
@@ -323,6 +388,7 @@ fn main() -> Result<()> {
         router_settings: router_settings(&options),
         results,
         optimum,
+        online,
     };
     println!("{}", replay::markdown(&report));
     if let Some(path) = &cli.out {
