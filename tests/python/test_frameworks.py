@@ -103,6 +103,40 @@ def test_langchain_openai_chat_and_stream(router_url: str) -> None:
 # --- LlamaIndex --------------------------------------------------------------------------------------------------
 
 
+def test_langchain_openai_tool_choice_picks_the_tool(router_url: str) -> None:
+    # LangChain sends a named tool_choice for a chosen tool and for structured output by function calling; Ollama
+    # has no tool_choice, so the router sends only the named tool. The simulator picks a tool by the prompt's words:
+    # here it would call the weather tool if both were sent.
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel
+
+    @tool
+    def get_current_weather(city: str) -> str:
+        """Get the current weather for a city."""
+        return f"20 degrees in {city}"
+
+    @tool
+    def get_time(zone: str) -> str:
+        """Current time in a time zone."""
+        return f"12:00 in {zone}"
+
+    llm = ChatOpenAI(model="auto", base_url=f"{router_url}/v1", api_key="unused")
+    answer = llm.bind_tools([get_current_weather, get_time], tool_choice="get_time").invoke(
+        "What's the weather like in Paris?"
+    )
+    assert [c["name"] for c in answer.tool_calls] == ["get_time"]
+    answer = llm.bind_tools([get_current_weather, get_time]).invoke("What's the weather like in Paris?")
+    assert [c["name"] for c in answer.tool_calls] == ["get_current_weather"]
+
+    class City(BaseModel):
+        name: str
+        country: str
+
+    city = llm.with_structured_output(City, method="function_calling").invoke("Describe Lyon.")
+    assert isinstance(city, City)
+
+
 def test_llamaindex_ollama_with_default_settings(router_url: str) -> None:
     # Its defaults send `"options": {"temperature": null, ...}`.
     from llama_index.core.llms import ChatMessage

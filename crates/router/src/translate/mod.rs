@@ -163,6 +163,43 @@ fn message_content(content: Option<&Value>, i: usize) -> Result<(String, Vec<Val
     }
 }
 
+/// What a request's `tool_choice` asks of the tools sent to Ollama, which has no such field: `"none"` sends no
+/// tools, a named function (`{"type": "function", "function": {"name": ...}}`, or the Responses API's
+/// `{"type": "function", "name": ...}`) or an `allowed_tools` list sends only those tools, so the model can call
+/// nothing else. `"auto"`, `"required"` (Ollama cannot force a call) and forms it does not know send every tool, as
+/// Ollama's own OpenAI endpoint does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ToolChoice {
+    All,
+    None,
+    Only(Vec<String>),
+}
+
+impl ToolChoice {
+    fn of(choice: Option<&Value>) -> ToolChoice {
+        let Some(choice) = choice else { return ToolChoice::All };
+        if choice.as_str() == Some("none") {
+            return ToolChoice::None;
+        }
+        fn name(v: &Value) -> Option<&str> {
+            v.get("function").and_then(|f| f.get("name")).or_else(|| v.get("name")).and_then(Value::as_str)
+        }
+        match choice.get("type").and_then(Value::as_str) {
+            Some("function") => name(choice).map_or(ToolChoice::All, |n| ToolChoice::Only(vec![n.to_string()])),
+            Some("allowed_tools") => {
+                let allowed = choice.get("allowed_tools").unwrap_or(choice);
+                let names: Vec<String> = allowed
+                    .get("tools")
+                    .and_then(Value::as_array)
+                    .map(|tools| tools.iter().filter_map(name).map(str::to_string).collect())
+                    .unwrap_or_default();
+                if names.is_empty() { ToolChoice::All } else { ToolChoice::Only(names) }
+            }
+            _ => ToolChoice::All,
+        }
+    }
+}
+
 /// Translates an OpenAI chat completion request into an Ollama `/api/chat` body.
 pub fn chat_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, OpenAiMeta), RouterError> {
     let model = req
@@ -238,16 +275,32 @@ pub fn chat_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, Ope
     let mut body = Map::new();
     body.insert("model".into(), json!(model));
     body.insert("messages".into(), Value::Array(out_messages));
-    let tool_choice_none = req.get("tool_choice").and_then(Value::as_str) == Some("none");
+    let choice = ToolChoice::of(req.get("tool_choice"));
     match req.get("tools") {
         None | Some(Value::Null) => {}
-        Some(Value::Array(tools)) if !tools.is_empty() && !tool_choice_none => {
+        Some(Value::Array(tools)) if !tools.is_empty() && choice != ToolChoice::None => {
+            fn name_of(tool: &Value) -> Option<&str> {
+                tool.get("function").and_then(|f| f.get("name")).and_then(Value::as_str)
+            }
             for (i, tool) in tools.iter().enumerate() {
-                if tool.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).is_none() {
+                if name_of(tool).is_none() {
                     return Err(bad(format!("tools[{i}].function.name is required"), &format!("tools[{i}]")));
                 }
             }
-            body.insert("tools".into(), Value::Array(tools.clone()));
+            let sent: Vec<Value> = match &choice {
+                ToolChoice::Only(names) => {
+                    if let Some(missing) = names.iter().find(|n| !tools.iter().any(|t| name_of(t) == Some(n.as_str())))
+                    {
+                        return Err(bad(
+                            format!("tool_choice names the function {missing:?}, which is not in tools"),
+                            "tool_choice",
+                        ));
+                    }
+                    tools.iter().filter(|t| name_of(t).is_some_and(|n| names.iter().any(|m| m == n))).cloned().collect()
+                }
+                _ => tools.clone(),
+            };
+            body.insert("tools".into(), Value::Array(sent));
         }
         Some(Value::Array(_)) => {}
         Some(_) => return Err(bad("tools must be a list", "tools")),
@@ -881,6 +934,48 @@ mod tests {
             json!({"temperature": 0.2, "top_p": 1.0, "seed": 7, "num_predict": 64, "stop": ["END"]})
         );
         assert_eq!(body["format"], "json");
+    }
+
+    #[test]
+    fn tool_choice_selects_the_tools_sent() {
+        let tools = json!([
+            {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
+            {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}},
+            {"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}
+        ]);
+        let sent = |choice: Value| {
+            let mut req = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": tools});
+            if !choice.is_null() {
+                req["tool_choice"] = choice;
+            }
+            let (body, _) = chat_request(&obj(req)).unwrap();
+            body.get("tools").and_then(Value::as_array).map_or(Vec::new(), |tools| {
+                tools.iter().map(|t| t["function"]["name"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+            })
+        };
+        let all = vec!["get_weather", "get_time", "search"];
+        assert_eq!(sent(Value::Null), all);
+        assert_eq!(sent(json!("auto")), all);
+        // Ollama cannot force a call: every tool goes, as through Ollama's own endpoint.
+        assert_eq!(sent(json!("required")), all);
+        assert_eq!(sent(json!("any")), all);
+        assert!(sent(json!("none")).is_empty());
+        // A named function (LangChain's structured output sends one): only it.
+        assert_eq!(sent(json!({"type": "function", "function": {"name": "get_time"}})), vec!["get_time"]);
+        assert_eq!(sent(json!({"type": "function", "name": "search"})), vec!["search"]);
+        let allowed = json!({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [
+            {"type": "function", "function": {"name": "search"}}, {"type": "function", "function": {"name": "get_weather"}}]}});
+        assert_eq!(sent(allowed), vec!["get_weather", "search"]);
+        // A function that is not among the tools is a mistake worth saying.
+        let req = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": tools,
+                         "tool_choice": {"type": "function", "function": {"name": "get_stock"}}});
+        match chat_request(&obj(req)) {
+            Err(RouterError::BadRequest { message, param: Some(p) }) => {
+                assert_eq!(p, "tool_choice");
+                assert!(message.contains("get_stock"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

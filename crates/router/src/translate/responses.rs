@@ -97,7 +97,7 @@ pub fn responses_request(req: &Map<String, Value>) -> Result<(Map<String, Value>
     let mut chat = Map::new();
     chat.insert("model".into(), req.get("model").cloned().unwrap_or(Value::Null));
     chat.insert("messages".into(), Value::Array(messages));
-    for key in ["stream", "temperature", "top_p", "seed", "stop"] {
+    for key in ["stream", "temperature", "top_p", "seed", "stop", "tool_choice"] {
         if let Some(v) = req.get(key) {
             chat.insert(key.into(), v.clone());
         }
@@ -334,6 +334,15 @@ mod tests {
         assert_eq!(native["options"]["num_predict"], 50);
         assert_eq!(native["format"], json!({"type": "object"}));
         assert_eq!(native["stream"], true);
+        // tool_choice as the Responses API names a function: only that tool goes to the model.
+        let (native, _) = translate(json!({
+            "model": "auto", "input": "Weather and time in Oslo?",
+            "tools": [{"type": "function", "name": "weather"}, {"type": "function", "name": "time"}],
+            "tool_choice": {"type": "function", "name": "time"}
+        }))
+        .unwrap();
+        assert_eq!(native["tools"].as_array().map(Vec::len), Some(1));
+        assert_eq!(native["tools"][0]["function"]["name"], "time");
         for bad_input in [
             json!({"model": "auto"}),
             json!({"model": "auto", "input": [{"role": "user", "content": [{"type": "input_image"}]}]}),
