@@ -218,3 +218,20 @@ def test_langchain_openai_on_the_responses_api(router_url: str) -> None:
 
     llm = ChatOpenAI(model="auto", base_url=f"{router_url}/v1", api_key="unused", use_responses_api=True)
     assert llm.invoke("What is the capital of Peru?").text
+
+
+def test_langchain_openai_structured_output_streams_on_the_responses_api(router_url: str) -> None:
+    # LangChain parses a streamed Responses answer as structured output only when the `response` object repeats the
+    # request's `text.format`, as OpenAI's does.
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+        country: str
+
+    llm = ChatOpenAI(model="auto", base_url=f"{router_url}/v1", api_key="unused", use_responses_api=True)
+    structured = llm.with_structured_output(City)
+    assert isinstance(structured.invoke("Describe Lyon."), City)
+    streamed = list(structured.stream("Describe Lyon."))
+    assert streamed and isinstance(streamed[-1], City)

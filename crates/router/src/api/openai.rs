@@ -82,11 +82,15 @@ pub(super) async fn complete(
         Generation::Classic(OpenAiKind::Completion) => ("/v1/completions", Endpoint::Generate, "prompt"),
         Generation::Responses => ("/v1/responses", Endpoint::Chat, "input"),
     };
-    let (request, meta) =
-        read_request(&state, &ctx, &headers, body, (Surface::OpenAi, endpoint, route), |request| match generation {
-            Generation::Classic(OpenAiKind::Chat) => translate::chat_request(&request),
-            Generation::Classic(OpenAiKind::Completion) => translate::completion_request(&request),
-            Generation::Responses => translate::responses_request(&request),
+    let (request, (meta, echo)) =
+        read_request(&state, &ctx, &headers, body, (Surface::OpenAi, endpoint, route), |request| {
+            let with = |(native, meta)| (native, (meta, serde_json::Map::new()));
+            match generation {
+                Generation::Classic(OpenAiKind::Chat) => translate::chat_request(&request).map(with),
+                Generation::Classic(OpenAiKind::Completion) => translate::completion_request(&request).map(with),
+                Generation::Responses => translate::responses_request(&request)
+                    .map(|(native, meta)| (native, (meta, translate::responses_echo(&request)))),
+            }
         })
         .await?;
     if request.prepared.control.is_some() {
@@ -104,7 +108,7 @@ pub(super) async fn complete(
             response
         }
         (Answer::Buffered(bytes), Generation::Responses) => {
-            let cx = ResponsesContext { id: format!("resp_{}", ctx.request_id), created };
+            let cx = ResponsesContext { id: format!("resp_{}", ctx.request_id), created, echo };
             Json(translate::responses_response(&cx, &shown, &answer_json(&bytes)?)).into_response()
         }
         (Answer::Stream(relay), Generation::Classic(kind)) => {
@@ -112,7 +116,7 @@ pub(super) async fn complete(
             sse(relay.into_body(SseTransform::new(SseTranslator::new(cx, shown))))
         }
         (Answer::Stream(relay), Generation::Responses) => {
-            let cx = ResponsesContext { id: format!("resp_{}", ctx.request_id), created };
+            let cx = ResponsesContext { id: format!("resp_{}", ctx.request_id), created, echo };
             sse(relay.into_body(SseTransform::new(ResponsesTranslator::new(cx, shown))))
         }
         (Answer::Control(_), _) => return Err(RouterError::Internal("a completion became a load".into()).into()),

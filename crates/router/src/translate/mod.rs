@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use std::io::Write as _;
 
 mod responses;
-pub use responses::{ResponsesContext, ResponsesTranslator, responses_request, responses_response};
+pub use responses::{ResponsesContext, ResponsesTranslator, responses_echo, responses_request, responses_response};
 
 fn bad(message: impl Into<String>, param: &str) -> RouterError {
     RouterError::bad(message, Some(param.to_string()))

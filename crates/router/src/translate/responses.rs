@@ -15,6 +15,25 @@ pub struct ResponsesContext {
     pub id: String,
     /// Unix seconds of the request.
     pub created: i64,
+    /// The request's settings a `response` object repeats (`responses_echo`).
+    pub echo: Map<String, Value>,
+}
+
+/// The request's settings that a `response` object repeats, as OpenAI's does: clients read them back (LangChain
+/// parses a streamed answer as structured output only when the `response` says `text.format` is `json_schema`).
+pub fn responses_echo(req: &Map<String, Value>) -> Map<String, Value> {
+    const ECHOED: [&str; 9] = [
+        "instructions",
+        "tools",
+        "tool_choice",
+        "text",
+        "parallel_tool_calls",
+        "temperature",
+        "top_p",
+        "max_output_tokens",
+        "metadata",
+    ];
+    ECHOED.iter().filter_map(|k| req.get(*k).filter(|v| !v.is_null()).map(|v| ((*k).to_string(), v.clone()))).collect()
 }
 
 /// The text of a content value: a string, or a list of text parts.
@@ -179,9 +198,16 @@ fn usage(answer: &Value) -> Value {
 
 /// A `response` object.
 fn response(cx: &ResponsesContext, model: &str, status: &str, output: Vec<Value>, usage: Value) -> Value {
-    json!({"id": cx.id, "object": "response", "created_at": cx.created, "status": status, "model": model,
-           "output": output, "usage": usage, "error": null, "incomplete_details": null, "instructions": null,
-           "parallel_tool_calls": true, "tool_choice": "auto", "tools": [], "text": {"format": {"type": "text"}}})
+    let mut response = json!({"id": cx.id, "object": "response", "created_at": cx.created, "status": status,
+           "model": model, "output": output, "usage": usage, "error": null, "incomplete_details": null,
+           "instructions": null, "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
+           "text": {"format": {"type": "text"}}});
+    if let Some(fields) = response.as_object_mut() {
+        for (key, value) in &cx.echo {
+            fields.insert(key.clone(), value.clone());
+        }
+    }
+    response
 }
 
 /// A buffered native chat answer as a `response`.
@@ -334,6 +360,15 @@ mod tests {
         assert_eq!(native["options"]["num_predict"], 50);
         assert_eq!(native["format"], json!({"type": "object"}));
         assert_eq!(native["stream"], true);
+        // The `response` repeats the request's settings, as OpenAI's does.
+        let req = json!({"model": "auto", "input": "x", "instructions": "Be brief.", "tool_choice": "none",
+                         "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}}});
+        let cx = ResponsesContext { id: "resp_1".into(), created: 1, echo: responses_echo(req.as_object().unwrap()) };
+        let answer = responses_response(&cx, "m", &json!({"message": {"role": "assistant", "content": "{}"}}));
+        assert_eq!(answer["text"]["format"]["type"], "json_schema");
+        assert_eq!(answer["instructions"], "Be brief.");
+        assert_eq!(answer["tool_choice"], "none");
+        assert_eq!(answer["tools"], json!([]));
         // tool_choice as the Responses API names a function: only that tool goes to the model.
         let (native, _) = translate(json!({
             "model": "auto", "input": "Weather and time in Oslo?",
@@ -355,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_stream_becomes_responses_events_ending_in_completed() {
-        let cx = ResponsesContext { id: "resp_1".into(), created: 1 };
+        let cx = ResponsesContext { id: "resp_1".into(), created: 1, echo: Map::new() };
         let mut t = ResponsesTranslator::new(cx, "m:1b");
         let mut out = BytesMut::new();
         t.line(br#"{"model":"m:1b","message":{"role":"assistant","content":"Hel"},"done":false}"#, &mut out);
