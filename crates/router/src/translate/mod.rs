@@ -309,12 +309,24 @@ pub fn chat_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, Ope
         body.insert("format".into(), format);
     }
     if let Some(effort) = req.get("reasoning_effort").and_then(Value::as_str) {
-        body.insert("think".into(), json!(effort));
+        body.insert("think".into(), think_of_effort(effort));
     }
     body.insert("options".into(), Value::Object(sampling_options(req)?));
     let meta = OpenAiMeta::read(req)?;
     body.insert("stream".into(), json!(meta.stream));
     Ok((body, meta))
+}
+
+/// Ollama's `think` for OpenAI's `reasoning_effort`, as Ollama's own OpenAI endpoint reads it: `none` turns thinking
+/// off, `minimal` is Ollama's `low`, `xhigh` its highest level every version takes (`high`); `low`, `medium` and
+/// `high` are the same words, and any other value is passed on for Ollama to judge.
+fn think_of_effort(effort: &str) -> Value {
+    match effort {
+        "none" => json!(false),
+        "minimal" => json!("low"),
+        "xhigh" => json!("high"),
+        other => json!(other),
+    }
 }
 
 /// Translates an OpenAI (legacy) completion request into an Ollama `/api/generate` body.
@@ -934,6 +946,22 @@ mod tests {
             json!({"temperature": 0.2, "top_p": 1.0, "seed": 7, "num_predict": 64, "stop": ["END"]})
         );
         assert_eq!(body["format"], "json");
+    }
+
+    #[test]
+    fn reasoning_effort_becomes_think() {
+        let think = |effort: &str| {
+            let req = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": effort});
+            chat_request(&obj(req)).unwrap().0["think"].clone()
+        };
+        assert_eq!(think("none"), json!(false));
+        assert_eq!(think("minimal"), json!("low"));
+        assert_eq!(think("low"), json!("low"));
+        assert_eq!(think("medium"), json!("medium"));
+        assert_eq!(think("high"), json!("high"));
+        assert_eq!(think("xhigh"), json!("high"));
+        let none = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        assert!(chat_request(&obj(none)).unwrap().0.get("think").is_none());
     }
 
     #[test]
