@@ -578,6 +578,9 @@ impl OpenAiBackend {
             let bytes = read_whole(body, deadline, timeout).await?;
             let v: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| ForwardFailure::Broken(format!("the backend's answer is not JSON: {e}")))?;
+            if let Some(message) = wire::answer_error(&v) {
+                return Err(ForwardFailure::Broken(format!("the backend answered with an error: {message}")));
+            }
             let (native, usage) = wire::answer(call, shown, &v, started.elapsed().as_nanos() as u64);
             self.account(&usage);
             let out = serde_json::to_vec(&native).map_err(|e| ForwardFailure::Broken(e.to_string()))?;

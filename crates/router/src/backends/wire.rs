@@ -271,6 +271,16 @@ fn native_tool_calls(calls: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// The error a whole answer carries instead of choices or vectors, if any. Some providers (OpenRouter) answer `200`
+/// with `{"error": {...}}` when a request fails after it was accepted; that is a failed answer, not an empty one.
+pub fn answer_error(v: &Value) -> Option<String> {
+    let error = v.get("error").filter(|e| !e.is_null())?;
+    if v.get("choices").is_some() || v.get("data").is_some() {
+        return None;
+    }
+    Some(error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_string))
+}
+
 /// A whole OpenAI answer in the native shape of `call`, and the usage it reported.
 pub fn answer(call: Call, model: &str, v: &Value, total_ns: u64) -> (Value, Usage) {
     let mut usage = Usage::default();
@@ -597,6 +607,12 @@ mod tests {
         assert_eq!(n["eval_duration"], 10_000_000);
         assert_eq!(usage.output_tokens, 3);
         let (n, _) = answer(Call::Completion, "m", &json!({"choices": [{"text": "x", "finish_reason": "length"}]}), 5);
+        // An error in a 200 answer is an error; an answer with choices is an answer.
+        let failed = json!({"error": {"message": "upstream provider timed out", "code": 502}});
+        assert_eq!(answer_error(&failed).as_deref(), Some("upstream provider timed out"));
+        assert_eq!(answer_error(&json!({"error": "overloaded"})).as_deref(), Some("\"overloaded\""));
+        assert_eq!(answer_error(&json!({"choices": [], "error": null})), None);
+        assert_eq!(answer_error(&v), None);
         assert_eq!((n["response"].as_str(), n["done_reason"].as_str()), (Some("x"), Some("length")));
         let (n, _) = answer(Call::Embed, "m", &json!({"data": [{"embedding": [0.5]}, {"embedding": [1.0]}]}), 5);
         assert_eq!(n["embeddings"], json!([[0.5], [1.0]]));
