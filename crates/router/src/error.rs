@@ -201,8 +201,18 @@ impl RouterError {
     /// `backend` names the `[[backends]]` entry that failed; `None` is the local Ollama.
     pub(crate) fn forward_failure(failure: &ForwardFailure, model: &ModelName, backend: Option<&str>) -> Self {
         let (who, timeout_key) = match backend {
-            Some(name) => (format!("backend {name}"), format!("first_byte_timeout_secs of backend {name}")),
-            None => ("Ollama".to_string(), "ollama.first_byte_timeout_secs".to_string()),
+            Some(name) => (
+                format!("backend {name}"),
+                format!(
+                    "first_byte_timeout_secs of backend {name}, or its answer_timeout_secs for an answer that is not \
+                     streamed"
+                ),
+            ),
+            None => (
+                "Ollama".to_string(),
+                "ollama.first_byte_timeout_secs, or ollama.answer_timeout_secs for an answer that is not streamed"
+                    .to_string(),
+            ),
         };
         match failure {
             ForwardFailure::Connect(message) | ForwardFailure::Refused(message) if backend.is_some() => {

@@ -137,12 +137,25 @@ pub async fn first_chunk(
     }
 }
 
+/// The time limits of a [`Forwarder`].
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardLimits {
+    /// Until a stream's response head and first chunk.
+    pub first_byte: Duration,
+    /// Until a whole answer that is not streamed.
+    pub answer: Duration,
+    /// Between two chunks of a stream.
+    pub idle: Duration,
+}
+
 /// Sends requests to one upstream.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     http: HttpClient,
     base: String,
     pub first_byte_timeout: Duration,
+    /// The limit of an answer that is not streamed, head and body (Ollama sends its head when the answer is done).
+    pub answer_timeout: Duration,
     pub idle_timeout: Duration,
     /// A bearer token sent with every request (a fleet node's key); never shown.
     bearer: Option<Bearer>,
@@ -159,8 +172,16 @@ impl std::fmt::Debug for Bearer {
 }
 
 impl Forwarder {
-    pub fn new(http: HttpClient, base: &str, first_byte_timeout: Duration, idle_timeout: Duration) -> Self {
-        Self { http, base: base.trim_end_matches('/').to_string(), first_byte_timeout, idle_timeout, bearer: None }
+    pub fn new(http: HttpClient, base: &str, limits: ForwardLimits) -> Self {
+        let ForwardLimits { first_byte, answer, idle } = limits;
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            first_byte_timeout: first_byte,
+            answer_timeout: answer,
+            idle_timeout: idle,
+            bearer: None,
+        }
     }
 
     /// Sends `key` as a bearer token with every request.
@@ -175,10 +196,11 @@ impl Forwarder {
         let key = self.bearer.as_ref().map(|b| &*b.0);
         let request = build_request_with_key(Method::POST, &url, Some(body), key)
             .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
-        let deadline = Instant::now() + self.first_byte_timeout;
-        let body = open(&self.http, request, deadline, self.first_byte_timeout).await?;
+        let limit = if stream { self.first_byte_timeout } else { self.answer_timeout };
+        let deadline = Instant::now() + limit;
+        let body = open(&self.http, request, deadline, limit).await?;
         if !stream {
-            let bytes = read_whole(body, deadline, self.first_byte_timeout).await?;
+            let bytes = read_whole(body, deadline, limit).await?;
             if bytes.is_empty() {
                 return Err(ForwardFailure::Broken("empty answer".into()));
             }

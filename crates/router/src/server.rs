@@ -473,8 +473,11 @@ pub(crate) async fn build_state(
     let forwarder = Forwarder::new(
         http,
         &config.ollama.url,
-        Duration::from_secs(config.ollama.first_byte_timeout_secs),
-        Duration::from_secs(config.ollama.idle_timeout_secs),
+        crate::forward::ForwardLimits {
+            first_byte: Duration::from_secs(config.ollama.first_byte_timeout_secs),
+            answer: Duration::from_secs(config.ollama.answer_timeout_secs),
+            idle: Duration::from_secs(config.ollama.idle_timeout_secs),
+        },
     );
     let state = AppState::new(Parts {
         config: Arc::clone(&config),

@@ -34,6 +34,7 @@ async fn preload(h: &Harness, model: &str) {
 async fn harness() -> Harness {
     start_with(SimOptions::default(), |c| {
         c.ollama.first_byte_timeout_secs = 1;
+        c.ollama.answer_timeout_secs = 1;
         c.ollama.idle_timeout_secs = 1;
         c.breaker.failure_threshold = 2;
         c.breaker.cooldown_secs = 3600;
@@ -111,7 +112,29 @@ async fn a_hung_model_times_out_then_falls_back_or_is_a_504() {
     assert_ne!(a.header("x-switchyard-model"), Some(top.as_str()));
     let a = h.post("/api/generate", json!({"model": top, "prompt": "hi", "stream": false})).await;
     assert_eq!(a.status, 504);
-    assert!(a.json()["error"].as_str().unwrap().contains("did not answer within 1 s"));
+    let message = a.json()["error"].as_str().unwrap().to_string();
+    assert!(message.contains("did not answer within 1 s"), "{message}");
+    assert!(message.contains("ollama.answer_timeout_secs for an answer that is not streamed"), "{message}");
+    h.stop().await;
+}
+
+/// Ollama sends a buffered answer's head only when the generation is done, so the first-byte limit would cut every
+/// generation longer than it: a buffered answer is bounded by `ollama.answer_timeout_secs` instead.
+#[tokio::test]
+async fn a_buffered_answer_may_take_longer_than_the_first_byte_limit() {
+    let h = start_with(SimOptions { time_scale: 1.0, ..SimOptions::default() }, |c| {
+        c.ollama.first_byte_timeout_secs = 1;
+    })
+    .await;
+    preload(&h, "llama3.2:3b").await;
+    let long = json!({"model": "llama3.2:3b", "prompt": "Write a long story.", "stream": false,
+                      "options": {"num_predict": 300}});
+    let a = h.post("/api/generate", long).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let answer = a.json();
+    assert_eq!(answer["eval_count"], 300, "{answer}");
+    // The simulator's own timing: the generation took longer than the first-byte limit.
+    assert!(answer["eval_duration"].as_u64().unwrap() > 1_000_000_000, "{answer}");
     h.stop().await;
 }
 

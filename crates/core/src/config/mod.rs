@@ -78,8 +78,10 @@ pub struct BackendConfig {
     pub max_concurrency: u32,
     /// Give up connecting after this many milliseconds.
     pub connect_timeout_ms: u64,
-    /// Give up when no answer (or first stream chunk) arrived this many seconds after forwarding.
+    /// Give up when no response head (or first stream chunk) arrived this many seconds after forwarding.
     pub first_byte_timeout_secs: u64,
+    /// Give up on an answer that is not streamed when it is not complete this many seconds after forwarding.
+    pub answer_timeout_secs: u64,
     /// End a stream when no chunk arrived for this many seconds.
     pub idle_timeout_secs: u64,
     /// Deadline for the model listing and the load/unload calls of a router-mode server (the wait for the load
@@ -110,6 +112,7 @@ impl Default for BackendConfig {
             max_concurrency: 4,
             connect_timeout_ms: 2000,
             first_byte_timeout_secs: 120,
+            answer_timeout_secs: 1800,
             idle_timeout_secs: 60,
             control_timeout_secs: 10,
             poll_interval_ms: 500,
@@ -276,6 +279,9 @@ pub struct OllamaConfig {
     pub connect_timeout_ms: u64,
     /// Give up when no response head arrived this many seconds after forwarding (the model is already loaded then).
     pub first_byte_timeout_secs: u64,
+    /// Give up on an answer that is not streamed when it is not complete this many seconds after forwarding: Ollama
+    /// sends nothing of it before the whole generation is done, so this bounds the generation, not the first byte.
+    pub answer_timeout_secs: u64,
     /// End a stream when no chunk arrived for this many seconds.
     pub idle_timeout_secs: u64,
     /// Give up on a model load after this many seconds.
@@ -296,6 +302,7 @@ impl Default for OllamaConfig {
             url: "http://127.0.0.1:11434".to_string(),
             connect_timeout_ms: 2000,
             first_byte_timeout_secs: 120,
+            answer_timeout_secs: 1800,
             idle_timeout_secs: 60,
             load_timeout_secs: 300,
             control_timeout_secs: 10,
@@ -746,6 +753,7 @@ impl Config {
         for (key, v) in [
             ("ollama.connect_timeout_ms", self.ollama.connect_timeout_ms),
             ("ollama.first_byte_timeout_secs", self.ollama.first_byte_timeout_secs),
+            ("ollama.answer_timeout_secs", self.ollama.answer_timeout_secs),
             ("ollama.idle_timeout_secs", self.ollama.idle_timeout_secs),
             ("ollama.load_timeout_secs", self.ollama.load_timeout_secs),
             ("ollama.control_timeout_secs", self.ollama.control_timeout_secs),
@@ -928,6 +936,7 @@ impl Config {
             for (field, v) in [
                 ("connect_timeout_ms", b.connect_timeout_ms),
                 ("first_byte_timeout_secs", b.first_byte_timeout_secs),
+                ("answer_timeout_secs", b.answer_timeout_secs),
                 ("idle_timeout_secs", b.idle_timeout_secs),
                 ("control_timeout_secs", b.control_timeout_secs),
                 ("poll_interval_ms", b.poll_interval_ms),

@@ -103,8 +103,11 @@ impl Node {
         let forwarder = Forwarder::new(
             http.clone(),
             &config.url,
-            Duration::from_secs(config.first_byte_timeout_secs),
-            Duration::from_secs(config.idle_timeout_secs),
+            crate::forward::ForwardLimits {
+                first_byte: Duration::from_secs(config.first_byte_timeout_secs),
+                answer: Duration::from_secs(config.answer_timeout_secs),
+                idle: Duration::from_secs(config.idle_timeout_secs),
+            },
         )
         .with_bearer(key.as_deref());
         Self {

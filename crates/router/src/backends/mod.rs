@@ -534,7 +534,9 @@ impl OpenAiBackend {
         let url = join_url(&self.config.url, call.path());
         let request = build_request_with_key(Method::POST, &url, Some(Bytes::from(body)), self.key())
             .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
-        let timeout = Duration::from_secs(self.config.first_byte_timeout_secs);
+        // An answer that is not streamed comes whole when it is done: its limit bounds the generation.
+        let limit = if prepared.stream { self.config.first_byte_timeout_secs } else { self.config.answer_timeout_secs };
+        let timeout = Duration::from_secs(limit);
         let deadline = tokio::time::Instant::now() + timeout;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let times = Times { started, deadline, timeout };
