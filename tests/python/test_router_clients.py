@@ -60,7 +60,11 @@ def test_show_real_and_auto(client: ollama.Client) -> None:
     assert "tools" in shown.capabilities
     assert shown.modelinfo["general.architecture"] == "qwen2"
     auto = client.show("auto")
-    assert "completion" in auto.capabilities
+    assert "completion" in auto.capabilities and "tools" in auto.capabilities
+    # Ollama's CLI would take a model listing these for an embedding model, or think by default.
+    assert "embedding" not in auto.capabilities and "thinking" not in auto.capabilities
+    # `auto:latest` is `auto`, as chat reads it (LlamaIndex asks show for the context window first).
+    assert client.show("auto:latest").capabilities == auto.capabilities
 
 
 def test_generate_and_chat_explicit_and_auto(client: ollama.Client) -> None:

@@ -165,12 +165,17 @@ pub async fn show(
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| RouterError::bad("model is required", Some("model".into())))?;
-    if let Some((virtual_name, description)) = state.tasks.virtual_models().iter().find(|(v, _)| v == name) {
+    // `auto:latest` is `auto`, as `/api/chat` reads it.
+    let bare = name.strip_suffix(":latest").unwrap_or(name);
+    if let Some((virtual_name, description)) = state.tasks.virtual_models().iter().find(|(v, _)| v == bare) {
         let catalog = state.catalog.load();
         let mut capabilities: Vec<&str> = Vec::new();
         for spec in catalog.models.values() {
             for c in spec.capabilities.names() {
-                if !capabilities.contains(&c) {
+                // Not `embedding` or `thinking`: Ollama's CLI treats a model that lists `embedding` as an embedding
+                // model (`ollama run auto` would print vectors), and turns thinking on for one that lists `thinking`
+                // (which would send every prompt to a thinking model). `auto` still routes both when asked.
+                if !capabilities.contains(&c) && c != "embedding" && c != "thinking" {
                     capabilities.push(c);
                 }
             }

@@ -207,7 +207,8 @@ pub async fn model(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, OpenAiError> {
     let id = super::path(id)?;
-    if state.tasks.virtual_models().iter().any(|(v, _)| *v == id) {
+    let bare = id.strip_suffix(":latest").unwrap_or(&id);
+    if state.tasks.virtual_models().iter().any(|(v, _)| *v == bare) {
         return Ok(Json(model_object(&id, "switchyard", chrono::Utc::now().timestamp())));
     }
     let wanted = switchyard_core::ModelName::parse(&id)?;
