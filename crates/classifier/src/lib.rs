@@ -47,7 +47,8 @@ pub enum Role {
 }
 
 impl Role {
-    /// Maps a wire role name (Ollama or OpenAI) to a role; `None` for names neither API defines.
+    /// Maps a wire role name (Ollama or OpenAI) to a role; `None` for names no client sends. `chatbot` and `model`
+    /// (Cohere's and Gemini's names for the assistant, which LlamaIndex passes on as they are) are the assistant.
     pub fn from_name(name: &str) -> Option<Role> {
         let name = name.trim();
         [
@@ -55,6 +56,8 @@ impl Role {
             ("developer", Role::System),
             ("user", Role::User),
             ("assistant", Role::Assistant),
+            ("chatbot", Role::Assistant),
+            ("model", Role::Assistant),
             ("tool", Role::Tool),
             ("function", Role::Tool),
         ]

@@ -94,13 +94,15 @@ enum Kind {
 const OPTION_KINDS: [(&str, Kind); 28] = [
     ("num_predict", Kind::Int(-2, 1 << 20)),
     ("temperature", Kind::Float(0.0, 100.0)),
-    ("top_k", Kind::Int(0, 1 << 20)),
+    // -1 and 0 both mean "no top-k" to llama.cpp; clients used to vLLM send -1.
+    ("top_k", Kind::Int(-1, 1 << 20)),
     ("top_p", Kind::Float(0.0, 1.0)),
     ("min_p", Kind::Float(0.0, 1.0)),
     ("typical_p", Kind::Float(0.0, 1.0)),
     ("seed", Kind::Int(i64::MIN, i64::MAX)),
     ("stop", Kind::Stop),
-    ("repeat_penalty", Kind::Float(0.0, 100.0)),
+    // LiteLLM's `ollama_chat` sends OpenAI's frequency_penalty (-2 to 2) as repeat_penalty.
+    ("repeat_penalty", Kind::Float(-100.0, 100.0)),
     ("repeat_last_n", Kind::Int(-1, 1 << 20)),
     ("presence_penalty", Kind::Float(-100.0, 100.0)),
     ("frequency_penalty", Kind::Float(-100.0, 100.0)),
@@ -269,7 +271,8 @@ pub fn prepare_native(
     let target = parse_target(&requested, cx.quality_header, cx.routing)?;
     let stream = match body.get("stream") {
         None | Some(Value::Null) => !endpoint.is_embedding(),
-        Some(Value::Bool(b)) => *b,
+        // Ollama's embedding routes have no `stream`: their answer is one JSON object whatever it says.
+        Some(Value::Bool(b)) => *b && !endpoint.is_embedding(),
         Some(_) => return Err(RouterError::bad("stream must be true or false", Some("stream".to_string()))),
     };
     let keep_alive = match body.get("keep_alive") {
@@ -501,6 +504,24 @@ mod tests {
             map,
             PrepareContext { routing: &routing, classifier: &classifier, quality_header: None },
         )
+    }
+
+    #[test]
+    fn what_clients_send_to_ollama_is_accepted() {
+        // LiteLLM maps OpenAI's frequency_penalty to repeat_penalty (negative too); vLLM habits send top_k -1;
+        // LlamaIndex passes Cohere's and Gemini's assistant roles on as they are. Ollama takes all of these.
+        let body = json!({"model": "llama3.2:3b", "options": {"repeat_penalty": -0.5, "top_k": -1},
+            "messages": [{"role": "user", "content": "hi"}, {"role": "chatbot", "content": "hello"},
+                         {"role": "model", "content": "hello"}, {"role": "user", "content": "and now?"}]});
+        let ok = prepare(Endpoint::Chat, body);
+        assert!(ok.is_ok(), "{ok:?}");
+        let bad = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "options": {"top_k": -5}});
+        assert!(prepare(Endpoint::Chat, bad).is_err());
+        // Embeddings are one JSON answer, whatever `stream` says (Ollama has no such field there).
+        for endpoint in [Endpoint::Embed, Endpoint::Embeddings] {
+            let body = json!({"model": "nomic-embed-text", "input": "x", "prompt": "x", "stream": true});
+            assert!(!prepare(endpoint, body).unwrap().stream);
+        }
     }
 
     #[test]
