@@ -15,13 +15,18 @@ use switchyard_sim::{Fleet, SimHandle, SimOptions};
 
 /// A provider stand-in: the built-in fleet's `llama3.1:8b` and embedder as `premium-*`, answering instantly.
 async fn provider(api_key: Option<&str>) -> SimHandle {
+    provider_named("premium", api_key).await
+}
+
+/// `provider` with another prefix than `premium`.
+async fn provider_named(prefix: &str, api_key: Option<&str>) -> SimHandle {
     let builtin = Fleet::builtin();
     let models = builtin
         .models
         .into_iter()
         .filter(|m| ["llama3.1:8b", "nomic-embed-text:latest"].contains(&m.name.as_str()))
         .map(|mut m| {
-            m.name = ModelName::parse(&format!("premium-{}", m.name.base())).unwrap();
+            m.name = ModelName::parse(&format!("{prefix}-{}", m.name.base())).unwrap();
             m
         })
         .collect();
@@ -209,6 +214,56 @@ async fn a_failing_backend_opens_its_breaker_and_auto_moves_on() {
 
 /// The real binary with a mixed configuration: the key reaches the provider (which refuses requests without it)
 /// and appears in no log line, `/admin` answer or error.
+/// An engine may refuse what the router could only guess it does (vLLM without a tool parser answers 400 to tools,
+/// llama-server to a prompt over its context): `auto` moves on to the next candidate, a named model gets the 400,
+/// and neither that nor a provider's rate limit counts against the model.
+#[tokio::test]
+async fn an_engines_4xx_moves_auto_on_and_a_rate_limit_opens_no_breaker() {
+    let (alpha, beta) = (provider_named("alpha", None).await, provider_named("beta", None).await);
+    let (alpha_url, beta_url) = (alpha.url(), beta.url());
+    let h = start_with(SimOptions::default(), move |c| {
+        c.ollama.enabled = false;
+        let engine = |name: &str, url: &str| BackendConfig {
+            name: name.into(),
+            url: url.to_string(),
+            models: vec![BackendModel::Name(format!("{name}-llama3.1"))],
+            ..BackendConfig::default()
+        };
+        c.backends = vec![engine("alpha", &alpha_url), engine("beta", &beta_url)];
+        c.breaker.failure_threshold = 1;
+    })
+    .await;
+    let explain = h.post("/admin/explain", json!({"prompt": "Write a haiku about trains."})).await.json();
+    let first = explain["chosen"].as_str().unwrap().to_string();
+    let (refusing, other) = if first.starts_with("alpha") { (&alpha, "beta") } else { (&beta, "alpha") };
+    let refuse =
+        json!({"error_status": 400, "error_message": "\"auto\" tool choice requires --enable-auto-tool-choice"});
+    let set =
+        h.call(Method::POST, &format!("{}/sim/faults", refusing.url()), Some(refuse.to_string().into()), &[]).await;
+    assert!(set.status.is_success());
+    let a = h.post("/api/chat", chat("auto", false)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert!(a.header("x-switchyard-model").unwrap().starts_with(other), "the next candidate served it");
+    // Named, the model's own 400 is the answer.
+    let a = h.post("/api/chat", chat(&first, false)).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
+    assert!(a.text().contains("tool choice"), "{}", a.text());
+    // A rate limit (429) is the provider's: the breaker (threshold 1) stays closed.
+    let limit = json!({"error_status": 429, "error_message": "rate limited"});
+    let set =
+        h.call(Method::POST, &format!("{}/sim/faults", refusing.url()), Some(limit.to_string().into()), &[]).await;
+    assert!(set.status.is_success());
+    let a = h.post("/api/chat", chat(&first, false)).await;
+    assert!(a.status.is_server_error() || a.status == StatusCode::TOO_MANY_REQUESTS, "{} {}", a.status, a.text());
+    let backends = h.get("/admin/backends").await.json();
+    let open: Vec<&Value> =
+        backends["backends"].as_array().unwrap().iter().flat_map(|b| b["breaker_open"].as_array().unwrap()).collect();
+    assert!(open.is_empty(), "{backends}");
+    h.stop().await;
+    alpha.shutdown().await;
+    beta.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_api_key_is_sent_to_its_backend_only_and_never_shown() {
     const KEY: &str = "sk-test-5f1e9c0d2b7a4e8f";

@@ -228,8 +228,14 @@ impl<'a> Engine<'a> {
                         && status != 404
                         && !(backend.remote() && matches!(status, 401 | 403 | 408 | 429)) =>
                 {
-                    // The request itself is wrong for this model: another model will not fix it.
-                    return Err(RouterError::UpstreamRejected { status, message });
+                    // From Ollama the request itself is wrong (the router checks what Ollama's models can do): another
+                    // model will not fix it. An engine behind `[[backends]]` may refuse what the router could only
+                    // guess it does (tools without a tool parser, a prompt over its context): for `auto`, the next
+                    // candidate may serve it. Neither counts against the model.
+                    if target.is_none() || explicit {
+                        return Err(RouterError::UpstreamRejected { status, message });
+                    }
+                    last = Some(RouterError::UpstreamRejected { status, message });
                 }
                 // The answer is larger than Switchyard holds: another model's would be as large.
                 Err(failure @ ForwardFailure::TooLarge(_)) => {
@@ -253,7 +259,9 @@ impl<'a> Engine<'a> {
                     // would keep it refused after Ollama is back. A connection that broke after the request was sent
                     // (Ollama crashed on it) does count.
                     let ollama_down = target.is_none() && matches!(failure, ForwardFailure::Refused(_));
-                    if !ollama_down && state.breaker.failure(model) {
+                    // A provider's rate limit says nothing of the model either: it passes with time.
+                    let rate_limited = matches!(failure, ForwardFailure::Status { status: 429, .. });
+                    if !ollama_down && !rate_limited && state.breaker.failure(model) {
                         tracing::warn!(model = %model, "circuit breaker opened");
                     }
                     backend.failed(&failure, &state.tracker);
