@@ -478,7 +478,7 @@ impl OpenAiBackend {
         configured: Option<&switchyard_core::config::BackendModelDetails>,
         meta: &Value,
     ) -> Option<ModelSpec> {
-        let name = match ModelName::parse(id) {
+        let name = match model_name_for(id) {
             Ok(name) => name,
             Err(e) => {
                 tracing::warn!(backend = %self.name(), model = %id, error = %e, "skipping a model whose name Switchyard cannot use");
@@ -690,6 +690,17 @@ impl Backend for OpenAiBackend {
     fn failed(&self, _failure: &ForwardFailure, _tracker: &tokio_util::task::TaskTracker) {}
 }
 
+/// The name Switchyard offers a backend's model by: its id, or, for an id that is a file path (llama-server lists its
+/// model by the path it was started with, `-m /models/qwen2.5-7b-q4_k_m.gguf`, unless given `--alias`), the file's
+/// name without `.gguf`. Requests still reach the backend by its id.
+fn model_name_for(id: &str) -> Result<ModelName, CoreError> {
+    ModelName::parse(id).or_else(|e| {
+        let file = id.rsplit(['/', '\\']).next().unwrap_or(id);
+        let stem = file.strip_suffix(".gguf").or_else(|| file.strip_suffix(".GGUF")).unwrap_or(file);
+        ModelName::parse(stem).map_err(|_| e)
+    })
+}
+
 fn json_body(id: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "model": id })).unwrap_or_default()
 }
@@ -868,5 +879,22 @@ impl Backends {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_listed_by_its_file_path_is_named_by_its_file() {
+        // llama-server without --alias lists the path it was started with.
+        let name = |id: &str| model_name_for(id).map(|n| n.to_string()).map_err(|e| e.to_string());
+        assert_eq!(name("/models/qwen2.5-7b-instruct-q4_k_m.gguf"), Ok("qwen2.5-7b-instruct-q4_k_m:latest".into()));
+        assert_eq!(name("../models/Llama-3.2-3B.Q4_K_M.gguf"), Ok("Llama-3.2-3B.Q4_K_M:latest".into()));
+        assert_eq!(name("C:\\models\\phi3.gguf"), Ok("phi3:latest".into()));
+        // An id that is a name stays itself; one that no file name rescues is still refused.
+        assert_eq!(name("meta-llama/Llama-3.1-8B-Instruct"), Ok("meta-llama/Llama-3.1-8B-Instruct:latest".into()));
+        assert!(name("/models/my model.gguf").is_err());
     }
 }
