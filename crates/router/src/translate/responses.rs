@@ -36,27 +36,51 @@ pub fn responses_echo(req: &Map<String, Value>) -> Map<String, Value> {
     ECHOED.iter().filter_map(|k| req.get(*k).filter(|v| !v.is_null()).map(|v| ((*k).to_string(), v.clone()))).collect()
 }
 
-/// The text of a content value: a string, or a list of text parts.
-fn content_text(content: &Value, param: &str) -> Result<String, RouterError> {
+/// A content value as chat completions content: its text, or, when it has images (`input_image` with an
+/// `image_url`, a base64 data URL as on chat completions), a list of text and `image_url` parts.
+fn content(content: &Value, param: &str) -> Result<Value, RouterError> {
     match content {
-        Value::String(s) => Ok(s.clone()),
-        Value::Null => Ok(String::new()),
+        Value::String(s) => Ok(json!(s)),
+        Value::Null => Ok(json!("")),
         Value::Array(parts) => {
             let mut text = String::new();
+            let mut images = Vec::new();
             for (i, part) in parts.iter().enumerate() {
                 match part.get("type").and_then(Value::as_str) {
                     Some("input_text" | "output_text" | "text") => {
                         text.push_str(part.get("text").and_then(Value::as_str).unwrap_or(""));
                     }
+                    Some("input_image") => match part.get("image_url") {
+                        Some(Value::String(url)) => {
+                            images.push(json!({"type": "image_url", "image_url": {"url": url}}))
+                        }
+                        _ => {
+                            return Err(bad(
+                                format!(
+                                    "{param}[{i}]: an input_image needs an image_url (a base64 data URL); files are not \
+                                     stored here"
+                                ),
+                                param,
+                            ));
+                        }
+                    },
                     other => {
                         return Err(bad(
-                            format!("{param}[{i}]: content of type {other:?} is not supported; send input_text parts"),
+                            format!(
+                                "{param}[{i}]: content of type {} is not supported; send input_text and input_image parts",
+                                other.unwrap_or("(none)")
+                            ),
                             param,
                         ));
                     }
                 }
             }
-            Ok(text)
+            if images.is_empty() {
+                return Ok(json!(text));
+            }
+            let mut parts = vec![json!({"type": "text", "text": text})];
+            parts.extend(images);
+            Ok(Value::Array(parts))
         }
         _ => Err(bad(format!("{param} must be a string or a list of content parts"), param)),
     }
@@ -85,8 +109,8 @@ pub fn responses_request(req: &Map<String, Value>) -> Result<(Map<String, Value>
                     None | Some("message") => {
                         let role = item.get("role").and_then(Value::as_str).unwrap_or("user");
                         let role = if role == "developer" { "system" } else { role };
-                        let text = content_text(item.get("content").unwrap_or(&Value::Null), &param)?;
-                        messages.push(json!({"role": role, "content": text}));
+                        let content = content(item.get("content").unwrap_or(&Value::Null), &param)?;
+                        messages.push(json!({"role": role, "content": content}));
                     }
                     Some("function_call") => {
                         let call_id = item.get("call_id").and_then(Value::as_str).unwrap_or("call_0");
@@ -104,6 +128,8 @@ pub fn responses_request(req: &Map<String, Value>) -> Result<(Map<String, Value>
                         let call_id = item.get("call_id").cloned().unwrap_or(Value::Null);
                         messages.push(json!({"role": "tool", "content": output, "tool_call_id": call_id}));
                     }
+                    // A model's reasoning from an earlier turn (replayed from another server): not sent again.
+                    Some("reasoning") => {}
                     Some(other) => {
                         return Err(bad(format!("{param}: items of type {other:?} are not supported"), &param));
                     }
@@ -378,6 +404,17 @@ mod tests {
         .unwrap();
         assert_eq!(native["tools"].as_array().map(Vec::len), Some(1));
         assert_eq!(native["tools"][0]["function"]["name"], "time");
+        // An image as an input_image part reaches the model as chat completions' image part; reasoning items from
+        // an earlier turn are left out.
+        let (native, _) = translate(json!({"model": "auto", "input": [
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"role": "user", "content": [{"type": "input_text", "text": "What is this?"},
+                                         {"type": "input_image", "image_url": "data:image/png;base64,iVBOR"}]}]}))
+        .unwrap();
+        let messages = native["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert_eq!(messages[0]["content"], "What is this?");
+        assert_eq!(messages[0]["images"], json!(["iVBOR"]));
         for bad_input in [
             json!({"model": "auto"}),
             json!({"model": "auto", "input": [{"role": "user", "content": [{"type": "input_image"}]}]}),
