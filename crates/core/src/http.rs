@@ -238,8 +238,8 @@ fn decode_json<T: DeserializeOwned>(url: &str, resp: BufferedResponse) -> Result
     serde_json::from_slice(&resp.body).map_err(|e| CoreError::Decode { url: url.to_string(), message: e.to_string() })
 }
 
-/// Extracts the human message from an Ollama (`{"error":"..."}`) or OpenAI (`{"error":{"message":...}}`) error
-/// body, falling back to the raw text (truncated).
+/// Extracts the human message from an Ollama (`{"error":"..."}`), OpenAI (`{"error":{"message":...}}`) or older
+/// vLLM (`{"object":"error","message":...}`) error body, falling back to the raw text (truncated).
 pub fn error_message(body: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
         match value.get("error") {
@@ -249,7 +249,11 @@ pub fn error_message(body: &[u8]) -> String {
                     return s.to_string();
                 }
             }
-            None => {}
+            None => {
+                if let Some(s) = value.get("message").and_then(|m| m.as_str()) {
+                    return s.to_string();
+                }
+            }
         }
     }
     String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string()
@@ -307,6 +311,8 @@ mod tests {
         assert_eq!(error_message(br#"{"error":"model 'x' not found"}"#), "model 'x' not found");
         assert_eq!(error_message(br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#), "bad");
         assert_eq!(error_message(b"plain text"), "plain text");
+        let vllm = br#"{"object":"error","message":"This model's maximum context length is 2048 tokens","type":"BadRequestError","code":400}"#;
+        assert_eq!(error_message(vllm), "This model's maximum context length is 2048 tokens");
     }
 
     #[test]

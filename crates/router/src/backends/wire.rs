@@ -109,6 +109,20 @@ pub fn request(call: Call, native: &Map<String, Value>, id: &str, stream: bool, 
             out.insert("stop".into(), stop.clone());
         }
     }
+    // Ollama's `think`: a level is OpenAI's `reasoning_effort` (which vLLM and llama.cpp read too); `false` turns
+    // thinking off in the chat templates of local engines (Qwen3's and DeepSeek's read `enable_thinking`), a field a
+    // priced provider may refuse.
+    if call != Call::Completion {
+        match native.get("think") {
+            Some(Value::String(level)) if !level.is_empty() => {
+                out.insert("reasoning_effort".into(), json!(if level == "max" { "high" } else { level.as_str() }));
+            }
+            Some(Value::Bool(false)) if extended => {
+                out.insert("chat_template_kwargs".into(), json!({"enable_thinking": false}));
+            }
+            _ => {}
+        }
+    }
     out.insert("stream".into(), json!(stream));
     if stream {
         out.insert("stream_options".into(), json!({"include_usage": true}));
@@ -585,6 +599,15 @@ mod tests {
         assert_eq!(r["messages"][0], json!({"role": "system", "content": "be brief"}));
         assert_eq!(r["messages"][1], json!({"role": "user", "content": "hi"}));
         assert!(r.get("stream_options").is_none());
+        // think: a level is reasoning_effort; false turns a local engine's template thinking off.
+        let thinking = |think: Value, extended: bool| {
+            let native = obj(json!({"messages": [{"role": "user", "content": "hi"}], "think": think}));
+            request(Call::Chat, &native, "id", false, extended)
+        };
+        assert_eq!(thinking(json!("low"), false)["reasoning_effort"], "low");
+        assert!(thinking(json!(true), true).get("reasoning_effort").is_none());
+        assert_eq!(thinking(json!(false), true)["chat_template_kwargs"], json!({"enable_thinking": false}));
+        assert!(thinking(json!(false), false).get("chat_template_kwargs").is_none(), "not to a priced provider");
         let r = request(Call::Completion, &obj(json!({"prompt": "def f(", "suffix": "return 1"})), "id", false, true);
         assert_eq!(r["prompt"], "def f(");
         assert_eq!(r["suffix"], "return 1");
