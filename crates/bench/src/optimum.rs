@@ -130,9 +130,7 @@ pub fn best_online(trace: &[TraceRequest], sizes: &[(String, u64)], gpu: &OneGpu
     if n > 10 {
         return None;
     }
-    let sets = 1usize << n;
-    let bytes = (0..sets).map(|set| (0..n).filter(|i| set & (1 << i) != 0).map(|i| sizes[i].1).sum()).collect();
-    let rules = Rules { sizes, gpu, bytes };
+    let rules = Rules::new(sizes, gpu);
     let requests: Vec<(f64, usize)> = trace
         .iter()
         .filter_map(|r| sizes.iter().position(|(name, _)| *name == r.model).map(|model| (r.at, model)))
@@ -262,7 +260,13 @@ struct Rules<'a> {
     bytes: Vec<u64>,
 }
 
-impl Rules<'_> {
+impl<'a> Rules<'a> {
+    fn new(sizes: &'a [(String, u64)], gpu: &'a OneGpu) -> Self {
+        let n = sizes.len();
+        let bytes = (0..1usize << n).map(|set| (0..n).filter(|i| set & (1 << i) != 0).map(|i| sizes[i].1).sum());
+        Rules { sizes, gpu, bytes: bytes.collect() }
+    }
+
     fn holds(&self, set: usize, foreign: u64) -> bool {
         (set.count_ones() as usize) <= self.gpu.max_loaded && self.bytes[set].saturating_add(foreign) <= self.gpu.budget
     }
@@ -398,8 +402,7 @@ fn bounded(
     if n > 16 {
         return None;
     }
-    let bytes = (0..1usize << n).map(|set| (0..n).filter(|i| set & (1 << i) != 0).map(|i| sizes[i].1).sum()).collect();
-    let rules = Rules { sizes, gpu, bytes };
+    let rules = Rules::new(sizes, gpu);
     let requests: Vec<(f64, usize)> = trace
         .iter()
         .filter_map(|r| sizes.iter().position(|(name, _)| *name == r.model).map(|model| (r.at, model)))
@@ -578,9 +581,7 @@ mod tests {
 
     /// Loads of LRU on `t`: a missing model evicts the least recently used until it fits (the rules' `serve`).
     fn lru_loads(t: &[TraceRequest], s: &[(String, u64)], gpu: &OneGpu) -> u64 {
-        let bytes =
-            (0..1usize << s.len()).map(|set| (0..s.len()).filter(|i| set & (1 << i) != 0).map(|i| s[i].1).sum());
-        let rules = Rules { sizes: s, gpu, bytes: bytes.collect() };
+        let rules = Rules::new(s, gpu);
         let (mut set, mut loads, mut used) = (0usize, 0, vec![0usize; s.len()]);
         for (i, r) in t.iter().enumerate() {
             let Some(model) = s.iter().position(|(n, _)| *n == r.model) else { continue };
