@@ -100,9 +100,6 @@ def test_langchain_openai_chat_and_stream(router_url: str) -> None:
     assert "".join(str(c.content) for c in chunks)
 
 
-# --- LlamaIndex --------------------------------------------------------------------------------------------------
-
-
 def test_langchain_openai_tool_choice_picks_the_tool(router_url: str) -> None:
     # LangChain sends a named tool_choice for a chosen tool and for structured output by function calling; Ollama
     # has no tool_choice, so the router sends only the named tool. The simulator picks a tool by the prompt's words:
@@ -135,6 +132,9 @@ def test_langchain_openai_tool_choice_picks_the_tool(router_url: str) -> None:
 
     city = llm.with_structured_output(City, method="function_calling").invoke("Describe Lyon.")
     assert isinstance(city, City)
+
+
+# --- LlamaIndex --------------------------------------------------------------------------------------------------
 
 
 def test_llamaindex_ollama_with_default_settings(router_url: str) -> None:

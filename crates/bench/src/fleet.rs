@@ -58,6 +58,7 @@ fn front_config(nodes: &[String], dir: &std::path::Path, options: &ReplayOptions
             poll_interval_ms: options.poll_interval_ms,
             // A request may wait for a cold load on its node: the first byte comes after it.
             first_byte_timeout_secs: 3600,
+            answer_timeout_secs: 3600,
             ..BackendConfig::default()
         })
         .collect();

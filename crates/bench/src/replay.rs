@@ -363,7 +363,9 @@ pub struct ReplayReport {
 /// The best online policy of one single-GPU case (`crate::optimum::best_online`).
 #[derive(Debug, Clone, Serialize)]
 pub struct OnlineRow {
+    /// The GPU case, as `gpus_label` writes it.
     pub gpus: String,
+    /// What the best online policy loads on the trace, and expects to.
     pub best: crate::optimum::OnlineBest,
 }
 

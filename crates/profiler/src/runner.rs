@@ -569,7 +569,8 @@ impl Runner {
     /// Scores an open-ended answer with the judge; returns a score in [0, 1].
     async fn judge(&self, judge: &JudgeTarget, item: &Item, answer: &str) -> Result<f64, String> {
         let prompt = judge_prompt(item, answer);
-        let timeout = Duration::from_secs(self.config.ollama.first_byte_timeout_secs);
+        // The judge's answer is not streamed: it comes whole when it is done.
+        let timeout = Duration::from_secs(self.config.ollama.answer_timeout_secs);
         let reply = match judge {
             JudgeTarget::Local(model) => {
                 let lease = self.vram.acquire(model).await.map_err(|e| e.to_string())?;

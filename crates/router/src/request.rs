@@ -335,6 +335,15 @@ pub fn prepare_native(
     };
     let wants_insert =
         endpoint == Endpoint::Generate && body.get("suffix").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    // LlamaIndex passes Cohere's and Gemini's names for the assistant (`chatbot`, `model`) on as they are: the model's
+    // template, and an OpenAI-compatible engine, know the turn as the assistant's.
+    if let Some(Value::Array(messages)) = body.get_mut("messages") {
+        for role in messages.iter_mut().filter_map(|m| m.get_mut("role")) {
+            if role.as_str().is_some_and(|r| ["chatbot", "model"].iter().any(|n| r.trim().eq_ignore_ascii_case(n))) {
+                *role = Value::String("assistant".into());
+            }
+        }
+    }
     let (turns, control) = read_turns(endpoint, &body, keep_alive)?;
     let input = ClassifyInput { turns: &turns, has_tools, wants_json, max_output_tokens, wants_thinking, wants_insert };
     let classification = cx.classifier.classify(&input);
@@ -513,8 +522,10 @@ mod tests {
         let body = json!({"model": "llama3.2:3b", "options": {"repeat_penalty": -0.5, "top_k": -1},
             "messages": [{"role": "user", "content": "hi"}, {"role": "chatbot", "content": "hello"},
                          {"role": "model", "content": "hello"}, {"role": "user", "content": "and now?"}]});
-        let ok = prepare(Endpoint::Chat, body);
-        assert!(ok.is_ok(), "{ok:?}");
+        let ok = prepare(Endpoint::Chat, body).unwrap();
+        let roles: Vec<&str> =
+            ok.body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["user", "assistant", "assistant", "user"], "forwarded as the assistant's turns");
         let bad = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "options": {"top_k": -5}});
         assert!(prepare(Endpoint::Chat, bad).is_err());
         // Embeddings are one JSON answer, whatever `stream` says (Ollama has no such field there).

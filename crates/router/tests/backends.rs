@@ -212,8 +212,6 @@ async fn a_failing_backend_opens_its_breaker_and_auto_moves_on() {
     remote.shutdown().await;
 }
 
-/// The real binary with a mixed configuration: the key reaches the provider (which refuses requests without it)
-/// and appears in no log line, `/admin` answer or error.
 /// An engine may refuse what the router could only guess it does (vLLM without a tool parser answers 400 to tools,
 /// llama-server to a prompt over its context): `auto` moves on to the next candidate, a named model gets the 400,
 /// and neither that nor a provider's rate limit counts against the model.
@@ -254,7 +252,8 @@ async fn an_engines_4xx_moves_auto_on_and_a_rate_limit_opens_no_breaker() {
         h.call(Method::POST, &format!("{}/sim/faults", refusing.url()), Some(limit.to_string().into()), &[]).await;
     assert!(set.status.is_success());
     let a = h.post("/api/chat", chat(&first, false)).await;
-    assert!(a.status.is_server_error() || a.status == StatusCode::TOO_MANY_REQUESTS, "{} {}", a.status, a.text());
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text());
+    assert!(a.header("retry-after").is_some(), "a 429 is a 503 with Retry-After");
     let backends = h.get("/admin/backends").await.json();
     let open: Vec<&Value> =
         backends["backends"].as_array().unwrap().iter().flat_map(|b| b["breaker_open"].as_array().unwrap()).collect();
@@ -264,6 +263,8 @@ async fn an_engines_4xx_moves_auto_on_and_a_rate_limit_opens_no_breaker() {
     beta.shutdown().await;
 }
 
+/// The real binary with a mixed configuration: the key reaches the provider (which refuses requests without it)
+/// and appears in no log line, `/admin` answer or error.
 #[tokio::test]
 async fn the_api_key_is_sent_to_its_backend_only_and_never_shown() {
     const KEY: &str = "sk-test-5f1e9c0d2b7a4e8f";

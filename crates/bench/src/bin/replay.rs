@@ -87,7 +87,7 @@ struct Cli {
     fleet: Vec<usize>,
     /// Instead of replaying: the references alone (the offline optimum in arrival order and per `--max-bypass-ms`
     /// bound, and the best online policy in arrival order) on this many traces of the same kind, seeds `--seed`,
-    /// `--seed` + 1, ...; a row per trace and their means. Takes seconds: nothing is simulated.
+    /// `--seed` + 1, ...; a row per trace and their means. Takes about a second: nothing is simulated.
     #[arg(long, value_name = "TRACES")]
     references: Option<u64>,
 }

@@ -690,15 +690,19 @@ impl Backend for OpenAiBackend {
     fn failed(&self, _failure: &ForwardFailure, _tracker: &tokio_util::task::TaskTracker) {}
 }
 
-/// The name Switchyard offers a backend's model by: its id, or, for an id that is a file path (llama-server lists its
-/// model by the path it was started with, `-m /models/qwen2.5-7b-q4_k_m.gguf`, unless given `--alias`), the file's
-/// name without `.gguf`. Requests still reach the backend by its id.
+/// The name Switchyard offers a backend's model by: its id, or, for an id that is a `.gguf` file's path (llama-server
+/// lists its model by the path it was started with, `-m /models/qwen2.5-7b-q4_k_m.gguf`, unless given `--alias`),
+/// the file's name without `.gguf`. Requests still reach the backend by its id.
 fn model_name_for(id: &str) -> Result<ModelName, CoreError> {
-    ModelName::parse(id).or_else(|e| {
-        let file = id.rsplit(['/', '\\']).next().unwrap_or(id);
-        let stem = file.strip_suffix(".gguf").or_else(|| file.strip_suffix(".GGUF")).unwrap_or(file);
-        ModelName::parse(stem).map_err(|_| e)
-    })
+    let file = id.rsplit(['/', '\\']).next().unwrap_or(id);
+    let stem = (file.len() > 5
+        && file.is_char_boundary(file.len() - 5)
+        && file[file.len() - 5..].eq_ignore_ascii_case(".gguf"))
+    .then(|| &file[..file.len() - 5]);
+    match stem {
+        Some(stem) => ModelName::parse(stem).or_else(|_| ModelName::parse(id)),
+        None => ModelName::parse(id),
+    }
 }
 
 fn json_body(id: &str) -> Vec<u8> {
@@ -893,6 +897,8 @@ mod tests {
         assert_eq!(name("/models/qwen2.5-7b-instruct-q4_k_m.gguf"), Ok("qwen2.5-7b-instruct-q4_k_m:latest".into()));
         assert_eq!(name("../models/Llama-3.2-3B.Q4_K_M.gguf"), Ok("Llama-3.2-3B.Q4_K_M:latest".into()));
         assert_eq!(name("C:\\models\\phi3.gguf"), Ok("phi3:latest".into()));
+        assert_eq!(name("models/qwen3-4b.GGUF"), Ok("qwen3-4b:latest".into()), "a relative path too");
+        assert_eq!(name("tiny.gguf"), Ok("tiny:latest".into()));
         // An id that is a name stays itself; one that no file name rescues is still refused.
         assert_eq!(name("meta-llama/Llama-3.1-8B-Instruct"), Ok("meta-llama/Llama-3.1-8B-Instruct:latest".into()));
         assert!(name("/models/my model.gguf").is_err());

@@ -228,11 +228,11 @@ impl<'a> Engine<'a> {
                         && status != 404
                         && !(backend.remote() && matches!(status, 401 | 403 | 408 | 429)) =>
                 {
-                    // From Ollama the request itself is wrong (the router checks what Ollama's models can do): another
-                    // model will not fix it. An engine behind `[[backends]]` may refuse what the router could only
-                    // guess it does (tools without a tool parser, a prompt over its context): for `auto`, the next
-                    // candidate may serve it. Neither counts against the model.
-                    if target.is_none() || explicit {
+                    // From Ollama, or a fleet node (which checks requests as Ollama's router does), the request itself
+                    // is wrong: another model will not fix it. An OpenAI-compatible engine behind `[[backends]]` may
+                    // refuse what the router could only guess it does (tools without a tool parser, a prompt over its
+                    // context): for `auto`, the next candidate may serve it. Neither counts against the model.
+                    if target.as_ref().is_none_or(|t| t.fleet) || explicit {
                         return Err(RouterError::UpstreamRejected { status, message });
                     }
                     last = Some(RouterError::UpstreamRejected { status, message });
