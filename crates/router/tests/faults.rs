@@ -118,6 +118,24 @@ async fn a_hung_model_times_out_then_falls_back_or_is_a_504() {
     h.stop().await;
 }
 
+/// A stream keeps the first-byte limit, however long the limit of a whole answer is.
+#[tokio::test]
+async fn a_stream_is_still_held_to_the_first_byte_limit() {
+    let h = start_with(SimOptions::default(), |c| {
+        c.ollama.first_byte_timeout_secs = 1;
+        c.ollama.answer_timeout_secs = 3600;
+    })
+    .await;
+    let top = first_choice(&h).await;
+    h.fault(json!({"model": top, "hang": true})).await;
+    // A guard only: under the answer limit this would wait an hour.
+    let streamed = h.post("/api/generate", json!({"model": top, "prompt": "hi", "stream": true}));
+    let a = tokio::time::timeout(Duration::from_secs(30), streamed).await.unwrap();
+    assert_eq!(a.status, 504, "{}", a.text());
+    assert!(a.json()["error"].as_str().unwrap().contains("did not answer within 1 s"), "{}", a.text());
+    h.stop().await;
+}
+
 /// Ollama sends a buffered answer's head only when the generation is done, so the first-byte limit would cut every
 /// generation longer than it: a buffered answer is bounded by `ollama.answer_timeout_secs` instead.
 #[tokio::test]
