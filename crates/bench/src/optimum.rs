@@ -152,8 +152,8 @@ pub fn best_online(trace: &[TraceRequest], sizes: &[(String, u64)], gpu: &OneGpu
             policies.push((foreign, Policy::solve(&rules, &shares, foreign)));
         }
         let Some((_, policy)) = policies.iter().find(|(f, _)| *f == foreign) else { continue };
-        let options = rules.serve(set, model, foreign);
-        if options.is_empty() {
+        // As in `bounded`: a model that does not fit alone cannot be served from any set.
+        if !rules.holds(1 << model, foreign) || !rules.loadable(model, 0) {
             unservable += 1;
         }
         expected += policy.gain;

@@ -695,10 +695,11 @@ impl Backend for OpenAiBackend {
 /// the file's name without `.gguf`. Requests still reach the backend by its id.
 fn model_name_for(id: &str) -> Result<ModelName, CoreError> {
     let file = id.rsplit(['/', '\\']).next().unwrap_or(id);
-    let stem = (file.len() > 5
-        && file.is_char_boundary(file.len() - 5)
-        && file[file.len() - 5..].eq_ignore_ascii_case(".gguf"))
-    .then(|| &file[..file.len() - 5]);
+    let stem = file
+        .len()
+        .checked_sub(5)
+        .filter(|&at| at > 0 && file.get(at..).is_some_and(|ext| ext.eq_ignore_ascii_case(".gguf")))
+        .map(|at| &file[..at]);
     match stem {
         Some(stem) => ModelName::parse(stem).or_else(|_| ModelName::parse(id)),
         None => ModelName::parse(id),
