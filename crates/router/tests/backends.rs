@@ -263,6 +263,64 @@ async fn an_engines_4xx_moves_auto_on_and_a_rate_limit_opens_no_breaker() {
     beta.shutdown().await;
 }
 
+/// A reasoning model behind an OpenAI-compatible API refuses `max_tokens` (it wants `max_completion_tokens`) and
+/// `temperature`: the router sends the request again without them, once per field, and remembers the model, so the
+/// next request goes through at the first try. Fields that carry the request are never dropped.
+#[tokio::test]
+async fn a_refused_request_field_is_renamed_or_left_out_and_remembered() {
+    let builtin = Fleet::builtin();
+    let models = builtin
+        .models
+        .into_iter()
+        .filter(|m| m.name.as_str() == "llama3.1:8b")
+        .map(|mut m| {
+            m.name = ModelName::parse("premium-llama3.1").unwrap();
+            m
+        })
+        .collect();
+    let remote = switchyard_sim::spawn(SimOptions {
+        fleet: Fleet { models },
+        refused_params: vec!["max_tokens".into(), "temperature".into()],
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let url = remote.url();
+    let h = start_with(SimOptions::default(), move |c| {
+        c.backends = vec![BackendConfig {
+            name: "premium".into(),
+            url: url.to_string(),
+            models: vec![BackendModel::Name("premium-llama3.1".into())],
+            ..BackendConfig::default()
+        }];
+    })
+    .await;
+    let stats = || async {
+        let a = h.call(Method::GET, &format!("{}/sim/stats", remote.url()), None, &[]).await;
+        a.json()["inference_requests"].as_u64().unwrap()
+    };
+    let body = json!({"model": "premium-llama3.1", "max_tokens": 5, "temperature": 0.2,
+        "messages": [{"role": "user", "content": "Write a haiku about trains."}]});
+    let a = h.post("/v1/chat/completions", body.clone()).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let v = a.json();
+    assert_eq!(v["usage"]["completion_tokens"], 5, "the limit reached the model as max_completion_tokens: {v}");
+    assert_eq!(stats().await, 3, "refused twice (max_tokens, then temperature), then served");
+    // Remembered: one request upstream for the next one, streamed or not, on either surface.
+    let a = h.post("/v1/chat/completions", body).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(stats().await, 4);
+    let native = json!({"model": "premium-llama3.1", "stream": true, "options": {"num_predict": 3, "temperature": 0.5},
+        "messages": [{"role": "user", "content": "Write a haiku about trains."}]});
+    let a = h.post("/api/chat", native).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let lines: Vec<Value> = a.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.last().unwrap()["eval_count"], 3, "{}", a.text());
+    assert_eq!(stats().await, 5);
+    h.stop().await;
+    remote.shutdown().await;
+}
+
 /// The real binary with a mixed configuration: the key reaches the provider (which refuses requests without it)
 /// and appears in no log line, `/admin` answer or error.
 #[tokio::test]

@@ -89,6 +89,7 @@ impl SimState {
             cancel: cancel.clone(),
             next_id: AtomicU64::new(1),
             api_key: opts.api_key.clone().filter(|k| !k.is_empty()),
+            refused_params: opts.refused_params.clone(),
             authorization_seen: AtomicU64::new(0),
             authorization_refused: AtomicU64::new(0),
             inference_requests: AtomicU64::new(0),
@@ -277,6 +278,8 @@ pub(crate) struct Engine {
     next_id: AtomicU64,
     /// The key every request must carry, when set.
     pub api_key: Option<String>,
+    /// Fields the OpenAI endpoints refuse (see [`crate::SimOptions::refused_params`]).
+    pub refused_params: Vec<String>,
     /// Requests that carried an `Authorization` header (any value), and those refused for a wrong or missing key.
     pub authorization_seen: AtomicU64,
     pub authorization_refused: AtomicU64,

@@ -87,6 +87,7 @@ async fn main() -> Result<()> {
         max_queue: cli.max_queue,
         default_keep_alive,
         api_key: None,
+        refused_params: Vec::new(),
     };
     // The handlers are installed before the address is announced, so a signal sent right after it is graceful.
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

@@ -199,6 +199,15 @@ pub(crate) enum Hold {
     Fleet(fleet::FleetHold),
 }
 
+/// The host of a base URL (`https://api.openai.com/v1` -> `api.openai.com`).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host.split(':').next()?;
+    (!host.is_empty()).then_some(host)
+}
+
 /// One OpenAI-compatible backend.
 #[derive(Debug)]
 pub struct OpenAiBackend {
@@ -218,6 +227,8 @@ pub struct OpenAiBackend {
     residency: Mutex<Option<std::collections::HashMap<String, bool>>>,
     /// Models a router-mode server reports as failed to start.
     failed: Mutex<Vec<String>>,
+    /// What each model (by id) was seen to refuse, learned from its 400s; models of the catalog only.
+    quirks: Mutex<std::collections::HashMap<String, wire::Quirks>>,
 }
 
 impl OpenAiBackend {
@@ -252,6 +263,7 @@ impl OpenAiBackend {
             listing: Mutex::new((None, Vec::new())),
             residency: Mutex::new(None),
             failed: Mutex::new(Vec::new()),
+            quirks: Mutex::new(std::collections::HashMap::new()),
             config,
         }
     }
@@ -529,18 +541,37 @@ impl OpenAiBackend {
     /// Sends a native request to model `id` and answers in the native shape. `shown` names the model in the answer.
     async fn forward(&self, call: Call, prepared: &Prepared, id: &str, shown: &str) -> Result<Reply, ForwardFailure> {
         let started = Instant::now();
-        let wire = wire::request(call, &prepared.body, id, prepared.stream, !self.config.priced());
-        let body = serde_json::to_vec(&wire).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+        let mut wire = wire::request(call, &prepared.body, id, prepared.stream, !self.config.priced());
+        let mut quirks = self.quirks_of(id);
+        quirks.apply(&mut wire);
         let url = join_url(&self.config.url, call.path());
-        let request = build_request_with_key(Method::POST, &url, Some(Bytes::from(body)), self.key())
-            .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
         // An answer that is not streamed comes whole when it is done: its limit bounds the generation.
         let limit = if prepared.stream { self.config.first_byte_timeout_secs } else { self.config.answer_timeout_secs };
         let timeout = Duration::from_secs(limit);
         let deadline = tokio::time::Instant::now() + timeout;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let times = Times { started, deadline, timeout };
-        let result = self.exchange(request, call, shown, prepared.stream, times).await;
+        let mut result;
+        // A 400 that names a field the server refuses (a reasoning model's `max_tokens` or `temperature`) is sent
+        // again without it, or under its newer name, and the model is remembered: a few tries at most, each learning
+        // something new, all within the one deadline.
+        let mut tries = 0;
+        loop {
+            let body = serde_json::to_vec(&wire).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+            let request = build_request_with_key(Method::POST, &url, Some(Bytes::from(body)), self.key())
+                .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+            result = self.exchange(request, call, shown, prepared.stream, times).await;
+            tries += 1;
+            match &result {
+                Err(ForwardFailure::Status { status: 400, message }) if tries < 4 && quirks.learn(&wire, message) => {
+                    tracing::info!(backend = %self.name(), model = %id, quirks = ?quirks, "the backend refused a request field; sending again without it");
+                    wire = wire::request(call, &prepared.body, id, prepared.stream, !self.config.priced());
+                    quirks.apply(&mut wire);
+                    self.remember_quirks(id, &quirks);
+                }
+                _ => break,
+            }
+        }
         match &result {
             Ok(_) => {
                 self.set_loaded(id, true);
@@ -595,6 +626,25 @@ impl OpenAiBackend {
             accounting: Some(self.accounting()),
         };
         first_chunk(sse.boxed_unsync(), deadline, timeout).await
+    }
+
+    /// What model `id` was seen to refuse; OpenAI's own API takes `max_completion_tokens` from the start (its
+    /// reasoning models refuse `max_tokens`, and every model reads the newer name).
+    fn quirks_of(&self, id: &str) -> wire::Quirks {
+        let learned = self.quirks.lock().ok().and_then(|q| q.get(id).cloned());
+        learned.unwrap_or_else(|| wire::Quirks {
+            completion_tokens: url_host(&self.config.url).is_some_and(|h| h.eq_ignore_ascii_case("api.openai.com")),
+            dropped: Vec::new(),
+        })
+    }
+
+    /// Remembers what model `id` refuses (for at most 1,024 models: ids come from the catalog, bounded anyway).
+    fn remember_quirks(&self, id: &str, quirks: &wire::Quirks) {
+        if let Ok(mut q) = self.quirks.lock()
+            && (q.len() < 1024 || q.contains_key(id))
+        {
+            q.insert(id.to_string(), quirks.clone());
+        }
     }
 
     /// Where this backend's answers count their tokens and cost.
@@ -890,6 +940,15 @@ impl Backends {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_of_a_base_url() {
+        assert_eq!(url_host("https://api.openai.com"), Some("api.openai.com"));
+        assert_eq!(url_host("https://api.openai.com/v1"), Some("api.openai.com"));
+        assert_eq!(url_host("http://user:pw@127.0.0.1:8080/x?y"), Some("127.0.0.1"));
+        assert_eq!(url_host("https://api.openai.com.example.net"), Some("api.openai.com.example.net"));
+        assert_eq!(url_host("http:///x"), None);
+    }
 
     #[test]
     fn a_model_listed_by_its_file_path_is_named_by_its_file() {

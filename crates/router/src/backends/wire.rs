@@ -130,6 +130,78 @@ pub fn request(call: Call, native: &Map<String, Value>, id: &str, stream: bool, 
     Value::Object(out)
 }
 
+/// Request fields a server was seen to refuse, learned per model from its own 400s (OpenAI's reasoning models
+/// refuse `max_tokens` and want `max_completion_tokens`, and refuse sampling options they do not take).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quirks {
+    /// Send the output limit as `max_completion_tokens` instead of `max_tokens`.
+    pub completion_tokens: bool,
+    /// Top-level fields to leave out.
+    pub dropped: Vec<String>,
+}
+
+impl Quirks {
+    /// Applies these quirks to an OpenAI request built by [`request`].
+    pub fn apply(&self, wire: &mut Value) {
+        let Some(out) = wire.as_object_mut() else { return };
+        if self.completion_tokens
+            && let Some(n) = out.remove("max_tokens")
+        {
+            out.insert("max_completion_tokens".into(), n);
+        }
+        for key in &self.dropped {
+            out.remove(key);
+        }
+    }
+
+    /// Learns from a 400's message what `wire` carried that the server refuses. False when the message names
+    /// nothing this request sent that could be left out or renamed (then sending it again would fail the same way).
+    pub fn learn(&mut self, wire: &Value, message: &str) -> bool {
+        let Some(sent) = wire.as_object() else { return false };
+        let Some(field) = refused_field(message) else { return false };
+        // The output limit is renamed, never dropped: either name, whichever the server takes.
+        match field {
+            "max_tokens" if sent.contains_key(field) && !self.completion_tokens => {
+                self.completion_tokens = true;
+                return true;
+            }
+            "max_completion_tokens" if sent.contains_key(field) && self.completion_tokens => {
+                self.completion_tokens = false;
+                return true;
+            }
+            "max_tokens" | "max_completion_tokens" => return false,
+            _ => {}
+        }
+        // Only what the router adds of its own accord or as an option, never what carries the request itself.
+        const ESSENTIAL: [&str; 4] = ["model", "messages", "prompt", "input"];
+        if ESSENTIAL.contains(&field) || !sent.contains_key(field) || self.dropped.iter().any(|d| d == field) {
+            return false;
+        }
+        self.dropped.push(field.to_string());
+        true
+    }
+}
+
+/// The request field a server's error message says it refuses: OpenAI's "Unsupported parameter: 'x' ..." and
+/// "Unsupported value: 'x' does not support ...", and "Unrecognized request argument supplied: x".
+fn refused_field(message: &str) -> Option<&str> {
+    for lead in ["Unsupported parameter: '", "Unsupported value: '"] {
+        if let Some(at) = message.find(lead) {
+            let rest = &message[at + lead.len()..];
+            return rest.find('\'').map(|end| &rest[..end]).filter(|f| is_field(f));
+        }
+    }
+    let lead = "Unrecognized request argument supplied: ";
+    let at = message.find(lead)?;
+    let rest = &message[at + lead.len()..];
+    let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|f| is_field(f))
+}
+
+fn is_field(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// A user message, with images as data URLs when there are any.
 fn user_content(text: &str, images: Option<&Value>) -> Value {
     let images: Vec<&str> = images.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
@@ -558,6 +630,34 @@ fn write_line(out: &mut BytesMut, v: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quirks_learn_only_fields_the_request_sent_and_may_lose() {
+        let native = json!({"messages": [{"role": "user", "content": "hi"}],
+            "options": {"num_predict": 9, "temperature": 0.3}});
+        let mut wire = request(Call::Chat, native.as_object().unwrap(), "o3", false, false);
+        let mut q = Quirks::default();
+        let openai = "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.";
+        assert!(q.learn(&wire, openai));
+        assert!(!q.learn(&wire, openai), "nothing new the second time");
+        q.apply(&mut wire);
+        assert_eq!(wire["max_completion_tokens"], 9);
+        assert!(wire.get("max_tokens").is_none());
+        assert!(q.learn(&wire, "Unsupported value: 'temperature' does not support 0.3 with this model."));
+        q.apply(&mut wire);
+        assert!(wire.get("temperature").is_none());
+        // A field the request did not send, one that carries the request, a nested one, or no field named at all.
+        assert!(!q.learn(&wire, "Unsupported parameter: 'top_k' is not supported with this model."));
+        assert!(!q.learn(&wire, "Unsupported parameter: 'messages' is not supported."));
+        assert!(!q.learn(&wire, "Unsupported value: 'messages[0].role' does not support 'system' with this model."));
+        assert!(!q.learn(&wire, "the prompt is longer than the context"));
+        assert!(!q.learn(&wire, "Unrecognized request argument supplied: stream_options"), "not sent unstreamed");
+        let mut streamed = request(Call::Chat, native.as_object().unwrap(), "o3", true, false);
+        assert!(q.learn(&streamed, "Unrecognized request argument supplied: stream_options"));
+        q.apply(&mut streamed);
+        assert!(streamed.get("stream_options").is_none());
+        assert_eq!(streamed["stream"], true);
+    }
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()

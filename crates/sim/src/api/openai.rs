@@ -208,9 +208,31 @@ fn sse(v: &Value) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
 }
 
+/// The 400 OpenAI's API answers to a field the model does not take, when the request carries one of
+/// `refused_params`.
+fn refused(refused_params: &[String], body: &[u8]) -> Option<Response> {
+    if refused_params.is_empty() {
+        return None;
+    }
+    let fields: serde_json::Map<String, Value> = serde_json::from_slice(body).ok()?;
+    let field = refused_params.iter().find(|p| fields.contains_key(p.as_str()))?;
+    let message = if field == "max_tokens" {
+        "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."
+            .to_string()
+    } else {
+        format!("Unsupported parameter: '{field}' is not supported with this model.")
+    };
+    let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": field,
+        "code": "unsupported_parameter"}});
+    Some((StatusCode::BAD_REQUEST, Json(body)).into_response())
+}
+
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat(State(state): State<SimState>, body: Bytes) -> OpenAiResult {
     let engine = state.engine();
+    if let Some(refusal) = refused(&engine.refused_params, &body) {
+        return Ok(refusal);
+    }
     let req: ChatCompletionBody = parse_body(&body)?;
     let entry = engine.resolve(req.model.as_deref(), NotFound::Quoted)?;
     let sent = req.model.clone().unwrap_or_default();
