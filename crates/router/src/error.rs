@@ -223,14 +223,16 @@ impl RouterError {
             ForwardFailure::Connect(message) | ForwardFailure::Refused(message) => {
                 unreachable(&format!(" ({message})"))
             }
-            ForwardFailure::Status { status: 503, message } => {
-                RouterError::Busy { message: format!("{who} is busy: {message}"), retry_after_secs: 2 }
-            }
-            ForwardFailure::Status { status: 429, message } if backend.is_some() => RouterError::Busy {
-                message: format!("{who} is rate-limiting requests: {message}"),
-                retry_after_secs: 5,
+            ForwardFailure::Status { status: 503, message, retry_after } => RouterError::Busy {
+                message: format!("{who} is busy: {message}"),
+                retry_after_secs: retry_after.unwrap_or(2),
             },
-            ForwardFailure::Status { status, message } => RouterError::UpstreamFailed(format!(
+            // The provider's own Retry-After when it sent one: a client that waits less is limited again.
+            ForwardFailure::Status { status: 429, message, retry_after } if backend.is_some() => RouterError::Busy {
+                message: format!("{who} is rate-limiting requests: {message}"),
+                retry_after_secs: retry_after.unwrap_or(5),
+            },
+            ForwardFailure::Status { status, message, .. } => RouterError::UpstreamFailed(format!(
                 "{model} failed ({who} answered {status}: {message}); retry, or pick another model"
             )),
             ForwardFailure::Timeout(d) => RouterError::Timeout(format!(

@@ -27,8 +27,8 @@ pub enum ForwardFailure {
     Refused(String),
     /// The connection failed or was reset before an answer (the server may have seen the request).
     Connect(String),
-    /// Ollama answered an error status.
-    Status { status: u16, message: String },
+    /// Ollama answered an error status; with a 429 or 503, the seconds its `Retry-After` asked for (at most an hour).
+    Status { status: u16, message: String, retry_after: Option<u64> },
     /// No answer within the first-byte timeout.
     Timeout(Duration),
     /// The answer started but broke before the first chunk.
@@ -67,17 +67,23 @@ pub async fn open(
             other => ForwardFailure::Connect(other.to_string()),
         })?;
     let status = response.status();
-    let body = response.into_body();
     if status == StatusCode::OK {
-        return Ok(body);
+        return Ok(response.into_body());
     }
+    let retry_after = matches!(status.as_u16(), 429 | 503)
+        .then(|| response.headers().get(http::header::RETRY_AFTER))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| s.clamp(1, 3600));
+    let body = response.into_body();
     let bytes = tokio::time::timeout_at(deadline, body.collect())
         .await
         .ok()
         .and_then(Result::ok)
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    Err(ForwardFailure::Status { status: status.as_u16(), message: error_message(&bytes) })
+    Err(ForwardFailure::Status { status: status.as_u16(), message: error_message(&bytes), retry_after })
 }
 
 /// Reads a whole answer, until `deadline`.

@@ -247,13 +247,13 @@ async fn an_engines_4xx_moves_auto_on_and_a_rate_limit_opens_no_breaker() {
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
     assert!(a.text().contains("tool choice"), "{}", a.text());
     // A rate limit (429) is the provider's: the breaker (threshold 1) stays closed.
-    let limit = json!({"error_status": 429, "error_message": "rate limited"});
+    let limit = json!({"error_status": 429, "error_message": "rate limited", "retry_after_secs": 17});
     let set =
         h.call(Method::POST, &format!("{}/sim/faults", refusing.url()), Some(limit.to_string().into()), &[]).await;
     assert!(set.status.is_success());
     let a = h.post("/api/chat", chat(&first, false)).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text());
-    assert!(a.header("retry-after").is_some(), "a 429 is a 503 with Retry-After");
+    assert_eq!(a.header("retry-after"), Some("17"), "a 429 is a 503 with the provider's Retry-After");
     let backends = h.get("/admin/backends").await.json();
     let open: Vec<&Value> =
         backends["backends"].as_array().unwrap().iter().flat_map(|b| b["breaker_open"].as_array().unwrap()).collect();

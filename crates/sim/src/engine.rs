@@ -408,7 +408,7 @@ impl Engine {
         }
         self.clock.sleep(fault.latency).await?;
         if let Some((status, message)) = fault.error {
-            return Err(SimError::Injected { status, message });
+            return Err(SimError::Injected { status, message, retry_after: fault.retry_after });
         }
         Ok(Admitted { disconnect_after: fault.disconnect_after, bad_answer: fault.bad_answer, latency: fault.latency })
     }

@@ -50,6 +50,8 @@ pub enum SimError {
         status: u16,
         /// The message the fault asked for (a default when none was given).
         message: String,
+        /// The `Retry-After` header the fault asked for, in seconds.
+        retry_after: Option<u64>,
     },
 
     /// The server is shutting down; work in progress is abandoned.
@@ -91,6 +93,14 @@ impl SimError {
         }
     }
 
+    /// The `Retry-After` header this error's answer carries.
+    pub(crate) fn retry_after(&self) -> Option<u64> {
+        match self {
+            SimError::Injected { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// Shorthand for a bad request with a message.
     pub(crate) fn bad(message: impl Into<String>) -> Self {
         SimError::BadRequest(message.into())
@@ -112,7 +122,10 @@ mod tests {
         assert_eq!(SimError::ModelNotFound("x".into()).status(), StatusCode::NOT_FOUND);
         assert_eq!(SimError::QueueFull.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(SimError::OutOfMemory.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(SimError::Injected { status: 429, message: "x".into() }.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            SimError::Injected { status: 429, message: "x".into(), retry_after: None }.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
         assert_eq!(
             SimError::QueueFull.to_string(),
             "server busy, please try again.  maximum pending requests exceeded"

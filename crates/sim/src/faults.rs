@@ -24,6 +24,9 @@ pub struct FaultSpec {
     /// The error text to send with `error_status` (a default names the fault when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// With `error_status`: the `Retry-After` header to send, in seconds (as a provider's rate limit does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
     /// Simulated milliseconds added before answering (scaled by the time scale).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
@@ -101,6 +104,9 @@ impl FaultSpec {
         if self.error_message.is_some() && self.error_status.is_none() {
             return Err("error_message needs error_status".to_string());
         }
+        if self.retry_after_secs.is_some() && self.error_status.is_none() {
+            return Err("retry_after_secs needs error_status".to_string());
+        }
         if self.bad_answer.is_some() && (self.error_status.is_some() || self.hang) {
             return Err("bad_answer needs an answer: it cannot go with error_status or hang".to_string());
         }
@@ -113,6 +119,8 @@ impl FaultSpec {
 pub(crate) struct RequestFault {
     /// Answer with this status and message instead of running.
     pub error: Option<(u16, String)>,
+    /// The `Retry-After` seconds to send with `error`.
+    pub retry_after: Option<u64>,
     /// Wait this long (simulated) first.
     pub latency: Duration,
     /// Never answer.
@@ -190,6 +198,7 @@ impl FaultBook {
                     .unwrap_or_else(|| format!("simulated fault: status {status} injected for {model}"));
                 (status, message)
             }),
+            retry_after: spec.retry_after_secs,
             latency: Duration::from_millis(spec.latency_ms.unwrap_or(0)),
             hang: spec.hang,
             disconnect_after: spec.disconnect_after_chunks,

@@ -692,7 +692,7 @@ fn describe(failure: &ForwardFailure) -> String {
         | ForwardFailure::Refused(m)
         | ForwardFailure::Broken(m)
         | ForwardFailure::TooLarge(m) => m.clone(),
-        ForwardFailure::Status { status, message } => format!("{status} {message}"),
+        ForwardFailure::Status { status, message, .. } => format!("{status} {message}"),
         ForwardFailure::Timeout(d) => format!("no answer within {} s", d.as_secs()),
     }
 }

@@ -563,7 +563,9 @@ impl OpenAiBackend {
             result = self.exchange(request, call, shown, prepared.stream, times).await;
             tries += 1;
             match &result {
-                Err(ForwardFailure::Status { status: 400, message }) if tries < 4 && quirks.learn(&wire, message) => {
+                Err(ForwardFailure::Status { status: 400, message, .. })
+                    if tries < 4 && quirks.learn(&wire, message) =>
+                {
                     tracing::info!(backend = %self.name(), model = %id, quirks = ?quirks, "the backend refused a request field; sending again without it");
                     wire = wire::request(call, &prepared.body, id, prepared.stream, !self.config.priced());
                     quirks.apply(&mut wire);
@@ -602,8 +604,8 @@ impl OpenAiBackend {
             Ok(body) => body,
             // llama.cpp's router answers 400 "model 'x' not found" for a model it does not have: that is a missing
             // model (another candidate may serve), not a bad request.
-            Err(ForwardFailure::Status { status: 400, message }) if message.contains("not found") => {
-                return Err(ForwardFailure::Status { status: 404, message });
+            Err(ForwardFailure::Status { status: 400, message, .. }) if message.contains("not found") => {
+                return Err(ForwardFailure::Status { status: 404, message, retry_after: None });
             }
             Err(e) => return Err(e),
         };

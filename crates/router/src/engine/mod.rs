@@ -223,7 +223,7 @@ impl<'a> Engine<'a> {
                     last = Some(e);
                 }
                 // A backend refusing its key or rate-limiting is that backend's failure, not the request's.
-                Err(ForwardFailure::Status { status, message })
+                Err(ForwardFailure::Status { status, message, .. })
                     if (400..500).contains(&status)
                         && status != 404
                         && !(backend.remote() && matches!(status, 401 | 403 | 408 | 429)) =>
@@ -241,7 +241,7 @@ impl<'a> Engine<'a> {
                 Err(failure @ ForwardFailure::TooLarge(_)) => {
                     return Err(RouterError::forward_failure(&failure, model, target.as_ref().map(|t| &*t.name)));
                 }
-                Err(ForwardFailure::Status { status: 404, message }) => {
+                Err(ForwardFailure::Status { status: 404, message, .. }) => {
                     if explicit {
                         return Err(RouterError::UpstreamRejected { status: 404, message });
                     }

@@ -19,9 +19,10 @@ use switchyard_core::ollama::types::rfc3339_nanos;
 const FOREIGN_PID: u64 = 31_000;
 
 /// Keys of a fault in a `/sim/faults` body.
-const FAULT_KEYS: [&str; 8] = [
+const FAULT_KEYS: [&str; 9] = [
     "error_status",
     "error_message",
+    "retry_after_secs",
     "latency_ms",
     "hang",
     "disconnect_after_chunks",
@@ -122,7 +123,8 @@ pub(crate) async fn list_faults(State(state): State<SimState>) -> Json<Value> {
 /// `POST /sim/faults`: sets the fault of one model (`"model": "name"`) or of all (`"model": null` or absent), and/or
 /// another process's memory use (`"foreign_vram": {"gpu": 0, "bytes": N}`).
 ///
-/// Fault keys (see [`FaultSpec`]): `error_status` (400-599) with an optional `error_message`, `latency_ms`, `hang`,
+/// Fault keys (see [`FaultSpec`]): `error_status` (400-599) with an optional `error_message` and `retry_after_secs`
+/// (a `Retry-After` header), `latency_ms`, `hang`,
 /// `disconnect_after_chunks`, `bad_answer` (`empty`, `truncated`, `invalid_json`, `refusal`, `bad_code`,
 /// `bad_tool_args` or `wrong`: answer, but badly; generations only), `oom_on_load`, and `fail_times` (apply to the
 /// next N requests, or failed loads, then clear). For example

@@ -68,6 +68,7 @@ pub(crate) async fn pull(State(state): State<SimState>, body: Bytes) -> ManageRe
         return Err(SimError::Injected {
             status: StatusCode::INTERNAL_SERVER_ERROR.as_u16(),
             message: "pull model manifest: file does not exist".into(),
+            retry_after: None,
         }
         .into());
     };

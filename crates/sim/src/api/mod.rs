@@ -133,6 +133,13 @@ async fn authorize(
     next.run(request).await
 }
 
+/// Adds the `Retry-After` header an error asks for.
+fn retry_after(response: &mut Response, error: &SimError) {
+    if let Some(secs) = error.retry_after() {
+        response.headers_mut().insert(header::RETRY_AFTER, secs.into());
+    }
+}
+
 /// Unknown routes: Go's default 404 text, as Ollama answers.
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], "404 page not found").into_response()

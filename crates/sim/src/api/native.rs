@@ -45,7 +45,9 @@ impl From<SimError> for NativeError {
 
 impl IntoResponse for NativeError {
     fn into_response(self) -> Response {
-        (self.0.status(), Json(json!({ "error": self.0.to_string() }))).into_response()
+        let mut response = (self.0.status(), Json(json!({ "error": self.0.to_string() }))).into_response();
+        super::retry_after(&mut response, &self.0);
+        response
     }
 }
 

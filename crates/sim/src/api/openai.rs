@@ -46,7 +46,9 @@ impl IntoResponse for OpenAiError {
             _ => "api_error",
         };
         let body = json!({"error": {"message": self.0.to_string(), "type": kind, "param": null, "code": null}});
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        super::retry_after(&mut response, &self.0);
+        response
     }
 }
 
