@@ -242,3 +242,17 @@ def test_models_are_managed_through_the_router(client: ollama.Client) -> None:
     assert "my-assistant:latest" in names and "coder-x:latest" in names
     with pytest.raises(ollama.ResponseError):
         client.pull("no-such-model:1b")
+
+
+def test_blobs_are_uploaded_through_the_router(router_url: str, tmp_path) -> None:
+    """`create_blob`, as the library sends it before creating a model from a local GGUF file: HEAD, then POST."""
+    import hashlib
+
+    client = ollama.Client(host=router_url)
+    path = tmp_path / "model.gguf"
+    data = bytes(range(256)) * 4096
+    path.write_bytes(data)
+    digest = client.create_blob(path)
+    assert digest == "sha256:" + hashlib.sha256(data).hexdigest()
+    # Already there: the library's HEAD finds it, and the second call uploads nothing.
+    assert client.create_blob(path) == digest

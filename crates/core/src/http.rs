@@ -47,10 +47,15 @@ impl Default for HttpClientOptions {
     }
 }
 
+/// A request body streamed upstream as it arrives (a model file uploaded as a blob), never held whole.
+pub type UploadBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
 /// A cheap-to-clone handle on the shared connection pool.
 #[derive(Clone)]
 pub struct HttpClient {
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// For streamed uploads: the same connector, a pool of its own.
+    uploads: Client<HttpsConnector<HttpConnector>, UploadBody>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -98,8 +103,20 @@ impl HttpClient {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(options.pool_idle_timeout)
             .pool_max_idle_per_host(options.pool_max_idle_per_host)
+            .build(connector.clone());
+        let uploads = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(options.pool_idle_timeout)
+            .pool_max_idle_per_host(4)
             .build(connector);
-        Self { inner }
+        Self { inner, uploads }
+    }
+
+    /// Sends a request whose body streams upstream as it arrives, and returns when the response head arrives.
+    /// It is never sent again (its body is gone once sent).
+    pub async fn send_upload(&self, req: Request<UploadBody>) -> Result<Response<Incoming>, CoreError> {
+        let url = req.uri().to_string();
+        self.uploads.request(req).await.map_err(|e| client_error(url, &e))
     }
 
     /// Sends `req` and returns as soon as the response head arrives; the body streams.

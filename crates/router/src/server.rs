@@ -46,6 +46,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/api/create", post(api::manage::forward))
         .route("/api/copy", post(api::manage::forward))
         .route("/api/delete", axum::routing::delete(api::manage::forward))
+        .route("/api/blobs/{digest}", axum::routing::head(api::manage::blob).post(api::manage::blob))
         .route("/api/chat", post(api::inference))
         .route("/api/generate", post(api::inference))
         .route("/api/embed", post(api::inference))
@@ -247,12 +248,12 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
     // The dashboard's cookie counts for the admin routes and the page only.
     let from_page = matches!(area, Area::Admin | Area::Ui) && dashboard_admits(&request, area, &server.admin_key);
     let admin_ok = key.as_deref().is_some_and(|k| key_matches(k, &server.admin_key)) || from_page;
-    let manages_models = api::manage::ROUTES.contains(&path.as_str());
+    let manages_models = api::manage::serves(&path);
     let allowed = match area {
-        Area::Ollama if manages_models && !server.admin_key.is_empty() && !admin_ok => {
-            Err("managing models (pull, push, create, copy, delete) changes the machine and needs the admin key: send \
-             `Authorization: Bearer $SWITCHYARD_ADMIN_KEY`")
-        }
+        Area::Ollama if manages_models && !server.admin_key.is_empty() && !admin_ok => Err(
+            "managing models (pull, push, create, copy, delete, blobs) changes the machine and needs the admin key: send \
+             `Authorization: Bearer $SWITCHYARD_ADMIN_KEY`",
+        ),
         Area::Admin if !server.admin_key.is_empty() && !admin_ok => {
             Err("this admin route needs the admin key: send `Authorization: Bearer $SWITCHYARD_ADMIN_KEY`")
         }

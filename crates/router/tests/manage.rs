@@ -109,3 +109,43 @@ async fn managing_models_needs_the_admin_key_when_one_is_set() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     h.stop().await;
 }
+
+/// `ollama create` from a local GGUF file: `HEAD /api/blobs/{digest}` says whether Ollama has the file, `POST`
+/// uploads it. The upload streams to Ollama whatever its size (here three times `server.max_body`, which bounds JSON
+/// bodies); Ollama checks the digest and its answer passes through. With an admin key set, blobs need it too.
+#[tokio::test]
+async fn blobs_are_checked_and_uploaded_through_the_router() {
+    use sha2::Digest as _;
+    let h = start_with(SimOptions::default(), |c| {
+        c.server.max_body = switchyard_core::config::ByteSize::mib(1);
+        c.server.admin_key = "admin-secret".into();
+    })
+    .await;
+    let admin = [("authorization", "Bearer admin-secret")];
+    let blob: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let hex: String = sha2::Sha256::digest(&blob).iter().map(|b| format!("{b:02x}")).collect();
+    let path = format!("/api/blobs/sha256:{hex}");
+
+    let a = h.call(Method::HEAD, &h.url(&path), None, &admin).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "not uploaded yet");
+    let a = h.call(Method::POST, &h.url(&path), Some(bytes::Bytes::from(blob.clone())), &[]).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "blobs change the machine: {}", a.text());
+    let a = h.call(Method::POST, &h.url(&path), Some(bytes::Bytes::from(blob.clone())), &admin).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    let a = h.call(Method::HEAD, &h.url(&path), None, &admin).await;
+    assert_eq!(a.status, StatusCode::OK);
+
+    // Another file under that digest: Ollama's own 400.
+    let wrong = bytes::Bytes::from(blob[1..].to_vec());
+    let other = format!("/api/blobs/sha256-{}", "0".repeat(64));
+    let a = h.call(Method::POST, &h.url(&other), Some(wrong), &admin).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
+    assert!(a.text().contains("digest mismatch"), "{}", a.text());
+    // Not a digest: the router's own 400, in Ollama's shape.
+    let a = h.call(Method::HEAD, &h.url("/api/blobs/abc"), None, &admin).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let a = h.call(Method::POST, &h.url("/api/blobs/md5:abc"), Some(bytes::Bytes::from_static(b"x")), &admin).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.json()["error"].as_str().unwrap().contains("sha256:"), "{}", a.text());
+    h.stop().await;
+}

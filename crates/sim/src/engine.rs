@@ -90,6 +90,7 @@ impl SimState {
             next_id: AtomicU64::new(1),
             api_key: opts.api_key.clone().filter(|k| !k.is_empty()),
             refused_params: opts.refused_params.clone(),
+            blobs: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             authorization_seen: AtomicU64::new(0),
             authorization_refused: AtomicU64::new(0),
             inference_requests: AtomicU64::new(0),
@@ -278,6 +279,8 @@ pub(crate) struct Engine {
     next_id: AtomicU64,
     /// The key every request must carry, when set.
     pub api_key: Option<String>,
+    /// Digests of the blobs uploaded through `/api/blobs` (their bytes are not kept).
+    pub blobs: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Fields the OpenAI endpoints refuse (see [`crate::SimOptions::refused_params`]).
     pub refused_params: Vec<String>,
     /// Requests that carried an `Authorization` header (any value), and those refused for a wrong or missing key.

@@ -1,6 +1,7 @@
 //! Model management through the router: `/api/pull` (progress streamed as it arrives), `/api/push`, `/api/create`,
 //! `/api/copy` and `DELETE /api/delete` go to the local Ollama unchanged, so that Open WebUI and the `ollama` CLI
-//! can manage models through Switchyard (on a fleet front, to every node in turn). They change the box, so they need the admin key when one is set (checked
+//! can manage models through Switchyard (on a fleet front, to every node in turn); blobs (`/api/blobs/{digest}`)
+//! stream to the local Ollama. They change the box, so they need the admin key when one is set (checked
 //! by the gate). When one finishes, the catalog is read again at once: a pulled or created model is routable by the
 //! next request, and a deleted one is gone from `auto`.
 
@@ -18,8 +19,67 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use switchyard_core::http::build_request;
 
-/// The routes this module serves (the gate asks for the admin key on them).
+/// The routes this module serves (the gate asks for the admin key on them), and blobs under `/api/blobs/`.
 pub const ROUTES: [&str; 5] = ["/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete"];
+
+/// True for a path this module serves.
+pub fn serves(path: &str) -> bool {
+    ROUTES.contains(&path) || path.starts_with("/api/blobs/")
+}
+
+/// Most bytes of Ollama's answer to a blob request kept (it is empty, or a one-line error).
+const BLOB_ANSWER_LIMIT: usize = 64 * 1024;
+
+/// `HEAD /api/blobs/{digest}` (is the blob there?) and `POST /api/blobs/{digest}` (upload it): what `ollama create`
+/// and the `ollama` library's `create_blob` send before creating a model from a local GGUF file. The upload streams
+/// to Ollama as it arrives, whatever its size; Ollama checks it against the digest.
+pub async fn blob(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    body: Body,
+) -> Result<Response<Body>, OllamaError> {
+    let path = uri.path();
+    let digest = path.strip_prefix("/api/blobs/").unwrap_or_default();
+    let hex = digest.strip_prefix("sha256:").or_else(|| digest.strip_prefix("sha256-"));
+    if !hex.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())) {
+        return Err(RouterError::BadRequest {
+            message: "invalid digest format: a blob is named sha256:<64 hex digits>".into(),
+            param: None,
+        }
+        .into());
+    }
+    if !state.config.ollama.enabled {
+        return Err(RouterError::BadRequest {
+            message: "this router fronts a fleet and holds no models itself: upload blobs and create models on each \
+                      node (point OLLAMA_HOST at the node)"
+                .into(),
+            param: None,
+        }
+        .into());
+    }
+    let upload: switchyard_core::http::UploadBody =
+        body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed_unsync();
+    let request = http::Request::builder()
+        .method(method)
+        .uri(state.ollama.url(path))
+        .body(upload)
+        .map_err(|e| RouterError::Internal(format!("cannot build the blob request: {e}")))?;
+    let upstream = state.ollama.http().send_upload(request).await.map_err(RouterError::from)?;
+    let status = upstream.status();
+    let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
+    let answer = http_body_util::Limited::new(upstream.into_body(), BLOB_ANSWER_LIMIT)
+        .collect()
+        .await
+        .map_err(|e| RouterError::UpstreamFailed(format!("Ollama broke off its answer to {path}: {e}")))?
+        .to_bytes();
+    let mut response = Response::new(Body::from(answer));
+    *response.status_mut() = status;
+    if let Some(v) = content_type {
+        response.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    Ok(response)
+}
 
 /// Reads the catalog (and the profiles that depend on it) again, in the background.
 fn refresh_later(state: &AppState) {

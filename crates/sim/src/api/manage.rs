@@ -1,6 +1,7 @@
 //! Model management as Ollama answers it: `/api/pull` (progress lines, then `success`), `/api/push`,
 //! `/api/create` (from an existing model), `/api/copy` and `/api/delete`. Pulls fetch from the simulator's registry
-//! (the fleet it started with), so a deleted model can be pulled again and an unknown one is an error.
+//! (the fleet it started with), so a deleted model can be pulled again and an unknown one is an error. Blobs
+//! (`HEAD` and `POST /api/blobs/{digest}`) are checked against their digest and remembered by it.
 
 use super::native::NativeError;
 use super::{ByteStream, parse_body, streamed};
@@ -146,4 +147,51 @@ pub(crate) async fn delete(State(state): State<SimState>, body: Bytes) -> Manage
         return Err(SimError::ModelNotFound(name.to_string()).into());
     }
     Ok(StatusCode::OK.into_response())
+}
+
+/// A blob digest as Ollama takes it in `/api/blobs/{digest}`: `sha256:` (or `sha256-`) and 64 hex digits. The
+/// normal form uses `sha256:`.
+fn blob_digest(digest: &str) -> Result<String, SimError> {
+    let hex = digest.strip_prefix("sha256:").or_else(|| digest.strip_prefix("sha256-"));
+    match hex {
+        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(format!("sha256:{}", h.to_ascii_lowercase()))
+        }
+        _ => Err(SimError::bad("invalid digest format")),
+    }
+}
+
+fn blobs(state: &SimState) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+    state.engine().blobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `HEAD /api/blobs/{digest}`: 200 when the blob was uploaded, 404 when not.
+pub(crate) async fn blob_exists(
+    State(state): State<SimState>,
+    axum::extract::Path(digest): axum::extract::Path<String>,
+) -> Result<StatusCode, NativeError> {
+    let digest = blob_digest(&digest)?;
+    Ok(if blobs(&state).contains(&digest) { StatusCode::OK } else { StatusCode::NOT_FOUND })
+}
+
+/// `POST /api/blobs/{digest}`: reads the body, checks that its SHA-256 is the digest, and answers 201.
+pub(crate) async fn blob_upload(
+    State(state): State<SimState>,
+    axum::extract::Path(digest): axum::extract::Path<String>,
+    body: axum::body::Body,
+) -> Result<StatusCode, NativeError> {
+    use sha2::Digest as _;
+    let digest = blob_digest(&digest)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| SimError::bad(format!("reading the blob: {e}")))?;
+        hasher.update(&chunk);
+    }
+    let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if format!("sha256:{got}") != digest {
+        return Err(SimError::bad("digest mismatch").into());
+    }
+    blobs(&state).insert(digest);
+    Ok(StatusCode::CREATED)
 }

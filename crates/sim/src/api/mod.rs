@@ -87,6 +87,7 @@ pub(crate) fn router(state: SimState) -> Router {
         .route("/api/create", post(manage::create))
         .route("/api/copy", post(manage::copy))
         .route("/api/delete", axum::routing::delete(manage::delete))
+        .route("/api/blobs/{digest}", axum::routing::head(manage::blob_exists).post(manage::blob_upload))
         .route("/sim/auth", get(control::auth))
         .route("/sim/stats", get(control::stats))
         .fallback(not_found)
