@@ -344,15 +344,22 @@ pub fn prepare_native(
             }
         }
     }
-    let (turns, control) = read_turns(endpoint, &body, keep_alive)?;
+    let (mut turns, mut control) = read_turns(endpoint, &body, keep_alive)?;
+    if control.is_some() && matches!(target, Target::Auto { .. }) {
+        // An empty batch of texts to embed (`embed_documents([])` in LangChain) is answered with no vectors, as for an
+        // empty text: routed like one. Any other empty prompt under `auto` is a load or unload of nothing in particular.
+        let empty_batch = endpoint == Endpoint::Embed && body.get("input").is_some_and(Value::is_array);
+        if !(empty_batch && control == Some(Control::Load)) {
+            return Err(RouterError::bad(
+                "auto needs a prompt to route; name a model to load or unload it",
+                Some("model".to_string()),
+            ));
+        }
+        control = None;
+        turns.push(Turn { role: Role::User, text: "", images: 0 });
+    }
     let input = ClassifyInput { turns: &turns, has_tools, wants_json, max_output_tokens, wants_thinking, wants_insert };
     let classification = cx.classifier.classify(&input);
-    if control.is_some() && matches!(target, Target::Auto { .. }) {
-        return Err(RouterError::bad(
-            "auto needs a prompt to route; name a model to load or unload it",
-            Some("model".to_string()),
-        ));
-    }
     Ok(Prepared {
         endpoint,
         body,

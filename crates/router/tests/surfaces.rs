@@ -265,3 +265,23 @@ async fn auto_only_picks_models_that_can_think_or_fill_in_the_middle_when_asked(
     assert_eq!(wrong.status, 400, "{}", wrong.text());
     h.stop().await;
 }
+
+/// An empty batch to embed under `auto` (LangChain's `embed_documents([])`) gets no vectors from an embedding model,
+/// as an empty text does and as Ollama answers a named model; an empty chat under `auto` is still a 400 that says why.
+#[tokio::test]
+async fn auto_answers_an_empty_embedding_batch_with_no_vectors() {
+    let h = start().await;
+    for input in [json!([]), json!("")] {
+        let a = h.post("/api/embed", json!({"model": "auto", "input": input})).await;
+        assert_eq!(a.status, 200, "{input}: {}", a.text());
+        let v = a.json();
+        assert_eq!(v["embeddings"], json!([]), "{v}");
+        assert!(v["model"].as_str().unwrap().starts_with("nomic-embed-text"), "{v}");
+    }
+    let a = h.post("/api/chat", json!({"model": "auto", "messages": []})).await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert!(a.text().contains("auto needs a prompt"), "{}", a.text());
+    let a = h.post("/api/embed", json!({"model": "auto", "input": [], "keep_alive": 0})).await;
+    assert_eq!(a.status, 400, "an unload of nothing in particular: {}", a.text());
+    h.stop().await;
+}
