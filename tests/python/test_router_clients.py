@@ -65,6 +65,9 @@ def test_show_real_and_auto(client: ollama.Client) -> None:
     assert "embedding" not in auto.capabilities and "thinking" not in auto.capabilities
     # `auto:latest` is `auto`, as chat reads it (LlamaIndex asks show for the context window first).
     assert client.show("auto:latest").capabilities == auto.capabilities
+    # The longest context auto's models serve (local ones: vram.num_ctx, 4096 by default); Continue sizes prompts by
+    # `<arch>.context_length`.
+    assert auto.modelinfo["switchyard.context_length"] == 4096
 
 
 def test_generate_and_chat_explicit_and_auto(client: ollama.Client) -> None:

@@ -41,6 +41,7 @@ pub struct NodeModel {
     pub size_bytes: u64,
     pub details: ModelDetails,
     pub capabilities: Capabilities,
+    /// The context the node serves prompts with (its `num_ctx` for the model, at most the trained context).
     pub context_length: Option<u64>,
     pub kv_bytes_per_token: Option<u64>,
     pub block_count: Option<u64>,

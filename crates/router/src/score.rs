@@ -111,13 +111,16 @@ pub struct NodeOffer {
     pub prefill_tps: Option<f64>,
     /// The node's measured output rate, once measured.
     pub decode_tps: Option<f64>,
+    /// The context, in tokens, the node serves the model with (unknown: no limit here).
+    pub context: Option<u64>,
 }
 
 impl NodeOffer {
     /// Predicted latency of a request of `prompt_tokens` and `out_tokens` on this node, with `prefill` and `decode`
-    /// rates used where the node has not measured its own. `None` when the node cannot load the model.
+    /// rates used where the node has not measured its own. `None` when the node cannot load the model, or serves it
+    /// with a context the request would not fit in.
     pub fn latency(&self, prompt_tokens: u64, out_tokens: u64, prefill: f64, decode: f64) -> Option<Latency> {
-        if self.refused.is_some() {
+        if self.refused.is_some() || self.context.is_some_and(|c| prompt_tokens.saturating_add(out_tokens) > c) {
             return None;
         }
         let mut l = Latency {
@@ -560,12 +563,7 @@ fn exclusion(spec: &ModelSpec, req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) ->
         return Some("circuit breaker open after repeated failures".into());
     }
     if !req.embedding {
-        let ctx = if spec.backend.is_some() {
-            // The server's own context; unknown is not a reason to refuse.
-            spec.context_length.unwrap_or(u64::MAX)
-        } else {
-            spec.effective_ctx(cx.config.num_ctx_for(&spec.name))
-        };
+        let ctx = serving_ctx(spec, cx.config);
         if req.needs.context_tokens > ctx {
             return Some(
                 format!("context too small ({} tokens needed, {ctx} loaded)", req.needs.context_tokens).into(),
@@ -573,6 +571,16 @@ fn exclusion(spec: &ModelSpec, req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) ->
         }
     }
     None
+}
+
+/// The context, in tokens, model `spec` serves prompts with: the local instance's (`num_ctx`, at most what the model
+/// was trained for), or another server's own (unknown: `u64::MAX`, no reason to refuse).
+pub fn serving_ctx(spec: &ModelSpec, config: &Config) -> u64 {
+    if spec.backend.is_some() {
+        spec.context_length.unwrap_or(u64::MAX)
+    } else {
+        spec.effective_ctx(config.num_ctx_for(&spec.name))
+    }
 }
 
 #[cfg(test)]
@@ -739,6 +747,7 @@ mod tests {
             refused: None,
             prefill_tps: Some(2000.0),
             decode_tps: Some(50.0),
+            context: None,
         }
     }
 
@@ -749,6 +758,21 @@ mod tests {
             s.backend = switchyard_core::fleet::NodeModel::from_spec(s).spec().and_then(|f| f.backend);
         }
         w
+    }
+
+    #[test]
+    fn a_node_is_not_offered_a_request_longer_than_its_context() {
+        let narrow = NodeOffer { context: Some(4096), ..offer(0, true, 0, 0.0) };
+        assert!(narrow.latency(3000, 1096, 2000.0, 50.0).is_some(), "exactly the context fits");
+        assert!(narrow.latency(3000, 1097, 2000.0, 50.0).is_none());
+        let mut view = FleetView::default();
+        let big = ModelName::parse("big").unwrap();
+        view.offers.insert(big.clone(), vec![narrow, NodeOffer { context: Some(16384), ..offer(1, false, 0, 0.0) }]);
+        let nodes =
+            |prompt| view.ranked(&big, prompt, 100, 2000.0, 50.0).iter().map(|(o, _)| o.node).collect::<Vec<_>>();
+        assert_eq!(nodes(100), vec![0, 1], "the loaded node first");
+        assert_eq!(nodes(6000), vec![1], "only the node whose context fits");
+        assert!(nodes(20000).is_empty());
     }
 
     #[test]

@@ -425,3 +425,42 @@ async fn a_node_refusing_for_room_is_skipped_and_a_fleet_with_no_room_answers_50
     assert_eq!(full_chats.load(Ordering::SeqCst), 7, "still asked each time: no circuit breaker opened");
     front.stop().await;
 }
+
+/// A node reports the context it serves each model with (its `num_ctx`), not the trained one, so a front passes
+/// over a node whose instances a prompt would not fit, even one with the model already loaded, and sends the prompt
+/// to a node whose context fits it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_longer_than_a_nodes_context_goes_to_a_node_it_fits() {
+    let http = HttpClient::default();
+    let sims = [sim(0.0).await, sim(0.0).await];
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start_node(&sims[0], dirs[0].path(), "127.0.0.1:0").await;
+    let b = Binary::start(&sims[1].url(), dirs[1].path(), &[], &[("SWITCHYARD_VRAM_NUM_CTX", "16384")])
+        .await
+        .unwrap_or_else(|e| panic!("node b: {e}"));
+    assert_eq!(state_of(&http, &a.url, "llama3.1:8b").await["context_length"], 4096);
+    assert_eq!(state_of(&http, &b.url, "llama3.1:8b").await["context_length"], 16384);
+    load_on(&http, &a.url, "llama3.1:8b").await;
+    let database = format!("sqlite://{}", dirs[2].path().join("front.db").display());
+    let front = start_front(dirs[2].path(), &[("a", &a.url), ("c", &b.url)], &database).await;
+    let warm = eventually(Duration::from_secs(20), || front_sees(&http, &front.url, "a", "llama3.1:8b")).await;
+    assert!(warm, "the front sees llama3.1:8b loaded on a");
+    let both = eventually(Duration::from_secs(20), || async {
+        let b = call(&http, Method::GET, &format!("{}/admin/backends", front.url), None).await.body;
+        b["backends"].as_array().unwrap().iter().filter(|n| n["healthy"] == true).count() == 2
+    })
+    .await;
+    assert!(both, "the front reads both nodes");
+
+    // About 6,000 tokens: over a's 4,096, within c's 16,384.
+    let long = "The freight yard handles many trains every single day. ".repeat(450);
+    let body = json!({"model": "auto", "stream": false,
+        "messages": [{"role": "user", "content": format!("{long}\nSummarize the text above in one sentence.")}]});
+    let answer = call(&http, Method::POST, &format!("{}/api/chat", front.url), Some(body)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.node.as_deref(), Some("c"), "{}", answer.body);
+    // A short prompt still goes to the model already loaded on a.
+    let answer = call(&http, Method::POST, &format!("{}/api/chat", front.url), Some(chat("llama3.1:8b"))).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.node.as_deref(), Some("a"));
+}

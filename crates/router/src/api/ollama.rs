@@ -180,11 +180,25 @@ pub async fn show(
                 }
             }
         }
+        // The longest context a model that answers prompts serves them with (a local one: its `num_ctx`): what a client
+        // that sizes its prompts by the model (Continue reads `<architecture>.context_length`) may send; `auto` passes
+        // over the models a prompt would not fit.
+        let context_length = catalog
+            .models
+            .values()
+            .filter(|spec| spec.capabilities.completion)
+            .map(|spec| crate::score::serving_ctx(spec, &state.config))
+            .filter(|n| *n != u64::MAX)
+            .max();
+        let mut model_info = json!({"general.architecture": "switchyard", "switchyard.models": catalog.models.len()});
+        if let Some(n) = context_length {
+            model_info["switchyard.context_length"] = json!(n);
+        }
         return Ok(Json(json!({
             "modelfile": format!("# {virtual_name}: Switchyard {description}\n"),
             "parameters": "", "template": "{{ .Prompt }}",
             "details": {"parent_model": "", "format": "switchyard", "family": "switchyard", "families": ["switchyard"], "parameter_size": "", "quantization_level": ""},
-            "model_info": {"general.architecture": "switchyard", "switchyard.models": catalog.models.len()},
+            "model_info": model_info,
             "capabilities": capabilities,
             "modified_at": rfc3339_nanos(Utc::now()),
         }))

@@ -475,8 +475,16 @@ impl Fleet {
                     refused: m.refused.clone(),
                     prefill_tps: m.prefill_tps,
                     decode_tps: m.decode_tps,
+                    context: m.context_length,
                 });
-                specs.entry(spec.name.clone()).or_insert(spec);
+                // The model's context in the catalog is the longest a node offers: the scorer passes over it only
+                // for a prompt no node fits, and the ranking of its nodes passes over those it does not fit.
+                let entry = specs.entry(spec.name.clone()).or_insert_with(|| spec.clone());
+                entry.context_length = match (entry.context_length, spec.context_length) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    // A node that does not say: no limit known.
+                    _ => None,
+                };
             }
         }
         self.view.store(Arc::new(FleetView { offers }));
@@ -836,6 +844,9 @@ pub(crate) async fn node_state(state: &crate::state::AppState) -> NodeState {
             let profile = cx.profiles.get(name);
             let cost = crate::score::vram_cost(spec, &cx, &room, live);
             let mut m = NodeModel::from_spec(spec);
+            // The context this node serves prompts with (its `num_ctx`), not the one the model was trained for: the
+            // front passes over a node's model for a prompt that would not fit, as this node's own `auto` does.
+            m.context_length = Some(crate::score::serving_ctx(spec, &state.config));
             m.loading = entry.is_some_and(|e| matches!(e.residency, Residency::Loading { .. }));
             m.loaded = cost.loaded || m.loading;
             m.pinned = entry.is_some_and(|e| e.pinned);
