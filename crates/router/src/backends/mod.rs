@@ -227,7 +227,7 @@ pub struct OpenAiBackend {
     residency: Mutex<Option<std::collections::HashMap<String, bool>>>,
     /// Models a router-mode server reports as failed to start.
     failed: Mutex<Vec<String>>,
-    /// What each model (by id) was seen to refuse, learned from its 400s; models of the catalog only.
+    /// What each model (by id) was seen to refuse, learned from its 400s (for at most 1,024 models).
     quirks: Mutex<std::collections::HashMap<String, wire::Quirks>>,
 }
 
