@@ -47,6 +47,17 @@ SOURCES = [
      "desc": "AlpacaEval 805 instructions. Vicuna-80 part: GOLD category by position in the Vicuna question file "
              "(generic/common-sense/counterfactual->general, roleplay/writing->creative, knowledge->factual, "
              "fermi->reasoning, coding, math). Other 725: keyword rules (creative / extraction / general / coding / math), rest dropped."},
+    {"id": "helm_chatgpt_prompts", "package": "crfm-helm==0.5.16", "sdist": False,
+     "licence": "package Apache-2.0; prompts collected by HELM from a public list of ChatGPT prompts (no data licence "
+                "stated)",
+     "category": None,
+     "desc": "HELM's best_chatgpt_prompts.yaml: 289 everyday requests (personal, health, email, marketing, funny, "
+             "creative, ...), each with its ${slots} filled by the slot's first value; same keyword rules as ifeval."},
+    {"id": "longbench_write", "package": "evalscope==1.14.1", "sdist": False,
+     "licence": "package Apache-2.0; LongBench-Write (THUDM LongWriter, Apache-2.0)",
+     "category": "creative",
+     "desc": "LongBench-Write's English requests (longbench_write_en.jsonl) of type 'Literature and Creative Writing': "
+             "stories, novels, dialogues and fan fiction of a given length. Its other types are left out."},
     # ------------------------------------------------------------- extraction
     {"id": "chatrag_doc2dial", "package": "nvidia-lm-eval==26.3", "sdist": False,
      "licence": "package Apache-2.0 (NVIDIA lm-eval fork); ChatRAG-Bench doc2dial subset (doc2dial data CC BY 3.0; ChatRAG-Bench card: other/NVIDIA licence terms)",
@@ -249,12 +260,56 @@ def _healthbench(ar: _Archive):
             yield {"text": t, "category": "general"}
 
 
+def _yaml_scalar(raw: str) -> str:
+    """A scalar of HELM's prompt YAML: plain, or double-quoted with JSON-like escapes."""
+    raw = raw.strip()
+    if raw.startswith('"') and raw.endswith('"'):
+        return json.loads(raw)
+    return raw
+
+
+def _helm_prompts(ar: _Archive):
+    """HELM's best_chatgpt_prompts.yaml, read line by line (its structure is flat: rules with a category, optional
+    tags and a list of `- text:` expansions); every root prompt with each ${slot} filled by the slot's first value."""
+    text = ar.text(ar.find("helm/benchmark/scenarios/best_chatgpt_prompts.yaml"))
+    roots: list[str] = []
+    slots: dict[str, list[str]] = {}
+    category = None
+    for line in text.splitlines():
+        m = re.match(r"^\s*- category:\s*(.+)$", line)
+        if m:
+            category = _yaml_scalar(m.group(1))
+            continue
+        m = re.match(r"^\s*- text:\s*(.+)$", line)
+        if m and category:
+            value = _yaml_scalar(m.group(1))
+            if category == "Root":
+                roots.append(value)
+            else:
+                slots.setdefault(category, []).append(value)
+    for root in roots:
+        prompt = re.sub(r"\$\{(\w+)\}", lambda m: (slots.get(m.group(1)) or [m.group(0)])[0], root)
+        if not _english2(prompt):
+            continue
+        cat = _rule_label(prompt)
+        if cat:
+            yield {"text": prompt, "category": cat}
+
+
+def _longbench_write(ar: _Archive):
+    for d in _jsonl(ar.text(ar.find("evalscope/third_party/longbench_write/resources/longbench_write_en.jsonl"))):
+        if str(d.get("type", "")).startswith("Literature") and d.get("prompt"):
+            yield {"text": d["prompt"], "category": "creative"}
+
+
 _LOADERS = {
     "mtbench": _mtbench,
     "arena_hard_creative": _arena_hard,
     "ifeval": lambda ar: _if_prompts(ar, "ifeval/data/input_data.jsonl"),
     "ifbench": lambda ar: _if_prompts(ar, "ifbench/data/IFBench_test.jsonl"),
     "alpaca_eval": _alpaca_eval,
+    "helm_chatgpt_prompts": _helm_prompts,
+    "longbench_write": _longbench_write,
     "chatrag_doc2dial": _chatrag,
     "healthbench": _healthbench,
 }

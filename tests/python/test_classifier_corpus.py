@@ -55,3 +55,35 @@ def test_writing_stays_creative_and_questions_over_a_passage_become_extraction()
 
 def test_no_passages_no_prompts() -> None:
     assert attached.derive([("alpaca_eval", "creative", "Write a haiku.")], []) == []
+
+
+def test_helm_prompts_are_read_with_their_slots_filled(tmp_path) -> None:
+    """HELM's prompt list is YAML read line by line: roots with ${slots} filled by each slot's first value, quoted and
+    plain scalars, comments skipped, and the keyword rules labelling (or dropping) each prompt."""
+    import zipfile
+
+    import sources_chat_writing_rag as chat
+
+    yaml = "\n".join([
+        "rules:",
+        "- category: Root",
+        "  tags: [funny]",
+        "  expansions:",
+        "    # a comment",
+        "    - text: Write a short story where a pencil is the main character.",
+        '    - text: "Write a letter to my landlord about the heating in ${City}: it\\u2019s cold."',
+        "    - text: Who won the 1998 World Cup?",
+        "",
+        "- category: City",
+        "  expansions:",
+        "    - text: Phoenix",
+        "    - text: London",
+    ])
+    wheel = tmp_path / "crfm_helm-0.5.16-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("helm/benchmark/scenarios/best_chatgpt_prompts.yaml", yaml)
+    rows = list(chat.load("helm_chatgpt_prompts", str(wheel)))
+    assert rows == [
+        {"text": "Write a short story where a pencil is the main character.", "category": "creative"},
+        {"text": "Write a letter to my landlord about the heating in Phoenix: it\u2019s cold.", "category": "general"},
+    ]
