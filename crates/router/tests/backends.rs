@@ -34,6 +34,20 @@ async fn provider_named(prefix: &str, api_key: Option<&str>) -> SimHandle {
     switchyard_sim::spawn(opts).await.unwrap()
 }
 
+/// The built-in fleet's `llama3.1:8b` alone, renamed `name`.
+fn llama_as(name: &str) -> Fleet {
+    let models = Fleet::builtin()
+        .models
+        .into_iter()
+        .filter(|m| m.name.as_str() == "llama3.1:8b")
+        .map(|mut m| {
+            m.name = ModelName::parse(name).unwrap();
+            m
+        })
+        .collect();
+    Fleet { models }
+}
+
 fn backend(url: &str, priced: bool) -> BackendConfig {
     BackendConfig {
         name: "premium".into(),
@@ -268,18 +282,8 @@ async fn an_engines_4xx_moves_auto_on_and_a_rate_limit_opens_no_breaker() {
 /// next request goes through at the first try. Fields that carry the request are never dropped.
 #[tokio::test]
 async fn a_refused_request_field_is_renamed_or_left_out_and_remembered() {
-    let builtin = Fleet::builtin();
-    let models = builtin
-        .models
-        .into_iter()
-        .filter(|m| m.name.as_str() == "llama3.1:8b")
-        .map(|mut m| {
-            m.name = ModelName::parse("premium-llama3.1").unwrap();
-            m
-        })
-        .collect();
     let remote = switchyard_sim::spawn(SimOptions {
-        fleet: Fleet { models },
+        fleet: llama_as("premium-llama3.1"),
         refused_params: vec!["max_tokens".into(), "temperature".into()],
         ..SimOptions::default()
     })
@@ -509,17 +513,8 @@ async fn an_https_backend_is_reached_over_tls_and_its_certificate_is_checked() {
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = tcp.local_addr().unwrap().port();
     let listener = TlsListener { tcp, acceptor: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config)) };
-    let builtin = Fleet::builtin();
-    let models = builtin
-        .models
-        .into_iter()
-        .filter(|m| m.name.as_str() == "llama3.1:8b")
-        .map(|mut m| {
-            m.name = ModelName::parse("premium-llama3.1:latest").unwrap();
-            m
-        })
-        .collect();
-    let sim = switchyard_sim::SimState::new(&SimOptions { fleet: Fleet { models }, ..SimOptions::default() }).unwrap();
+    let fleet = llama_as("premium-llama3.1:latest");
+    let sim = switchyard_sim::SimState::new(&SimOptions { fleet, ..SimOptions::default() }).unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, switchyard_sim::app(sim)).await });
 
     let url = format!("https://localhost:{port}");
