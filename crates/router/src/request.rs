@@ -347,7 +347,8 @@ pub fn prepare_native(
     let (mut turns, mut control) = read_turns(endpoint, &body, keep_alive)?;
     if control.is_some() && matches!(target, Target::Auto { .. }) {
         // An empty batch of texts to embed (`embed_documents([])` in LangChain) is answered with no vectors, as for an
-        // empty text: routed like one. Any other empty prompt under `auto` is a load or unload of nothing in particular.
+        // empty text: routed like one. Any other empty prompt under `auto` is a load or unload of no model in
+        // particular.
         let empty_batch = endpoint == Endpoint::Embed && body.get("input").is_some_and(Value::is_array);
         if !(empty_batch && control == Some(Control::Load)) {
             return Err(RouterError::bad(

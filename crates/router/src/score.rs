@@ -117,10 +117,9 @@ pub struct NodeOffer {
 
 impl NodeOffer {
     /// Predicted latency of a request of `prompt_tokens` and `out_tokens` on this node, with `prefill` and `decode`
-    /// rates used where the node has not measured its own. `None` when the node cannot load the model, or serves it
-    /// with a context the request would not fit in.
+    /// rates used where the node has not measured its own. `None` when the node cannot load the model.
     pub fn latency(&self, prompt_tokens: u64, out_tokens: u64, prefill: f64, decode: f64) -> Option<Latency> {
-        if self.refused.is_some() || self.context.is_some_and(|c| prompt_tokens.saturating_add(out_tokens) > c) {
+        if self.refused.is_some() {
             return None;
         }
         let mut l = Latency {
@@ -136,6 +135,24 @@ impl NodeOffer {
         l.total = l.queue + l.load + l.eviction + l.prefill + l.decode;
         Some(l)
     }
+
+    /// Whether a request needing `context_tokens` (prompt and answer) fits the context the node serves the model
+    /// with; `None` asks nothing of the context (embeddings: the engine cuts each input to the model's context).
+    pub fn fits(&self, context_tokens: Option<u64>) -> bool {
+        match (context_tokens, self.context) {
+            (Some(needed), Some(context)) => needed <= context,
+            _ => true,
+        }
+    }
+}
+
+/// The size of a request, as the ranking of a model's nodes reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestSize {
+    pub prompt_tokens: u64,
+    pub out_tokens: u64,
+    /// The context it needs (prompt and answer), checked against each node's; `None` for embeddings.
+    pub context_tokens: Option<u64>,
 }
 
 /// Every fleet model's offers, by model.
@@ -150,16 +167,17 @@ impl FleetView {
     pub fn ranked(
         &self,
         model: &ModelName,
-        prompt_tokens: u64,
-        out_tokens: u64,
+        size: RequestSize,
         prefill: f64,
         decode: f64,
     ) -> Vec<(&NodeOffer, Latency)> {
+        let RequestSize { prompt_tokens, out_tokens, context_tokens } = size;
         let mut ranked: Vec<(&NodeOffer, Latency)> = self
             .offers
             .get(model)
             .into_iter()
             .flatten()
+            .filter(|o| o.fits(context_tokens))
             .filter_map(|o| Some((o, o.latency(prompt_tokens, out_tokens, prefill, decode)?)))
             .collect();
         ranked.sort_by(|a, b| {
@@ -404,7 +422,12 @@ fn evaluate<'a>(
     c.latency.decode = out_tokens as f64 / decode;
     if spec.backend.as_ref().is_some_and(|b| b.fleet) {
         // Served by the fleet: the best node for it, with that node's own load, eviction and queue.
-        let best = cx.fleet.ranked(name, req.prompt_tokens, out_tokens, prefill, decode).into_iter().next();
+        let size = RequestSize {
+            prompt_tokens: req.prompt_tokens,
+            out_tokens,
+            context_tokens: (!req.embedding).then_some(req.needs.context_tokens),
+        };
+        let best = cx.fleet.ranked(name, size, prefill, decode).into_iter().next();
         let Some((offer, latency)) = best else {
             c.excluded = Some(if cx.fleet.offers.get(name).is_some_and(|o| !o.is_empty()) {
                 "no fleet node has room for it".into()
@@ -763,16 +786,20 @@ mod tests {
     #[test]
     fn a_node_is_not_offered_a_request_longer_than_its_context() {
         let narrow = NodeOffer { context: Some(4096), ..offer(0, true, 0, 0.0) };
-        assert!(narrow.latency(3000, 1096, 2000.0, 50.0).is_some(), "exactly the context fits");
-        assert!(narrow.latency(3000, 1097, 2000.0, 50.0).is_none());
+        assert!(narrow.fits(Some(4096)), "exactly the context fits");
+        assert!(!narrow.fits(Some(4097)));
+        assert!(narrow.fits(None), "an embedding asks nothing of the context");
         let mut view = FleetView::default();
         let big = ModelName::parse("big").unwrap();
         view.offers.insert(big.clone(), vec![narrow, NodeOffer { context: Some(16384), ..offer(1, false, 0, 0.0) }]);
-        let nodes =
-            |prompt| view.ranked(&big, prompt, 100, 2000.0, 50.0).iter().map(|(o, _)| o.node).collect::<Vec<_>>();
-        assert_eq!(nodes(100), vec![0, 1], "the loaded node first");
-        assert_eq!(nodes(6000), vec![1], "only the node whose context fits");
-        assert!(nodes(20000).is_empty());
+        let nodes = |prompt, context_tokens| {
+            let size = RequestSize { prompt_tokens: prompt, out_tokens: 100, context_tokens };
+            view.ranked(&big, size, 2000.0, 50.0).iter().map(|(o, _)| o.node).collect::<Vec<_>>()
+        };
+        assert_eq!(nodes(100, Some(200)), vec![0, 1], "the loaded node first");
+        assert_eq!(nodes(6000, Some(6100)), vec![1], "only the node whose context fits");
+        assert!(nodes(20000, Some(20100)).is_empty());
+        assert_eq!(nodes(6000, None), vec![0, 1], "an embedding goes to any node");
     }
 
     #[test]
@@ -825,7 +852,8 @@ mod tests {
         view.offers.insert(big.clone(), vec![NodeOffer { refused: Some("x".into()), ..offer(0, false, 0, 0.0) }]);
         let c = score_fleet(&w, &req, &view).candidates.into_iter().find(|c| c.model == big).unwrap();
         assert_eq!(c.excluded.as_deref(), Some("no fleet node has room for it"));
-        assert!(view.ranked(&big, 50, 100, 400.0, 15.0).is_empty());
+        let size = RequestSize { prompt_tokens: 50, out_tokens: 100, context_tokens: Some(150) };
+        assert!(view.ranked(&big, size, 400.0, 15.0).is_empty());
     }
 
     #[test]

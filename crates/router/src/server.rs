@@ -251,8 +251,8 @@ async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -
     let manages_models = api::manage::serves(&path);
     let allowed = match area {
         Area::Ollama if manages_models && !server.admin_key.is_empty() && !admin_ok => Err(
-            "managing models (pull, push, create, copy, delete, blobs) changes the machine and needs the admin key: send \
-             `Authorization: Bearer $SWITCHYARD_ADMIN_KEY`",
+            "managing models (pull, push, create, copy, delete, blobs) changes the machine and needs the admin key: \
+             send `Authorization: Bearer $SWITCHYARD_ADMIN_KEY`",
         ),
         Area::Admin if !server.admin_key.is_empty() && !admin_ok => {
             Err("this admin route needs the admin key: send `Authorization: Bearer $SWITCHYARD_ADMIN_KEY`")

@@ -463,4 +463,16 @@ async fn a_prompt_longer_than_a_nodes_context_goes_to_a_node_it_fits() {
     let answer = call(&http, Method::POST, &format!("{}/api/chat", front.url), Some(chat("llama3.1:8b"))).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.node.as_deref(), Some("a"));
+    // Texts to embed ask nothing of the context (the engine cuts each to the model's): a batch longer than the
+    // embedding model's 2,048 tokens is served.
+    let batch = json!({"model": "nomic-embed-text", "input": [long.clone(), "a short one"]});
+    let answer = call(&http, Method::POST, &format!("{}/api/embed", front.url), Some(batch)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["embeddings"].as_array().unwrap().len(), 2);
+    // Too long for every node: a named model gets a 400 that says so (waiting would not help).
+    let longer = "The freight yard handles many trains every single day. ".repeat(1300);
+    let body = json!({"model": "llama3.1:8b", "stream": false, "messages": [{"role": "user", "content": longer}]});
+    let answer = call(&http, Method::POST, &format!("{}/api/chat", front.url), Some(body)).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.body["error"].as_str().unwrap().contains("at most 16384"), "{}", answer.body);
 }

@@ -149,3 +149,26 @@ async fn blobs_are_checked_and_uploaded_through_the_router() {
     assert!(a.json()["error"].as_str().unwrap().contains("sha256:"), "{}", a.text());
     h.stop().await;
 }
+
+/// An upload that stops arriving gets a 400 that says so once `server.body_timeout_secs` passes with no bytes, and
+/// its connection back (the timer is the server's own on a real socket; the socket is read until it closes).
+#[tokio::test]
+async fn a_stalled_blob_upload_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = start_with(SimOptions::default(), |c| c.server.body_timeout_secs = 1).await;
+    let addr = h.router.url().trim_start_matches("http://").to_string();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/blobs/sha256:{} HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n0123456789",
+        "a".repeat(64)
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(15), stalled.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the router kept the stalled upload open; read so far: {got:?}");
+    let answer = String::from_utf8_lossy(&got).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("server.body_timeout_secs"), "{answer}");
+    assert_eq!(h.get("/health").await.status, 200);
+    h.stop().await;
+}

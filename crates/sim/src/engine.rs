@@ -281,7 +281,7 @@ pub(crate) struct Engine {
     pub api_key: Option<String>,
     /// Digests of the blobs uploaded through `/api/blobs` (their bytes are not kept).
     pub blobs: std::sync::Mutex<std::collections::BTreeSet<String>>,
-    /// Fields the OpenAI endpoints refuse (see [`crate::SimOptions::refused_params`]).
+    /// Fields `/v1/chat/completions` refuses (see [`crate::SimOptions::refused_params`]).
     pub refused_params: Vec<String>,
     /// Requests that carried an `Authorization` header (any value), and those refused for a wrong or missing key.
     pub authorization_seen: AtomicU64,

@@ -65,7 +65,7 @@ pub struct SimOptions {
     /// When set, every route but `/sim/*` needs `Authorization: Bearer <key>` (a provider stand-in); a request
     /// without it is a 401 in OpenAI's error shape.
     pub api_key: Option<String>,
-    /// Request fields the OpenAI endpoints refuse with a 400 in OpenAI's `unsupported_parameter` shape, as OpenAI's
+    /// Request fields `/v1/chat/completions` refuses with a 400 in OpenAI's `unsupported_parameter` shape, as OpenAI's
     /// reasoning models refuse `max_tokens` (its message then names `max_completion_tokens`) and `temperature`.
     pub refused_params: Vec<String>,
 }

@@ -16,7 +16,10 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use switchyard_core::http::build_request;
 
 /// The routes this module serves (the gate asks for the admin key on them), and blobs under `/api/blobs/`.
@@ -58,19 +61,65 @@ pub async fn blob(
         }
         .into());
     }
-    let upload: switchyard_core::http::UploadBody =
-        body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed_unsync();
+    let watch = Arc::new(UploadWatch::default());
+    let upload: switchyard_core::http::UploadBody = Watched { inner: body, watch: Arc::clone(&watch) }.boxed_unsync();
     let request = http::Request::builder()
         .method(method)
         .uri(state.ollama.url(path))
         .body(upload)
         .map_err(|e| RouterError::Internal(format!("cannot build the blob request: {e}")))?;
-    let upstream = state.ollama.http().send_upload(request).await.map_err(RouterError::from)?;
+    // The upload may take as long as it keeps moving: it fails when no bytes came for `server.body_timeout_secs` (the
+    // client stopped sending, or Ollama stopped reading), and Ollama's answer once it has it all is waited for as an
+    // answer is (`ollama.answer_timeout_secs`).
+    let idle = state.config.server.body_timeout();
+    let answer_limit = Duration::from_secs(state.config.ollama.answer_timeout_secs);
+    let send = state.ollama.http().send_upload(request);
+    tokio::pin!(send);
+    let mut seen = 0;
+    let mut waited = Duration::ZERO;
+    let sent = loop {
+        tokio::select! {
+            sent = &mut send => break sent,
+            () = tokio::time::sleep(idle) => {
+                let now = watch.bytes.load(Ordering::Relaxed);
+                let ended = watch.ended.load(Ordering::Relaxed);
+                waited = if now == seen { waited + idle } else { Duration::ZERO };
+                seen = now;
+                if !ended && waited >= idle {
+                    return Err(RouterError::bad(
+                        format!(
+                            "the upload stopped for {} s (server.body_timeout_secs) after {now} bytes: the client \
+                             stopped sending it or Ollama stopped reading it",
+                            idle.as_secs()
+                        ),
+                        None,
+                    )
+                    .into());
+                }
+                if ended && waited >= answer_limit {
+                    return Err(RouterError::Timeout(format!(
+                        "Ollama took the whole blob but did not answer within {} s (ollama.answer_timeout_secs)",
+                        answer_limit.as_secs()
+                    ))
+                    .into());
+                }
+            }
+        }
+    };
+    let upstream = match sent {
+        Ok(upstream) => upstream,
+        // The client broke off the upload: its doing, not Ollama's.
+        Err(_) if watch.client_failed.load(Ordering::Relaxed) => {
+            return Err(RouterError::bad("the upload broke off before its end", None).into());
+        }
+        Err(e) => return Err(RouterError::from(e).into()),
+    };
     let status = upstream.status();
     let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
-    let answer = http_body_util::Limited::new(upstream.into_body(), BLOB_ANSWER_LIMIT)
-        .collect()
+    let collect = http_body_util::Limited::new(upstream.into_body(), BLOB_ANSWER_LIMIT).collect();
+    let answer = tokio::time::timeout(answer_limit, collect)
         .await
+        .map_err(|_| RouterError::Timeout(format!("Ollama's answer to {path} stopped arriving")))?
         .map_err(|e| RouterError::UpstreamFailed(format!("Ollama broke off its answer to {path}: {e}")))?
         .to_bytes();
     let mut response = Response::new(Body::from(answer));
@@ -153,6 +202,51 @@ pub async fn forward(
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     Ok(response)
+}
+
+/// How a streamed upload is going: bytes relayed so far, whether the client's body ended, whether it failed.
+#[derive(Debug, Default)]
+struct UploadWatch {
+    bytes: AtomicU64,
+    ended: AtomicBool,
+    client_failed: AtomicBool,
+}
+
+/// The client's body relayed upstream frame by frame, counted in its [`UploadWatch`].
+struct Watched {
+    inner: Body,
+    watch: Arc<UploadWatch>,
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                self.watch.bytes.fetch_add(n, Ordering::Relaxed);
+                // A body of known length is not polled again once complete.
+                if self.inner.is_end_stream() {
+                    self.watch.ended.store(true, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => self.watch.client_failed.store(true, Ordering::Relaxed),
+            Poll::Ready(None) => self.watch.ended.store(true, Ordering::Relaxed),
+            Poll::Pending => {}
+        }
+        polled.map_err(|e| Box::new(e) as Self::Error)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A body that runs `done` once it ends (or is dropped: the client went away, the pull goes on in Ollama).

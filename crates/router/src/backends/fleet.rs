@@ -17,8 +17,8 @@ use super::{Admission, Backend, BackendStats, BackendView, Hold, read_key};
 use crate::engine::Surface;
 use crate::error::RouterError;
 use crate::forward::{ForwardFailure, Forwarder, Reply};
-use crate::request::{Control, Prepared};
-use crate::score::{FleetView, NodeOffer, PRIOR_DECODE_TPS, PRIOR_PREFILL_TPS};
+use crate::request::{Control, Endpoint, Prepared, Target};
+use crate::score::{FleetView, NodeOffer, PRIOR_DECODE_TPS, PRIOR_PREFILL_TPS, RequestSize};
 use arc_swap::ArcSwap;
 use http::Method;
 use std::collections::BTreeMap;
@@ -529,9 +529,9 @@ impl Fleet {
             .collect()
     }
 
-    /// The healthy nodes that can serve `model`, best first for a request of these sizes.
-    fn order(&self, view: &FleetView, model: &ModelName, prompt: u64, output: u64) -> Vec<usize> {
-        view.ranked(model, prompt, output, PRIOR_PREFILL_TPS, PRIOR_DECODE_TPS)
+    /// The healthy nodes that can serve `model`, best first for a request of this size.
+    fn order(&self, view: &FleetView, model: &ModelName, size: RequestSize) -> Vec<usize> {
+        view.ranked(model, size, PRIOR_PREFILL_TPS, PRIOR_DECODE_TPS)
             .into_iter()
             .map(|(o, _)| o.node)
             .filter(|i| self.nodes.get(*i).is_some_and(|n| n.healthy()))
@@ -561,7 +561,10 @@ impl Fleet {
             None => {
                 let view = self.view.load_full();
                 let chosen: Vec<usize> = match op {
-                    "load" => self.order(&view, model, 0, 0).into_iter().take(1).collect(),
+                    "load" => {
+                        let empty = RequestSize { prompt_tokens: 0, out_tokens: 0, context_tokens: None };
+                        self.order(&view, model, empty).into_iter().take(1).collect()
+                    }
                     "unload" => {
                         view.offers.get(model).into_iter().flatten().filter(|o| o.loaded).map(|o| o.node).collect()
                     }
@@ -705,21 +708,46 @@ fn describe(failure: &ForwardFailure) -> String {
     }
 }
 
-/// The prompt and output tokens the scorer assumes for `prepared`.
-fn sizes(prepared: &Prepared) -> (u64, u64) {
+/// The prompt and output tokens the scorer assumes for `prepared`, and the context it needs (none for embeddings:
+/// the engine cuts each input to the model's context).
+fn sizes(prepared: &Prepared) -> RequestSize {
     let c = &prepared.classification;
     let output = prepared.max_output_tokens.unwrap_or_else(|| crate::classify::expected_output_tokens(c.category));
-    (c.needs.context_tokens.saturating_sub(output).max(1), output)
+    let embedding = matches!(prepared.endpoint, Endpoint::Embed | Endpoint::Embeddings);
+    RequestSize {
+        prompt_tokens: c.needs.context_tokens.saturating_sub(output).max(1),
+        out_tokens: output,
+        context_tokens: (!embedding).then_some(c.needs.context_tokens),
+    }
 }
 
 #[async_trait::async_trait]
 impl Backend for Fleet {
     async fn admit(&self, model: &ModelName, prepared: &Prepared, _wait: Duration) -> Result<Hold, Admission> {
-        let (prompt, output) = sizes(prepared);
+        let size = sizes(prepared);
         let view = self.view.load_full();
-        let order = self.order(&view, model, prompt, output);
+        let order = self.order(&view, model, size);
         if order.is_empty() {
-            let listed = view.offers.get(model).is_some_and(|o| !o.is_empty());
+            let offers = view.offers.get(model).map(Vec::as_slice).unwrap_or_default();
+            if !offers.is_empty() && offers.iter().all(|o| !o.fits(size.context_tokens)) {
+                // No node serves it with room for this prompt: waiting will not help. `auto` moves on to its next
+                // candidate (its scorer passed over such models; the nodes changed since), a named model gets a 400.
+                let longest = offers.iter().filter_map(|o| o.context).max().unwrap_or_default();
+                let error = RouterError::bad(
+                    format!(
+                        "the request needs about {} tokens of context; the fleet's nodes serve {model} with at most \
+                         {longest}: shorten it, or raise vram.num_ctx on a node",
+                        size.context_tokens.unwrap_or_default()
+                    ),
+                    Some("messages".into()),
+                );
+                return Err(if matches!(prepared.target, Target::Model(_)) {
+                    Admission::Fatal(error)
+                } else {
+                    Admission::Busy(error)
+                });
+            }
+            let listed = !offers.is_empty();
             return Err(Admission::Busy(RouterError::Busy {
                 message: if listed {
                     format!("no fleet node has room for {model} now; retry shortly")

@@ -227,8 +227,8 @@ pub struct OpenAiBackend {
     residency: Mutex<Option<std::collections::HashMap<String, bool>>>,
     /// Models a router-mode server reports as failed to start.
     failed: Mutex<Vec<String>>,
-    /// What each model (by id) was seen to refuse, learned from its 400s (for at most 1,024 models).
-    quirks: Mutex<std::collections::HashMap<String, wire::Quirks>>,
+    /// What each model (by endpoint and id) was seen to refuse, learned from its 400s (for at most 1,024 of them).
+    quirks: Mutex<std::collections::HashMap<(&'static str, String), wire::Quirks>>,
 }
 
 impl OpenAiBackend {
@@ -542,7 +542,7 @@ impl OpenAiBackend {
     async fn forward(&self, call: Call, prepared: &Prepared, id: &str, shown: &str) -> Result<Reply, ForwardFailure> {
         let started = Instant::now();
         let mut wire = wire::request(call, &prepared.body, id, prepared.stream, !self.config.priced());
-        let mut quirks = self.quirks_of(id);
+        let mut quirks = self.quirks_of(call, id);
         quirks.apply(&mut wire);
         let url = join_url(&self.config.url, call.path());
         // An answer that is not streamed comes whole when it is done: its limit bounds the generation.
@@ -566,10 +566,15 @@ impl OpenAiBackend {
                 Err(ForwardFailure::Status { status: 400, message, .. })
                     if tries < 4 && quirks.learn(&wire, message) =>
                 {
-                    tracing::info!(backend = %self.name(), model = %id, quirks = ?quirks, "the backend refused a request field; sending again without it");
+                    tracing::info!(
+                        backend = %self.name(),
+                        model = %id,
+                        quirks = ?quirks,
+                        "the backend refused a request field; sending again without it"
+                    );
                     wire = wire::request(call, &prepared.body, id, prepared.stream, !self.config.priced());
                     quirks.apply(&mut wire);
-                    self.remember_quirks(id, &quirks);
+                    self.remember_quirks(call, id, &quirks);
                 }
                 _ => break,
             }
@@ -630,22 +635,30 @@ impl OpenAiBackend {
         first_chunk(sse.boxed_unsync(), deadline, timeout).await
     }
 
-    /// What model `id` was seen to refuse; OpenAI's own API takes `max_completion_tokens` from the start (its
-    /// reasoning models refuse `max_tokens`, and every model reads the newer name).
-    fn quirks_of(&self, id: &str) -> wire::Quirks {
-        let learned = self.quirks.lock().ok().and_then(|q| q.get(id).cloned());
+    /// What model `id` was seen to refuse on this endpoint. OpenAI's own chat endpoint takes
+    /// `max_completion_tokens` from the start (its reasoning models refuse `max_tokens`, and every chat model reads the
+    /// newer name); its legacy completions endpoint takes `max_tokens` only.
+    fn quirks_of(&self, call: Call, id: &str) -> wire::Quirks {
+        let learned = self.quirks.lock().ok().and_then(|q| q.get(&(call.path(), id.to_string())).cloned());
         learned.unwrap_or_else(|| wire::Quirks {
-            completion_tokens: url_host(&self.config.url).is_some_and(|h| h.eq_ignore_ascii_case("api.openai.com")),
+            completion_tokens: call != Call::Completion
+                && url_host(&self.config.url).is_some_and(|h| h.eq_ignore_ascii_case("api.openai.com")),
             dropped: Vec::new(),
         })
     }
 
-    /// Remembers what model `id` refuses (for at most 1,024 models: ids come from the catalog, bounded anyway).
-    fn remember_quirks(&self, id: &str, quirks: &wire::Quirks) {
-        if let Ok(mut q) = self.quirks.lock()
-            && (q.len() < 1024 || q.contains_key(id))
-        {
-            q.insert(id.to_string(), quirks.clone());
+    /// Remembers what model `id` refuses on this endpoint, with what other requests learned meanwhile (for at most
+    /// 1,024 models and endpoints: ids come from the catalog, bounded anyway).
+    fn remember_quirks(&self, call: Call, id: &str, quirks: &wire::Quirks) {
+        if let Ok(mut q) = self.quirks.lock() {
+            let key = (call.path(), id.to_string());
+            if q.len() < 1024 || q.contains_key(&key) {
+                let merged = match q.get(&key) {
+                    Some(known) => quirks.clone().merged(known),
+                    None => quirks.clone(),
+                };
+                q.insert(key, merged);
+            }
         }
     }
 

@@ -141,6 +141,16 @@ pub struct Quirks {
 }
 
 impl Quirks {
+    /// These quirks with `other`'s added (what another request learned about the same model meanwhile).
+    pub fn merged(mut self, other: &Quirks) -> Quirks {
+        for field in &other.dropped {
+            if !self.dropped.contains(field) {
+                self.dropped.push(field.clone());
+            }
+        }
+        self
+    }
+
     /// Applies these quirks to an OpenAI request built by [`request`].
     pub fn apply(&self, wire: &mut Value) {
         let Some(out) = wire.as_object_mut() else { return };
@@ -172,9 +182,14 @@ impl Quirks {
             "max_tokens" | "max_completion_tokens" => return false,
             _ => {}
         }
-        // Only what the router adds of its own accord or as an option, never what carries the request itself.
-        const ESSENTIAL: [&str; 4] = ["model", "messages", "prompt", "input"];
-        if ESSENTIAL.contains(&field) || !sent.contains_key(field) || self.dropped.iter().any(|d| d == field) {
+        // Only a sampling option or a hint the answer does not depend on: never what carries the request or shapes
+        // its answer (messages, `stream`, tools, `response_format`, `suffix`, `dimensions`). Without such a field the
+        // request fails, and `auto` moves on.
+        let droppable = SAMPLING.contains(&field)
+            || SAMPLING_EXTENDED.contains(&field)
+            || ["stop", "stream_options", "reasoning_effort", "chat_template_kwargs", "encoding_format"]
+                .contains(&field);
+        if !droppable || !sent.contains_key(field) || self.dropped.iter().any(|d| d == field) {
             return false;
         }
         self.dropped.push(field.to_string());
@@ -637,7 +652,10 @@ mod tests {
             "options": {"num_predict": 9, "temperature": 0.3}});
         let mut wire = request(Call::Chat, native.as_object().unwrap(), "o3", false, false);
         let mut q = Quirks::default();
-        let openai = "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.";
+        let openai = concat!(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. ",
+            "Use 'max_completion_tokens' instead."
+        );
         assert!(q.learn(&wire, openai));
         assert!(!q.learn(&wire, openai), "nothing new the second time");
         q.apply(&mut wire);
@@ -649,6 +667,10 @@ mod tests {
         // A field the request did not send, one that carries the request, a nested one, or no field named at all.
         assert!(!q.learn(&wire, "Unsupported parameter: 'top_k' is not supported with this model."));
         assert!(!q.learn(&wire, "Unsupported parameter: 'messages' is not supported."));
+        let mut streamed = request(Call::Chat, native.as_object().unwrap(), "o1", true, false);
+        assert!(!q.learn(&streamed, "Unsupported value: 'stream' does not support true with this model."));
+        streamed["tools"] = json!([{"type": "function", "function": {"name": "f"}}]);
+        assert!(!q.learn(&streamed, "Unsupported parameter: 'tools' is not supported with this model."));
         assert!(!q.learn(&wire, "Unsupported value: 'messages[0].role' does not support 'system' with this model."));
         assert!(!q.learn(&wire, "the prompt is longer than the context"));
         assert!(!q.learn(&wire, "Unrecognized request argument supplied: stream_options"), "not sent unstreamed");
@@ -657,6 +679,11 @@ mod tests {
         q.apply(&mut streamed);
         assert!(streamed.get("stream_options").is_none());
         assert_eq!(streamed["stream"], true);
+        // What two requests learned at once is kept whole.
+        let other = Quirks { completion_tokens: false, dropped: vec!["top_p".into(), "temperature".into()] };
+        let both = q.clone().merged(&other);
+        assert!(both.completion_tokens);
+        assert_eq!(both.dropped, vec!["temperature", "stream_options", "top_p"]);
     }
 
     fn obj(v: Value) -> Map<String, Value> {
