@@ -61,7 +61,9 @@ pub async fn blob(
         }
         .into());
     }
-    let watch = Arc::new(UploadWatch::default());
+    // A body that is empty from the start (`HEAD`) has ended already.
+    let ended = http_body::Body::is_end_stream(&body);
+    let watch = Arc::new(UploadWatch { ended: AtomicBool::new(ended), ..UploadWatch::default() });
     let upload: switchyard_core::http::UploadBody = Watched { inner: body, watch: Arc::clone(&watch) }.boxed_unsync();
     let request = http::Request::builder()
         .method(method)
