@@ -148,10 +148,14 @@ pub fn best_online(trace: &[TraceRequest], sizes: &[(String, u64)], gpu: &OneGpu
     let mut set = 0;
     for (at, model) in requests {
         let foreign = rules.foreign(at);
-        if !policies.iter().any(|(f, _)| *f == foreign) {
-            policies.push((foreign, Policy::solve(&rules, &shares, foreign)));
-        }
-        let Some((_, policy)) = policies.iter().find(|(f, _)| *f == foreign) else { continue };
+        let index = match policies.iter().position(|(f, _)| *f == foreign) {
+            Some(index) => index,
+            None => {
+                policies.push((foreign, Policy::solve(&rules, &shares, foreign)));
+                policies.len() - 1
+            }
+        };
+        let policy = &policies[index].1;
         // As in `bounded`: a model that does not fit alone cannot be served from any set.
         if !rules.holds(1 << model, foreign) || !rules.loadable(model, 0) {
             unservable += 1;

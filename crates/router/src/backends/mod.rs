@@ -199,13 +199,9 @@ pub(crate) enum Hold {
     Fleet(fleet::FleetHold),
 }
 
-/// The host of a base URL (`https://api.openai.com/v1` -> `api.openai.com`).
-fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = host.split(':').next()?;
-    (!host.is_empty()).then_some(host)
+/// The host of a base URL (`https://api.openai.com/v1` -> `api.openai.com`), as the configuration checks it.
+fn url_host(url: &str) -> Option<String> {
+    url.parse::<http::Uri>().ok()?.host().filter(|h| !h.is_empty()).map(str::to_string)
 }
 
 /// One OpenAI-compatible backend.
@@ -227,6 +223,8 @@ pub struct OpenAiBackend {
     residency: Mutex<Option<std::collections::HashMap<String, bool>>>,
     /// Models a router-mode server reports as failed to start.
     failed: Mutex<Vec<String>>,
+    /// The server is OpenAI's own API (`api.openai.com`), whose chat endpoint takes `max_completion_tokens`.
+    openai_api: bool,
     /// What each model (by endpoint and id) was seen to refuse, learned from its 400s (for at most 1,024 of them).
     quirks: Mutex<std::collections::HashMap<(&'static str, String), wire::Quirks>>,
 }
@@ -264,6 +262,7 @@ impl OpenAiBackend {
             residency: Mutex::new(None),
             failed: Mutex::new(Vec::new()),
             quirks: Mutex::new(std::collections::HashMap::new()),
+            openai_api: url_host(&config.url).is_some_and(|h| h.eq_ignore_ascii_case("api.openai.com")),
             config,
         }
     }
@@ -641,8 +640,7 @@ impl OpenAiBackend {
     fn quirks_of(&self, call: Call, id: &str) -> wire::Quirks {
         let learned = self.quirks.lock().ok().and_then(|q| q.get(&(call.path(), id.to_string())).cloned());
         learned.unwrap_or_else(|| wire::Quirks {
-            completion_tokens: call != Call::Completion
-                && url_host(&self.config.url).is_some_and(|h| h.eq_ignore_ascii_case("api.openai.com")),
+            completion_tokens: call != Call::Completion && self.openai_api,
             dropped: Vec::new(),
         })
     }
@@ -958,10 +956,10 @@ mod tests {
 
     #[test]
     fn the_host_of_a_base_url() {
-        assert_eq!(url_host("https://api.openai.com"), Some("api.openai.com"));
-        assert_eq!(url_host("https://api.openai.com/v1"), Some("api.openai.com"));
-        assert_eq!(url_host("http://user:pw@127.0.0.1:8080/x?y"), Some("127.0.0.1"));
-        assert_eq!(url_host("https://api.openai.com.example.net"), Some("api.openai.com.example.net"));
+        assert_eq!(url_host("https://api.openai.com").as_deref(), Some("api.openai.com"));
+        assert_eq!(url_host("https://api.openai.com/v1").as_deref(), Some("api.openai.com"));
+        assert_eq!(url_host("http://user:pw@127.0.0.1:8080/x?y").as_deref(), Some("127.0.0.1"));
+        assert_eq!(url_host("https://api.openai.com.example.net").as_deref(), Some("api.openai.com.example.net"));
         assert_eq!(url_host("http:///x"), None);
     }
 
