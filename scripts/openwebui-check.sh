@@ -69,9 +69,12 @@ if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$STAMP" ]; then
     echo "installing Open WebUI $OPENWEBUI_VERSION and $REQUIREMENTS (log: $LOGS/pip.log)"
     pip_install() { "$PY" -m pip install -q --disable-pip-version-check "$@" >>"$LOGS/pip.log" 2>&1; }
     : >"$LOGS/pip.log"
-    if ! pip_install -r "$REQUIREMENTS" || ! pip_install --no-deps "open-webui==$OPENWEBUI_VERSION"; then
+    install_all() { pip_install -r "$REQUIREMENTS" && pip_install --no-deps "open-webui==$OPENWEBUI_VERSION"; }
+    # One more try after a failure: a download cut short by the network is the usual cause.
+    if ! install_all && ! { echo "pip install failed; trying once more" && install_all; }; then
         tail -n 30 "$LOGS/pip.log" >&2
-        die "pip install failed (log: $LOGS/pip.log)"
+        df -h "$VENV" >&2 || true
+        die "pip install failed (log: $LOGS/pip.log; disk space shown above)"
     fi
     echo "$STAMP" >"$VENV/.installed"
 else

@@ -9,7 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step header says how much disk is left: a full disk shows as odd failures (an empty log, a failed install).
+step() { printf '\n==> %s (disk free: %s)\n' "$*" "$(df -h --output=avail . 2>/dev/null | tail -n 1 | tr -d ' ')"; }
+
+# A test run builds from scratch once: incremental compilation would only add gigabytes of cache to target/.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# Nor do its ~60 test binaries need the standard library's debug information (about 70 MB each); panics still say
+# where they happened.
+export CARGO_PROFILE_DEV_STRIP="${CARGO_PROFILE_DEV_STRIP:-debuginfo}"
 
 step "Postgres (throwaway server)"
 eval "$(scripts/postgres-throwaway.sh start)"
