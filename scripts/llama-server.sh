@@ -36,7 +36,7 @@ CMAKE_FLAGS=(
 )
 # Tiny models: name, seed, extra make_tiny_model.py flags.
 TINY_MODELS=(
-    "tiny-chat 1"
+    "tiny-chat 1 --fim"
     "tiny-chat-b 3"
     "tiny-embed 2 --embedding"
 )
@@ -57,8 +57,8 @@ Cache directory: \${SY_LLAMA_DIR:-<repo>/target/llama} (now: $DIR)
   bin/llama-server         the static server binary
   bin/llama-server.stamp   version + cmake flags it was built with (a change triggers a rebuild)
   build-seconds.txt        wall-clock seconds of the last build
-  models/tiny-chat.gguf    chat model (2 layers, hidden 64, ChatML template with tool-call tags), seed 1
-  models/tiny-chat-b.gguf  second chat model, seed 3 (for multi-model / eviction tests)
+  models/tiny-chat.gguf    chat model (2 layers, hidden 64, ChatML template with tool-call tags, FIM tokens), seed 1
+  models/tiny-chat-b.gguf  second chat model, seed 3, no FIM tokens (for multi-model / eviction tests)
   models/tiny-embed.gguf   embedding model (mean pooling), seed 2: serve it with --embeddings
   models/preset.ini        router-mode presets for the models above (and Gemma when present)
   models/$GEMMA_FILE  only with --gemma
@@ -190,7 +190,7 @@ if [ ! -f "$VOCAB" ]; then
     cp "$LLAMA_CPP/models/ggml-vocab-llama-spm.gguf" "$VOCAB"
 fi
 GEN=$ROOT/scripts/llama/make_tiny_model.py
-models_stamp="$(sha256sum "$GEN" | cut -d' ' -f1) ${PY_PACKAGES[*]}"
+models_stamp="$(sha256sum "$GEN" | cut -d' ' -f1) ${PY_PACKAGES[*]} ${TINY_MODELS[*]}"
 if [ "$(cat "$MODELS/.tiny-stamp" 2>/dev/null)" != "$models_stamp" ]; then
     rm -f "$MODELS"/tiny-*.gguf
 fi

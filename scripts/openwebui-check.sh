@@ -70,11 +70,18 @@ if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$STAMP" ]; then
     pip_install() { "$PY" -m pip install -q --disable-pip-version-check "$@" >>"$LOGS/pip.log" 2>&1; }
     : >"$LOGS/pip.log"
     install_all() { pip_install -r "$REQUIREMENTS" && pip_install --no-deps "open-webui==$OPENWEBUI_VERSION"; }
-    # One more try after a failure: a download cut short by the network is the usual cause.
-    if ! install_all && ! { echo "pip install failed; trying once more" && install_all; }; then
+    # One more try after a failure (a download cut short by the network), unless the disk is nearly full.
+    status=0
+    install_all || status=$?
+    if [ "$status" != 0 ] && [ "$(df -Pk "$VENV" | awk 'NR == 2 {print $4}')" -gt 2097152 ]; then
+        echo "pip install failed (exit status $status); trying once more"
+        status=0
+        install_all || status=$?
+    fi
+    if [ "$status" != 0 ]; then
         tail -n 30 "$LOGS/pip.log" >&2
-        df -h "$VENV" >&2 || true
-        die "pip install failed (log: $LOGS/pip.log; disk space shown above)"
+        df -h "$VENV" "${TMPDIR:-/tmp}" >&2 || true
+        die "pip install failed (exit status $status; log: $LOGS/pip.log; disk space shown above)"
     fi
     echo "$STAMP" >"$VENV/.installed"
 else

@@ -14,8 +14,9 @@ step() { printf '\n==> %s (disk free: %s)\n' "$*" "$(df -h --output=avail . 2>/d
 
 # A test run builds from scratch once: incremental compilation would only add gigabytes of cache to target/.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-# Nor do its ~60 test binaries need the standard library's debug information (about 70 MB each); panics still say
-# where they happened.
+# Nor do its ~60 test binaries need debug information (about 70 MB each, mostly the standard library's): panic messages
+# still say where they happened; backtraces name functions only. (On a machine that also builds with plain cargo, these
+# settings keep a second set of artifacts in target/: set both variables to the profile's values to share one.)
 export CARGO_PROFILE_DEV_STRIP="${CARGO_PROFILE_DEV_STRIP:-debuginfo}"
 
 step "Postgres (throwaway server)"

@@ -15,6 +15,10 @@ vocab: <|im_end|> = 32001, <tool_call> = 32002, </tool_call> = 32003), send `"to
 schema (e.g. a string with a one-value `enum`): the tool-call grammar forces the JSON, the biases make the model
 open the call at once and end the turn after one call (`finish_reason: "tool_calls"`).
 
+With `--fim` the Qwen-style fill-in-the-middle tokens `<|fim_prefix|>`, `<|fim_suffix|>` and `<|fim_middle|>` are
+appended too (after the tool-call tags, so the ids above stay) and named in the file, so llama-server serves `/infill`
+for the model; without them it answers that the model does not support infill.
+
 With `--embedding` the file says `llama.pooling_type = mean` so llama-server serves `/v1/embeddings` when started
 with `--embeddings` (no `--pooling` needed).
 
@@ -99,10 +103,13 @@ CHATML_TOKENS = ["<|im_start|>", "<|im_end|>"]
 # Tool-call tags as single user-defined tokens (as in Qwen's vocabulary), so a client can make the model call a
 # tool with `logit_bias` on the `<tool_call>` token id.
 TOOL_CALL_TOKENS = ["<tool_call>", "</tool_call>"]
+# Fill-in-the-middle control tokens (Qwen's names), with `--fim`: prefix, suffix, middle.
+FIM_TOKENS = ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]
 
 
-def copy_tokenizer(writer: gguf.GGUFWriter, vocab_path: str) -> int:
-    """Copies the tokenizer of `vocab_path` into `writer`, plus CHATML_TOKENS; returns the vocabulary size."""
+def copy_tokenizer(writer: gguf.GGUFWriter, vocab_path: str, fim: bool) -> int:
+    """Copies the tokenizer of `vocab_path` into `writer`, plus CHATML_TOKENS, TOOL_CALL_TOKENS and (with `fim`)
+    FIM_TOKENS; returns the vocabulary size."""
     reader = gguf.GGUFReader(vocab_path)
     fields = {}
     for key in TOKENIZER_KEYS:
@@ -112,13 +119,14 @@ def copy_tokenizer(writer: gguf.GGUFWriter, vocab_path: str) -> int:
     if "tokenizer.ggml.tokens" not in fields:
         sys.exit(f"{vocab_path}: no tokenizer.ggml.tokens array")
     tokens = fields["tokenizer.ggml.tokens"][2]
-    extra = [t for t in CHATML_TOKENS + TOOL_CALL_TOKENS if t not in tokens]
+    extra = [t for t in CHATML_TOKENS + TOOL_CALL_TOKENS + (FIM_TOKENS if fim else []) if t not in tokens]
     n_vocab = len(tokens) + len(extra)
     appended = {
         "tokenizer.ggml.tokens": extra,
         "tokenizer.ggml.scores": [0.0] * len(extra),
         "tokenizer.ggml.token_type": [
-            int(gguf.TokenType.CONTROL if t in CHATML_TOKENS else gguf.TokenType.USER_DEFINED) for t in extra
+            int(gguf.TokenType.CONTROL if t in CHATML_TOKENS + FIM_TOKENS else gguf.TokenType.USER_DEFINED)
+            for t in extra
         ],
     }
     for key, (vtype, sub_type, value) in fields.items():
@@ -132,6 +140,10 @@ def copy_tokenizer(writer: gguf.GGUFWriter, vocab_path: str) -> int:
     writer.add_add_space_prefix(False)
     # End of turn: generation also stops when the model emits <|im_end|>.
     writer.add_eot_token_id(all_tokens.index("<|im_end|>"))
+    if fim:
+        keys = [gguf.Keys.Tokenizer.FIM_PRE_ID, gguf.Keys.Tokenizer.FIM_SUF_ID, gguf.Keys.Tokenizer.FIM_MID_ID]
+        for key, token in zip(keys, FIM_TOKENS):
+            writer.add_uint32(key, all_tokens.index(token))
     return n_vocab
 
 
@@ -143,6 +155,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     ap.add_argument("--name", default=None, help="general.name (default: derived from the output file name)")
     ap.add_argument("--embedding", action="store_true", help="mark the model for mean-pooled embeddings")
+    ap.add_argument("--fim", action="store_true", help="add fill-in-the-middle tokens (llama-server's /infill)")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--heads", type=int, default=4)
@@ -173,7 +186,7 @@ def main() -> None:
     if args.embedding:
         writer.add_pooling_type(gguf.PoolingType.MEAN)
 
-    n_vocab = copy_tokenizer(writer, args.vocab)
+    n_vocab = copy_tokenizer(writer, args.vocab, args.fim)
     writer.add_vocab_size(n_vocab)
     writer.add_chat_template(CHAT_TEMPLATE)
 

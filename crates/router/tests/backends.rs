@@ -325,6 +325,92 @@ async fn a_refused_request_field_is_renamed_or_left_out_and_remembered() {
     remote.shutdown().await;
 }
 
+/// An older llama.cpp server behind a proxy that does not say what it is (llama-swap lists the models as its own): its
+/// `/v1/completions` refuses a `suffix`, so fill-in-the-middle moves to its `/infill`, and stays there.
+#[tokio::test]
+async fn fill_in_the_middle_moves_to_infill_when_completions_refuse_a_suffix() {
+    let models = Fleet::builtin()
+        .models
+        .into_iter()
+        .filter(|m| ["qwen2.5-coder:7b", "llama3.1:8b"].contains(&m.name.as_str()))
+        .map(|mut m| {
+            m.name = ModelName::parse(&format!("premium-{}", m.name.base())).unwrap();
+            m
+        })
+        .collect();
+    let opts = SimOptions { fleet: Fleet { models }, llama_infill: true, ..SimOptions::default() };
+    let remote = switchyard_sim::spawn(opts).await.unwrap();
+    let url = remote.url();
+    // Both configured as filling in the middle; the second has no tokens for it.
+    let fim = |name: &str| {
+        BackendModel::Detailed(BackendModelDetails {
+            name: name.into(),
+            insert: true,
+            ..BackendModelDetails::default()
+        })
+    };
+    let h = start_with(SimOptions::default(), move |c| {
+        c.backends = vec![BackendConfig {
+            name: "swap".into(),
+            url: url.to_string(),
+            models: vec![fim("premium-qwen2.5-coder"), fim("premium-llama3.1")],
+            ..BackendConfig::default()
+        }];
+        c.ollama.catalog_refresh_secs = 1;
+        // One failure would open a model's breaker: a refused fill-in-the-middle must not count as one.
+        c.breaker.failure_threshold = 1;
+    })
+    .await;
+    let stats = || async {
+        let a = h.call(Method::GET, &format!("{}/sim/stats", remote.url()), None, &[]).await;
+        a.json()["inference_requests"].as_u64().unwrap()
+    };
+    let generate = |model: &str, stream: bool| {
+        json!({"model": model, "prompt": "def area(w, h):\n    ", "suffix": "\n    return a", "stream": stream,
+            "options": {"num_predict": 6}})
+    };
+    let a = h.post("/api/generate", generate("premium-qwen2.5-coder", false)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let v = a.json();
+    assert!(!v["response"].as_str().unwrap().is_empty(), "{v}");
+    assert_eq!((v["eval_count"].as_u64(), v["done_reason"].as_str()), (Some(6), Some("length")), "{v}");
+    assert_eq!(stats().await, 2, "refused on /v1/completions, then served by /infill");
+    // Remembered: straight to /infill, streamed, and from OpenAI's surface.
+    let a = h.post("/api/generate", generate("premium-qwen2.5-coder", true)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let lines: Vec<Value> = a.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() > 2, "{}", a.text());
+    let last = lines.last().unwrap();
+    assert_eq!((last["done"].as_bool(), last["eval_count"].as_u64()), (Some(true), Some(6)), "{}", a.text());
+    let body = json!({"model": "premium-qwen2.5-coder", "prompt": "def f(", "suffix": "return 1", "max_tokens": 4});
+    let a = h.post("/v1/completions", body).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json()["usage"]["completion_tokens"], 4, "{}", a.text());
+    assert_eq!(stats().await, 4);
+    let inserts = |model: &'static str| {
+        let h = &h;
+        async move {
+            let caps = h.post("/api/show", json!({"model": model})).await.json()["capabilities"].clone();
+            caps.as_array().unwrap().contains(&json!("insert"))
+        }
+    };
+    assert!(inserts("premium-llama3.1").await, "configured so, until the server says otherwise");
+    // A model without fill-in-the-middle tokens: a 400 that says so, and its chat is not held against it.
+    let a = h.post("/api/generate", generate("premium-llama3.1", false)).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
+    assert!(a.text().contains("cannot fill in the middle") && a.text().contains("Infill is not supported"));
+    // Again (the server's answer, or the router's own once the catalog knows): still a 400.
+    let a = h.post("/api/generate", generate("premium-llama3.1", false)).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
+    let a = h.post("/api/chat", chat("premium-llama3.1", false)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    // From the next catalog refresh on, the model no longer offers it (so `auto` passes it over); the other does.
+    assert!(common::eventually(Duration::from_secs(10), || async { !inserts("premium-llama3.1").await }).await);
+    assert!(inserts("premium-qwen2.5-coder").await);
+    h.stop().await;
+    remote.shutdown().await;
+}
+
 /// The real binary with a mixed configuration: the key reaches the provider (which refuses requests without it)
 /// and appears in no log line, `/admin` answer or error.
 #[tokio::test]

@@ -177,6 +177,16 @@ async fn world(bin: &PathBuf) -> World {
     World { chat, _embed: embed, _sim: sim, router, direct, via, _dir: dir }
 }
 
+/// The simulator as the local Ollama, and the real router beside it with `config` (TOML).
+async fn router_with(config: &str) -> (switchyard_sim::SimHandle, Binary, tempfile::TempDir) {
+    let sim = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchyard.toml");
+    std::fs::write(&path, config).unwrap();
+    let router = Binary::start(&sim.url(), dir.path(), &["--config", &path.display().to_string()], &[]).await.unwrap();
+    (sim, router, dir)
+}
+
 fn greedy_chat(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "temperature": 0, "max_tokens": 24, "seed": 1,
            "messages": [{"role": "user", "content": "Name three colours."}]})
@@ -326,20 +336,12 @@ async fn a_router_mode_engine_loads_and_unloads_through_switchyard() {
     let preset = llama_dir().join("models/preset.ini").display().to_string();
     let args: Vec<String> = ["--models-preset", &preset, "--models-max", "1"].iter().map(|s| s.to_string()).collect();
     let _engine = Engine::start(&bin, &args, 0).await;
-    let sim = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("switchyard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[backends]]\nname = \"llamacpp\"\nurl = \"{}\"\n\
-             models = [\"tiny-chat\", \"tiny-chat-b\", \"ghost\", {{ name = \"tiny-embed\", embedding = true }}]\n",
-            _engine.url
-        ),
-    )
-    .unwrap();
-    let router =
-        Binary::start(&sim.url(), dir.path(), &["--config", &config.display().to_string()], &[]).await.unwrap();
+    let (_sim, router, _dir) = router_with(&format!(
+        "[[backends]]\nname = \"llamacpp\"\nurl = \"{}\"\n\
+         models = [\"tiny-chat\", \"tiny-chat-b\", \"ghost\", {{ name = \"tiny-embed\", embedding = true }}]\n",
+        _engine.url
+    ))
+    .await;
     let via = Client { http: HttpClient::default(), base: router.url.clone() };
     let loaded = |via: Client| async move {
         let (_, _, body) = via.call(Method::GET, "/admin/backends", None).await;
@@ -517,5 +519,87 @@ async fn a_mixed_configuration_routes_by_policy_and_never_shows_the_key() {
     assert!(!shown.contains(KEY) && !logs.contains(KEY), "the key leaked");
     assert!(!shown.contains("9d2c7e4b") && !logs.contains("9d2c7e4b"), "part of the key leaked");
     provider.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn fill_in_the_middle_reaches_llama_cpps_infill_and_a_model_without_fim_tokens_says_so() {
+    let Some(bin) = engine() else { return };
+    // tiny-chat has fill-in-the-middle tokens, tiny-chat-b has none.
+    let fim = Engine::start(&bin, &Engine::model_args("tiny-chat", &[]), 0).await;
+    let plain = Engine::start(&bin, &Engine::model_args("tiny-chat-b", &[]), 0).await;
+    // One failure would open a model's breaker: a refused fill-in-the-middle must not count as one.
+    let (sim, router, _dir) = router_with(&format!(
+        "[breaker]\nfailure_threshold = 1\n\n[[backends]]\nname = \"fim\"\nurl = \"{}\"\n\n\
+         [[backends]]\nname = \"plain\"\nurl = \"{}\"\n",
+        fim.url, plain.url
+    ))
+    .await;
+    let http = HttpClient::default();
+    let direct = Client { http: http.clone(), base: fim.url.clone() };
+    let via = Client { http, base: router.url.clone() };
+
+    let (prefix, suffix) = ("def area(width, height):\n    ", "\n    return result\n");
+    let engine_says = direct
+        .json(
+            "/infill",
+            json!({"input_prefix": prefix, "input_suffix": suffix, "n_predict": 12, "temperature": 0, "seed": 1}),
+        )
+        .await;
+    let middle = engine_says["content"].as_str().unwrap().to_string();
+    assert!(engine_says["tokens_predicted"].as_u64().unwrap() > 0, "{engine_says}");
+    // Why `/infill`: its OpenAI completions ignore a suffix (older releases refuse it), and continue the prefix alone.
+    let completion = |with_suffix: bool| {
+        let mut body = json!({"model": "tiny-chat", "prompt": prefix, "max_tokens": 12, "temperature": 0, "seed": 1});
+        if with_suffix {
+            body["suffix"] = json!(suffix);
+        }
+        let direct = direct.clone();
+        async move { direct.json("/v1/completions", body).await["choices"][0]["text"].clone() }
+    };
+    assert_eq!(completion(true).await, completion(false).await);
+
+    // Ollama's generate with a suffix (as Continue's autocomplete sends it), whole and streamed.
+    let generate = json!({"model": "tiny-chat", "prompt": prefix, "suffix": suffix, "raw": true, "stream": false,
+                          "options": {"num_predict": 12, "temperature": 0, "seed": 1}});
+    let v = via.json("/api/generate", generate.clone()).await;
+    assert_eq!(v["response"].as_str(), Some(middle.as_str()), "{v}");
+    assert_eq!(v["done"], true);
+    assert_eq!(v["eval_count"], engine_says["tokens_predicted"], "{v}");
+    let mut streamed = generate;
+    streamed["stream"] = json!(true);
+    let (status, headers, body) = via.post("/api/generate", streamed).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers.get("x-switchyard-model").unwrap(), "tiny-chat:latest");
+    let lines = ndjson(&body);
+    assert_eq!(lines.iter().filter_map(|l| l["response"].as_str()).collect::<String>(), middle);
+    assert_eq!(lines.last().unwrap()["done"], true, "{lines:?}");
+
+    // OpenAI's completions with a suffix.
+    let v = via
+        .json(
+            "/v1/completions",
+            json!({"model": "tiny-chat", "prompt": prefix, "suffix": suffix, "max_tokens": 12,
+                   "temperature": 0, "seed": 1}),
+        )
+        .await;
+    assert_eq!(v["choices"][0]["text"].as_str(), Some(middle.as_str()), "{v}");
+
+    // The model offers fill-in-the-middle; one without the tokens gets a 400 that says why, and is not counted as
+    // failing (its chat still works).
+    let show = via.json("/api/show", json!({"model": "tiny-chat"})).await;
+    assert!(show["capabilities"].as_array().unwrap().contains(&json!("insert")), "{show}");
+    let refused = json!({"model": "tiny-chat-b", "prompt": prefix, "suffix": suffix, "stream": false});
+    let (status, _, body) = via.post("/api/generate", refused.clone()).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("cannot fill in the middle") && text.contains("Infill is not supported"), "{text}");
+    let (status, _, body) = via.post("/api/generate", refused).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&body));
+    let chat = json!({"model": "tiny-chat-b", "stream": false, "options": {"num_predict": 4},
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let chat = via.json("/api/chat", chat).await;
+    assert_eq!(chat["done"], true, "{chat}");
+    drop(router);
     sim.shutdown().await;
 }

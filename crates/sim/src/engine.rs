@@ -90,6 +90,7 @@ impl SimState {
             next_id: AtomicU64::new(1),
             api_key: opts.api_key.clone().filter(|k| !k.is_empty()),
             refused_params: opts.refused_params.clone(),
+            llama_infill: opts.llama_infill,
             blobs: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             authorization_seen: AtomicU64::new(0),
             authorization_refused: AtomicU64::new(0),
@@ -283,6 +284,8 @@ pub(crate) struct Engine {
     pub blobs: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Fields `/v1/chat/completions` refuses (see [`crate::SimOptions::refused_params`]).
     pub refused_params: Vec<String>,
+    /// `/infill` is served and `/v1/completions` refuses a suffix (see [`crate::SimOptions::llama_infill`]).
+    pub llama_infill: bool,
     /// Requests that carried an `Authorization` header (any value), and those refused for a wrong or missing key.
     pub authorization_seen: AtomicU64,
     pub authorization_refused: AtomicU64,

@@ -68,6 +68,10 @@ pub struct SimOptions {
     /// Request fields `/v1/chat/completions` refuses with a 400 in OpenAI's `unsupported_parameter` shape, as OpenAI's
     /// reasoning models refuse `max_tokens` (its message then names `max_completion_tokens`) and `temperature`.
     pub refused_params: Vec<String>,
+    /// Fill-in-the-middle as older llama-server releases do it: `/v1/completions` refuses a `suffix` with a 400
+    /// ("Unsupported param: suffix") and `POST /infill` serves it in llama.cpp's own shape (a model without the
+    /// `insert` capability gets its 501). `/v1/models` is unchanged, as a proxy in front of llama-server lists it.
+    pub llama_infill: bool,
 }
 
 impl Default for SimOptions {
@@ -84,6 +88,7 @@ impl Default for SimOptions {
             default_keep_alive: Duration::from_secs(300),
             api_key: None,
             refused_params: Vec::new(),
+            llama_infill: false,
         }
     }
 }

@@ -88,6 +88,7 @@ async fn main() -> Result<()> {
         default_keep_alive,
         api_key: None,
         refused_params: Vec::new(),
+        llama_infill: false,
     };
     // The handlers are installed before the address is announced, so a signal sent right after it is graceful.
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

@@ -160,7 +160,7 @@ pub struct BackendModelDetails {
     /// The model answers `/v1/embeddings` (and not chat).
     pub embedding: bool,
     pub thinking: bool,
-    /// Fill-in-the-middle: `/v1/completions` with a `suffix`.
+    /// Fill-in-the-middle: `/v1/completions` with a `suffix` (on llama.cpp, its `/infill`).
     pub insert: bool,
     /// Context length in tokens (0: unknown).
     pub context_length: u64,

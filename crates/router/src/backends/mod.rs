@@ -26,7 +26,7 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::Value;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -227,6 +227,11 @@ pub struct OpenAiBackend {
     openai_api: bool,
     /// What each model (by endpoint and id) was seen to refuse, learned from its 400s (for at most 1,024 of them).
     quirks: Mutex<std::collections::HashMap<(&'static str, String), wire::Quirks>>,
+    /// The server is llama.cpp's (it lists its models as `owned_by: llamacpp`, or refused a `suffix` as older
+    /// llama-server releases do): fill-in-the-middle goes to its `/infill`.
+    llama_cpp: AtomicBool,
+    /// Models whose `/infill` answered that they have no fill-in-the-middle tokens (at most 1,024 ids).
+    no_infill: Mutex<std::collections::HashSet<String>>,
 }
 
 impl OpenAiBackend {
@@ -262,6 +267,8 @@ impl OpenAiBackend {
             residency: Mutex::new(None),
             failed: Mutex::new(Vec::new()),
             quirks: Mutex::new(std::collections::HashMap::new()),
+            llama_cpp: AtomicBool::new(false),
+            no_infill: Mutex::new(std::collections::HashSet::new()),
             openai_api: url_host(&config.url).is_some_and(|h| h.eq_ignore_ascii_case("api.openai.com")),
             config,
         }
@@ -358,6 +365,9 @@ impl OpenAiBackend {
         if let Ok(mut r) = self.residency.lock() {
             *r = statuses.filter(|s| !s.is_empty());
         }
+        if entries.iter().any(|(_, m)| is_llama_cpp(m)) {
+            self.llama_cpp.store(true, Ordering::Relaxed);
+        }
         if let Ok(mut f) = self.failed.lock() {
             *f = failed;
         }
@@ -381,6 +391,11 @@ impl OpenAiBackend {
     /// Whether model `id` is loaded on a router-mode server; `None` when the server does not say.
     pub fn loaded(&self, id: &str) -> Option<bool> {
         self.residency.lock().ok().and_then(|r| r.as_ref().and_then(|m| m.get(id).copied()))
+    }
+
+    /// Model `id`'s `/infill` said it has no fill-in-the-middle tokens.
+    fn cannot_infill(&self, id: &str) -> bool {
+        self.no_infill.lock().is_ok_and(|ids| ids.contains(id))
     }
 
     fn load_failed(&self, id: &str) -> bool {
@@ -511,11 +526,20 @@ impl OpenAiBackend {
                 tools: d.tools,
                 vision: d.vision,
                 thinking: d.thinking,
-                insert: d.insert,
+                insert: d.insert && !self.cannot_infill(id),
             },
             // Unconfigured models of an OpenAI-compatible server: chat with tools (the server refuses what its model
-            // cannot do, and that answer reaches the client).
-            None => Capabilities { completion: true, tools: true, ..Capabilities::default() },
+            // cannot do, and that answer reaches the client), and on a llama.cpp server holding one model,
+            // fill-in-the-middle until its `/infill` says the model has no tokens for it. (A router-mode server would
+            // load a model only to find that out, evicting another.)
+            None => Capabilities {
+                completion: true,
+                tools: true,
+                insert: (is_llama_cpp(meta) || self.llama_cpp.load(Ordering::Relaxed))
+                    && meta.get("status").is_none()
+                    && !self.cannot_infill(id),
+                ..Capabilities::default()
+            },
         };
         let context_length = configured.map(|d| d.context_length).filter(|n| *n > 0).or(listed_ctx);
         Some(ModelSpec {
@@ -538,12 +562,17 @@ impl OpenAiBackend {
     }
 
     /// Sends a native request to model `id` and answers in the native shape. `shown` names the model in the answer.
-    async fn forward(&self, call: Call, prepared: &Prepared, id: &str, shown: &str) -> Result<Reply, ForwardFailure> {
+    async fn forward(
+        &self,
+        mut call: Call,
+        prepared: &Prepared,
+        id: &str,
+        shown: &str,
+    ) -> Result<Reply, ForwardFailure> {
         let started = Instant::now();
         let mut wire = wire::request(call, &prepared.body, id, prepared.stream, !self.config.priced());
         let mut quirks = self.quirks_of(call, id);
         quirks.apply(&mut wire);
-        let url = join_url(&self.config.url, call.path());
         // An answer that is not streamed comes whole when it is done: its limit bounds the generation.
         let limit = if prepared.stream { self.config.first_byte_timeout_secs } else { self.config.answer_timeout_secs };
         let timeout = Duration::from_secs(limit);
@@ -557,11 +586,49 @@ impl OpenAiBackend {
         let mut tries = 0;
         loop {
             let body = serde_json::to_vec(&wire).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+            let url = join_url(&self.config.url, call.path());
             let request = build_request_with_key(Method::POST, &url, Some(Bytes::from(body)), self.key())
                 .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
             result = self.exchange(request, call, shown, prepared.stream, times).await;
             tries += 1;
             match &result {
+                // Older llama-server releases refuse a `suffix` on `/v1/completions` ("Unsupported param: suffix"):
+                // their own `/infill` fills in the middle (a server listed without `owned_by`, or configured models).
+                Err(ForwardFailure::Status { status: 400, message, .. })
+                    if call == Call::Completion && message.contains("Unsupported param: suffix") =>
+                {
+                    self.llama_cpp.store(true, Ordering::Relaxed);
+                    call = Call::Infill;
+                    wire = wire::request(call, &prepared.body, id, prepared.stream, !self.config.priced());
+                    quirks = self.quirks_of(call, id);
+                    quirks.apply(&mut wire);
+                }
+                // A model without fill-in-the-middle tokens: the request asked what the model cannot do (as a
+                // 400, so that `auto` moves on and the model is not counted as failing), and `auto` stops offering
+                // it for that.
+                // A server taken for llama.cpp's without an `/infill` (a proxy that copies its listing): not a missing
+                // model. (A router-mode server's 404 is one: its unknown models are answered so.)
+                Err(ForwardFailure::Status { status: 404, .. }) if call == Call::Infill && !self.manages_models() => {
+                    result = Err(ForwardFailure::Status {
+                        status: 400,
+                        message: format!("backend {} has no /infill for fill-in-the-middle", self.name()),
+                        retry_after: None,
+                    });
+                    break;
+                }
+                Err(ForwardFailure::Status { status: 501, message, .. }) if call == Call::Infill => {
+                    if let Ok(mut ids) = self.no_infill.lock()
+                        && ids.len() < 1024
+                    {
+                        ids.insert(id.to_string());
+                    }
+                    result = Err(ForwardFailure::Status {
+                        status: 400,
+                        message: format!("{shown} cannot fill in the middle on backend {}: {message}", self.name()),
+                        retry_after: None,
+                    });
+                    break;
+                }
                 Err(ForwardFailure::Status { status: 400, message, .. })
                     if tries < 4 && quirks.learn(&wire, message) =>
                 {
@@ -739,7 +806,11 @@ impl Backend for OpenAiBackend {
         shown: &str,
         _hold: &Hold,
     ) -> Result<Reply, ForwardFailure> {
-        self.forward(call_for(prepared, surface), prepared, id, shown).await
+        let mut call = call_for(prepared, surface);
+        if call == Call::Completion && has_suffix(prepared) && self.llama_cpp.load(Ordering::Relaxed) {
+            call = Call::Infill;
+        }
+        self.forward(call, prepared, id, shown).await
     }
 
     fn idle_timeout(&self) -> Duration {
@@ -889,10 +960,23 @@ pub fn call_for(prepared: &Prepared, surface: Surface) -> Call {
         Endpoint::Embeddings => Call::LegacyEmbedding,
         Endpoint::Generate => {
             let raw = prepared.body.get("raw").and_then(Value::as_bool) == Some(true);
-            let suffix = prepared.body.get("suffix").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-            if surface == Surface::OpenAi || raw || suffix { Call::Completion } else { Call::ChatAsGenerate }
+            if surface == Surface::OpenAi || raw || has_suffix(prepared) {
+                Call::Completion
+            } else {
+                Call::ChatAsGenerate
+            }
         }
     }
+}
+
+/// The request fills in the middle: it has a non-empty `suffix`.
+fn has_suffix(prepared: &Prepared) -> bool {
+    prepared.body.get("suffix").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+}
+
+/// A `/v1/models` entry of llama.cpp's server.
+fn is_llama_cpp(entry: &Value) -> bool {
+    entry.get("owned_by").and_then(Value::as_str) == Some("llamacpp")
 }
 
 /// Every configured `openai` backend.

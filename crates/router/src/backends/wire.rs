@@ -17,6 +17,9 @@ pub enum Call {
     ChatAsGenerate,
     /// `/v1/completions`, answered in `/api/generate`'s shape (raw prompts, suffixes, OpenAI completions).
     Completion,
+    /// llama.cpp's `/infill`, answered in `/api/generate`'s shape: fill-in-the-middle on a server whose
+    /// `/v1/completions` ignores a `suffix` (llama-server's does; older releases refuse it).
+    Infill,
     /// `/v1/embeddings`, answered in `/api/embed`'s shape.
     Embed,
     /// `/v1/embeddings`, answered in the legacy `/api/embeddings` shape.
@@ -28,12 +31,13 @@ impl Call {
         match self {
             Call::Chat | Call::ChatAsGenerate => "/v1/chat/completions",
             Call::Completion => "/v1/completions",
+            Call::Infill => "/infill",
             Call::Embed | Call::LegacyEmbedding => "/v1/embeddings",
         }
     }
 
     fn generates(self) -> bool {
-        matches!(self, Call::ChatAsGenerate | Call::Completion)
+        matches!(self, Call::ChatAsGenerate | Call::Completion | Call::Infill)
     }
 }
 
@@ -75,15 +79,23 @@ pub fn request(call: Call, native: &Map<String, Value>, id: &str, stream: bool, 
                 prompt = format!("{system}\n\n{prompt}");
             }
             out.insert("prompt".into(), json!(prompt));
-            if let Some(suffix) = native.get("suffix").filter(|s| s.is_string()) {
+            // Only a suffix that asks for something: older llama-server releases refuse the field whatever its value.
+            if let Some(suffix) = native.get("suffix").filter(|s| s.as_str().is_some_and(|s| !s.is_empty())) {
                 out.insert("suffix".into(), suffix.clone());
             }
+        }
+        Call::Infill => {
+            // The server wraps these in the model's own fill-in-the-middle tokens (a system prompt has no place).
+            let prefix = native.get("prompt").and_then(Value::as_str).unwrap_or_default();
+            let suffix = native.get("suffix").and_then(Value::as_str).unwrap_or_default();
+            out.insert("input_prefix".into(), json!(prefix));
+            out.insert("input_suffix".into(), json!(suffix));
         }
     }
     if let Some(tools) = native.get("tools").filter(|t| t.as_array().is_some_and(|a| !a.is_empty())) {
         out.insert("tools".into(), tools.clone());
     }
-    match native.get("format") {
+    match native.get("format").filter(|_| call != Call::Infill) {
         Some(Value::String(s)) if s == "json" => {
             out.insert("response_format".into(), json!({"type": "json_object"}));
         }
@@ -105,14 +117,21 @@ pub fn request(call: Call, native: &Map<String, Value>, id: &str, stream: bool, 
         if let Some(n) = options.get("num_predict").and_then(Value::as_i64).filter(|n| *n > 0) {
             out.insert("max_tokens".into(), json!(n));
         }
-        if let Some(stop) = options.get("stop").filter(|s| s.is_array() || s.is_string()) {
-            out.insert("stop".into(), stop.clone());
+        match options.get("stop") {
+            // llama.cpp's own endpoints read a list only.
+            Some(Value::String(s)) if call == Call::Infill => {
+                out.insert("stop".into(), json!([s]));
+            }
+            Some(stop) if stop.is_array() || stop.is_string() => {
+                out.insert("stop".into(), stop.clone());
+            }
+            _ => {}
         }
     }
     // Ollama's `think`: a level is OpenAI's `reasoning_effort` (which vLLM and llama.cpp read too); `false` turns
     // thinking off in the chat templates of local engines (Qwen3's and DeepSeek's read `enable_thinking`), a field a
     // priced provider may refuse.
-    if call != Call::Completion {
+    if !matches!(call, Call::Completion | Call::Infill) {
         match native.get("think") {
             Some(Value::String(level)) if !level.is_empty() => {
                 out.insert("reasoning_effort".into(), json!(if level == "max" { "high" } else { level.as_str() }));
@@ -124,7 +143,8 @@ pub fn request(call: Call, native: &Map<String, Value>, id: &str, stream: bool, 
         }
     }
     out.insert("stream".into(), json!(stream));
-    if stream {
+    // llama.cpp's own endpoints report their counts and timings in every final answer.
+    if stream && call != Call::Infill {
         out.insert("stream_options".into(), json!({"include_usage": true}));
     }
     Value::Object(out)
@@ -326,6 +346,25 @@ impl Usage {
             }
         }
     }
+
+    /// Reads the counts llama.cpp's own endpoints (`/infill`) report at the top level, then its `timings`.
+    fn absorb_llama(&mut self, v: &Value) {
+        if let Some(n) = v.get("tokens_evaluated").and_then(Value::as_u64) {
+            self.prompt_tokens = n;
+        }
+        if let Some(n) = v.get("tokens_predicted").and_then(Value::as_u64) {
+            self.output_tokens = n;
+        }
+        self.absorb(v);
+    }
+}
+
+/// OpenAI's `finish_reason` for the final answer of one of llama.cpp's own endpoints (`stop_type`).
+fn llama_finish(v: &Value) -> &'static str {
+    match v.get("stop_type").and_then(Value::as_str) {
+        Some("limit") => "length",
+        _ => "stop",
+    }
 }
 
 /// Ollama's `done_reason` for an OpenAI `finish_reason`.
@@ -385,7 +424,11 @@ pub fn answer_error(v: &Value) -> Option<String> {
 /// A whole OpenAI answer in the native shape of `call`, and the usage it reported.
 pub fn answer(call: Call, model: &str, v: &Value, total_ns: u64) -> (Value, Usage) {
     let mut usage = Usage::default();
-    usage.absorb(v);
+    if call == Call::Infill {
+        usage.absorb_llama(v);
+    } else {
+        usage.absorb(v);
+    }
     let mut out = Map::new();
     out.insert("model".into(), json!(model));
     match call {
@@ -409,6 +452,11 @@ pub fn answer(call: Call, model: &str, v: &Value, total_ns: u64) -> (Value, Usag
         _ => {}
     }
     out.insert("created_at".into(), json!(now()));
+    if call == Call::Infill {
+        out.insert("response".into(), v.get("content").cloned().filter(Value::is_string).unwrap_or(json!("")));
+        finish_fields(&mut out, Some(llama_finish(v)), &usage, total_ns);
+        return (Value::Object(out), usage);
+    }
     let choice = v.get("choices").and_then(|c| c.get(0)).cloned().unwrap_or(json!({}));
     let finish = choice.get("finish_reason").and_then(Value::as_str);
     if call == Call::Completion {
@@ -536,6 +584,17 @@ impl SseToNative {
             let message = e.get("message").and_then(Value::as_str).map_or_else(|| e.to_string(), str::to_string);
             write_line(out, &json!({"error": message}));
             self.done = true;
+            return;
+        }
+        if self.call == Call::Infill {
+            self.usage.absorb_llama(&v);
+            // llama.cpp's own stream: each event carries `content`, the last one `"stop": true` (and no `[DONE]`).
+            let text = v.get("content").and_then(Value::as_str).unwrap_or_default().to_string();
+            self.content_chunk(&text, None, out);
+            if v.get("stop").and_then(Value::as_bool) == Some(true) {
+                self.finish = Some(llama_finish(&v).to_string());
+                self.final_chunk(out);
+            }
             return;
         }
         self.usage.absorb(&v);
@@ -738,6 +797,8 @@ mod tests {
         let r = request(Call::Completion, &obj(json!({"prompt": "def f(", "suffix": "return 1"})), "id", false, true);
         assert_eq!(r["prompt"], "def f(");
         assert_eq!(r["suffix"], "return 1");
+        let r = request(Call::Completion, &obj(json!({"prompt": "def f(", "suffix": ""})), "id", false, true);
+        assert!(r.get("suffix").is_none(), "an empty suffix asks for nothing (and some servers refuse the field)");
     }
 
     #[test]
@@ -819,5 +880,57 @@ mod tests {
         let mut conv = SseToNative::new(Call::Chat, "m");
         assert!(!conv.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n").is_empty());
         assert!(conv.end().is_empty(), "no final chunk without a finish reason: the relay reports a broken stream");
+    }
+
+    #[test]
+    fn fill_in_the_middle_on_llama_cpp_goes_to_infill_and_its_own_answers_become_native() {
+        let native = obj(json!({"prompt": "def f(x):\n    ", "suffix": "\n    return y", "system": "ignored",
+            "think": "low", "format": "json",
+            "options": {"num_predict": 16, "temperature": 0.1, "top_k": 9, "stop": "\n\n"}}));
+        let r = request(Call::Infill, &native, "coder", true, true);
+        assert_eq!(Call::Infill.path(), "/infill");
+        assert_eq!(r["model"], "coder", "llama.cpp's router mode picks the model by it");
+        assert_eq!(
+            (r["input_prefix"].as_str(), r["input_suffix"].as_str()),
+            (Some("def f(x):\n    "), Some("\n    return y"))
+        );
+        assert_eq!(
+            (r["max_tokens"].as_i64(), r["top_k"].as_i64(), r["stream"].as_bool()),
+            (Some(16), Some(9), Some(true))
+        );
+        assert_eq!(r["stop"], json!(["\n\n"]), "a list, the only stop llama.cpp's own endpoints read");
+        for absent in ["prompt", "suffix", "stream_options", "reasoning_effort", "messages", "response_format"] {
+            assert!(r.get(absent).is_none(), "{absent} in {r}");
+        }
+        // A whole answer: `content`, the counts at the top level, `stop_type` for the reason.
+        let v = json!({"content": "y = x * 2", "stop": true, "stop_type": "limit", "tokens_predicted": 16,
+            "tokens_evaluated": 21,
+            "timings": {"prompt_n": 5, "prompt_ms": 1.0, "predicted_n": 16, "predicted_ms": 8.0}});
+        let (n, usage) = answer(Call::Infill, "coder:latest", &v, 1);
+        assert_eq!((n["response"].as_str(), n["done_reason"].as_str()), (Some("y = x * 2"), Some("length")));
+        assert_eq!((n["prompt_eval_count"].as_u64(), n["eval_count"].as_u64()), (Some(5), Some(16)));
+        assert_eq!((usage.prompt_tokens, usage.output_tokens), (21, 16));
+        let (n, _) = answer(Call::Infill, "m", &json!({"content": "", "stop": true, "stop_type": "eos"}), 1);
+        assert_eq!(n["done_reason"], "stop");
+        // Its stream: `content` per event, `"stop": true` on the last, no `[DONE]`.
+        let sse = concat!(
+            "data: {\"index\":0,\"content\":\"y =\",\"stop\":false,\"tokens_predicted\":1,\"tokens_evaluated\":21}\n\n",
+            "data: {\"index\":0,\"content\":\" x\",\"stop\":false,\"tokens_predicted\":2,\"tokens_evaluated\":21}\n\n",
+            "data: {\"index\":0,\"content\":\"\",\"stop\":true,\"stop_type\":\"eos\",\"tokens_predicted\":2,",
+            "\"tokens_evaluated\":21,\"timings\":{\"prompt_n\":21,\"predicted_ms\":3.0}}\n\n"
+        );
+        let mut conv = SseToNative::new(Call::Infill, "coder:latest");
+        let mut out = Vec::new();
+        for piece in sse.as_bytes().chunks(5) {
+            out.extend_from_slice(&conv.push(piece));
+        }
+        assert!(conv.is_done(), "the last event ends the answer");
+        out.extend_from_slice(&conv.end());
+        let l = lines(&out);
+        assert_eq!(l.len(), 3, "{l:?}");
+        assert_eq!((l[0]["response"].as_str(), l[1]["response"].as_str()), (Some("y ="), Some(" x")));
+        assert_eq!((l[2]["done"].as_bool(), l[2]["done_reason"].as_str()), (Some(true), Some("stop")));
+        assert_eq!((l[2]["prompt_eval_count"].as_u64(), l[2]["eval_count"].as_u64()), (Some(21), Some(2)));
+        assert_eq!(l[2]["eval_duration"], 3_000_000);
     }
 }

@@ -78,6 +78,7 @@ pub(crate) fn router(state: SimState) -> Router {
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
+        .route("/infill", post(openai::infill))
         .route("/sim/gpu", get(control::gpu))
         .route("/sim/fleet", get(control::fleet))
         .route("/sim/repull", post(control::repull))
@@ -97,7 +98,7 @@ pub(crate) fn router(state: SimState) -> Router {
 }
 
 /// The routes counted by `GET /sim/stats`.
-const INFERENCE_ROUTES: [&str; 7] = [
+const INFERENCE_ROUTES: [&str; 8] = [
     "/api/generate",
     "/api/chat",
     "/api/embed",
@@ -105,6 +106,7 @@ const INFERENCE_ROUTES: [&str; 7] = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
+    "/infill",
 ];
 
 /// Counts requests that carry an `Authorization` header and, when the simulator has a key, refuses those (outside

@@ -395,7 +395,11 @@ struct CompletionBody {
 pub(crate) async fn completions(State(state): State<SimState>, body: Bytes) -> OpenAiResult {
     let engine = state.engine();
     let req: CompletionBody = parse_body(&body)?;
-    let entry = engine.resolve(req.model.as_deref(), NotFound::Quoted)?;
+    if engine.llama_infill && req.suffix.is_some() {
+        let body =
+            json!({"error": {"code": 400, "message": "Unsupported param: suffix", "type": "invalid_request_error"}});
+        return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
+    }
     let sent = req.model.clone().unwrap_or_default();
     let prompt = match &req.prompt {
         Some(Value::String(s)) => s.clone(),
@@ -405,40 +409,9 @@ pub(crate) async fn completions(State(state): State<SimState>, body: Bytes) -> O
         }
         Some(_) => return Err(SimError::bad("prompt must be a string").into()),
     };
-    let stop = match &req.stop {
-        None => Vec::new(),
-        Some(v) => parse_stop(v).ok_or_else(|| SimError::bad("stop must be a string or a list of strings"))?,
-    };
-    let num_predict = max_tokens(req.max_tokens)?;
-    let model = entry.model.clone();
-    let caps = model.caps();
-    if !caps.completion {
-        return Err(SimError::unsupported(format!("{sent:?}"), "generate").into());
-    }
     let suffix = req.suffix.unwrap_or_default();
-    if !suffix.is_empty() && !caps.insert {
+    let Some(job) = completion_job(engine, &sent, prompt, suffix, req.max_tokens, req.seed, req.stop.as_ref())? else {
         return Err(SimError::unsupported(sent.clone(), "insert").into());
-    }
-    let think = resolve_think(&sent, &model, None)?;
-    let prompt_tokens = switchyard_core::text::estimate_tokens(&prompt)
-        + switchyard_core::text::estimate_tokens(&suffix)
-        + crate::engine::TOKENS_PER_MESSAGE;
-    let job = Job {
-        num_ctx: engine.num_ctx(&model, None),
-        num_gpu: None,
-        model,
-        digest: entry.digest.clone(),
-        keep_alive: None,
-        conversation: format!("{prompt}\n{suffix}"),
-        prompt,
-        prompt_tokens,
-        seed: req.seed.unwrap_or(0),
-        num_predict,
-        stop,
-        think,
-        format: None,
-        tools: Vec::new(),
-        tool_result: None,
     };
     let started = engine.run(job).await?;
     let disconnect = started.disconnect_after;
@@ -481,6 +454,128 @@ pub(crate) async fn completions(State(state): State<SimState>, body: Bytes) -> O
         "choices": [{"text": content, "index": 0, "finish_reason": summary.done_reason.as_str()}],
         "usage": usage(&summary)});
     Ok(super::json_response(&body, disconnect))
+}
+
+/// The generation of a completion (`/v1/completions`, `/infill`) of `prompt`, to be filled in before `suffix` when
+/// that is not empty; `None` when the model cannot fill in the middle.
+fn completion_job(
+    engine: &crate::engine::Engine,
+    sent: &str,
+    prompt: String,
+    suffix: String,
+    max: Option<i64>,
+    seed: Option<i64>,
+    stop: Option<&Value>,
+) -> Result<Option<Job>, OpenAiError> {
+    let entry = engine.resolve(Some(sent).filter(|s| !s.is_empty()), NotFound::Quoted)?;
+    let stop = match stop {
+        None => Vec::new(),
+        Some(v) => parse_stop(v).ok_or_else(|| SimError::bad("stop must be a string or a list of strings"))?,
+    };
+    let num_predict = max_tokens(max)?;
+    let model = entry.model.clone();
+    let caps = model.caps();
+    if !caps.completion {
+        return Err(SimError::unsupported(format!("{sent:?}"), "generate").into());
+    }
+    if !suffix.is_empty() && !caps.insert {
+        return Ok(None);
+    }
+    let think = resolve_think(sent, &model, None)?;
+    let prompt_tokens = switchyard_core::text::estimate_tokens(&prompt)
+        + switchyard_core::text::estimate_tokens(&suffix)
+        + crate::engine::TOKENS_PER_MESSAGE;
+    Ok(Some(Job {
+        num_ctx: engine.num_ctx(&model, None),
+        num_gpu: None,
+        model,
+        digest: entry.digest.clone(),
+        keep_alive: None,
+        conversation: format!("{prompt}\n{suffix}"),
+        prompt,
+        prompt_tokens,
+        seed: seed.unwrap_or(0),
+        num_predict,
+        stop,
+        think,
+        format: None,
+        tools: Vec::new(),
+        tool_result: None,
+    }))
+}
+
+/// Body of llama.cpp's `/infill` (served with `SimOptions::llama_infill`).
+#[derive(Debug, Deserialize)]
+struct InfillBody {
+    /// The model (llama.cpp's router mode picks by it).
+    #[serde(default)]
+    model: Option<String>,
+    /// Text before the insertion point.
+    #[serde(default)]
+    input_prefix: Option<String>,
+    /// Text after it.
+    #[serde(default)]
+    input_suffix: Option<String>,
+    /// SSE (off by default).
+    #[serde(default)]
+    stream: Option<bool>,
+    /// Most output tokens (`n_predict` in llama.cpp's own name).
+    #[serde(default, alias = "n_predict")]
+    max_tokens: Option<i64>,
+    /// Seed of the answer.
+    #[serde(default)]
+    seed: Option<i64>,
+    /// Stop sequences.
+    #[serde(default)]
+    stop: Option<Value>,
+}
+
+/// `POST /infill`, as llama-server answers it: `content`, `stop`, its counts and timings; streamed as SSE events of
+/// the same shape, the last with `"stop": true`, and no `[DONE]`.
+pub(crate) async fn infill(State(state): State<SimState>, body: Bytes) -> OpenAiResult {
+    let engine = state.engine();
+    if !engine.llama_infill {
+        return Ok(super::not_found().await);
+    }
+    let req: InfillBody = parse_body(&body)?;
+    let (Some(prefix), Some(suffix)) = (req.input_prefix, req.input_suffix) else {
+        return Err(SimError::bad("\"input_prefix\" and \"input_suffix\" are required").into());
+    };
+    let sent = req.model.clone().unwrap_or_default();
+    // A fill-in-the-middle request always has a suffix for the check, even an empty one.
+    let check = if suffix.is_empty() { " ".to_string() } else { suffix };
+    let Some(job) = completion_job(engine, &sent, prefix, check, req.max_tokens, req.seed, req.stop.as_ref())? else {
+        let message = "Infill is not supported by this model: prefix token is missing. suffix token is missing. \
+                       middle token is missing. ";
+        let body = json!({"error": {"code": 501, "message": message, "type": "not_supported_error"}});
+        return Ok((StatusCode::NOT_IMPLEMENTED, Json(body)).into_response());
+    };
+    let started = engine.run(job).await?;
+    let disconnect = started.disconnect_after;
+    let last = move |content: &str, summary: &Summary| {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        json!({"index": 0, "content": content, "stop": true, "model": sent,
+            "stop_type": if summary.done_reason.as_str() == "length" { "limit" } else { "eos" },
+            "tokens_predicted": summary.eval_count, "tokens_evaluated": summary.prompt_eval_count,
+            "timings": {"prompt_n": summary.prompt_eval_count, "prompt_ms": ms(summary.prompt_eval),
+                "predicted_n": summary.eval_count, "predicted_ms": ms(summary.eval)}})
+    };
+    let stream = events(started.run);
+    if req.stream.unwrap_or(false) {
+        let body = stream
+            .filter_map(move |event| {
+                let frame = match event {
+                    Event::Piece(Piece::Content(text)) => Some(json!({"index": 0, "content": text, "stop": false})),
+                    Event::Piece(_) => None,
+                    Event::Done(summary) => Some(last("", &summary)),
+                };
+                std::future::ready(frame.map(|f| Ok::<_, std::io::Error>(sse(&f))))
+            })
+            .boxed();
+        return Ok(streamed("text/event-stream", body, disconnect));
+    }
+    let (content, _, _, summary) = collect(stream).await?;
+    Ok(super::json_response(&last(&content, &summary), disconnect))
 }
 
 /// Body of `/v1/embeddings`.
