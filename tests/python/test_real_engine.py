@@ -10,6 +10,7 @@ Without a built engine these tests are skipped with the reason, unless `SY_REQUI
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -114,6 +115,17 @@ def test_the_ollama_client_gets_the_engines_own_answers(world: dict[str, str]) -
     raw = direct.completions.create(model="tiny-chat", prompt="Once upon a time", temperature=0, seed=1, max_tokens=12)
     generated = client.generate(model="tiny-chat", prompt="Once upon a time", raw=True, options={**options, "num_predict": 12})
     assert generated.response == raw.choices[0].text
+
+    # Fill-in-the-middle (as Continue's autocomplete asks for it): the engine's /infill answer.
+    prefix, suffix = "def area(width, height):\n    ", "\n    return result\n"
+    infill = {"input_prefix": prefix, "input_suffix": suffix, "n_predict": 12, "temperature": 0, "seed": 1}
+    request = urllib.request.Request(f"{world['engine']}/infill", data=json.dumps(infill).encode(),
+                                     headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        middle = json.load(r)["content"]
+    filled = client.generate(model="tiny-chat", prompt=prefix, suffix=suffix, options={**options, "num_predict": 12})
+    assert middle and filled.response == middle and filled.done
+    assert "insert" in (client.show("tiny-chat").capabilities or [])
 
     embedded = client.embed(model="tiny-embed", input=["red", "green"])
     assert len(embedded.embeddings) == 2 and len(embedded.embeddings[0]) >= 16
