@@ -218,6 +218,37 @@ fn the_config_file_variable_and_kubernetes_service_links_are_not_configuration_k
 }
 
 #[test]
+fn a_backends_url_is_its_servers_root_or_its_apis_versioned_base() {
+    use switchyard_core::config::BackendConfig;
+    let endpoints = |url: &str| BackendConfig { url: url.into(), ..BackendConfig::default() }.endpoints();
+    let pair = |api: &str, root: &str| (api.to_string(), root.to_string());
+    // A server's root: the API is under /v1 (llama.cpp, vLLM, and providers configured without their version).
+    assert_eq!(endpoints("http://127.0.0.1:8080"), pair("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080"));
+    assert_eq!(endpoints("http://127.0.0.1:8080/"), pair("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080"));
+    assert_eq!(
+        endpoints("https://api.groq.com/openai"),
+        pair("https://api.groq.com/openai/v1", "https://api.groq.com/openai")
+    );
+    // The API's base as providers document it, ending in a version.
+    assert_eq!(endpoints("http://gpu:8000/v1/"), pair("http://gpu:8000/v1", "http://gpu:8000"));
+    assert_eq!(
+        endpoints("https://openrouter.ai/api/v1"),
+        pair("https://openrouter.ai/api/v1", "https://openrouter.ai/api")
+    );
+    assert_eq!(
+        endpoints("https://generativelanguage.googleapis.com/v1beta/openai/"),
+        pair("https://generativelanguage.googleapis.com/v1beta/openai", "https://generativelanguage.googleapis.com")
+    );
+    assert_eq!(
+        endpoints("https://open.bigmodel.cn/api/paas/v4"),
+        pair("https://open.bigmodel.cn/api/paas/v4", "https://open.bigmodel.cn/api/paas")
+    );
+    // Not versions: a name that only starts with v, or a v without digits.
+    assert_eq!(endpoints("https://h/vllm").0, "https://h/vllm/v1");
+    assert_eq!(endpoints("https://h/v").0, "https://h/v/v1");
+}
+
+#[test]
 fn backends_load_from_the_file_and_bad_entries_name_their_key() {
     use switchyard_core::config::{BackendKind, BackendModel, RemotePolicy};
     let dir = tempfile::tempdir().unwrap();

@@ -341,7 +341,9 @@ async fn fill_in_the_middle_moves_to_infill_when_completions_refuse_a_suffix() {
     let opts = SimOptions { fleet: Fleet { models }, llama_infill: true, ..SimOptions::default() };
     let remote = switchyard_sim::spawn(opts).await.unwrap();
     let url = remote.url();
-    // Both configured as filling in the middle; the second has no tokens for it.
+    // Both configured as filling in the middle; the second has no tokens for it. The url is the API's base, as
+    // providers document theirs (`.../v1`): the OpenAI calls go under it, `/infill` to the server's root.
+    let url = format!("{url}/v1/");
     let fim = |name: &str| {
         BackendModel::Detailed(BackendModelDetails {
             name: name.into(),

@@ -66,7 +66,8 @@ pub struct BackendConfig {
     /// A short name: shown in `/admin/backends`, metrics labels and decisions (letters, digits, `-`, `_`).
     pub name: String,
     pub kind: BackendKind,
-    /// Base URL, without the `/v1` suffix (`http://127.0.0.1:8080`, `https://api.example.com`).
+    /// The server's root (`http://127.0.0.1:8080`: the API is under `/v1`), or the API's base as providers document
+    /// it, ending in its version (`https://api.example.com/v1`, `https://generativelanguage.googleapis.com/v1beta/openai`).
     pub url: String,
     /// The environment variable that holds the API key, sent as a bearer token to this backend only.
     pub api_key_env: String,
@@ -128,6 +129,35 @@ impl BackendConfig {
     /// True when requests to this backend cost money (a remote provider).
     pub fn priced(&self) -> bool {
         self.price_input_per_mtok > 0.0 || self.price_output_per_mtok > 0.0
+    }
+
+    /// The base of the server's OpenAI API (what `/chat/completions` is joined to) and the server's root (where
+    /// llama.cpp's own endpoints are). A `url` whose path ends in a version (`/v1`, `/api/v1`, `/v1beta/openai`,
+    /// `/api/paas/v4`) is the API's base, and the root is the `url` without that ending; any other `url` is the root,
+    /// with the API under `/v1`.
+    pub fn endpoints(&self) -> (String, String) {
+        let url = self.url.trim_end_matches('/');
+        let scheme_end = url.find("://").map_or(0, |i| i + 3);
+        let path_start = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
+        let segments: Vec<&str> = url[path_start..].split('/').filter(|s| !s.is_empty()).collect();
+        let version = |s: &str| {
+            s.len() >= 2
+                && s.starts_with(['v', 'V'])
+                && s[1..].starts_with(|c: char| c.is_ascii_digit())
+                && s.bytes().all(|b| b.is_ascii_alphanumeric())
+        };
+        let ending = match segments.as_slice() {
+            [.., v, "openai"] if version(v) => 2,
+            [.., v] if version(v) => 1,
+            _ => 0,
+        };
+        if ending == 0 {
+            return (format!("{url}/v1"), url.to_string());
+        }
+        let root_segments = &segments[..segments.len() - ending];
+        let root =
+            format!("{}{}", &url[..path_start], root_segments.iter().map(|s| format!("/{s}")).collect::<String>());
+        (url.to_string(), root)
     }
 }
 

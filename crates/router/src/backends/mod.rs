@@ -232,6 +232,9 @@ pub struct OpenAiBackend {
     llama_cpp: AtomicBool,
     /// Models whose `/infill` answered that they have no fill-in-the-middle tokens (at most 1,024 ids).
     no_infill: Mutex<std::collections::HashSet<String>>,
+    /// The base of its OpenAI API (`.../v1`) and the server's root, from its `url`.
+    api_base: String,
+    root: String,
 }
 
 impl OpenAiBackend {
@@ -254,6 +257,7 @@ impl OpenAiBackend {
             ..HttpClientOptions::default()
         });
         let slots = Arc::new(Semaphore::new(config.max_concurrency as usize));
+        let (api_base, root) = config.endpoints();
         Self {
             index,
             key,
@@ -269,6 +273,8 @@ impl OpenAiBackend {
             quirks: Mutex::new(std::collections::HashMap::new()),
             llama_cpp: AtomicBool::new(false),
             no_infill: Mutex::new(std::collections::HashSet::new()),
+            api_base,
+            root,
             openai_api: url_host(&config.url).is_some_and(|h| h.eq_ignore_ascii_case("api.openai.com")),
             config,
         }
@@ -393,6 +399,14 @@ impl OpenAiBackend {
         self.residency.lock().ok().and_then(|r| r.as_ref().and_then(|m| m.get(id).copied()))
     }
 
+    /// The URL of `path`: an OpenAI API path (`/v1/...`) under the API's base, any other under the server's root.
+    fn url_for(&self, path: &str) -> String {
+        match path.strip_prefix("/v1/") {
+            Some(rest) => join_url(&self.api_base, rest),
+            None => join_url(&self.root, path),
+        }
+    }
+
     /// Model `id`'s `/infill` said it has no fill-in-the-middle tokens.
     fn cannot_infill(&self, id: &str) -> bool {
         self.no_infill.lock().is_ok_and(|ids| ids.contains(id))
@@ -427,7 +441,7 @@ impl OpenAiBackend {
         let unreachable = |e: CoreError| RouterError::Unreachable(format!("cannot reach {} ({e})", who()));
         self.list().await.map_err(unreachable)?;
         if self.loaded(id) != Some(load) {
-            let url = join_url(&self.config.url, path);
+            let url = self.url_for(path);
             let request = build_request_with_key(Method::POST, &url, Some(Bytes::from(json_body(id))), self.key())
                 .map_err(unreachable)?;
             let resp = self
@@ -479,7 +493,7 @@ impl OpenAiBackend {
     }
 
     async fn list_raw(&self) -> Result<Vec<(String, Value)>, CoreError> {
-        let url = join_url(&self.config.url, "/v1/models");
+        let url = self.url_for("/v1/models");
         let request = build_request_with_key(Method::GET, &url, None, self.key())?;
         let resp = self.http.send_buffered(request, Duration::from_secs(self.config.control_timeout_secs)).await?;
         if !resp.status.is_success() {
@@ -586,7 +600,7 @@ impl OpenAiBackend {
         let mut tries = 0;
         loop {
             let body = serde_json::to_vec(&wire).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
-            let url = join_url(&self.config.url, call.path());
+            let url = self.url_for(call.path());
             let request = build_request_with_key(Method::POST, &url, Some(Bytes::from(body)), self.key())
                 .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
             result = self.exchange(request, call, shown, prepared.stream, times).await;
