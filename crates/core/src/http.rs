@@ -259,6 +259,11 @@ fn decode_json<T: DeserializeOwned>(url: &str, resp: BufferedResponse) -> Result
 /// vLLM (`{"object":"error","message":...}`) error body, falling back to the raw text (truncated).
 pub fn error_message(body: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        // Google's APIs (Gemini's OpenAI-compatible endpoint too) wrap the error object in a list.
+        let value = match value {
+            serde_json::Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
+            other => other,
+        };
         match value.get("error") {
             Some(serde_json::Value::String(s)) => return s.clone(),
             Some(obj) => {
@@ -330,6 +335,9 @@ mod tests {
         assert_eq!(error_message(b"plain text"), "plain text");
         let vllm = br#"{"object":"error","message":"This model's maximum context length is 2048 tokens","type":"BadRequestError","code":400}"#;
         assert_eq!(error_message(vllm), "This model's maximum context length is 2048 tokens");
+        let gemini =
+            br#"[{"error":{"code":400,"message":"Invalid JSON payload received.","status":"INVALID_ARGUMENT"}}]"#;
+        assert_eq!(error_message(gemini), "Invalid JSON payload received.");
     }
 
     #[test]

@@ -218,8 +218,16 @@ impl Quirks {
 }
 
 /// The request field a server's error message says it refuses: OpenAI's "Unsupported parameter: 'x' ..." and
-/// "Unsupported value: 'x' does not support ...", and "Unrecognized request argument supplied: x".
+/// "Unsupported value: 'x' does not support ...", "Unrecognized request argument supplied: x", and Google's
+/// `Unknown name "x": Cannot find field.` for a top-level field (Gemini's OpenAI-compatible endpoint).
 fn refused_field(message: &str) -> Option<&str> {
+    let lead = "Unknown name \"";
+    if let Some(at) = message.find(lead) {
+        let rest = &message[at + lead.len()..];
+        let end = rest.find('"')?;
+        // `Unknown name "x" at 'tools[0]...'` is a nested field: nothing to leave out.
+        return rest[end + 1..].starts_with(':').then(|| &rest[..end]).filter(|f| is_field(f));
+    }
     for lead in ["Unsupported parameter: '", "Unsupported value: '"] {
         if let Some(at) = message.find(lead) {
             let rest = &message[at + lead.len()..];
@@ -732,6 +740,17 @@ mod tests {
         assert!(!q.learn(&streamed, "Unsupported parameter: 'tools' is not supported with this model."));
         assert!(!q.learn(&wire, "Unsupported value: 'messages[0].role' does not support 'system' with this model."));
         assert!(!q.learn(&wire, "the prompt is longer than the context"));
+        // Gemini's: a top-level field is left out, a nested one is not.
+        let mut penalised = wire.clone();
+        penalised["frequency_penalty"] = json!(0.5);
+        let nested = "Invalid JSON payload received. Unknown name \"const\" at 'tools[0].function_declarations[0]': \
+                      Cannot find field.";
+        let mut gemini = Quirks::default();
+        assert!(!gemini.learn(&penalised, nested));
+        let top = "Invalid JSON payload received. Unknown name \"frequency_penalty\": Cannot find field.";
+        assert!(gemini.learn(&penalised, top));
+        gemini.apply(&mut penalised);
+        assert!(penalised.get("frequency_penalty").is_none());
         assert!(!q.learn(&wire, "Unrecognized request argument supplied: stream_options"), "not sent unstreamed");
         let mut streamed = request(Call::Chat, native.as_object().unwrap(), "o3", true, false);
         assert!(q.learn(&streamed, "Unrecognized request argument supplied: stream_options"));
