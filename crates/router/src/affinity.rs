@@ -88,6 +88,46 @@ fn content(m: &Value) -> &str {
     m.get("content").and_then(Value::as_str).unwrap_or("")
 }
 
+/// The model that wrote each `context` an `auto` generate was answered with. That field (Ollama's deprecated memory
+/// of a generate conversation) holds token ids only the model that wrote them can read: a next turn that sends it
+/// back goes to that model first, and any other model gets the request without it. At most [`Contexts::CAPACITY`]
+/// are remembered; nothing is persisted.
+#[derive(Debug)]
+pub(crate) struct Contexts {
+    lru: Mutex<LruCache<u64, ModelName>>,
+}
+
+impl Contexts {
+    pub(crate) const CAPACITY: usize = 4096;
+
+    pub(crate) fn new() -> Self {
+        Self { lru: Mutex::new(LruCache::new(Self::CAPACITY)) }
+    }
+
+    /// The key of a `context` value: a non-empty list of token ids (anything else has none).
+    pub(crate) fn key(context: Option<&Value>) -> Option<u64> {
+        let ids = context?.as_array().filter(|ids| !ids.is_empty())?;
+        let mut h = DefaultHasher::new();
+        for id in ids {
+            id.as_u64()?.hash(&mut h);
+        }
+        Some(h.finish())
+    }
+
+    /// The model that wrote the context with this key, if remembered.
+    pub(crate) fn model_for(&self, key: Option<u64>) -> Option<ModelName> {
+        let key = key?;
+        self.lru.lock().ok()?.get(&key).cloned()
+    }
+
+    /// Remembers that `model` wrote the context with this key.
+    pub(crate) fn wrote(&self, key: u64, model: &ModelName) {
+        if let Ok(mut lru) = self.lru.lock() {
+            lru.insert(key, model.clone());
+        }
+    }
+}
+
 /// The remembered conversations.
 #[derive(Debug)]
 pub(crate) struct Conversations {

@@ -77,6 +77,8 @@ pub struct Prepared {
     pub(crate) task: Option<std::sync::Arc<crate::tasks::Task>>,
     /// The conversation a chat belongs to (for affinity), once known.
     pub(crate) conversation: Option<crate::affinity::Conversation>,
+    /// The key of a generate's `context` (see [`crate::affinity::Contexts`]).
+    pub(crate) context_key: Option<u64>,
 }
 
 /// Load-time options: a different value forces Ollama to reload the model, so they are set by Switchyard per model.
@@ -361,6 +363,8 @@ pub fn prepare_native(
     }
     let input = ClassifyInput { turns: &turns, has_tools, wants_json, max_output_tokens, wants_thinking, wants_insert };
     let classification = cx.classifier.classify(&input);
+    let context_key =
+        if endpoint == Endpoint::Generate { crate::affinity::Contexts::key(body.get("context")) } else { None };
     Ok(Prepared {
         endpoint,
         body,
@@ -373,6 +377,7 @@ pub fn prepare_native(
         control,
         task: None,
         conversation: None,
+        context_key,
     })
 }
 

@@ -51,6 +51,8 @@ pub struct Inner {
     /// Task rules by name.
     pub(crate) tasks: crate::tasks::Tasks,
     /// The model that answered each recent conversation's last turn.
+    /// The models that wrote the generate contexts `auto` answered with.
+    pub(crate) contexts: crate::affinity::Contexts,
     pub(crate) conversations: crate::affinity::Conversations,
     pub classifier: Classifier,
     /// The optional embedding classifier, once built.
@@ -160,6 +162,7 @@ impl AppState {
             embedding_classifier: ArcSwap::from_pointee(None),
             cache: ResponseCache::new(config.cache.clone(), &p.metrics),
             tasks: crate::tasks::Tasks::from_config(&config),
+            contexts: crate::affinity::Contexts::new(),
             conversations: crate::affinity::Conversations::new(
                 config.routing.affinity,
                 config.routing.affinity_conversations,

@@ -613,3 +613,71 @@ async fn a_conversation_stays_on_its_model_until_another_is_much_better_or_its_m
     assert_eq!(served(&elsewhere), other);
     h.stop().await;
 }
+
+/// Ollama's deprecated generate memory: `context` holds token ids only the model that wrote them can read.
+#[tokio::test]
+async fn a_generate_context_goes_back_to_the_model_that_wrote_it_and_no_other_model_reads_it() {
+    let talk = TaskRule {
+        category: Some(Category::Factual),
+        models: Some(vec![MID.into(), CODER.into()]),
+        quality_preference: Some(0.7),
+        ..TaskRule::default()
+    };
+    let h = with_tasks(vec![("talk", talk)], |_| {}).await;
+    for m in [MID, CODER] {
+        assert_eq!(h.post("/api/chat", chat(m, "warm up")).await.status, 200);
+    }
+    let rows = [(MID, 2600.0, 112.0, 3.1), (CODER, 2800.0, 104.0, 2.9)];
+    let seed = |mid: f64, coder: f64| {
+        let h = &h;
+        async move { seed_profiles(h, &rows, 100, |name, _| if name == MID { mid } else { coder }).await }
+    };
+    let generate = |prompt: &str, context: Option<&Value>| {
+        let mut body = json!({"model": "auto:talk", "prompt": prompt, "stream": false});
+        if let Some(c) = context {
+            body["context"] = c.clone();
+        }
+        body
+    };
+    let served = |a: &Answer| a.header("x-switchyard-model").unwrap().to_string();
+    let prompt_tokens = |a: &Answer| a.json()["prompt_eval_count"].as_u64().unwrap();
+
+    seed(0.8, 0.5).await;
+    // Streamed: the context comes in the last line.
+    let mut streamed = generate("Tell me about the quarterly review.", None);
+    streamed["stream"] = json!(true);
+    let first = h.post("/api/generate", streamed).await;
+    assert_eq!(served(&first), MID, "{}", first.text());
+    let context = first.lines().last().unwrap()["context"].clone();
+    let ids = context.as_array().unwrap().len() as u64;
+    assert!(ids > 0, "{}", first.text());
+
+    // The other model becomes much better: a new generate goes there, the one carrying MID's context stays with MID,
+    // which reads it (Ollama counts its tokens as prompt).
+    seed(0.1, 0.9).await;
+    let next = "And what about the next quarter?";
+    let fresh = h.post("/api/generate", generate(next, None)).await;
+    assert_eq!(served(&fresh), CODER, "{}", fresh.text());
+    let kept = h.post("/api/generate", generate(next, Some(&context))).await;
+    assert_eq!(served(&kept), MID, "{}", kept.text());
+    assert_eq!(prompt_tokens(&kept), prompt_tokens(&fresh) + ids, "{}", kept.text());
+
+    // Its writer failing, the request still gets an answer: from the other model, which is not sent the context.
+    h.fault(json!({"model": MID, "error_status": 500, "error_message": "model crashed"})).await;
+    let moved = h.post("/api/generate", generate(next, Some(&context))).await;
+    assert_eq!(served(&moved), CODER, "{}", moved.text());
+    assert_eq!(prompt_tokens(&moved), prompt_tokens(&fresh), "{}", moved.text());
+    clear_faults(&h).await;
+
+    // The answer's own context is remembered in turn; a context nobody here wrote reaches no model; a model named
+    // explicitly gets the context as sent.
+    let again = h.post("/api/generate", generate(next, Some(&moved.json()["context"]))).await;
+    assert_eq!(served(&again), CODER);
+    assert_eq!(prompt_tokens(&again), prompt_tokens(&fresh) + moved.json()["context"].as_array().unwrap().len() as u64);
+    let unknown = h.post("/api/generate", generate(next, Some(&json!([7, 7, 7])))).await;
+    assert_eq!(prompt_tokens(&unknown), prompt_tokens(&fresh), "{}", unknown.text());
+    let named = json!({"model": MID, "prompt": next, "stream": false, "context": [7, 7, 7]});
+    let named = h.post("/api/generate", named).await;
+    assert_eq!(prompt_tokens(&named), prompt_tokens(&fresh) + 3, "{}", named.text());
+    h.stop().await;
+}

@@ -175,6 +175,19 @@ impl<'a> Engine<'a> {
                     }
                 },
             };
+            // Another model than the one that wrote a generate's `context` could not read it: sent without it.
+            let without_context;
+            let prepared = if !explicit
+                && prepared.context_key.is_some()
+                && state.contexts.model_for(prepared.context_key).as_ref() != Some(model)
+            {
+                let mut p = prepared.clone();
+                p.body.remove("context");
+                without_context = p;
+                &without_context
+            } else {
+                prepared
+            };
             let hold = match backend.admit(model, prepared, wait).await {
                 Ok(hold) => hold,
                 Err(Admission::Busy(e)) => {

@@ -99,6 +99,8 @@ pub(super) fn finish(
     // `auto` requests have a decision, which learns how long the request really took.
     let decided = matches!(req.prepared.target, Target::Auto { .. });
     let endpoint = req.prepared.endpoint;
+    // Which model wrote an `auto` generate's `context`, for the next turn that sends it back.
+    let keeps_context = decided && endpoint == Endpoint::Generate;
     let answer = match reply {
         Reply::Buffered(bytes) => {
             if let Some(plan) = &plan {
@@ -114,6 +116,12 @@ pub(super) fn finish(
             if let Some(t) = Timings::from_slice(&bytes) {
                 learn(state, &model, learned, &t);
             }
+            if keeps_context {
+                let context = serde_json::from_slice::<WithContext>(&bytes).ok().and_then(|a| a.context);
+                if let Some(key) = crate::affinity::Contexts::key(context.as_ref()) {
+                    state.contexts.wrote(key, &model);
+                }
+            }
             drop(hold);
             Answer::Buffered(bytes)
         }
@@ -124,7 +132,7 @@ pub(super) fn finish(
                 .with_label_values(&[req.route, model.as_str()])
                 .observe(req.started.elapsed().as_secs_f64());
             let decision = decided.then(|| req.request_id.clone());
-            let mut on_end = finisher(state, model.clone(), learned, (req.route, decision), req.started);
+            let mut on_end = finisher(state, model.clone(), learned, (req.route, decision, keeps_context), req.started);
             let mut rest = rest;
             if let Some(plan) = plan.filter(|p| p.write) {
                 let (capture, captured) = Capture::new(&first, rest, capture_limit(state));
@@ -216,7 +224,7 @@ fn finisher(
     state: &AppState,
     model: ModelName,
     category: Option<Category>,
-    (route, decision): (&'static str, Option<String>),
+    (route, decision, keeps_context): (&'static str, Option<String>, bool),
     started: Instant,
 ) -> OnEnd {
     let state = state.clone();
@@ -235,6 +243,12 @@ fn finisher(
                 if let Some(t) = final_chunk.as_ref().and_then(Timings::from_json) {
                     learn(&state, &model, category, &t);
                 }
+                if keeps_context
+                    && let Some(key) =
+                        crate::affinity::Contexts::key(final_chunk.as_ref().and_then(|c| c.get("context")))
+                {
+                    state.contexts.wrote(key, &model);
+                }
             }
             StreamEnd::Failed(reason) => {
                 state.metrics.stream_errors.with_label_values(&[route]).inc();
@@ -244,6 +258,13 @@ fn finisher(
             StreamEnd::ClientGone => tracing::debug!(model = %model, "client closed the stream"),
         }
     })
+}
+
+/// The `context` of a generate's whole answer (the rest is skipped).
+#[derive(serde::Deserialize)]
+struct WithContext {
+    #[serde(default)]
+    context: Option<serde_json::Value>,
 }
 
 /// Folds an answer's timings into the live averages.

@@ -204,6 +204,9 @@ struct GenerateBody {
     /// A system message.
     #[serde(default)]
     system: Option<String>,
+    /// Token ids of an earlier answer (Ollama's deprecated conversation memory), processed before the prompt.
+    #[serde(default)]
+    context: Option<Vec<u64>>,
     /// No template: the prompt is sent as is (fewer prompt tokens).
     #[serde(default)]
     raw: Option<bool>,
@@ -274,7 +277,8 @@ pub(crate) async fn generate(State(state): State<SimState>, body: Bytes) -> Nati
         + estimate_tokens(&prompt)
         + estimate_tokens(&suffix)
         + if raw { 0 } else { messages * TOKENS_PER_MESSAGE }
-        + images.len() as u64 * TOKENS_PER_IMAGE;
+        + images.len() as u64 * TOKENS_PER_IMAGE
+        + req.context.as_ref().map_or(0, |c| c.len() as u64);
     let job = Job {
         model,
         digest: entry.digest.clone(),
