@@ -243,6 +243,8 @@ fn a_backends_url_is_its_servers_root_or_its_apis_versioned_base() {
         endpoints("https://open.bigmodel.cn/api/paas/v4"),
         pair("https://open.bigmodel.cn/api/paas/v4", "https://open.bigmodel.cn/api/paas")
     );
+    assert_eq!(endpoints("http://[::1]:8000/V1"), pair("http://[::1]:8000/V1", "http://[::1]:8000"));
+    assert_eq!(endpoints("https://h/v1beta/OpenAI").1, "https://h");
     // Not versions: a name that only starts with v, or a v without digits.
     assert_eq!(endpoints("https://h/vllm").0, "https://h/vllm/v1");
     assert_eq!(endpoints("https://h/v").0, "https://h/v/v1");
@@ -279,6 +281,8 @@ fn backends_load_from_the_file_and_bad_entries_name_their_key() {
     assert!(e.contains("backends[0].kind"), "{e}");
     let e = refused(&entry("name = \"x\"\nurl = \"https://user:sk-123@api.example.com\""));
     assert!(e.contains("backends[0].url") && e.contains("api_key_env") && !e.contains("sk-123"), "{e}");
+    let e = refused(&entry("name = \"x\"\nurl = \"https://h/openai/deployments/d?api-version=1\""));
+    assert!(e.contains("backends[0].url") && e.contains("query"), "{e}");
     let e = refused(&entry("name = \"x\"\nurl = \"http://h:1\"\napi_key_env = \"sk-live key\""));
     assert!(e.contains("backends[0].api_key_env"), "{e}");
     let e = refused(&entry("name = \"x\"\nurl = \"http://h:1\"\nmax_concurrency = 0"));

@@ -363,8 +363,12 @@ pub fn prepare_native(
     }
     let input = ClassifyInput { turns: &turns, has_tools, wants_json, max_output_tokens, wants_thinking, wants_insert };
     let classification = cx.classifier.classify(&input);
-    let context_key =
-        if endpoint == Endpoint::Generate { crate::affinity::Contexts::key(body.get("context")) } else { None };
+    // Only `auto` chooses among models: a named model is sent its context as it came.
+    let context_key = if endpoint == Endpoint::Generate && matches!(target, Target::Auto { .. }) {
+        crate::affinity::Contexts::key(body.get("context"))
+    } else {
+        None
+    };
     Ok(Prepared {
         endpoint,
         body,

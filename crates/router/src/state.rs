@@ -50,9 +50,9 @@ pub struct Inner {
     pub cache: ResponseCache,
     /// Task rules by name.
     pub(crate) tasks: crate::tasks::Tasks,
-    /// The model that answered each recent conversation's last turn.
     /// The models that wrote the generate contexts `auto` answered with.
     pub(crate) contexts: crate::affinity::Contexts,
+    /// The model that answered each recent conversation's last turn.
     pub(crate) conversations: crate::affinity::Conversations,
     pub classifier: Classifier,
     /// The optional embedding classifier, once built.

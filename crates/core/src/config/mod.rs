@@ -67,7 +67,8 @@ pub struct BackendConfig {
     pub name: String,
     pub kind: BackendKind,
     /// The server's root (`http://127.0.0.1:8080`: the API is under `/v1`), or the API's base as providers document
-    /// it, ending in its version (`https://api.example.com/v1`, `https://generativelanguage.googleapis.com/v1beta/openai`).
+    /// it, ending in its version (`https://api.example.com/v1`, Gemini's `.../v1beta/openai`). A fleet node's is its
+    /// router's root.
     pub url: String,
     /// The environment variable that holds the API key, sent as a bearer token to this backend only.
     pub api_key_env: String,
@@ -147,7 +148,7 @@ impl BackendConfig {
                 && s.bytes().all(|b| b.is_ascii_alphanumeric())
         };
         let ending = match segments.as_slice() {
-            [.., v, "openai"] if version(v) => 2,
+            [.., v, openai] if version(v) && openai.eq_ignore_ascii_case("openai") => 2,
             [.., v] if version(v) => 1,
             _ => 0,
         };
@@ -942,6 +943,12 @@ impl Config {
             }
             if !(b.url.starts_with("http://") || b.url.starts_with("https://")) || b.url.parse::<http::Uri>().is_err() {
                 return Err(CoreError::config(key("url"), format!("{:?} is not an http:// or https:// URL", b.url)));
+            }
+            if b.url.contains(['?', '#']) {
+                return Err(CoreError::config(
+                    key("url"),
+                    "has a query or fragment: give the server's root or its API's base (https://api.example.com/v1)",
+                ));
             }
             if b.url.parse::<http::Uri>().ok().and_then(|u| u.authority().map(|a| a.as_str().contains('@')))
                 == Some(true)

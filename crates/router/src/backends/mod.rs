@@ -258,6 +258,7 @@ impl OpenAiBackend {
         });
         let slots = Arc::new(Semaphore::new(config.max_concurrency as usize));
         let (api_base, root) = config.endpoints();
+        tracing::info!(backend = %config.name, api = %api_base, "OpenAI-compatible backend");
         Self {
             index,
             key,

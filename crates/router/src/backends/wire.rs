@@ -188,7 +188,14 @@ impl Quirks {
     /// nothing this request sent that could be left out or renamed (then sending it again would fail the same way).
     pub fn learn(&mut self, wire: &Value, message: &str) -> bool {
         let Some(sent) = wire.as_object() else { return false };
-        let Some(field) = refused_field(message) else { return false };
+        let mut learned = false;
+        for field in refused_fields(message) {
+            learned |= self.learn_field(sent, field);
+        }
+        learned
+    }
+
+    fn learn_field(&mut self, sent: &Map<String, Value>, field: &str) -> bool {
         // The output limit is renamed, never dropped: either name, whichever the server takes.
         match field {
             "max_tokens" if sent.contains_key(field) && !self.completion_tokens => {
@@ -217,28 +224,39 @@ impl Quirks {
     }
 }
 
-/// The request field a server's error message says it refuses: OpenAI's "Unsupported parameter: 'x' ..." and
-/// "Unsupported value: 'x' does not support ...", "Unrecognized request argument supplied: x", and Google's
-/// `Unknown name "x": Cannot find field.` for a top-level field (Gemini's OpenAI-compatible endpoint).
-fn refused_field(message: &str) -> Option<&str> {
+/// The request fields a server's error message says it refuses: OpenAI's "Unsupported parameter: 'x' ..." and
+/// "Unsupported value: 'x' does not support ...", "Unrecognized request argument supplied: x", and every top-level
+/// field of Google's `Unknown name "x": Cannot find field.` (Gemini's OpenAI-compatible endpoint lists them all;
+/// a field holding an object is named `Unknown name "x" at 'x'`, a nested one `... at 'tools[0]...'`).
+fn refused_fields(message: &str) -> Vec<&str> {
     let lead = "Unknown name \"";
-    if let Some(at) = message.find(lead) {
-        let rest = &message[at + lead.len()..];
-        let end = rest.find('"')?;
-        // `Unknown name "x" at 'tools[0]...'` is a nested field: nothing to leave out.
-        return rest[end + 1..].starts_with(':').then(|| &rest[..end]).filter(|f| is_field(f));
+    let mut fields = Vec::new();
+    let mut rest = message;
+    while let Some(at) = rest.find(lead) {
+        rest = &rest[at + lead.len()..];
+        let Some(end) = rest.find('"') else { break };
+        let (name, after) = (&rest[..end], &rest[end + 1..]);
+        let top_level = after.starts_with(':')
+            || after.strip_prefix(" at '").is_some_and(|a| a.starts_with(name) && a[name.len()..].starts_with('\''));
+        if top_level && is_field(name) && !fields.contains(&name) {
+            fields.push(name);
+        }
+        rest = after;
+    }
+    if !fields.is_empty() {
+        return fields;
     }
     for lead in ["Unsupported parameter: '", "Unsupported value: '"] {
         if let Some(at) = message.find(lead) {
             let rest = &message[at + lead.len()..];
-            return rest.find('\'').map(|end| &rest[..end]).filter(|f| is_field(f));
+            return rest.find('\'').map(|end| &rest[..end]).filter(|f| is_field(f)).into_iter().collect();
         }
     }
     let lead = "Unrecognized request argument supplied: ";
-    let at = message.find(lead)?;
+    let Some(at) = message.find(lead) else { return fields };
     let rest = &message[at + lead.len()..];
     let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
-    Some(&rest[..end]).filter(|f| is_field(f))
+    Some(&rest[..end]).filter(|f| is_field(f)).into_iter().collect()
 }
 
 fn is_field(name: &str) -> bool {
@@ -747,10 +765,19 @@ mod tests {
                       Cannot find field.";
         let mut gemini = Quirks::default();
         assert!(!gemini.learn(&penalised, nested));
-        let top = "Invalid JSON payload received. Unknown name \"frequency_penalty\": Cannot find field.";
+        // Every top-level field the message lists at once, an object-valued one (`at 'x'`) too, after a nested one.
+        penalised["top_k"] = json!(5);
+        penalised["chat_template_kwargs"] = json!({"enable_thinking": false});
+        let top = "Invalid JSON payload received. Unknown name \"const\" at 'tools[0].x': Cannot find field.\n\
+                   Invalid JSON payload received. Unknown name \"frequency_penalty\": Cannot find field.\n\
+                   Invalid JSON payload received. Unknown name \"chat_template_kwargs\" at 'chat_template_kwargs': \
+                   Cannot find field.\nInvalid JSON payload received. Unknown name \"top_k\": Cannot find field.";
         assert!(gemini.learn(&penalised, top));
+        assert_eq!(gemini.dropped, vec!["frequency_penalty", "chat_template_kwargs", "top_k"]);
         gemini.apply(&mut penalised);
-        assert!(penalised.get("frequency_penalty").is_none());
+        for gone in ["frequency_penalty", "chat_template_kwargs", "top_k"] {
+            assert!(penalised.get(gone).is_none(), "{gone}");
+        }
         assert!(!q.learn(&wire, "Unrecognized request argument supplied: stream_options"), "not sent unstreamed");
         let mut streamed = request(Call::Chat, native.as_object().unwrap(), "o3", true, false);
         assert!(q.learn(&streamed, "Unrecognized request argument supplied: stream_options"));

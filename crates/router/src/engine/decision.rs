@@ -22,7 +22,8 @@ use switchyard_core::{Category, ModelName};
 pub(crate) struct Decision {
     /// Every model with its components, eligible ones first in score order.
     pub scoring: Scoring,
-    /// The eligible models to try, best first, at most `routing.max_attempts`.
+    /// The eligible models to try, best first, at most `routing.max_attempts` (one more when a generate's context
+    /// puts the model that wrote it first).
     pub candidates: Vec<ModelName>,
     /// Microseconds spent scoring.
     pub decision_us: f64,

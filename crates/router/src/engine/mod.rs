@@ -99,7 +99,9 @@ impl<'a> Engine<'a> {
             return Ok(outcome::replay(&req, hit));
         }
         decision::classify(self.state, &mut req.prepared).await;
-        if let Some(steps) = cascade::applies(&req) {
+        // A generate carrying a context its writer should read is not cascaded: the cheaper steps could not read it.
+        let pinned = self.state.contexts.model_for(req.prepared.context_key).is_some();
+        if let Some(steps) = cascade::applies(&req).filter(|_| !pinned) {
             match self.cascade(&req, steps, plan).await? {
                 Ok(outcome) => return Ok(outcome),
                 // No model of the cascade can serve it: routed as the task's plain `auto` request.
@@ -148,6 +150,7 @@ impl<'a> Engine<'a> {
         let state = self.state;
         let prepared = &req.prepared;
         let explicit = matches!(prepared.target, Target::Model(_));
+        let writer = if explicit { None } else { state.contexts.model_for(prepared.context_key) };
         let deadline = Instant::now() + Duration::from_millis(state.config.vram.admission_wait_ms);
         let mut last: Option<RouterError> = None;
         for (attempt, model) in list.iter().enumerate() {
@@ -175,12 +178,10 @@ impl<'a> Engine<'a> {
                     }
                 },
             };
-            // Another model than the one that wrote a generate's `context` could not read it: sent without it.
+            // Another model than the one known to have written a generate's `context` could not read it: sent
+            // without it. (A context whose writer is not known, after a restart, goes as sent.)
             let without_context;
-            let prepared = if !explicit
-                && prepared.context_key.is_some()
-                && state.contexts.model_for(prepared.context_key).as_ref() != Some(model)
-            {
+            let prepared = if writer.as_ref().is_some_and(|w| w != model) {
                 let mut p = prepared.clone();
                 p.body.remove("context");
                 without_context = p;

@@ -99,8 +99,12 @@ pub(super) fn finish(
     // `auto` requests have a decision, which learns how long the request really took.
     let decided = matches!(req.prepared.target, Target::Auto { .. });
     let endpoint = req.prepared.endpoint;
-    // Which model wrote an `auto` generate's `context`, for the next turn that sends it back.
-    let keeps_context = decided && endpoint == Endpoint::Generate;
+    // Which model wrote an `auto` generate's `context`, for the next turn that sends it back (only Ollama's surface
+    // shows it, and a raw generate has none).
+    let keeps_context = decided
+        && endpoint == Endpoint::Generate
+        && req.surface == super::Surface::Ollama
+        && req.prepared.body.get("raw").and_then(serde_json::Value::as_bool) != Some(true);
     let answer = match reply {
         Reply::Buffered(bytes) => {
             if let Some(plan) = &plan {

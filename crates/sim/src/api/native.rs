@@ -204,9 +204,10 @@ struct GenerateBody {
     /// A system message.
     #[serde(default)]
     system: Option<String>,
-    /// Token ids of an earlier answer (Ollama's deprecated conversation memory), processed before the prompt.
+    /// Token ids of an earlier answer (Ollama's deprecated conversation memory), processed before the prompt and
+    /// returned at the head of this answer's own.
     #[serde(default)]
-    context: Option<Vec<u64>>,
+    context: Option<Vec<i64>>,
     /// No template: the prompt is sent as is (fewer prompt tokens).
     #[serde(default)]
     raw: Option<bool>,
@@ -271,6 +272,7 @@ pub(crate) async fn generate(State(state): State<SimState>, body: Bytes) -> Nati
     }
 
     let system = req.system.unwrap_or_default();
+    let sent_context = req.context.unwrap_or_default();
     let raw = req.raw.unwrap_or(false);
     let messages = 1 + u64::from(!system.is_empty());
     let prompt_tokens = estimate_tokens(&system)
@@ -278,7 +280,7 @@ pub(crate) async fn generate(State(state): State<SimState>, body: Bytes) -> Nati
         + estimate_tokens(&suffix)
         + if raw { 0 } else { messages * TOKENS_PER_MESSAGE }
         + images.len() as u64 * TOKENS_PER_IMAGE
-        + req.context.as_ref().map_or(0, |c| c.len() as u64);
+        + sent_context.len() as u64;
     let job = Job {
         model,
         digest: entry.digest.clone(),
@@ -297,7 +299,10 @@ pub(crate) async fn generate(State(state): State<SimState>, body: Bytes) -> Nati
         tool_result: None,
     };
     let started = engine.run(job).await?;
-    let context = context_tokens(&started.run.pieces);
+    let context: Vec<i64> = sent_context
+        .into_iter()
+        .chain(context_tokens(&started.run.pieces).into_iter().map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+        .collect();
     let stream = events(started.run);
     let disconnect = started.disconnect_after;
     if req.stream.unwrap_or(true) {
@@ -324,7 +329,7 @@ pub(crate) async fn generate(State(state): State<SimState>, body: Bytes) -> Nati
 }
 
 /// The final object of `/api/generate` (also the whole answer when not streaming).
-fn generate_final(sent: &str, response: &str, thinking: Option<&str>, summary: &Summary, context: &[u64]) -> Value {
+fn generate_final(sent: &str, response: &str, thinking: Option<&str>, summary: &Summary, context: &[i64]) -> Value {
     let mut v = json!({"model": sent, "created_at": now(), "response": response});
     if let Some(thinking) = thinking {
         v["thinking"] = json!(thinking);
