@@ -184,6 +184,35 @@ def test_openai_completions(oai: openai.OpenAI) -> None:
     assert "".join(c.choices[0].text for c in streamed if c.choices)
 
 
+def test_log_probabilities_on_both_surfaces(client: ollama.Client, oai: openai.OpenAI) -> None:
+    question = [{"role": "user", "content": "Name three colours."}]
+    native = client.chat(model="llama3.2:3b", messages=question, logprobs=True, top_logprobs=2, options={"num_predict": 5})
+    assert native.logprobs and "".join(p.token for p in native.logprobs) == native.message.content
+    assert all(len(p.top_logprobs or []) == 2 for p in native.logprobs)
+
+    chat = oai.chat.completions.create(model="llama3.2:3b", messages=question, logprobs=True, top_logprobs=2,
+                                       max_tokens=5)
+    entries = chat.choices[0].logprobs.content
+    assert "".join(e.token for e in entries) == chat.choices[0].message.content
+    assert all(len(e.top_logprobs) == 2 and e.logprob <= 0 for e in entries)
+    assert entries[0].top_logprobs[0].token == entries[0].token
+    streamed = oai.chat.completions.create(model="llama3.2:3b", messages=question, logprobs=True, max_tokens=5,
+                                           stream=True)
+    tokens = [e.token for c in streamed if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    assert "".join(tokens) == chat.choices[0].message.content
+    plain = oai.chat.completions.create(model="llama3.2:3b", messages=question, max_tokens=5)
+    assert plain.choices[0].logprobs is None
+
+    completion = oai.completions.create(model="llama3.2:3b", prompt="Once upon a time", max_tokens=5, logprobs=2)
+    legacy = completion.choices[0].logprobs
+    assert "".join(legacy.tokens) == completion.choices[0].text
+    assert len(legacy.token_logprobs) == len(legacy.tokens) and all(len(t) <= 2 for t in legacy.top_logprobs)
+    assert legacy.text_offset[0] == 0 and legacy.text_offset[1] == len(legacy.tokens[0])
+    with pytest.raises(openai.BadRequestError) as err:
+        oai.chat.completions.create(model="llama3.2:3b", messages=question, top_logprobs=25, logprobs=True)
+    assert err.value.body["param"] == "top_logprobs"
+
+
 def test_openai_embeddings_both_encodings(oai: openai.OpenAI) -> None:
     default = oai.embeddings.create(model="nomic-embed-text", input=["first text", "second text"])
     assert [d.index for d in default.data] == [0, 1] and len(default.data[0].embedding) == 768

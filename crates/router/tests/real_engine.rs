@@ -257,6 +257,25 @@ async fn the_real_engine_serves_both_surfaces_through_switchyard() {
     assert_eq!(generated, direct["choices"][0]["text"].as_str().unwrap());
     assert_eq!(lines.last().unwrap()["done"], true);
 
+    // Log probabilities: the engine's own, in Ollama's shape and back in OpenAI's.
+    let mut asked = greedy_chat("tiny-chat", false);
+    asked["logprobs"] = json!(true);
+    asked["top_logprobs"] = json!(2);
+    let direct = w.direct.json("/v1/chat/completions", asked.clone()).await;
+    let expected = direct["choices"][0]["logprobs"]["content"].as_array().unwrap().clone();
+    assert!(!expected.is_empty(), "{direct}");
+    let via = w.via.json("/v1/chat/completions", asked).await;
+    let got = via["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    let tokens =
+        |entries: &[Value]| entries.iter().map(|e| e["token"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(tokens(got), tokens(&expected));
+    assert_eq!(got[0]["top_logprobs"].as_array().unwrap().len(), 2, "{via}");
+    let native = json!({"model": "tiny-chat", "stream": false, "logprobs": true, "top_logprobs": 2,
+                        "options": {"temperature": 0, "num_predict": 24, "seed": 1},
+                        "messages": [{"role": "user", "content": "Name three colours."}]});
+    let v = w.via.json("/api/chat", native).await;
+    assert_eq!(tokens(v["logprobs"].as_array().unwrap()), tokens(&expected), "{v}");
+
     // Embeddings, both surfaces.
     let v = w.via.json("/api/embed", json!({"model": "tiny-embed", "input": ["red", "green"]})).await;
     let vectors = v["embeddings"].as_array().unwrap();

@@ -128,6 +128,22 @@ pub fn request(call: Call, native: &Map<String, Value>, id: &str, stream: bool, 
             _ => {}
         }
     }
+    // Log probabilities: a chat takes a flag and a count of alternatives, a legacy completion the count alone.
+    if native.get("logprobs").and_then(Value::as_bool) == Some(true) {
+        let top = native.get("top_logprobs").and_then(Value::as_u64).unwrap_or(0);
+        match call {
+            Call::Chat | Call::ChatAsGenerate => {
+                out.insert("logprobs".into(), json!(true));
+                if top > 0 {
+                    out.insert("top_logprobs".into(), json!(top));
+                }
+            }
+            Call::Completion => {
+                out.insert("logprobs".into(), json!(top.min(5)));
+            }
+            Call::Infill | Call::Embed | Call::LegacyEmbedding => {}
+        }
+    }
     // Ollama's `think`: a level is OpenAI's `reasoning_effort` (which vLLM and llama.cpp read too); `false` turns
     // thinking off in the chat templates of local engines (Qwen3's and DeepSeek's read `enable_thinking`), a field a
     // priced provider may refuse.
@@ -485,6 +501,9 @@ pub fn answer(call: Call, model: &str, v: &Value, total_ns: u64) -> (Value, Usag
     }
     let choice = v.get("choices").and_then(|c| c.get(0)).cloned().unwrap_or(json!({}));
     let finish = choice.get("finish_reason").and_then(Value::as_str);
+    if let Some(entries) = native_logprobs(choice.get("logprobs")) {
+        out.insert("logprobs".into(), entries);
+    }
     if call == Call::Completion {
         out.insert("response".into(), choice.get("text").cloned().unwrap_or(json!("")));
     } else {
@@ -535,6 +554,8 @@ pub struct SseToNative {
     done: bool,
     /// A native line was written already.
     started_output: bool,
+    /// The log probabilities of the event being written.
+    logprobs: Option<Value>,
 }
 
 impl SseToNative {
@@ -549,6 +570,7 @@ impl SseToNative {
             started: std::time::Instant::now(),
             done: false,
             started_output: false,
+            logprobs: None,
         }
     }
 
@@ -628,6 +650,7 @@ impl SseToNative {
         if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
             self.finish = Some(f.to_string());
         }
+        let logprobs = native_logprobs(choice.get("logprobs"));
         let (text, thinking) = if self.call == Call::Completion {
             (choice.get("text").and_then(Value::as_str).unwrap_or_default(), None)
         } else {
@@ -664,9 +687,11 @@ impl SseToNative {
                 .and_then(Value::as_str)
                 .filter(|t| !t.is_empty())
                 .map(str::to_string);
+            self.logprobs = logprobs;
             return self.content_chunk(&content, thinking.as_deref(), out);
         };
         let text = text.to_string();
+        self.logprobs = logprobs;
         self.content_chunk(&text, thinking, out);
     }
 
@@ -678,7 +703,7 @@ impl SseToNative {
         self.write_chunk(text, thinking, out);
     }
 
-    fn write_chunk(&self, text: &str, thinking: Option<&str>, out: &mut BytesMut) {
+    fn write_chunk(&mut self, text: &str, thinking: Option<&str>, out: &mut BytesMut) {
         let mut chunk = json!({"model": self.model, "created_at": now()});
         if self.call.generates() {
             chunk["response"] = json!(text);
@@ -691,6 +716,9 @@ impl SseToNative {
                 msg["thinking"] = json!(t);
             }
             chunk["message"] = msg;
+        }
+        if let Some(entries) = self.logprobs.take() {
+            chunk["logprobs"] = entries;
         }
         chunk["done"] = json!(false);
         write_line(out, &chunk);
@@ -718,6 +746,34 @@ impl SseToNative {
         write_line(out, &Value::Object(last));
         self.done = true;
     }
+}
+
+/// Ollama's `logprobs` entries (`token`, `logprob`, `bytes`, `top_logprobs`) for an OpenAI choice's: a chat's
+/// `content` list is already in that shape, a legacy completion's parallel lists are zipped into it.
+fn native_logprobs(openai: Option<&Value>) -> Option<Value> {
+    let openai = openai.filter(|l| l.is_object())?;
+    if let Some(entries) = openai.get("content").and_then(Value::as_array) {
+        return Some(Value::Array(entries.clone()));
+    }
+    let tokens = openai.get("tokens").and_then(Value::as_array)?;
+    let logprobs = openai.get("token_logprobs").and_then(Value::as_array);
+    let tops = openai.get("top_logprobs").and_then(Value::as_array);
+    let entries = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let alternatives: Vec<Value> = tops
+                .and_then(|t| t.get(i))
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(t, lp)| json!({"token": t, "logprob": lp}))
+                .collect();
+            json!({"token": token, "logprob": logprobs.and_then(|l| l.get(i)).cloned().unwrap_or(json!(0.0)),
+                   "top_logprobs": alternatives})
+        })
+        .collect();
+    Some(Value::Array(entries))
 }
 
 fn write_line(out: &mut BytesMut, v: &Value) {
@@ -926,6 +982,53 @@ mod tests {
         let mut conv = SseToNative::new(Call::Chat, "m");
         assert!(!conv.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n").is_empty());
         assert!(conv.end().is_empty(), "no final chunk without a finish reason: the relay reports a broken stream");
+    }
+
+    #[test]
+    fn log_probabilities_are_asked_for_and_come_back_in_ollamas_shape() {
+        let native = obj(json!({"messages": [{"role": "user", "content": "hi"}], "logprobs": true, "top_logprobs": 9}));
+        let chat = request(Call::Chat, &native, "m", false, false);
+        assert_eq!((chat["logprobs"].as_bool(), chat["top_logprobs"].as_u64()), (Some(true), Some(9)));
+        let legacy = request(
+            Call::Completion,
+            &obj(json!({"prompt": "p", "logprobs": true, "top_logprobs": 9})),
+            "m",
+            false,
+            true,
+        );
+        assert_eq!(legacy["logprobs"], 5, "a legacy completion takes a count, at most 5");
+        assert!(request(Call::Chat, &obj(json!({"messages": []})), "m", false, false).get("logprobs").is_none());
+        let entry = json!({"token": "Hi", "logprob": -0.5, "bytes": [72, 105],
+                           "top_logprobs": [{"token": "Hi", "logprob": -0.5, "bytes": [72, 105]}]});
+        let v = json!({"choices": [{"message": {"content": "Hi"}, "finish_reason": "stop",
+                                    "logprobs": {"content": [entry.clone()], "refusal": null}}]});
+        let (n, _) = answer(Call::Chat, "m", &v, 1);
+        assert_eq!(n["logprobs"], json!([entry]));
+        let v = json!({"choices": [{"text": "Hi there", "finish_reason": "length", "logprobs": {
+            "tokens": ["Hi", " there"], "token_logprobs": [-0.5, -1.5], "top_logprobs": [{"Hi": -0.5}, {" there": -1.5}],
+            "text_offset": [0, 2]}}]});
+        let (n, _) = answer(Call::Completion, "m", &v, 1);
+        assert_eq!(
+            n["logprobs"][1],
+            json!({"token": " there", "logprob": -1.5,
+                                            "top_logprobs": [{"token": " there", "logprob": -1.5}]})
+        );
+        let (n, _) = answer(Call::Chat, "m", &json!({"choices": [{"message": {"content": "x"}, "logprobs": null}]}), 1);
+        assert!(n.get("logprobs").is_none());
+        // Streamed: each content line carries its own tokens' entries; the opening line none.
+        let sse = concat!(
+            "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},",
+            "\"logprobs\":{\"content\":[{\"token\":\"Hi\",\"logprob\":-0.5,\"top_logprobs\":[]}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
+        );
+        let mut conv = SseToNative::new(Call::Chat, "m");
+        let l = lines(&conv.push(sse.as_bytes()));
+        assert!(l[0].get("logprobs").is_none(), "{l:?}");
+        assert_eq!(
+            (l[1]["message"]["content"].as_str(), l[1]["logprobs"][0]["logprob"].as_f64()),
+            (Some("Hi"), Some(-0.5))
+        );
+        assert!(l[2].get("logprobs").is_none() && l[2]["done"] == true, "{l:?}");
     }
 
     #[test]

@@ -311,10 +311,85 @@ pub fn chat_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, Ope
     if let Some(effort) = req.get("reasoning_effort").and_then(Value::as_str) {
         body.insert("think".into(), think_of_effort(effort));
     }
+    let logprobs = match req.get("logprobs") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad("logprobs must be true or false", "logprobs")),
+    };
+    let top = match req.get("top_logprobs") {
+        None | Some(Value::Null) => None,
+        Some(n) => Some(
+            n.as_u64()
+                .filter(|n| *n <= 20)
+                .ok_or_else(|| bad("top_logprobs must be an integer from 0 to 20", "top_logprobs"))?,
+        ),
+    };
+    if top.is_some() && !logprobs {
+        return Err(bad("top_logprobs needs logprobs: true", "top_logprobs"));
+    }
+    ask_logprobs(&mut body, logprobs, top);
     body.insert("options".into(), Value::Object(sampling_options(req)?));
     let meta = OpenAiMeta::read(req)?;
     body.insert("stream".into(), json!(meta.stream));
     Ok((body, meta))
+}
+
+/// Asks Ollama for the answer's log probabilities (`logprobs`) and `top` alternatives per token.
+fn ask_logprobs(body: &mut Map<String, Value>, logprobs: bool, top: Option<u64>) {
+    if logprobs {
+        body.insert("logprobs".into(), json!(true));
+        if let Some(n) = top.filter(|n| *n > 0) {
+            body.insert("top_logprobs".into(), json!(n));
+        }
+    }
+}
+
+/// One token's entry in OpenAI's shape (`token`, `logprob`, `bytes`, and `top_logprobs` when `top`), from Ollama's.
+fn openai_logprob(entry: &Value, top: bool) -> Value {
+    let token = entry.get("token").and_then(Value::as_str).unwrap_or("");
+    let mut out = json!({
+        "token": token,
+        "logprob": entry.get("logprob").and_then(Value::as_f64).unwrap_or(0.0),
+        "bytes": entry.get("bytes").filter(|b| b.is_array()).cloned().unwrap_or_else(|| json!(token.as_bytes())),
+    });
+    if top {
+        let alternatives = entry.get("top_logprobs").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        out["top_logprobs"] = Value::Array(alternatives.iter().map(|a| openai_logprob(a, false)).collect());
+    }
+    out
+}
+
+/// A chat choice's `logprobs` for the log probabilities Ollama sent with an answer or chunk (`null` without them).
+fn chat_logprobs(native: Option<&Value>) -> Value {
+    match native.and_then(Value::as_array) {
+        Some(entries) => {
+            json!({"content": entries.iter().map(|e| openai_logprob(e, true)).collect::<Vec<_>>(), "refusal": null})
+        }
+        None => Value::Null,
+    }
+}
+
+/// A completion choice's legacy `logprobs` (`tokens`, `token_logprobs`, `top_logprobs` as token-to-logprob maps,
+/// `text_offset` in characters from `offset`, which it advances) for Ollama's (`null` without them).
+fn completion_logprobs(native: Option<&Value>, offset: &mut usize) -> Value {
+    let Some(entries) = native.and_then(Value::as_array) else { return Value::Null };
+    let (mut tokens, mut logprobs, mut tops, mut offsets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for e in entries {
+        let token = e.get("token").and_then(Value::as_str).unwrap_or("");
+        tokens.push(json!(token));
+        logprobs.push(json!(e.get("logprob").and_then(Value::as_f64).unwrap_or(0.0)));
+        let alternatives: Map<String, Value> = e
+            .get("top_logprobs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| Some((a.get("token")?.as_str()?.to_string(), a.get("logprob")?.clone())))
+            .collect();
+        tops.push(Value::Object(alternatives));
+        offsets.push(json!(*offset));
+        *offset += token.chars().count();
+    }
+    json!({"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": tops, "text_offset": offsets})
 }
 
 /// Ollama's `think` for OpenAI's `reasoning_effort`, as Ollama's own OpenAI endpoint reads it: `none` turns thinking
@@ -353,6 +428,17 @@ pub fn completion_request(req: &Map<String, Value>) -> Result<(Map<String, Value
     body.insert("prompt".into(), json!(prompt));
     if let Some(suffix) = req.get("suffix").and_then(Value::as_str) {
         body.insert("suffix".into(), json!(suffix));
+    }
+    // The legacy `logprobs` is the number of alternatives per token (up to 5).
+    match req.get("logprobs") {
+        None | Some(Value::Null) => {}
+        Some(n) => {
+            let n = n
+                .as_u64()
+                .filter(|n| *n <= 5)
+                .ok_or_else(|| bad("logprobs must be an integer from 0 to 5", "logprobs"))?;
+            ask_logprobs(&mut body, true, Some(n));
+        }
     }
     body.insert("options".into(), Value::Object(sampling_options(req)?));
     let meta = OpenAiMeta::read(req)?;
@@ -483,7 +569,8 @@ pub fn openai_response(cx: &OpenAiContext, model: &str, answer: &Value) -> Value
             json!({
                 "id": cx.id, "object": "chat.completion", "created": cx.created, "model": model,
                 "system_fingerprint": "fp_switchyard",
-                "choices": [{"index": 0, "message": out, "finish_reason": finish_reason(answer, !calls.is_empty()), "logprobs": null}],
+                "choices": [{"index": 0, "message": out, "finish_reason": finish_reason(answer, !calls.is_empty()),
+                             "logprobs": chat_logprobs(answer.get("logprobs"))}],
                 "usage": usage(answer)
             })
         }
@@ -491,7 +578,8 @@ pub fn openai_response(cx: &OpenAiContext, model: &str, answer: &Value) -> Value
             "id": cx.id, "object": "text_completion", "created": cx.created, "model": model,
             "system_fingerprint": "fp_switchyard",
             "choices": [{"index": 0, "text": answer.get("response").and_then(Value::as_str).unwrap_or(""),
-                         "finish_reason": finish_reason(answer, false), "logprobs": null}],
+                         "finish_reason": finish_reason(answer, false),
+                         "logprobs": completion_logprobs(answer.get("logprobs"), &mut 0)}],
             "usage": usage(answer)
         }),
     }
@@ -515,6 +603,9 @@ fn plain_response(cx: &OpenAiContext, model: &str, answer: &[u8]) -> Option<Vec<
         return None;
     }
     let answer = serde_json::from_slice::<PlainAnswer<'_>>(answer).ok()?;
+    if answer.logprobs.is_some() {
+        return None;
+    }
     let usage = PlainUsage::of(answer.prompt_eval_count.as_u64(), answer.eval_count.as_u64());
     let finish_reason = match answer.done_reason.as_deref() {
         Some("length") => "length",
@@ -558,6 +649,9 @@ struct PlainAnswer<'a> {
     response: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     done_reason: Option<Cow<'a, str>>,
+    /// Log probabilities take the general path.
+    #[serde(borrow, default)]
+    logprobs: Option<&'a serde_json::value::RawValue>,
     /// Counts as the general path reads them: anything but an unsigned integer is 0.
     #[serde(default)]
     prompt_eval_count: Value,
@@ -690,11 +784,13 @@ pub struct SseTranslator {
     tool_calls: usize,
     /// The final chunk was translated (no error line may follow).
     finished: bool,
+    /// Characters of completion text sent so far (the legacy logprobs' `text_offset`).
+    text_offset: usize,
 }
 
 impl SseTranslator {
     pub fn new(cx: OpenAiContext, model: impl Into<String>) -> Self {
-        Self { cx, model: model.into(), sent_role: false, tool_calls: 0, finished: false }
+        Self { cx, model: model.into(), sent_role: false, tool_calls: 0, finished: false, text_offset: 0 }
     }
 
     fn event(out: &mut BytesMut, value: &Value) {
@@ -745,7 +841,9 @@ impl SseTranslator {
                         );
                         self.tool_calls += calls.len();
                     }
-                    let c = self.chunk(json!([{"index": 0, "delta": delta, "finish_reason": null, "logprobs": null}]));
+                    let logprobs = chat_logprobs(value.get("logprobs"));
+                    let c =
+                        self.chunk(json!([{"index": 0, "delta": delta, "finish_reason": null, "logprobs": logprobs}]));
                     Self::event(out, &c);
                 }
                 if done {
@@ -758,7 +856,9 @@ impl SseTranslator {
                 let text = value.get("response").and_then(Value::as_str).unwrap_or("");
                 let reason = if done { Value::from(finish_reason(value, false)) } else { Value::Null };
                 if !text.is_empty() || done {
-                    let c = self.chunk(json!([{"index": 0, "text": text, "finish_reason": reason, "logprobs": null}]));
+                    let logprobs = completion_logprobs(value.get("logprobs"), &mut self.text_offset);
+                    let c =
+                        self.chunk(json!([{"index": 0, "text": text, "finish_reason": reason, "logprobs": logprobs}]));
                     Self::event(out, &c);
                 }
             }
@@ -786,6 +886,8 @@ struct TokenChunk<'a> {
     message: Option<TokenMessage<'a>>,
     #[serde(borrow, default)]
     error: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    logprobs: Option<&'a serde_json::value::RawValue>,
 }
 
 /// True when `json` is an object. Serde fills a struct from an array too (field by field), which the general path
@@ -856,7 +958,7 @@ impl SseTranslator {
             return false;
         }
         let Ok(chunk) = serde_json::from_slice::<TokenChunk<'_>>(line) else { return false };
-        if chunk.done || chunk.error.is_some() {
+        if chunk.done || chunk.error.is_some() || chunk.logprobs.is_some() {
             return false;
         }
         let Some(message) = chunk.message else { return false };
@@ -1104,6 +1206,74 @@ mod tests {
         assert_eq!(usage["usage"]["completion_tokens"], 2);
         assert_eq!(events[4], "data: [DONE]");
         assert!(t.finished);
+    }
+
+    #[test]
+    fn log_probabilities_are_asked_of_ollama_and_shown_in_openai_shape() {
+        let question = json!([{"role": "user", "content": "x"}]);
+        let (body, _) =
+            chat_request(&obj(json!({"model": "m", "messages": question, "logprobs": true, "top_logprobs": 3})))
+                .unwrap();
+        assert_eq!((body["logprobs"].as_bool(), body["top_logprobs"].as_u64()), (Some(true), Some(3)));
+        let (body, _) = chat_request(&obj(json!({"model": "m", "messages": question, "logprobs": false}))).unwrap();
+        assert!(body.get("logprobs").is_none());
+        let (body, _) = completion_request(&obj(json!({"model": "m", "prompt": "p", "logprobs": 0}))).unwrap();
+        assert_eq!((body["logprobs"].as_bool(), body.get("top_logprobs")), (Some(true), None));
+        for (req, param) in [
+            (json!({"model": "m", "messages": question, "logprobs": "yes"}), "logprobs"),
+            (json!({"model": "m", "messages": question, "logprobs": true, "top_logprobs": 21}), "top_logprobs"),
+            (json!({"model": "m", "messages": question, "top_logprobs": 2}), "top_logprobs"),
+        ] {
+            match chat_request(&obj(req.clone())) {
+                Err(RouterError::BadRequest { param: Some(p), .. }) => assert_eq!(p, param, "{req}"),
+                other => panic!("{req}: {other:?}"),
+            }
+        }
+        assert!(completion_request(&obj(json!({"model": "m", "prompt": "p", "logprobs": 6}))).is_err());
+
+        let entries = json!([
+            {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": [{"token": "Hi", "logprob": -0.25}]},
+            {"token": " é", "logprob": -1.0}
+        ]);
+        let answer = json!({"message": {"role": "assistant", "content": "Hi é"}, "done": true, "done_reason": "stop",
+                            "logprobs": entries});
+        let chat = OpenAiContext { kind: OpenAiKind::Chat, id: "chatcmpl-1".into(), created: 1, include_usage: false };
+        let bytes = openai_response_bytes(&chat, "m", answer.to_string().as_bytes()).unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let content = &v["choices"][0]["logprobs"]["content"];
+        assert_eq!(
+            content[0],
+            json!({"token": "Hi", "logprob": -0.25, "bytes": [72, 105],
+                                      "top_logprobs": [{"token": "Hi", "logprob": -0.25, "bytes": [72, 105]}]})
+        );
+        assert_eq!(content[1]["bytes"], json!(" é".as_bytes()), "bytes from the token when Ollama sends none");
+        assert_eq!(content[1]["top_logprobs"], json!([]));
+        let completion = OpenAiContext { kind: OpenAiKind::Completion, ..chat.clone() };
+        let mut generated = answer.clone();
+        generated["response"] = json!("Hi é");
+        let v = openai_response(&completion, "m", &generated);
+        assert_eq!(
+            v["choices"][0]["logprobs"],
+            json!({"tokens": ["Hi", " é"], "token_logprobs": [-0.25, -1.0],
+            "top_logprobs": [{"Hi": -0.25}, {}], "text_offset": [0, 2]})
+        );
+
+        // Streamed: a chunk with log probabilities leaves the fast path and carries them; offsets run on.
+        let mut t = SseTranslator::new(chat, "m");
+        let mut out = BytesMut::new();
+        t.line(br#"{"model":"m","message":{"role":"assistant","content":"Hi"},"done":false,"logprobs":[{"token":"Hi","logprob":-0.25}]}"#, &mut out);
+        let first: Value =
+            serde_json::from_str(String::from_utf8(out.to_vec()).unwrap().trim_start_matches("data: ").trim()).unwrap();
+        assert_eq!(first["choices"][0]["logprobs"]["content"][0]["token"], "Hi");
+        let mut t = SseTranslator::new(completion, "m");
+        let mut out = BytesMut::new();
+        t.line(br#"{"model":"m","response":"Hi","done":false,"logprobs":[{"token":"Hi","logprob":-0.25}]}"#, &mut out);
+        let second = r#"{"model":"m","response":" é","done":false,"logprobs":[{"token":" é","logprob":-1.0}]}"#;
+        t.line(second.as_bytes(), &mut out);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let second: Value =
+            serde_json::from_str(text.split("\n\n").nth(1).unwrap().trim_start_matches("data: ")).unwrap();
+        assert_eq!(second["choices"][0]["logprobs"]["text_offset"], json!([2]));
     }
 
     #[test]

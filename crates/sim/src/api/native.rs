@@ -208,6 +208,12 @@ struct GenerateBody {
     /// returned at the head of this answer's own.
     #[serde(default)]
     context: Option<Vec<i64>>,
+    /// Log probabilities of the answer's tokens.
+    #[serde(default)]
+    logprobs: Option<bool>,
+    /// Alternatives per token with their log probabilities (0 to 20).
+    #[serde(default)]
+    top_logprobs: Option<u32>,
     /// No template: the prompt is sent as is (fewer prompt tokens).
     #[serde(default)]
     raw: Option<bool>,
@@ -273,6 +279,7 @@ pub(crate) async fn generate(State(state): State<SimState>, body: Bytes) -> Nati
 
     let system = req.system.unwrap_or_default();
     let sent_context = req.context.unwrap_or_default();
+    let logprobs = logprobs_asked(req.logprobs, req.top_logprobs)?;
     let raw = req.raw.unwrap_or(false);
     let messages = 1 + u64::from(!system.is_empty());
     let prompt_tokens = estimate_tokens(&system)
@@ -303,6 +310,7 @@ pub(crate) async fn generate(State(state): State<SimState>, body: Bytes) -> Nati
         .into_iter()
         .chain(context_tokens(&started.run.pieces).into_iter().map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
         .collect();
+    let all_logprobs = logprobs.map(|top| logprobs_of(&started.run.pieces, top));
     let stream = events(started.run);
     let disconnect = started.disconnect_after;
     if req.stream.unwrap_or(true) {
@@ -310,7 +318,11 @@ pub(crate) async fn generate(State(state): State<SimState>, body: Bytes) -> Nati
             .filter_map(move |event| {
                 let line = match event {
                     Event::Piece(Piece::Content(text)) => {
-                        Some(json!({"model": sent, "created_at": now(), "response": text, "done": false}))
+                        let mut chunk = json!({"model": sent, "created_at": now(), "response": text, "done": false});
+                        if let Some(top) = logprobs {
+                            chunk["logprobs"] = json!([logprob_entry(&text, top)]);
+                        }
+                        Some(chunk)
                     }
                     Event::Piece(Piece::Thinking(text)) => Some(
                         json!({"model": sent, "created_at": now(), "response": "", "thinking": text, "done": false}),
@@ -325,7 +337,11 @@ pub(crate) async fn generate(State(state): State<SimState>, body: Bytes) -> Nati
     }
     let (content, thinking, _, summary) = collect(stream).await?;
     let thinking = (!thinking.is_empty()).then_some(thinking);
-    Ok(json_response(&generate_final(&sent, &content, thinking.as_deref(), &summary, &context), disconnect))
+    let mut answer = generate_final(&sent, &content, thinking.as_deref(), &summary, &context);
+    if let Some(entries) = all_logprobs {
+        answer["logprobs"] = Value::Array(entries);
+    }
+    Ok(json_response(&answer, disconnect))
 }
 
 /// The final object of `/api/generate` (also the whole answer when not streaming).
@@ -381,6 +397,39 @@ struct ChatBody {
     /// Reasoning on or off.
     #[serde(default)]
     think: Option<Value>,
+    /// Log probabilities of the answer's tokens.
+    #[serde(default)]
+    logprobs: Option<bool>,
+    /// Alternatives per token with their log probabilities (0 to 20).
+    #[serde(default)]
+    top_logprobs: Option<u32>,
+}
+
+/// Log probabilities asked for (`logprobs`, `top_logprobs`), checked as Ollama checks them.
+fn logprobs_asked(logprobs: Option<bool>, top: Option<u32>) -> Result<Option<usize>, SimError> {
+    match top {
+        Some(n) if n > 20 => Err(SimError::bad("top_logprobs must be between 0 and 20")),
+        _ if logprobs != Some(true) => Ok(None),
+        _ => Ok(Some(top.unwrap_or(0) as usize)),
+    }
+}
+
+/// The log-probability entry of one answer token: a made-up but stable value, and `top` alternatives, the token
+/// itself first.
+fn logprob_entry(token: &str, top: usize) -> Value {
+    let logprob = -((stable_hash(token.as_bytes()) % 2000) as f64) / 1000.0;
+    let alternatives: Vec<Value> = (0..top)
+        .map(|i| {
+            let (alt, lp) = if i == 0 { (token.to_string(), logprob) } else { (format!("alt{i}"), logprob - i as f64) };
+            json!({"token": alt, "logprob": lp, "bytes": alt.as_bytes()})
+        })
+        .collect();
+    json!({"token": token, "logprob": logprob, "bytes": token.as_bytes(), "top_logprobs": alternatives})
+}
+
+/// The entries of every answer token of `pieces`.
+fn logprobs_of(pieces: &[Piece], top: usize) -> Vec<Value> {
+    pieces.iter().filter_map(|p| if let Piece::Content(t) = p { Some(logprob_entry(t, top)) } else { None }).collect()
 }
 
 /// A conversation turned into the parts of a [`Job`] that depend on it.
@@ -427,6 +476,7 @@ pub(crate) async fn chat(State(state): State<SimState>, body: Bytes) -> NativeRe
     let options = parse_options(req.options.as_ref())?;
     let format = parse_format(req.format.as_ref())?;
     let think = parse_think(req.think.as_ref())?;
+    let logprobs = logprobs_asked(req.logprobs, req.top_logprobs)?;
     let messages = req.messages.unwrap_or_default();
     let tools = req.tools.unwrap_or_default();
 
@@ -483,13 +533,18 @@ pub(crate) async fn chat(State(state): State<SimState>, body: Bytes) -> NativeRe
     };
     let started = engine.run(job).await?;
     let disconnect = started.disconnect_after;
+    let all_logprobs = logprobs.map(|top| logprobs_of(&started.run.pieces, top));
     let stream = events(started.run);
     if req.stream.unwrap_or(true) {
         let lines = stream
             .map(move |event| {
                 let line = match event {
                     Event::Piece(Piece::Content(text)) => {
-                        chat_chunk(&sent, json!({"role": "assistant", "content": text}))
+                        let mut chunk = chat_chunk(&sent, json!({"role": "assistant", "content": text}));
+                        if let Some(top) = logprobs {
+                            chunk["logprobs"] = json!([logprob_entry(&text, top)]);
+                        }
+                        chunk
                     }
                     Event::Piece(Piece::Thinking(text)) => {
                         chat_chunk(&sent, json!({"role": "assistant", "content": "", "thinking": text}))
@@ -514,7 +569,11 @@ pub(crate) async fn chat(State(state): State<SimState>, body: Bytes) -> NativeRe
         message["tool_calls"] =
             Value::from(calls.iter().enumerate().map(|(i, c)| c.native_json(i)).collect::<Vec<_>>());
     }
-    Ok(json_response(&chat_final(&sent, message, &summary), disconnect))
+    let mut answer = chat_final(&sent, message, &summary);
+    if let Some(entries) = all_logprobs {
+        answer["logprobs"] = Value::Array(entries);
+    }
+    Ok(json_response(&answer, disconnect))
 }
 
 fn chat_chunk(sent: &str, message: Value) -> Value {
