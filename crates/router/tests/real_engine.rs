@@ -275,6 +275,19 @@ async fn the_real_engine_serves_both_surfaces_through_switchyard() {
                         "messages": [{"role": "user", "content": "Name three colours."}]});
     let v = w.via.json("/api/chat", native).await;
     assert_eq!(tokens(v["logprobs"].as_array().unwrap()), tokens(&expected), "{v}");
+    // No alternatives asked for: none shown (llama.cpp is asked for one, as it reads 0 as "no log probabilities").
+    let mut bare = greedy_chat("tiny-chat", false);
+    bare["logprobs"] = json!(true);
+    let v = w.via.json("/v1/chat/completions", bare).await;
+    let entries = v["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(tokens(entries), tokens(&expected));
+    assert!(entries.iter().all(|e| e["top_logprobs"] == json!([])), "{v}");
+    let legacy = json!({"model": "tiny-chat", "prompt": "Once upon a time", "max_tokens": 6, "temperature": 0,
+                        "seed": 1, "logprobs": 0});
+    let v = w.via.json("/v1/completions", legacy).await;
+    let text: String =
+        v["choices"][0]["logprobs"]["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(text, v["choices"][0]["text"].as_str().unwrap(), "{v}");
 
     // Embeddings, both surfaces.
     let v = w.via.json("/api/embed", json!({"model": "tiny-embed", "input": ["red", "green"]})).await;

@@ -604,7 +604,8 @@ impl OpenAiBackend {
             let url = self.url_for(call.path());
             let request = build_request_with_key(Method::POST, &url, Some(Bytes::from(body)), self.key())
                 .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
-            result = self.exchange(request, call, shown, prepared.stream, times).await;
+            let top = wire::logprobs_top(&prepared.body);
+            result = self.exchange(request, (call, top), shown, prepared.stream, times).await;
             tries += 1;
             match &result {
                 // Older llama-server releases refuse a `suffix` on `/v1/completions` ("Unsupported param: suffix"):
@@ -680,7 +681,7 @@ impl OpenAiBackend {
     async fn exchange(
         &self,
         request: http::Request<http_body_util::Full<Bytes>>,
-        call: Call,
+        (call, top): (Call, Option<usize>),
         shown: &str,
         stream: bool,
         times: Times,
@@ -702,14 +703,17 @@ impl OpenAiBackend {
             if let Some(message) = wire::answer_error(&v) {
                 return Err(ForwardFailure::Broken(format!("the backend answered with an error: {message}")));
             }
-            let (native, usage) = wire::answer(call, shown, &v, started.elapsed().as_nanos() as u64);
+            let (mut native, usage) = wire::answer(call, shown, &v, started.elapsed().as_nanos() as u64);
+            if let Some(top) = top {
+                wire::trim_logprobs(native.get_mut("logprobs"), top);
+            }
             self.account(&usage);
             let out = serde_json::to_vec(&native).map_err(|e| ForwardFailure::Broken(e.to_string()))?;
             return Ok(Reply::Buffered(Bytes::from(out)));
         }
         let sse = SseBody {
             inner: body,
-            conv: SseToNative::new(call, shown),
+            conv: SseToNative::new(call, shown).with_top_logprobs(top.unwrap_or(0)),
             ended: false,
             accounting: Some(self.accounting()),
         };

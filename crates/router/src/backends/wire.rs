@@ -128,18 +128,18 @@ pub fn request(call: Call, native: &Map<String, Value>, id: &str, stream: bool, 
             _ => {}
         }
     }
-    // Log probabilities: a chat takes a flag and a count of alternatives, a legacy completion the count alone.
-    if native.get("logprobs").and_then(Value::as_bool) == Some(true) {
-        let top = native.get("top_logprobs").and_then(Value::as_u64).unwrap_or(0);
+    // Log probabilities: a chat takes a flag and a count of alternatives, a legacy completion the count alone. At
+    // least one alternative is asked for (llama.cpp reads 0 as "none at all", and no count as 20); the answer is
+    // trimmed to what the client asked ([`trim_logprobs`]). OpenAI's legacy completions take at most 5.
+    if let Some(top) = logprobs_top(native) {
+        let top = top.max(1) as u64;
         match call {
             Call::Chat | Call::ChatAsGenerate => {
                 out.insert("logprobs".into(), json!(true));
-                if top > 0 {
-                    out.insert("top_logprobs".into(), json!(top));
-                }
+                out.insert("top_logprobs".into(), json!(top));
             }
             Call::Completion => {
-                out.insert("logprobs".into(), json!(top.min(5)));
+                out.insert("logprobs".into(), json!(if extended { top } else { top.min(5) }));
             }
             Call::Infill | Call::Embed | Call::LegacyEmbedding => {}
         }
@@ -556,6 +556,8 @@ pub struct SseToNative {
     started_output: bool,
     /// The log probabilities of the event being written.
     logprobs: Option<Value>,
+    /// Alternatives per token the client asked for.
+    top_logprobs: usize,
 }
 
 impl SseToNative {
@@ -571,6 +573,22 @@ impl SseToNative {
             done: false,
             started_output: false,
             logprobs: None,
+            top_logprobs: 20,
+        }
+    }
+
+    /// Trims each token's alternatives to `top` (see [`trim_logprobs`]).
+    pub fn with_top_logprobs(mut self, top: usize) -> Self {
+        self.top_logprobs = top;
+        self
+    }
+
+    /// Adds an event's log probabilities to those of the line being written.
+    fn add_logprobs(&mut self, entries: Option<Value>) {
+        match (&mut self.logprobs, entries) {
+            (Some(Value::Array(held)), Some(Value::Array(more))) => held.extend(more),
+            (held @ None, Some(more)) => *held = Some(more),
+            _ => {}
         }
     }
 
@@ -672,6 +690,10 @@ impl SseToNative {
                 }
             }
             let content = delta.get("content").and_then(Value::as_str).unwrap_or_default().to_string();
+            // Tokens that show no text here (the first one, a tool call's) go with the next line written.
+            if content.is_empty() {
+                self.add_logprobs(logprobs.clone());
+            }
             if !self.started_output && delta.get("role").is_some() {
                 // The opening event: a line at once, so that the first chunk does not wait for the first token
                 // (or, for a tool call, for the whole call).
@@ -687,11 +709,13 @@ impl SseToNative {
                 .and_then(Value::as_str)
                 .filter(|t| !t.is_empty())
                 .map(str::to_string);
-            self.logprobs = logprobs;
+            if !content.is_empty() {
+                self.add_logprobs(logprobs);
+            }
             return self.content_chunk(&content, thinking.as_deref(), out);
         };
         let text = text.to_string();
-        self.logprobs = logprobs;
+        self.add_logprobs(logprobs);
         self.content_chunk(&text, thinking, out);
     }
 
@@ -717,7 +741,8 @@ impl SseToNative {
             }
             chunk["message"] = msg;
         }
-        if let Some(entries) = self.logprobs.take() {
+        if let Some(mut entries) = self.logprobs.take() {
+            trim_logprobs(Some(&mut entries), self.top_logprobs);
             chunk["logprobs"] = entries;
         }
         chunk["done"] = json!(false);
@@ -745,6 +770,25 @@ impl SseToNative {
         finish_fields(&mut last, self.finish.as_deref(), &self.usage, total);
         write_line(out, &Value::Object(last));
         self.done = true;
+    }
+}
+
+/// The alternatives per token a native request asks for, when it asks for log probabilities.
+pub fn logprobs_top(native: &Map<String, Value>) -> Option<usize> {
+    (native.get("logprobs").and_then(Value::as_bool) == Some(true))
+        .then(|| native.get("top_logprobs").and_then(Value::as_u64).map_or(0, |n| n.min(20) as usize))
+}
+
+/// Keeps `top` alternatives in each of a native answer's `logprobs` entries (none, and no field, for 0), as Ollama
+/// answers.
+pub fn trim_logprobs(entries: Option<&mut Value>, top: usize) {
+    for entry in entries.and_then(Value::as_array_mut).into_iter().flatten() {
+        let Some(entry) = entry.as_object_mut() else { continue };
+        if top == 0 {
+            entry.remove("top_logprobs");
+        } else if let Some(Value::Array(alternatives)) = entry.get_mut("top_logprobs") {
+            alternatives.truncate(top);
+        }
     }
 }
 
@@ -989,21 +1033,21 @@ mod tests {
         let native = obj(json!({"messages": [{"role": "user", "content": "hi"}], "logprobs": true, "top_logprobs": 9}));
         let chat = request(Call::Chat, &native, "m", false, false);
         assert_eq!((chat["logprobs"].as_bool(), chat["top_logprobs"].as_u64()), (Some(true), Some(9)));
-        let legacy = request(
-            Call::Completion,
-            &obj(json!({"prompt": "p", "logprobs": true, "top_logprobs": 9})),
-            "m",
-            false,
-            true,
-        );
-        assert_eq!(legacy["logprobs"], 5, "a legacy completion takes a count, at most 5");
+        let asked = obj(json!({"prompt": "p", "logprobs": true, "top_logprobs": 9}));
+        assert_eq!(request(Call::Completion, &asked, "m", false, true)["logprobs"], 9, "a legacy completion: a count");
+        assert_eq!(request(Call::Completion, &asked, "m", false, false)["logprobs"], 5, "OpenAI's own: at most 5");
+        // At least one alternative is asked for: llama.cpp reads 0 as "no log probabilities".
+        let none = obj(json!({"messages": [], "logprobs": true}));
+        assert_eq!(request(Call::Chat, &none, "m", false, true)["top_logprobs"], 1);
         assert!(request(Call::Chat, &obj(json!({"messages": []})), "m", false, false).get("logprobs").is_none());
         let entry = json!({"token": "Hi", "logprob": -0.5, "bytes": [72, 105],
                            "top_logprobs": [{"token": "Hi", "logprob": -0.5, "bytes": [72, 105]}]});
         let v = json!({"choices": [{"message": {"content": "Hi"}, "finish_reason": "stop",
                                     "logprobs": {"content": [entry.clone()], "refusal": null}}]});
-        let (n, _) = answer(Call::Chat, "m", &v, 1);
+        let (mut n, _) = answer(Call::Chat, "m", &v, 1);
         assert_eq!(n["logprobs"], json!([entry]));
+        trim_logprobs(n.get_mut("logprobs"), 0);
+        assert!(n["logprobs"][0].get("top_logprobs").is_none(), "trimmed to what the client asked: none");
         let v = json!({"choices": [{"text": "Hi there", "finish_reason": "length", "logprobs": {
             "tokens": ["Hi", " there"], "token_logprobs": [-0.5, -1.5], "top_logprobs": [{"Hi": -0.5}, {" there": -1.5}],
             "text_offset": [0, 2]}}]});
@@ -1021,9 +1065,10 @@ mod tests {
             "\"logprobs\":{\"content\":[{\"token\":\"Hi\",\"logprob\":-0.5,\"top_logprobs\":[]}]}}]}\n\n",
             "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
         );
-        let mut conv = SseToNative::new(Call::Chat, "m");
+        let mut conv = SseToNative::new(Call::Chat, "m").with_top_logprobs(1);
         let l = lines(&conv.push(sse.as_bytes()));
         assert!(l[0].get("logprobs").is_none(), "{l:?}");
+        assert_eq!(l[1]["logprobs"][0]["top_logprobs"], json!([]));
         assert_eq!(
             (l[1]["message"]["content"].as_str(), l[1]["logprobs"][0]["logprob"].as_f64()),
             (Some("Hi"), Some(-0.5))

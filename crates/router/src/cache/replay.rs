@@ -79,6 +79,7 @@ fn append(into: &mut Map<String, Value>, key: &str, piece: Option<&Value>) {
 pub(crate) fn assemble(endpoint: Endpoint, ndjson: &[u8]) -> Option<Bytes> {
     let mut text = Map::new();
     let mut calls: Vec<Value> = Vec::new();
+    let mut logprobs: Vec<Value> = Vec::new();
     let mut last: Option<Map<String, Value>> = None;
     for line in ndjson.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
         let Ok(Value::Object(chunk)) = serde_json::from_slice::<Value>(line) else { return None };
@@ -92,9 +93,16 @@ pub(crate) fn assemble(endpoint: Endpoint, ndjson: &[u8]) -> Option<Bytes> {
         if let Some(Value::Array(c)) = part.get("tool_calls") {
             calls.extend(c.iter().cloned());
         }
+        if let Some(Value::Array(l)) = chunk.get("logprobs") {
+            logprobs.extend(l.iter().cloned());
+        }
         last = Some(chunk);
     }
     let mut answer = last.filter(|l| l.get("done").and_then(Value::as_bool) == Some(true))?;
+    // Each chunk's tokens, in order, as a whole answer lists them.
+    if !logprobs.is_empty() {
+        answer.insert("logprobs".into(), Value::Array(logprobs));
+    }
     match endpoint {
         Endpoint::Chat => {
             let mut message = answer.get("message").and_then(Value::as_object).cloned().unwrap_or_default();
@@ -146,6 +154,10 @@ pub(crate) fn stream_lines(endpoint: Endpoint, answer: &Map<String, Value>) -> B
         }
     }
     let mut last = answer.clone();
+    // The tokens' log probabilities go with their text.
+    if let Some(l) = last.remove("logprobs") {
+        first.insert("logprobs".into(), l);
+    }
     match endpoint {
         Endpoint::Chat => {
             let message = answer.get("message").and_then(Value::as_object).cloned().unwrap_or_default();
@@ -176,6 +188,28 @@ pub(crate) fn stream_lines(endpoint: Endpoint, answer: &Map<String, Value>) -> B
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn log_probabilities_are_kept_in_order_and_replayed_with_their_text() {
+        let stream = concat!(
+            r#"{"model":"m","response":"Hel","done":false,"logprobs":[{"token":"Hel","logprob":-0.5}]}"#,
+            "\n",
+            r#"{"model":"m","response":"lo","done":false,"logprobs":[{"token":"lo","logprob":-1.5}]}"#,
+            "\n",
+            r#"{"model":"m","response":"","done":true,"done_reason":"stop","eval_count":2}"#,
+            "\n"
+        );
+        let answer = assemble(Endpoint::Generate, stream.as_bytes()).unwrap();
+        let v: Value = serde_json::from_slice(&answer).unwrap();
+        let tokens: Vec<&str> =
+            v["logprobs"].as_array().unwrap().iter().map(|e| e["token"].as_str().unwrap()).collect();
+        assert_eq!((v["response"].as_str(), tokens), (Some("Hello"), vec!["Hel", "lo"]));
+        let lines = stream_lines(Endpoint::Generate, &parse(&answer));
+        let lines: Vec<Value> =
+            std::str::from_utf8(&lines).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines[0]["logprobs"], v["logprobs"], "with the text");
+        assert!(lines[1].get("logprobs").is_none(), "not with the closing line");
+    }
 
     #[test]
     fn a_chat_stream_assembles_into_the_buffered_answer_and_replays_back() {

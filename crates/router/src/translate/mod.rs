@@ -314,6 +314,7 @@ pub fn chat_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, Ope
     let logprobs = match req.get("logprobs") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
+        Some(n) if n.as_u64().is_some_and(|n| n <= 1) => n.as_u64() == Some(1),
         Some(_) => return Err(bad("logprobs must be true or false", "logprobs")),
     };
     let top = match req.get("top_logprobs") {
@@ -324,9 +325,7 @@ pub fn chat_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, Ope
                 .ok_or_else(|| bad("top_logprobs must be an integer from 0 to 20", "top_logprobs"))?,
         ),
     };
-    if top.is_some() && !logprobs {
-        return Err(bad("top_logprobs needs logprobs: true", "top_logprobs"));
-    }
+    // Without `logprobs: true`, `top_logprobs` asks for nothing (as Ollama's own endpoint reads it).
     ask_logprobs(&mut body, logprobs, top);
     body.insert("options".into(), Value::Object(sampling_options(req)?));
     let meta = OpenAiMeta::read(req)?;
@@ -429,14 +428,15 @@ pub fn completion_request(req: &Map<String, Value>) -> Result<(Map<String, Value
     if let Some(suffix) = req.get("suffix").and_then(Value::as_str) {
         body.insert("suffix".into(), json!(suffix));
     }
-    // The legacy `logprobs` is the number of alternatives per token (up to 5).
+    // The legacy `logprobs` is the number of alternatives per token (OpenAI takes up to 5, local engines 20).
     match req.get("logprobs") {
-        None | Some(Value::Null) => {}
+        None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+        Some(Value::Bool(true)) => ask_logprobs(&mut body, true, None),
         Some(n) => {
             let n = n
                 .as_u64()
-                .filter(|n| *n <= 5)
-                .ok_or_else(|| bad("logprobs must be an integer from 0 to 5", "logprobs"))?;
+                .filter(|n| *n <= 20)
+                .ok_or_else(|| bad("logprobs must be an integer from 0 to 20", "logprobs"))?;
             ask_logprobs(&mut body, true, Some(n));
         }
     }
@@ -1222,14 +1222,23 @@ mod tests {
         for (req, param) in [
             (json!({"model": "m", "messages": question, "logprobs": "yes"}), "logprobs"),
             (json!({"model": "m", "messages": question, "logprobs": true, "top_logprobs": 21}), "top_logprobs"),
-            (json!({"model": "m", "messages": question, "top_logprobs": 2}), "top_logprobs"),
         ] {
             match chat_request(&obj(req.clone())) {
                 Err(RouterError::BadRequest { param: Some(p), .. }) => assert_eq!(p, param, "{req}"),
                 other => panic!("{req}: {other:?}"),
             }
         }
-        assert!(completion_request(&obj(json!({"model": "m", "prompt": "p", "logprobs": 6}))).is_err());
+        assert!(completion_request(&obj(json!({"model": "m", "prompt": "p", "logprobs": 21}))).is_err());
+        // Accepted as clients send them: top_logprobs without logprobs asks for nothing (as Ollama reads it), a
+        // chat's logprobs as 0 or 1, a completion's as a flag.
+        let (body, _) = chat_request(&obj(json!({"model": "m", "messages": question, "top_logprobs": 0}))).unwrap();
+        assert!(body.get("logprobs").is_none() && body.get("top_logprobs").is_none());
+        let (body, _) = chat_request(&obj(json!({"model": "m", "messages": question, "logprobs": 1}))).unwrap();
+        assert_eq!(body["logprobs"], true);
+        let (body, _) = completion_request(&obj(json!({"model": "m", "prompt": "p", "logprobs": true}))).unwrap();
+        assert_eq!(body["logprobs"], true);
+        let (body, _) = completion_request(&obj(json!({"model": "m", "prompt": "p", "logprobs": false}))).unwrap();
+        assert!(body.get("logprobs").is_none());
 
         let entries = json!([
             {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": [{"token": "Hi", "logprob": -0.25}]},

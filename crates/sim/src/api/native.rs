@@ -424,7 +424,11 @@ fn logprob_entry(token: &str, top: usize) -> Value {
             json!({"token": alt, "logprob": lp, "bytes": alt.as_bytes()})
         })
         .collect();
-    json!({"token": token, "logprob": logprob, "bytes": token.as_bytes(), "top_logprobs": alternatives})
+    let mut entry = json!({"token": token, "logprob": logprob, "bytes": token.as_bytes()});
+    if top > 0 {
+        entry["top_logprobs"] = Value::Array(alternatives);
+    }
+    entry
 }
 
 /// The entries of every answer token of `pieces`.
