@@ -599,12 +599,12 @@ impl OpenAiBackend {
         // again without it, or under its newer name, and the model is remembered: a few tries at most, each learning
         // something new, all within the one deadline.
         let mut tries = 0;
+        let top = wire::logprobs_top(&prepared.body);
         loop {
             let body = serde_json::to_vec(&wire).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
             let url = self.url_for(call.path());
             let request = build_request_with_key(Method::POST, &url, Some(Bytes::from(body)), self.key())
                 .map_err(|e| ForwardFailure::Connect(e.to_string()))?;
-            let top = wire::logprobs_top(&prepared.body);
             result = self.exchange(request, (call, top), shown, prepared.stream, times).await;
             tries += 1;
             match &result {
@@ -619,9 +619,6 @@ impl OpenAiBackend {
                     quirks = self.quirks_of(call, id);
                     quirks.apply(&mut wire);
                 }
-                // A model without fill-in-the-middle tokens: the request asked what the model cannot do (as a
-                // 400, so that `auto` moves on and the model is not counted as failing), and `auto` stops offering
-                // it for that.
                 // A server taken for llama.cpp's without an `/infill` (a proxy that copies its listing): not a missing
                 // model. (A router-mode server's 404 is one: its unknown models are answered so.)
                 Err(ForwardFailure::Status { status: 404, .. }) if call == Call::Infill && !self.manages_models() => {
@@ -632,6 +629,9 @@ impl OpenAiBackend {
                     });
                     break;
                 }
+                // A model without fill-in-the-middle tokens: the request asked what the model cannot do (as a
+                // 400, so that `auto` moves on and the model is not counted as failing), and `auto` stops offering
+                // it for that.
                 Err(ForwardFailure::Status { status: 501, message, .. }) if call == Call::Infill => {
                     if let Ok(mut ids) = self.no_infill.lock()
                         && ids.len() < 1024
