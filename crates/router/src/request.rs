@@ -77,8 +77,10 @@ pub struct Prepared {
     pub(crate) task: Option<std::sync::Arc<crate::tasks::Task>>,
     /// The conversation a chat belongs to (for affinity), once known.
     pub(crate) conversation: Option<crate::affinity::Conversation>,
-    /// The key of a generate's `context` (see [`crate::affinity::Contexts`]).
+    /// The key of an `auto` generate's `context` (see [`crate::affinity::Contexts`]).
     pub(crate) context_key: Option<u64>,
+    /// The model remembered to have written that context, once looked up.
+    pub(crate) context_writer: Option<ModelName>,
 }
 
 /// Load-time options: a different value forces Ollama to reload the model, so they are set by Switchyard per model.
@@ -382,6 +384,7 @@ pub fn prepare_native(
         task: None,
         conversation: None,
         context_key,
+        context_writer: None,
     })
 }
 

@@ -46,19 +46,14 @@ pub async fn blob(
     let digest = path.strip_prefix("/api/blobs/").unwrap_or_default();
     let hex = digest.strip_prefix("sha256:").or_else(|| digest.strip_prefix("sha256-"));
     if !hex.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())) {
-        return Err(RouterError::BadRequest {
-            message: "invalid digest format: a blob is named sha256:<64 hex digits>".into(),
-            param: None,
-        }
-        .into());
+        return Err(RouterError::bad("invalid digest format: a blob is named sha256:<64 hex digits>", None).into());
     }
     if !state.config.ollama.enabled {
-        return Err(RouterError::BadRequest {
-            message: "this router fronts a fleet and holds no models itself: upload blobs and create models on each \
-                      node (point OLLAMA_HOST at the node)"
-                .into(),
-            param: None,
-        }
+        return Err(RouterError::bad(
+            "this router fronts a fleet and holds no models itself: upload blobs and create models on each node \
+             (point OLLAMA_HOST at the node)",
+            None,
+        )
         .into());
     }
     // A body that is empty from the start (`HEAD`) has ended already.

@@ -134,11 +134,11 @@ pub(crate) fn decide(state: &AppState, prepared: &Prepared, preference: f64) -> 
         scoring.eligible().filter(|c| !c.fallback_only).take(max).map(|c| c.model.clone()).collect();
     candidates.extend(scoring.eligible().filter(|c| c.fallback_only).take(1).map(|c| c.model.clone()));
     // A generate's `context` is read only by the model that wrote it: that model first, when it can serve the request.
-    if let Some(wrote) = state.contexts.model_for(prepared.context_key)
-        && scoring.eligible().any(|c| c.model == wrote)
+    if let Some(wrote) = &prepared.context_writer
+        && scoring.eligible().any(|c| c.model == *wrote)
     {
-        candidates.retain(|m| *m != wrote);
-        candidates.insert(0, wrote);
+        candidates.retain(|m| m != wrote);
+        candidates.insert(0, wrote.clone());
     }
     Decision { scoring, candidates, decision_us: started.elapsed().as_secs_f64() * 1e6 }
 }

@@ -100,8 +100,8 @@ impl<'a> Engine<'a> {
         }
         decision::classify(self.state, &mut req.prepared).await;
         // A generate carrying a context its writer should read is not cascaded: the cheaper steps could not read it.
-        let pinned = self.state.contexts.model_for(req.prepared.context_key).is_some();
-        if let Some(steps) = cascade::applies(&req).filter(|_| !pinned) {
+        req.prepared.context_writer = self.state.contexts.model_for(req.prepared.context_key);
+        if let Some(steps) = cascade::applies(&req).filter(|_| req.prepared.context_writer.is_none()) {
             match self.cascade(&req, steps, plan).await? {
                 Ok(outcome) => return Ok(outcome),
                 // No model of the cascade can serve it: routed as the task's plain `auto` request.
@@ -150,7 +150,6 @@ impl<'a> Engine<'a> {
         let state = self.state;
         let prepared = &req.prepared;
         let explicit = matches!(prepared.target, Target::Model(_));
-        let writer = if explicit { None } else { state.contexts.model_for(prepared.context_key) };
         let deadline = Instant::now() + Duration::from_millis(state.config.vram.admission_wait_ms);
         let mut last: Option<RouterError> = None;
         for (attempt, model) in list.iter().enumerate() {
@@ -181,7 +180,7 @@ impl<'a> Engine<'a> {
             // Another model than the one known to have written a generate's `context` could not read it: sent
             // without it. (A context whose writer is not known, after a restart, goes as sent.)
             let without_context;
-            let prepared = if writer.as_ref().is_some_and(|w| w != model) {
+            let prepared = if prepared.context_writer.as_ref().is_some_and(|w| w != model) {
                 let mut p = prepared.clone();
                 p.body.remove("context");
                 without_context = p;
