@@ -94,6 +94,24 @@ def test_auto_with_tools_only_uses_tool_models(client: ollama.Client) -> None:
     assert call.function.arguments["city"] == "Lisbon"
 
 
+def test_thinking_levels_and_model_names_as_ollama_reads_them(client: ollama.Client, oai: openai.OpenAI) -> None:
+    # Ollama takes a level only from gpt-oss; the router asks other thinking models `think: true` instead.
+    messages = [{"role": "user", "content": "Is 91 prime?"}]
+    for model in ["deepseek-r1:14b", "auto"]:
+        r = client.chat(model=model, messages=messages, think="high")
+        assert r.message.thinking, model
+        assert r.message.content
+    streamed = list(client.chat(model="auto", messages=messages, think="low", stream=True))
+    assert "".join(c.message.thinking or "" for c in streamed)
+    for kwargs in [{"reasoning_effort": "high"}, {"extra_body": {"reasoning": {"effort": "medium"}}}]:
+        c = oai.chat.completions.create(model="auto", messages=messages, **kwargs)
+        assert c.model == "deepseek-r1:14b", kwargs
+        assert (c.choices[0].message.model_extra or {}).get("reasoning"), kwargs
+    # Names match without regard to case, as in Ollama.
+    r = client.chat(model="Llama3.2:3B", messages=[{"role": "user", "content": "hi"}])
+    assert r.message.content
+
+
 def test_embeddings_explicit_and_auto(client: ollama.Client) -> None:
     answer = client.embed(model="nomic-embed-text", input=["a", "b"])
     assert len(answer.embeddings) == 2 and len(answer.embeddings[0]) == 768

@@ -56,6 +56,9 @@ pub struct ModelSpec {
     pub block_count: Option<u64>,
     /// `None` for the local Ollama's models, the backend otherwise.
     pub backend: Option<BackendRef>,
+    /// An Ollama cloud model (`remote_host` in its listing): the local Ollama forwards it to ollama.com, so it takes
+    /// no local memory and is never loaded or unloaded.
+    pub cloud: bool,
 }
 
 impl ModelSpec {
@@ -82,6 +85,17 @@ impl ModelSpec {
         self.backend.as_ref().is_some_and(|b| b.priced)
     }
 
+    /// True for models whose requests leave the machines the user runs: a priced backend's, or an Ollama cloud model
+    /// (`routing.remote` decides when `auto` uses them).
+    pub fn remote(&self) -> bool {
+        self.priced() || self.cloud
+    }
+
+    /// True for models the local Ollama runs itself (in its VRAM), not a backend's or a cloud model.
+    pub fn local(&self) -> bool {
+        self.backend.is_none() && !self.cloud
+    }
+
     /// The context this model is actually loaded with when `num_ctx` is asked (capped at the trained context).
     pub fn effective_ctx(&self, num_ctx: u64) -> u64 {
         self.context_length.map_or(num_ctx, |trained| num_ctx.min(trained))
@@ -98,6 +112,21 @@ impl Catalog {
     /// The model named `name`, if pulled.
     pub fn get(&self, name: &ModelName) -> Option<&ModelSpec> {
         self.models.get(name)
+    }
+
+    /// The models the local GPUs hold when loaded: this catalog without its cloud models (what the VRAM manager is
+    /// given).
+    pub fn resident(&self) -> Catalog {
+        Catalog { models: self.models.iter().filter(|(_, s)| !s.cloud).map(|(k, v)| (k.clone(), v.clone())).collect() }
+    }
+
+    /// The catalog's own spelling of `name`: the name itself when pulled, else a pulled model whose name differs
+    /// only in ASCII case (Ollama matches names without regard to case: `Qwen3:8B` is `qwen3:8b`).
+    pub fn spelled(&self, name: &ModelName) -> Option<&ModelName> {
+        match self.models.get_key_value(name) {
+            Some((key, _)) => Some(key),
+            None => self.models.keys().find(|k| k.as_str().eq_ignore_ascii_case(name.as_str())),
+        }
     }
 
     /// Reads `/api/tags`, and `/api/show` for every model whose digest is not already in `previous`.
@@ -121,7 +150,10 @@ impl Catalog {
                     continue;
                 }
             };
-            models.insert(name.clone(), spec_from(name, tag.digest, tag.size, tag.details, &show));
+            let cloud = tag.remote_host.is_some();
+            let mut spec = spec_from(name.clone(), tag.digest, tag.size, tag.details, &show);
+            spec.cloud = cloud;
+            models.insert(name, spec);
         }
         Ok(Catalog { models })
     }
@@ -145,6 +177,7 @@ pub fn spec_from(
         kv_bytes_per_token: show.kv_bytes_per_token(),
         block_count: show.block_count(),
         backend: None,
+        cloud: false,
     }
 }
 
@@ -163,6 +196,7 @@ mod tests {
             kv_bytes_per_token: kv,
             block_count: Some(32),
             backend: None,
+            cloud: false,
         }
     }
 

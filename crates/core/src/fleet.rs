@@ -87,6 +87,7 @@ impl NodeModel {
             context_length: self.context_length,
             kv_bytes_per_token: self.kv_bytes_per_token,
             block_count: self.block_count,
+            cloud: false,
         })
     }
 

@@ -265,7 +265,15 @@ pub fn error_message(body: &[u8]) -> String {
             other => other,
         };
         match value.get("error") {
-            Some(serde_json::Value::String(s)) => return s.clone(),
+            // A signed-out Ollama asked for a cloud model says where to sign in.
+            Some(serde_json::Value::String(s)) => {
+                return match value.get("signin_url").and_then(|u| u.as_str()) {
+                    Some(url) => {
+                        format!("{s}: the Ollama server is not signed in to ollama.com (ollama signin, or {url})")
+                    }
+                    None => s.clone(),
+                };
+            }
             Some(obj) => {
                 if let Some(s) = obj.get("message").and_then(|m| m.as_str()) {
                     return s.to_string();
@@ -338,6 +346,12 @@ mod tests {
         let gemini =
             br#"[{"error":{"code":400,"message":"Invalid JSON payload received.","status":"INVALID_ARGUMENT"}}]"#;
         assert_eq!(error_message(gemini), "Invalid JSON payload received.");
+        let signed_out = br#"{"error":"unauthorized","signin_url":"https://ollama.com/connect?name=box&key=abc"}"#;
+        assert_eq!(
+            error_message(signed_out),
+            "unauthorized: the Ollama server is not signed in to ollama.com (ollama signin, or \
+             https://ollama.com/connect?name=box&key=abc)"
+        );
     }
 
     #[test]

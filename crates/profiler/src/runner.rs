@@ -388,9 +388,9 @@ impl Runner {
         items_run: &mut usize,
     ) -> Result<Option<u64>, ProfileError> {
         let spec = &plan.spec;
-        // A model of another backend (`switchyard profile --backend`) is held by its own server: there is no cold
-        // load or VRAM to measure from here, and no load-time options to keep.
-        let (lease, load, needs) = if spec.backend.is_some() {
+        // A model of another backend (`switchyard profile --backend`) is held by its own server, and an Ollama cloud
+        // model by ollama.com: there is no cold load or VRAM to measure from here, and no load-time options to keep.
+        let (lease, load, needs) = if !spec.local() {
             (None, LoadOptions::default(), None)
         } else {
             let ColdLoad { lease, seconds, vram, needs, delta } = self.cold_load(&spec.name).await?;

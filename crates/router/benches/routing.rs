@@ -81,6 +81,7 @@ fn world() -> anyhow::Result<World> {
                 kv_bytes_per_token: Some(64 * 1024 + 4096 * (i as u64 % 16)),
                 block_count: Some(32),
                 backend: None,
+                cloud: false,
             },
         );
         // Two models in five are unprofiled, as on a box where some models were pulled after the last profile run.

@@ -411,12 +411,9 @@ pub fn read_turns<'a>(
                         ));
                     };
                     let role = match m.get("role") {
-                        Some(Value::String(r)) => Role::from_name(r).ok_or_else(|| {
-                            RouterError::bad(
-                                format!("messages[{i}].role must be system, user, assistant or tool, got {r:?}"),
-                                Some(format!("messages[{i}].role")),
-                            )
-                        })?,
+                        // Ollama takes any role (its template decides what to make of it): one no client library
+                        // sends is passed on, and weighed as the user's words.
+                        Some(Value::String(r)) => Role::from_name(r).unwrap_or(Role::User),
                         _ => {
                             return Err(RouterError::bad(
                                 format!("messages[{i}].role is required"),
@@ -566,7 +563,7 @@ mod tests {
             (json!({"messages":[]}), "model is required"),
             (json!({"model":5,"messages":[]}), "model must be a string"),
             (json!({"model":"m","messages":"hi"}), "messages must be a list"),
-            (json!({"model":"m","messages":[{"role":"wizard","content":"x"}]}), "messages[0].role"),
+            (json!({"model":"m","messages":[{"role":7,"content":"x"}]}), "messages[0].role"),
             (json!({"model":"m","messages":[{"role":"user","content":7}]}), "messages[0].content"),
             (
                 json!({"model":"m","messages":[{"role":"user","content":"x"}],"options":{"temperature":"hot"}}),
@@ -586,6 +583,11 @@ mod tests {
             assert_eq!(err.status(), 400, "{body}");
             assert!(err.to_string().contains(want), "{body}: {err}");
         }
+        // Ollama takes any role; one no client sends is read as the user's.
+        let narrated = json!({"model":"auto","messages":[{"role":"Narrator","content":"Write a haiku about rain"}]});
+        let narrated = prepare(Endpoint::Chat, narrated).unwrap();
+        assert_eq!(narrated.classification.category, switchyard_core::Category::Creative);
+        assert_eq!(narrated.body["messages"][0]["role"], "Narrator", "passed on as sent");
     }
 
     #[test]

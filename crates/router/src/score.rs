@@ -403,7 +403,7 @@ fn evaluate<'a>(
     }
     let backend = spec.backend.as_ref().map_or_else(|| Arc::clone(&LOCAL_BACKEND), |b| Arc::clone(&b.name));
     let mut c = Candidate {
-        fallback_only: spec.priced() && cx.config.routing.remote == RemotePolicy::Fallback,
+        fallback_only: spec.remote() && cx.config.routing.remote == RemotePolicy::Fallback,
         quality,
         samples: n,
         profiled: profile.is_some_and(|p| p.profiled()),
@@ -511,6 +511,10 @@ pub struct VramCost {
 
 /// Prices getting local model `spec` into VRAM from the ledger's `room`.
 pub fn vram_cost<'a>(spec: &ModelSpec, cx: &ScoreContext<'a>, room: &Room<'a>, live: Option<&LiveModel>) -> VramCost {
+    if spec.cloud {
+        // Served from ollama.com by the local Ollama: nothing to load, no memory taken.
+        return VramCost { loaded: true, ..VramCost::default() };
+    }
     let name = &spec.name;
     let entry = cx.ledger.entry(name);
     let num_ctx = cx.config.num_ctx_for(name);
@@ -576,8 +580,12 @@ fn exclusion(spec: &ModelSpec, req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) ->
     if req.needs.insert && !caps.insert {
         return Some("no fill-in-the-middle (suffix) support".into());
     }
-    if spec.priced() && cx.config.routing.remote == RemotePolicy::Never {
-        return Some("priced backend, and routing.remote = \"never\"".into());
+    if spec.remote() && cx.config.routing.remote == RemotePolicy::Never {
+        return Some(if spec.cloud {
+            "Ollama cloud model, and routing.remote = \"never\"".into()
+        } else {
+            "priced backend, and routing.remote = \"never\"".into()
+        });
     }
     if cx.config.model_settings(&spec.name).is_some_and(|s| s.exclude) {
         return Some("excluded by configuration".into());
@@ -599,7 +607,7 @@ fn exclusion(spec: &ModelSpec, req: &ScoreRequest<'_>, cx: &ScoreContext<'_>) ->
 /// The context, in tokens, model `spec` serves prompts with: the local instance's (`num_ctx`, at most what the model
 /// was trained for), or another server's own (unknown: `u64::MAX`, no reason to refuse).
 pub fn serving_ctx(spec: &ModelSpec, config: &Config) -> u64 {
-    if spec.backend.is_some() {
+    if !spec.local() {
         spec.context_length.unwrap_or(u64::MAX)
     } else {
         spec.effective_ctx(config.num_ctx_for(&spec.name))
@@ -638,6 +646,7 @@ mod tests {
             kv_bytes_per_token: Some(64 * 1024),
             block_count: Some(32),
             backend: None,
+            cloud: false,
         }
     }
 

@@ -373,7 +373,7 @@ impl BaseState {
     /// Re-reads the catalog from Ollama and hands it to the VRAM manager.
     pub async fn refresh_catalog(&mut self) -> Result<(), switchyard_core::CoreError> {
         let catalog = Arc::new(Catalog::fetch(&self.ollama, &self.catalog).await?);
-        self.vram.set_catalog(Arc::clone(&catalog));
+        self.vram.set_catalog(Arc::new(catalog.resident()));
         self.catalog = catalog;
         Ok(())
     }
@@ -450,7 +450,7 @@ pub(crate) async fn build_base(
     let io = ManagerIo {
         client: ollama.clone(),
         probe: gpu_probe,
-        catalog: Arc::clone(&catalog),
+        catalog: Arc::new(catalog.resident()),
         sink: Arc::new(writer.clone()),
         metrics: Some(metrics.vram.clone()),
     };

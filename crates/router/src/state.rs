@@ -39,6 +39,8 @@ pub struct Inner {
     pub vram: VramManager,
     /// The local Ollama as a backend (the VRAM manager and the forwarder).
     pub local: OllamaBackend,
+    /// The local Ollama's cloud models, forwarded without a VRAM lease.
+    pub(crate) cloud: crate::backends::OllamaCloud,
     /// The `[[backends]]` beside the local Ollama.
     pub backends: Backends,
     /// The fleet nodes (`[[backends]] kind = "switchyard"`) of a front.
@@ -52,6 +54,8 @@ pub struct Inner {
     pub(crate) tasks: crate::tasks::Tasks,
     /// The models that wrote the generate contexts `auto` answered with.
     pub(crate) contexts: crate::affinity::Contexts,
+    /// The models that refuse thinking levels (`think: "high"`).
+    pub(crate) think_levels: crate::engine::think::ThinkLevels,
     /// The model that answered each recent conversation's last turn.
     pub(crate) conversations: crate::affinity::Conversations,
     pub classifier: Classifier,
@@ -143,8 +147,10 @@ impl AppState {
         let backends = Backends::new(&config.backends, config.limits.queue_per_model, &p.metrics);
         let fleet = crate::backends::fleet::Fleet::new(&config.backends, &p.metrics);
         let local = OllamaBackend { vram: p.vram.clone(), forwarder: p.forwarder.clone() };
+        let cloud = crate::backends::OllamaCloud { forwarder: p.forwarder.clone() };
         Self(Arc::new(Inner {
             local,
+            cloud,
             backends,
             fleet,
             breaker: Breaker::new(config.breaker.failure_threshold, Duration::from_secs(config.breaker.cooldown_secs)),
@@ -163,6 +169,7 @@ impl AppState {
             cache: ResponseCache::new(config.cache.clone(), &p.metrics),
             tasks: crate::tasks::Tasks::from_config(&config),
             contexts: crate::affinity::Contexts::new(),
+            think_levels: Default::default(),
             conversations: crate::affinity::Conversations::new(
                 config.routing.affinity,
                 config.routing.affinity_conversations,
@@ -201,7 +208,8 @@ impl AppState {
         let (local, remote) = tokio::join!(Catalog::fetch(&self.ollama, &previous), self.backends.discover(&previous));
         let (mut catalog, result) = match local {
             Ok(local) => {
-                self.vram.set_catalog(Arc::new(local.clone()));
+                // Cloud models take no local memory: the VRAM manager never loads, counts or unloads them.
+                self.vram.set_catalog(Arc::new(local.resident()));
                 (local, Ok(()))
             }
             Err(e) => (local_part(&previous), Err(e)),

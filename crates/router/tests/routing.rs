@@ -360,3 +360,62 @@ async fn explain_names_the_classifier_and_its_three_likeliest_categories_and_ble
     assert_eq!(v["classifier"], "rules");
     h.stop().await;
 }
+
+/// An Ollama cloud model (`remote_host` in Ollama's listing) runs on ollama.com: the router lists it as Ollama does,
+/// forwards it without a VRAM lease or load, never counts it on the GPU, and under `routing.remote = "fallback"` (the
+/// default) `auto` keeps the user's prompts on the machine while a local model can serve them, however good the
+/// cloud model scored.
+#[tokio::test]
+async fn cloud_models_take_no_vram_and_auto_keeps_prompts_local() {
+    let mut fleet = switchyard_sim::Fleet::builtin();
+    let mut cloud = fleet.models.iter().find(|m| m.name.as_str() == "llama3.3:70b").unwrap().clone();
+    cloud.name = switchyard_core::ModelName::parse("gpt-oss:120b-cloud").unwrap();
+    cloud.family = "gptoss".into();
+    cloud.load_seconds = 0.0;
+    cloud.remote_host = Some("https://ollama.com:443".into());
+    cloud.capabilities = vec!["completion".into(), "tools".into(), "thinking".into()];
+    fleet.models.push(cloud);
+    let h = start_with(SimOptions { fleet, gpus: vec![24 * GIB], ..SimOptions::default() }, |_| {}).await;
+    let tags = h.get("/api/tags").await.json();
+    let entry = tags["models"].as_array().unwrap().iter().find(|m| m["name"] == "gpt-oss:120b-cloud").unwrap();
+    assert_eq!(entry["remote_host"], "https://ollama.com:443", "{entry}");
+    assert_eq!(entry["remote_model"], "gpt-oss:120b");
+    let local_entry = tags["models"].as_array().unwrap().iter().find(|m| m["name"] == "llama3.2:3b").unwrap();
+    assert!(local_entry.get("remote_host").is_none(), "{local_entry}");
+
+    let chat = |model: &str| json!({"model": model, "stream": false, "think": "high", "messages": [{"role": "user", "content": "hi"}]});
+    let a = h.post("/api/chat", chat("gpt-oss:120b-cloud")).await;
+    assert_eq!(a.status, 200, "a level is gpt-oss's own: {}", a.text());
+    let load = h.post("/api/generate", json!({"model": "gpt-oss:120b-cloud", "prompt": ""})).await;
+    assert_eq!(load.status, 200, "{}", load.text());
+    assert_eq!(load.json()["done_reason"], "load");
+    let vram = h.get("/admin/vram").await.json();
+    let names: Vec<&str> = vram["models"].as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
+    assert!(!names.contains(&"gpt-oss:120b-cloud"), "no ledger entry: {names:?}");
+    assert_eq!(h.sim_gpu().await["gpus"][0]["used_bytes"], 0, "nothing took GPU memory for it");
+
+    // Scored far above every local model in every category, it is still not chosen while a local one can serve.
+    let rows = [
+        ("gpt-oss:120b-cloud", 5000.0, 500.0, 0.0),
+        ("llama3.2:3b", 2000.0, 100.0, 2.0),
+        ("llama3.1:8b", 1500.0, 80.0, 3.0),
+    ];
+    common::seed_profiles(&h, &rows, 50, |m, _| if m == "gpt-oss:120b-cloud" { 0.98 } else { 0.3 }).await;
+    for prompt in ["What is the capital of Peru?", "Write a haiku about rain"] {
+        let a = h
+            .post(
+                "/api/chat",
+                json!({"model": "auto", "stream": false, "messages": [{"role": "user", "content": prompt}]}),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text());
+        assert_ne!(a.header("x-switchyard-model"), Some("gpt-oss:120b-cloud"), "{prompt}");
+    }
+    let explain = explain(&h, "What is the capital of Peru?", 0.9).await;
+    let candidate =
+        explain["scoring"]["candidates"].as_array().unwrap().iter().find(|c| c["model"] == "gpt-oss:120b-cloud");
+    let candidate = candidate.unwrap_or_else(|| panic!("the cloud model is a candidate: {explain}"));
+    assert_eq!(candidate["loaded"], true, "nothing to load: {candidate}");
+    assert_eq!(candidate["fallback_only"], true, "{candidate}");
+    h.stop().await;
+}

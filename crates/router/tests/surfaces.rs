@@ -266,6 +266,95 @@ async fn auto_only_picks_models_that_can_think_or_fill_in_the_middle_when_asked(
     h.stop().await;
 }
 
+/// Ollama takes a thinking level only from gpt-oss and refuses any other model's with a 400, where `true` works.
+/// Through the router a level (`think: "high"`, or OpenAI's `reasoning_effort`) to another thinking model is asked
+/// again as `true` on the same lease, and the model is remembered: its next request is sent `true` at once.
+#[tokio::test]
+async fn thinking_levels_are_asked_again_as_true_of_models_that_refuse_them() {
+    let h = start().await;
+    let sim_requests = || async {
+        let url = format!("{}/sim/stats", h.sim.url());
+        h.call(hyper::Method::GET, &url, None, &[]).await.json()["inference_requests"].as_u64().unwrap()
+    };
+    let chat = |think: serde_json::Value| {
+        json!({"model": "deepseek-r1:14b", "stream": false, "think": think,
+               "messages": [{"role": "user", "content": "Is 91 prime?"}]})
+    };
+    // Straight to the simulator, as to Ollama: the level is refused.
+    let direct = h
+        .call(
+            hyper::Method::POST,
+            &format!("{}/api/chat", h.sim.url()),
+            Some(chat(json!("high")).to_string().into()),
+            &[],
+        )
+        .await;
+    assert_eq!(direct.status, 400, "{}", direct.text());
+    assert!(direct.text().contains(r#"think value \"high\" is not supported for this model"#), "{}", direct.text());
+    // Loaded first, so that the counts below are the chat requests alone.
+    assert_eq!(h.post("/api/chat", chat(json!(true))).await.status, 200);
+    let before = sim_requests().await;
+    let first = h.post("/api/chat", chat(json!("high"))).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(!first.json()["message"]["thinking"].as_str().unwrap_or_default().is_empty(), "it thought");
+    let after_first = sim_requests().await;
+    assert_eq!(after_first - before, 2, "refused, then asked with think true");
+    let second = h.post("/api/chat", chat(json!("low"))).await;
+    assert_eq!(second.status, 200, "{}", second.text());
+    assert_eq!(sim_requests().await - after_first, 1, "the model's refusal is remembered");
+    // OpenAI's effort, either spelling, under `auto` and named.
+    for body in [
+        json!({"model": "deepseek-r1:14b", "reasoning_effort": "high", "messages": [{"role": "user", "content": "Is 91 prime?"}]}),
+        json!({"model": "auto:fast", "reasoning": {"effort": "medium"}, "messages": [{"role": "user", "content": "Is 91 prime?"}]}),
+    ] {
+        let a = h.post("/v1/chat/completions", body.clone()).await;
+        assert_eq!(a.status, 200, "{body}: {}", a.text());
+        assert_eq!(a.header("x-switchyard-model"), Some("deepseek-r1:14b"));
+        assert!(!a.json()["choices"][0]["message"]["reasoning"].as_str().unwrap_or_default().is_empty(), "{body}");
+    }
+    h.stop().await;
+}
+
+/// Ollama matches model names without regard to case and takes any message role; so does the router.
+#[tokio::test]
+async fn model_names_in_another_case_and_unknown_roles_are_served_as_ollama_serves_them() {
+    let h = start().await;
+    for model in ["Llama3.2:3B", "LLAMA3.2:3b"] {
+        let a = h
+            .post(
+                "/api/chat",
+                json!({"model": model, "stream": false, "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{model}: {}", a.text());
+        assert_eq!(a.header("x-switchyard-model"), Some("llama3.2:3b"), "{model}");
+        assert_eq!(a.json()["model"], model, "the client's own spelling is echoed, as Ollama does");
+    }
+    let openai = h
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "Qwen2.5-Coder:7B", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(openai.status, 200, "{}", openai.text());
+    assert_eq!(openai.header("x-switchyard-model"), Some("qwen2.5-coder:7b"));
+    let vram = h.get("/admin/vram").await.json();
+    let names: Vec<&str> = vram["models"].as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
+    assert!(!names.iter().any(|n| n.chars().any(|c| c.is_ascii_uppercase())), "one ledger entry per model: {names:?}");
+    let missing =
+        h.post("/api/chat", json!({"model": "Llama9:3b", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    let narrator = h
+        .post(
+            "/api/chat",
+            json!({"model": "llama3.2:3b", "stream": false,
+                   "messages": [{"role": "narrator", "content": "The scene is a ship."}, {"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(narrator.status, 200, "{}", narrator.text());
+    h.stop().await;
+}
+
 /// An empty batch to embed under `auto` (LangChain's `embed_documents([])`) gets no vectors from an embedding model,
 /// as an empty text does and as Ollama answers a named model; an empty chat under `auto` is still a 400 that says why.
 #[tokio::test]

@@ -237,13 +237,13 @@ impl Catalog {
         self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    /// The entry for `name`.
+    /// The entry for `name`; as Ollama does, a name in another case than the pulled one finds it.
     pub(crate) fn get(&self, name: &ModelName) -> Option<CatalogEntry> {
-        self.entries
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
             .iter()
             .find(|e| &e.model.name == name)
+            .or_else(|| entries.iter().find(|e| e.model.name.as_str().eq_ignore_ascii_case(name.as_str())))
             .cloned()
     }
 

@@ -76,6 +76,10 @@ pub struct FleetModel {
     /// A fixed 64-hex digest; when absent one is derived from the name, so that it is stable across runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// An Ollama cloud model (`gpt-oss:120b-cloud`): the host Ollama forwards it to, listed as `remote_host` by
+    /// `/api/tags`. It takes no GPU memory and `/api/ps` never lists it, as with Ollama.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
 }
 
 /// Reads a byte count written either as an integer or as a size string (`"4.9GB"`, `"24GiB"`).
@@ -234,8 +238,12 @@ impl FleetModel {
         self.skills.get(&category).copied().unwrap_or(0.0)
     }
 
-    /// Bytes a loaded instance uses with `context` tokens of KV cache (never less than the file itself).
+    /// Bytes a loaded instance uses with `context` tokens of KV cache (never less than the file itself; none for a
+    /// cloud model).
     pub fn vram_at(&self, context: u64) -> u64 {
+        if self.remote_host.is_some() {
+            return 0;
+        }
         let delta = i128::from(context) - i128::from(self.vram_context);
         let bytes = i128::from(self.vram_bytes) + delta * i128::from(self.kv_bytes_per_token);
         u64::try_from(bytes.max(i128::from(self.disk_bytes))).unwrap_or(u64::MAX)

@@ -197,7 +197,7 @@ pub struct BackendModelDetails {
     pub context_length: u64,
 }
 
-/// When `auto` may use a priced (remote) backend's models.
+/// When `auto` may use a remote model: a priced backend's, or an Ollama cloud model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RemotePolicy {
@@ -548,7 +548,7 @@ pub struct RoutingConfig {
     pub max_attempts: u32,
     /// Weight of each new response in the live latency averages.
     pub ewma_alpha: f64,
-    /// When `auto` may use models of priced backends.
+    /// When `auto` may use remote models: priced backends' and Ollama's cloud models.
     pub remote: RemotePolicy,
     /// Score lost per unit of predicted request cost (`price_*_per_mtok` units) under `remote = "scored"`.
     pub cost_weight: f64,

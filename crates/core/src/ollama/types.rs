@@ -49,6 +49,12 @@ pub struct TagModel {
     pub digest: String,
     #[serde(default)]
     pub details: ModelDetails,
+    /// A cloud model (`gpt-oss:120b-cloud`): the model the cloud host serves it as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_model: Option<String>,
+    /// A cloud model: the host Ollama forwards its requests to (`https://ollama.com:443`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
 }
 
 /// `GET /api/ps`.

@@ -12,7 +12,7 @@ pub(crate) mod fleet;
 pub(crate) mod wire;
 
 mod ollama;
-pub(crate) use ollama::OllamaBackend;
+pub(crate) use ollama::{OllamaBackend, OllamaCloud};
 
 use crate::engine::Surface;
 use crate::error::RouterError;
@@ -197,6 +197,8 @@ pub(crate) enum Hold {
     Slot(#[allow(dead_code)] Slot),
     /// The fleet's nodes to try in order, and the node serving once one answered.
     Fleet(fleet::FleetHold),
+    /// An Ollama cloud model's request: nothing to hold locally.
+    Cloud,
 }
 
 /// The host of a base URL (`https://api.openai.com/v1` -> `api.openai.com`), as the configuration checks it.
@@ -573,6 +575,7 @@ impl OpenAiBackend {
                 priced: self.config.priced(),
                 fleet: false,
             }),
+            cloud: false,
         })
     }
 

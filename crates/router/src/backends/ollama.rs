@@ -1,5 +1,6 @@
 //! The local Ollama as a [`Backend`]: admission through a VRAM lease from the manager (which loads and evicts), the
 //! native body forwarded with the lease's load-time options over the pooled forwarder, Ollama's NDJSON relayed as is.
+//! Its cloud models ([`OllamaCloud`]) go the same way without a lease: ollama.com runs them.
 
 use super::{Admission, Backend, Hold};
 use crate::engine::Surface;
@@ -7,6 +8,7 @@ use crate::forward::{ForwardFailure, Forwarder, Reply};
 use crate::request::Prepared;
 use std::time::Duration;
 use switchyard_core::ModelName;
+use switchyard_core::ollama::LoadOptions;
 use switchyard_vram::{VramError, VramManager};
 
 /// The local Ollama.
@@ -64,4 +66,42 @@ impl Backend for OllamaBackend {
             });
         }
     }
+}
+
+/// The local Ollama's cloud models (`gpt-oss:120b-cloud`): Ollama forwards them to ollama.com, so they take no VRAM
+/// lease and no load-time options. Like a provider's, a refused sign-in (401) or a used-up allowance (429) is this
+/// backend's failure: `auto` moves on to the next candidate.
+#[derive(Debug, Clone)]
+pub(crate) struct OllamaCloud {
+    pub forwarder: Forwarder,
+}
+
+#[async_trait::async_trait]
+impl Backend for OllamaCloud {
+    async fn admit(&self, _model: &ModelName, _prepared: &Prepared, _wait: Duration) -> Result<Hold, Admission> {
+        Ok(Hold::Cloud)
+    }
+
+    async fn send(
+        &self,
+        prepared: &Prepared,
+        _surface: Surface,
+        id: &str,
+        _shown: &str,
+        _hold: &Hold,
+    ) -> Result<Reply, ForwardFailure> {
+        let body =
+            prepared.upstream_body(id, &LoadOptions::default()).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+        self.forwarder.send(prepared.endpoint.path(), body, prepared.stream).await
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        self.forwarder.idle_timeout
+    }
+
+    fn remote(&self) -> bool {
+        true
+    }
+
+    fn failed(&self, _failure: &ForwardFailure, _tracker: &tokio_util::task::TaskTracker) {}
 }

@@ -273,13 +273,17 @@ pub(crate) fn record(
 }
 
 /// Checks that an explicitly named model exists (refreshing the catalog once if it is unknown) and can serve the
-/// request's endpoint and tools.
-pub(crate) async fn check_explicit(state: &AppState, prepared: &Prepared, name: &ModelName) -> Result<(), RouterError> {
-    if state.catalog.load().get(name).is_none() {
+/// request's endpoint and tools; returns the name as the catalog spells it.
+pub(crate) async fn check_explicit(
+    state: &AppState,
+    prepared: &Prepared,
+    name: &ModelName,
+) -> Result<ModelName, RouterError> {
+    if state.catalog.load().spelled(name).is_none() {
         state.refresh_catalog_for_unknown().await?;
     }
     let catalog = state.catalog.load();
-    let Some(spec) = catalog.get(name) else {
+    let Some((name, spec)) = catalog.spelled(name).and_then(|n| catalog.models.get_key_value(n)) else {
         return Err(RouterError::ModelNotFound(prepared.requested.clone()));
     };
     let caps = spec.capabilities;
@@ -305,5 +309,5 @@ pub(crate) async fn check_explicit(state: &AppState, prepared: &Prepared, name: 
             Some("suffix".into()),
         ));
     }
-    Ok(())
+    Ok(name.clone())
 }

@@ -14,6 +14,7 @@
 pub(crate) mod cascade;
 pub(crate) mod decision;
 pub(crate) mod outcome;
+pub(crate) mod think;
 
 use crate::backends::{Admission, Backend};
 use crate::cache::{self, CacheStatus, Directives};
@@ -74,6 +75,12 @@ impl<'a> Engine<'a> {
 
     /// Serves one request to a finished outcome, or the error its surface should show.
     pub(crate) async fn serve(&self, mut req: Request) -> Result<Outcome, RouterError> {
+        // A model named in another case than Ollama lists it is that model (Ollama matches names so).
+        if let Target::Model(name) = &mut req.prepared.target
+            && let Some(spelled) = self.state.catalog.load().spelled(name).filter(|s| *s != name)
+        {
+            *name = spelled.clone();
+        }
         if let Some(control) = req.prepared.control {
             let mut outcome = self.control(&req.prepared, control).await?;
             if self.state.cache.enabled() {
@@ -121,10 +128,7 @@ impl<'a> Engine<'a> {
         let state = self.state;
         let prepared = &req.prepared;
         match &prepared.target {
-            Target::Model(name) => {
-                decision::check_explicit(state, prepared, name).await?;
-                Ok(vec![name.clone()])
-            }
+            Target::Model(name) => Ok(vec![decision::check_explicit(state, prepared, name).await?]),
             Target::Auto { preference, .. } => {
                 decision::ensure_catalog(state).await?;
                 let decided = decision::decide(state, prepared, *preference);
@@ -166,8 +170,10 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let wait = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            let target = state.catalog.load().get(model).and_then(|s| s.backend.clone());
+            let (target, cloud) =
+                state.catalog.load().get(model).map_or((None, false), |s| (s.backend.clone(), s.cloud));
             let backend: &dyn Backend = match &target {
+                None if cloud => &state.cloud,
                 None => &state.local,
                 Some(t) if t.fleet => &state.fleet,
                 Some(t) => match state.backends.get(t.index) {
@@ -178,13 +184,18 @@ impl<'a> Engine<'a> {
                 },
             };
             // Another model than the one known to have written a generate's `context` could not read it: sent
-            // without it. (A context whose writer is not known, after a restart, goes as sent.)
-            let without_context;
-            let prepared = if prepared.context_writer.as_ref().is_some_and(|w| w != model) {
-                let mut p = prepared.clone();
-                p.body.remove("context");
-                without_context = p;
-                &without_context
+            // without it. (A context whose writer is not known, after a restart, goes as sent.) A model known to
+            // refuse thinking levels is asked `think: true` instead (see [`think`]).
+            let drop_context = prepared.context_writer.as_ref().is_some_and(|w| w != model);
+            let level_refused = think::asks_level(prepared) && state.think_levels.refused(model);
+            let adapted;
+            let prepared = if drop_context || level_refused {
+                let mut p = if level_refused { think::as_true(prepared) } else { prepared.clone() };
+                if drop_context {
+                    p.body.remove("context");
+                }
+                adapted = p;
+                &adapted
             } else {
                 prepared
             };
@@ -214,7 +225,15 @@ impl<'a> Engine<'a> {
             let span = tracing::Span::current();
             span.record("model", model.as_str());
             span.record("category", category_label(prepared));
-            let sent = backend.send(prepared, req.surface, id, &upstream_name, &hold).await;
+            let mut sent = backend.send(prepared, req.surface, id, &upstream_name, &hold).await;
+            if let Err(ForwardFailure::Status { status: 400, message, .. }) = &sent
+                && think::is_level_refusal(message)
+                && think::asks_level(prepared)
+            {
+                state.think_levels.refuse(model);
+                tracing::debug!(model = %model, "the model refuses thinking levels: asked again with think true");
+                sent = backend.send(&think::as_true(prepared), req.surface, id, &upstream_name, &hold).await;
+            }
             let idle = backend.idle_timeout();
             match sent {
                 Ok(reply) => {
@@ -299,15 +318,18 @@ impl<'a> Engine<'a> {
                 return Err(RouterError::ModelNotFound(prepared.requested.clone()));
             }
         }
-        if let Some(target) = state.catalog.load().get(model).and_then(|s| s.backend.clone()) {
-            if target.fleet {
-                state.fleet.control(model, control).await?;
-            }
-            // A router-mode server (llama.cpp's) loads and unloads on request; others hold their models themselves.
-            if let Some(backend) = state.backends.get(target.index).filter(|_| !target.fleet)
-                && backend.manages_models()
-            {
-                backend.manage(&target.id, control == Control::Load).await?;
+        let (target, cloud) = state.catalog.load().get(model).map_or((None, false), |s| (s.backend.clone(), s.cloud));
+        // Another server holds its own models, and ollama.com a cloud model (Ollama's own client skips loading those):
+        // only a fleet's node or a router-mode server (llama.cpp's) is asked to load or unload.
+        if target.is_some() || cloud {
+            if let Some(target) = &target {
+                if target.fleet {
+                    state.fleet.control(model, control).await?;
+                } else if let Some(backend) = state.backends.get(target.index)
+                    && backend.manages_models()
+                {
+                    backend.manage(&target.id, control == Control::Load).await?;
+                }
             }
             let reason = if control == Control::Load { "load" } else { "unload" };
             return Ok(Outcome {

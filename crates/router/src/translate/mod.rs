@@ -238,6 +238,16 @@ pub fn chat_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, Ope
         if !images.is_empty() {
             out.insert("images".into(), Value::Array(images));
         }
+        // An earlier answer's reasoning (`reasoning`, as Ollama's own endpoint writes it, or `reasoning_content`, as
+        // DeepSeek's and vLLM's do) goes back as its thinking: gpt-oss reads it in a tool loop.
+        if role == "assistant"
+            && let Some(thinking) = ["reasoning", "reasoning_content"]
+                .iter()
+                .find_map(|k| m.get(*k).and_then(Value::as_str))
+                .filter(|t| !t.is_empty())
+        {
+            out.insert("thinking".into(), json!(thinking));
+        }
         if let Some(Value::Array(calls)) = m.get("tool_calls") {
             let mut native = Vec::with_capacity(calls.len());
             for (j, call) in calls.iter().enumerate() {
@@ -254,10 +264,12 @@ pub fn chat_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, Ope
                     Some(v @ Value::Object(_)) => v.clone(),
                     _ => json!({}),
                 };
+                let mut native_call = json!({"function": {"name": name, "arguments": arguments}});
                 if let Some(id) = call.get("id").and_then(Value::as_str) {
                     tool_names.push((id.to_string(), name.to_string()));
+                    native_call["id"] = json!(id);
                 }
-                native.push(json!({"function": {"name": name, "arguments": arguments}}));
+                native.push(native_call);
             }
             out.insert("tool_calls".into(), Value::Array(native));
         }
@@ -268,6 +280,9 @@ pub fn chat_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, Ope
             });
             if let Some(name) = name {
                 out.insert("tool_name".into(), json!(name));
+            }
+            if let Some(id) = m.get("tool_call_id").and_then(Value::as_str) {
+                out.insert("tool_call_id".into(), json!(id));
             }
         }
         out_messages.push(Value::Object(out));
@@ -308,7 +323,10 @@ pub fn chat_request(req: &Map<String, Value>) -> Result<(Map<String, Value>, Ope
     if let Some(format) = response_format(req)? {
         body.insert("format".into(), format);
     }
-    if let Some(effort) = req.get("reasoning_effort").and_then(Value::as_str) {
+    // `reasoning: {effort}` (the Responses API's form, which Ollama's endpoint also reads here) before
+    // `reasoning_effort`.
+    let effort = req.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str);
+    if let Some(effort) = effort.or_else(|| req.get("reasoning_effort").and_then(Value::as_str)) {
         body.insert("think".into(), think_of_effort(effort));
     }
     let logprobs = match req.get("logprobs") {
@@ -1064,6 +1082,32 @@ mod tests {
         assert_eq!(think("xhigh"), json!("high"));
         let none = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
         assert!(chat_request(&obj(none)).unwrap().0.get("think").is_none());
+        // The Responses API's form, which comes first when both are sent.
+        let both = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning": {"effort": "low"},
+                          "reasoning_effort": "high"});
+        assert_eq!(chat_request(&obj(both)).unwrap().0["think"], json!("low"));
+    }
+
+    #[test]
+    fn earlier_reasoning_and_tool_call_ids_go_back_to_ollama() {
+        let req = json!({"model": "m", "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": "", "reasoning": "I should call the tool.",
+             "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "18 C"},
+            {"role": "assistant", "content": "It is 18 C.", "reasoning_content": "The tool said 18."},
+            {"role": "user", "content": "Thanks", "reasoning": "not an answer's"}
+        ]});
+        let (body, _) = chat_request(&obj(req)).unwrap();
+        let m = &body["messages"];
+        assert_eq!(m[1]["thinking"], "I should call the tool.");
+        assert_eq!(m[1]["tool_calls"][0]["id"], "call_1");
+        assert_eq!(m[1]["tool_calls"][0]["function"]["arguments"]["city"], "Paris");
+        assert_eq!(m[2]["tool_call_id"], "call_1");
+        assert_eq!(m[2]["tool_name"], "weather");
+        assert_eq!(m[3]["thinking"], "The tool said 18.");
+        assert!(m[4].get("thinking").is_none(), "only an answer's reasoning is its thinking");
+        assert!(m[0].get("thinking").is_none());
     }
 
     #[test]

@@ -271,6 +271,17 @@ pub(crate) fn parse_format(value: Option<&Value>) -> Result<Option<Format>, SimE
     }
 }
 
+/// Ollama takes a thinking level (`"high"`) only for models it parses in the harmony format (gpt-oss); any other
+/// model's is a 400, even a thinking model's (`true` works for those).
+pub(crate) fn check_level(model: &FleetModel, think: Option<&Value>) -> Result<(), SimError> {
+    match think {
+        Some(Value::String(level)) if !matches!(model.family.as_str(), "gptoss" | "gpt-oss") => {
+            Err(SimError::bad(format!("think value {level:?} is not supported for this model")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Whether to think, given what the request asked and what the model can do. Thinking models think unless told
 /// not to (Ollama's default); asking a model that cannot is a 400.
 pub(crate) fn resolve_think(sent: &str, model: &FleetModel, asked: Option<bool>) -> Result<bool, SimError> {
@@ -381,5 +392,18 @@ mod tests {
         assert_eq!(parse_format(Some(&json!("json"))).unwrap(), Some(Format::Json));
         assert_eq!(parse_format(Some(&json!(""))).unwrap(), None);
         assert!(parse_format(Some(&json!("xml"))).is_err());
+    }
+
+    #[test]
+    fn only_gpt_oss_takes_a_thinking_level() {
+        let fleet = crate::fleet::Fleet::builtin();
+        let mut model = fleet.get(&switchyard_core::ModelName::parse("deepseek-r1:14b").unwrap()).unwrap().clone();
+        let e = check_level(&model, Some(&json!("high"))).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.to_string().contains(r#"think value "high" is not supported for this model"#), "{e}");
+        assert!(check_level(&model, Some(&json!(true))).is_ok());
+        assert!(check_level(&model, None).is_ok());
+        model.family = "gptoss".into();
+        assert!(check_level(&model, Some(&json!("low"))).is_ok());
     }
 }

@@ -5,7 +5,8 @@
 //! frame what comes back (NDJSON by default, one JSON object with `"stream": false`).
 
 use super::{
-    json_response, parse_body, parse_format, parse_keep_alive, parse_options, parse_think, resolve_think, streamed,
+    check_level, json_response, parse_body, parse_format, parse_keep_alive, parse_options, parse_think, resolve_think,
+    streamed,
 };
 use crate::SimState;
 use crate::answer::Piece;
@@ -90,6 +91,8 @@ pub(crate) async fn tags(State(state): State<SimState>) -> Json<TagsResponse> {
             size: e.model.disk_bytes,
             digest: e.digest.clone(),
             details: details(&e.model),
+            remote_model: e.model.remote_host.as_ref().map(|_| e.model.name.as_str().replace("-cloud", "")),
+            remote_host: e.model.remote_host.clone(),
         })
         .collect();
     Json(TagsResponse { models })
@@ -102,6 +105,7 @@ pub(crate) async fn ps(State(state): State<SimState>) -> Json<PsResponse> {
         .scheduler
         .runners()
         .into_iter()
+        .filter(|r| r.model.remote_host.is_none())
         .map(|r| PsModel {
             name: r.model.name.to_string(),
             model: r.model.name.to_string(),
@@ -267,6 +271,7 @@ pub(crate) async fn generate(State(state): State<SimState>, body: Bytes) -> Nati
     if !images.is_empty() && !caps.vision {
         return Err(SimError::unsupported(sent.clone(), "vision").into());
     }
+    check_level(&model, req.think.as_ref())?;
     let think = resolve_think(&sent, &model, think)?;
     let num_ctx = engine.num_ctx(&model, options.num_ctx);
 
@@ -506,6 +511,7 @@ pub(crate) async fn chat(State(state): State<SimState>, body: Bytes) -> NativeRe
     if conversation.images > 0 && !caps.vision {
         return Err(SimError::unsupported(sent.clone(), "vision").into());
     }
+    check_level(&model, req.think.as_ref())?;
     let think = resolve_think(&sent, &model, think)?;
     let num_ctx = engine.num_ctx(&model, options.num_ctx);
 

@@ -7,7 +7,7 @@
 //! are a JSON *string* here. Errors have OpenAI's shape.
 
 use super::native::{Conversation, collect, embed_inputs};
-use super::{parse_body, parse_stop, resolve_think, streamed};
+use super::{check_level, parse_body, parse_stop, resolve_think, streamed};
 use crate::SimState;
 use crate::answer::{Format, Piece, ToolCall};
 use crate::engine::{CatalogEntry, Job, NotFound};
@@ -260,6 +260,10 @@ pub(crate) async fn chat(State(state): State<SimState>, body: Bytes) -> OpenAiRe
         Some(other) => return Err(SimError::bad(format!("invalid reasoning_effort {other:?}")).into()),
     };
     let model = entry.model.clone();
+    // Ollama's own endpoint asks the effort as a thinking level, which only gpt-oss takes.
+    if think == Some(true) {
+        check_level(&model, req.reasoning_effort.as_ref().map(|e| Value::String(e.clone())).as_ref())?;
+    }
     let caps = model.caps();
     if !caps.completion {
         return Err(SimError::unsupported(format!("{sent:?}"), "chat").into());
