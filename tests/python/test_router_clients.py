@@ -259,6 +259,24 @@ def test_openai_responses_api(oai: openai.OpenAI) -> None:
     assert text and events[-1].response.output_text == text
 
 
+def test_openai_responses_api_reasoning(oai: openai.OpenAI) -> None:
+    # A reasoning model's thinking is a reasoning item before the message, whole and streamed, as Ollama's own
+    # endpoint writes it; sent back in the next turn's input, it is accepted.
+    answer = oai.responses.create(model="auto", input="Is 91 prime?", reasoning={"effort": "high"})
+    assert answer.model == "deepseek-r1:14b"
+    assert [item.type for item in answer.output] == ["reasoning", "message"]
+    assert answer.output[0].summary[0].text and answer.output_text
+    follow_up = [*[item.model_dump(exclude_none=True) for item in answer.output], {"role": "user", "content": "Why?"}]
+    again = oai.responses.create(model="deepseek-r1:14b", input=follow_up)
+    assert again.status == "completed" and again.output_text
+    events = list(oai.responses.create(model="auto", input="Is 91 prime?", reasoning={"effort": "low"}, stream=True))
+    thinking = "".join(e.delta for e in events if e.type == "response.reasoning_summary_text.delta")
+    assert thinking
+    final = events[-1].response
+    assert final.output[0].type == "reasoning" and final.output[0].summary[0].text == thinking
+    assert final.output_text == "".join(e.delta for e in events if e.type == "response.output_text.delta")
+
+
 def test_openai_responses_api_tools(oai: openai.OpenAI) -> None:
     tool = {"type": "function", **WEATHER_TOOL["function"]}
     answer = oai.responses.create(model="auto", input="What is the weather in Oslo, in celsius?", tools=[tool])

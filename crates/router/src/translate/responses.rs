@@ -1,7 +1,10 @@
 //! OpenAI's Responses API (`POST /v1/responses`) over Ollama's chat: a request is rewritten into the chat
 //! completions shape and goes through the same translation as `/v1/chat/completions`; the answer comes back as a
 //! `response` object, or as Responses stream events (`response.created` ... `response.output_text.delta` ...
-//! `response.completed`). Text and function tools are served; other input or tool kinds are a clear 400.
+//! `response.completed`). Text and function tools are served; other input or tool kinds are a clear 400. A reasoning
+//! model's thinking is a `reasoning` output item (streamed as `response.reasoning_summary_text.delta`), its text also
+//! in `encrypted_content`, as Ollama's own endpoint writes it, so that a client sending the item back in a later
+//! turn's input gives the model its earlier thinking again.
 
 use super::{OpenAiMeta, SseEvents, bad, chat_request, openai_tool_calls};
 use crate::error::RouterError;
@@ -94,7 +97,9 @@ pub fn responses_request(req: &Map<String, Value>) -> Result<(Map<String, Value>
             "previous_response_id",
         ));
     }
-    let mut messages = Vec::new();
+    let mut messages: Vec<Value> = Vec::new();
+    // An earlier turn's reasoning, for the assistant message or function call that follows it.
+    let mut thinking: Option<String> = None;
     match req.get("instructions") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => messages.push(json!({"role": "system", "content": s})),
@@ -110,14 +115,24 @@ pub fn responses_request(req: &Map<String, Value>) -> Result<(Map<String, Value>
                         let role = item.get("role").and_then(Value::as_str).unwrap_or("user");
                         let role = if role == "developer" { "system" } else { role };
                         let content = content(item.get("content").unwrap_or(&Value::Null), &param)?;
-                        messages.push(json!({"role": role, "content": content}));
+                        let mut message = json!({"role": role, "content": content});
+                        if role == "assistant"
+                            && let Some(t) = thinking.take()
+                        {
+                            message["reasoning"] = json!(t);
+                        }
+                        messages.push(message);
                     }
                     Some("function_call") => {
                         let call_id = item.get("call_id").and_then(Value::as_str).unwrap_or("call_0");
-                        messages.push(json!({"role": "assistant", "content": null, "tool_calls": [{
+                        let mut message = json!({"role": "assistant", "content": null, "tool_calls": [{
                             "id": call_id, "type": "function",
                             "function": {"name": item.get("name").cloned().unwrap_or(json!("")),
-                                         "arguments": item.get("arguments").cloned().unwrap_or(json!("{}"))}}]}));
+                                         "arguments": item.get("arguments").cloned().unwrap_or(json!("{}"))}}]});
+                        if let Some(t) = thinking.take() {
+                            message["reasoning"] = json!(t);
+                        }
+                        messages.push(message);
                     }
                     Some("function_call_output") => {
                         let output = match item.get("output") {
@@ -128,8 +143,10 @@ pub fn responses_request(req: &Map<String, Value>) -> Result<(Map<String, Value>
                         let call_id = item.get("call_id").cloned().unwrap_or(Value::Null);
                         messages.push(json!({"role": "tool", "content": output, "tool_call_id": call_id}));
                     }
-                    // A model's reasoning from an earlier turn (replayed from another server): not sent again.
-                    Some("reasoning") => {}
+                    // A model's reasoning from an earlier turn: its text (as Ollama's endpoint and this one write
+                    // it, in `encrypted_content`, or its summary) goes back as the next answer's thinking. OpenAI's
+                    // own encrypted reasoning cannot be read by another model and is left out.
+                    Some("reasoning") => thinking = reasoning_text(item),
                     Some(other) => {
                         return Err(bad(format!("{param}: items of type {other:?} are not supported"), &param));
                     }
@@ -138,6 +155,9 @@ pub fn responses_request(req: &Map<String, Value>) -> Result<(Map<String, Value>
         }
         None | Some(Value::Null) => return Err(bad("input is required", "input")),
         Some(_) => return Err(bad("input must be a string or a list of items", "input")),
+    }
+    if let Some(t) = thinking {
+        messages.push(json!({"role": "assistant", "content": "", "reasoning": t}));
     }
     let mut chat = Map::new();
     chat.insert("model".into(), req.get("model").cloned().unwrap_or(Value::Null));
@@ -190,9 +210,33 @@ pub fn responses_request(req: &Map<String, Value>) -> Result<(Map<String, Value>
     chat_request(&chat)
 }
 
-/// The Responses output items of a native chat message (text, then function calls).
+/// The text of a `reasoning` input item: its `encrypted_content` when that is plain text (as Ollama writes it), else
+/// its summary; `None` when it has neither (or only OpenAI's encrypted form).
+fn reasoning_text(item: &Value) -> Option<String> {
+    let summary: String = item
+        .get("summary")
+        .and_then(Value::as_array)
+        .map(|parts| parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
+    let content = item.get("encrypted_content").and_then(Value::as_str).unwrap_or("");
+    // OpenAI's own encrypted reasoning is opaque base64 with no spaces; plain thinking has them.
+    let plain = !content.is_empty() && (content.contains(' ') || content == summary);
+    if plain { Some(content.to_string()) } else { (!summary.is_empty()).then_some(summary) }
+}
+
+/// A `reasoning` output item holding `thinking`.
+fn reasoning_item(cx: &ResponsesContext, thinking: &str) -> Value {
+    json!({"type": "reasoning", "id": format!("rs_{}", cx.id), "summary": [{"type": "summary_text", "text": thinking}],
+           "encrypted_content": thinking})
+}
+
+/// The Responses output items of a native chat message (reasoning, text, then function calls).
 fn output_items(cx: &ResponsesContext, message: &Value) -> Vec<Value> {
     let mut items = Vec::new();
+    let thinking = message.get("thinking").and_then(Value::as_str).unwrap_or("");
+    if !thinking.is_empty() {
+        items.push(reasoning_item(cx, thinking));
+    }
     let text = message.get("content").and_then(Value::as_str).unwrap_or("");
     let calls = message.get("tool_calls").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
     if !text.is_empty() || calls.is_empty() {
@@ -248,6 +292,10 @@ pub struct ResponsesTranslator {
     cx: ResponsesContext,
     model: String,
     started: bool,
+    /// The thinking so far, once a reasoning item was opened (output 0, before the message).
+    thinking: Option<String>,
+    /// The message item was opened (after any reasoning item).
+    message_started: bool,
     text: String,
     calls: Vec<Value>,
     sequence: u64,
@@ -260,6 +308,8 @@ impl ResponsesTranslator {
             cx,
             model: model.into(),
             started: false,
+            thinking: None,
+            message_started: false,
             text: String::new(),
             calls: Vec::new(),
             sequence: 0,
@@ -288,14 +338,56 @@ impl ResponsesTranslator {
         self.event(out, "response.created", json!({"response": created}));
         let created = response(&self.cx, &self.model, "in_progress", Vec::new(), Value::Null);
         self.event(out, "response.in_progress", json!({"response": created}));
+    }
+
+    /// The message item's position: after the reasoning item when there is one.
+    fn message_index(&self) -> usize {
+        usize::from(self.thinking.is_some())
+    }
+
+    /// Streams a piece of thinking, opening the reasoning item first.
+    fn think(&mut self, delta: &str, out: &mut BytesMut) {
+        let item_id = format!("rs_{}", self.cx.id);
+        if self.thinking.is_none() {
+            self.thinking = Some(String::new());
+            let item = json!({"type": "reasoning", "id": item_id, "summary": []});
+            self.event(out, "response.output_item.added", json!({"output_index": 0, "item": item}));
+        }
+        if let Some(thinking) = self.thinking.as_mut() {
+            thinking.push_str(delta);
+        }
+        self.event(
+            out,
+            "response.reasoning_summary_text.delta",
+            json!({"item_id": item_id, "output_index": 0, "summary_index": 0, "delta": delta}),
+        );
+    }
+
+    /// Closes the reasoning item, if any, and opens the message item.
+    fn start_message(&mut self, out: &mut BytesMut) {
+        if self.message_started {
+            return;
+        }
+        self.message_started = true;
+        if let Some(thinking) = self.thinking.clone() {
+            let item_id = format!("rs_{}", self.cx.id);
+            self.event(
+                out,
+                "response.reasoning_summary_text.done",
+                json!({"item_id": item_id, "output_index": 0, "summary_index": 0, "text": thinking}),
+            );
+            let item = reasoning_item(&self.cx, &thinking);
+            self.event(out, "response.output_item.done", json!({"output_index": 0, "item": item}));
+        }
+        let index = self.message_index();
         let mut item = message_item(&self.cx, "", "in_progress");
         item["content"] = json!([]);
-        self.event(out, "response.output_item.added", json!({"output_index": 0, "item": item}));
+        self.event(out, "response.output_item.added", json!({"output_index": index, "item": item}));
         let item_id = format!("msg_{}", self.cx.id);
         self.event(
             out,
             "response.content_part.added",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+            json!({"item_id": item_id, "output_index": index, "content_index": 0,
                    "part": {"type": "output_text", "text": "", "annotations": []}}),
         );
     }
@@ -305,36 +397,49 @@ impl SseEvents for ResponsesTranslator {
     fn on_chunk(&mut self, value: &Value, out: &mut BytesMut) {
         self.start(out);
         let message = value.get("message");
+        let thinking = message.and_then(|m| m.get("thinking")).and_then(Value::as_str).unwrap_or("");
+        // Thinking that comes after the answer started has no open item to go to (models think first).
+        if !thinking.is_empty() && !self.message_started {
+            self.think(thinking, out);
+        }
         let delta = message.and_then(|m| m.get("content")).and_then(Value::as_str).unwrap_or("");
+        let done = value.get("done").and_then(Value::as_bool).unwrap_or(false);
+        if !delta.is_empty() || done {
+            self.start_message(out);
+        }
         let item_id = format!("msg_{}", self.cx.id);
+        let index = self.message_index();
         if !delta.is_empty() {
             self.text.push_str(delta);
             self.event(
                 out,
                 "response.output_text.delta",
-                json!({"item_id": item_id, "output_index": 0, "content_index": 0, "delta": delta, "logprobs": []}),
+                json!({"item_id": item_id, "output_index": index, "content_index": 0, "delta": delta, "logprobs": []}),
             );
         }
         if let Some(calls) = message.and_then(|m| m.get("tool_calls")).and_then(Value::as_array) {
             self.calls.extend(openai_tool_calls(calls, &self.cx.id, self.calls.len()));
         }
-        if !value.get("done").and_then(Value::as_bool).unwrap_or(false) {
+        if !done {
             return;
         }
         let text = std::mem::take(&mut self.text);
         self.event(
             out,
             "response.output_text.done",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "text": text, "logprobs": []}),
+            json!({"item_id": item_id, "output_index": index, "content_index": 0, "text": text, "logprobs": []}),
         );
         self.event(
             out,
             "response.content_part.done",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+            json!({"item_id": item_id, "output_index": index, "content_index": 0,
                    "part": {"type": "output_text", "text": text, "annotations": []}}),
         );
-        let mut output = vec![message_item(&self.cx, &text, "completed")];
-        self.event(out, "response.output_item.done", json!({"output_index": 0, "item": output[0]}));
+        let mut output: Vec<Value> =
+            self.thinking.as_deref().map(|t| reasoning_item(&self.cx, t)).into_iter().collect();
+        let message = message_item(&self.cx, &text, "completed");
+        self.event(out, "response.output_item.done", json!({"output_index": index, "item": message}));
+        output.push(message);
         for call in std::mem::take(&mut self.calls) {
             let item = function_item(&call);
             let index = output.len();
@@ -452,5 +557,97 @@ mod tests {
         let mut after = BytesMut::new();
         t.error("late", &mut after);
         assert!(after.is_empty());
+    }
+
+    /// Events of `lines` through a fresh translator.
+    fn events_of(lines: &[&str]) -> Vec<Value> {
+        let cx = ResponsesContext { id: "resp_1".into(), created: 1, echo: Map::new() };
+        let mut t = ResponsesTranslator::new(cx, "m:1b");
+        let mut out = BytesMut::new();
+        for line in lines {
+            t.line(line.as_bytes(), &mut out);
+        }
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        text.split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn thinking_is_a_reasoning_item_before_the_message_whole_and_streamed() {
+        let cx = ResponsesContext { id: "resp_1".into(), created: 1, echo: Map::new() };
+        let answer = json!({"message": {"role": "assistant", "content": "No.", "thinking": "91 = 7 x 13."}});
+        let whole = responses_response(&cx, "m", &answer);
+        assert_eq!(whole["output"][0]["type"], "reasoning");
+        assert_eq!(whole["output"][0]["summary"][0]["text"], "91 = 7 x 13.");
+        assert_eq!(whole["output"][0]["encrypted_content"], "91 = 7 x 13.");
+        assert_eq!(whole["output"][1]["content"][0]["text"], "No.");
+
+        let events = events_of(&[
+            r#"{"message":{"role":"assistant","content":"","thinking":"91 = 7"},"done":false}"#,
+            r#"{"message":{"role":"assistant","content":"","thinking":" x 13."},"done":false}"#,
+            r#"{"message":{"role":"assistant","content":"No."},"done":false}"#,
+            r#"{"message":{"role":"assistant","content":""},"done":true,"eval_count":4}"#,
+        ]);
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_summary_text.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        assert_eq!(events[2]["item"]["type"], "reasoning");
+        assert_eq!(events[5]["text"], "91 = 7 x 13.");
+        assert_eq!(events[7]["output_index"], 1, "the message comes after the reasoning");
+        assert_eq!(events[9]["output_index"], 1);
+        let done = &events[events.len() - 1]["response"];
+        assert_eq!(done["output"][0]["summary"][0]["text"], "91 = 7 x 13.");
+        assert_eq!(done["output"][1]["content"][0]["text"], "No.");
+        // Without thinking, the message is the first output, as before.
+        let plain = events_of(&[
+            r#"{"message":{"role":"assistant","content":"Hi"},"done":false}"#,
+            r#"{"message":{"role":"assistant","content":""},"done":true}"#,
+        ]);
+        assert!(plain.iter().all(|e| e["type"] != "response.reasoning_summary_text.delta"));
+        assert_eq!(plain[2]["output_index"], 0);
+        assert_eq!(plain[plain.len() - 1]["response"]["output"][0]["type"], "message");
+    }
+
+    #[test]
+    fn reasoning_sent_back_is_the_next_answers_thinking() {
+        let (native, _) = translate(json!({"model": "auto", "input": [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Call the tool."}],
+             "encrypted_content": "Call the tool."},
+            {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "4 C"},
+            {"type": "reasoning", "id": "rs_2", "summary": [{"type": "summary_text", "text": "It said 4."}],
+             "encrypted_content": "gAAAAABoQzExampleOpaqueCipherText"},
+            {"role": "assistant", "content": "4 C."},
+            {"type": "reasoning", "id": "rs_3", "summary": [], "encrypted_content": "gAAAAABoQzOpaque"},
+            {"role": "assistant", "content": "Anything else?"},
+            {"role": "user", "content": "No."}
+        ]}))
+        .unwrap();
+        let m = native["messages"].as_array().unwrap();
+        assert_eq!(m[1]["thinking"], "Call the tool.", "{m:?}");
+        assert_eq!(m[1]["tool_calls"][0]["id"], "c1");
+        assert_eq!(m[3]["thinking"], "It said 4.", "OpenAI's encrypted form: its summary");
+        assert!(m[4].get("thinking").is_none(), "nothing readable: left out");
+        assert!(m[5].get("thinking").is_none());
     }
 }
