@@ -228,7 +228,8 @@ impl Runner {
         let started = Instant::now();
         let mut specs: Vec<ModelSpec> = Vec::new();
         if options.models.is_empty() {
-            specs.extend(catalog.models.values().filter(|s| s.capabilities.completion).cloned());
+            // A cloud model runs its items on ollama.com, against the account's allowance: only when named.
+            specs.extend(catalog.models.values().filter(|s| s.capabilities.completion && !s.cloud).cloned());
         } else {
             for name in &options.models {
                 let spec = catalog.get(name).ok_or_else(|| ProfileError::UnknownModel(name.to_string()))?;

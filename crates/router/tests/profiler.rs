@@ -42,7 +42,11 @@ struct Setup {
 }
 
 async fn setup(store: Arc<dyn Store>, items_per_category: u32) -> Setup {
-    let sim = switchyard_sim::spawn(SimOptions::default()).await.unwrap();
+    setup_fleet(store, items_per_category, switchyard_sim::Fleet::builtin()).await
+}
+
+async fn setup_fleet(store: Arc<dyn Store>, items_per_category: u32, fleet: switchyard_sim::Fleet) -> Setup {
+    let sim = switchyard_sim::spawn(SimOptions { fleet, ..SimOptions::default() }).await.unwrap();
     let mut config = Config::default();
     config.ollama.url = sim.url();
     config.vram.probe = ProbeKind::Sim;
@@ -55,7 +59,7 @@ async fn setup(store: Arc<dyn Store>, items_per_category: u32) -> Setup {
     let io = ManagerIo {
         client: client.clone(),
         probe: Arc::new(SimProbe::new(client.clone())),
-        catalog: Arc::clone(&catalog),
+        catalog: Arc::new(catalog.resident()),
         sink: Arc::new(NoopSink),
         metrics: None,
     };
@@ -166,6 +170,30 @@ async fn measured_quality_agrees_with_the_configured_skills_on_every_engine() {
         }
         assert!(checked > 20, "only {checked} pairs compared");
     }
+}
+
+/// An Ollama cloud model runs its items on ollama.com: a run over every model leaves it out, and one that names it
+/// profiles it without a cold load (there is no VRAM of it to measure).
+#[tokio::test]
+async fn cloud_models_are_profiled_only_when_named_and_never_loaded() {
+    let mut fleet = switchyard_sim::Fleet::builtin();
+    let mut cloud = fleet.models.iter().find(|m| m.name.as_str() == "llama3.1:8b").unwrap().clone();
+    cloud.name = switchyard_core::ModelName::parse("gpt-oss:20b-cloud").unwrap();
+    cloud.remote_host = Some("https://ollama.com:443".into());
+    fleet.models.push(cloud);
+    let t = testing::sqlite().await.unwrap();
+    let s = setup_fleet(Arc::clone(&t.store), 2, fleet).await;
+    assert!(s.catalog.get(&switchyard_core::ModelName::parse("gpt-oss:20b-cloud").unwrap()).unwrap().cloud);
+    let all = options(&s.config, &[], &["math".to_string()], false).unwrap();
+    let summary = s.runner.run(&s.catalog, &all, &Silent).await.unwrap();
+    let profiled: Vec<&str> = summary.models.iter().map(|m| m.model.as_str()).collect();
+    assert!(profiled.contains(&"llama3.1:8b") && !profiled.contains(&"gpt-oss:20b-cloud"), "{profiled:?}");
+    let named = options(&s.config, &["gpt-oss:20b-cloud".to_string()], &["math".to_string()], false).unwrap();
+    let summary = s.runner.run(&s.catalog, &named, &Silent).await.unwrap();
+    assert_eq!(summary.items_run, 2);
+    assert_eq!(summary.models[0].model, "gpt-oss:20b-cloud");
+    assert_eq!(summary.models[0].load_seconds, None, "no cold load of a cloud model");
+    s.stop().await;
 }
 
 #[tokio::test]

@@ -20,7 +20,8 @@ use tokio_util::task::TaskTracker;
 /// `switchyard profile`.
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
-    /// Models to profile, comma-separated (default: every model that generates text).
+    /// Models to profile, comma-separated (default: every local model that generates text; an Ollama cloud model
+    /// only when named here, since its items run on ollama.com against the account's allowance).
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub models: Vec<String>,
     /// Categories, comma-separated: coding, math, reasoning, factual, creative, extraction (default: all).
