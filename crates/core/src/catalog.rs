@@ -120,13 +120,16 @@ impl Catalog {
         Catalog { models: self.models.iter().filter(|(_, s)| !s.cloud).map(|(k, v)| (k.clone(), v.clone())).collect() }
     }
 
-    /// The catalog's own spelling of `name`: the name itself when pulled, else a pulled model whose name differs
-    /// only in ASCII case (Ollama matches names without regard to case: `Qwen3:8B` is `qwen3:8b`).
+    /// The catalog's own spelling of `name`: the name itself when pulled, else a model whose name differs only in
+    /// ASCII case (Ollama matches names without regard to case: `Qwen3:8B` is `qwen3:8b`), the local Ollama's first
+    /// when a backend lists one spelled alike.
     pub fn spelled(&self, name: &ModelName) -> Option<&ModelName> {
-        match self.models.get_key_value(name) {
-            Some((key, _)) => Some(key),
-            None => self.models.keys().find(|k| k.as_str().eq_ignore_ascii_case(name.as_str())),
+        if let Some((key, _)) = self.models.get_key_value(name) {
+            return Some(key);
         }
+        let alike = |s: &&ModelSpec| s.name.as_str().eq_ignore_ascii_case(name.as_str());
+        let local = self.models.values().filter(alike).find(|s| s.backend.is_none());
+        local.or_else(|| self.models.values().find(alike)).map(|s| &s.name)
     }
 
     /// Reads `/api/tags`, and `/api/show` for every model whose digest is not already in `previous`.
@@ -213,5 +216,43 @@ mod tests {
     #[test]
     fn unknown_kv_is_assumed_large() {
         assert!(spec(None).estimate_vram(4096) > spec(Some(128 * 1024)).estimate_vram(4096));
+    }
+
+    #[test]
+    fn names_are_spelled_as_the_catalog_spells_them_and_cloud_models_are_not_resident() {
+        let named = |name: &str, backend: bool, cloud: bool| {
+            let mut s = spec(None);
+            s.name = ModelName::parse(name).unwrap();
+            s.cloud = cloud;
+            s.backend = backend.then(|| BackendRef {
+                index: 0,
+                name: Arc::from("b"),
+                id: Arc::from(name),
+                priced: false,
+                fleet: false,
+            });
+            (s.name.clone(), s)
+        };
+        let catalog = Catalog {
+            models: [
+                named("Mistral:7B", true, false),
+                named("mistral:7b", false, false),
+                named("qwen3:8b", false, false),
+                named("gpt-oss:120b-cloud", false, true),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let spelled = |n: &str| catalog.spelled(&ModelName::parse(n).unwrap()).map(ModelName::as_str);
+        assert_eq!(spelled("Qwen3:8B"), Some("qwen3:8b"));
+        assert_eq!(spelled("qwen3:8b"), Some("qwen3:8b"));
+        assert_eq!(spelled("Mistral:7B"), Some("Mistral:7B"), "an exact name wins");
+        assert_eq!(spelled("MISTRAL:7b"), Some("mistral:7b"), "the local model before a backend's");
+        assert_eq!(spelled("qwen3:4b"), None);
+        let resident = catalog.resident();
+        assert_eq!(resident.models.len(), 3);
+        assert!(resident.models.values().all(|s| !s.cloud));
+        let cloud = &catalog.models[&ModelName::parse("gpt-oss:120b-cloud").unwrap()];
+        assert!(!cloud.local() && cloud.remote() && !cloud.priced());
     }
 }

@@ -59,6 +59,9 @@ pub struct NodeModel {
     pub eviction_seconds: f64,
     /// The models that loading it would unload.
     pub evicts: Vec<String>,
+    /// An Ollama cloud model of the node's (run on ollama.com, never loaded there): remote for `routing.remote`.
+    #[serde(default)]
+    pub cloud: bool,
     /// Why the node cannot load it now, when it cannot (too large, everything else busy or pinned).
     pub refused: Option<String>,
     /// Measured prompt tokens per second here, once measured.
@@ -87,7 +90,7 @@ impl NodeModel {
             context_length: self.context_length,
             kv_bytes_per_token: self.kv_bytes_per_token,
             block_count: self.block_count,
-            cloud: false,
+            cloud: self.cloud,
         })
     }
 
@@ -102,6 +105,7 @@ impl NodeModel {
             context_length: spec.context_length,
             kv_bytes_per_token: spec.kv_bytes_per_token,
             block_count: spec.block_count,
+            cloud: spec.cloud,
             ..Self::default()
         }
     }
@@ -133,5 +137,15 @@ mod tests {
         assert!(spec.capabilities.tools);
         assert_eq!(NodeModel::from_spec(&spec).name, "llama3.2:3b");
         assert!(NodeModel { name: "not a name!".into(), ..NodeModel::default() }.spec().is_none());
+        assert!(!spec.cloud && !spec.remote());
+        // A node's cloud model stays one on the front (remote for `routing.remote`), and a node that does not say
+        // (an older version) offers none.
+        let cloud = NodeModel { name: "gpt-oss:120b-cloud".into(), cloud: true, ..NodeModel::default() };
+        let spec = cloud.spec().unwrap();
+        assert!(spec.cloud && spec.remote() && !spec.local());
+        assert!(NodeModel::from_spec(&spec).cloud);
+        let mut old = serde_json::to_value(&cloud).unwrap();
+        old.as_object_mut().unwrap().remove("cloud");
+        assert!(!serde_json::from_value::<NodeModel>(old).unwrap().cloud);
     }
 }

@@ -267,9 +267,18 @@ pub fn error_message(body: &[u8]) -> String {
         match value.get("error") {
             // A signed-out Ollama asked for a cloud model says where to sign in.
             Some(serde_json::Value::String(s)) => {
+                // That link would tie the server to whichever ollama.com account opens it: it goes to the
+                // operator's log, not to the client.
                 return match value.get("signin_url").and_then(|u| u.as_str()) {
                     Some(url) => {
-                        format!("{s}: the Ollama server is not signed in to ollama.com (ollama signin, or {url})")
+                        tracing::warn!(
+                            signin_url = url,
+                            "Ollama is not signed in to ollama.com: run `ollama signin` on its machine, or open this link"
+                        );
+                        format!(
+                            "{s}: the Ollama server is not signed in to ollama.com (run `ollama signin` on its \
+                             machine; the link is in Switchyard's log)"
+                        )
                     }
                     None => s.clone(),
                 };
@@ -347,11 +356,9 @@ mod tests {
             br#"[{"error":{"code":400,"message":"Invalid JSON payload received.","status":"INVALID_ARGUMENT"}}]"#;
         assert_eq!(error_message(gemini), "Invalid JSON payload received.");
         let signed_out = br#"{"error":"unauthorized","signin_url":"https://ollama.com/connect?name=box&key=abc"}"#;
-        assert_eq!(
-            error_message(signed_out),
-            "unauthorized: the Ollama server is not signed in to ollama.com (ollama signin, or \
-             https://ollama.com/connect?name=box&key=abc)"
-        );
+        let message = error_message(signed_out);
+        assert!(message.starts_with("unauthorized: the Ollama server is not signed in to ollama.com"), "{message}");
+        assert!(!message.contains("connect?"), "the sign-in link is not for clients: {message}");
     }
 
     #[test]

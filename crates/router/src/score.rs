@@ -223,7 +223,8 @@ pub struct Candidate {
     pub backend: Arc<str>,
     /// Predicted cost of this request on a priced backend (`None` for free ones).
     pub cost: Option<f64>,
-    /// A priced model under `routing.remote = "fallback"`: tried only after every local candidate.
+    /// A remote model (priced, or an Ollama cloud model) under `routing.remote = "fallback"`: tried only after every
+    /// local candidate.
     pub fallback_only: bool,
     /// Posterior mean quality in the category.
     pub quality: f64,

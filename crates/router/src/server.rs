@@ -579,7 +579,8 @@ fn spawn_embedding_classifier(state: &AppState) {
 
 /// The chat model to keep warm for `vram.pin_fastest`: the fastest profiled decoder, else the smallest model.
 pub(crate) fn fastest_model(catalog: &Catalog, profiles: &ProfileTable) -> Option<ModelName> {
-    let chat = catalog.models.values().filter(|s| s.capabilities.completion);
+    // A model the local GPUs hold: not another server's, and not a cloud model (nothing to keep warm).
+    let chat = catalog.models.values().filter(|s| s.capabilities.completion && s.local());
     let profiled = chat
         .clone()
         .filter_map(|s| profiles.get(&s.name).and_then(|p| p.decode_tps).map(|tps| (tps, s)))

@@ -417,5 +417,25 @@ async fn cloud_models_take_no_vram_and_auto_keeps_prompts_local() {
     let candidate = candidate.unwrap_or_else(|| panic!("the cloud model is a candidate: {explain}"));
     assert_eq!(candidate["loaded"], true, "nothing to load: {candidate}");
     assert_eq!(candidate["fallback_only"], true, "{candidate}");
+
+    // Signed out (401) or out of allowance (429): told as Ollama tells it, and the model is not paused for it.
+    let cloud_chat =
+        json!({"model": "gpt-oss:120b-cloud", "stream": false, "messages": [{"role": "user", "content": "hi"}]});
+    h.fault(json!({"model": "gpt-oss:120b-cloud", "error_status": 401, "error_message": "unauthorized"})).await;
+    for _ in 0..8 {
+        let a = h.post("/api/chat", cloud_chat.clone()).await;
+        assert_eq!(a.status, 401, "{}", a.text());
+        assert!(a.text().contains("unauthorized"), "{}", a.text());
+    }
+    h.fault(json!({"model": "gpt-oss:120b-cloud", "error_status": 429, "retry_after_secs": 30})).await;
+    let limited = h.post("/api/chat", cloud_chat.clone()).await;
+    assert_eq!(limited.status, 503, "{}", limited.text());
+    assert_eq!(limited.header("retry-after"), Some("30"));
+    h.fault(json!({"model": "gpt-oss:120b-cloud"})).await;
+    let after = h.post("/api/chat", cloud_chat).await;
+    assert_eq!(after.status, 200, "no circuit breaker opened: {}", after.text());
+    let admin = h.post("/admin/vram/pin", json!({"model": "gpt-oss:120b-cloud"})).await;
+    assert_eq!(admin.status, 400, "{}", admin.text());
+    assert!(admin.text().contains("cloud model"), "{}", admin.text());
     h.stop().await;
 }

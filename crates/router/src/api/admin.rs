@@ -56,6 +56,7 @@ pub async fn vram_op(
         .into());
     }
     let model = ModelName::parse(name)?;
+    let model = state.catalog.load().spelled(&model).cloned().unwrap_or(model);
     let node = match map.get("node") {
         None | Some(Value::Null) => None,
         Some(Value::String(n)) => Some(n.as_str()),
@@ -74,6 +75,13 @@ pub async fn vram_op(
         return Err(RouterError::bad(
             format!("{model} is not served by a fleet node here; \"node\" names a node of a fleet front"),
             Some("node".into()),
+        )
+        .into());
+    }
+    if state.catalog.load().get(&model).is_some_and(|s| s.cloud) {
+        return Err(RouterError::bad(
+            format!("{model} is an Ollama cloud model: it runs on ollama.com and takes no VRAM here, so it is never loaded, pinned or unloaded"),
+            Some("model".into()),
         )
         .into());
     }

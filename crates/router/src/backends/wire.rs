@@ -332,12 +332,19 @@ fn messages(native: &Map<String, Value>) -> Vec<Value> {
                 out.push(msg);
             }
             "tool" => {
+                // The call it answers: by its id when the client sent one, else the oldest open call of its name.
+                let by_id = m.get("tool_call_id").and_then(Value::as_str);
                 let named = m.get("tool_name").and_then(Value::as_str);
-                let position = named.and_then(|n| pending.iter().position(|(_, name)| name == n)).unwrap_or(0);
+                let position = by_id
+                    .and_then(|i| pending.iter().position(|(id, _)| id == i))
+                    .or_else(|| named.and_then(|n| pending.iter().position(|(_, name)| name == n)))
+                    .unwrap_or(0);
                 let id = pending.remove(position).map_or_else(|| format!("call_{calls}"), |(id, _)| id);
                 out.push(json!({"role": "tool", "content": content, "tool_call_id": id}));
             }
-            other => out.push(json!({"role": other, "content": content})),
+            "system" | "developer" => out.push(json!({"role": "system", "content": content})),
+            // A role OpenAI's API does not know (Ollama takes any) is sent as the user's words, which it was read as.
+            _ => out.push(user_content(content, m.get("images"))),
         }
     }
     out
@@ -922,6 +929,21 @@ mod tests {
         assert_eq!(m[1]["content"][1]["image_url"]["url"], "data:image/png;base64,AAAA");
         assert_eq!(m[2]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
         assert_eq!(m[3]["tool_call_id"], m[2]["tool_calls"][0]["id"]);
+        // Results answer their calls by id when the client sent ids (two calls of one tool, answered out of order);
+        // a role OpenAI's API does not know is sent as the user's.
+        let native = obj(json!({"model": "m", "messages": [
+            {"role": "Narrator", "content": "A ship."},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "c1", "function": {"name": "f", "arguments": {"a": 1}}},
+                {"id": "c2", "function": {"name": "f", "arguments": {"a": 2}}}]},
+            {"role": "tool", "content": "two", "tool_name": "f", "tool_call_id": "c2"},
+            {"role": "tool", "content": "one", "tool_name": "f", "tool_call_id": "c1"}
+        ]}));
+        let r = request(Call::Chat, &native, "backend-id", false, true);
+        let m = r["messages"].as_array().unwrap();
+        assert_eq!(m[0]["role"], "user");
+        assert_eq!((&m[2]["tool_call_id"], &m[2]["content"]), (&json!("c2"), &json!("two")));
+        assert_eq!((&m[3]["tool_call_id"], &m[3]["content"]), (&json!("c1"), &json!("one")));
     }
 
     #[test]

@@ -269,6 +269,22 @@ impl<'a> Engine<'a> {
                     }
                     last = Some(RouterError::UpstreamRejected { status, message });
                 }
+                // A cloud model refused because Ollama is not signed in to ollama.com (401, 403) or the account's
+                // allowance is used up (429): says nothing of the model's health, and another model may serve.
+                Err(ForwardFailure::Status { status: status @ (401 | 403 | 429), message, retry_after }) if cloud => {
+                    let e = if status == 429 {
+                        RouterError::Busy {
+                            message: format!("ollama.com is limiting requests to {model}: {message}"),
+                            retry_after_secs: retry_after.unwrap_or(5),
+                        }
+                    } else {
+                        RouterError::UpstreamRejected { status, message }
+                    };
+                    if explicit {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
                 // The answer is larger than Switchyard holds: another model's would be as large.
                 Err(failure @ ForwardFailure::TooLarge(_)) => {
                     return Err(RouterError::forward_failure(&failure, model, target.as_ref().map(|t| &*t.name)));
@@ -312,12 +328,14 @@ impl<'a> Engine<'a> {
         let Target::Model(model) = &prepared.target else {
             return Err(RouterError::bad("auto needs a prompt to route", Some("model".into())));
         };
-        if state.catalog.load().get(model).is_none() {
+        if state.catalog.load().spelled(model).is_none() {
             state.refresh_catalog_for_unknown().await?;
-            if state.catalog.load().get(model).is_none() {
-                return Err(RouterError::ModelNotFound(prepared.requested.clone()));
-            }
         }
+        // As the catalog spells it (a name in another case, pulled since the request was read).
+        let Some(model) = state.catalog.load().spelled(model).cloned() else {
+            return Err(RouterError::ModelNotFound(prepared.requested.clone()));
+        };
+        let model = &model;
         let (target, cloud) = state.catalog.load().get(model).map_or((None, false), |s| (s.backend.clone(), s.cloud));
         // Another server holds its own models, and ollama.com a cloud model (Ollama's own client skips loading those):
         // only a fleet's node or a router-mode server (llama.cpp's) is asked to load or unload.
