@@ -271,10 +271,21 @@ pub fn error_message(body: &[u8]) -> String {
                 // operator's log, not to the client.
                 return match value.get("signin_url").and_then(|u| u.as_str()) {
                     Some(url) => {
-                        tracing::warn!(
-                            signin_url = url,
-                            "Ollama is not signed in to ollama.com: run `ollama signin` on its machine, or open this link"
-                        );
+                        // Once a minute at most: every request to a cloud model gets this answer until then.
+                        static LOGGED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+                        let due = LOGGED.lock().is_ok_and(|mut last| {
+                            let due = last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60));
+                            if due {
+                                *last = Some(std::time::Instant::now());
+                            }
+                            due
+                        });
+                        if due {
+                            tracing::warn!(
+                                signin_url = url,
+                                "Ollama is not signed in to ollama.com: run `ollama signin` on its machine, or open this link"
+                            );
+                        }
                         format!(
                             "{s}: the Ollama server is not signed in to ollama.com (run `ollama signin` on its \
                              machine; the link is in Switchyard's log)"

@@ -232,7 +232,10 @@ impl Runner {
             specs.extend(catalog.models.values().filter(|s| s.capabilities.completion && !s.cloud).cloned());
         } else {
             for name in &options.models {
-                let spec = catalog.get(name).ok_or_else(|| ProfileError::UnknownModel(name.to_string()))?;
+                let spec = catalog
+                    .spelled(name)
+                    .and_then(|n| catalog.get(n))
+                    .ok_or_else(|| ProfileError::UnknownModel(name.to_string()))?;
                 if !spec.capabilities.completion {
                     return Err(ProfileError::Admission {
                         model: name.to_string(),

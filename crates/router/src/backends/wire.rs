@@ -299,14 +299,21 @@ fn messages(native: &Map<String, Value>) -> Vec<Value> {
     let mut out = Vec::new();
     let mut calls = 0usize;
     let mut pending: std::collections::VecDeque<(String, String)> = std::collections::VecDeque::new();
-    for m in native.get("messages").and_then(Value::as_array).into_iter().flatten() {
+    let turns = native.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    for (i, m) in turns.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
         let content = m.get("content").and_then(Value::as_str).unwrap_or_default();
         match role {
             "user" => out.push(user_content(content, m.get("images"))),
             "assistant" => {
-                let mut msg = json!({"role": "assistant", "content": content});
                 let list = m.get("tool_calls").and_then(Value::as_array).filter(|l| !l.is_empty());
+                // A last turn with neither text nor calls (a replayed reasoning item's, whose thinking is not sent
+                // here) says nothing such a server reads, and some refuse an empty last assistant turn. (Earlier
+                // ones stay: dropping them would put two user turns together, which strict templates refuse.)
+                if content.is_empty() && list.is_none() && i + 1 == turns.len() {
+                    continue;
+                }
+                let mut msg = json!({"role": "assistant", "content": content});
                 if let Some(list) = list {
                     let mut wire = Vec::new();
                     for call in list {
@@ -944,6 +951,14 @@ mod tests {
         assert_eq!(m[0]["role"], "user");
         assert_eq!((&m[2]["tool_call_id"], &m[2]["content"]), (&json!("c2"), &json!("two")));
         assert_eq!((&m[3]["tool_call_id"], &m[3]["content"]), (&json!("c1"), &json!("one")));
+        // An empty last assistant turn (a replayed reasoning item's) is not sent; an empty earlier one is.
+        let native = obj(json!({"model": "m", "messages": [
+            {"role": "user", "content": "a"}, {"role": "assistant", "content": ""}, {"role": "user", "content": "b"},
+            {"role": "assistant", "content": "", "thinking": "hmm"}
+        ]}));
+        let r = request(Call::Chat, &native, "backend-id", false, true);
+        let roles: Vec<&str> = r["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["user", "assistant", "user"]);
     }
 
     #[test]

@@ -258,7 +258,7 @@ impl<'a> Engine<'a> {
                 Err(ForwardFailure::Status { status, message, .. })
                     if (400..500).contains(&status)
                         && status != 404
-                        && !(backend.remote() && matches!(status, 401 | 403 | 408 | 429)) =>
+                        && !((backend.remote() || cloud) && matches!(status, 401 | 403 | 408 | 429)) =>
                 {
                     // From Ollama, or a fleet node (which checks requests as Ollama's router does), the request itself
                     // is wrong: another model will not fix it. An OpenAI-compatible engine behind `[[backends]]` may

@@ -116,8 +116,9 @@ pub fn responses_request(req: &Map<String, Value>) -> Result<(Map<String, Value>
                         let role = if role == "developer" { "system" } else { role };
                         let content = content(item.get("content").unwrap_or(&Value::Null), &param)?;
                         let mut message = json!({"role": role, "content": content});
-                        if role == "assistant"
-                            && let Some(t) = thinking.take()
+                        // Reasoning belongs to the answer that follows it: another turn in between ends it.
+                        if let Some(t) = thinking.take()
+                            && role == "assistant"
                         {
                             message["reasoning"] = json!(t);
                         }
@@ -125,14 +126,23 @@ pub fn responses_request(req: &Map<String, Value>) -> Result<(Map<String, Value>
                     }
                     Some("function_call") => {
                         let call_id = item.get("call_id").and_then(Value::as_str).unwrap_or("call_0");
-                        let mut message = json!({"role": "assistant", "content": null, "tool_calls": [{
-                            "id": call_id, "type": "function",
+                        let call = json!({"id": call_id, "type": "function",
                             "function": {"name": item.get("name").cloned().unwrap_or(json!("")),
-                                         "arguments": item.get("arguments").cloned().unwrap_or(json!("{}"))}}]});
-                        if let Some(t) = thinking.take() {
-                            message["reasoning"] = json!(t);
+                                         "arguments": item.get("arguments").cloned().unwrap_or(json!("{}"))}});
+                        // The calls of one answer are one assistant message (as Ollama's endpoint reads them), with
+                        // the answer's text and reasoning.
+                        if messages.last().is_none_or(|m| m["role"] != "assistant") {
+                            messages.push(json!({"role": "assistant", "content": null}));
                         }
-                        messages.push(message);
+                        if let Some(message) = messages.last_mut() {
+                            match message.get_mut("tool_calls").and_then(Value::as_array_mut) {
+                                Some(calls) => calls.push(call),
+                                None => message["tool_calls"] = json!([call]),
+                            }
+                            if let Some(t) = thinking.take() {
+                                message["reasoning"] = json!(t);
+                            }
+                        }
                     }
                     Some("function_call_output") => {
                         let output = match item.get("output") {
@@ -141,6 +151,7 @@ pub fn responses_request(req: &Map<String, Value>) -> Result<(Map<String, Value>
                             None => String::new(),
                         };
                         let call_id = item.get("call_id").cloned().unwrap_or(Value::Null);
+                        thinking = None;
                         messages.push(json!({"role": "tool", "content": output, "tool_call_id": call_id}));
                     }
                     // A model's reasoning from an earlier turn: its text (as Ollama's endpoint and this one write
@@ -210,8 +221,8 @@ pub fn responses_request(req: &Map<String, Value>) -> Result<(Map<String, Value>
     chat_request(&chat)
 }
 
-/// The text of a `reasoning` input item: its `encrypted_content` when that is plain text (as Ollama writes it), else
-/// its summary; `None` when it has neither (or only OpenAI's encrypted form).
+/// The text of a `reasoning` input item: its `encrypted_content` when that is plain text (as Ollama writes it) rather
+/// than OpenAI's opaque token, else its summary; `None` when it has neither.
 fn reasoning_text(item: &Value) -> Option<String> {
     let summary: String = item
         .get("summary")
@@ -219,9 +230,10 @@ fn reasoning_text(item: &Value) -> Option<String> {
         .map(|parts| parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n"))
         .unwrap_or_default();
     let content = item.get("encrypted_content").and_then(Value::as_str).unwrap_or("");
-    // OpenAI's own encrypted reasoning is opaque base64 with no spaces; plain thinking has them.
-    let plain = !content.is_empty() && (content.contains(' ') || content == summary);
-    if plain { Some(content.to_string()) } else { (!summary.is_empty()).then_some(summary) }
+    // OpenAI's own encrypted reasoning is an opaque token (`gAAAAA...`, base64url, no spaces); anything else is text.
+    let opaque = content.starts_with("gAAAAA")
+        && content.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'='));
+    if !content.is_empty() && !opaque { Some(content.to_string()) } else { (!summary.is_empty()).then_some(summary) }
 }
 
 /// A `reasoning` output item holding `thinking`.
@@ -294,6 +306,8 @@ pub struct ResponsesTranslator {
     started: bool,
     /// The thinking so far, once a reasoning item was opened (output 0, before the message).
     thinking: Option<String>,
+    /// The reasoning item, if any, was closed.
+    reasoning_done: bool,
     /// The message item was opened (after any reasoning item).
     message_started: bool,
     text: String,
@@ -309,6 +323,7 @@ impl ResponsesTranslator {
             model: model.into(),
             started: false,
             thinking: None,
+            reasoning_done: false,
             message_started: false,
             text: String::new(),
             calls: Vec::new(),
@@ -363,12 +378,12 @@ impl ResponsesTranslator {
         );
     }
 
-    /// Closes the reasoning item, if any, and opens the message item.
-    fn start_message(&mut self, out: &mut BytesMut) {
-        if self.message_started {
+    /// Closes the reasoning item, if one is open.
+    fn finish_reasoning(&mut self, out: &mut BytesMut) {
+        if self.reasoning_done {
             return;
         }
-        self.message_started = true;
+        self.reasoning_done = true;
         if let Some(thinking) = self.thinking.clone() {
             let item_id = format!("rs_{}", self.cx.id);
             self.event(
@@ -379,6 +394,15 @@ impl ResponsesTranslator {
             let item = reasoning_item(&self.cx, &thinking);
             self.event(out, "response.output_item.done", json!({"output_index": 0, "item": item}));
         }
+    }
+
+    /// Closes the reasoning item, if any, and opens the message item.
+    fn start_message(&mut self, out: &mut BytesMut) {
+        if self.message_started {
+            return;
+        }
+        self.message_started = true;
+        self.finish_reasoning(out);
         let index = self.message_index();
         let mut item = message_item(&self.cx, "", "in_progress");
         item["content"] = json!([]);
@@ -404,7 +428,11 @@ impl SseEvents for ResponsesTranslator {
         }
         let delta = message.and_then(|m| m.get("content")).and_then(Value::as_str).unwrap_or("");
         let done = value.get("done").and_then(Value::as_bool).unwrap_or(false);
-        if !delta.is_empty() || done {
+        if let Some(calls) = message.and_then(|m| m.get("tool_calls")).and_then(Value::as_array) {
+            self.calls.extend(openai_tool_calls(calls, &self.cx.id, self.calls.len()));
+        }
+        // An answer of tool calls alone has no message item, as when it is not streamed.
+        if !delta.is_empty() || (done && self.calls.is_empty()) {
             self.start_message(out);
         }
         let item_id = format!("msg_{}", self.cx.id);
@@ -417,29 +445,29 @@ impl SseEvents for ResponsesTranslator {
                 json!({"item_id": item_id, "output_index": index, "content_index": 0, "delta": delta, "logprobs": []}),
             );
         }
-        if let Some(calls) = message.and_then(|m| m.get("tool_calls")).and_then(Value::as_array) {
-            self.calls.extend(openai_tool_calls(calls, &self.cx.id, self.calls.len()));
-        }
         if !done {
             return;
         }
-        let text = std::mem::take(&mut self.text);
-        self.event(
-            out,
-            "response.output_text.done",
-            json!({"item_id": item_id, "output_index": index, "content_index": 0, "text": text, "logprobs": []}),
-        );
-        self.event(
-            out,
-            "response.content_part.done",
-            json!({"item_id": item_id, "output_index": index, "content_index": 0,
-                   "part": {"type": "output_text", "text": text, "annotations": []}}),
-        );
+        self.finish_reasoning(out);
         let mut output: Vec<Value> =
             self.thinking.as_deref().map(|t| reasoning_item(&self.cx, t)).into_iter().collect();
-        let message = message_item(&self.cx, &text, "completed");
-        self.event(out, "response.output_item.done", json!({"output_index": index, "item": message}));
-        output.push(message);
+        if self.message_started {
+            let text = std::mem::take(&mut self.text);
+            self.event(
+                out,
+                "response.output_text.done",
+                json!({"item_id": item_id, "output_index": index, "content_index": 0, "text": text, "logprobs": []}),
+            );
+            self.event(
+                out,
+                "response.content_part.done",
+                json!({"item_id": item_id, "output_index": index, "content_index": 0,
+                       "part": {"type": "output_text", "text": text, "annotations": []}}),
+            );
+            let message = message_item(&self.cx, &text, "completed");
+            self.event(out, "response.output_item.done", json!({"output_index": index, "item": message}));
+            output.push(message);
+        }
         for call in std::mem::take(&mut self.calls) {
             let item = function_item(&call);
             let index = output.len();
@@ -625,6 +653,23 @@ mod tests {
         assert!(plain.iter().all(|e| e["type"] != "response.reasoning_summary_text.delta"));
         assert_eq!(plain[2]["output_index"], 0);
         assert_eq!(plain[plain.len() - 1]["response"]["output"][0]["type"], "message");
+        // Thinking then tool calls alone: no message item, as when not streamed.
+        let call = r#"{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"weather","arguments":{"city":"Oslo"}}}]},"done":true}"#;
+        let called = events_of(&[
+            r#"{"message":{"role":"assistant","content":"","thinking":"Ask the tool."},"done":false}"#,
+            call,
+        ]);
+        let output = &called[called.len() - 1]["response"]["output"];
+        let types: Vec<&str> = output.as_array().unwrap().iter().map(|o| o["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["reasoning", "function_call"]);
+        assert!(called.iter().all(|e| e["type"] != "response.output_text.done"));
+        let whole = responses_response(
+            &ResponsesContext { id: "resp_1".into(), created: 1, echo: Map::new() },
+            "m",
+            &json!({"message": {"role": "assistant", "content": "", "thinking": "Ask the tool.",
+                                "tool_calls": [{"function": {"name": "weather", "arguments": {"city": "Oslo"}}}]}}),
+        );
+        assert_eq!(&whole["output"], output, "streamed and whole answers have the same output");
     }
 
     #[test]
@@ -649,5 +694,24 @@ mod tests {
         assert_eq!(m[3]["thinking"], "It said 4.", "OpenAI's encrypted form: its summary");
         assert!(m[4].get("thinking").is_none(), "nothing readable: left out");
         assert!(m[5].get("thinking").is_none());
+        // An answer's text and its calls are one assistant turn; reasoning does not cross another turn; plain text
+        // without spaces is still text.
+        let (native, _) = translate(json!({"model": "auto", "input": [
+            {"role": "user", "content": "Weather in Oslo and Bergen?"},
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "想一想"},
+            {"role": "assistant", "content": "Checking."},
+            {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "4 C"},
+            {"type": "reasoning", "id": "rs_2", "summary": [{"type": "summary_text", "text": "stale"}]},
+            {"role": "user", "content": "And now?"}
+        ]}))
+        .unwrap();
+        let m = native["messages"].as_array().unwrap();
+        assert_eq!(m.len(), 4, "{m:?}");
+        assert_eq!(m[1]["content"], "Checking.");
+        assert_eq!(m[1]["thinking"], "想一想");
+        assert_eq!(m[1]["tool_calls"].as_array().map(Vec::len), Some(2));
+        assert!(m[3].get("thinking").is_none() && m[3]["role"] == "user");
     }
 }
