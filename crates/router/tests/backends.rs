@@ -397,6 +397,10 @@ async fn fill_in_the_middle_moves_to_infill_when_completions_refuse_a_suffix() {
         }
     };
     assert!(inserts("premium-llama3.1").await, "configured so, until the server says otherwise");
+    // A backend model's name in another case is that model, as a request to it is.
+    let shown = h.post("/api/show", json!({"model": "Premium-Llama3.1"})).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.text());
+    assert!(shown.json()["modelfile"].as_str().unwrap().starts_with("# premium-llama3.1:latest: "), "{}", shown.text());
     // A model without fill-in-the-middle tokens: a 400 that says so, and its chat is not held against it.
     let a = h.post("/api/generate", generate("premium-llama3.1", false)).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());

@@ -205,6 +205,8 @@ pub async fn show(
         .into_response());
     }
     let model = switchyard_core::ModelName::parse(name)?;
+    // A name in another case is the catalog's model, as a request to it is (a local model's answer is Ollama's own).
+    let model = state.catalog.load().spelled(&model).cloned().unwrap_or(model);
     if state.catalog.load().get(&model).is_some_and(|s| s.backend.as_ref().is_some_and(|b| b.fleet)) {
         // A fleet model: a node that serves it answers for it (through its own Ollama).
         let answer = state.fleet.ask(axum::http::Method::POST, "/api/show", Some(bytes), Some(&model)).await?;
