@@ -28,6 +28,10 @@ pub enum RouterError {
     #[error("request body is larger than the {limit} byte limit (server.max_body)")]
     PayloadTooLarge { limit: u64 },
 
+    /// The request body's `Content-Encoding` is one the router does not decode.
+    #[error("{0}")]
+    UnsupportedEncoding(String),
+
     /// A key is required and was missing or wrong.
     #[error("{0}")]
     Unauthorized(String),
@@ -103,6 +107,7 @@ impl RouterError {
             RouterError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             RouterError::Forbidden(_) => StatusCode::FORBIDDEN,
             RouterError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RouterError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RouterError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             RouterError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             RouterError::Busy { .. } | RouterError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -144,6 +149,7 @@ impl RouterError {
             RouterError::BadRequest { .. } => "bad_request",
             RouterError::ModelNotFound(_) => "model_not_found",
             RouterError::PayloadTooLarge { .. } => "too_large",
+            RouterError::UnsupportedEncoding(_) => "unsupported_encoding",
             RouterError::Unauthorized(_) => "unauthorized",
             RouterError::RateLimited { .. } => "rate_limited",
             RouterError::Busy { .. } => "busy",
@@ -341,9 +347,10 @@ impl IntoResponse for OpenAiError {
         let e = self.0;
         log(&e);
         let (kind, code) = match &e {
-            RouterError::BadRequest { .. } | RouterError::NoCapableModel(_) | RouterError::PayloadTooLarge { .. } => {
-                ("invalid_request_error", None)
-            }
+            RouterError::BadRequest { .. }
+            | RouterError::NoCapableModel(_)
+            | RouterError::PayloadTooLarge { .. }
+            | RouterError::UnsupportedEncoding(_) => ("invalid_request_error", None),
             RouterError::UpstreamRejected { .. } => ("invalid_request_error", None),
             RouterError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
             RouterError::NotFound(_) => ("not_found_error", None),

@@ -385,3 +385,48 @@ async fn openai_embeddings_take_at_most_openais_own_limit_of_inputs() {
     assert!(v["data"][0]["embedding"].as_array().is_some_and(|e| !e.is_empty()), "{v}");
     h.stop().await;
 }
+
+/// Codex sends its requests zstd-compressed (`Content-Encoding: zstd`), as Ollama accepts: such a body is served as
+/// the same body uncompressed would be, on both surfaces; a body that is not zstd, a frame cut short, or one that
+/// decompresses past `server.max_body` gets a clear 4xx in the surface's shape, and another encoding a 415.
+#[tokio::test]
+async fn zstd_request_bodies_are_decompressed_within_the_body_limit() {
+    use ruzstd::encoding::{CompressionLevel, compress_to_vec};
+    let h = start_with(SimOptions::default(), |c| c.server.max_body = switchyard_core::config::ByteSize::mib(1)).await;
+    let zstd = [("content-type", "application/json"), ("content-encoding", "zstd")];
+    let compress = |v: &Value| compress_to_vec(v.to_string().as_bytes(), CompressionLevel::Fastest);
+    let responses = json!({"model": "llama3.2:3b", "input": "Say hi", "max_output_tokens": 8});
+    let a = h.post_raw("/v1/responses", &compress(&responses), &zstd).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["status"], "completed", "{}", a.text());
+    let chat = json!({"model": "llama3.2:3b", "stream": false, "messages": [{"role": "user", "content": "hi"}]});
+    // Two frames in a row are one body, as the format allows.
+    let text = chat.to_string();
+    let (head, tail) = text.split_at(text.len() / 2);
+    let mut two = compress_to_vec(head.as_bytes(), CompressionLevel::Fastest);
+    two.extend(compress_to_vec(tail.as_bytes(), CompressionLevel::Fastest));
+    let a = h.post_raw("/api/chat", &two, &[("content-encoding", "ZSTD")]).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(!a.json()["message"]["content"].as_str().unwrap().is_empty(), "{}", a.text());
+    // Not zstd, and a frame cut short: 400s that name the cause.
+    let plain = h.post_raw("/v1/chat/completions", chat.to_string().as_bytes(), &zstd).await;
+    assert_eq!(plain.status, 400, "{}", plain.text());
+    assert!(plain.json()["error"]["message"].as_str().unwrap().contains("decompress the zstd"), "{}", plain.text());
+    let whole = compress(&chat);
+    let cut = h.post_raw("/api/chat", &whole[..whole.len() - 4], &zstd).await;
+    assert_eq!(cut.status, 400, "{}", cut.text());
+    assert!(cut.json()["error"].as_str().unwrap().contains("zstd"), "{}", cut.text());
+    // Under the 1 MiB limit compressed, 4 MiB decompressed: refused, and never held whole.
+    let padding = " ".repeat(4 << 20);
+    let bomb = compress_to_vec(
+        format!("{{\"model\":\"llama3.2:3b\",\"prompt\":\"hi\"{padding}}}").as_bytes(),
+        CompressionLevel::Fastest,
+    );
+    assert!(bomb.len() < 1 << 20, "{} bytes compressed", bomb.len());
+    let a = h.post_raw("/api/generate", &bomb, &zstd).await;
+    assert_eq!(a.status, 413, "{}", a.text());
+    let gzip = h.post_raw("/v1/chat/completions", &whole, &[("content-encoding", "gzip")]).await;
+    assert_eq!(gzip.status, 415, "{}", gzip.text());
+    assert!(gzip.json()["error"]["message"].as_str().unwrap().contains("uncompressed or as zstd"), "{}", gzip.text());
+    h.stop().await;
+}

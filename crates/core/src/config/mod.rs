@@ -231,7 +231,7 @@ pub struct ServerConfig {
     pub client_keys: Vec<String>,
     /// Allow a non-loopback `listen` without an admin key.
     pub allow_open_admin: bool,
-    /// Largest request body accepted; larger bodies get 413.
+    /// Largest request body accepted, a zstd-compressed one also once decompressed; larger bodies get 413.
     pub max_body: ByteSize,
     /// Deepest JSON nesting accepted in a request body.
     pub max_json_depth: u32,

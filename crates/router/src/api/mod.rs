@@ -72,8 +72,58 @@ pub(crate) async fn inference(
 
 /// Reads a request body up to `limit` bytes. A body that stops arriving for `timeout` (a client that declares a body
 /// and stops sending it) gets a 400 and its connection back, instead of holding a task and a descriptor for ever; a
-/// large body on a slow link is fine as long as it keeps coming.
+/// large body on a slow link is fine as long as it keeps coming. A body sent with `Content-Encoding: zstd` (Codex
+/// compresses its requests so) is decompressed, and `limit` bounds it decompressed too.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64, timeout: Duration) -> Result<Bytes, RouterError> {
+    let raw = read_raw_body(headers, body, limit, timeout).await?;
+    match content_encoding(headers)? {
+        None => Ok(raw),
+        Some(Encoding::Zstd) => tokio::task::spawn_blocking(move || unzstd(&raw, limit))
+            .await
+            .map_err(|e| RouterError::Internal(format!("decompressing the request body failed: {e}")))?,
+    }
+}
+
+/// A request body's encoding that the router decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Zstd,
+}
+
+/// The body's `Content-Encoding`: none (or `identity`), zstd, or a 415 that says what is accepted.
+fn content_encoding(headers: &HeaderMap) -> Result<Option<Encoding>, RouterError> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else { return Ok(None) };
+    let value = value.to_str().unwrap_or_default().trim();
+    if value.is_empty() || value.eq_ignore_ascii_case("identity") {
+        Ok(None)
+    } else if value.eq_ignore_ascii_case("zstd") {
+        Ok(Some(Encoding::Zstd))
+    } else {
+        Err(RouterError::UnsupportedEncoding(format!(
+            "request bodies with Content-Encoding {value:?} are not accepted: send the body uncompressed or as zstd"
+        )))
+    }
+}
+
+/// Decompresses a zstd body (one frame or several in a row) to at most `limit` bytes.
+fn unzstd(compressed: &[u8], limit: u64) -> Result<Bytes, RouterError> {
+    use std::io::Read;
+    let bad =
+        |e: &dyn std::fmt::Display| RouterError::bad(format!("failed to decompress the zstd request body: {e}"), None);
+    let mut rest = compressed;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let decoder = ruzstd::decoding::StreamingDecoder::new(&mut rest).map_err(|e| bad(&e))?;
+        let room = (limit + 1).saturating_sub(out.len() as u64);
+        decoder.take(room).read_to_end(&mut out).map_err(|e| bad(&e))?;
+        if out.len() as u64 > limit {
+            return Err(RouterError::PayloadTooLarge { limit });
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+async fn read_raw_body(headers: &HeaderMap, body: Body, limit: u64, timeout: Duration) -> Result<Bytes, RouterError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
