@@ -75,8 +75,9 @@ pub(crate) async fn inference(
 /// large body on a slow link is fine as long as it keeps coming. A body sent with `Content-Encoding: zstd` (Codex
 /// compresses its requests so) is decompressed, and `limit` bounds it decompressed too.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64, timeout: Duration) -> Result<Bytes, RouterError> {
+    let encoding = content_encoding(headers)?;
     let raw = read_raw_body(headers, body, limit, timeout).await?;
-    match content_encoding(headers)? {
+    match encoding {
         None => Ok(raw),
         Some(Encoding::Zstd) => tokio::task::spawn_blocking(move || unzstd(&raw, limit))
             .await
@@ -92,32 +93,114 @@ enum Encoding {
 
 /// The body's `Content-Encoding`: none (or `identity`), zstd, or a 415 that says what is accepted.
 fn content_encoding(headers: &HeaderMap) -> Result<Option<Encoding>, RouterError> {
-    let Some(value) = headers.get(header::CONTENT_ENCODING) else { return Ok(None) };
-    let value = value.to_str().unwrap_or_default().trim();
-    if value.is_empty() || value.eq_ignore_ascii_case("identity") {
-        Ok(None)
-    } else if value.eq_ignore_ascii_case("zstd") {
-        Ok(Some(Encoding::Zstd))
-    } else {
-        Err(RouterError::UnsupportedEncoding(format!(
-            "request bodies with Content-Encoding {value:?} are not accepted: send the body uncompressed or as zstd"
-        )))
+    let mut encoding = None;
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let text = value.to_str().unwrap_or("(not text)").trim();
+        if text.is_empty() || text.eq_ignore_ascii_case("identity") {
+            continue;
+        }
+        if !text.eq_ignore_ascii_case("zstd") || encoding.is_some() {
+            return Err(RouterError::UnsupportedEncoding(format!(
+                "request bodies with Content-Encoding {text:?} are not accepted: send the body uncompressed or as zstd"
+            )));
+        }
+        encoding = Some(Encoding::Zstd);
     }
+    Ok(encoding)
 }
 
-/// Decompresses a zstd body (one frame or several in a row) to at most `limit` bytes.
+/// The largest zstd window accepted: what the decoder may hold besides the output. zstd's own level 19 uses 8 MiB.
+const MIN_ZSTD_WINDOW_CAP: u64 = 8 << 20;
+
+/// A zstd frame's header, as far as bounding its decoding needs: the window the decoder keeps and the content size
+/// the frame declares.
+#[derive(Debug, PartialEq, Eq)]
+enum ZstdFrame {
+    /// A skippable frame of this many bytes in all, header included.
+    Skippable(u64),
+    /// A compressed frame.
+    Data { window: u64, content: Option<u64> },
+}
+
+/// Reads a zstd frame header (RFC 8878, section 3.1.1) without decoding anything; `None` when it is cut short or not
+/// zstd.
+fn zstd_frame(b: &[u8]) -> Option<ZstdFrame> {
+    let le = |bytes: &[u8]| bytes.iter().rev().fold(0u64, |n, &x| (n << 8) | u64::from(x));
+    let magic = le(b.get(..4)?);
+    if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
+        return Some(ZstdFrame::Skippable(8 + le(b.get(4..8)?)));
+    }
+    if magic != 0xFD2F_B528 {
+        return None;
+    }
+    let descriptor = *b.get(4)?;
+    let single_segment = descriptor & 0x20 != 0;
+    let mut at = 5;
+    let mut window = 0;
+    if !single_segment {
+        let w = *b.get(at)?;
+        at += 1;
+        let base = 1u64 << (10 + u32::from(w >> 3));
+        window = base + (base / 8) * u64::from(w & 7);
+    }
+    at += [0, 1, 2, 4][usize::from(descriptor & 3)];
+    let size_bytes = match descriptor >> 6 {
+        0 => usize::from(single_segment),
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    let content = match size_bytes {
+        0 => None,
+        2 => Some(le(b.get(at..at + 2)?) + 256),
+        n => Some(le(b.get(at..at + n)?)),
+    };
+    if single_segment {
+        window = content.unwrap_or(0);
+    }
+    Some(ZstdFrame::Data { window, content })
+}
+
+/// Decompresses a zstd body (one frame or several in a row, skippable frames skipped) to at most `limit` bytes. Each
+/// frame's header is read first, so that neither its declared size nor its window can make the decoder hold more
+/// than the limit allows; a checksum the frame carries is checked.
 fn unzstd(compressed: &[u8], limit: u64) -> Result<Bytes, RouterError> {
     use std::io::Read;
     let bad =
         |e: &dyn std::fmt::Display| RouterError::bad(format!("failed to decompress the zstd request body: {e}"), None);
+    let window_cap = limit.max(MIN_ZSTD_WINDOW_CAP);
     let mut rest = compressed;
     let mut out = Vec::new();
     while !rest.is_empty() {
-        let decoder = ruzstd::decoding::StreamingDecoder::new(&mut rest).map_err(|e| bad(&e))?;
-        let room = (limit + 1).saturating_sub(out.len() as u64);
-        decoder.take(room).read_to_end(&mut out).map_err(|e| bad(&e))?;
+        let room = limit.saturating_sub(out.len() as u64);
+        match zstd_frame(rest) {
+            None => return Err(bad(&"the data is not a zstd frame, or its header is cut short")),
+            Some(ZstdFrame::Skippable(n)) => {
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                rest = rest.get(n..).ok_or_else(|| bad(&"a skippable frame is cut short"))?;
+                continue;
+            }
+            Some(ZstdFrame::Data { content: Some(n), .. }) if n > room => {
+                return Err(RouterError::PayloadTooLarge { limit });
+            }
+            Some(ZstdFrame::Data { window, .. }) if window > window_cap => {
+                return Err(bad(&format!("its window of {window} bytes is larger than the {window_cap} accepted")));
+            }
+            Some(ZstdFrame::Data { .. }) => {}
+        }
+        let mut decoder = ruzstd::decoding::StreamingDecoder::new(&mut rest).map_err(|e| bad(&e))?;
+        (&mut decoder).take(room.saturating_add(1)).read_to_end(&mut out).map_err(|e| bad(&e))?;
         if out.len() as u64 > limit {
             return Err(RouterError::PayloadTooLarge { limit });
+        }
+        let frame = &decoder.decoder;
+        if !frame.is_finished() {
+            return Err(bad(&"a frame is cut short"));
+        }
+        if let (Some(sent), Some(computed)) = (frame.get_checksum_from_data(), frame.get_calculated_checksum())
+            && sent != computed
+        {
+            return Err(bad(&"the checksum does not match the data"));
         }
     }
     Ok(Bytes::from(out))
@@ -279,4 +362,90 @@ pub fn label(mut response: Response<Body>, model: &ModelName, category: &'static
     response.headers_mut().insert("x-switchyard-category", HeaderValue::from_static(category));
     response.extensions_mut().insert(RouteLabels { model: model.to_string(), category });
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ruzstd::encoding::{CompressionLevel, compress_to_vec};
+
+    const MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+    /// A frame header and one RLE block of `block` bytes of `b'a'` (the last block), as a hostile client would write
+    /// it: a few bytes that decode to as much as the header lets them.
+    fn rle_frame(descriptor: u8, rest_of_header: &[u8], block: u32) -> Vec<u8> {
+        let mut f = MAGIC.to_vec();
+        f.push(descriptor);
+        f.extend_from_slice(rest_of_header);
+        let block_header = 1 | (1 << 1) | (block << 3); // last block, RLE, size
+        f.extend_from_slice(&block_header.to_le_bytes()[..3]);
+        f.push(b'a');
+        f
+    }
+
+    #[test]
+    fn frame_headers_are_read_as_the_format_defines_them() {
+        // Single segment, one byte of content size: the window is the content size.
+        assert_eq!(
+            zstd_frame(&rle_frame(0x20, &[100], 100)),
+            Some(ZstdFrame::Data { window: 100, content: Some(100) })
+        );
+        // A window descriptor (exponent 3, mantissa 2: 8 KiB + 2 KiB) and two bytes of content size (+256).
+        assert_eq!(
+            zstd_frame(&rle_frame(0x40, &[(3 << 3) | 2, 0x10, 0x00], 8)),
+            Some(ZstdFrame::Data { window: 10 << 10, content: Some(16 + 256) })
+        );
+        // A skippable frame, and what is not zstd or is cut short.
+        assert_eq!(zstd_frame(&[0x5A, 0x2A, 0x4D, 0x18, 3, 0, 0, 0, 1, 2, 3]), Some(ZstdFrame::Skippable(11)));
+        assert_eq!(zstd_frame(b"{\"model\":1}"), None);
+        assert_eq!(zstd_frame(&MAGIC), None);
+        // What the encoder writes is read back as decodable.
+        let data = compress_to_vec(&b"hello"[..], CompressionLevel::Fastest);
+        assert!(matches!(zstd_frame(&data), Some(ZstdFrame::Data { .. })), "{data:?}");
+    }
+
+    #[test]
+    fn a_frame_that_declares_or_needs_more_than_the_limit_is_refused_before_it_is_decoded() {
+        let limit = 1 << 20;
+        // Declares 1 TiB in 8 bytes of content size: 413 at once, nothing decoded.
+        let huge = rle_frame(0xE0, &(1u64 << 40).to_le_bytes(), 1 << 16);
+        assert!(matches!(unzstd(&huge, limit), Err(RouterError::PayloadTooLarge { .. })));
+        // No content size, a window of 2 TiB (exponent 31): refused for its window.
+        let window = rle_frame(0x00, &[31 << 3], 1 << 16);
+        let Err(RouterError::BadRequest { message, .. }) = unzstd(&window, limit) else { panic!("window accepted") };
+        assert!(message.contains("window"), "{message}");
+        // No content size and a small window, but more blocks than the limit: the output stops at the limit.
+        let mut many = MAGIC.to_vec();
+        many.extend_from_slice(&[0x00, 7 << 3]); // window 128 KiB, no content size
+        for i in 0..20 {
+            let last = u32::from(i == 19);
+            let block_header = last | (1 << 1) | ((128 << 10) << 3);
+            many.extend_from_slice(&block_header.to_le_bytes()[..3]);
+            many.push(b' ');
+        }
+        assert!(matches!(unzstd(&many, limit), Err(RouterError::PayloadTooLarge { .. })));
+        assert_eq!(unzstd(&many, 4 << 20).map(|b| b.len()).ok(), Some(20 * (128 << 10)));
+        // A skippable frame between two frames is passed over.
+        let mut two = compress_to_vec(&b"{\"a\":"[..], CompressionLevel::Fastest);
+        two.extend_from_slice(&[0x50, 0x2A, 0x4D, 0x18, 2, 0, 0, 0, 9, 9]);
+        two.extend(compress_to_vec(&b"1}"[..], CompressionLevel::Fastest));
+        assert_eq!(unzstd(&two, limit).ok().as_deref(), Some(&b"{\"a\":1}"[..]));
+    }
+
+    #[test]
+    fn only_zstd_and_identity_encodings_are_taken() {
+        let with = |values: &[&[u8]]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::CONTENT_ENCODING, HeaderValue::from_bytes(v).unwrap());
+            }
+            content_encoding(&h)
+        };
+        assert_eq!(with(&[]).ok(), Some(None));
+        assert_eq!(with(&[b"identity"]).ok(), Some(None));
+        assert_eq!(with(&[b"Zstd"]).ok(), Some(Some(Encoding::Zstd)));
+        for refused in [&[&b"gzip"[..]][..], &[b"zstd", b"zstd"], &[b"zstd", b"gzip"], &[b"\xff"]] {
+            assert!(matches!(with(refused), Err(RouterError::UnsupportedEncoding(_))), "{refused:?}");
+        }
+    }
 }
