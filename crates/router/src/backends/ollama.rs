@@ -45,8 +45,7 @@ impl Backend for OllamaBackend {
         let Hold::Vram(lease) = hold else {
             return Err(ForwardFailure::Connect("internal: an Ollama request without a VRAM lease".into()));
         };
-        let body = prepared.upstream_body(id, &lease.options).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
-        self.forwarder.send(prepared.endpoint.path(), body, prepared.stream).await
+        send_native(&self.forwarder, prepared, id, &lease.options).await
     }
 
     fn idle_timeout(&self) -> Duration {
@@ -90,9 +89,7 @@ impl Backend for OllamaCloud {
         _shown: &str,
         _hold: &Hold,
     ) -> Result<Reply, ForwardFailure> {
-        let body =
-            prepared.upstream_body(id, &LoadOptions::default()).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
-        self.forwarder.send(prepared.endpoint.path(), body, prepared.stream).await
+        send_native(&self.forwarder, prepared, id, &LoadOptions::default()).await
     }
 
     fn idle_timeout(&self) -> Duration {
@@ -104,4 +101,15 @@ impl Backend for OllamaCloud {
     }
 
     fn failed(&self, _failure: &ForwardFailure, _tracker: &tokio_util::task::TaskTracker) {}
+}
+
+/// Sends a native request to Ollama's endpoint for it, with the load-time `options` the model runs with.
+async fn send_native(
+    forwarder: &Forwarder,
+    prepared: &Prepared,
+    id: &str,
+    options: &LoadOptions,
+) -> Result<Reply, ForwardFailure> {
+    let body = prepared.upstream_body(id, options).map_err(|e| ForwardFailure::Connect(e.to_string()))?;
+    forwarder.send(prepared.endpoint.path(), body, prepared.stream).await
 }
